@@ -1,0 +1,1 @@
+"""Command-line applications built on the memif library (one module per subcommand)."""

@@ -1,0 +1,330 @@
+"""A memif socket: one control endpoint serving many interfaces.
+
+A socket is either listening (its interfaces are servers) or connecting (clients),
+as in VPP.  :meth:`Socket.poll` does all control-plane work: accepting, reading
+messages, handshake timeouts, client reconnects and data-path faults.  The socket's
+:meth:`fileno` is an epoll fd that becomes readable whenever ``poll`` has work, so
+it plugs into any event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import socket as _socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from . import proto, transport, wire
+from .config import InterfaceConfig, Role
+from .errors import ConfigError, ProtocolError
+from .interface import BufferPool, ConnectCallback, DisconnectCallback, Interface
+
+DEFAULT_APP_NAME = "memif-python"
+
+
+@dataclass
+class _Conn:
+    """One control connection and the channel that speaks on it."""
+
+    sock: _socket.socket
+    channel: proto.Channel
+    interface: Interface | None = None
+
+
+class Socket:
+    """A listening or connecting memif control socket.
+
+    ``path`` is a filesystem path, ``@name`` or ``abstract:name``.  ``mode`` and
+    ``group`` set the permissions of a listening socket file.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        app_name: str = DEFAULT_APP_NAME,
+        mode: int | None = 0o660,
+        group: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = path
+        self.address = transport.parse_address(path)
+        if len(app_name.encode()) > wire.NAME_SIZE - 1:
+            raise ConfigError(f"application name is longer than {wire.NAME_SIZE - 1} bytes")
+        self.app_name = app_name
+        self.role: Role | None = None
+        self.interfaces: dict[int, Interface] = {}
+        self._mode = mode
+        self._group = group
+        self._clock = clock
+        self._selector = selectors.EpollSelector()
+        self._listener: _socket.socket | None = None
+        self._conns: dict[int, _Conn] = {}
+        self._closed = False
+
+    # ------------------------------------------------------------------ public
+    def fileno(self) -> int:
+        """An epoll fd, readable when :meth:`poll` has control work to do."""
+        return self._selector.fileno()
+
+    @property
+    def listening(self) -> bool:
+        """True when this socket is bound and accepting."""
+        return self._listener is not None
+
+    def create_interface(
+        self,
+        config: InterfaceConfig | None = None,
+        *,
+        on_connect: ConnectCallback | None = None,
+        on_disconnect: DisconnectCallback | None = None,
+        pools: Sequence[BufferPool] = (),
+        **options: object,
+    ) -> Interface:
+        """Create an interface (``memif_create``); options are InterfaceConfig fields.
+
+        The first interface decides whether the socket listens or connects.
+        """
+        if self._closed:
+            raise ConfigError("socket is closed")
+        cfg = (config or InterfaceConfig(**options)).check()  # type: ignore[arg-type]
+        if self.role is not None and cfg.role is not self.role:
+            raise ConfigError(
+                f"socket {self.path} already has {self.role.value} interfaces: "
+                "a socket either listens (servers) or connects (clients)"
+            )
+        if cfg.id in self.interfaces:
+            raise ConfigError(f"interface id {cfg.id} already exists on {self.path}")
+        if pools and cfg.role is not Role.CLIENT:
+            raise ConfigError("only a client shares its own memory (pools)")
+        if cfg.role is Role.SERVER and self._listener is None:
+            self._listener = transport.listen(self.address, mode=self._mode, gid=self._group)
+            self._selector.register(self._listener, selectors.EVENT_READ, None)
+        self.role = cfg.role
+        iface = Interface(
+            self, cfg, on_connect=on_connect, on_disconnect=on_disconnect, pools=pools
+        )
+        self.interfaces[cfg.id] = iface
+        return iface
+
+    def poll(self, timeout: float | None = 0.0) -> None:
+        """Do pending control work, waiting up to ``timeout`` seconds for some."""
+        now = self._clock()
+        wait = self._next_deadline(now)
+        if timeout is not None:
+            wait = timeout if wait is None else min(wait, timeout)
+        for key, _ in self._selector.select(wait):
+            if key.data is None:
+                self._accept()
+            else:
+                self._readable(key.data)
+        self._timers(self._clock())
+
+    def run(self, duration: float | None = None, until: Callable[[], bool] | None = None) -> None:
+        """Built-in loop: poll until ``duration`` passes or ``until()`` is true."""
+        end = None if duration is None else self._clock() + duration
+        while not (until and until()):
+            left = None if end is None else end - self._clock()
+            if left is not None and left <= 0:
+                return
+            self.poll(0.1 if left is None else min(0.1, left))
+
+    def close(self) -> None:
+        """Delete every interface, stop listening, release every fd and mapping."""
+        if self._closed:
+            return
+        for iface in list(self.interfaces.values()):
+            self._delete(iface)
+        for conn in list(self._conns.values()):
+            self._drop(conn, "socket closed", False)
+        if self._listener is not None:
+            self._selector.unregister(self._listener)
+            self._listener.close()
+            self._listener = None
+            if not transport.is_abstract(self.address):
+                with contextlib.suppress(OSError):
+                    os.unlink(self.address)
+        self._selector.close()
+        self._closed = True
+
+    def __enter__(self) -> Socket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ connections
+    def _accept(self) -> None:
+        assert self._listener is not None
+        try:
+            sock, _ = self._listener.accept()
+        except (BlockingIOError, OSError):
+            return
+        sock.setblocking(False)
+        timeout = min(
+            (i.config.handshake_timeout or 1e9 for i in self.interfaces.values()), default=5.0
+        )
+        channel = proto.MasterChannel(
+            self._lookup, name=self.app_name, now=self._clock(), handshake_timeout=timeout
+        )
+        conn = _Conn(sock, channel)
+        self._conns[sock.fileno()] = conn
+        self._selector.register(sock, selectors.EVENT_READ, conn)
+        self._flush(conn)
+
+    def _lookup(self, if_id: int) -> proto.MasterPolicy:
+        iface = self.interfaces.get(if_id)
+        if iface is None:
+            raise ProtocolError("unmatched interface id")
+        if iface._conn is not None:
+            raise ProtocolError("already connected")
+        if not iface.enabled:
+            raise ProtocolError("interface is down")
+        return proto.MasterPolicy(iface.config.mode, iface.config.secret, iface)
+
+    def _connect(self, iface: Interface, now: float) -> None:
+        cfg = iface.config
+        try:
+            sock = transport.connect(self.address)
+        except OSError as exc:
+            iface.local_disc_reason = f"connect failed: {exc.strerror or exc}"
+            iface.next_retry = (
+                None if cfg.reconnect_interval is None else now + cfg.reconnect_interval
+            )
+            return
+        init = wire.Init(cfg.id, cfg.mode, cfg.secret, self.app_name)
+        channel = proto.SlaveChannel(init, now=now, handshake_timeout=cfg.handshake_timeout)
+        conn = _Conn(sock, channel, iface)
+        iface._conn = conn
+        iface.next_retry = None
+        self._conns[sock.fileno()] = conn
+        self._selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _readable(self, conn: _Conn) -> None:
+        try:
+            got = transport.recv_message(conn.sock)
+        except BlockingIOError:
+            return
+        except transport.Malformed as exc:
+            self._events(conn, conn.channel.fail(str(exc)))
+            return
+        except OSError:
+            got = None
+        if got is None:
+            self._events(conn, conn.channel.peer_closed())
+            return
+        data, fd = got
+        events = conn.channel.receive_bytes(data, fd, self._clock())
+        if fd is not None and not _owns(conn.channel, fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._events(conn, events)
+
+    def _events(self, conn: _Conn, events: list[proto.Event]) -> None:
+        for ev in events:
+            match ev:
+                case proto.InitAccepted(slot=iface):
+                    conn.interface = iface
+                    iface._conn = conn
+                case proto.HelloReceived(hello=hello):
+                    self._client_hello(conn, hello)
+                case proto.ConnectRequested():
+                    self._server_connect(conn, ev)
+                case proto.Connected(remote_if_name=name):
+                    conn.interface._client_connected(name)
+                case proto.Disconnected(reason=reason, by_peer=by_peer):
+                    self._flush(conn)
+                    self._drop(conn, reason, by_peer)
+                    return
+        self._flush(conn)
+
+    def _client_hello(self, conn: _Conn, hello: wire.Hello) -> None:
+        iface = conn.interface
+        try:
+            regions, rings, if_name = iface._client_setup(hello)
+        except (OSError, ValueError) as exc:
+            self._events(conn, conn.channel.fail(f"cannot allocate memory: {exc}"))
+            return
+        conn.channel.setup(regions, rings, if_name)
+
+    def _server_connect(self, conn: _Conn, req: proto.ConnectRequested) -> None:
+        iface = conn.interface
+        try:
+            iface._server_attach(req)
+        except ProtocolError as exc:
+            self._events(conn, conn.channel.fail(str(exc)))
+            return
+        conn.channel.accept(iface.name)
+        iface.remote_app_name = conn.channel.remote_name
+
+    def _flush(self, conn: _Conn) -> None:
+        for msg, fd in conn.channel.messages_to_send():
+            try:
+                transport.send_message(conn.sock, msg, fd)
+            except OSError:
+                if not conn.channel.closed:
+                    self._events(conn, conn.channel.peer_closed())
+                return
+
+    def _drop(self, conn: _Conn, reason: str, by_peer: bool) -> None:
+        """Close a connection and release what it held."""
+        key = conn.sock.fileno()
+        if self._conns.pop(key, None) is None:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(conn.sock)
+        conn.sock.close()
+        iface = conn.interface
+        if iface is not None and iface._conn is conn:
+            iface.remote_app_name = conn.channel.remote_name
+            iface._down(reason, by_peer)
+            if iface.role is Role.CLIENT and iface.enabled and iface.config.reconnect_interval:
+                iface.next_retry = self._clock() + iface.config.reconnect_interval
+        if isinstance(conn.channel, proto.MasterChannel):
+            # Mappings outlive their fds: the fds the peer sent are closed here, always.
+            for fd in conn.channel.offered_fds():
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def _disconnect(self, iface: Interface, reason: str) -> None:
+        conn = iface._conn
+        if conn is not None:
+            self._events(conn, conn.channel.fail(reason))
+
+    def _delete(self, iface: Interface) -> None:
+        iface.enabled = False
+        iface.next_retry = None
+        self._disconnect(iface, "interface deleted")
+        self.interfaces.pop(iface.id, None)
+
+    # ------------------------------------------------------------------ timers
+    def _next_deadline(self, now: float) -> float | None:
+        times = [c.channel.deadline for c in self._conns.values() if c.channel.deadline]
+        times += [
+            i.next_retry for i in self.interfaces.values() if i.next_retry is not None and i.enabled
+        ]
+        if any(i.connected for i in self.interfaces.values()):
+            times.append(now + 0.5)  # check data-path faults twice a second
+        return max(0.0, min(times) - now) if times else None
+
+    def _timers(self, now: float) -> None:
+        for conn in list(self._conns.values()):
+            self._events(conn, conn.channel.tick(now))
+        for iface in list(self.interfaces.values()):
+            if iface.connected and (reason := iface.fault()):
+                self._disconnect(iface, reason)
+            if (
+                iface.role is Role.CLIENT
+                and iface.enabled
+                and iface._conn is None
+                and iface.next_retry is not None
+                and now >= iface.next_retry
+            ):
+                self._connect(iface, now)
+
+
+def _owns(channel: proto.Channel, fd: int) -> bool:
+    return channel.owns_fd(fd)

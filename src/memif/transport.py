@@ -1,0 +1,167 @@
+"""The control channel's I/O: AF_UNIX SOCK_SEQPACKET sockets carrying 128-byte
+messages with at most one fd each (SCM_RIGHTS), and socket naming.
+
+Socket names: a path is a filesystem socket; ``@name`` or ``abstract:name`` is the
+abstract key ``"\\0name"`` with its exact length (libmemif ``@name``, VPP
+``abstract:name``, DPDK ``socket-abstract=yes``); ``unix:/path`` is a path.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import errno
+import os
+import socket
+import stat
+
+from . import wire
+from .errors import ConfigError, SocketInUseError
+
+_FD_SIZE = array.array("i").itemsize
+# Room for a few fds: a hostile peer sending more must not make us leak them.
+_ANC_SIZE = socket.CMSG_SPACE(8 * _FD_SIZE)
+
+
+def parse_address(name: str) -> str | bytes:
+    """Turn a user-facing socket name into what ``bind``/``connect`` take.
+
+    Abstract names become bytes starting with NUL, with no padding.
+    """
+    if not name:
+        raise ConfigError("empty socket name: give a path, @name or abstract:name")
+    if name.startswith("@"):
+        key = name[1:]
+    elif name.startswith("abstract:"):
+        key = name[len("abstract:") :].split(",", 1)[0]
+    else:
+        path = name[len("unix:") :] if name.startswith("unix:") else name
+        if len(os.fsencode(path)) > 107:
+            raise ConfigError(f"socket path {path!r} is longer than 107 bytes")
+        return path
+    raw = key.encode()
+    if not raw or len(raw) > 107:
+        raise ConfigError(f"abstract socket name {name!r} must be 1..107 bytes")
+    return b"\0" + raw
+
+
+def is_abstract(address: str | bytes) -> bool:
+    """True for an abstract-namespace address."""
+    return isinstance(address, bytes) and address.startswith(b"\0")
+
+
+def seqpacket() -> socket.socket:
+    """A new non-blocking, close-on-exec AF_UNIX SOCK_SEQPACKET socket."""
+    return socket.socket(
+        socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+    )
+
+
+def listen(
+    address: str | bytes, *, mode: int | None = None, gid: int | None = None, backlog: int = 16
+) -> socket.socket:
+    """Bind and listen; remove a stale socket file, refuse an active listener."""
+    sock = seqpacket()
+    try:
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            if is_abstract(address) or _has_listener(address):
+                raise SocketInUseError(f"Active listener on {display(address)}") from None
+            os.unlink(address)
+            sock.bind(address)
+        if not is_abstract(address):
+            if mode is not None:
+                os.chmod(address, mode)
+            if gid is not None:
+                os.chown(address, -1, gid)
+        sock.listen(backlog)
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _has_listener(path: str | bytes) -> bool:
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            raise SocketInUseError(f"{display(path)} exists and is not a socket")
+    except FileNotFoundError:
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def connect(address: str | bytes) -> socket.socket:
+    """Connect (blocking connect, then non-blocking); raises OSError when nobody listens."""
+    sock = seqpacket()
+    try:
+        sock.setblocking(True)
+        sock.settimeout(1.0)
+        sock.connect(address)
+        sock.setblocking(False)
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+def display(address: str | bytes) -> str:
+    """How an address is shown to users: a path or ``@name``."""
+    if isinstance(address, bytes):
+        return (
+            "@" + address[1:].decode(errors="replace")
+            if is_abstract(address)
+            else address.decode(errors="replace")
+        )
+    return address
+
+
+def send_message(sock: socket.socket, msg: wire.Message, fd: int | None = None) -> None:
+    """Send one 128-byte message, with ``fd`` attached through SCM_RIGHTS."""
+    data = wire.encode(msg)
+    if fd is None:
+        sock.send(data)
+    else:
+        sock.sendmsg(
+            [data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]).tobytes())]
+        )
+
+
+class Malformed(Exception):
+    """The peer sent something that is not one message with at most one fd."""
+
+
+def recv_message(sock: socket.socket) -> tuple[bytes, int | None] | None:
+    """Receive one datagram and its fd; None at EOF.
+
+    Extra fds are closed at once; a truncated message or more than one fd raises
+    :class:`Malformed` (after closing every fd that came along).
+    """
+    data, ancdata, flags, _ = sock.recvmsg(wire.MSG_SIZE + 1, _ANC_SIZE)
+    fds: list[int] = []
+    for level, ctype, cdata in ancdata:
+        if level == socket.SOL_SOCKET and ctype == socket.SCM_RIGHTS:
+            usable = len(cdata) - len(cdata) % _FD_SIZE
+            fds.extend(array.array("i", cdata[:usable]))
+    if not data and not fds:
+        return None
+    problem = None
+    if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+        problem = "truncated message or control data"
+    elif len(fds) > 1:
+        problem = f"{len(fds)} file descriptors in one message"
+    if problem:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        raise Malformed(problem)
+    return data, (fds[0] if fds else None)
