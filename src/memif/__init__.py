@@ -10,6 +10,7 @@ Quick start::
         iface.send([b"\\x00" * 64])
 """
 
+from . import testing
 from .config import InterfaceConfig, Role
 from .errors import ConfigError, MemifError, NotConnectedError, ProtocolError, SocketInUseError
 from .interface import BufferPool, Interface, InterfaceDetails
@@ -37,4 +38,5 @@ __all__ = [
     "TxBatch",
     "TxQueue",
     "__version__",
+    "testing",
 ]

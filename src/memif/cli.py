@@ -1,18 +1,28 @@
 """The ``memif`` command: one entry point, one module per subcommand.
 
-Each subcommand module under ``memif.apps`` exposes ``add_parser(subparsers)``,
-which registers its options and sets ``func`` to a callable taking the parsed
-arguments and returning the exit status.
+Every module under ``memif.apps`` that defines ``add_parser(subparsers)`` is a
+subcommand: it registers its options and sets ``func`` to a callable taking the
+parsed arguments and returning the exit status.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 
-#: Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMANDS = ("bench",)
+from . import apps
+
+
+def subcommand_modules() -> list[str]:
+    """Names of the modules under ``memif.apps`` that provide a subcommand."""
+    names = []
+    for info in pkgutil.iter_modules(apps.__path__):
+        module = importlib.import_module(f"memif.apps.{info.name}")
+        if hasattr(module, "add_parser"):
+            names.append(info.name)
+    return sorted(names)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMANDS:
+    for name in subcommand_modules():
         importlib.import_module(f"memif.apps.{name}").add_parser(sub)
     return parser
 

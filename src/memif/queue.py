@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import wire
+from .errors import ConfigError
 from .shm import Region, Ring
 
 _U16 = 0xFFFF
@@ -129,6 +130,7 @@ class RxBatch:
         "_regions",
         "_matrix",
         "_matrix_done",
+        "_uniform_region",
     )
 
     def __init__(
@@ -139,8 +141,10 @@ class RxBatch:
         seg_length: np.ndarray,
         first: np.ndarray | None = None,
         lengths: np.ndarray | None = None,
+        uniform_region: int | None = None,
     ) -> None:
         self._regions = regions
+        self._uniform_region = uniform_region
         self.seg_region = seg_region
         self.seg_offset = seg_offset
         self.seg_length = seg_length
@@ -168,10 +172,14 @@ class RxBatch:
         if not self._matrix_done:
             self._matrix_done = True
             if self.first is None and len(self.lengths):
-                r = self.seg_region
-                if r[0] == r[-1] and (len(r) < 3 or (r == r[0]).all()):
+                r = self._uniform_region
+                if r is None:
+                    sr = self.seg_region
+                    if sr[0] == sr[-1] and (len(sr) < 3 or (sr == sr[0]).all()):
+                        r = int(sr[0])
+                if r is not None:
                     width = int(self.seg_length.max())
-                    self._matrix = strided_view(self._regions[int(r[0])], self.seg_offset, width)
+                    self._matrix = strided_view(self._regions[r], self.seg_offset, width)
         return self._matrix
 
     def segments(self, i: int) -> list[np.ndarray]:
@@ -342,6 +350,24 @@ class RxQueue(_Queue):
         if n == 0:
             return self._empty()
         recs = _read_descs(ring, self._cursor, n)
+        # Fast path: flags, region and length live in each descriptor's first 8 bytes;
+        # when they are the same everywhere one comparison checks all three.
+        words = recs.view(np.uint64)[0::2]
+        w0 = int(words[0])
+        if not w0 & wire.DESC_FLAG_NEXT and (words == w0).all():
+            region, length = (w0 >> 16) & 0xFFFF, w0 >> 32
+            offset = recs["offset"]
+            if (
+                region < len(self._sizes)
+                and length
+                and int(offset.max()) + length <= int(self._sizes[region])
+            ):
+                self._cursor = (self._cursor + n) & _U16
+                self.stats.packets += n
+                self.stats.bytes += n * length
+                return RxBatch(
+                    self._regions, recs["region"], offset, recs["length"], uniform_region=region
+                )
         flags = recs["flags"]
         if flags.any() and (flags & wire.DESC_FLAG_NEXT).any():
             return self._rx_chained(recs, avail)
@@ -452,7 +478,7 @@ class TxBatch:
         start: int,
         capacity: int,
         regions: Sequence[np.ndarray],
-        region: np.ndarray,
+        region: np.ndarray | int,
         offset: np.ndarray,
         buffers: np.ndarray | None,
     ) -> None:
@@ -472,7 +498,8 @@ class TxBatch:
         if self.buffers is not None:
             return self.buffers[i]
         off = int(self._offset[i])
-        return self._regions[int(self._region[i])][off : off + self.capacity]
+        r = self._region if isinstance(self._region, int) else int(self._region[i])
+        return self._regions[r][off : off + self.capacity]
 
     def fill(self, data: np.ndarray) -> None:
         """Copy a ``(count, width)`` array into the buffers (vectorized scatter)."""
@@ -481,8 +508,9 @@ class TxBatch:
             self.buffers[: len(data), :width] = data
             return
         cols = np.arange(width)
-        for r in np.unique(self._region[: len(data)]):
-            rows = np.flatnonzero(self._region[: len(data)] == r)
+        region = np.broadcast_to(self._region, (self.count,))[: len(data)]
+        for r in np.unique(region):
+            rows = np.flatnonzero(region == r)
             idx = self._offset[rows, None].astype(np.int64) + cols
             self._regions[int(r)][idx] = data[rows]
 
@@ -511,8 +539,11 @@ class TxQueue(_Queue):
         self._buf_offsets = buffer_offsets
         self._buf_size = buffer_size
         self._bufs2d: np.ndarray | None = None
+        self._rewrite_desc = False  # set once zero-copy pointed slots elsewhere
         if not is_master and buffer_offsets is not None:
             self._bufs2d = strided_view(self._regions[buffer_region], buffer_offsets, buffer_size)
+            ring.d_region[:] = buffer_region  # each slot's own buffer, written once
+            ring.d_offset[:] = buffer_offsets
         self._pending: TxBatch | None = None
 
     def free_slots(self) -> int:
@@ -542,9 +573,13 @@ class TxQueue(_Queue):
         if self.is_master:
             return self._alloc_posted(start, s, n)
         bufs = self._bufs2d[s : s + n] if self._bufs2d is not None else None
-        region = np.full(n, self._buf_region, np.uint16)
         return TxBatch(
-            start, self._buf_size, self._regions, region, self._buf_offsets[s : s + n], bufs
+            start,
+            self._buf_size,
+            self._regions,
+            self._buf_region,
+            self._buf_offsets[s : s + n],
+            bufs,
         )
 
     def _alloc_posted(self, start: int, s: int, n: int) -> TxBatch:
@@ -579,17 +614,21 @@ class TxQueue(_Queue):
         ring = self.ring
         s = batch.start & ring.mask
         if isinstance(lengths, int | np.integer):
-            lengths_arr = None
+            if not 0 < lengths <= batch.capacity:
+                raise ConfigError(f"length {lengths} must be 1..{batch.capacity}")
             ring.d_length[s : s + n] = lengths
             nbytes = int(lengths) * n
         else:
             lengths_arr = np.asarray(lengths)[:n]
+            if int(lengths_arr.max()) > batch.capacity or int(lengths_arr.min()) <= 0:
+                raise ConfigError(f"lengths must be 1..{batch.capacity}")
             ring.d_length[s : s + n] = lengths_arr
             nbytes = int(lengths_arr.sum())
         ring.d_flags[s : s + n] = 0 if flags is None else flags[:n]
         if not self.is_master:
-            ring.d_region[s : s + n] = self._buf_region
-            ring.d_offset[s : s + n] = batch._offset[:n]
+            if self._rewrite_desc:
+                ring.d_region[s : s + n] = self._buf_region
+                ring.d_offset[s : s + n] = batch._offset[:n]
             ring.head = batch.start + n
         else:
             ring.tail = batch.start + n
@@ -599,6 +638,52 @@ class TxQueue(_Queue):
             self.stats.packets += n - int(np.count_nonzero(flags[:n] & wire.DESC_FLAG_NEXT))
         self.stats.bytes += nbytes
         ring.kick()
+        return n
+
+    @property
+    def in_flight(self) -> int:
+        """Slots published and not yet given back by the consumer."""
+        ring = self.ring
+        n = (ring.head - ring.tail) & _U16 if not self.is_master else 0
+        return n if n <= ring.size else 0
+
+    def tx_zero_copy(self, region: int, offsets: np.ndarray, lengths: np.ndarray | int) -> int:
+        """Client only: publish descriptors that point straight into shared memory.
+
+        ``region`` is a region index (``Interface.pool_region(pool)`` for a
+        :class:`~memif.BufferPool`), ``offsets``/``lengths`` say where each packet
+        lies in it.  Nothing is copied.  Returns how many were published (limited by
+        free slots); the memory of packet ``k`` is the peer's until :attr:`in_flight`
+        drops below ``published - k``.
+        """
+        if self.is_master:
+            raise ConfigError("only a client transmits from its own memory (zero-copy)")
+        offsets = np.asarray(offsets, dtype=np.uint32)
+        lengths = np.broadcast_to(np.asarray(lengths, dtype=np.uint32), offsets.shape)
+        if not 0 <= region < len(self._sizes):
+            raise ConfigError(f"region {region} does not exist (have {len(self._sizes)})")
+        if len(offsets) and (
+            int(lengths.min()) == 0
+            or int((offsets.astype(np.uint64) + lengths).max()) > int(self._sizes[region])
+        ):
+            raise ConfigError(f"a packet lies outside region {region} or has length 0")
+        ring = self.ring
+        n = min(len(offsets), self.free_slots())
+        start = ring.head
+        s = start & ring.mask
+        first = min(n, ring.size - s)
+        for lo, hi, at in ((0, first, s), (first, n, 0)):
+            if hi > lo:
+                ring.d_region[at : at + hi - lo] = region
+                ring.d_offset[at : at + hi - lo] = offsets[lo:hi]
+                ring.d_length[at : at + hi - lo] = lengths[lo:hi]
+                ring.d_flags[at : at + hi - lo] = 0
+        self._rewrite_desc = True
+        if n:
+            ring.head = start + n
+            self.stats.packets += n
+            self.stats.bytes += int(lengths[:n].sum())
+            ring.kick()
         return n
 
     def send(self, packets: Iterable[bytes | bytearray | memoryview | np.ndarray]) -> int:
@@ -660,7 +745,7 @@ class TxQueue(_Queue):
             counter,
             self._buf_size,
             self._regions,
-            np.full(1, self._buf_region, np.uint16),
+            self._buf_region,
             self._buf_offsets[s : s + 1],
             bufs,
         )
