@@ -437,24 +437,53 @@ class RxQueue(_Queue):
             n = (self._cursor - ring.tail) & _U16
             ring.tail = self._cursor
             return n
-        head = ring.head
-        n = (self._cursor + ring.size - head) & _U16
-        if n == 0 or n > ring.size:
-            return 0
-        s = head & ring.mask
-        first = min(n, ring.size - s)
-        self._post(s, first)
-        if first < n:
-            self._post(0, n - first)
-        ring.head = head + n
+        n = self.free_to_post()
+        if n:
+            self._post(n, self._buf_region, self._buf_offsets, self._buf_size, canonical=True)
         return n
 
-    def _post(self, s: int, n: int) -> None:
+    def free_to_post(self) -> int:
+        """Slave: slots whose buffers were taken and may be posted again."""
+        n = (self._cursor + self.ring.size - self.ring.head) & _U16
+        return n if n <= self.ring.size else 0
+
+    def refill_from(self, region: int, offsets: np.ndarray, capacity: int) -> int:
+        """Slave zero-copy receive: post the application's buffers instead of our own.
+
+        ``offsets`` (into ``region``, e.g. a :class:`~memif.BufferPool`'s) are posted
+        on the next free slots, each with ``capacity`` bytes; the peer writes packets
+        straight into them and :meth:`rx_burst` reports their offsets.  Returns how
+        many were posted (at most :meth:`free_to_post`).
+        """
+        if self.is_master:
+            raise ConfigError("only a client posts receive buffers")
+        if not 0 <= region < len(self._sizes):
+            raise ConfigError(f"region {region} does not exist (have {len(self._sizes)})")
+        n = min(len(offsets), self.free_to_post())
+        offsets = np.asarray(offsets[:n], dtype=np.uint32)
+        if n and int(offsets.max()) + capacity > int(self._sizes[region]):
+            raise ConfigError(f"a buffer lies outside region {region}")
+        if n:
+            self._post(n, region, offsets, capacity, canonical=False)
+        return n
+
+    def _post(
+        self, n: int, region: int, offsets: np.ndarray, capacity: int, canonical: bool
+    ) -> None:
+        """Post ``n`` buffers from ``head``; canonical offsets are indexed by slot."""
         ring, hr = self.ring, self.headroom
-        ring.d_region[s : s + n] = self._buf_region
-        ring.d_offset[s : s + n] = self._buf_offsets[s : s + n] + hr
-        ring.d_length[s : s + n] = self._buf_size - hr
-        ring.d_flags[s : s + n] = 0
+        head = ring.head
+        s = head & ring.mask
+        first = min(n, ring.size - s)
+        for lo, hi, at in ((0, first, s), (first, n, 0)):
+            if hi > lo:
+                k = hi - lo
+                src = offsets[at : at + k] if canonical else offsets[lo:hi]
+                ring.d_region[at : at + k] = region
+                ring.d_offset[at : at + k] = src + hr
+                ring.d_length[at : at + k] = capacity - hr
+                ring.d_flags[at : at + k] = 0
+        ring.head = head + n
 
     def recv(self, max_packets: int = 256) -> list[bytes]:
         """Receive, copy every packet into ``bytes`` and refill at once."""
@@ -544,7 +573,7 @@ class TxQueue(_Queue):
             self._bufs2d = strided_view(self._regions[buffer_region], buffer_offsets, buffer_size)
             ring.d_region[:] = buffer_region  # each slot's own buffer, written once
             ring.d_offset[:] = buffer_offsets
-        self._pending: TxBatch | None = None
+        self._reclaimed = ring.tail
 
     def free_slots(self) -> int:
         """Slots the producer may fill now."""
@@ -646,6 +675,20 @@ class TxQueue(_Queue):
         ring = self.ring
         n = (ring.head - ring.tail) & _U16 if not self.is_master else 0
         return n if n <= ring.size else 0
+
+    def reclaim(self) -> int:
+        """Slots the consumer gave back since the last call (zero-copy bookkeeping).
+
+        Slots complete in order, so a caller keeping a FIFO of what it published can
+        release that many entries from its front.
+        """
+        ring = self.ring
+        tail = ring.tail
+        n = (tail - self._reclaimed) & _U16
+        if n > ring.size:
+            return 0
+        self._reclaimed = tail
+        return n
 
     def tx_zero_copy(self, region: int, offsets: np.ndarray, lengths: np.ndarray | int) -> int:
         """Client only: publish descriptors that point straight into shared memory.

@@ -1,0 +1,99 @@
+"""Zero-copy: a client shares its own memory (BufferPool) for transmit and receive."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import memif
+from memif.testing import pair
+
+BUF = 2048
+
+
+@pytest.fixture
+def pool():
+    p = memif.BufferPool(256 * BUF)
+    yield p
+    p.close()
+
+
+def test_tx_descriptors_point_into_the_pool_and_nothing_is_copied(pool):
+    rng = np.random.default_rng(1)
+    pool.array[:] = rng.integers(0, 256, pool.size, dtype=np.uint8)
+    with pair(client_pools=[pool]) as (server, client):
+        region = client.pool_region(pool)
+        assert region == 2  # after libmemif's rings (0) and buffers (1)
+        offsets = np.arange(10) * BUF + 7
+        lengths = np.arange(10) + 60
+        txq = client.tx_queues[0]
+        assert txq.tx_zero_copy(region, offsets, lengths) == 10
+        ring = txq.ring
+        assert (ring.d_region[:10] == region).all()
+        assert (ring.d_offset[:10] == offsets).all()
+        batch = server.rx_queues[0].rx_burst()
+        assert list(batch.lengths) == list(lengths)
+        for k, pkt in enumerate(batch):
+            assert bytes(pkt) == bytes(pool.array[offsets[k] : offsets[k] + lengths[k]])
+        # the client writes the pool after sending: the server's view sees it (shared)
+        pool.array[offsets[0]] ^= 0xFF
+        assert batch[0][0] == pool.array[offsets[0]]
+        assert txq.in_flight == 10 and txq.reclaim() == 0
+        server.rx_queues[0].refill()
+        assert txq.in_flight == 0 and txq.reclaim() == 10
+
+
+def test_copy_path_after_zero_copy_restores_own_buffers(pool):
+    with pair(client_pools=[pool]) as (server, client):
+        txq = client.tx_queues[0]
+        txq.tx_zero_copy(client.pool_region(pool), np.zeros(4, np.uint32), 64)
+        server.recv()
+        assert client.send([b"x" * 100] * 4) == 4
+        assert server.recv() == [b"x" * 100] * 4
+        assert (txq.ring.d_region[4:8] == 1).all()
+
+
+def test_zero_copy_rejects_memory_outside_the_region(pool):
+    with pair(client_pools=[pool]) as (_, client):
+        txq = client.tx_queues[0]
+        region = client.pool_region(pool)
+        with pytest.raises(memif.ConfigError):
+            txq.tx_zero_copy(region, [pool.size - 10], 64)
+        with pytest.raises(memif.ConfigError):
+            txq.tx_zero_copy(9, [0], 64)
+        with pytest.raises(memif.ConfigError):
+            txq.tx_zero_copy(region, [0], 0)
+
+
+def test_receive_into_posted_pool_buffers(pool):
+    with pair(client_pools=[pool]) as (server, client):
+        rxq = client.rx_queues[0]
+        region = client.pool_region(pool)
+        # take back the buffers posted at connect, then post pool buffers instead
+        assert rxq.free_to_post() == 0
+        sent = [bytes([k]) * (100 + k) for k in range(8)]
+        assert server.send(sent) == 8
+        assert rxq.recv() == sent  # own buffers, refilled: still own buffers
+        # consume every buffer posted at connect without refilling, then post pool buffers
+        size = rxq.size
+        assert server.send([b"\0" * 60] * size) == size
+        assert server.tx_queues[0].free_slots() == 0
+        while rxq.pending():
+            rxq.rx_burst()
+        assert rxq.free_to_post() == size
+        offsets = np.arange(size, dtype=np.uint32) % 256 * BUF
+        assert rxq.refill_from(region, offsets[:16], BUF) == 16
+        assert rxq.free_to_post() == size - 16
+        assert server.tx_queues[0].free_slots() == 16
+        assert server.send(sent) == 8
+        batch = rxq.rx_burst()
+        assert set(batch.seg_region) == {region}
+        assert list(batch.seg_offset) == list(offsets[:8])
+        assert list(batch.lengths) == [len(p) for p in sent]
+        for k, pkt in enumerate(sent):
+            assert bytes(pool.array[offsets[k] : offsets[k] + len(pkt)]) == pkt
+
+
+def test_server_cannot_use_client_only_calls():
+    with pair() as (server, _), pytest.raises(memif.ConfigError):
+        server.tx_queues[0].tx_zero_copy(0, [0], 64)
