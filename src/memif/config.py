@@ -91,6 +91,7 @@ class InterfaceConfig:
     reconnect_interval: float | None = 2.0
     handshake_timeout: float | None = 5.0
     polling: bool = False
+    post_rx_buffers: bool = True  # client: post own buffers at connect (off for zero-copy)
 
     @property
     def log2_ring_size(self) -> int:

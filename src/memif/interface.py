@@ -222,8 +222,9 @@ class Interface:
                 q.headroom = cfg.headroom
                 self.rx_queues.append(q)
         # libmemif resets the counters at connect: post receive buffers only now.
-        for q in self.rx_queues:
-            q.refill()
+        if cfg.post_rx_buffers:
+            for q in self.rx_queues:
+                q.refill()
         self._up(remote_if_name)
 
     # ------------------------------------------------------------------ server side

@@ -295,7 +295,7 @@ class RxQueue(_Queue):
         self._buf_size = buffer_size
         self.headroom = 0
         # Consumer cursor: master's last_head / slave's last_tail.
-        self._cursor = ring.tail if is_master else ring.tail
+        self._cursor = ring.tail  # master: last_head, slave: last_tail
 
     # -- interrupts
     @property
@@ -325,6 +325,11 @@ class RxQueue(_Queue):
         if ready:
             self.clear_interrupt()
         return self.pending() > 0
+
+    @property
+    def cursor(self) -> int:
+        """Counter of the next descriptor to read (libmemif's last_head/last_tail)."""
+        return self._cursor
 
     # -- receive
     def pending(self) -> int:

@@ -1,0 +1,141 @@
+"""The L2 forwarding table: (bridge domain, MAC) -> interface, with learning and ageing.
+
+Keys are ``bd << 48 | mac`` in a uint64.  ``entries`` (a dict) is the truth; a
+sorted copy of its keys serves vectorized lookups with one ``searchsorted`` per
+vector, rebuilt only after the table changed.  Learning takes the last occurrence
+of a key in a vector, as a per-packet loop would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_LIMIT = 65536
+
+
+def fib_key(bd: int | np.ndarray, mac: int | np.ndarray) -> np.ndarray:
+    """The table key of (bd, mac)."""
+    return (np.asarray(bd, np.uint64) << np.uint64(48)) | np.asarray(mac, np.uint64)
+
+
+@dataclass
+class Entry:
+    """One learned or static MAC."""
+
+    sw_if_index: int
+    last_seen: float
+    static: bool = False
+
+
+class L2Fib:
+    """MAC table shared by every bridge domain."""
+
+    def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
+        self.limit = limit
+        self.entries: dict[int, Entry] = {}
+        self._keys = np.empty(0, np.uint64)
+        self._vals = np.empty(0, np.int64)
+        self._stale = False
+        self.limit_drops = 0
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _sync(self) -> None:
+        if self._stale:
+            keys = np.fromiter(self.entries.keys(), np.uint64, len(self.entries))
+            vals = np.fromiter(
+                (e.sw_if_index for e in self.entries.values()), np.int64, len(self.entries)
+            )
+            order = np.argsort(keys)
+            self._keys, self._vals = keys[order], vals[order]
+            self._stale = False
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        """Interface of each key, -1 where unknown."""
+        self._sync()
+        if len(self._keys) == 0:
+            return np.full(len(keys), -1, np.int64)
+        pos = np.searchsorted(self._keys, keys)
+        np.minimum(pos, len(self._keys) - 1, out=pos)
+        return np.where(self._keys[pos] == keys, self._vals[pos], -1)
+
+    def learn(self, keys: np.ndarray, sw_if: np.ndarray, now: float) -> int:
+        """Learn or move every (key, interface); returns how many entries changed."""
+        if len(keys) == 0:
+            return 0
+        current = self.lookup(keys)
+        changed = current != sw_if
+        if not changed.any():
+            return 0
+        keys, sw_if = keys[changed], sw_if[changed]
+        # the last occurrence of each key wins
+        _, first_rev = np.unique(keys[::-1], return_index=True)
+        last = len(keys) - 1 - first_rev
+        n = 0
+        for k, s in zip(keys[last].tolist(), sw_if[last].tolist(), strict=True):
+            entry = self.entries.get(k)
+            if entry is None:
+                if len(self.entries) >= self.limit:
+                    self.limit_drops += 1
+                    continue
+                self.entries[k] = Entry(s, now)
+            elif entry.static:
+                continue
+            else:
+                entry.sw_if_index, entry.last_seen = s, now
+            n += 1
+        self._stale = self._stale or n > 0
+        return n
+
+    def touch(self, keys: np.ndarray, now: float) -> None:
+        """Refresh the age of known keys (cheap: only unique keys are visited)."""
+        for k in np.unique(keys).tolist():
+            entry = self.entries.get(k)
+            if entry is not None:
+                entry.last_seen = now
+
+    def add_static(self, bd: int, mac: int, sw_if_index: int, now: float) -> None:
+        """A static entry: never learned over, never aged."""
+        self.entries[int(fib_key(bd, mac))] = Entry(sw_if_index, now, static=True)
+        self._stale = True
+
+    def age(self, now: float, max_age: dict[int, float]) -> int:
+        """Remove dynamic entries older than their bridge domain's ``max_age`` seconds."""
+        old = [
+            k
+            for k, e in self.entries.items()
+            if not e.static and (a := max_age.get(k >> 48)) and now - e.last_seen > a
+        ]
+        for k in old:
+            del self.entries[k]
+        self._stale = self._stale or bool(old)
+        return len(old)
+
+    def flush(self, bd: int | None = None, sw_if_index: int | None = None) -> int:
+        """Remove dynamic entries of a bridge domain and/or an interface."""
+        gone = [
+            k
+            for k, e in self.entries.items()
+            if not e.static
+            and (bd is None or k >> 48 == bd)
+            and (sw_if_index is None or e.sw_if_index == sw_if_index)
+        ]
+        for k in gone:
+            del self.entries[k]
+        self._stale = self._stale or bool(gone)
+        return len(gone)
+
+    def items(self) -> list[tuple[int, int, Entry]]:
+        """(bd, mac, entry) for every entry, sorted."""
+        return [(k >> 48, k & 0xFFFFFFFFFFFF, e) for k, e in sorted(self.entries.items())]
+
+
+def reference_learn(table: dict[int, int], keys: list[int], sw_if: list[int]) -> dict[int, int]:
+    """Plain-Python learning, packet by packet: the oracle for :meth:`L2Fib.learn`."""
+    out = dict(table)
+    for k, s in zip(keys, sw_if, strict=True):
+        out[k] = s
+    return out

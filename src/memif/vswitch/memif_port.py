@@ -1,0 +1,295 @@
+"""memif ports of the switch: the memif-input node and one output node per interface.
+
+Copy mode moves each vector with one numpy row copy per direction: ring buffers
+into pool buffers on input, pool buffers into ring buffers on output.
+
+Zero-copy (slave interfaces, as in VPP) shares the switch's pool as a region: the
+switch posts pool buffers on its receive rings and transmits descriptors pointing
+at pool buffers, so the peer reads and writes the switch's memory directly.  Every
+descriptor coming back is checked against what was posted in that slot.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..config import Role
+from ..interface import Interface
+from ..queue import RxQueue, TxQueue
+from .graph import Node
+from .nodes_l2 import SwitchNode, mirror
+from .tables import SwInterface
+
+if TYPE_CHECKING:
+    from .switch import Switch
+
+VECTOR = 256
+
+
+class MemifPort:
+    """The memif side of one switch interface."""
+
+    kind = "memif"
+
+    def __init__(self, switch: Switch, socket_id: int, iface: Interface, zero_copy: bool):
+        self.switch = switch
+        self.socket_id = socket_id
+        self.iface = iface
+        self.zero_copy = zero_copy and iface.role is Role.CLIENT
+        self.sw: SwInterface = None  # type: ignore[assignment]  # set by the switch
+        self.output_node = 0
+        self.region = -1  # pool's region index while connected (zero-copy)
+        self._posted: list[np.ndarray] = []  # per rx queue: pool buffer of each slot
+        self._in_flight: list[deque[np.ndarray]] = []  # per tx queue: published buffers
+        self._rr = 0
+
+    @property
+    def link_up(self) -> bool:
+        """The memif peer is connected."""
+        return self.iface.connected
+
+    # ------------------------------------------------------------------ connection
+    def connected(self) -> None:
+        """Called on connect: set up zero-copy buffers."""
+        if not self.zero_copy:
+            return
+        self.region = self.iface.pool_region(self.switch.pool.shared)
+        self._posted = [np.full(q.size, -1, np.int32) for q in self.iface.rx_queues]
+        self._in_flight = [deque() for _ in self.iface.tx_queues]
+        for qid, q in enumerate(self.iface.rx_queues):
+            self._post(qid, q)
+
+    def disconnected(self) -> None:
+        """Called on disconnect: every pool buffer lent to the rings comes back."""
+        pool = self.switch.pool
+        for shadow in self._posted:
+            pool.free(shadow[shadow >= 0])
+        for fifo in self._in_flight:
+            for idx in fifo:
+                pool.free(idx)
+        self._posted, self._in_flight = [], []
+
+    def _post(self, qid: int, q: RxQueue) -> None:
+        pool = self.switch.pool
+        want = q.free_to_post()
+        if not want:
+            return
+        idx = pool.alloc(want)
+        head = q.ring.head
+        n = q.refill_from(self.region, pool.offsets(idx), pool.data_size)
+        slots = (head + np.arange(n)) & q.ring.mask
+        self._posted[qid][slots] = idx[:n]
+        pool.free(idx[n:])
+
+    # ------------------------------------------------------------------ input
+    def receive(self, node: MemifInput) -> int:
+        """Move every rx queue's pending packets into the graph; returns the count."""
+        total = 0
+        for qid, q in enumerate(self.iface.rx_queues):
+            while True:
+                before = q.cursor
+                batch = q.rx_burst(VECTOR)
+                consumed = (q.cursor - before) & 0xFFFF
+                if consumed == 0:
+                    break
+                idx = (
+                    self._take_zero_copy(node, qid, q, batch, before, consumed)
+                    if self.zero_copy
+                    else self._take_copy(node, q, batch)
+                )
+                total += self._enqueue(node, idx)
+                if consumed < VECTOR:
+                    break
+        return total
+
+    def _take_copy(self, node: MemifInput, q: RxQueue, batch) -> np.ndarray:
+        pool = self.switch.pool
+        n = len(batch)
+        fits = batch.lengths <= pool.data_size
+        idx = pool.alloc(n)
+        if len(idx) < n:
+            node.error_counts["no-buffers"] += n - len(idx)
+        if n and len(idx):
+            width = int(batch.lengths[: len(idx)].max(initial=0))
+            width = min(width, pool.data_size)
+            mat = batch.matrix
+            if mat is not None and mat.shape[1] >= width:
+                pool.data[idx, :width] = mat[: len(idx), :width]
+            else:
+                pool.data[idx, :width] = batch.gather(width=width)[: len(idx)]
+            pool.length[idx] = np.minimum(batch.lengths[: len(idx)], pool.data_size)
+            if not fits.all():
+                big = ~fits[: len(idx)]
+                node.error_counts["too-big"] += int(big.sum())
+                pool.free(idx[big])
+                idx = idx[~big]
+        q.refill()
+        return idx
+
+    def _take_zero_copy(
+        self, node: MemifInput, qid: int, q: RxQueue, batch, before: int, consumed: int
+    ) -> np.ndarray:
+        pool = self.switch.pool
+        shadow = self._posted[qid]
+        slots = (before + np.arange(consumed)) & q.ring.mask
+        lent = shadow[slots]
+        shadow[slots] = -1
+        ok = np.zeros(len(batch), bool)
+        idx = np.empty(0, np.int32)
+        if len(batch) and batch.first is None:
+            idx = pool.index_of(batch.seg_offset)
+            ok = (
+                (batch.seg_region == self.region)
+                & (batch.seg_offset == pool.offsets(idx))
+                & np.isin(idx, lent)
+                & (batch.lengths <= pool.data_size)
+            )
+        bad = len(batch) - int(ok.sum())
+        if bad:
+            node.error_counts["zero-copy-mismatch"] += bad
+        idx = idx[ok]
+        pool.length[idx] = batch.lengths[ok]
+        pool.free(np.setdiff1d(lent[lent >= 0], idx, assume_unique=True))
+        self._post(qid, q)
+        return idx
+
+    def _enqueue(self, node: MemifInput, idx: np.ndarray) -> int:
+        n = len(idx)
+        if not n:
+            return 0
+        sw, switch = self.sw, self.switch
+        switch.meta.rx_if[idx] = sw.sw_if_index
+        sw.counters.rx_packets += n
+        sw.counters.rx_bytes += int(switch.pool.length[idx].sum())
+        if not sw.admin_up:
+            node.drop(idx, "interface-down")
+            return n
+        node.graph.trace_start(node.name, idx)
+        node.graph.enqueue(node.next_for(sw), idx)
+        return n
+
+    # ------------------------------------------------------------------ output
+    def transmit(self, node: MemifOutput, idx: np.ndarray) -> None:
+        """Send a vector of pool buffers; drops what does not fit, frees what was copied."""
+        if not self.iface.connected or not self.iface.tx_queues:
+            node.drop(idx, "not-connected")
+            return
+        qid = self._rr % len(self.iface.tx_queues)
+        self._rr += 1
+        q = self.iface.tx_queues[qid]
+        sent = self._send_zero_copy(qid, q, idx) if self.zero_copy else self._send_copy(q, idx)
+        counters = self.sw.counters
+        counters.tx_packets += sent
+        counters.tx_bytes += int(self.switch.pool.length[idx[:sent]].sum()) if sent else 0
+        if sent < len(idx):
+            counters.tx_errors += len(idx) - sent
+            node.drop(idx[sent:], "no-free-tx-slots")
+
+    def _send_copy(self, q: TxQueue, idx: np.ndarray) -> int:
+        """Vector runs, one row copy each; a frame larger than a ring buffer is chained."""
+        pool = self.switch.pool
+        lengths = pool.length[idx]
+        sent = 0
+        while sent < len(idx):
+            tx = q.alloc(len(idx) - sent)
+            if tx.count == 0:
+                break
+            plen = lengths[sent : sent + tx.count]
+            over = np.flatnonzero(plen > tx.capacity)
+            k = int(over[0]) if len(over) else tx.count
+            if k == 0:  # the next frame needs a chain: keep order, send it alone
+                if not q.send([pool.data[idx[sent], : int(lengths[sent])]]):
+                    break
+                sent += 1
+                continue
+            part, plen = idx[sent : sent + k], plen[:k]
+            width = int(plen.max())
+            if tx.buffers is not None:
+                tx.buffers[:k, :width] = pool.data[part, :width]
+            else:
+                tx.fill(pool.data[part, :width])
+            q.tx_burst(tx, plen, count=k)
+            sent += k
+        pool.free(idx[:sent])
+        return sent
+
+    def _send_zero_copy(self, qid: int, q: TxQueue, idx: np.ndarray) -> int:
+        pool = self.switch.pool
+        fifo = self._in_flight[qid]
+        done = q.reclaim()
+        while done and fifo:  # free what the peer gave back, oldest first
+            head = fifo[0]
+            if len(head) <= done:
+                pool.free(fifo.popleft())
+                done -= len(head)
+            else:
+                pool.free(head[:done])
+                fifo[0] = head[done:]
+                done = 0
+        sent = q.tx_zero_copy(self.region, pool.offsets(idx), pool.length[idx])
+        if sent:
+            fifo.append(idx[:sent])
+        return sent
+
+
+class MemifInput(Node):
+    """Polls every memif rx queue of the switch (one node, as in VPP)."""
+
+    name = "memif-input"
+    errors = {
+        "no-buffers": "switch buffer pool exhausted",
+        "too-big": "frame larger than a switch buffer",
+        "zero-copy-mismatch": "descriptor does not name the buffer posted in its slot",
+        "interface-down": "interface admin-down",
+    }
+
+    def __init__(self, switch: Switch) -> None:
+        super().__init__()
+        self.switch = switch
+
+    def next_for(self, sw: SwInterface) -> int:
+        """ip4-input for ip-mode interfaces, else span-input or ethernet-input."""
+        by_name = self.graph.by_name
+        if sw.ip_mode:
+            return by_name["ip4-input"].id
+        if self.switch.tables.any_span_rx:
+            return by_name["span-input"].id
+        return by_name["ethernet-input"].id
+
+    def poll(self) -> int:
+        """Receive on every connected port; returns packets taken."""
+        n = 0
+        for port in self.switch.memif_ports():
+            if port.iface.connected:
+                n += port.receive(self)
+        return n
+
+    def process(self, idx: np.ndarray) -> None:  # an input node gets no vectors
+        self.graph.pool.free(idx)
+
+
+class MemifOutput(SwitchNode):
+    """``<interface>-output``: SPAN tx mirroring, then the port's transmit."""
+
+    errors = {
+        "not-connected": "memif not connected",
+        "no-free-tx-slots": "ring full",
+    }
+
+    def __init__(self, switch: Switch, port: MemifPort) -> None:
+        super().__init__(switch)
+        self.port = port
+
+    @property
+    def node_name(self) -> str:
+        """``memif0/1-output``."""
+        return f"{self.port.sw.name}-output"
+
+    def process(self, idx: np.ndarray) -> None:
+        sw = self.port.sw
+        if sw.spans:
+            mirror(self, idx, np.full(len(idx), sw.sw_if_index), rx=False)
+        self.port.transmit(self, idx)

@@ -1,0 +1,110 @@
+"""Local L3: arp-input and ip4-input answer ARP and ICMP echo for the switch's addresses.
+
+The switch is not a router: it answers what is addressed to an interface's own
+IPv4 address (so peers can ping it) and records replies to its own pings.  These
+packets are rare, so the nodes work packet by packet, rewriting the request in
+place into the reply and sending it back out of the interface it came from.
+``mode ip`` interfaces carry bare IPv4 packets (no Ethernet header).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from .. import packet
+from .nodes_l2 import SwitchNode
+
+_ICMP_ECHO = 8
+
+
+class ArpInput(SwitchNode):
+    """Reply to ARP requests for our address; learn neighbours from ARP replies."""
+
+    name = "arp-input"
+    errors = {"not-for-us": "ARP for an address that is not ours", "malformed": "bad ARP"}
+
+    def process(self, idx: np.ndarray) -> None:
+        pool, meta, sw = self.graph.pool, self.meta, self.switch
+        replies, drops, bad = [], [], []
+        for i in idx.tolist():
+            frame = pool.packet(i)
+            p = packet.parse(frame)
+            if p is None or p.arp is None:
+                bad.append(i)
+                continue
+            op, sha, spa, _, tpa = p.arp
+            iface = sw.tables.interfaces[int(meta.rx_if[i])]
+            if op == packet.ARP_REPLY:
+                sw.neighbors[(iface.sw_if_index, spa)] = sha
+            ours = any(addr == tpa for addr, _ in iface.ip4)
+            if op != packet.ARP_REQUEST or not ours:
+                drops.append(i)
+                continue
+            reply = packet.ethernet(
+                sha,
+                iface.mac,
+                packet.ETH_P_ARP,
+                packet.arp(packet.ARP_REPLY, iface.mac, tpa, sha, spa),
+            )
+            _rewrite(pool, i, reply)
+            meta.tx_if[i] = iface.sw_if_index
+            replies.append(i)
+        self.drop(np.array(bad, np.int32), "malformed")
+        self.drop(np.array(drops, np.int32), "not-for-us")
+        self.graph.enqueue(self.next_id("l2-output"), np.array(replies, np.int32))
+
+
+class Ip4Input(SwitchNode):
+    """Answer ICMP echo to our address; note echo replies for the switch's ping."""
+
+    name = "ip4-input"
+    errors = {
+        "not-for-us": "IPv4 packet not addressed to this interface",
+        "unsupported": "not an ICMP echo",
+        "malformed": "bad IPv4 header",
+    }
+
+    def process(self, idx: np.ndarray) -> None:
+        pool, meta, sw = self.graph.pool, self.meta, self.switch
+        out, drops = [], {"not-for-us": [], "unsupported": [], "malformed": []}
+        for i in idx.tolist():
+            iface = sw.tables.interfaces[int(meta.rx_if[i])]
+            frame = pool.packet(i)
+            l3 = frame if iface.ip_mode else frame[packet.ETH_HLEN :]
+            if len(l3) < packet.IP_HLEN + 8 or l3[0] >> 4 != 4:
+                drops["malformed"].append(i)
+                continue
+            ihl = (l3[0] & 0xF) * 4
+            src, dst, proto = l3[12:16], l3[16:20], l3[9]
+            if not any(addr == dst for addr, _ in iface.ip4):
+                drops["not-for-us"].append(i)
+                continue
+            icmp = l3[ihl:]
+            if proto != packet.PROTO_ICMP or len(icmp) < 8:
+                drops["unsupported"].append(i)
+                continue
+            kind, ident, seq = icmp[0], *struct.unpack_from("!HH", icmp, 4)
+            if kind == packet.ICMP_ECHO_REPLY:
+                sw.ping_replies.append((ident, seq, src, sw.now))
+                drops["unsupported"].append(i)  # consumed: nothing to send
+                continue
+            if kind != _ICMP_ECHO:
+                drops["unsupported"].append(i)
+                continue
+            echo = packet.icmp_echo(packet.ICMP_ECHO_REPLY, ident, seq, icmp[8:])
+            reply = packet.ipv4(dst, src, packet.PROTO_ICMP, echo)
+            if not iface.ip_mode:
+                reply = packet.ethernet(frame[6:12], iface.mac, packet.ETH_P_IP, reply)
+            _rewrite(pool, i, reply)
+            meta.tx_if[i] = iface.sw_if_index
+            out.append(i)
+        for error, lst in drops.items():
+            self.drop(np.array(lst, np.int32), error)
+        self.graph.enqueue(self.next_id("l2-output"), np.array(out, np.int32))
+
+
+def _rewrite(pool, i: int, data: bytes) -> None:
+    pool.data[i, : len(data)] = np.frombuffer(data, np.uint8)
+    pool.length[i] = len(data)

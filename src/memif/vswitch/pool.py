@@ -1,0 +1,74 @@
+"""The switch's packet buffers: one shared-memory pool, indices instead of objects.
+
+A packet is a buffer index.  ``data[i]`` is its bytes (``length[i]`` of them, from
+offset 0).  Every packet owns its buffer: flooding and mirroring clone (one
+vectorized row copy per vector), so freeing is a push on a stack.  The pool lives in a memfd (a
+:class:`memif.BufferPool`), so slave interfaces can hand it to their peer as a
+region and let the peer read and write the switch's buffers directly (zero-copy).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..interface import BufferPool
+
+DEFAULT_BUFFERS = 32768
+DEFAULT_DATA_SIZE = 10240  # a 9216-byte jumbo frame fits one buffer
+
+
+class PacketPool:
+    """``n_buffers`` buffers of ``data_size`` bytes with a free stack."""
+
+    def __init__(self, n_buffers: int = DEFAULT_BUFFERS, data_size: int = DEFAULT_DATA_SIZE):
+        self.n_buffers = n_buffers
+        self.data_size = data_size
+        self.shared = BufferPool(n_buffers * data_size, "memifd buffers")
+        self.data = self.shared.array.reshape(n_buffers, data_size)
+        self.length = np.zeros(n_buffers, np.uint32)
+        self._free = np.arange(n_buffers - 1, -1, -1, dtype=np.int32)
+        self._n_free = n_buffers
+
+    @property
+    def n_free(self) -> int:
+        """Buffers available."""
+        return self._n_free
+
+    def alloc(self, n: int) -> np.ndarray:
+        """Up to ``n`` buffer indices (fewer when the pool runs low)."""
+        n = min(n, self._n_free)
+        self._n_free -= n
+        return self._free[self._n_free : self._n_free + n].copy()
+
+    def free(self, idx: np.ndarray) -> None:
+        """Return buffers (each index once) to the pool."""
+        k = len(idx)
+        self._free[self._n_free : self._n_free + k] = idx
+        self._n_free += k
+
+    def clone(self, idx: np.ndarray) -> np.ndarray:
+        """Copies of packets in new buffers (fewer if the pool runs low)."""
+        new = self.alloc(len(idx))
+        idx = idx[: len(new)]
+        if len(new):
+            width = int(self.length[idx].max())
+            self.data[new, :width] = self.data[idx, :width]
+            self.length[new] = self.length[idx]
+        return new
+
+    def offsets(self, idx: np.ndarray) -> np.ndarray:
+        """Byte offsets of buffers inside the shared region."""
+        return idx.astype(np.uint32) * np.uint32(self.data_size)
+
+    def index_of(self, offsets: np.ndarray) -> np.ndarray:
+        """Buffer indices from region offsets (inverse of :meth:`offsets`)."""
+        return (offsets // self.data_size).astype(np.int32)
+
+    def packet(self, i: int) -> bytes:
+        """One packet's bytes (for tracing, L3 replies and tests)."""
+        return bytes(self.data[i, : self.length[i]])
+
+    def close(self) -> None:
+        """Release the shared memory."""
+        self.data = np.empty((0, self.data_size), np.uint8)
+        self.shared.close()

@@ -1,0 +1,431 @@
+"""The switch: memif sockets and ports, tables, the graph, and its main loop.
+
+Configuration methods raise :class:`SwitchError` with a one-line message; the
+daemon's command handlers call them.  :meth:`Switch.run_once` is one turn of the
+main loop: control plane when due, every input, then the graph until empty.  When
+nothing arrives for a while the loop switches receive queues to interrupt mode and
+sleeps in ``select`` on their eventfds (and any registered fd), as VPP's adaptive
+mode does; the first packet switches them back to polling.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .. import wire
+from ..config import Role, format_mac, parse_mac, random_mac
+from ..errors import MemifError
+from ..sock import Socket
+from . import nodes_ip4, nodes_l2
+from .graph import Graph
+from .l2fib import L2Fib
+from .memif_port import MemifInput, MemifOutput, MemifPort
+from .nodes_l2 import Meta
+from .pool import PacketPool
+from .tables import BridgeDomain, L2Mode, Span, SwInterface, Tables
+
+log = logging.getLogger("memifd")
+
+CONTROL_PERIOD = 0.01  # seconds between control-plane polls while busy
+IDLE_BEFORE_SLEEP = 0.002  # seconds without packets before sleeping on interrupts
+MAX_SLEEP = 0.1
+
+
+class SwitchError(Exception):
+    """A configuration request that cannot be done; the text says why."""
+
+
+@dataclass
+class SocketEntry:
+    """``create memif socket id N filename F``."""
+
+    id: int
+    filename: str
+    socket: Socket | None = None  # created with the first interface
+    interfaces: list[int] = field(default_factory=list)  # memif ids
+
+
+class Switch:
+    """A VPP-style L2 switch with memif ports."""
+
+    def __init__(
+        self,
+        runtime_dir: str = "/run/memifd",
+        n_buffers: int = 32768,
+        data_size: int = 10240,
+        app_name: str = "memifd",
+    ) -> None:
+        self.runtime_dir = runtime_dir
+        self.app_name = app_name
+        self.pool = PacketPool(n_buffers, data_size)
+        self.meta = Meta(n_buffers)
+        self.fib = L2Fib()
+        self.tables = Tables()
+        self.graph = Graph(self.pool)
+        self.sockets: dict[int, SocketEntry] = {
+            0: SocketEntry(0, os.path.join(runtime_dir, "memif.sock"))
+        }
+        self.ports: dict[int, MemifPort] = {}  # sw_if_index -> port
+        self.neighbors: dict[tuple[int, bytes], bytes] = {}
+        self.ping_replies: list[tuple[int, int, bytes, float]] = []
+        self.span_packets = 0
+        self.now = time.monotonic()
+        self.started = self.now
+        self.busy_ns = 0
+        self._extra_fds: dict[int, Callable[[], None]] = {}
+        self._last_control = 0.0
+        self._last_packet = self.now
+        self._sleeping = False
+        self.input = MemifInput(self)
+        for node in (
+            self.input,
+            nodes_l2.SpanInput(self),
+            nodes_l2.EthernetInput(self),
+            nodes_l2.L2Learn(self),
+            nodes_l2.L2Fwd(self),
+            nodes_l2.L2Flood(self),
+            nodes_ip4.ArpInput(self),
+            nodes_ip4.Ip4Input(self),
+            nodes_l2.L2Output(self),
+        ):
+            self.graph.add(node)
+
+    # ------------------------------------------------------------------ lookups
+    def memif_ports(self) -> list[MemifPort]:
+        """Every memif port."""
+        return list(self.ports.values())
+
+    def interface(self, name: str) -> SwInterface:
+        """An interface by name, or a SwitchError naming the known ones."""
+        sw = self.tables.by_name.get(name)
+        if sw is None:
+            known = ", ".join(sorted(self.tables.by_name)) or "none"
+            raise SwitchError(f"unknown interface '{name}' (known: {known})")
+        return sw
+
+    # ------------------------------------------------------------------ sockets
+    def create_socket(self, socket_id: int, filename: str) -> SocketEntry:
+        """``create memif socket id <id> filename <path|@name|abstract:name>``."""
+        if socket_id == 0 or socket_id in self.sockets:
+            raise SwitchError(f"socket id {socket_id} already exists (0 is the default)")
+        if not filename.startswith(("/", "@", "abstract:", "unix:")):
+            filename = os.path.join(self.runtime_dir, filename)
+        for entry in self.sockets.values():
+            if entry.filename == filename:
+                raise SwitchError(f"socket {filename} is already socket id {entry.id}")
+        if filename.startswith("/"):
+            os.makedirs(os.path.dirname(filename), exist_ok=True)
+        entry = SocketEntry(socket_id, filename)
+        self.sockets[socket_id] = entry
+        return entry
+
+    def delete_socket(self, socket_id: int) -> None:
+        """``delete memif socket id <id>``: refused while interfaces use it."""
+        if socket_id == 0:
+            raise SwitchError("socket id 0 is the default socket and cannot be deleted")
+        entry = self.sockets.get(socket_id)
+        if entry is None:
+            raise SwitchError(f"socket id {socket_id} does not exist")
+        if entry.interfaces:
+            raise SwitchError(
+                f"socket id {socket_id} is in use by {len(entry.interfaces)} interface(s)"
+            )
+        if entry.socket is not None:
+            entry.socket.close()
+        del self.sockets[socket_id]
+
+    # ------------------------------------------------------------------ interfaces
+    def create_memif(
+        self,
+        *,
+        id: int = 0,
+        socket_id: int = 0,
+        role: str = "slave",
+        rx_queues: int = 1,
+        tx_queues: int = 1,
+        ring_size: int = 1024,
+        buffer_size: int = 2048,
+        hw_addr: str | None = None,
+        secret: str = "",
+        mode: str = "ethernet",
+        zero_copy: bool = True,
+    ) -> SwInterface:
+        """``create interface memif ...`` -> interface ``memif<socket-id>/<id>``."""
+        entry = self.sockets.get(socket_id)
+        if entry is None:
+            raise SwitchError(f"socket id {socket_id} does not exist: create memif socket first")
+        name = f"memif{socket_id}/{id}"
+        if name in self.tables.by_name:
+            raise SwitchError(f"interface {name} already exists")
+        r = Role.parse(role)
+        if entry.socket is not None and entry.socket.role not in (None, r):
+            raise SwitchError(
+                f"socket id {socket_id} already has {entry.socket.role.vpp_name} interfaces: "
+                "a socket either listens (master) or connects (slave)"
+            )
+        mac = parse_mac(hw_addr) if hw_addr else random_mac()
+        zero_copy = zero_copy and r is Role.CLIENT
+        try:
+            if entry.socket is None:
+                if entry.filename.startswith("/"):
+                    os.makedirs(os.path.dirname(entry.filename), exist_ok=True)
+                entry.socket = Socket(entry.filename, app_name=self.app_name)
+            sw_if_index = self.tables.new_index()
+            iface = entry.socket.create_interface(
+                id=id,
+                role=r,
+                mode=mode,
+                secret=secret,
+                name=name,
+                rx_queues=rx_queues,
+                tx_queues=tx_queues,
+                ring_size=ring_size,
+                buffer_size=buffer_size,
+                mac=mac,
+                polling=True,
+                pools=[self.pool.shared] if zero_copy else (),
+                post_rx_buffers=not zero_copy,
+                reconnect_interval=1.0,
+                on_connect=lambda i, s=sw_if_index: self._on_connect(s),
+                on_disconnect=lambda i, reason, s=sw_if_index: self._on_disconnect(s, reason),
+            )
+        except MemifError as exc:
+            raise SwitchError(str(exc)) from None
+        except OSError as exc:
+            raise SwitchError(f"socket {entry.filename}: {exc.strerror or exc}") from None
+        port = MemifPort(self, socket_id, iface, zero_copy)
+        sw = SwInterface(sw_if_index, name, mac, port, ip_mode=iface.config.mode == wire.Mode.IP)
+        port.sw = sw
+        port.output_node = self.graph.add(MemifOutput(self, port))
+        self.ports[sw_if_index] = port
+        entry.interfaces.append(id)
+        iface.enabled = False  # admin-down until "set interface state up"
+        self.tables.add(sw)
+        log.info("created %s (%s, socket %s)", name, r.vpp_name, entry.filename)
+        return sw
+
+    def delete_interface(self, name: str) -> None:
+        """``delete interface memif <if>``."""
+        sw = self.interface(name)
+        port = self.ports.pop(sw.sw_if_index)
+        port.iface.delete()
+        port.disconnected()
+        entry = self.sockets[port.socket_id]
+        entry.interfaces.remove(port.iface.id)
+        if not entry.interfaces and entry.socket is not None:
+            entry.socket.close()
+            entry.socket = None
+        self.graph.remove(self.graph.nodes[port.output_node])
+        self.fib.flush(sw_if_index=sw.sw_if_index)
+        self.tables.remove(sw)
+        log.info("deleted %s", name)
+
+    def _on_connect(self, sw_if_index: int) -> None:
+        port = self.ports[sw_if_index]
+        port.connected()
+        self.tables.refresh()
+        log.info(
+            "%s connected to %r (%s)",
+            port.sw.name,
+            port.iface.remote_if_name,
+            port.iface.remote_app_name,
+        )
+
+    def _on_disconnect(self, sw_if_index: int, reason: str) -> None:
+        port = self.ports.get(sw_if_index)
+        if port is None:
+            return
+        port.disconnected()
+        self.fib.flush(sw_if_index=sw_if_index)
+        self.tables.refresh()
+        log.info("%s disconnected: %s", port.sw.name, reason)
+
+    def set_state(self, name: str, up: bool) -> None:
+        """``set interface state <if> up|down``."""
+        sw = self.interface(name)
+        sw.admin_up = up
+        port = self.ports.get(sw.sw_if_index)
+        if port is not None:
+            port.iface.enabled = up
+            if up and port.iface.role is Role.CLIENT:
+                port.iface.next_retry = 0.0
+            if not up:
+                port.iface.disconnect("interface admin down")
+        self.tables.refresh()
+
+    def set_mac(self, name: str, mac: str) -> None:
+        """``set interface mac address <if> <mac>``."""
+        self.interface(name).mac = parse_mac(mac)
+
+    def set_ip(self, name: str, address: bytes, prefix: int, delete: bool = False) -> None:
+        """``set interface ip address [del] <if> <a.b.c.d/len>``."""
+        sw = self.interface(name)
+        entry = (address, prefix)
+        if delete:
+            if entry not in sw.ip4:
+                raise SwitchError(f"{name} has no address {format_ip(address)}/{prefix}")
+            sw.ip4.remove(entry)
+        elif entry not in sw.ip4:
+            sw.ip4.append(entry)
+        self.tables.refresh()
+
+    # ------------------------------------------------------------------ L2
+    def create_bridge_domain(self, bd_id: int, **flags: object) -> BridgeDomain:
+        """``create bridge-domain <n> [learn 0|1] [forward 0|1] [flood 0|1] ...``."""
+        if not 1 <= bd_id <= 0xFFFFFF:
+            raise SwitchError(f"bridge domain id {bd_id} must be 1..16777215")
+        bd = self.tables.bds.get(bd_id) or BridgeDomain(bd_id)
+        for key, value in flags.items():
+            setattr(bd, key, value)
+        self.tables.bds[bd_id] = bd
+        self.tables.refresh()
+        return bd
+
+    def _leave_l2(self, sw: SwInterface) -> None:
+        if sw.bd is not None:
+            self.tables.bds[sw.bd].members.remove(sw.sw_if_index)
+            self.fib.flush(bd=sw.bd, sw_if_index=sw.sw_if_index)
+        sw.bd, sw.xconnect, sw.mode = None, None, L2Mode.L3
+
+    def set_bridge(self, name: str, bd_id: int) -> None:
+        """``set interface l2 bridge <if> <bd>`` (creates the bridge domain if needed)."""
+        sw = self.interface(name)
+        if bd_id not in self.tables.bds:
+            self.create_bridge_domain(bd_id)
+        self._leave_l2(sw)
+        sw.mode, sw.bd = L2Mode.BRIDGE, bd_id
+        self.tables.bds[bd_id].members.append(sw.sw_if_index)
+        self.tables.refresh()
+
+    def set_l3(self, name: str) -> None:
+        """``set interface l3 <if>``."""
+        self._leave_l2(self.interface(name))
+        self.tables.refresh()
+
+    def set_xconnect(self, name: str, peer: str) -> None:
+        """``set interface l2 xconnect <if> <peer>`` (one direction, as in VPP)."""
+        sw, other = self.interface(name), self.interface(peer)
+        if sw is other:
+            raise SwitchError("an interface cannot be cross-connected to itself")
+        self._leave_l2(sw)
+        sw.mode, sw.xconnect = L2Mode.XCONNECT, other.sw_if_index
+        self.tables.refresh()
+
+    def set_span(
+        self, src: str, dst: str | None, rx: bool = True, tx: bool = True, l2: bool = False
+    ) -> None:
+        """``set interface span <src> [disable | destination <dst> [l2] [rx|tx|both]]``."""
+        sw = self.interface(src)
+        if dst is None:
+            sw.spans.clear()
+        else:
+            target = self.interface(dst)
+            if target is sw:
+                raise SwitchError("a SPAN source cannot mirror to itself")
+            sw.spans = [s for s in sw.spans if s.dst != target.sw_if_index]
+            if rx or tx:
+                sw.spans.append(Span(target.sw_if_index, rx, tx, l2))
+        self.tables.refresh()
+
+    def clear_interfaces(self) -> None:
+        """``clear interfaces``."""
+        for sw in self.tables.interfaces.values():
+            sw.counters.clear()
+
+    # ------------------------------------------------------------------ loop
+    def add_fd(self, fd: int, callback: Callable[[], None]) -> None:
+        """Watch ``fd`` (e.g. the CLI socket) from the main loop."""
+        self._extra_fds[fd] = callback
+
+    def remove_fd(self, fd: int) -> None:
+        """Stop watching ``fd``."""
+        self._extra_fds.pop(fd, None)
+
+    def control(self) -> None:
+        """Control-plane work: memif sockets, extra fds, FIB ageing."""
+        for entry in self.sockets.values():
+            if entry.socket is not None:
+                entry.socket.poll(0)
+        if self._extra_fds:
+            ready, _, _ = select.select(list(self._extra_fds), [], [], 0)
+            for fd in ready:
+                cb = self._extra_fds.get(fd)
+                if cb:
+                    cb()
+        ages = {b.id: b.mac_age * 60.0 for b in self.tables.bds.values() if b.mac_age}
+        if ages:
+            self.fib.age(self.now, ages)
+
+    def run_once(self) -> int:
+        """One turn: control when due, input from every port, the graph. Returns packets."""
+        t0 = time.perf_counter_ns()
+        self.now = time.monotonic()
+        if self.now - self._last_control >= CONTROL_PERIOD:
+            self._last_control = self.now
+            self.control()
+        n = self.input_poll()
+        if n:
+            self.graph.run()
+            self._last_packet = self.now
+            self.busy_ns += time.perf_counter_ns() - t0
+        elif self.now - self._last_packet > IDLE_BEFORE_SLEEP:
+            self.sleep(MAX_SLEEP)
+        return n
+
+    def input_poll(self) -> int:
+        """Run the input node (with its runtime figures)."""
+        node = self.input
+        t0 = time.perf_counter_ns()
+        n = node.poll()
+        if n:
+            node.ns += time.perf_counter_ns() - t0
+            node.calls += 1
+            node.vectors += n
+        return n
+
+    def sleep(self, timeout: float) -> None:
+        """Block until a receive queue is kicked, a control fd is ready, or ``timeout``."""
+        queues = [q for p in self.memif_ports() if p.iface.connected for q in p.iface.rx_queues]
+        for q in queues:
+            q.polling = False
+        try:
+            if any(q.pending() for q in queues):
+                return
+            fds = [q.fd for q in queues] + list(self._extra_fds)
+            fds += [e.socket.fileno() for e in self.sockets.values() if e.socket is not None]
+            ready, _, _ = select.select(fds, [], [], timeout)
+            for q in queues:
+                if q.fd in ready:
+                    q.clear_interrupt()
+            self._last_control = 0.0  # do control work next turn
+        finally:
+            for q in queues:
+                q.polling = True
+
+    def run(self, until: Callable[[], bool]) -> None:
+        """Run until ``until()`` is true."""
+        while not until():
+            self.run_once()
+
+    def close(self) -> None:
+        """Delete every interface (peers see a disconnect), close sockets, free memory."""
+        for sw in list(self.tables.interfaces.values()):
+            if sw.sw_if_index in self.ports:
+                self.delete_interface(sw.name)
+        for entry in self.sockets.values():
+            if entry.socket is not None:
+                entry.socket.close()
+        self.pool.close()
+
+
+def format_ip(raw: bytes) -> str:
+    """4 bytes to a dotted quad."""
+    return ".".join(str(b) for b in raw)
+
+
+__all__ = ["Switch", "SwitchError", "format_mac"]

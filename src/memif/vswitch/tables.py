@@ -1,0 +1,154 @@
+"""The switch's configuration: software interfaces and bridge domains.
+
+Objects hold the truth; :class:`Tables` mirrors what nodes need per packet into
+numpy arrays indexed by ``sw_if_index`` (rebuilt by :meth:`Tables.refresh` after
+every configuration change, never on the packet path).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class L2Mode(enum.IntEnum):
+    """How an interface's received packets are handled."""
+
+    L3 = 0  # local addresses only (ARP, ICMP echo); the default, as in VPP
+    BRIDGE = 1
+    XCONNECT = 2
+
+
+@dataclass
+class Counters:
+    """``show interface`` counters."""
+
+    rx_packets: int = 0
+    rx_bytes: int = 0
+    tx_packets: int = 0
+    tx_bytes: int = 0
+    drops: int = 0
+    tx_errors: int = 0
+
+    def clear(self) -> None:
+        """Zero everything."""
+        self.rx_packets = self.rx_bytes = self.tx_packets = self.tx_bytes = 0
+        self.drops = self.tx_errors = 0
+
+
+@dataclass
+class Span:
+    """Mirror what ``src`` receives and/or sends to ``dst``."""
+
+    dst: int
+    rx: bool
+    tx: bool
+    l2: bool = False
+
+
+@dataclass
+class SwInterface:
+    """One switch port, whatever its kind (``port`` does the I/O)."""
+
+    sw_if_index: int
+    name: str
+    mac: bytes
+    port: object  # MemifPort or another kind with .output_node and .kind
+    admin_up: bool = False
+    mode: L2Mode = L2Mode.L3
+    bd: int | None = None
+    xconnect: int | None = None
+    ip4: list[tuple[bytes, int]] = field(default_factory=list)  # (address, prefix length)
+    ip_mode: bool = False  # carries bare IP packets (memif mode ip)
+    spans: list[Span] = field(default_factory=list)
+    counters: Counters = field(default_factory=Counters)
+
+    @property
+    def link_up(self) -> bool:
+        """True when the port's peer is connected."""
+        return bool(getattr(self.port, "link_up", False))
+
+    @property
+    def state(self) -> str:
+        """``up`` when admin-up and the link is up, else ``down``."""
+        return "up" if self.admin_up and self.link_up else "down"
+
+
+@dataclass
+class BridgeDomain:
+    """``create bridge-domain`` options and members."""
+
+    id: int
+    learn: bool = True
+    forward: bool = True
+    flood: bool = True
+    uu_flood: bool = True
+    mac_age: int = 0  # minutes, 0 = never
+    members: list[int] = field(default_factory=list)
+
+
+class Tables:
+    """Interfaces and bridge domains, plus their per-packet numpy mirrors."""
+
+    def __init__(self) -> None:
+        self.interfaces: dict[int, SwInterface] = {}
+        self.by_name: dict[str, SwInterface] = {}
+        self.bds: dict[int, BridgeDomain] = {}
+        self._next_index = 1  # 0 is VPP's local0
+        self.refresh()
+
+    def new_index(self) -> int:
+        """A fresh sw_if_index."""
+        i = self._next_index
+        self._next_index += 1
+        return i
+
+    def add(self, sw: SwInterface) -> None:
+        """Register an interface."""
+        self.interfaces[sw.sw_if_index] = sw
+        self.by_name[sw.name] = sw
+        self.refresh()
+
+    def remove(self, sw: SwInterface) -> None:
+        """Unregister an interface and detach it from everything."""
+        if sw.bd is not None and sw.bd in self.bds:
+            self.bds[sw.bd].members.remove(sw.sw_if_index)
+        for other in self.interfaces.values():
+            other.spans = [s for s in other.spans if s.dst != sw.sw_if_index]
+            if other.xconnect == sw.sw_if_index:
+                other.xconnect, other.mode = None, L2Mode.L3
+        del self.interfaces[sw.sw_if_index]
+        del self.by_name[sw.name]
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Rebuild the numpy mirrors after a configuration change."""
+        n = self._next_index
+        self.mode = np.zeros(n, np.int8)
+        self.bd = np.full(n, -1, np.int64)
+        self.xconnect = np.full(n, -1, np.int64)
+        self.output = np.zeros(n, np.int64)  # output node id (0: error-drop)
+        self.usable = np.zeros(n, bool)  # admin up and link up
+        self.learn = np.zeros(n, bool)
+        self.forward = np.ones(n, bool)
+        self.flood = np.ones(n, bool)
+        self.uu_flood = np.ones(n, bool)
+        self.span_rx = np.zeros(n, bool)
+        self.has_ip = np.zeros(n, bool)
+        for i, sw in self.interfaces.items():
+            self.mode[i] = sw.mode
+            self.output[i] = getattr(sw.port, "output_node", 0)
+            self.usable[i] = sw.admin_up and sw.link_up
+            self.span_rx[i] = any(s.rx for s in sw.spans)
+            self.has_ip[i] = bool(sw.ip4)
+            if sw.mode is L2Mode.BRIDGE and sw.bd is not None:
+                self.bd[i] = sw.bd
+                bd = self.bds[sw.bd]
+                self.learn[i], self.forward[i] = bd.learn, bd.forward
+                self.flood[i], self.uu_flood[i] = bd.flood, bd.uu_flood
+            if sw.mode is L2Mode.XCONNECT and sw.xconnect is not None:
+                self.xconnect[i] = sw.xconnect
+        self.any_span_rx = bool(self.span_rx.any())
+        self.flood_ports = {bd.id: np.array(bd.members, np.int64) for bd in self.bds.values()}
