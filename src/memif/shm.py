@@ -131,6 +131,7 @@ class Ring:
         self.d_region = self.desc["region"]
         self.d_length = self.desc["length"]
         self.d_offset = self.desc["offset"]
+        self.desc_words = self.desc.view(np.uint64)  # two words per descriptor: fast copies
         self._hdr = memoryview(self._words)  # fast scalar access to flags/head/tail
 
     # Scalar counters: memoryview indexing is the cheapest access Python has.
@@ -185,7 +186,16 @@ class Ring:
     def release(self) -> None:
         """Drop the views into shared memory (before the region is unmapped)."""
         self._hdr.release()
-        for name in ("_words", "_cookie", "desc", "d_flags", "d_region", "d_length", "d_offset"):
+        for name in (
+            "_words",
+            "_cookie",
+            "desc",
+            "d_flags",
+            "d_region",
+            "d_length",
+            "d_offset",
+            "desc_words",
+        ):
             setattr(self, name, None)
 
 
