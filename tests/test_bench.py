@@ -1,0 +1,93 @@
+"""Tests of ``memif bench``: its JSON Lines output, run as the real command in a subprocess.
+
+The python-python test needs nothing but this package; the test marked ``testpmd`` runs one
+quick point of every pair that involves DPDK testpmd (installing testpmd if it can, else
+skipping, or failing when the environment variable CI is ``true``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memif.apps import bench
+from memif.testpmd import ensure_testpmd
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+KEYS = {"pair", "frame", "burst", "mpps", "gbps", "ratio"}
+
+
+def run_bench(*args: str, timeout: float = 120.0) -> list[dict]:
+    """Run ``python -m memif.cli bench --json ...``; return the parsed lines."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(
+        [sys.executable, "-m", "memif.cli", "bench", "--json", *args],
+        capture_output=True, text=True, timeout=timeout, env=env, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    for obj in lines:
+        assert obj.keys() >= KEYS, obj
+        assert obj["error"] is None, obj
+        assert obj["mpps"] > 0, obj
+        assert obj["gbps"] == pytest.approx(obj["mpps"] * obj["frame"] * 8 / 1000, rel=1e-3)
+    assert "measuring" in proc.stderr  # progress goes to stderr
+    return lines
+
+
+def test_python_python_json() -> None:
+    lines = run_bench(
+        "--seconds", "0.3", "--frames", "64", "--bursts", "32", "--pairs", "python-python"
+    )
+    assert len(lines) == 1
+    (obj,) = lines
+    assert (obj["pair"], obj["frame"], obj["burst"]) == ("python-python", 64, 32)
+    assert obj["ratio"] is None  # no testpmd-testpmd in this run
+    assert obj["seq_errors"] == 0  # the receiver read every sequence number, none missing
+    assert obj["peer_polling"] is True  # receiver in polling mode: no eventfd kicks
+    assert obj["packets"] > 0 and obj["rx_bytes"] == obj["packets"] * 64
+
+
+def test_plan_puts_the_reference_first() -> None:
+    points = bench.plan([64, 1500], [32], ["python-python", "testpmd-testpmd"])
+    assert [(p.pair, p.frame) for p in points] == [
+        ("testpmd-testpmd", 64), ("python-python", 64),
+        ("testpmd-testpmd", 1500), ("python-python", 1500),
+    ]  # fmt: skip
+
+
+def test_frame_template_is_udp_with_a_valid_ip_checksum() -> None:
+    for size in (60, 64, 1500):
+        f = bench.build_frame(size)
+        assert len(f) == size and f.dtype == np.uint8
+        assert bytes(f[12:14]) == b"\x08\x00" and f[23] == 17
+        assert int.from_bytes(bytes(f[16:18]), "big") == size - 14
+        assert bench._ip_checksum(bytes(f[14:34])) == 0  # checksum over a valid header
+    with pytest.raises(ValueError):
+        bench.build_frame(59)
+
+
+@pytest.mark.testpmd
+def test_testpmd_pairs_json() -> None:
+    try:
+        ensure_testpmd()
+    except RuntimeError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"DPDK testpmd is required under CI and is unavailable: {exc}")
+        pytest.skip(f"DPDK testpmd unavailable: {exc}")
+    pairs = "testpmd-testpmd,python-testpmd,testpmd-python"
+    lines = run_bench(
+        "--seconds", "0.3", "--frames", "64", "--bursts", "32", "--pairs", pairs, timeout=180
+    )
+    assert [obj["pair"] for obj in lines] == pairs.split(",")
+    ref = lines[0]
+    assert ref["ratio"] == 1.0
+    for obj in lines[1:]:
+        assert obj["ratio"] == pytest.approx(obj["mpps"] / ref["mpps"], rel=1e-3)
