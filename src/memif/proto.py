@@ -230,6 +230,9 @@ class MasterChannel(Channel):
         super().__init__(now, handshake_timeout)
         self._lookup = lookup
         self.init: wire.Init | None = None
+        # The slot of the interface INIT named when INIT was then refused (mode or
+        # secret), so the host can record the reason on that interface.
+        self.refused_slot: object = None
         self.regions: list[RegionOffer] = []
         self.rings: list[RingOffer] = []
         self._outbox.append((wire.Hello(name=name), None))
@@ -272,13 +275,17 @@ class MasterChannel(Channel):
         if msg.version != wire.VERSION:
             raise ProtocolError("incompatible protocol version")
         policy = self._lookup(msg.id)
-        if msg.mode != policy.mode:
-            raise ProtocolError("mode mismatch")
-        if policy.secret:
-            if not msg.secret:
-                raise ProtocolError("secret required")
-            if msg.secret != policy.secret:
-                raise ProtocolError("incorrect secret")
+        try:
+            if msg.mode != policy.mode:
+                raise ProtocolError("mode mismatch")
+            if policy.secret:
+                if not msg.secret:
+                    raise ProtocolError("secret required")
+                if msg.secret != policy.secret:
+                    raise ProtocolError("incorrect secret")
+        except ProtocolError:
+            self.refused_slot = policy.slot
+            raise
         self.init = msg
         self.remote_name = msg.name
         self._outbox.append((wire.Ack(), None))

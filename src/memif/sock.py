@@ -234,6 +234,7 @@ class Socket:
                 case proto.ConnectRequested():
                     self._server_connect(conn, ev)
                 case proto.Connected(remote_if_name=name):
+                    conn.interface.remote_app_name = conn.channel.remote_name
                     conn.interface._client_connected(name)
                 case proto.Disconnected(reason=reason, by_peer=by_peer):
                     self._flush(conn)
@@ -278,6 +279,10 @@ class Socket:
             self._selector.unregister(conn.sock)
         conn.sock.close()
         iface = conn.interface
+        refused = getattr(conn.channel, "refused_slot", None)
+        if iface is None and isinstance(refused, Interface) and refused._conn is None:
+            # INIT named this interface but was refused (secret, mode): say why.
+            refused.local_disc_reason = reason
         if iface is not None and iface._conn is conn:
             iface.remote_app_name = conn.channel.remote_name
             iface._down(reason, by_peer)

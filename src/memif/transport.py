@@ -91,11 +91,14 @@ def _has_listener(path: str | bytes) -> bool:
     except FileNotFoundError:
         return False
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    probe.settimeout(1.0)
     try:
         probe.connect(path)
         return True
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False  # stale: nobody listens there any more
     except OSError:
-        return False
+        return True  # someone is there (another socket type, a full backlog): keep it
     finally:
         probe.close()
 
