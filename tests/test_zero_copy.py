@@ -97,3 +97,22 @@ def test_receive_into_posted_pool_buffers(pool):
 def test_server_cannot_use_client_only_calls():
     with pair() as (server, _), pytest.raises(memif.ConfigError):
         server.tx_queues[0].tx_zero_copy(0, [0], 64)
+
+
+def test_server_chains_over_posted_buffers_of_different_sizes(pool):
+    with pair() as (server, client):
+        rxq, txq = client.rx_queues[0], server.tx_queues[0]
+        size = rxq.size
+        assert server.send([b"\0" * 60] * size) == size  # use up every buffer posted at connect
+        while rxq.pending():
+            rxq.rx_burst()
+        own = client.details().regions[1][0]
+        assert rxq.refill_from(own, np.array([0, 2048], np.uint32), 2048) == 2
+        assert rxq.refill_from(own, np.array([4096, 6144], np.uint32), 1024) == 2
+        big = bytes(range(256)) * 15 + b"abcd"  # 3844 bytes: 2048 + 1796 over two slots
+        assert server.send([big]) == 1
+        assert txq.ring.d_length[0] == 2048 and txq.ring.d_length[1] == 1796
+        batch = rxq.rx_burst()
+        assert batch.tolist() == [big]
+        assert server.send([b"y" * 3000]) == 0  # two 1024-byte buffers left: does not fit
+        assert txq.stats.errors == {"no_free_slots": 1}

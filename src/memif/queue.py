@@ -28,6 +28,7 @@ from .errors import ConfigError
 from .shm import Region, Ring
 
 _U16 = 0xFFFF
+_FULL, _TOO_BIG = object(), object()  # outcomes of TxQueue._send_one
 _EMPTY_U16 = np.empty(0, np.uint16)
 _EMPTY_U32 = np.empty(0, np.uint32)
 
@@ -221,7 +222,7 @@ class RxBatch:
 
         Uses the strided fast path or one vectorized fancy-index gather per region;
         chained packets are assembled one by one.  Bytes past a packet's length are
-        left as found in ``out`` (zero in a new array).
+        unspecified (whatever the buffer held): mask with ``lengths`` when it matters.
         """
         n = len(self)
         if width is None:
@@ -321,12 +322,13 @@ class RxQueue(_Queue):
             return 0
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the producer kicks or packets are pending; True if any are."""
-        if self.pending():
-            return True
-        ready, _, _ = select.select([self.ring.eventfd], [], [], timeout)
-        if ready:
-            self.clear_interrupt()
+        """Block until the producer kicks or packets are pending; True if any are.
+
+        The eventfd is always read, so a loop watching :attr:`fd` sees it clear.
+        """
+        if not self.pending():
+            select.select([self.ring.eventfd], [], [], timeout)
+        self.clear_interrupt()
         return self.pending() > 0
 
     @property
@@ -739,52 +741,60 @@ class TxQueue(_Queue):
     def send(self, packets: Iterable[bytes | bytearray | memoryview | np.ndarray]) -> int:
         """Copy packets into the ring, chaining any larger than a buffer; returns sent.
 
-        Packets that do not fit in the free slots are counted as ``no_free_slots``.
+        Sending stops at the first packet that does not fit in the free slots; it and
+        the rest are counted as ``no_free_slots``.  A packet that could never fit
+        (more buffers than the ring has, or empty) is skipped and counted as
+        ``too_big``.
         """
-        sent = dropped = 0
+        sent = 0
         packets = list(packets)
         for k, pkt in enumerate(packets):
-            data = np.frombuffer(pkt, np.uint8) if not isinstance(pkt, np.ndarray) else pkt
-            if not self._send_one(data):
-                dropped = len(packets) - k
+            data = pkt if isinstance(pkt, np.ndarray) else np.frombuffer(pkt, np.uint8)
+            result = self._send_one(data)
+            if result is _FULL:
+                self.stats.count("no_free_slots", len(packets) - k)
                 break
-            sent += 1
-        if dropped:
-            self.stats.count("no_free_slots", dropped)
+            if result is _TOO_BIG:
+                self.stats.count("too_big")
+            else:
+                sent += 1
         return sent
 
-    def _send_one(self, data: np.ndarray) -> bool:
-        size = len(data)
-        batch = self.alloc(1)
-        if batch.count == 0:
-            return False
-        cap = batch.capacity
-        nseg = max(1, -(-size // cap)) if cap else 0
-        if nseg == 0 or nseg > self.ring.size:
-            self.stats.count("too_big")
-            return True
-        if nseg > self.free_slots():
-            return False
-        # A chain may cross the ring's end: fill slot by slot, publish once.
-        ring, start = self.ring, batch.start
-        for j in range(nseg):
-            piece = data[j * cap : (j + 1) * cap]
-            b = batch if j == 0 else self._slot(start + j)
-            b.buffer(0)[: len(piece)] = piece
+    def _send_one(self, data: np.ndarray) -> object:
+        """Plan the slots of one packet (each with its own capacity), fill, publish once."""
+        ring, size = self.ring, len(data)
+        if size == 0:
+            return _TOO_BIG
+        free = self.free_slots()
+        start = ring.tail if self.is_master else ring.head
+        plan: list[tuple[TxBatch, int, int]] = []
+        pos = 0
+        while pos < size:
+            if len(plan) == free:  # out of slots: could it ever fit in this ring?
+                cap = plan[-1][0].capacity if plan else self._buf_size or 1
+                need = len(plan) + -(-(size - pos) // cap)
+                return _TOO_BIG if need > ring.size else _FULL
+            slot = self._slot(start + len(plan))
+            if slot.count == 0 or slot.capacity == 0:
+                return _FULL  # a bad posted buffer: the queue is faulted
+            plan.append((slot, pos, min(size, pos + slot.capacity)))
+            pos = plan[-1][2]
+        for j, (slot, lo, hi) in enumerate(plan):
+            slot.buffer(0)[: hi - lo] = data[lo:hi]
             s = (start + j) & ring.mask
-            ring.d_length[s] = len(piece)
-            ring.d_flags[s] = wire.DESC_FLAG_NEXT if j < nseg - 1 else 0
+            ring.d_length[s] = hi - lo
+            ring.d_flags[s] = wire.DESC_FLAG_NEXT if j < len(plan) - 1 else 0
             if not self.is_master:
                 ring.d_region[s] = self._buf_region
                 ring.d_offset[s] = self._buf_offsets[s]
         if self.is_master:
-            ring.tail = start + nseg
+            ring.tail = start + len(plan)
         else:
-            ring.head = start + nseg
+            ring.head = start + len(plan)
         self.stats.packets += 1
         self.stats.bytes += size
         ring.kick()
-        return True
+        return None
 
     def _slot(self, counter: int) -> TxBatch:
         s = counter & self.ring.mask
