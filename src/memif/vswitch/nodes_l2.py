@@ -239,17 +239,19 @@ class L2Flood(SwitchNode):
             sel, sel_rx = idx[in_bd], rx[in_bd]
             targets = [(int(p), sel_rx != p) for p in t.flood_ports.get(b, ()) if t.usable[p]]
             targets = [(p, m) for p, m in targets if m.any()]
-            used = np.zeros(len(sel), bool)
+            reached = np.zeros(len(sel), bool)
             for j, (port, mask) in enumerate(targets):
+                reached |= mask
                 if j == len(targets) - 1:
                     copies = sel[mask]  # the originals go to the last port
-                    used |= mask
+                    spare = sel[~mask & reached]  # cloned to earlier ports only
+                    pool.free(spare)
                 else:
                     copies = pool.clone(sel[mask])
                     meta.rx_if[copies] = sel_rx[mask][: len(copies)]
                 meta.tx_if[copies] = port
                 self.graph.enqueue(out, copies)
-            self.drop(sel[~used], "no-members")
+            self.drop(sel[~reached], "no-members")
 
 
 class L2Output(SwitchNode):
