@@ -273,9 +273,12 @@ class Interface:
             self.local_disc_reason = reason
         self._connected = False
         self._conn = None
-        self._release_memory()
-        if was_up and self.on_disconnect:
-            self.on_disconnect(self, reason)
+        try:
+            # Before teardown: the callback may still unregister queue fds from its loop.
+            if was_up and self.on_disconnect:
+                self.on_disconnect(self, reason)
+        finally:
+            self._release_memory()
 
     def _release_memory(self) -> None:
         self.rx_queues.clear()

@@ -324,11 +324,20 @@ class RxQueue(_Queue):
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the producer kicks or packets are pending; True if any are.
 
-        The eventfd is always read, so a loop watching :attr:`fd` sees it clear.
+        A polling queue is switched to interrupt mode for the wait and back after,
+        so the producer signals meanwhile.  The eventfd is always read, so a loop
+        watching :attr:`fd` sees it clear.
         """
-        if not self.pending():
-            select.select([self.ring.eventfd], [], [], timeout)
-        self.clear_interrupt()
+        polling = self.polling
+        if polling:
+            self.polling = False
+        try:
+            if not self.pending():
+                select.select([self.ring.eventfd], [], [], timeout)
+            self.clear_interrupt()
+        finally:
+            if polling:
+                self.polling = True
         return self.pending() > 0
 
     @property

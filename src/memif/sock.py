@@ -61,6 +61,9 @@ class Socket:
         self._group = group
         self._clock = clock
         self._selector = selectors.EpollSelector()
+        # Written whenever timers change outside poll(), so a foreign loop wakes up.
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._selector.register(self._wake_fd, selectors.EVENT_READ, self._wake_fd)
         self._listener: _socket.socket | None = None
         self._conns: dict[int, _Conn] = {}
         self._closed = False
@@ -69,6 +72,20 @@ class Socket:
     def fileno(self) -> int:
         """An epoll fd, readable when :meth:`poll` has control work to do."""
         return self._selector.fileno()
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    def next_timeout(self) -> float | None:
+        """Seconds until :meth:`poll` has timer work (None: only fd events)."""
+        return None if self._closed else self._next_deadline(self._clock())
+
+    def wake(self) -> None:
+        """Make :meth:`fileno` readable so a foreign loop calls :meth:`poll` again."""
+        if not self._closed:
+            os.eventfd_write(self._wake_fd, 1)
 
     @property
     def listening(self) -> bool:
@@ -108,6 +125,8 @@ class Socket:
             self, cfg, on_connect=on_connect, on_disconnect=on_disconnect, pools=pools
         )
         self.interfaces[cfg.id] = iface
+        if cfg.role is Role.CLIENT:
+            self.wake()  # its first connect attempt is due now
         return iface
 
     def poll(self, timeout: float | None = 0.0) -> None:
@@ -119,6 +138,9 @@ class Socket:
         for key, _ in self._selector.select(wait):
             if key.data is None:
                 self._accept()
+            elif key.data == self._wake_fd:
+                with contextlib.suppress(BlockingIOError):
+                    os.eventfd_read(self._wake_fd)
             else:
                 self._readable(key.data)
         self._timers(self._clock())
@@ -148,6 +170,7 @@ class Socket:
                 with contextlib.suppress(OSError):
                     os.unlink(self.address)
         self._selector.close()
+        os.close(self._wake_fd)
         self._closed = True
 
     def __enter__(self) -> Socket:
@@ -298,6 +321,7 @@ class Socket:
         conn = iface._conn
         if conn is not None:
             self._events(conn, conn.channel.fail(reason))
+        self.wake()  # the reconnect timer changed
 
     def _delete(self, iface: Interface) -> None:
         iface.enabled = False
