@@ -1,0 +1,586 @@
+"""asyncio integration: drive a memif socket from an event loop and await packets.
+
+Nothing here busy-polls.  The control plane wakes on the socket's epoll fd
+(:meth:`memif.Socket.fileno`) and on its timers (reconnects, handshake timeouts,
+the data-path fault check); a receiver sleeps on its queue's interrupt eventfd::
+
+    import memif
+    from memif import aio
+
+    async def main() -> None:
+        async with aio.AsyncSocket("@demo") as s:
+            iface = s.create_interface(role="server", id=0)
+            await aio.wait_connected(iface)
+            async for batch in aio.rx_batches(iface, reconnect=True):
+                print(batch.count, "packets")  # the slots are refilled on the next turn
+
+The pieces:
+
+* :class:`AsyncSocket` wraps a :class:`memif.Socket`.  :meth:`~AsyncSocket.attach`
+  (or ``async with``) registers the socket's fd with ``loop.add_reader`` and keeps one
+  ``loop.call_later`` timer at the socket's next deadline.  Every run of the control
+  plane wakes whoever waits for a change (connection, disconnection).
+* :func:`wait_connected` waits until an interface is up.
+* :func:`recv_batch` waits until a receive queue has packets and returns the
+  :class:`~memif.RxBatch`; the caller refills.  :func:`rx_batches` is the same as an
+  ``async for`` loop that refills for you; :func:`recv` returns ``bytes``.
+
+**Interrupt mode.**  While a receiver sleeps, its queue is in interrupt mode (the
+ring's MASK_INT clear), so the peer kicks the eventfd after every burst.  A queue
+left in polling mode (``Interface.set_rx_mode(q, polling=True)``) gets interrupts
+only while someone awaits it and is switched back to polling before the batch is
+returned: the peer then saves the system call per burst while the application
+is busy, as VPP's adaptive mode does.
+
+**Wakeups.**  A waiter clears the eventfd, looks at the ring, registers the eventfd
+with the loop and looks at the ring once more before it sleeps, so a burst
+published at any point is seen (the eventfd stays readable until read).  As a
+safety net a waiter also looks at its ring each time the control plane runs,
+at least twice a second while connected.
+
+**Disconnects.**  Queues belong to one connection: on every reconnect the interface
+builds new ones (``iface.rx_queues`` is a new list).  A waiter holding an
+:class:`~memif.RxQueue` raises :class:`memif.NotConnectedError` as soon as that
+queue's connection goes.  The functions that take an :class:`~memif.Interface`
+(:func:`recv`, :func:`rx_batches`) fetch the queue afresh and, with
+``reconnect=True``, wait for the next connection instead of raising.
+
+The eventfd is never handed to the loop directly: a waiter registers a private
+``dup`` of it, because the library closes a queue's eventfd when its connection
+ends, and an fd closed while registered in epoll would stay there.
+
+One coroutine at a time may wait on a given queue: it is a consumer, like a
+thread calling ``rx_burst``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import weakref
+from typing import Any, Self
+
+from .config import InterfaceConfig, Role
+from .errors import NotConnectedError
+from .interface import Interface
+from .queue import RxBatch, RxQueue
+from .sock import Socket
+
+__all__ = [
+    "AsyncSocket",
+    "RxBatches",
+    "recv",
+    "recv_batch",
+    "rx_batches",
+    "wait_connected",
+]
+
+#: Longest the control plane sleeps between two looks at its timers, in seconds: a
+#: safety net for changes made to the socket behind the AsyncSocket's back.
+MAX_SLEEP = 1.0
+#: How often a waiter whose socket is not attached checks that its queue still exists.
+_LIVENESS = 0.5
+
+_attached: weakref.WeakKeyDictionary[Socket, AsyncSocket] = weakref.WeakKeyDictionary()
+
+
+class AsyncSocket:
+    """A :class:`memif.Socket` driven by an asyncio event loop.
+
+    ``socket`` is an existing socket or a path (``@name``, ``abstract:name`` or a
+    filesystem path); with a path, ``options`` go to :class:`memif.Socket`.
+
+    Use it as ``async with AsyncSocket(path) as s:`` (attach on entry, close on exit)
+    or call :meth:`attach` and :meth:`close` yourself.
+
+    The loop learns about timers when the control plane runs.  Changes made from
+    outside it (``sock.create_interface``, ``iface.disconnect()``) are picked up at
+    the next run, at most :data:`MAX_SLEEP` seconds later; create interfaces
+    through :meth:`create_interface`, or call :meth:`wake` after such a change, to
+    have a client's connection attempt made at once.  :func:`wait_connected` wakes
+    the socket itself.
+    """
+
+    def __init__(self, socket: Socket | str, **options: Any) -> None:
+        if isinstance(socket, Socket):
+            if options:
+                raise TypeError("options only apply when AsyncSocket creates the socket")
+            self.socket = socket
+        else:
+            self.socket = Socket(socket, **options)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fd = -1
+        self._timer: asyncio.TimerHandle | None = None
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def attached(self) -> bool:
+        """True while registered with an event loop."""
+        return self._loop is not None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop this socket is attached to, if any."""
+        return self._loop
+
+    @property
+    def interfaces(self) -> dict[int, Interface]:
+        """The socket's interfaces by id."""
+        return self.socket.interfaces
+
+    def attach(self, loop: asyncio.AbstractEventLoop | None = None) -> Self:
+        """Register with ``loop`` (default: the running loop); returns ``self``.
+
+        From now on the loop runs the control plane whenever the socket's fd is
+        readable or one of its timers is due.
+        """
+        loop = loop or asyncio.get_running_loop()
+        if self._loop is loop:
+            return self
+        if self._loop is not None:
+            raise RuntimeError("AsyncSocket is already attached to another event loop")
+        if _closed(self.socket):
+            raise RuntimeError(f"socket {self.socket.path} is closed")
+        other = _attached.get(self.socket)
+        if other is not None and other is not self:
+            raise RuntimeError(f"socket {self.socket.path} is already attached")
+        self._fd = self.socket.fileno()
+        loop.add_reader(self._fd, self._service)
+        self._loop = loop
+        _attached[self.socket] = self
+        self._schedule(0.0)  # a client's first connection attempt is due at once
+        return self
+
+    def detach(self) -> None:
+        """Unregister from the loop; the socket stays open.  Waiters are woken."""
+        loop = self._loop
+        if loop is None:
+            return
+        self._loop = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        loop.remove_reader(self._fd)
+        self._fd = -1
+        if _attached.get(self.socket) is self:
+            del _attached[self.socket]
+        self._wake_waiters()
+
+    def close(self) -> None:
+        """Detach and close the socket (every interface disconnects)."""
+        self.detach()
+        self.socket.close()
+
+    async def __aenter__(self) -> Self:
+        return self.attach()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ interfaces
+    def create_interface(self, config: InterfaceConfig | None = None, **options: Any) -> Interface:
+        """:meth:`memif.Socket.create_interface`, then :meth:`wake`."""
+        iface = self.socket.create_interface(config, **options)
+        self.wake()
+        return iface
+
+    def wake(self) -> None:
+        """Run the control plane soon, e.g. after changing the socket directly."""
+        if self._loop is not None:
+            self._schedule(0.0)
+
+    async def wait_connected(self, iface: Interface, timeout: float | None = None) -> Interface:
+        """:func:`wait_connected` for one of this socket's interfaces."""
+        if iface.socket is not self.socket:
+            raise ValueError(f"{iface.name} does not belong to {self.socket.path}")
+        return await wait_connected(iface, timeout)
+
+    async def wait_changed(self, timeout: float | None = None) -> None:
+        """Wait until the control plane has run once more (anything may have changed)."""
+        async with asyncio.timeout(timeout):
+            await self._next_run()
+
+    # ------------------------------------------------------------------ internals
+    def _next_run(self) -> asyncio.Future[None]:
+        """A future resolved after the next run of the control plane (or on detach)."""
+        loop = _running_loop_of(self)
+        fut = loop.create_future()
+        self._waiters.add(fut)
+        fut.add_done_callback(self._waiters.discard)
+        return fut
+
+    def _schedule(self, delay: float) -> None:
+        assert self._loop is not None
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(delay, self._service)
+
+    def _service(self) -> None:
+        """Do the socket's pending control work, then re-arm the timer."""
+        if self._loop is None:
+            return
+        if _closed(self.socket):
+            self.detach()
+            return
+        try:
+            self.socket.poll(0)
+        finally:
+            if self._loop is not None:
+                if _closed(self.socket):
+                    self.detach()
+                else:
+                    sock = self.socket
+                    delay = sock.next_timeout()
+                    self._schedule(MAX_SLEEP if delay is None else min(delay, MAX_SLEEP))
+            self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        waiters, self._waiters = self._waiters, set()
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def __repr__(self) -> str:
+        state = "attached" if self._loop is not None else "detached"
+        return f"<AsyncSocket {self.socket.path} {state}, {len(self.interfaces)} interfaces>"
+
+
+# ---------------------------------------------------------------------- helpers
+def _closed(sock: Socket) -> bool:
+    return sock.closed
+
+
+def _running_loop_of(owner: AsyncSocket) -> asyncio.AbstractEventLoop:
+    loop = asyncio.get_running_loop()
+    if owner.loop is not None and owner.loop is not loop:
+        raise RuntimeError(f"socket {owner.socket.path} is attached to another event loop")
+    return loop
+
+
+def _owner(sock: Socket) -> AsyncSocket:
+    """The AsyncSocket driving ``sock`` in the running loop; RuntimeError if none."""
+    owner = _attached.get(sock)
+    if owner is None or not owner.attached:
+        raise RuntimeError(
+            f"socket {sock.path} is not attached to an event loop: "
+            "use `async with memif.aio.AsyncSocket(...)` or AsyncSocket(sock).attach()"
+        )
+    _running_loop_of(owner)
+    return owner
+
+
+def _queue_owner(rxq: RxQueue) -> AsyncSocket | None:
+    """The attached socket whose interface currently owns ``rxq``, if any."""
+    loop = asyncio.get_running_loop()
+    for owner in list(_attached.values()):
+        if owner.loop is not loop:
+            continue
+        for iface in owner.interfaces.values():
+            if any(q is rxq for q in iface.rx_queues):
+                return owner
+    return None
+
+
+def _alive(rxq: RxQueue) -> None:
+    """Raise NotConnectedError when the queue's connection has been torn down."""
+    if rxq.ring.desc is None:
+        raise NotConnectedError(f"rx queue {rxq.index} is gone: its connection ended")
+
+
+def _can_connect(iface: Interface) -> None:
+    """Raise NotConnectedError when ``iface`` will never come up by itself."""
+    sock = iface.socket
+    if _closed(sock) or sock.interfaces.get(iface.id) is not iface:
+        raise NotConnectedError(f"{iface.name} was deleted")
+    if not iface.enabled:
+        raise NotConnectedError(f"{iface.name} is disabled")
+    if iface.role is Role.CLIENT and iface.state == "disconnected" and iface.next_retry is None:
+        reason = iface.local_disc_reason or iface.remote_disc_reason or "no retry scheduled"
+        raise NotConnectedError(f"{iface.name} will not reconnect ({reason})")
+
+
+def _on_eventfd(fd: int, fut: asyncio.Future[None]) -> None:
+    """Reader callback: clear the eventfd (it is level-triggered) and wake the waiter."""
+    try:
+        os.eventfd_read(fd)
+    except OSError:
+        pass
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _liveness(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+# ---------------------------------------------------------------------- waiting
+async def wait_connected(iface: Interface, timeout: float | None = None) -> Interface:
+    """Wait until ``iface`` is connected; returns it.
+
+    The interface's socket must be attached (:class:`AsyncSocket`).  Raises
+    ``TimeoutError`` after ``timeout`` seconds and :class:`memif.NotConnectedError`
+    when the interface cannot come up by itself any more: deleted, its socket closed,
+    or a client whose reconnects are off (``reconnect_interval=None``) after a failure.
+    """
+    owner = _owner(iface.socket)
+    if not iface.connected:
+        owner.wake()  # a disconnect made behind the loop's back may have set a retry time
+    async with asyncio.timeout(timeout):
+        while not iface.connected:
+            _can_connect(iface)
+            if not owner.attached:
+                raise NotConnectedError(f"{iface.name}: socket detached from the event loop")
+            await owner._next_run()
+    return iface
+
+
+class _QueueWaiter:
+    """Sleeps on one receive queue: a private dup of its eventfd plus the control plane."""
+
+    def __init__(self, rxq: RxQueue) -> None:
+        _alive(rxq)
+        self.rxq = rxq
+        self.loop = asyncio.get_running_loop()
+        self.owner = _queue_owner(rxq)
+        self.fd = os.dup(rxq.fd)
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+    async def next_batch(self, max_packets: int) -> RxBatch:
+        """Wait for packets and take up to ``max_packets`` of them (non-empty batch)."""
+        rxq, loop = self.rxq, self.loop
+        _alive(rxq)
+        was_polling = rxq.polling
+        if was_polling:
+            rxq.polling = False  # the producer kicks the eventfd from now on
+        try:
+            while True:
+                # Clear the eventfd, register it, then look at the ring: a burst
+                # published before the look is taken now, one published after it
+                # leaves the eventfd readable and the loop wakes us.
+                rxq.clear_interrupt()
+                fut = loop.create_future()
+                loop.add_reader(self.fd, _on_eventfd, self.fd, fut)
+                timer = None
+                try:
+                    batch = _burst(rxq, max_packets)
+                    if batch.count:
+                        return batch
+                    if self.owner is not None and self.owner.attached:
+                        self.owner._waiters.add(fut)  # woken by every control-plane run
+                    else:
+                        timer = loop.call_later(_LIVENESS, _liveness, fut)
+                    await fut
+                finally:
+                    loop.remove_reader(self.fd)
+                    if self.owner is not None:
+                        self.owner._waiters.discard(fut)
+                    if timer is not None:
+                        timer.cancel()
+                _alive(rxq)
+        finally:
+            if was_polling and rxq.ring.desc is not None:
+                rxq.polling = True
+
+
+def _burst(rxq: RxQueue, max_packets: int) -> RxBatch:
+    """``rx_burst``; slots of packets dropped as bad (an empty batch) go back at once."""
+    cursor = rxq.cursor
+    batch = rxq.rx_burst(max_packets)
+    if not batch.count and rxq.cursor != cursor:
+        rxq.refill()
+    return batch
+
+
+def _take(rxq: RxQueue, max_packets: int) -> RxBatch:
+    _alive(rxq)
+    return _burst(rxq, max_packets)
+
+
+async def recv_batch(
+    rxq: RxQueue, max_packets: int = 256, *, timeout: float | None = None
+) -> RxBatch:
+    """Wait until ``rxq`` has packets and take up to ``max_packets`` (never empty).
+
+    Returns the :class:`~memif.RxBatch` at once when packets are pending (no system
+    call); otherwise sleeps on the queue's eventfd in interrupt mode.  The batch's
+    views point into shared memory: call ``rxq.refill()`` when done with it.
+
+    Raises :class:`memif.NotConnectedError` if the queue's connection ends (before
+    or while waiting) and ``TimeoutError`` after ``timeout`` seconds.  The queue's
+    socket should be attached (:class:`AsyncSocket`) so that a disconnect is noticed
+    at once; otherwise the waiter checks twice a second.
+    """
+    batch = _take(rxq, max_packets)
+    if batch.count:
+        return batch
+    waiter = _QueueWaiter(rxq)
+    try:
+        async with asyncio.timeout(timeout):
+            return await waiter.next_batch(max_packets)
+    finally:
+        waiter.close()
+
+
+class RxBatches:
+    """Async iterator over received batches; see :func:`rx_batches`.
+
+    Also an async context manager: leaving it (or :meth:`aclose`) refills the last
+    batch and releases the waiter's fd.
+    """
+
+    def __init__(
+        self,
+        source: RxQueue | Interface,
+        queue: int = 0,
+        max_packets: int = 256,
+        *,
+        refill: bool = True,
+        reconnect: bool = False,
+    ) -> None:
+        if isinstance(source, Interface):
+            self._iface: Interface | None = source
+            self._fixed: RxQueue | None = None
+        else:
+            if reconnect:
+                raise ValueError("reconnect=True needs the interface, not a queue")
+            self._iface = None
+            self._fixed = source
+        self.queue = queue
+        self.max_packets = max_packets
+        self.refill = refill
+        self.reconnect = reconnect
+        self._waiter: _QueueWaiter | None = None
+        self._last: RxQueue | None = None
+        self._closed = False
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> RxBatch:
+        if self._closed:
+            raise StopAsyncIteration
+        self._give_back()
+        while True:
+            rxq = await self._current_queue()
+            try:
+                batch = _take(rxq, self.max_packets)
+                if not batch.count:
+                    if self._waiter is None or self._waiter.rxq is not rxq:
+                        self._drop_waiter()
+                        self._waiter = _QueueWaiter(rxq)
+                    batch = await self._waiter.next_batch(self.max_packets)
+            except NotConnectedError:
+                self._drop_waiter()
+                if not self.reconnect:
+                    raise
+                continue
+            if self.refill:
+                self._last = rxq
+            return batch
+
+    async def _current_queue(self) -> RxQueue:
+        if self._fixed is not None:
+            return self._fixed
+        iface = self._iface
+        assert iface is not None
+        while not iface.connected:
+            if not self.reconnect:
+                raise NotConnectedError(f"{iface.name} is not connected")
+            await wait_connected(iface)
+        try:
+            return iface.rx_queues[self.queue]
+        except IndexError:
+            raise IndexError(
+                f"{iface.name} has {len(iface.rx_queues)} rx queues, no queue {self.queue}"
+            ) from None
+
+    def _give_back(self) -> None:
+        rxq, self._last = self._last, None
+        if rxq is not None and rxq.ring.desc is not None:
+            rxq.refill()
+
+    def _drop_waiter(self) -> None:
+        if self._waiter is not None:
+            self._waiter.close()
+            self._waiter = None
+
+    async def aclose(self) -> None:
+        """Refill the last batch (when ``refill``) and release the waiter."""
+        self._closed = True
+        self._give_back()
+        self._drop_waiter()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def rx_batches(
+    source: RxQueue | Interface,
+    queue: int = 0,
+    max_packets: int = 256,
+    *,
+    refill: bool = True,
+    reconnect: bool = False,
+) -> RxBatches:
+    """``async for batch in rx_batches(iface):`` -- every non-empty batch as it comes.
+
+    ``source`` is an interface (its queue ``queue`` is fetched afresh each time) or
+    one :class:`~memif.RxQueue`.  With ``refill`` (the default) the slots of a batch
+    are given back when the next one is requested, so a batch's views are valid
+    for one turn of the loop; leaving the loop early keeps the last batch's slots
+    until :meth:`RxBatches.aclose` (or use ``async with rx_batches(...) as it``).
+    With ``refill=False`` the caller refills, as with :func:`recv_batch`.
+
+    On disconnect the iteration raises :class:`memif.NotConnectedError`, or, with
+    ``reconnect=True`` (interfaces only), waits for the next connection and goes on
+    with its new queue.  The socket must be attached for ``reconnect``.
+    """
+    return RxBatches(source, queue, max_packets, refill=refill, reconnect=reconnect)
+
+
+async def recv(
+    iface: Interface,
+    queue: int = 0,
+    max_packets: int = 256,
+    *,
+    timeout: float | None = None,
+    reconnect: bool = False,
+) -> list[bytes]:
+    """Wait for packets on ``iface``'s queue ``queue``; return them as ``bytes``.
+
+    The slots are refilled at once.  Raises :class:`memif.NotConnectedError` when the
+    interface is not connected or disconnects while waiting, unless ``reconnect`` is
+    true: then it waits for the next connection and receives there.  ``timeout``
+    (seconds, the whole wait) raises ``TimeoutError``.
+    """
+    async with asyncio.timeout(timeout):
+        while True:
+            if not iface.connected:
+                if not reconnect:
+                    raise NotConnectedError(f"{iface.name} is not connected")
+                await wait_connected(iface)
+            rxq = iface.rx_queues[queue]
+            try:
+                batch = await recv_batch(rxq, max_packets)
+            except NotConnectedError:
+                if reconnect:
+                    continue
+                raise
+            packets = batch.tolist()
+            rxq.refill()
+            return packets
