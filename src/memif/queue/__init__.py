@@ -1,0 +1,30 @@
+"""The vectorized data path: receive and transmit queues over one ring each.
+
+Receive is staged the way VPP's memif input node is: copy the descriptors out of
+shared memory (so a peer rewriting them cannot change what was validated), check
+the whole vector at once, take the fast path when every descriptor is clean and
+unchained, otherwise drop bad packets (counted by name) and assemble chains.
+Slot-contiguous runs of equally spaced buffers become one strided numpy view.
+
+Transmit hands out buffers in shared memory to fill in place, then publishes the
+ring counter once and kicks the eventfd once per burst.
+
+Nothing in here raises because of what the peer wrote.  A ring whose counters are
+impossible (head or tail jumping by more than the ring size) sets ``fault`` and
+moves nothing; the interface turns that into a DISCONNECT.
+"""
+
+from ._common import RX_ERRORS, TX_ERRORS, QueueStats, strided_view
+from .rx import RxBatch, RxQueue
+from .tx import TxBatch, TxQueue
+
+__all__ = [
+    "RX_ERRORS",
+    "TX_ERRORS",
+    "QueueStats",
+    "RxBatch",
+    "RxQueue",
+    "TxBatch",
+    "TxQueue",
+    "strided_view",
+]

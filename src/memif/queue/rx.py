@@ -1,0 +1,403 @@
+"""Receive: RxQueue takes packets off a ring as RxBatch vectors, then refills."""
+
+from __future__ import annotations
+
+import os
+import select
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from .. import wire
+from ..errors import ConfigError
+from ..shm import Region, Ring
+from ._common import (
+    _EMPTY_U16,
+    _EMPTY_U32,
+    _U16,
+    _bad_mask,
+    _Queue,
+    _read_descs,
+    strided_view,
+)
+
+
+class RxBatch:
+    """Packets received in one burst, as numpy arrays plus zero-copy views.
+
+    ``lengths`` holds each packet's total length.  ``seg_region``, ``seg_offset`` and
+    ``seg_length`` describe every buffer, and ``first`` the index of each packet's
+    first buffer (``None`` when nothing is chained).  ``matrix``, when not None, is a
+    ``(count, max_length)`` zero-copy view of all packets (slot-contiguous fast path).
+    Views stay valid until the queue is refilled or released.
+    """
+
+    __slots__ = (
+        "lengths",
+        "seg_region",
+        "seg_offset",
+        "seg_length",
+        "first",
+        "_regions",
+        "_matrix",
+        "_matrix_done",
+        "_uniform_region",
+    )
+
+    def __init__(
+        self,
+        regions: Sequence[np.ndarray],
+        seg_region: np.ndarray,
+        seg_offset: np.ndarray,
+        seg_length: np.ndarray,
+        first: np.ndarray | None = None,
+        lengths: np.ndarray | None = None,
+        uniform_region: int | None = None,
+    ) -> None:
+        self._regions = regions
+        self._uniform_region = uniform_region
+        self.seg_region = seg_region
+        self.seg_offset = seg_offset
+        self.seg_length = seg_length
+        self.first = first
+        self.lengths = seg_length if lengths is None else lengths
+        self._matrix: np.ndarray | None = None
+        self._matrix_done = False
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def count(self) -> int:
+        """Number of packets."""
+        return len(self.lengths)
+
+    @property
+    def nbytes(self) -> int:
+        """Total bytes of every packet."""
+        return int(self.lengths.sum()) if len(self.lengths) else 0
+
+    @property
+    def matrix(self) -> np.ndarray | None:
+        """Zero-copy ``(count, max_length)`` view, or None if buffers are not evenly spaced."""
+        if not self._matrix_done:
+            self._matrix_done = True
+            if self.first is None and len(self.lengths):
+                r = self._uniform_region
+                if r is None:
+                    sr = self.seg_region
+                    if sr[0] == sr[-1] and (len(sr) < 3 or (sr == sr[0]).all()):
+                        r = int(sr[0])
+                if r is not None:
+                    width = int(self.seg_length.max())
+                    self._matrix = strided_view(self._regions[r], self.seg_offset, width)
+        return self._matrix
+
+    def first_segments(self) -> RxBatch:
+        """A batch of each packet's first buffer only (headers of chained packets, fast).
+
+        ``lengths`` of the result are the first buffers' lengths; the views are the same
+        shared memory.  For an unchained batch this is the batch itself.
+        """
+        if self.first is None:
+            return self
+        f = self.first
+        return RxBatch(self._regions, self.seg_region[f], self.seg_offset[f], self.seg_length[f])
+
+    def segments(self, i: int) -> list[np.ndarray]:
+        """Zero-copy views of every buffer of packet ``i``."""
+        if self.first is None:
+            lo, hi = i, i + 1
+        else:
+            lo = int(self.first[i])
+            hi = int(self.first[i + 1]) if i + 1 < len(self.first) else len(self.seg_region)
+        return [
+            self._regions[int(self.seg_region[k])][
+                int(self.seg_offset[k]) : int(self.seg_offset[k]) + int(self.seg_length[k])
+            ]
+            for k in range(lo, hi)
+        ]
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        """Packet ``i``: a zero-copy view if it is one buffer, a copy if chained."""
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        segs = self.segments(i)
+        return segs[0] if len(segs) == 1 else np.concatenate(segs)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def tolist(self) -> list[bytes]:
+        """Every packet copied into ``bytes``."""
+        return [bytes(p) for p in self]
+
+    def gather(self, width: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """Copy the first ``width`` bytes of every packet into rows of a 2-D array.
+
+        Uses the strided fast path or one vectorized fancy-index gather per region;
+        chained packets are assembled one by one.  Bytes past a packet's length are
+        unspecified (whatever the buffer held): mask with ``lengths`` when it matters.
+        """
+        n = len(self)
+        if width is None:
+            width = int(self.lengths.max()) if n else 0
+        if out is None:
+            out = np.zeros((n, width), np.uint8)
+        mat = self.matrix
+        if mat is not None and mat.shape[1] >= width:
+            out[:n, :width] = mat[:, :width]
+            return out
+        if self.first is None:
+            cols = np.arange(width)
+            for r in np.unique(self.seg_region):
+                rows = np.flatnonzero(self.seg_region == r)
+                region = self._regions[int(r)]
+                idx = self.seg_offset[rows, None].astype(np.int64) + cols
+                np.minimum(idx, len(region) - 1, out=idx)
+                out[rows, :width] = region[idx]
+            return out
+        for i in range(n):
+            p = self[i][:width]
+            out[i, : len(p)] = p
+        return out
+
+
+class RxQueue(_Queue):
+    """The consumer end of a ring: ``rx_burst``, then ``refill`` to give slots back.
+
+    A master receives on S2M rings and releases by moving ``tail``; a slave receives
+    on M2S rings and refills by posting its buffers again and moving ``head``.
+    """
+
+    def __init__(
+        self,
+        ring: Ring,
+        regions: Sequence[Region],
+        index: int,
+        *,
+        is_master: bool,
+        buffer_region: int = 0,
+        buffer_offsets: np.ndarray | None = None,
+        buffer_size: int = 0,
+    ) -> None:
+        super().__init__(ring, regions, index)
+        self.is_master = is_master
+        self._buf_region = buffer_region
+        self._buf_offsets = buffer_offsets
+        self._buf_size = buffer_size
+        self.headroom = 0
+        # Consumer cursor: master's last_head / slave's last_tail.
+        self._cursor = ring.tail  # master: last_head, slave: last_tail
+
+    # -- interrupts
+    @property
+    def polling(self) -> bool:
+        """True when MASK_INT is set: the producer does not signal this queue."""
+        return bool(self.ring.flags & wire.RING_FLAG_MASK_INT)
+
+    @polling.setter
+    def polling(self, on: bool) -> None:
+        flags = self.ring.flags
+        self.ring.flags = (
+            flags | wire.RING_FLAG_MASK_INT if on else flags & ~wire.RING_FLAG_MASK_INT
+        )
+
+    def clear_interrupt(self) -> int:
+        """Read the eventfd to reset it; returns how many kicks were pending."""
+        try:
+            return os.eventfd_read(self.ring.eventfd)
+        except (BlockingIOError, OSError):
+            return 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the producer kicks or packets are pending; True if any are.
+
+        A polling queue is switched to interrupt mode for the wait and back after,
+        so the producer signals meanwhile.  The eventfd is always read, so a loop
+        watching :attr:`fd` sees it clear.
+        """
+        polling = self.polling
+        if polling:
+            self.polling = False
+        try:
+            if not self.pending():
+                select.select([self.ring.eventfd], [], [], timeout)
+            self.clear_interrupt()
+        finally:
+            if polling:
+                self.polling = True
+        return self.pending() > 0
+
+    @property
+    def cursor(self) -> int:
+        """Counter of the next descriptor to read (libmemif's last_head/last_tail)."""
+        return self._cursor
+
+    # -- receive
+    def pending(self) -> int:
+        """Descriptors produced by the peer and not yet taken."""
+        produced = self.ring.head if self.is_master else self.ring.tail
+        n = (produced - self._cursor) & _U16
+        return n if n <= self.ring.size else 0
+
+    def rx_burst(self, max_packets: int = 256) -> RxBatch:
+        """Take up to ``max_packets`` packets; bad ones are dropped and counted.
+
+        The returned views point into shared memory until :meth:`refill`.
+        """
+        ring = self.ring
+        produced = ring.head if self.is_master else ring.tail
+        avail = (produced - self._cursor) & _U16
+        if avail > ring.size or (
+            not self.is_master and avail > ((ring.head - self._cursor) & _U16)
+        ):
+            self._fail("ring counter out of range")
+            return self._empty()
+        n = min(avail, max_packets)
+        if n == 0:
+            return self._empty()
+        recs = _read_descs(ring, self._cursor, n)
+        # Fast path: flags, region and length live in each descriptor's first 8 bytes;
+        # when they are the same everywhere one comparison checks all three.
+        words = recs.view(np.uint64)[0::2]
+        w0 = int(words[0])
+        if not w0 & wire.DESC_FLAG_NEXT and not np.count_nonzero(words != w0):
+            region, length = (w0 >> 16) & 0xFFFF, w0 >> 32
+            offset = recs["offset"]
+            if (
+                region < len(self._sizes)
+                and length
+                and int(offset.max()) + length <= int(self._sizes[region])
+            ):
+                self._cursor = (self._cursor + n) & _U16
+                self.stats.packets += n
+                self.stats.bytes += n * length
+                return RxBatch(
+                    self._regions, recs["region"], offset, recs["length"], uniform_region=region
+                )
+        flags = recs["flags"]
+        if flags.any() and (flags & wire.DESC_FLAG_NEXT).any():
+            return self._rx_chained(recs, avail)
+        region, offset, length = recs["region"], recs["offset"], recs["length"]
+        self._cursor = (self._cursor + n) & _U16
+        bad = _bad_mask(region, offset, length, self._sizes)
+        if bad is not None:
+            self._count_bad(region, offset, length, bad)
+            good = ~bad
+            region, offset, length = region[good], offset[good], length[good]
+        self.stats.packets += len(length)
+        self.stats.bytes += int(length.sum()) if len(length) else 0
+        return RxBatch(self._regions, region, offset, length)
+
+    def _rx_chained(self, recs: np.ndarray, avail: int) -> RxBatch:
+        ring = self.ring
+        nxt = (recs["flags"] & wire.DESC_FLAG_NEXT).astype(bool)
+        ends = np.flatnonzero(~nxt)
+        if len(ends) == 0:
+            if len(recs) < avail:  # the chain goes on past max_packets: read it all
+                return self._rx_chained(_read_descs(ring, self._cursor, avail), avail)
+            if avail == ring.size:  # a whole ring without an end: it never will
+                self._cursor = (self._cursor + avail) & _U16
+                self.stats.count("chain_too_long")
+                return self._empty()
+            return self._empty()  # wait for the rest of the chain
+        used = int(ends[-1]) + 1
+        recs = recs[:used]
+        self._cursor = (self._cursor + used) & _U16
+        region, offset, length = recs["region"], recs["offset"], recs["length"]
+        first = np.concatenate(([0], ends[:-1] + 1)).astype(np.intp)
+        lengths = np.add.reduceat(length.astype(np.uint64), first)
+        bad = _bad_mask(region, offset, length, self._sizes)
+        if bad is not None:
+            self._count_bad(region, offset, length, bad)
+            bad_pkt = np.logical_or.reduceat(bad, first)
+            keep_seg = ~np.repeat(bad_pkt, np.diff(np.append(first, used)))
+            region, offset, length = region[keep_seg], offset[keep_seg], length[keep_seg]
+            lengths = lengths[~bad_pkt]
+            seg_counts = np.diff(np.append(first, used))[~bad_pkt]
+            first = (np.cumsum(seg_counts) - seg_counts).astype(np.intp)
+        self.stats.packets += len(lengths)
+        self.stats.bytes += int(lengths.sum()) if len(lengths) else 0
+        return RxBatch(self._regions, region, offset, length, first, lengths)
+
+    def _count_bad(
+        self, region: np.ndarray, offset: np.ndarray, length: np.ndarray, bad: np.ndarray
+    ) -> None:
+        no_region = region >= len(self._sizes)
+        zero = (length == 0) & ~no_region
+        self.stats.count("bad_region", int(no_region.sum()))
+        self.stats.count("zero_length", int(zero.sum()))
+        self.stats.count("bad_offset", int((bad & ~no_region & ~zero).sum()))
+
+    def _empty(self) -> RxBatch:
+        return RxBatch(self._regions, _EMPTY_U16, _EMPTY_U32, _EMPTY_U32)
+
+    def refill(self) -> int:
+        """Give every taken slot back to the producer; returns how many.
+
+        Master: ``tail`` catches up with what was read.  Slave: each read slot gets
+        its own buffer posted again (at ``headroom``) and ``head`` moves.
+        """
+        ring = self.ring
+        if self.is_master:
+            n = (self._cursor - ring.tail) & _U16
+            ring.tail = self._cursor
+            return n
+        n = self.free_to_post()
+        if n:
+            self._post(n, self._buf_region, self._buf_offsets, self._buf_size, canonical=True)
+        return n
+
+    def free_to_post(self) -> int:
+        """Slave: slots whose buffers were taken and may be posted again."""
+        n = (self._cursor + self.ring.size - self.ring.head) & _U16
+        return n if n <= self.ring.size else 0
+
+    def refill_from(self, region: int, offsets: np.ndarray, capacity: int) -> int:
+        """Slave zero-copy receive: post the application's buffers instead of our own.
+
+        ``offsets`` (into ``region``, e.g. a :class:`~memif.BufferPool`'s) are posted
+        on the next free slots, each with ``capacity`` bytes; the peer writes packets
+        straight into them and :meth:`rx_burst` reports their offsets.  Returns how
+        many were posted (at most :meth:`free_to_post`).
+        """
+        if self.is_master:
+            raise ConfigError("only a client posts receive buffers")
+        if not 0 <= region < len(self._sizes):
+            raise ConfigError(f"region {region} does not exist (have {len(self._sizes)})")
+        n = min(len(offsets), self.free_to_post())
+        offsets = np.asarray(offsets[:n], dtype=np.uint32)
+        if n and int(offsets.max()) + capacity > int(self._sizes[region]):
+            raise ConfigError(f"a buffer lies outside region {region}")
+        if n:
+            self._post(n, region, offsets, capacity, canonical=False)
+        return n
+
+    def _post(
+        self, n: int, region: int, offsets: np.ndarray, capacity: int, canonical: bool
+    ) -> None:
+        """Post ``n`` buffers from ``head``; canonical offsets are indexed by slot."""
+        ring, hr = self.ring, self.headroom
+        head = ring.head
+        s = head & ring.mask
+        first = min(n, ring.size - s)
+        for lo, hi, at in ((0, first, s), (first, n, 0)):
+            if hi > lo:
+                k = hi - lo
+                src = offsets[at : at + k] if canonical else offsets[lo:hi]
+                ring.d_region[at : at + k] = region
+                ring.d_offset[at : at + k] = src + hr
+                ring.d_length[at : at + k] = capacity - hr
+                ring.d_flags[at : at + k] = 0
+        ring.head = head + n
+
+    def recv(self, max_packets: int = 256) -> list[bytes]:
+        """Receive, copy every packet into ``bytes`` and refill at once."""
+        batch = self.rx_burst(max_packets)
+        packets = batch.tolist()
+        self.refill()
+        return packets

@@ -1,0 +1,321 @@
+"""Transmit: TxQueue hands out TxBatch buffers to fill, publishes, chains, zero-copy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from .. import wire
+from ..errors import ConfigError
+from ..shm import Region, Ring
+from ._common import _FULL, _TOO_BIG, _U16, _bad_mask, _Queue, strided_view
+
+
+class TxBatch:
+    """Buffers in shared memory handed out by :meth:`TxQueue.alloc`, to fill in place.
+
+    ``buffers`` is a zero-copy ``(count, capacity)`` uint8 view when the slots are
+    evenly spaced (always on a slave); otherwise use :meth:`buffer`.
+    """
+
+    __slots__ = ("start", "count", "capacity", "buffers", "_regions", "_region", "_offset")
+
+    def __init__(
+        self,
+        start: int,
+        capacity: int,
+        regions: Sequence[np.ndarray],
+        region: np.ndarray | int,
+        offset: np.ndarray,
+        buffers: np.ndarray | None,
+    ) -> None:
+        self.start = start
+        self.count = len(offset)
+        self.capacity = capacity
+        self.buffers = buffers
+        self._regions = regions
+        self._region = region
+        self._offset = offset
+
+    def __len__(self) -> int:
+        return self.count
+
+    def buffer(self, i: int) -> np.ndarray:
+        """Zero-copy view of slot ``i``'s buffer (``capacity`` bytes)."""
+        if self.buffers is not None:
+            return self.buffers[i]
+        off = int(self._offset[i])
+        r = self._region if isinstance(self._region, int) else int(self._region[i])
+        return self._regions[r][off : off + self.capacity]
+
+    def fill(self, data: np.ndarray) -> None:
+        """Copy a ``(count, width)`` array into the buffers (vectorized scatter)."""
+        width = data.shape[1]
+        if self.buffers is not None:
+            self.buffers[: len(data), :width] = data
+            return
+        cols = np.arange(width)
+        region = np.broadcast_to(self._region, (self.count,))[: len(data)]
+        for r in np.unique(region):
+            rows = np.flatnonzero(region == r)
+            idx = self._offset[rows, None].astype(np.int64) + cols
+            self._regions[int(r)][idx] = data[rows]
+
+
+class TxQueue(_Queue):
+    """The producer end of a ring: ``alloc`` buffers, fill them, ``tx_burst``.
+
+    A slave transmits on S2M rings into its own buffers and moves ``head``; a master
+    transmits on M2S rings into the buffers the slave posted and moves ``tail``.
+    """
+
+    def __init__(
+        self,
+        ring: Ring,
+        regions: Sequence[Region],
+        index: int,
+        *,
+        is_master: bool,
+        buffer_region: int = 0,
+        buffer_offsets: np.ndarray | None = None,
+        buffer_size: int = 0,
+    ) -> None:
+        super().__init__(ring, regions, index)
+        self.is_master = is_master
+        self._buf_region = buffer_region
+        self._buf_offsets = buffer_offsets
+        self._buf_size = buffer_size
+        self._bufs2d: np.ndarray | None = None
+        self._rewrite_desc = False  # set once zero-copy pointed slots elsewhere
+        if not is_master and buffer_offsets is not None:
+            self._bufs2d = strided_view(self._regions[buffer_region], buffer_offsets, buffer_size)
+            ring.d_region[:] = buffer_region  # each slot's own buffer, written once
+            ring.d_offset[:] = buffer_offsets
+        self._reclaimed = ring.tail
+
+    def free_slots(self) -> int:
+        """Slots the producer may fill now."""
+        ring = self.ring
+        if self.is_master:
+            n = (ring.head - ring.tail) & _U16
+            return n if n <= ring.size else 0
+        used = (ring.head - ring.tail) & _U16
+        return ring.size - used if used <= ring.size else 0
+
+    def alloc(self, count: int) -> TxBatch:
+        """Hand out up to ``count`` slot buffers (one contiguous run of the ring)."""
+        ring = self.ring
+        if self.is_master:
+            start = ring.tail
+            free = (ring.head - start) & _U16
+        else:
+            start = ring.head
+            used = (start - ring.tail) & _U16
+            free = ring.size - used
+        if free > ring.size or free < 0:
+            self._fail("ring counter out of range")
+            free = 0
+        s = start & ring.mask
+        n = min(count, free, ring.size - s)
+        if self.is_master:
+            return self._alloc_posted(start, s, n)
+        bufs = self._bufs2d[s : s + n] if self._bufs2d is not None else None
+        return TxBatch(
+            start,
+            self._buf_size,
+            self._regions,
+            self._buf_region,
+            self._buf_offsets[s : s + n],
+            bufs,
+        )
+
+    def _alloc_posted(self, start: int, s: int, n: int) -> TxBatch:
+        ring = self.ring
+        region = ring.d_region[s : s + n].copy()
+        offset = ring.d_offset[s : s + n].copy()
+        length = ring.d_length[s : s + n].copy()
+        if n and _bad_mask(region, offset, length, self._sizes) is not None:
+            self._fail("peer posted a buffer outside its regions")
+            n = 0
+        cap = int(length.min()) if n else 0
+        bufs = None
+        if n and (region == region[0]).all():
+            bufs = strided_view(self._regions[int(region[0])], offset, cap)
+        return TxBatch(start, cap, self._regions, region[:n], offset[:n], bufs)
+
+    def tx_burst(
+        self,
+        batch: TxBatch,
+        lengths: np.ndarray | int,
+        count: int | None = None,
+        flags: np.ndarray | None = None,
+    ) -> int:
+        """Publish the first ``count`` slots of ``batch`` with their ``lengths``.
+
+        ``lengths`` is one int for all or an array; ``flags`` (DESC_FLAG_NEXT) marks
+        chained slots.  Kicks the eventfd once unless the consumer masked it.
+        """
+        n = batch.count if count is None else count
+        if n == 0:
+            return 0
+        ring = self.ring
+        s = batch.start & ring.mask
+        if isinstance(lengths, int | np.integer):
+            if not 0 < lengths <= batch.capacity:
+                raise ConfigError(f"length {lengths} must be 1..{batch.capacity}")
+            ring.d_length[s : s + n] = lengths
+            nbytes = int(lengths) * n
+        else:
+            lengths_arr = np.asarray(lengths)[:n]
+            if int(lengths_arr.max()) > batch.capacity or int(lengths_arr.min()) <= 0:
+                raise ConfigError(f"lengths must be 1..{batch.capacity}")
+            ring.d_length[s : s + n] = lengths_arr
+            nbytes = int(lengths_arr.sum())
+        ring.d_flags[s : s + n] = 0 if flags is None else flags[:n]
+        if not self.is_master:
+            if self._rewrite_desc:
+                ring.d_region[s : s + n] = self._buf_region
+                ring.d_offset[s : s + n] = batch._offset[:n]
+            ring.head = batch.start + n
+        else:
+            ring.tail = batch.start + n
+        if flags is None:
+            self.stats.packets += n
+        else:
+            self.stats.packets += n - int(np.count_nonzero(flags[:n] & wire.DESC_FLAG_NEXT))
+        self.stats.bytes += nbytes
+        ring.kick()
+        return n
+
+    @property
+    def in_flight(self) -> int:
+        """Slots published and not yet given back by the consumer."""
+        ring = self.ring
+        n = (ring.head - ring.tail) & _U16 if not self.is_master else 0
+        return n if n <= ring.size else 0
+
+    def reclaim(self) -> int:
+        """Slots the consumer gave back since the last call (zero-copy bookkeeping).
+
+        Slots complete in order, so a caller keeping a FIFO of what it published can
+        release that many entries from its front.
+        """
+        ring = self.ring
+        tail = ring.tail
+        n = (tail - self._reclaimed) & _U16
+        if n > ring.size:
+            return 0
+        self._reclaimed = tail
+        return n
+
+    def tx_zero_copy(self, region: int, offsets: np.ndarray, lengths: np.ndarray | int) -> int:
+        """Client only: publish descriptors that point straight into shared memory.
+
+        ``region`` is a region index (``Interface.pool_region(pool)`` for a
+        :class:`~memif.BufferPool`), ``offsets``/``lengths`` say where each packet
+        lies in it.  Nothing is copied.  Returns how many were published (limited by
+        free slots); the memory of packet ``k`` is the peer's until :attr:`in_flight`
+        drops below ``published - k``.
+        """
+        if self.is_master:
+            raise ConfigError("only a client transmits from its own memory (zero-copy)")
+        offsets = np.asarray(offsets, dtype=np.uint32)
+        lengths = np.broadcast_to(np.asarray(lengths, dtype=np.uint32), offsets.shape)
+        if not 0 <= region < len(self._sizes):
+            raise ConfigError(f"region {region} does not exist (have {len(self._sizes)})")
+        if len(offsets) and (
+            int(lengths.min()) == 0
+            or int((offsets.astype(np.uint64) + lengths).max()) > int(self._sizes[region])
+        ):
+            raise ConfigError(f"a packet lies outside region {region} or has length 0")
+        ring = self.ring
+        n = min(len(offsets), self.free_slots())
+        start = ring.head
+        s = start & ring.mask
+        first = min(n, ring.size - s)
+        for lo, hi, at in ((0, first, s), (first, n, 0)):
+            if hi > lo:
+                ring.d_region[at : at + hi - lo] = region
+                ring.d_offset[at : at + hi - lo] = offsets[lo:hi]
+                ring.d_length[at : at + hi - lo] = lengths[lo:hi]
+                ring.d_flags[at : at + hi - lo] = 0
+        self._rewrite_desc = True
+        if n:
+            ring.head = start + n
+            self.stats.packets += n
+            self.stats.bytes += int(lengths[:n].sum())
+            ring.kick()
+        return n
+
+    def send(self, packets: Iterable[bytes | bytearray | memoryview | np.ndarray]) -> int:
+        """Copy packets into the ring, chaining any larger than a buffer; returns sent.
+
+        Sending stops at the first packet that does not fit in the free slots; it and
+        the rest are counted as ``no_free_slots``.  A packet that could never fit
+        (more buffers than the ring has, or empty) is skipped and counted as
+        ``too_big``.
+        """
+        sent = 0
+        packets = list(packets)
+        for k, pkt in enumerate(packets):
+            data = pkt if isinstance(pkt, np.ndarray) else np.frombuffer(pkt, np.uint8)
+            result = self._send_one(data)
+            if result is _FULL:
+                self.stats.count("no_free_slots", len(packets) - k)
+                break
+            if result is _TOO_BIG:
+                self.stats.count("too_big")
+            else:
+                sent += 1
+        return sent
+
+    def _send_one(self, data: np.ndarray) -> object:
+        """Plan the slots of one packet (each with its own capacity), fill, publish once."""
+        ring, size = self.ring, len(data)
+        if size == 0:
+            return _TOO_BIG
+        free = self.free_slots()
+        start = ring.tail if self.is_master else ring.head
+        plan: list[tuple[TxBatch, int, int]] = []
+        pos = 0
+        while pos < size:
+            if len(plan) == free:  # out of slots: could it ever fit in this ring?
+                cap = plan[-1][0].capacity if plan else self._buf_size or 1
+                need = len(plan) + -(-(size - pos) // cap)
+                return _TOO_BIG if need > ring.size else _FULL
+            slot = self._slot(start + len(plan))
+            if slot.count == 0 or slot.capacity == 0:
+                return _FULL  # a bad posted buffer: the queue is faulted
+            plan.append((slot, pos, min(size, pos + slot.capacity)))
+            pos = plan[-1][2]
+        for j, (slot, lo, hi) in enumerate(plan):
+            slot.buffer(0)[: hi - lo] = data[lo:hi]
+            s = (start + j) & ring.mask
+            ring.d_length[s] = hi - lo
+            ring.d_flags[s] = wire.DESC_FLAG_NEXT if j < len(plan) - 1 else 0
+            if not self.is_master:
+                ring.d_region[s] = self._buf_region
+                ring.d_offset[s] = self._buf_offsets[s]
+        if self.is_master:
+            ring.tail = start + len(plan)
+        else:
+            ring.head = start + len(plan)
+        self.stats.packets += 1
+        self.stats.bytes += size
+        ring.kick()
+        return None
+
+    def _slot(self, counter: int) -> TxBatch:
+        s = counter & self.ring.mask
+        if self.is_master:
+            return self._alloc_posted(counter, s, 1)
+        bufs = self._bufs2d[s : s + 1] if self._bufs2d is not None else None
+        return TxBatch(
+            counter,
+            self._buf_size,
+            self._regions,
+            self._buf_region,
+            self._buf_offsets[s : s + 1],
+            bufs,
+        )
