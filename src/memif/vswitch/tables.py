@@ -128,6 +128,7 @@ class Tables:
         n = self._next_index
         self.mode = np.zeros(n, np.int8)
         self.bd = np.full(n, -1, np.int64)
+        self.bd_key = np.zeros(n, np.uint64)  # bd << 48: the FIB key prefix of a port
         self.xconnect = np.full(n, -1, np.int64)
         self.output = np.zeros(n, np.int64)  # output node id (0: error-drop)
         self.usable = np.zeros(n, bool)  # admin up and link up
@@ -145,10 +146,14 @@ class Tables:
             self.has_ip[i] = bool(sw.ip4)
             if sw.mode is L2Mode.BRIDGE and sw.bd is not None:
                 self.bd[i] = sw.bd
+                self.bd_key[i] = np.uint64(sw.bd) << np.uint64(48)
                 bd = self.bds[sw.bd]
                 self.learn[i], self.forward[i] = bd.learn, bd.forward
                 self.flood[i], self.uu_flood[i] = bd.flood, bd.uu_flood
             if sw.mode is L2Mode.XCONNECT and sw.xconnect is not None:
                 self.xconnect[i] = sw.xconnect
         self.any_span_rx = bool(self.span_rx.any())
+        bridged = self.mode == L2Mode.BRIDGE
+        self.all_learn = bool(self.learn[bridged].all())
+        self.all_forward = bool(self.forward[bridged].all())
         self.flood_ports = {bd.id: np.array(bd.members, np.int64) for bd in self.bds.values()}
