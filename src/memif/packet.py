@@ -14,21 +14,77 @@ import numpy as np
 ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806
 ETH_P_IPV6 = 0x86DD
+ETH_P_8021Q = 0x8100
+ETH_P_8021AD = 0x88A8
+ETH_P_QINQ = 0x9100  # the pre-802.1ad outer tag some switches still use
+ETH_P_MPLS = 0x8847
+ETH_P_LLDP = 0x88CC
+#: Tag protocol identifiers of VLAN tags (a frame may carry two: QinQ).
+VLAN_TPIDS = (ETH_P_8021Q, ETH_P_8021AD, ETH_P_QINQ)
 ETH_HLEN = 14
 IP_HLEN = 20
 PROTO_ICMP = 1
 PROTO_TCP = 6
 PROTO_UDP = 17
+PROTO_ICMPV6 = 58
 ICMP_ECHO_REPLY = 0
 ICMP_ECHO_REQUEST = 8
+ICMP_ECHO_HLEN = 8
 ARP_REQUEST = 1
 ARP_REPLY = 2
+ARP_LEN = 28
 BROADCAST = b"\xff" * 6
+ZERO_MAC = b"\x00" * 6
 
 _ETH = struct.Struct("!6s6sH")
 _ARP = struct.Struct("!HHBBH6s4s6s4s")
 _IP = struct.Struct("!BBHHHBBH4s4s")
 _ICMP_ECHO = struct.Struct("!BBHHH")
+
+
+#: Names of common ethertypes and IP protocol numbers, for display.
+ETHERTYPE_NAMES = {
+    ETH_P_IP: "IPv4",
+    ETH_P_ARP: "ARP",
+    ETH_P_IPV6: "IPv6",
+    ETH_P_8021Q: "802.1Q",
+    ETH_P_8021AD: "802.1ad",
+    ETH_P_QINQ: "QinQ",
+    ETH_P_MPLS: "MPLS",
+    0x8848: "MPLS-mc",
+    0x8863: "PPPoE-disc",
+    0x8864: "PPPoE",
+    0x888E: "EAPOL",
+    0x88F7: "PTP",
+    ETH_P_LLDP: "LLDP",
+    0x8809: "slow-proto",
+    0x88E5: "MACsec",
+    0x8035: "RARP",
+    0x22F0: "AVTP",
+    0x9000: "loopback",
+}
+IP_PROTO_NAMES = {
+    PROTO_ICMP: "icmp",
+    2: "igmp",
+    4: "ipip",
+    PROTO_TCP: "tcp",
+    PROTO_UDP: "udp",
+    41: "ipv6",
+    47: "gre",
+    50: "esp",
+    51: "ah",
+    PROTO_ICMPV6: "icmpv6",
+    89: "ospf",
+    103: "pim",
+    112: "vrrp",
+    132: "sctp",
+}
+
+
+def ethertype_name(ethertype: int) -> str:
+    """``0x88cc`` style hex, followed by a name when one is known: ``0x88cc LLDP``."""
+    name = ETHERTYPE_NAMES.get(ethertype)
+    return f"0x{ethertype:04x}" + (f" {name}" if name else "")
 
 
 def ip4(text: str | bytes) -> bytes:
@@ -63,6 +119,21 @@ def arp(op: int, sha: bytes, spa: bytes, tha: bytes, tpa: bytes) -> bytes:
     return _ARP.pack(1, ETH_P_IP, 6, 4, op, sha, spa, tha, tpa)
 
 
+def arp_request(sha: bytes, spa: bytes, tpa: bytes) -> bytes:
+    """A broadcast Ethernet frame asking who has ``tpa``, from ``sha``/``spa``."""
+    return ethernet(BROADCAST, sha, ETH_P_ARP, arp(ARP_REQUEST, sha, spa, ZERO_MAC, tpa))
+
+
+def arp_reply(sha: bytes, spa: bytes, tha: bytes, tpa: bytes) -> bytes:
+    """An Ethernet frame to ``tha`` telling that ``spa`` is at ``sha``."""
+    return ethernet(tha, sha, ETH_P_ARP, arp(ARP_REPLY, sha, spa, tha, tpa))
+
+
+def is_group(mac: bytes) -> bool:
+    """True for a broadcast or multicast MAC address (the I/G bit is set)."""
+    return bool(mac[0] & 1)
+
+
 def ipv4(
     src: bytes, dst: bytes, proto: int, payload: bytes, ttl: int = 64, ident: int = 0
 ) -> bytes:
@@ -75,6 +146,17 @@ def icmp_echo(kind: int, ident: int, seq: int, data: bytes) -> bytes:
     """An ICMP echo request or reply with a correct checksum."""
     body = _ICMP_ECHO.pack(kind, 0, 0, ident, seq) + data
     return body[:2] + struct.pack("!H", checksum(body)) + body[4:]
+
+
+def parse_icmp_echo(l4: bytes) -> tuple[int, int, int, int, bytes] | None:
+    """``(type, code, ident, seq, data)`` of an ICMP message; None if shorter than 8 bytes.
+
+    Any ICMP type parses; the caller checks for echo request or reply.
+    """
+    if len(l4) < ICMP_ECHO_HLEN:
+        return None
+    kind, code, _, ident, seq = _ICMP_ECHO.unpack_from(l4)
+    return kind, code, ident, seq, bytes(l4[ICMP_ECHO_HLEN:])
 
 
 @dataclass(frozen=True)
@@ -103,14 +185,37 @@ def parse(frame: bytes) -> Parsed | None:
         f = _ARP.unpack_from(frame, ETH_HLEN)
         return Parsed(dst, src, et, arp=(f[4], f[5], f[6], f[7], f[8]))
     if et == ETH_P_IP and len(frame) >= ETH_HLEN + IP_HLEN:
-        vihl, _, total, _, _, ttl, proto, _, s, d = _IP.unpack_from(frame, ETH_HLEN)
-        ihl = (vihl & 0xF) * 4
-        end = min(len(frame), ETH_HLEN + max(total, ihl))
-        l4 = bytes(frame[ETH_HLEN + ihl : end])
-        sport = dport = None
-        if proto in (PROTO_TCP, PROTO_UDP) and len(l4) >= 4:
-            sport, dport = struct.unpack_from("!HH", l4)
-        return Parsed(
-            dst, src, et, ip_src=s, ip_dst=d, proto=proto, ttl=ttl, l4=l4, sport=sport, dport=dport
-        )
+        return _parse_ip(frame, ETH_HLEN, dst, src)
     return Parsed(dst, src, et)
+
+
+def parse_ip(packet: bytes) -> Parsed | None:
+    """Parse a bare IPv4 packet (memif ``ip`` mode: no Ethernet header).
+
+    None when it is shorter than an IPv4 header or not IPv4; ``dst``/``src`` are empty.
+    """
+    if len(packet) < IP_HLEN or packet[0] >> 4 != 4:
+        return None
+    return _parse_ip(packet, 0, b"", b"")
+
+
+def _parse_ip(frame: bytes, off: int, dst: bytes, src: bytes) -> Parsed:
+    vihl, _, total, _, _, ttl, proto, _, s, d = _IP.unpack_from(frame, off)
+    ihl = (vihl & 0xF) * 4
+    end = min(len(frame), off + max(total, ihl))
+    l4 = bytes(frame[off + ihl : end])
+    sport = dport = None
+    if proto in (PROTO_TCP, PROTO_UDP) and len(l4) >= 4:
+        sport, dport = struct.unpack_from("!HH", l4)
+    return Parsed(
+        dst,
+        src,
+        ETH_P_IP,
+        ip_src=s,
+        ip_dst=d,
+        proto=proto,
+        ttl=ttl,
+        l4=l4,
+        sport=sport,
+        dport=dport,
+    )
