@@ -101,9 +101,23 @@ def _bad_mask(
 class _Queue:
     """What both directions share: the ring, the regions, counters, the fault flag."""
 
-    def __init__(self, ring: Ring, regions: Sequence[Region], index: int) -> None:
+    def __init__(
+        self,
+        ring: Ring,
+        regions: Sequence[Region],
+        index: int,
+        is_master: bool,
+        buffer_region: int,
+        buffer_offsets: np.ndarray | None,
+        buffer_size: int,
+    ) -> None:
         self.ring = ring
         self.index = index
+        self.is_master = is_master
+        # A slave's own buffers: region, offset of each slot's buffer, size.
+        self._buf_region = buffer_region
+        self._buf_offsets = buffer_offsets
+        self._buf_size = buffer_size
         self.stats = QueueStats()
         self.fault: str | None = None
         self._regions = [r.array for r in regions]

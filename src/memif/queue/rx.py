@@ -184,11 +184,9 @@ class RxQueue(_Queue):
         buffer_offsets: np.ndarray | None = None,
         buffer_size: int = 0,
     ) -> None:
-        super().__init__(ring, regions, index)
-        self.is_master = is_master
-        self._buf_region = buffer_region
-        self._buf_offsets = buffer_offsets
-        self._buf_size = buffer_size
+        super().__init__(
+            ring, regions, index, is_master, buffer_region, buffer_offsets, buffer_size
+        )
         self.headroom = 0
         # Consumer cursor: master's last_head / slave's last_tail.
         self._cursor = ring.tail  # master: last_head, slave: last_tail

@@ -81,11 +81,9 @@ class TxQueue(_Queue):
         buffer_offsets: np.ndarray | None = None,
         buffer_size: int = 0,
     ) -> None:
-        super().__init__(ring, regions, index)
-        self.is_master = is_master
-        self._buf_region = buffer_region
-        self._buf_offsets = buffer_offsets
-        self._buf_size = buffer_size
+        super().__init__(
+            ring, regions, index, is_master, buffer_region, buffer_offsets, buffer_size
+        )
         self._bufs2d: np.ndarray | None = None
         self._rewrite_desc = False  # set once zero-copy pointed slots elsewhere
         if not is_master and buffer_offsets is not None:
