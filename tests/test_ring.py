@@ -377,7 +377,7 @@ def test_kick_and_mask_int(memory, s2m: bool) -> None:
     assert not kicked(efd) and not link.rx.polling
     link.tx.send([b"a", b"b"])
     assert kicked(efd)
-    assert link.rx.clear_interrupt() == 2  # one kick per packet sent with send()
+    assert link.rx.clear_interrupt() == 1  # one kick per send() call, not per packet
     assert not kicked(efd)
     link.tx.send([])  # nothing sent, no kick
     assert link.rx.wait(0) is True  # packets pending

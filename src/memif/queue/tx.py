@@ -258,7 +258,7 @@ class TxQueue(_Queue):
         packets = list(packets)
         for k, pkt in enumerate(packets):
             data = pkt if isinstance(pkt, np.ndarray) else np.frombuffer(pkt, np.uint8)
-            result = self._send_one(data)
+            result = self._send_one(data)  # publishes each packet; one kick at the end
             if result is _FULL:
                 self.stats.count("no_free_slots", len(packets) - k)
                 break
@@ -266,6 +266,8 @@ class TxQueue(_Queue):
                 self.stats.count("too_big")
             else:
                 sent += 1
+        if sent:
+            self.ring.kick()
         return sent
 
     def _send_one(self, data: np.ndarray) -> object:
@@ -301,7 +303,6 @@ class TxQueue(_Queue):
             ring.head = start + len(plan)
         self.stats.packets += 1
         self.stats.bytes += size
-        ring.kick()
         return None
 
     def _slot(self, counter: int) -> TxBatch:
