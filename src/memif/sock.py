@@ -276,13 +276,13 @@ class Socket:
 
     def _server_connect(self, conn: _Conn, req: proto.ConnectRequested) -> None:
         iface = conn.interface
+        iface.remote_app_name = conn.channel.remote_name  # before on_connect runs
         try:
             iface._server_attach(req)
         except ProtocolError as exc:
             self._events(conn, conn.channel.fail(str(exc)))
             return
         conn.channel.accept(iface.name)
-        iface.remote_app_name = conn.channel.remote_name
 
     def _flush(self, conn: _Conn) -> None:
         for msg, fd in conn.channel.messages_to_send():

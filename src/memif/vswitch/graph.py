@@ -75,7 +75,7 @@ class ErrorDrop(Node):
 class Graph:
     """Nodes, their pending vectors, and the trace buffer."""
 
-    def __init__(self, pool: PacketPool) -> None:
+    def __init__(self, pool: PacketPool, drop: Node | None = None) -> None:
         self.pool = pool
         self.nodes: list[Node] = []
         self.by_name: dict[str, Node] = {}
@@ -87,7 +87,7 @@ class Graph:
         self.traces: dict[int, list[str]] = defaultdict(list)
         self._next_trace = 1
         self.tracing = False
-        self.drop_node = self.add(ErrorDrop())
+        self.drop_node = self.add(drop or ErrorDrop())
 
     def add(self, node: Node) -> int:
         """Register a node; returns its id (also ``node.id``)."""

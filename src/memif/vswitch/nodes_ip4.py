@@ -27,7 +27,7 @@ class ArpInput(SwitchNode):
 
     def process(self, idx: np.ndarray) -> None:
         pool, meta, sw = self.graph.pool, self.meta, self.switch
-        replies, drops, bad = [], [], []
+        replies, drops, bad, consumed = [], [], [], []
         for i in idx.tolist():
             frame = pool.packet(i)
             p = packet.parse(frame)
@@ -36,9 +36,11 @@ class ArpInput(SwitchNode):
                 continue
             op, sha, spa, _, tpa = p.arp
             iface = sw.tables.interfaces[int(meta.rx_if[i])]
-            if op == packet.ARP_REPLY:
-                sw.neighbors[(iface.sw_if_index, spa)] = sha
             ours = any(addr == tpa for addr, _ in iface.ip4)
+            if op == packet.ARP_REPLY and ours:  # an answer to the switch's own request
+                sw.neighbors[(iface.sw_if_index, spa)] = sha
+                consumed.append(i)
+                continue
             if op != packet.ARP_REQUEST or not ours:
                 drops.append(i)
                 continue
@@ -51,6 +53,7 @@ class ArpInput(SwitchNode):
             _rewrite(pool, i, reply)
             meta.tx_if[i] = iface.sw_if_index
             replies.append(i)
+        pool.free(np.array(consumed, np.int32))
         self.drop(np.array(bad, np.int32), "malformed")
         self.drop(np.array(drops, np.int32), "not-for-us")
         self.graph.enqueue(self.next_id("l2-output"), np.array(replies, np.int32))
@@ -68,7 +71,8 @@ class Ip4Input(SwitchNode):
 
     def process(self, idx: np.ndarray) -> None:
         pool, meta, sw = self.graph.pool, self.meta, self.switch
-        out, drops = [], {"not-for-us": [], "unsupported": [], "malformed": []}
+        out, consumed = [], []
+        drops: dict[str, list[int]] = {"not-for-us": [], "unsupported": [], "malformed": []}
         for i in idx.tolist():
             iface = sw.tables.interfaces[int(meta.rx_if[i])]
             frame = pool.packet(i)
@@ -77,6 +81,11 @@ class Ip4Input(SwitchNode):
                 drops["malformed"].append(i)
                 continue
             ihl = (l3[0] & 0xF) * 4
+            total = int.from_bytes(l3[2:4], "big")
+            if ihl < packet.IP_HLEN or not ihl <= total <= len(l3):
+                drops["malformed"].append(i)
+                continue
+            l3 = l3[:total]  # what follows is Ethernet padding, not ICMP data
             src, dst, proto = l3[12:16], l3[16:20], l3[9]
             if not any(addr == dst for addr, _ in iface.ip4):
                 drops["not-for-us"].append(i)
@@ -86,9 +95,9 @@ class Ip4Input(SwitchNode):
                 drops["unsupported"].append(i)
                 continue
             kind, ident, seq = icmp[0], *struct.unpack_from("!HH", icmp, 4)
-            if kind == packet.ICMP_ECHO_REPLY:
-                sw.ping_replies.append((ident, seq, src, sw.now))
-                drops["unsupported"].append(i)  # consumed: nothing to send
+            if kind == packet.ICMP_ECHO_REPLY:  # an answer to the switch's own ping
+                sw.ping_replies.append((ident, seq, src, sw.now, l3[8]))
+                consumed.append(i)
                 continue
             if kind != _ICMP_ECHO:
                 drops["unsupported"].append(i)
@@ -100,6 +109,7 @@ class Ip4Input(SwitchNode):
             _rewrite(pool, i, reply)
             meta.tx_if[i] = iface.sw_if_index
             out.append(i)
+        pool.free(np.array(consumed, np.int32))
         for error, lst in drops.items():
             self.drop(np.array(lst, np.int32), error)
         self.graph.enqueue(self.next_id("l2-output"), np.array(out, np.int32))

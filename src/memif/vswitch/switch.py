@@ -17,12 +17,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .. import wire
 from ..config import Role, format_mac, parse_mac, random_mac
 from ..errors import MemifError
 from ..sock import Socket
 from . import nodes_ip4, nodes_l2
-from .graph import Graph
+from .graph import ErrorDrop, Graph
 from .l2fib import L2Fib
 from .memif_port import MemifInput, MemifOutput, MemifPort
 from .nodes_l2 import Meta
@@ -66,13 +68,14 @@ class Switch:
         self.meta = Meta(n_buffers)
         self.fib = L2Fib()
         self.tables = Tables()
-        self.graph = Graph(self.pool)
+        self.graph = Graph(self.pool, CountingDrop(self))
         self.sockets: dict[int, SocketEntry] = {
             0: SocketEntry(0, os.path.join(runtime_dir, "memif.sock"))
         }
         self.ports: dict[int, MemifPort] = {}  # sw_if_index -> port
         self.neighbors: dict[tuple[int, bytes], bytes] = {}
-        self.ping_replies: list[tuple[int, int, bytes, float]] = []
+        # (ident, seq, source address, arrival time, ttl) of echo replies to our pings
+        self.ping_replies: list[tuple[int, int, bytes, float, int]] = []
         self.span_packets = 0
         self.now = time.monotonic()
         self.started = self.now
@@ -332,6 +335,29 @@ class Switch:
                 sw.spans.append(Span(target.sw_if_index, rx, tx, l2))
         self.tables.refresh()
 
+    def send_frame(self, sw_if_index: int, frame: bytes) -> bool:
+        """Transmit a locally built frame (ARP request, ping) out of an interface.
+
+        The frame goes through l2-output (so an interface that is down drops it with a
+        counted error) and the graph runs at once.  False when no buffer was free.
+        """
+        if sw_if_index not in self.tables.interfaces:
+            raise SwitchError(f"no interface with sw_if_index {sw_if_index}")
+        if not 0 < len(frame) <= self.pool.data_size:
+            raise SwitchError(f"frame of {len(frame)} bytes does not fit a switch buffer")
+        idx = self.pool.alloc(1)
+        if not len(idx):
+            return False
+        i = int(idx[0])
+        self.pool.data[i, : len(frame)] = np.frombuffer(frame, np.uint8)
+        self.pool.length[i] = len(frame)
+        self.meta.rx_if[i] = 0  # local0: sent by the switch itself
+        self.meta.tx_if[i] = sw_if_index
+        self.graph.trace_id[i] = 0
+        self.graph.enqueue(self.graph.by_name["l2-output"].id, idx)
+        self.graph.run()
+        return True
+
     def clear_interfaces(self) -> None:
         """``clear interfaces``."""
         for sw in self.tables.interfaces.values():
@@ -352,8 +378,7 @@ class Switch:
             if entry.socket is not None:
                 entry.socket.poll(0)
         if self._extra_fds:
-            ready, _, _ = select.select(list(self._extra_fds), [], [], 0)
-            for fd in ready:
+            for fd in _wait_readable(list(self._extra_fds), 0):
                 cb = self._extra_fds.get(fd)
                 if cb:
                     cb()
@@ -380,13 +405,25 @@ class Switch:
     def input_poll(self) -> int:
         """Run the input node (with its runtime figures)."""
         node = self.input
+        first_trace = self.graph._next_trace if self.graph.tracing else None
         t0 = time.perf_counter_ns()
         n = node.poll()
         if n:
             node.ns += time.perf_counter_ns() - t0
             node.calls += 1
             node.vectors += n
+        if first_trace is not None and self.graph._next_trace != first_trace:
+            self._trace_input(first_trace)
         return n
+
+    def _trace_input(self, first: int) -> None:
+        """Start each packet traced from this poll with its memif-input line."""
+        graph, now = self.graph, time.strftime("%H:%M:%S")
+        for i in np.flatnonzero(graph.trace_id >= first).tolist():
+            sw = self.tables.interfaces.get(int(self.meta.rx_if[i]))
+            where = f"{sw.name} sw_if_index {sw.sw_if_index}" if sw else "?"
+            line = f"{now}: {self.input.name}\n  memif: {where} {self.input.trace_line(i)}"
+            graph.traces[int(graph.trace_id[i])].insert(0, line)
 
     def sleep(self, timeout: float) -> None:
         """Block until a receive queue is kicked, a control fd is ready, or ``timeout``."""
@@ -398,7 +435,7 @@ class Switch:
                 return
             fds = [q.fd for q in queues] + list(self._extra_fds)
             fds += [e.socket.fileno() for e in self.sockets.values() if e.socket is not None]
-            ready, _, _ = select.select(fds, [], [], timeout)
+            ready = _wait_readable(fds, timeout)
             for q in queues:
                 if q.fd in ready:
                     q.clear_interrupt()
@@ -421,6 +458,31 @@ class Switch:
             if entry.socket is not None:
                 entry.socket.close()
         self.pool.close()
+
+
+class CountingDrop(ErrorDrop):
+    """error-drop that also counts ``drops`` on each packet's receive interface (VPP's)."""
+
+    def __init__(self, switch: Switch) -> None:
+        super().__init__()
+        self.switch = switch
+
+    def process(self, idx: np.ndarray) -> None:
+        interfaces = self.switch.tables.interfaces
+        rx, counts = np.unique(self.switch.meta.rx_if[idx], return_counts=True)
+        for i, n in zip(rx.tolist(), counts.tolist(), strict=True):
+            sw = interfaces.get(i)
+            if sw is not None:
+                sw.counters.drops += n
+        super().process(idx)
+
+
+def _wait_readable(fds: list[int], timeout: float) -> set[int]:
+    """The fds that become readable within ``timeout`` (poll(2): no FD_SETSIZE limit)."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return {fd for fd, _ in poller.poll(timeout * 1000)}
 
 
 def format_ip(raw: bytes) -> str:

@@ -1,0 +1,1 @@
+"""memifctl: the command-line client of memifd's CLI socket (see :mod:`.main`)."""

@@ -1,0 +1,246 @@
+"""``memifctl``: memifd's CLI client, shaped like VPP's ``vppctl``.
+
+* ``memifctl [-s SOCKET] [--json] show interface``: the arguments are joined into one
+  command line, sent, and the reply printed; the exit status is 1 when the command
+  failed (its one-line message goes to stderr, prefixed ``memifctl:``).
+* No arguments, stdin a terminal: an interactive shell (``memifctl# ``) with history in
+  ``~/.memifctl_history`` and tab completion of command keywords.
+* No arguments, stdin not a terminal: one command per line from stdin.
+
+The protocol is one JSON object per line each way: ``{"command", "json"}`` out,
+``{"ok", "output", "data"}`` back.  This module talks to the daemon only through the
+socket: it never imports ``memif.daemon`` or ``memif.vswitch``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
+
+PROMPT = "memifctl# "
+HISTORY = "~/.memifctl_history"
+EXIT_FAILED = 1  # the command ran and failed
+EXIT_NO_DAEMON = 2  # cannot reach memifd, or bad usage
+
+__all__ = ["Client", "Completer", "CtlError", "default_socket", "main"]
+
+
+class CtlError(Exception):
+    """memifd cannot be reached or broke the protocol; the text is one line."""
+
+
+def default_socket() -> str:
+    """memifd's default CLI socket: ``<runtime dir>/cli.sock`` (same rule as memifd)."""
+    if os.geteuid() == 0:
+        runtime = "/run/memifd"
+    elif os.environ.get("XDG_RUNTIME_DIR"):
+        runtime = os.path.join(os.environ["XDG_RUNTIME_DIR"], "memifd")
+    else:
+        runtime = f"/tmp/memifd-{os.geteuid()}"
+    return os.path.join(runtime, "cli.sock")
+
+
+class Client:
+    """One connection to memifd's CLI socket."""
+
+    def __init__(self, path: str, timeout: float | None = None) -> None:
+        self.path = path
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._sock.settimeout(timeout)
+            self._sock.connect(path)
+        except OSError as exc:
+            self._sock.close()
+            why = exc.strerror or str(exc) or type(exc).__name__
+            raise CtlError(f"cannot connect to memifd at {path}: {why}") from None
+        self._buf = bytearray()
+
+    def request(self, command: str, want_json: bool = False) -> dict[str, Any]:
+        """Send one command line; the reply object ``{"ok", "output", "data"}``."""
+        line = json.dumps({"command": command, "json": want_json}).encode() + b"\n"
+        try:
+            self._sock.sendall(line)
+            while b"\n" not in self._buf:
+                chunk = self._sock.recv(65536)
+                if not chunk:
+                    raise CtlError(f"memifd at {self.path} closed the connection")
+                self._buf += chunk
+        except TimeoutError:
+            raise CtlError(f"no reply from memifd at {self.path} in time") from None
+        except OSError as exc:
+            raise CtlError(f"lost memifd at {self.path}: {exc.strerror or exc}") from None
+        nl = self._buf.index(b"\n")
+        raw = bytes(self._buf[:nl])
+        del self._buf[: nl + 1]
+        try:
+            reply = json.loads(raw)
+        except ValueError:
+            raise CtlError(f"memifd at {self.path} sent a line that is not JSON") from None
+        if not isinstance(reply, dict) or "ok" not in reply:
+            raise CtlError(f"memifd at {self.path} sent an unexpected reply")
+        return reply
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._sock.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------- completion
+class Completer:
+    """Tab completion of command keywords, from the command list ``help --json`` gives.
+
+    Words already typed may be abbreviations, as the daemon accepts them.
+    """
+
+    def __init__(self, commands: Iterable[dict[str, Any]]) -> None:
+        self.tree: dict[str, Any] = {}
+        for cmd in commands:
+            node = self.tree
+            for word in cmd.get("path", []):
+                node = node.setdefault(word, {})
+
+    def candidates(self, line: str) -> list[str]:
+        """Keywords that complete the last (partial) word of ``line``."""
+        words = line.split()
+        partial = "" if not words or line.endswith(" ") else words.pop()
+        node = self.tree
+        for w in words:
+            if w in node:
+                node = node[w]
+                continue
+            found = [k for k in node if k.startswith(w)]
+            if len(found) != 1:
+                return []
+            node = node[found[0]]
+        return sorted(k for k in node if k.startswith(partial))
+
+    def readline_hook(self, text: str, state: int) -> str | None:
+        """The function ``readline.set_completer`` takes."""
+        import readline
+
+        if state == 0:
+            line = readline.get_line_buffer()[: readline.get_endidx()]
+            self._matches = [c + " " for c in self.candidates(line)]
+        return self._matches[state] if state < len(self._matches) else None
+
+
+# ---------------------------------------------------------------------- running
+def show(reply: dict[str, Any], want_json: bool, where: str = "") -> bool:
+    """Print a reply (output on stdout, an error on stderr); True if it succeeded."""
+    if not reply.get("ok"):
+        message = str(reply.get("output") or "command failed").replace("\n", " ")
+        print(f"memifctl: {where}{message}", file=sys.stderr, flush=True)
+        return False
+    data = reply.get("data")
+    if want_json and data is not None:
+        print(json.dumps(data, indent=2), flush=True)
+    elif reply.get("output"):
+        print(reply["output"], flush=True)
+    return True
+
+
+def run_lines(client: Client, lines: Iterable[str], want_json: bool, name: str) -> int:
+    """Commands read from a file or pipe; the status is 1 if any failed."""
+    status = 0
+    for lineno, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if not show(client.request(text, want_json), want_json, f"{name}:{lineno}: "):
+            status = EXIT_FAILED
+    return status
+
+
+def interactive(client: Client, want_json: bool) -> int:
+    """The ``memifctl# `` shell: history and tab completion; ``quit`` or EOF leaves."""
+    try:
+        import readline
+    except ImportError:  # pragma: no cover - readline is missing on some builds
+        readline = None  # type: ignore[assignment]
+    history = os.path.expanduser(HISTORY)
+    if readline is not None:
+        with contextlib.suppress(OSError):
+            readline.read_history_file(history)
+        readline.set_history_length(1000)
+        try:
+            commands = client.request("help", want_json=True).get("data") or []
+        except CtlError:
+            commands = []
+        completer = Completer(commands)
+        readline.set_completer_delims(" \t")
+        readline.set_completer(completer.readline_hook)
+        readline.parse_and_bind("tab: complete")
+    try:
+        while True:
+            try:
+                line = input(PROMPT).strip()
+            except EOFError:
+                print()
+                return 0
+            except KeyboardInterrupt:
+                print()
+                continue
+            if line in ("quit", "exit", "q"):
+                return 0
+            if line:
+                show(client.request(line, want_json), want_json)
+    finally:
+        if readline is not None:
+            with contextlib.suppress(OSError):
+                readline.write_history_file(history)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """memifctl's options."""
+    p = argparse.ArgumentParser(
+        prog="memifctl",
+        description="Send CLI commands to memifd (like vppctl); no command: interactive.",
+        epilog="examples: memifctl show interface; memifctl --json show memif; "
+        "memifctl set int state memif1/0 up",
+    )
+    p.add_argument(
+        "-s", "--socket", default=None, metavar="PATH", help=f"CLI socket ({default_socket()})"
+    )
+    p.add_argument("--json", action="store_true", help="print show commands' data as JSON")
+    p.add_argument(
+        "--timeout", type=float, default=None, metavar="S", help="give up after S seconds"
+    )
+    p.add_argument("words", nargs=argparse.REMAINDER, help="the command, e.g. show interface")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None) -> int:
+    """Run memifctl; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    stdin = stdin or sys.stdin
+    path = args.socket or default_socket()
+    try:
+        with Client(path, args.timeout) as client:
+            if args.words:
+                return 0 if show(client.request(" ".join(args.words), args.json), args.json) else 1
+            if stdin.isatty():
+                return interactive(client, args.json)
+            return run_lines(client, stdin, args.json, "<stdin>")
+    except CtlError as exc:
+        print(f"memifctl: {exc}", file=sys.stderr)
+        return EXIT_NO_DAEMON
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # stdout closed early (| head)
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

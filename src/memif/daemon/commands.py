@@ -1,0 +1,401 @@
+"""The daemon's CLI: the command registry, :func:`execute`, and the configuration commands.
+
+Every command is registered once, with its path words, argument synopsis and help text,
+by the :data:`REGISTRY` decorator; ``show`` commands live in :mod:`.show` and
+:mod:`.show_memif`, ``ping`` in :mod:`.ping`.  A handler takes the daemon
+:class:`Context` and an :class:`~.parse.Args` cursor and returns a string, a
+:class:`Reply`, or a :class:`Pending` operation the server completes later while the
+switch keeps forwarding (``ping``).
+
+:func:`execute` is the one boundary where errors become replies: user mistakes
+(:class:`~.parse.CliError`, :class:`~memif.vswitch.switch.SwitchError`, memif
+configuration errors) give their one-line message; anything else is logged with its
+traceback and answered ``internal error: ...``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import MemifError
+from ..vswitch.switch import Switch, SwitchError
+from ..vswitch.tables import SwInterface
+from .parse import Args, CliError, Registry, integer, tokenize, word
+
+log = logging.getLogger("memifd")
+
+#: Every command of memifd.
+REGISTRY = Registry()
+command = REGISTRY.command
+
+MAX_U32 = 0xFFFFFFFF
+
+
+@dataclass
+class Reply:
+    """One answer to one request: ``output`` is text; ``data`` is what ``--json`` shows."""
+
+    ok: bool = True
+    output: str = ""
+    data: Any = None
+
+    def to_json(self, with_data: bool) -> dict[str, Any]:
+        """The wire form: ``{"ok", "output", "data"}``."""
+        return {"ok": self.ok, "output": self.output, "data": self.data if with_data else None}
+
+
+class Pending:
+    """An operation that finishes later; the server polls it from the main loop."""
+
+    def poll(self, now: float) -> Reply | None:
+        """The reply once done, else None (called every loop turn; must not block)."""
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        """The client went away: stop and release what the operation holds."""
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Wall time, process CPU time and switch busy time at one moment."""
+
+    wall: float
+    cpu: float
+    busy_ns: int
+
+    @classmethod
+    def now(cls, switch: Switch) -> Mark:
+        """The figures right now."""
+        return cls(time.monotonic(), time.process_time(), switch.busy_ns)
+
+
+class Context:
+    """What command handlers work on: the switch plus the daemon's own bookkeeping."""
+
+    def __init__(self, switch: Switch, registry: Registry = REGISTRY) -> None:
+        self.switch = switch
+        self.registry = registry
+        self.started = Mark.now(switch)
+        self.started_at = time.time()
+        self.runtime_mark = self.started  # reset by "clear runtime"
+        self.cpu_mhz, self.cpu_mhz_source = cpu_mhz()
+        self.pings: list[Pending] = []  # pings in flight (they share switch.ping_replies)
+
+    def interface(self, args: Args) -> SwInterface:
+        """The next word as an interface name."""
+        return self.switch.interface(args.take("interface name"))
+
+
+def cpu_mhz(path: str = "/proc/cpuinfo") -> tuple[float, str]:
+    """(MHz, where it came from): /proc/cpuinfo's first ``cpu MHz``, else 1000 assumed."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("cpu MHz"):
+                    return float(line.split(":", 1)[1]), "cpu MHz in /proc/cpuinfo"
+    except (OSError, ValueError):
+        pass
+    return 1000.0, "assumed: no cpu MHz in /proc/cpuinfo"
+
+
+Result = str | Reply | Pending
+
+
+def execute(ctx: Context, line: str) -> Reply | Pending:
+    """Run one command line; never raises (errors become ``ok=False`` replies)."""
+    try:
+        words = tokenize(line)
+        if not words or words[0].startswith("#"):
+            return Reply()
+        if words[-1] == "?" or words[0] == "?":
+            prefix = words[:-1] if words[-1] == "?" else words[1:]
+            return _help(ctx, prefix)
+        found = ctx.registry.lookup(words)
+        result = found.command.handler(ctx, Args(found.args, found.command.name))
+        if isinstance(result, (Reply, Pending)):
+            return result
+        return Reply(output=result or "")
+    except (CliError, SwitchError, MemifError) as exc:
+        return Reply(False, _one_line(str(exc)))
+    except OSError as exc:
+        text = exc.strerror or str(exc)
+        return Reply(False, _one_line(f"{text}: {exc.filename}" if exc.filename else text))
+    except Exception as exc:
+        log.exception("internal error running %r", line)
+        return Reply(False, _one_line(f"internal error: {type(exc).__name__}: {exc}"))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "error"
+
+
+def _help(ctx: Context, words: list[str]) -> Reply:
+    text = ctx.registry.help_text(words)
+    cmds = ctx.registry.under(words)
+    data = [{"path": list(c.path), "usage": c.usage, "help": c.help} for c in cmds]
+    return Reply(output=text, data=data)
+
+
+# ---------------------------------------------------------------------- help
+@command("help", "[<command words>]", "list commands (also '?', or '<words> ?')")
+def _cmd_help(ctx: Context, args: Args) -> Reply:
+    return _help(ctx, args.rest())
+
+
+# ---------------------------------------------------------------------- memif
+@command(
+    "create memif socket",
+    "id <n> filename <path|@name|abstract:name>",
+    "add a memif socket (relative paths go under the runtime directory)",
+)
+def _create_socket(ctx: Context, args: Args) -> Reply:
+    opts = args.options({"id": integer(1, MAX_U32), "filename": word})
+    for key in ("id", "filename"):
+        if key not in opts:
+            raise CliError(f"missing {key} for 'create memif socket'")
+    entry = ctx.switch.create_socket(opts["id"], opts["filename"])
+    return Reply(data={"id": entry.id, "filename": entry.filename})
+
+
+@command("delete memif socket", "id <n>", "remove an unused memif socket")
+def _delete_socket(ctx: Context, args: Args) -> str:
+    opts = args.options({"id": integer(0, MAX_U32)})
+    if "id" not in opts:
+        raise CliError("missing id for 'delete memif socket'")
+    ctx.switch.delete_socket(opts["id"])
+    return ""
+
+
+def _mode(args: Args, key: str) -> str:
+    return args.keyword(["ethernet", "ip"], "mode")
+
+
+MEMIF_OPTIONS = {
+    "id": integer(0, MAX_U32),
+    "socket-id": integer(0, MAX_U32),
+    "master": None,
+    "slave": None,
+    "rx-queues": integer(1, 255),
+    "tx-queues": integer(1, 255),
+    "ring-size": integer(2, 32768),
+    "buffer-size": integer(128, 65535),
+    "hw-addr": lambda a, k: a.mac("hw-addr"),
+    "secret": word,
+    "mode": _mode,
+    "no-zero-copy": None,
+}
+
+
+@command(
+    "create interface memif",
+    "[id <n>] [socket-id <n>] master|slave [rx-queues <n>] [tx-queues <n>] [ring-size <n>] "
+    "[buffer-size <n>] [hw-addr <mac>] [secret <s>] [mode ip|ethernet] [no-zero-copy]",
+    "create a memif interface memif<socket-id>/<id> (admin-down)",
+)
+def _create_memif(ctx: Context, args: Args) -> Reply:
+    o = args.options(MEMIF_OPTIONS)
+    if "master" in o and "slave" in o:
+        raise CliError("'create interface memif': give master or slave, not both")
+    ring_size = o.get("ring-size", 1024)
+    if ring_size & (ring_size - 1):
+        raise CliError(f"ring-size {ring_size} for 'create interface memif': not a power of 2")
+    sw = ctx.switch.create_memif(
+        id=o.get("id", 0),
+        socket_id=o.get("socket-id", 0),
+        role="master" if "master" in o else "slave",
+        rx_queues=o.get("rx-queues", 1),
+        tx_queues=o.get("tx-queues", 1),
+        ring_size=ring_size,
+        buffer_size=o.get("buffer-size", 2048),
+        hw_addr=o.get("hw-addr"),
+        secret=o.get("secret", ""),
+        mode=o.get("mode", "ethernet"),
+        zero_copy="no-zero-copy" not in o,
+    )
+    return Reply(output=sw.name, data={"name": sw.name, "sw_if_index": sw.sw_if_index})
+
+
+@command("delete interface memif", "<interface> | sw_if_index <n>", "delete a memif interface")
+def _delete_memif(ctx: Context, args: Args) -> str:
+    if args.try_keyword(["sw_if_index"]):
+        index = args.integer("sw_if_index")
+        sw = ctx.switch.tables.interfaces.get(index)
+        if sw is None:
+            raise CliError(f"no interface with sw_if_index {index}")
+        name = sw.name
+    else:
+        name = ctx.interface(args).name
+    args.end()
+    ctx.switch.delete_interface(name)
+    return ""
+
+
+# ---------------------------------------------------------------------- interfaces
+@command("set interface state", "<interface> up|down", "admin state")
+def _set_state(ctx: Context, args: Args) -> str:
+    sw = ctx.interface(args)
+    state = args.keyword(["up", "down"], "state")
+    args.end()
+    ctx.switch.set_state(sw.name, state == "up")
+    return ""
+
+
+@command(
+    "set interface ip address",
+    "[del] <interface> <a.b.c.d/len> | del <interface> all",
+    "add or remove an IPv4 address (the switch answers ARP and ping on it)",
+)
+def _set_ip(ctx: Context, args: Args) -> str:
+    delete = args.try_keyword(["del"]) is not None
+    sw = ctx.interface(args)
+    if delete and args.try_keyword(["all"]):
+        args.end()
+        for addr, plen in list(sw.ip4):
+            ctx.switch.set_ip(sw.name, addr, plen, delete=True)
+        return ""
+    addr, plen = args.ipv4_prefix()
+    args.end()
+    ctx.switch.set_ip(sw.name, addr, plen, delete=delete)
+    return ""
+
+
+@command("set interface mac address", "<interface> <mac>", "change an interface's MAC address")
+def _set_mac(ctx: Context, args: Args) -> str:
+    sw = ctx.interface(args)
+    mac = args.mac()
+    args.end()
+    ctx.switch.set_mac(sw.name, mac)
+    return ""
+
+
+@command("clear interfaces", "", "zero every interface counter")
+def _clear_interfaces(ctx: Context, args: Args) -> str:
+    args.end()
+    ctx.switch.clear_interfaces()
+    return ""
+
+
+# ---------------------------------------------------------------------- L2
+BD_FLAGS = {
+    "learn": lambda a, k: a.flag01(k),
+    "forward": lambda a, k: a.flag01(k),
+    "flood": lambda a, k: a.flag01(k),
+    "uu-flood": lambda a, k: a.flag01(k),
+    "mac-age": integer(0, 255),
+}
+
+
+@command(
+    "create bridge-domain",
+    "<n> [learn 0|1] [forward 0|1] [flood 0|1] [uu-flood 0|1] [mac-age <minutes>]",
+    "create a bridge domain or change its flags",
+)
+def _create_bd(ctx: Context, args: Args) -> Reply:
+    bd_id = args.integer("bridge-domain id", 1, 0xFFFFFF)
+    opts = args.options(BD_FLAGS)
+    bd = ctx.switch.create_bridge_domain(bd_id, **{k.replace("-", "_"): v for k, v in opts.items()})
+    return Reply(output=str(bd.id), data={"bd_id": bd.id})
+
+
+@command(
+    "set interface l2 bridge",
+    "<interface> <bd>",
+    "put an interface in a bridge domain (created if needed)",
+)
+def _set_bridge(ctx: Context, args: Args) -> str:
+    sw = ctx.interface(args)
+    bd = args.integer("bridge-domain id", 1, 0xFFFFFF)
+    args.end()
+    ctx.switch.set_bridge(sw.name, bd)
+    return ""
+
+
+@command(
+    "set interface l2 xconnect",
+    "<interface> <peer>",
+    "send everything received on <interface> out of <peer> (one direction)",
+)
+def _set_xconnect(ctx: Context, args: Args) -> str:
+    sw = ctx.interface(args)
+    peer = ctx.interface(args)
+    args.end()
+    ctx.switch.set_xconnect(sw.name, peer.name)
+    return ""
+
+
+@command("set interface l3", "<interface>", "take an interface out of L2 (bridge or xconnect)")
+def _set_l3(ctx: Context, args: Args) -> str:
+    sw = ctx.interface(args)
+    args.end()
+    ctx.switch.set_l3(sw.name)
+    return ""
+
+
+@command(
+    "set interface span",
+    "<src> [disable | destination <dst> [l2] [rx|tx|both] [disable]]",
+    "mirror what <src> receives and/or sends to <dst> (SPAN)",
+)
+def _set_span(ctx: Context, args: Args) -> str:
+    src = ctx.interface(args)
+    dst: str | None = None
+    rx = tx = True
+    l2 = disable = False
+    while args:
+        key = args.keyword(["destination", "disable", "l2", "rx", "tx", "both"])
+        if key == "destination":
+            dst = ctx.interface(args).name
+        elif key == "disable":
+            disable = True
+        elif key == "l2":
+            l2 = True
+        else:
+            rx, tx = key in ("rx", "both"), key in ("tx", "both")
+    if dst is None and not disable:
+        raise CliError(
+            "missing destination for 'set interface span': expected destination, disable"
+        )
+    if disable:
+        rx = tx = False
+    ctx.switch.set_span(src.name, dst, rx=rx, tx=tx, l2=l2)
+    return ""
+
+
+# ---------------------------------------------------------------------- counters, trace
+@command("clear errors", "", "zero every node's error counters")
+def _clear_errors(ctx: Context, args: Args) -> str:
+    args.end()
+    for node in ctx.switch.graph.nodes:
+        node.error_counts.clear()
+    return ""
+
+
+@command("clear runtime", "", "zero the per-node runtime figures and restart CPU accounting")
+def _clear_runtime(ctx: Context, args: Args) -> str:
+    args.end()
+    for node in ctx.switch.graph.nodes:
+        node.clear_runtime()
+    ctx.runtime_mark = Mark.now(ctx.switch)
+    return ""
+
+
+TRACE_INPUTS = ["memif-input"]
+
+
+@command("trace add", "<input-node> <count>", "trace the next <count> packets (memif-input)")
+def _trace_add(ctx: Context, args: Args) -> str:
+    node = args.keyword(TRACE_INPUTS, "input node")
+    count = args.integer("count", 1, 100000)
+    args.end()
+    ctx.switch.graph.trace_add(node, count)
+    return ""
+
+
+@command("clear trace", "", "forget traced packets and stop tracing")
+def _trace_clear(ctx: Context, args: Args) -> str:
+    args.end()
+    ctx.switch.graph.trace_clear()
+    return ""

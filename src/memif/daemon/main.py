@@ -1,0 +1,87 @@
+"""``memifd``: the switch daemon's entry point (options only; :mod:`.server` does the rest)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .server import Options, default_runtime_dir, run
+
+EPILOG = """\
+The startup file holds CLI commands, one per line (# comments and blank lines are
+ignored), run before the CLI socket opens; a failing line stops memifd with its line
+number.  Example:
+
+  create memif socket id 1 filename @sw1
+  create interface memif id 0 socket-id 1 master
+  set interface state memif1/0 up
+  set interface l2 bridge memif1/0 1
+
+Then: memifctl -s SOCKET show interface.  SIGINT or SIGTERM stops memifd cleanly.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """memifd's options."""
+    p = argparse.ArgumentParser(
+        prog="memifd",
+        description="A VPP-style L2 switch with memif ports, configured through a CLI socket.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-c", "--config", metavar="FILE", help="startup file of CLI commands")
+    p.add_argument(
+        "--cli-socket",
+        metavar="PATH",
+        help="CLI socket (default: <runtime-dir>/cli.sock)",
+    )
+    p.add_argument(
+        "--runtime-dir",
+        metavar="DIR",
+        help=f"runtime directory for default sockets (default here: {default_runtime_dir()})",
+    )
+    p.add_argument("--log", metavar="FILE", help="log to FILE instead of stderr")
+    p.add_argument(
+        "--buffers",
+        type=_buffers,
+        default=32768,
+        metavar="N",
+        help="packet buffers in the switch's pool (default 32768)",
+    )
+    p.add_argument(
+        "--cli-group",
+        metavar="GROUP",
+        help="let GROUP use the CLI socket (mode 0660; default 0600, owner only)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def _buffers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 256 <= n <= 1 << 22:
+        raise argparse.ArgumentTypeError(f"{n} buffers: expected 256..{1 << 22}")
+    return n
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the options and run the daemon; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return run(
+        Options(
+            config=args.config,
+            cli_socket=args.cli_socket,
+            runtime_dir=args.runtime_dir,
+            log=args.log,
+            buffers=args.buffers,
+            verbose=args.verbose,
+            cli_group=args.cli_group,
+        )
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

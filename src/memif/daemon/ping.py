@@ -1,0 +1,215 @@
+"""``ping``: ICMP echo from the switch, as a deferred reply that never blocks the loop.
+
+The interface is the one whose subnet holds the target (or ``source <interface>``).
+On an Ethernet interface the target's MAC comes from the switch's neighbour table,
+resolved first with ARP requests (``Switch.neighbors`` learns from the reply).  Echo
+requests go out every ``interval`` seconds through :meth:`Switch.send_frame`; replies
+arrive in ``Switch.ping_replies`` while the switch keeps forwarding, and the server
+polls the :class:`PingOp` each loop turn until it has its answer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from typing import Any
+
+from .. import packet
+from ..packet import ip4_str
+from ..vswitch.tables import L2Mode, SwInterface
+from .commands import Context, Pending, Reply, command
+from .parse import Args, CliError, integer
+
+ARP_RETRY = 1.0  # seconds between ARP requests
+ARP_TRIES = 3
+MIN_WAIT = 1.0  # seconds to wait for the last reply (at least one interval)
+
+
+def _route(ctx: Context, target: bytes, source: SwInterface | None) -> tuple[SwInterface, bytes]:
+    """(interface, our address on it) to reach ``target``."""
+    addr = ipaddress.IPv4Address(target)
+    candidates = [source] if source else list(ctx.switch.tables.interfaces.values())
+    for sw in candidates:
+        for ip, plen in sw.ip4:
+            if addr in ipaddress.IPv4Network((ip, plen), strict=False):
+                if ip == target:
+                    raise CliError(f"{ip4_str(target)} is the address of {sw.name}")
+                return sw, ip
+    if source is not None and source.ip4:
+        return source, source.ip4[0][0]
+    where = source.name if source else "any interface"
+    raise CliError(
+        f"no subnet of {where} contains {ip4_str(target)}: "
+        "give an interface an address with 'set interface ip address'"
+    )
+
+
+class PingOp(Pending):
+    """One ``ping`` run: ARP, then ``repeat`` echo requests, then the statistics."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        target: bytes,
+        sw: SwInterface,
+        source_ip: bytes,
+        *,
+        repeat: int = 5,
+        interval: float = 1.0,
+        size: int = 56,
+    ) -> None:
+        self.ctx = ctx
+        self.switch = ctx.switch
+        self.target = target
+        self.sw = sw
+        self.source_ip = source_ip
+        self.repeat = repeat
+        self.interval = interval
+        self.payload = bytes(i & 0xFF for i in range(size))
+        self.ident = int.from_bytes(os.urandom(2), "big")
+        self.sent: dict[int, float] = {}  # seq -> send time
+        self.replies: dict[int, float] = {}  # seq -> round trip seconds
+        self.lines: list[str] = []
+        self.neighbor: bytes | None = None
+        self.arp_tries = 0
+        self.arp_sent = 0.0
+        self.next_send = 0.0
+        self.done = False
+        ctx.pings.append(self)
+
+    # ------------------------------------------------------------------ frames
+    def _send_arp(self, now: float) -> None:
+        self.arp_tries += 1
+        self.arp_sent = now
+        frame = packet.arp_request(self.sw.mac, self.source_ip, self.target)
+        self.switch.send_frame(self.sw.sw_if_index, frame)
+
+    def _send_echo(self, seq: int) -> None:
+        icmp = packet.icmp_echo(packet.ICMP_ECHO_REQUEST, self.ident, seq, self.payload)
+        frame = packet.ipv4(self.source_ip, self.target, packet.PROTO_ICMP, icmp, ident=seq)
+        if not self.sw.ip_mode:
+            assert self.neighbor is not None
+            frame = packet.ethernet(self.neighbor, self.sw.mac, packet.ETH_P_IP, frame)
+        self.sent[seq] = time.monotonic()
+        self.switch.send_frame(self.sw.sw_if_index, frame)
+
+    # ------------------------------------------------------------------ progress
+    def _resolve(self, now: float) -> Reply | None:
+        """ARP until the neighbour is known; an error reply when it never answers."""
+        if self.sw.ip_mode:
+            self.neighbor = b""
+            return None
+        mac = self.switch.neighbors.get((self.sw.sw_if_index, self.target))
+        if mac is not None:
+            self.neighbor = mac
+            self.next_send = now
+            return None
+        if self.arp_tries == 0 or now - self.arp_sent >= ARP_RETRY:
+            if self.arp_tries >= ARP_TRIES:
+                return self._finish(
+                    Reply(
+                        False,
+                        f"no ARP reply from {ip4_str(self.target)} on {self.sw.name} "
+                        f"after {ARP_TRIES} requests",
+                    )
+                )
+            self._send_arp(now)
+        return None
+
+    def _collect(self) -> None:
+        """Take this ping's echo replies out of ``Switch.ping_replies``."""
+        keep = []
+        for entry in self.switch.ping_replies:
+            ident, seq, src, t = entry[:4]
+            if ident != self.ident or src != self.target or seq not in self.sent:
+                keep.append(entry)
+                continue
+            if seq in self.replies:
+                continue  # a duplicate
+            rtt = max(t - self.sent[seq], 0.0)
+            self.replies[seq] = rtt
+            ttl = f" ttl={entry[4]}" if len(entry) > 4 else ""
+            self.lines.append(
+                f"{8 + len(self.payload)} bytes from {ip4_str(src)}: icmp_seq={seq}{ttl} "
+                f"time={rtt * 1000:.3f} ms"
+            )
+        self.switch.ping_replies[:] = keep
+
+    def poll(self, now: float) -> Reply | None:
+        """Advance: resolve, send what is due, collect replies; the reply when done."""
+        if self.done:
+            return None
+        if self.neighbor is None:
+            failed = self._resolve(now)
+            if failed is not None or self.neighbor is None:
+                return failed
+        self._collect()
+        while len(self.sent) < self.repeat and now >= self.next_send:
+            self._send_echo(len(self.sent) + 1)
+            self.next_send += self.interval
+            if self.next_send < now:  # the loop was late: do not burst to catch up
+                self.next_send = now + self.interval
+        if len(self.sent) < self.repeat:
+            return None
+        last = max(self.sent.values())
+        if len(self.replies) < len(self.sent) and now < last + max(self.interval, MIN_WAIT):
+            return None
+        return self._finish(self._summary())
+
+    def _summary(self) -> Reply:
+        sent, got = len(self.sent), len(self.replies)
+        loss = round(100.0 * (sent - got) / sent) if sent else 100
+        stats = f"Statistics: {sent} sent, {got} received, {loss}% packet loss"
+        data: dict[str, Any] = {
+            "target": ip4_str(self.target),
+            "interface": self.sw.name,
+            "sent": sent,
+            "received": got,
+            "loss_percent": loss,
+            "rtt_ms": {str(k): round(v * 1000, 3) for k, v in sorted(self.replies.items())},
+        }
+        return Reply(output="\n".join([*self.lines, "", stats]).lstrip("\n"), data=data)
+
+    def _finish(self, reply: Reply) -> Reply:
+        self.cancel()
+        return reply
+
+    def cancel(self) -> None:
+        """Stop; the last ping to stop drops any replies nobody waits for."""
+        self.done = True
+        if self in self.ctx.pings:
+            self.ctx.pings.remove(self)
+        if not self.ctx.pings:
+            self.switch.ping_replies.clear()
+
+
+@command(
+    "ping",
+    "<a.b.c.d> [source <interface>] [repeat <n>] [interval <seconds>] [size <bytes>]",
+    "ICMP echo from the switch (ARP first; the interface is the one whose subnet holds it)",
+)
+def _ping(ctx: Context, args: Args) -> PingOp:
+    target = args.ipv4("address")
+    opts = args.options(
+        {
+            "source": lambda a, k: ctx.interface(a),
+            "repeat": integer(1, 1000000),
+            "interval": lambda a, k: a.number(k, 0.001, 3600.0),
+            "size": integer(0, 8000),
+        }
+    )
+    sw, src_ip = _route(ctx, target, opts.get("source"))
+    if sw.mode is not L2Mode.L3:
+        raise CliError(f"{sw.name} is in L2 mode: ping needs an L3 interface (set interface l3)")
+    if sw.state != "up":
+        raise CliError(f"{sw.name} is down: nothing can be sent on it")
+    return PingOp(
+        ctx,
+        target,
+        sw,
+        src_ip,
+        repeat=opts.get("repeat", 5),
+        interval=opts.get("interval", 1.0),
+        size=opts.get("size", 56),
+    )

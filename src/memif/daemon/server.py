@@ -1,0 +1,463 @@
+"""memifd's process: the CLI socket server and the lifecycle around the switch's main loop.
+
+The CLI is a unix stream socket.  A client sends one request per line,
+``{"command": "show interface", "json": false}``, and gets one reply line,
+``{"ok": true, "output": "...", "data": null}``.  The server lives inside the switch
+loop: the listening socket and every client are watched with :meth:`Switch.add_fd`,
+every read and write is non-blocking with per-client buffers, and a command that takes
+time (``ping``) is a :class:`~.commands.Pending` polled each loop turn, so no client,
+slow or hostile, holds up forwarding.
+
+:func:`run` is the whole process: logging, the runtime directory, the switch, the
+startup file, the CLI socket, SIGINT/SIGTERM, the loop, and a clean shutdown (peers get
+DISCONNECT, socket files are removed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import grp
+import json
+import logging
+import os
+import signal
+import socket
+import stat
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..vswitch.switch import Switch
+from .commands import Context, Pending, Reply, execute
+
+log = logging.getLogger("memifd")
+
+MAX_LINE = 1 << 20  # a request line longer than this closes the connection
+MAX_OUTPUT = 64 << 20  # replies a client does not read: beyond this it is dropped
+MAX_CLIENTS = 64
+READS_PER_TURN = 16  # recv calls per readable event, so one client cannot hog the loop
+REQUESTS_PER_TURN = 64  # requests answered per client per loop turn
+
+__all__ = ["CliServer", "Options", "default_runtime_dir", "run"]
+
+
+def default_runtime_dir() -> str:
+    """``/run/memifd`` for root, else ``$XDG_RUNTIME_DIR/memifd`` or ``/tmp/memifd-<uid>``."""
+    if os.geteuid() == 0:
+        return "/run/memifd"
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return os.path.join(xdg, "memifd")
+    return f"/tmp/memifd-{os.geteuid()}"
+
+
+# ---------------------------------------------------------------------- CLI server
+@dataclass(eq=False)
+class _Client:
+    sock: socket.socket
+    fd: int
+    inbuf: bytearray = field(default_factory=bytearray)
+    outbuf: bytearray = field(default_factory=bytearray)
+    pending: Pending | None = None
+    pending_json: bool = False
+    eof: bool = False
+    closed: bool = False
+
+
+class CliServer:
+    """The CLI socket, served from the switch's main loop."""
+
+    def __init__(
+        self, ctx: Context, path: str, *, mode: int = 0o600, gid: int | None = None
+    ) -> None:
+        self.ctx = ctx
+        self.switch = ctx.switch
+        self.path = path
+        self.mode = mode
+        self.gid = gid
+        self.clients: dict[int, _Client] = {}
+        self._listener: socket.socket | None = None
+
+    # ------------------------------------------------------------------ socket
+    def start(self) -> None:
+        """Bind (refusing if another memifd answers there) and start accepting."""
+        parent = os.path.dirname(self.path) or "."
+        os.makedirs(parent, mode=0o755, exist_ok=True)
+        _remove_stale(self.path)
+        sock = socket.socket(
+            socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+        )
+        old = os.umask(0o777 & ~self.mode)  # never world-accessible, not even briefly
+        try:
+            sock.bind(self.path)
+        except OSError:
+            sock.close()
+            raise
+        finally:
+            os.umask(old)
+        os.chmod(self.path, self.mode)
+        if self.gid is not None:
+            os.chown(self.path, -1, self.gid)
+        sock.listen(16)
+        self._listener = sock
+        self.switch.add_fd(sock.fileno(), self._accept)
+        log.info("CLI listening on %s (mode %04o)", self.path, self.mode)
+
+    def close(self) -> None:
+        """Close every client (cancelling what they wait for) and remove the socket file."""
+        for c in list(self.clients.values()):
+            self._close(c)
+        if self._listener is not None:
+            self.switch.remove_fd(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("CLI accept failed: %s", exc.strerror or exc)
+                return
+            if len(self.clients) >= MAX_CLIENTS:
+                log.warning("CLI: %d clients already, refusing another", MAX_CLIENTS)
+                with contextlib.suppress(OSError):
+                    sock.send(_encode(Reply(False, "too many CLI clients"), False))
+                sock.close()
+                continue
+            sock.setblocking(False)
+            c = _Client(sock, sock.fileno())
+            self.clients[c.fd] = c
+            self.switch.add_fd(c.fd, lambda c=c: self._readable(c))
+            log.debug("CLI client %d connected", c.fd)
+
+    def _close(self, c: _Client) -> None:
+        if c.closed:
+            return
+        c.closed = True
+        if c.pending is not None:
+            _safe(c.pending.cancel)
+            c.pending = None
+        self.switch.remove_fd(c.fd)
+        self.clients.pop(c.fd, None)
+        c.sock.close()
+        log.debug("CLI client %d closed", c.fd)
+
+    # ------------------------------------------------------------------ input
+    def _readable(self, c: _Client) -> None:
+        if len(c.inbuf) > MAX_LINE:  # requests still queued: read more once they are done
+            return
+        for _ in range(READS_PER_TURN):
+            try:
+                data = c.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self._close(c)
+                return
+            if not data:
+                c.eof = True
+                self.switch.remove_fd(c.fd)  # nothing more to read: stop watching
+                break
+            c.inbuf += data
+            if b"\n" not in c.inbuf and len(c.inbuf) > MAX_LINE:
+                self._send(c, Reply(False, f"request line longer than {MAX_LINE} bytes"), False)
+                c.inbuf.clear()
+                c.eof = True
+                self.switch.remove_fd(c.fd)
+                break
+        self._process(c)
+
+    def _process(self, c: _Client) -> None:
+        """Answer complete request lines in order; a pending one holds the rest back.
+
+        At most REQUESTS_PER_TURN per call: a client pipelining thousands of commands
+        gets the rest answered on later loop turns, between packet vectors.
+        """
+        for _ in range(REQUESTS_PER_TURN):
+            if c.closed or c.pending is not None:
+                break
+            nl = c.inbuf.find(b"\n")
+            if nl < 0:
+                break
+            raw = bytes(c.inbuf[:nl])
+            del c.inbuf[: nl + 1]
+            if not raw.strip():
+                continue
+            want_json, result = self._request(raw)
+            if isinstance(result, Pending):
+                c.pending, c.pending_json = result, want_json
+            else:
+                self._send(c, result, want_json)
+        self._maybe_close(c)
+
+    def _request(self, raw: bytes) -> tuple[bool, Reply | Pending]:
+        """Decode one request line and run it."""
+        try:
+            req = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return False, Reply(False, _BAD_REQUEST)
+        if not isinstance(req, dict) or not isinstance(req.get("command"), str):
+            return False, Reply(False, _BAD_REQUEST)
+        want_json = bool(req.get("json", False))
+        log.debug("CLI: %s", req["command"])
+        return want_json, execute(self.ctx, req["command"])
+
+    # ------------------------------------------------------------------ output
+    def _send(self, c: _Client, reply: Reply, want_json: bool) -> None:
+        c.outbuf += _encode(reply, want_json)
+        self._flush(c)
+
+    def _flush(self, c: _Client) -> None:
+        while c.outbuf and not c.closed:
+            try:
+                n = c.sock.send(c.outbuf)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self._close(c)
+                return
+            del c.outbuf[:n]
+        if len(c.outbuf) > MAX_OUTPUT:
+            log.warning("CLI client %d does not read its replies: closing it", c.fd)
+            self._close(c)
+
+    def _maybe_close(self, c: _Client) -> None:
+        if c.eof and c.pending is None and not c.outbuf and b"\n" not in c.inbuf:
+            self._close(c)
+
+    # ------------------------------------------------------------------ each loop turn
+    def service(self) -> bool:
+        """Poll pending operations and flush output; called after every loop turn.
+
+        Returns True when requests are still queued (the loop should not sleep).
+        """
+        if not self.ctx.pings and self.switch.ping_replies:
+            self.switch.ping_replies.clear()  # echo replies nobody waits for
+        now = time.monotonic()
+        for c in list(self.clients.values()):
+            if c.pending is not None:
+                reply = _poll(c.pending, now)
+                if reply is not None:
+                    c.pending = None
+                    self._send(c, reply, c.pending_json)
+                    self._process(c)
+            elif b"\n" in c.inbuf:
+                self._process(c)
+            if c.outbuf:
+                self._flush(c)
+            self._maybe_close(c)
+        return any(c.pending is None and b"\n" in c.inbuf for c in self.clients.values())
+
+
+_BAD_REQUEST = (
+    'bad request: expected one JSON object per line, {"command": "<cli command>", "json": false}'
+)
+
+
+def _encode(reply: Reply, want_json: bool) -> bytes:
+    try:
+        return json.dumps(reply.to_json(want_json)).encode() + b"\n"
+    except (TypeError, ValueError) as exc:  # a handler put something odd in data
+        log.exception("reply not serialisable")
+        failed = Reply(False, f"internal error: reply not serialisable: {exc}")
+        return json.dumps(failed.to_json(False)).encode() + b"\n"
+
+
+def _safe(fn: Any) -> None:
+    try:
+        fn()
+    except Exception:
+        log.exception("internal error")
+
+
+def _poll(op: Pending, now: float) -> Reply | None:
+    try:
+        return op.poll(now)
+    except Exception as exc:
+        log.exception("internal error in a pending command")
+        _safe(op.cancel)
+        return Reply(False, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _remove_stale(path: str) -> None:
+    """Remove a socket file nobody answers on; refuse if a daemon does."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise OSError(errno.EEXIST, "exists and is not a socket", path)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # stale: the daemon that made it is gone
+        return
+    finally:
+        probe.close()
+    raise OSError(errno.EADDRINUSE, "another memifd is serving", path)
+
+
+# ---------------------------------------------------------------------- the process
+@dataclass
+class Options:
+    """What ``memifd`` is started with (see :mod:`.main`)."""
+
+    config: str | None = None
+    cli_socket: str | None = None
+    runtime_dir: str | None = None
+    log: str | None = None
+    buffers: int = 32768
+    verbose: bool = False
+    cli_group: str | None = None
+
+
+class StartupError(Exception):
+    """A startup-file command failed; the text names the file and line."""
+
+
+def setup_logging(options: Options) -> None:
+    """Log to stderr, or to ``--log FILE``."""
+    handler: logging.Handler = (
+        logging.FileHandler(options.log) if options.log else logging.StreamHandler(sys.stderr)
+    )
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s memifd[%(process)d] %(levelname)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if options.verbose else logging.INFO)
+
+
+def wait_for(ctx: Context, op: Pending) -> Reply:
+    """Run the switch until ``op`` has its reply (startup-file commands)."""
+    while True:
+        reply = _poll(op, time.monotonic())
+        if reply is not None:
+            return reply
+        ctx.switch.run_once()
+
+
+def run_startup(ctx: Context, path: str) -> None:
+    """Execute a startup file: one command per line; ``#`` comments and blank lines."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    for lineno, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        result = execute(ctx, text)
+        reply = wait_for(ctx, result) if isinstance(result, Pending) else result
+        if not reply.ok:
+            raise StartupError(f"{path}:{lineno}: {reply.output}")
+        if reply.output:
+            log.info("%s:%d: %s: %s", path, lineno, text, reply.output.replace("\n", " | "))
+
+
+class Daemon:
+    """The switch, its CLI server, and the flags signals set."""
+
+    def __init__(self, ctx: Context, cli: CliServer) -> None:
+        self.ctx = ctx
+        self.cli = cli
+        self.stop_signal: int | None = None
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.stop_signal = signum
+
+    def _drain(self) -> None:
+        with contextlib.suppress(OSError):
+            while os.read(self._wake_r, 512):
+                pass
+
+    def serve(self) -> None:
+        """The main loop, until SIGINT or SIGTERM."""
+        switch = self.ctx.switch
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        switch.add_fd(self._wake_r, self._drain)
+        try:
+            while self.stop_signal is None:
+                switch.run_once()
+                if self.cli.service():  # CLI backlog: make the next sleep return at once
+                    with contextlib.suppress(OSError):
+                        os.write(self._wake_w, b"\0")
+        finally:
+            switch.remove_fd(self._wake_r)
+            signal.set_wakeup_fd(old_wakeup)
+            for s, h in old.items():
+                signal.signal(s, h)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+
+def shutdown(ctx: Context, cli: CliServer | None, reason: str = "memifd shutting down") -> None:
+    """Close the CLI, tell every memif peer why it is disconnected, close the switch."""
+    if cli is not None:
+        cli.close()
+    for port in ctx.switch.memif_ports():
+        if port.iface.connected:
+            _safe(lambda p=port: p.iface.disconnect(reason))
+    ctx.switch.close()
+
+
+def run(options: Options) -> int:
+    """The whole ``memifd`` process; returns its exit status."""
+    setup_logging(options)
+    runtime = options.runtime_dir or default_runtime_dir()
+    cli_path = options.cli_socket or os.path.join(runtime, "cli.sock")
+    gid, mode = None, 0o600
+    try:
+        if options.cli_group:
+            gid, mode = grp.getgrnam(options.cli_group).gr_gid, 0o660
+        os.makedirs(runtime, mode=0o755 if os.geteuid() == 0 else 0o700, exist_ok=True)
+        switch = Switch(runtime_dir=runtime, n_buffers=options.buffers)
+    except (OSError, KeyError, ValueError) as exc:
+        return _fatal(options, f"cannot start: {_err(exc)}")
+    ctx = Context(switch)
+    cli = CliServer(ctx, cli_path, mode=mode, gid=gid)
+    try:
+        if options.config:
+            run_startup(ctx, options.config)
+        cli.start()
+    except (StartupError, OSError) as exc:
+        shutdown(ctx, None)
+        return _fatal(options, _err(exc))
+    log.info("memifd ready (runtime dir %s, %d buffers)", runtime, options.buffers)
+    daemon = Daemon(ctx, cli)
+    try:
+        daemon.serve()
+    except Exception:
+        log.exception("main loop failed")
+        shutdown(ctx, cli, "memifd failed")
+        return 1
+    name = signal.Signals(daemon.stop_signal).name if daemon.stop_signal else "?"
+    log.info("%s: shutting down", name)
+    shutdown(ctx, cli)
+    log.info("stopped")
+    return 0
+
+
+def _fatal(options: Options, message: str) -> int:
+    """Log why memifd cannot run (also on stderr when logging goes to a file)."""
+    log.error("%s", message)
+    if options.log:
+        print(f"memifd: {message}", file=sys.stderr)
+    return 1
+
+
+def _err(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    if isinstance(exc, KeyError):
+        return f"unknown group {exc.args[0]}"
+    return str(exc)

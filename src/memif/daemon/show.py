@@ -1,0 +1,394 @@
+"""``show`` commands: interfaces, bridge domains, the L2 FIB, errors, runtime, SPAN, trace.
+
+Each handler returns a :class:`~.commands.Reply` whose ``output`` follows VPP's layout and
+whose ``data`` is the same facts as JSON-ready lists and dicts (what ``--json`` prints).
+``show memif`` and ``show hardware-interfaces`` are in :mod:`.show_memif`.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..config import format_mac
+from ..packet import ip4_str
+from ..vswitch.tables import L2Mode, SwInterface
+from .commands import Context, Mark, Reply, command
+from .parse import Args, CliError
+
+COUNTERS = [
+    ("rx packets", "rx_packets"),
+    ("rx bytes", "rx_bytes"),
+    ("tx packets", "tx_packets"),
+    ("tx bytes", "tx_bytes"),
+    ("drops", "drops"),
+    ("tx-error", "tx_errors"),
+]
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: str = "") -> str:
+    """A text table; columns whose index is in ``right`` (a string of digits) align right."""
+    cells = [[str(c) for c in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for r in cells:
+        parts = [
+            c.rjust(w) if str(i) in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def _interfaces(ctx: Context, args: Args) -> list[SwInterface]:
+    """The interfaces named in ``args`` (all when none), by sw_if_index."""
+    names = args.rest()
+    if names:
+        return [ctx.switch.interface(n) for n in names]
+    return [ctx.switch.tables.interfaces[i] for i in sorted(ctx.switch.tables.interfaces)]
+
+
+def mtu(ctx: Context, sw: SwInterface) -> int:
+    """The largest L3 packet the switch's buffers take on this interface."""
+    size = ctx.switch.pool.data_size
+    return size if sw.ip_mode else size - 14
+
+
+def l2_mode(sw: SwInterface) -> str:
+    """``l3``, ``bridge`` or ``xconnect``."""
+    return {L2Mode.L3: "l3", L2Mode.BRIDGE: "bridge", L2Mode.XCONNECT: "xconnect"}[sw.mode]
+
+
+def interface_data(ctx: Context, sw: SwInterface) -> dict[str, Any]:
+    """One interface's facts and counters (the ``show interface --json`` contract)."""
+    c = sw.counters
+    tables = ctx.switch.tables
+    return {
+        "name": sw.name,
+        "sw_if_index": sw.sw_if_index,
+        "state": sw.state,
+        "admin_up": sw.admin_up,
+        "link_up": sw.link_up,
+        "mac": format_mac(sw.mac),
+        "mtu": mtu(ctx, sw),
+        "mode": l2_mode(sw),
+        "bd_id": sw.bd,
+        "xconnect": tables.interfaces[sw.xconnect].name
+        if sw.xconnect in tables.interfaces
+        else None,
+        "ip4": [f"{ip4_str(a)}/{p}" for a, p in sw.ip4],
+        "rx_packets": c.rx_packets,
+        "rx_bytes": c.rx_bytes,
+        "tx_packets": c.tx_packets,
+        "tx_bytes": c.tx_bytes,
+        "drops": c.drops,
+        "tx_errors": c.tx_errors,
+    }
+
+
+@command("show interface", "[<interface> ...]", "interfaces with state and counters")
+def show_interface(ctx: Context, args: Args) -> Reply:
+    """VPP's ``show interface`` table."""
+    ifs = _interfaces(ctx, args)
+    data = [interface_data(ctx, sw) for sw in ifs]
+    rows = []
+    for d in data:
+        for i, (label, key) in enumerate(COUNTERS):
+            head = [d["name"], d["sw_if_index"], d["state"], d["mtu"]] if i == 0 else [""] * 4
+            rows.append([*head, label, d[key]])
+    headers = ["Name", "Idx", "State", "MTU", "Counter", "Count"]
+    return Reply(output=table(headers, rows, right="135") if rows else "no interfaces", data=data)
+
+
+@command("show interface address", "[<interface> ...]", "L2/L3 configuration of interfaces")
+def show_interface_address(ctx: Context, args: Args) -> Reply:
+    """VPP's ``show interface address``."""
+    lines, data = [], []
+    tables = ctx.switch.tables
+    for sw in _interfaces(ctx, args):
+        lines.append(f"{sw.name} ({'up' if sw.state == 'up' else 'dn'}):")
+        if sw.mode is L2Mode.BRIDGE:
+            lines.append(f"  L2 bridge bd-id {sw.bd}")
+        elif sw.mode is L2Mode.XCONNECT and sw.xconnect in tables.interfaces:
+            lines.append(f"  L2 xconnect {tables.interfaces[sw.xconnect].name}")
+        lines += [f"  L3 {ip4_str(a)}/{p}" for a, p in sw.ip4]
+        data.append(interface_data(ctx, sw))
+    return Reply(output="\n".join(lines) or "no interfaces", data=data)
+
+
+# ---------------------------------------------------------------------- bridge domains
+def _onoff(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
+@command("show bridge-domain", "[<n> [detail] | detail]", "bridge domains (detail: members)")
+def show_bridge_domain(ctx: Context, args: Args) -> Reply:
+    """VPP's ``show bridge-domain``; ``detail`` lists members with their counters."""
+    sw = ctx.switch
+    bd_id = None
+    if args.peek() is not None and args.peek()[:1].isdigit():
+        bd_id = args.integer("bridge-domain id", 1, 0xFFFFFF)
+        if bd_id not in sw.tables.bds:
+            raise CliError(f"no bridge domain {bd_id}")
+    detail = args.try_keyword(["detail"]) is not None
+    args.end(["detail"])
+    ids = [bd_id] if bd_id is not None else sorted(sw.tables.bds)
+    learned = {}
+    for b, _, _ in sw.fib.items():
+        learned[b] = learned.get(b, 0) + 1
+    data, blocks = [], []
+    for b in ids:
+        bd = sw.tables.bds[b]
+        members = [sw.tables.interfaces[i] for i in bd.members if i in sw.tables.interfaces]
+        d = {
+            "bd_id": bd.id,
+            "learn": bd.learn,
+            "forward": bd.forward,
+            "flood": bd.flood,
+            "uu_flood": bd.uu_flood,
+            "mac_age": bd.mac_age,
+            "learned": learned.get(bd.id, 0),
+            "members": [{**interface_data(ctx, m), "shg": 0} for m in members],
+        }
+        data.append(d)
+        head = ["BD-ID", "Age(min)", "Learning", "U-Forwrd", "UU-Flood", "Flooding"]
+        row = [
+            bd.id,
+            bd.mac_age or "off",
+            _onoff(bd.learn),
+            _onoff(bd.forward),
+            "flood" if bd.uu_flood else "drop",
+            _onoff(bd.flood),
+        ]
+        head += ["Learn-co", "Members"]
+        row += [d["learned"], len(members)]
+        block = table(head, [row], right="0167")
+        if detail:
+            mrows = [
+                [
+                    m["name"],
+                    m["sw_if_index"],
+                    m["state"],
+                    m["rx_packets"],
+                    m["rx_bytes"],
+                    m["tx_packets"],
+                    m["tx_bytes"],
+                    m["drops"],
+                    m["tx_errors"],
+                ]
+                for m in d["members"]
+            ]
+            mhead = [
+                "Interface",
+                "If-idx",
+                "State",
+                "rx-packets",
+                "rx-bytes",
+                "tx-packets",
+                "tx-bytes",
+                "drops",
+                "tx-error",
+            ]
+            block += "\n\n" + (table(mhead, mrows, right="1345678") if mrows else "  no members")
+        blocks.append(block)
+    if not blocks:
+        return Reply(output="no bridge domains", data=data)
+    return Reply(output="\n\n".join(blocks), data=data)
+
+
+@command("show l2fib", "[verbose]", "the MAC table (count; verbose: every entry)")
+def show_l2fib(ctx: Context, args: Args) -> Reply:
+    """VPP's ``show l2fib``: a count, or every entry with ``verbose``."""
+    verbose = args.try_keyword(["verbose"]) is not None
+    args.end(["verbose"])
+    sw = ctx.switch
+    data, rows = [], []
+    for bd, mac, e in sw.fib.items():
+        iface = sw.tables.interfaces.get(e.sw_if_index)
+        bdo = sw.tables.bds.get(bd)
+        age = None
+        if bdo is not None and bdo.mac_age and not e.static:
+            age = round((sw.now - e.last_seen) / 60.0, 1)
+        mac_s = format_mac(mac.to_bytes(6, "big"))
+        name = iface.name if iface else f"sw_if_index {e.sw_if_index}"
+        data.append(
+            {
+                "mac": mac_s,
+                "bd_id": bd,
+                "sw_if_index": e.sw_if_index,
+                "interface": name,
+                "static": e.static,
+                "age_minutes": age,
+            }
+        )
+        rows.append(
+            [mac_s, bd, e.sw_if_index, "no" if age is None else age, "*" if e.static else "-", name]
+        )
+    summary = f"{len(data)} l2fib entries"
+    if not verbose:
+        return Reply(output=summary, data=data)
+    head = ["Mac-Address", "BD-Idx", "If-Idx", "Age(min)", "static", "Interface-Name"]
+    return Reply(output=(table(head, rows, right="12") + "\n" if rows else "") + summary, data=data)
+
+
+# ---------------------------------------------------------------------- errors, runtime
+@command("show errors", "", "per-node error counters")
+def show_errors(ctx: Context, args: Args) -> Reply:
+    """VPP's ``show errors``: Count, Node, Reason for every non-zero counter."""
+    args.end()
+    data, rows = [], []
+    for node in ctx.switch.graph.nodes:
+        for name, count in sorted(node.error_counts.items()):
+            if not count:
+                continue
+            reason = node.errors.get(name, name)
+            data.append({"count": count, "node": node.node_name, "error": name, "reason": reason})
+            rows.append([count, node.node_name, reason])
+    if not rows:
+        return Reply(output="no errors", data=data)
+    return Reply(output=table(["Count", "Node", "Reason"], rows, right="0"), data=data)
+
+
+def _cpu_since(mark: Mark, now: Mark) -> dict[str, float]:
+    wall = max(now.wall - mark.wall, 1e-9)
+    cpu = now.cpu - mark.cpu
+    busy = (now.busy_ns - mark.busy_ns) / 1e9
+    return {
+        "wall_seconds": round(wall, 3),
+        "cpu_seconds": round(cpu, 3),
+        "cpu_percent": round(100.0 * cpu / wall, 2),
+        "busy_seconds": round(busy, 3),
+        "busy_percent": round(100.0 * busy / wall, 2),
+    }
+
+
+@command("show runtime", "", "per-node calls, vectors and clocks, and the switch's CPU use")
+def show_runtime(ctx: Context, args: Args) -> Reply:
+    """VPP's ``show runtime`` plus the process's CPU use since start and since clear."""
+    args.end()
+    now = Mark.now(ctx.switch)
+    mhz = ctx.cpu_mhz
+    since_start = _cpu_since(ctx.started, now)
+    since_clear = _cpu_since(ctx.runtime_mark, now)
+    nodes, rows = [], []
+    for node in ctx.switch.graph.nodes:
+        if node.name == "(deleted)":
+            continue
+        per_call = node.vectors / node.calls if node.calls else 0.0
+        clocks = node.ns * mhz / 1000.0 / node.vectors if node.vectors else 0.0
+        nodes.append(
+            {
+                "name": node.node_name,
+                "calls": node.calls,
+                "vectors": node.vectors,
+                "vectors_per_call": round(per_call, 2),
+                "clocks_per_packet": round(clocks, 1),
+                "ns": node.ns,
+            }
+        )
+        if node.calls:
+            rows.append(
+                [node.node_name, node.calls, node.vectors, f"{per_call:.2f}", f"{clocks:.2e}"]
+            )
+
+    def line(what: str, d: dict[str, float]) -> str:
+        return (
+            f"{what}: CPU {d['cpu_percent']:.1f}% ({d['cpu_seconds']:.2f} s in "
+            f"{d['wall_seconds']:.1f} s), busy {d['busy_percent']:.1f}% "
+            f"({d['busy_seconds']:.3f} s forwarding)"
+        )
+
+    text = [
+        f"Time {since_start['wall_seconds']:.1f}, clocks at {mhz:g} MHz ({ctx.cpu_mhz_source})",
+        line("  since start", since_start),
+        line("  since clear runtime", since_clear),
+    ]
+    head = ["Name", "Calls", "Vectors", "Vectors/Call", "Clocks/packet"]
+    text.append(table(head, rows, right="1234") if rows else "no node has run")
+    data = {
+        "cpu_mhz": mhz,
+        "cpu_mhz_source": ctx.cpu_mhz_source,
+        "since_start": since_start,
+        "since_clear": since_clear,
+        "busy_ns": ctx.switch.busy_ns,
+        "nodes": nodes,
+    }
+    return Reply(output="\n".join(text), data=data)
+
+
+# ---------------------------------------------------------------------- span, neighbors
+@command("show span", "", "SPAN (port mirroring) sessions")
+def show_span(ctx: Context, args: Args) -> Reply:
+    """VPP's ``show interface span``."""
+    args.end()
+    tables = ctx.switch.tables
+    data, rows = [], []
+    for i in sorted(tables.interfaces):
+        src = tables.interfaces[i]
+        for s in src.spans:
+            dst = tables.interfaces.get(s.dst)
+            state = "both" if s.rx and s.tx else "rx" if s.rx else "tx"
+            dev, l2 = ("none", state) if s.l2 else (state, "none")
+            name = dst.name if dst else str(s.dst)
+            data.append(
+                {"source": src.name, "destination": name, "rx": s.rx, "tx": s.tx, "l2": s.l2}
+            )
+            rows.append([src.name, name, f"({dev:>6})", f"({l2:>6})"])
+    if not rows:
+        return Reply(output="no SPAN sessions", data=data)
+    text = table(["Source", "Destination", "Device", "L2"], rows)
+    return Reply(output=f"{text}\nmirrored packets: {ctx.switch.span_packets}", data=data)
+
+
+@command("show ip neighbors", "", "IPv4 neighbours learned from ARP replies")
+def show_neighbors(ctx: Context, args: Args) -> Reply:
+    """The switch's ARP table."""
+    args.end()
+    tables = ctx.switch.tables
+    data, rows = [], []
+    for (idx, ip), mac in sorted(ctx.switch.neighbors.items()):
+        name = tables.interfaces[idx].name if idx in tables.interfaces else str(idx)
+        data.append({"ip": ip4_str(ip), "mac": format_mac(mac), "interface": name})
+        rows.append([ip4_str(ip), format_mac(mac), name])
+    if not rows:
+        return Reply(output="no neighbors", data=data)
+    return Reply(output=table(["IP", "Ethernet", "Interface"], rows), data=data)
+
+
+# ---------------------------------------------------------------------- trace, version
+@command("show trace", "", "packets traced since 'trace add'")
+def show_trace(ctx: Context, args: Args) -> Reply:
+    """VPP's ``show trace``: each traced packet's path through the graph."""
+    args.end()
+    graph = ctx.switch.graph
+    data = [{"packet": k, "lines": list(v)} for k, v in sorted(graph.traces.items())]
+    if not data:
+        return Reply(output="No packets in trace buffer", data=data)
+    out = ["------------------- Start of thread 0 memifd -------------------"]
+    for d in data:
+        out += [f"Packet {d['packet']}", "", *d["lines"], ""]
+    return Reply(output="\n".join(out).rstrip(), data=data)
+
+
+@command("show version", "", "memifd version and platform")
+def show_version(ctx: Context, args: Args) -> Reply:
+    """Versions, start time and uptime."""
+    args.end()
+    up = time.monotonic() - ctx.started.wall
+    data = {
+        "version": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ctx.started_at)),
+        "uptime_seconds": round(up, 1),
+    }
+    text = (
+        f"memifd v{__version__} (Python {data['python']}, numpy {data['numpy']}, "
+        f"{platform.machine()}), started {data['started']}, up {up:.0f} s"
+    )
+    return Reply(output=text, data=data)

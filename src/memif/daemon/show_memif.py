@@ -1,0 +1,269 @@
+"""``show memif``, ``show memif socket`` and ``show hardware-interfaces``.
+
+``show memif`` follows VPP's plugin (``cli.c``): the sockets table, then per interface
+remote-name, remote-interface, socket-id/id/mode, flags, listener/conn fds, ring counts,
+buffer-size, regions, disconnect reasons and every ring with head, tail and flags;
+``descriptors`` adds each ring's descriptor table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import Role, format_mac
+from ..vswitch.memif_port import MemifPort
+from ..vswitch.switch import SocketEntry
+from .commands import Context, Reply, command
+from .parse import Args
+from .show import interface_data, mtu, table
+
+
+def _fds(port: MemifPort) -> tuple[int, int]:
+    """(listener fd, control connection fd) as VPP prints them; 0 when there is none."""
+    sock = port.iface.socket
+    listener = getattr(sock, "_listener", None)
+    conn = getattr(port.iface, "_conn", None)
+    lfd = listener.fileno() if listener is not None else 0
+    cfd = conn.sock.fileno() if conn is not None else 0
+    return max(lfd, 0), max(cfd, 0)
+
+
+def _flags(port: MemifPort) -> list[str]:
+    iface = port.iface
+    flags = []
+    if port.sw.admin_up:
+        flags.append("admin-up")
+    if iface.role is Role.CLIENT:
+        flags.append("slave")
+    if iface.state == "connecting":
+        flags.append("connecting")
+    if iface.connected:
+        flags.append("connected")
+    if port.zero_copy:
+        flags.append("zero-copy")
+    if iface.fault():
+        flags.append("error")
+    return flags
+
+
+def socket_data(entry: SocketEntry) -> dict[str, Any]:
+    """One ``create memif socket`` entry."""
+    sock = entry.socket
+    return {
+        "id": entry.id,
+        "filename": entry.filename,
+        "listener": bool(sock is not None and sock.listening),
+        "role": None if sock is None or sock.role is None else sock.role.vpp_name,
+        "interfaces": sorted(entry.interfaces),
+    }
+
+
+def _sockets_text(ctx: Context) -> tuple[str, list[dict[str, Any]]]:
+    data = [socket_data(e) for _, e in sorted(ctx.switch.sockets.items())]
+    rows = [
+        [
+            d["id"],
+            f"yes ({len(d['interfaces'])})" if d["listener"] else "no",
+            d["filename"],
+        ]
+        for d in data
+    ]
+    return "sockets\n" + table(["  id", "listener", "filename"], rows, right="0"), data
+
+
+def memif_data(ctx: Context, port: MemifPort, descriptors: bool) -> dict[str, Any]:
+    """Everything ``show memif`` prints about one interface."""
+    det = port.iface.details()
+    lfd, cfd = _fds(port)
+    master = port.iface.role is Role.SERVER
+    rings = []
+    by_key = {(s2m, i): ring for s2m, i, ring in port.iface.rings}
+    # VPP lists the transmit queues first: M2S on a master, S2M on a slave.
+    for r in sorted(det.rings, key=lambda r: (r.s2m == master, r.index)):
+        ring: dict[str, Any] = {
+            "direction": "slave-to-master" if r.s2m else "master-to-slave",
+            "index": r.index,
+            "region": r.region,
+            "offset": r.offset,
+            "ring_size": r.ring_size,
+            "int_fd": r.fd,
+            "head": r.head,
+            "tail": r.tail,
+            "flags": r.flags,
+        }
+        shm = by_key.get((r.s2m, r.index))
+        if descriptors and shm is not None and shm.desc is not None:
+            d = shm.desc
+            ring["descriptors"] = [
+                {"flags": int(f), "length": int(n), "region": int(g), "offset": int(o)}
+                for f, n, g, o in zip(
+                    d["flags"].tolist(),
+                    d["length"].tolist(),
+                    d["region"].tolist(),
+                    d["offset"].tolist(),
+                    strict=True,
+                )
+            ]
+        rings.append(ring)
+    return {
+        "name": port.sw.name,
+        "sw_if_index": port.sw.sw_if_index,
+        "socket_id": port.socket_id,
+        "id": det.id,
+        "role": "master" if master else "slave",
+        "mode": det.mode,
+        "flags": _flags(port),
+        "state": det.state,
+        "mac": format_mac(port.sw.mac),
+        "remote_name": det.remote_app_name,
+        "remote_interface": det.remote_if_name,
+        "listener_fd": lfd,
+        "conn_fd": cfd,
+        "num_s2m_rings": det.num_s2m_rings,
+        "num_m2s_rings": det.num_m2s_rings,
+        "buffer_size": det.buffer_size,
+        "num_regions": len(det.regions),
+        "regions": [{"index": i, "size": s, "fd": f} for i, s, f in det.regions],
+        "local_disc_reason": det.local_disc_reason,
+        "remote_disc_reason": det.remote_disc_reason,
+        "rings": rings,
+    }
+
+
+def memif_text(d: dict[str, Any]) -> list[str]:
+    """VPP's per-interface block."""
+    out = [f"interface {d['name']}"]
+    if d["remote_name"]:
+        out.append(f'  remote-name "{d["remote_name"]}"')
+    if d["remote_interface"]:
+        out.append(f'  remote-interface "{d["remote_interface"]}"')
+    out += [
+        f"  socket-id {d['socket_id']} id {d['id']} mode {d['mode']}",
+        "  flags " + " ".join(d["flags"]),
+        f"  listener-fd {d['listener_fd']} conn-fd {d['conn_fd']}",
+        f"  num-s2m-rings {d['num_s2m_rings']} num-m2s-rings {d['num_m2s_rings']} "
+        f"buffer-size {d['buffer_size']} num-regions {d['num_regions']}",
+    ]
+    if d["local_disc_reason"]:
+        out.append(f'  local-disc-reason "{d["local_disc_reason"]}"')
+    if d["remote_disc_reason"]:
+        out.append(f'  remote-disc-reason "{d["remote_disc_reason"]}"')
+    out += [f"  region {r['index']} size {r['size']} fd {r['fd']}" for r in d["regions"]]
+    for r in d["rings"]:
+        out += [
+            f"    {r['direction']} ring {r['index']}:",
+            f"      region {r['region']} offset {r['offset']} ring-size {r['ring_size']} "
+            f"int-fd {r['int_fd']}",
+            f"      head {r['head']} tail {r['tail']} flags 0x{r['flags']:04x}",
+        ]
+        if "descriptors" in r:
+            out.append("      descriptor table:")
+            rows = [
+                [i, f"0x{x['flags']:04x}", x["length"], x["region"], f"0x{x['offset']:08x}"]
+                for i, x in enumerate(r["descriptors"])
+            ]
+            text = table(["id", "flags", "len", "region", "offset"], rows, right="0234")
+            out += ["        " + line for line in text.splitlines()]
+    return out
+
+
+@command("show memif", "[<interface>] [descriptors]", "memif sockets, interfaces and rings")
+def show_memif(ctx: Context, args: Args) -> Reply:
+    """VPP's ``show memif``."""
+    sw = ctx.switch
+    name = None
+    descriptors = False
+    while args:
+        if args.try_keyword(["descriptors"]):
+            descriptors = True
+        elif name is None:
+            name = ctx.switch.interface(args.take("interface")).name
+        else:
+            args.end(["descriptors"])
+    text, sockets = _sockets_text(ctx)
+    ports = [p for p in sw.memif_ports() if name is None or p.sw.name == name]
+    ports.sort(key=lambda p: p.sw.sw_if_index)
+    ifs = [memif_data(ctx, p, descriptors) for p in ports]
+    out = [text]
+    for d in ifs:
+        out += ["", *memif_text(d)]
+    return Reply(output="\n".join(out), data={"sockets": sockets, "interfaces": ifs})
+
+
+@command("show memif socket", "", "memif sockets: id, listener, filename")
+def show_memif_socket(ctx: Context, args: Args) -> Reply:
+    """The sockets table of ``show memif``."""
+    args.end()
+    text, data = _sockets_text(ctx)
+    return Reply(output=text, data=data)
+
+
+@command(
+    "show hardware-interfaces",
+    "[<interface> ...]",
+    "ports: link, MAC address, memif role and queues",
+)
+def show_hardware(ctx: Context, args: Args) -> Reply:
+    """VPP's ``show hardware-interfaces``: one block per port."""
+    names = args.rest()
+    sw = ctx.switch
+    ports = sorted(sw.memif_ports(), key=lambda p: p.sw.sw_if_index)
+    if names:
+        wanted = {sw.interface(n).sw_if_index for n in names}
+        ports = [p for p in ports if p.sw.sw_if_index in wanted]
+    data, blocks = [], []
+    rows = table(
+        ["Name", "Idx", "Link", "Hardware"],
+        [[p.sw.name, p.sw.sw_if_index, "up" if p.link_up else "down", p.sw.name] for p in ports],
+        right="1",
+    ).splitlines()
+    for k, p in enumerate(ports):
+        iface, cfg = p.iface, p.iface.config
+        queues = []
+        for kind, qs in (("rx", iface.rx_queues), ("tx", iface.tx_queues)):
+            for q in qs:
+                queues.append(
+                    {
+                        "kind": kind,
+                        "queue": q.index,
+                        "ring_size": q.size,
+                        "packets": q.stats.packets,
+                        "bytes": q.stats.bytes,
+                        "errors": dict(q.stats.errors),
+                    }
+                )
+        d = {
+            **interface_data(ctx, p.sw),
+            "link": "up" if p.link_up else "down",
+            "hardware": "memif",
+            "role": p.iface.role.vpp_name,
+            "socket_id": p.socket_id,
+            "id": iface.id,
+            "memif_mode": cfg.mode.name.lower(),
+            "zero_copy": p.zero_copy,
+            "configured": {
+                "rx_queues": cfg.rx_queues,
+                "tx_queues": cfg.tx_queues,
+                "ring_size": cfg.ring_size,
+                "buffer_size": cfg.buffer_size,
+            },
+            "queues": queues,
+        }
+        data.append(d)
+        lines = [
+            *([rows[0]] if k == 0 else []),
+            rows[k + 1],
+            f"  Ethernet address {d['mac']}",
+            f"  memif {d['role']}, socket-id {p.socket_id} id {iface.id}, mode "
+            f"{d['memif_mode']}{', zero-copy' if p.zero_copy else ''}, mtu {mtu(ctx, p.sw)}",
+            f"  configured: rx-queues {cfg.rx_queues} tx-queues {cfg.tx_queues} "
+            f"ring-size {cfg.ring_size} buffer-size {cfg.buffer_size}",
+        ]
+        for q in queues:
+            errs = "".join(f" {k} {v}" for k, v in sorted(q["errors"].items()))
+            lines.append(
+                f"  {q['kind']} queue {q['queue']}: ring-size {q['ring_size']} "
+                f"packets {q['packets']} bytes {q['bytes']}{errs}"
+            )
+        blocks.append("\n".join(lines))
+    return Reply(output="\n".join(blocks) or "no interfaces", data=data)
