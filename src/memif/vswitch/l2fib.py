@@ -67,19 +67,29 @@ class L2Fib:
         if len(keys) == 0:
             return 0
         current = self.lookup(keys)
-        changed = current != sw_if
-        if not changed.any():
+        if not (current != sw_if).any():
             return 0
-        keys, sw_if = keys[changed], sw_if[changed]
-        # the last occurrence of each key wins
+        # The last occurrence of each key says where it ends up (even when that is
+        # where the table has it already); the first one is when a per-packet loop
+        # would have added it, so new keys meet the limit in that order, and each
+        # packet of a key refused for the limit counts as a drop.
+        uniq, first, count = np.unique(keys, return_index=True, return_counts=True)
         _, first_rev = np.unique(keys[::-1], return_index=True)
         last = len(keys) - 1 - first_rev
+        moved = current[last] != sw_if[last]
+        order = np.argsort(first[moved])
+        todo = zip(
+            uniq[moved][order].tolist(),
+            sw_if[last][moved][order].tolist(),
+            count[moved][order].tolist(),
+            strict=True,
+        )
         n = 0
-        for k, s in zip(keys[last].tolist(), sw_if[last].tolist(), strict=True):
+        for k, s, c in todo:
             entry = self.entries.get(k)
             if entry is None:
                 if len(self.entries) >= self.limit:
-                    self.limit_drops += 1
+                    self.limit_drops += c
                     continue
                 self.entries[k] = Entry(s, now)
             elif entry.static:
@@ -139,3 +149,27 @@ def reference_learn(table: dict[int, int], keys: list[int], sw_if: list[int]) ->
     for k, s in zip(keys, sw_if, strict=True):
         out[k] = s
     return out
+
+
+def reference_learn_limited(
+    table: dict[int, int],
+    static: set[int],
+    keys: list[int],
+    sw_if: list[int],
+    limit: int,
+) -> tuple[dict[int, int], int]:
+    """:func:`reference_learn` with static keys (never moved) and a size limit.
+
+    ``table`` holds every entry, static ones too (they count against ``limit``).
+    Returns the new table and the learn-limit drops: one per packet whose new key
+    found the table full.
+    """
+    out, drops = dict(table), 0
+    for k, s in zip(keys, sw_if, strict=True):
+        if k in static:
+            continue
+        if k not in out and len(out) >= limit:
+            drops += 1
+            continue
+        out[k] = s
+    return out, drops

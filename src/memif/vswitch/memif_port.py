@@ -147,6 +147,12 @@ class MemifPort:
                 & np.isin(idx, lent)
                 & (batch.lengths <= pool.data_size)
             )
+            if not (len(idx) == consumed and (idx == lent).all()):
+                # buffers moved between slots: take each lent buffer once (no double free)
+                pos = np.flatnonzero(ok)
+                _, first = np.unique(idx[pos], return_index=True)
+                ok[pos] = False
+                ok[pos[first]] = True
         bad = len(batch) - int(ok.sum())
         if bad:
             node.error_counts["zero-copy-mismatch"] += bad
@@ -290,6 +296,10 @@ class MemifOutput(SwitchNode):
 
     def process(self, idx: np.ndarray) -> None:
         sw = self.port.sw
+        copies = self.meta.span_copy[idx]
         if sw.spans:
-            mirror(self, idx, np.full(len(idx), sw.sw_if_index), rx=False)
+            own = idx[~copies]  # SPAN copies are not mirrored again (no loops)
+            mirror(self, own, np.full(len(own), sw.sw_if_index), rx=False)
+        if copies.any():
+            self.meta.span_copy[idx] = False
         self.port.transmit(self, idx)

@@ -8,16 +8,18 @@ the vector version on random frames.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .graph import Node
-from .l2fib import fib_key
+from .l2fib import fib_key, reference_learn_limited
 from .tables import L2Mode
 
 if TYPE_CHECKING:
     from .switch import Switch
+    from .tables import Tables
 
 ETH_P_ARP = 0x0806
 ETH_P_IP = 0x0800
@@ -33,16 +35,32 @@ class Meta:
         self.dmac = np.zeros(n_buffers, np.uint64)
         self.smac = np.zeros(n_buffers, np.uint64)
         self.etype = np.zeros(n_buffers, np.uint16)
+        # a SPAN clone: never mirrored again (set by mirror, cleared at output)
+        self.span_copy = np.zeros(n_buffers, bool)
 
 
 def parse_ethernet(header: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(dmac, smac, ethertype) from an ``(n, 16)`` uint8 array of frame starts."""
-    w = np.ascontiguousarray(header).view(">u8")
-    w0, w1 = w[:, 0], w[:, 1]
-    dmac = w0 >> np.uint64(16)
-    smac = ((w0 & np.uint64(0xFFFF)) << np.uint64(32)) | (w1 >> np.uint64(32))
-    etype = ((w1 >> np.uint64(16)) & np.uint64(0xFFFF)).astype(np.uint16)
-    return dmac.astype(np.uint64), smac, etype
+    """(dmac, smac, ethertype) from an ``(n, 16)`` uint8 array of frame starts.
+
+    Each field is a big-endian view of the bytes it lives in, shifted once.
+    """
+    h = np.ascontiguousarray(header)
+    dmac = h[:, 0:8].view(">u8")[:, 0] >> _SHIFT16
+    smac = h[:, 6:14].view(">u8")[:, 0] >> _SHIFT16
+    etype = h[:, 12:14].view(">u2")[:, 0]
+    return dmac, smac, etype
+
+
+def parse_ethernet_reference(frame: bytes) -> tuple[int, int, int]:
+    """One frame's (dmac, smac, ethertype), plainly."""
+    return (
+        int.from_bytes(frame[0:6], "big"),
+        int.from_bytes(frame[6:12], "big"),
+        int.from_bytes(frame[12:14], "big"),
+    )
+
+
+_SHIFT16 = np.uint64(16)
 
 
 def mac_int(mac: bytes) -> int:
@@ -76,19 +94,20 @@ class EthernetInput(SwitchNode):
 
     def process(self, idx: np.ndarray) -> None:
         pool, meta, t = self.graph.pool, self.meta, self.tables
-        runt = pool.length[idx] < MIN_FRAME
-        if runt.any():
+        if int(pool.length[idx].min()) < MIN_FRAME:
+            runt = pool.length[idx] < MIN_FRAME
             self.drop(idx[runt], "runt")
             idx = idx[~runt]
-        if not len(idx):
-            return
+            if not len(idx):
+                return
         dmac, smac, etype = parse_ethernet(pool.data[idx, :16])
-        meta.dmac[idx], meta.smac[idx], meta.etype[idx] = dmac, smac, etype
+        meta.dmac[idx], meta.smac[idx] = dmac, smac
         rx = meta.rx_if[idx]
         mode = t.mode[rx]
-        if (mode == L2Mode.BRIDGE).all():
+        if not np.count_nonzero(mode != L2Mode.BRIDGE):
             self.graph.enqueue(self.next_id("l2-learn"), idx)
             return
+        meta.etype[idx] = etype
         bridged = mode == L2Mode.BRIDGE
         self.graph.enqueue(self.next_id("l2-learn"), idx[bridged])
         xc = mode == L2Mode.XCONNECT
@@ -125,6 +144,7 @@ def mirror(node: SwitchNode, idx: np.ndarray, src_if: np.ndarray, *, rx: bool) -
             clones = switch.pool.clone(sel)
             switch.meta.rx_if[clones] = src
             switch.meta.tx_if[clones] = span.dst
+            switch.meta.span_copy[clones] = True
             switch.span_packets += len(clones)
             node.graph.enqueue(node.next_id("l2-output"), clones)
 
@@ -137,11 +157,17 @@ class L2Learn(SwitchNode):
     def process(self, idx: np.ndarray) -> None:
         meta, t = self.meta, self.tables
         rx = meta.rx_if[idx]
-        learn = t.learn[rx]
-        if learn.any():
-            sel = slice(None) if learn.all() else learn
-            keys = fib_key(t.bd[rx[sel]], meta.smac[idx[sel]])
-            self.switch.fib.learn(keys, rx[sel], self.switch.now)
+        keys = None
+        if t.all_learn:
+            keys = t.bd_key[rx] | meta.smac[idx]
+            self.switch.fib.learn(keys, rx, self.switch.now)
+        else:
+            learn = t.learn[rx]
+            if learn.any():
+                keys = t.bd_key[rx[learn]] | meta.smac[idx[learn]]
+                self.switch.fib.learn(keys, rx[learn], self.switch.now)
+        if t.ageing and keys is not None:  # a host that keeps sending does not age out
+            self.switch.fib.touch(keys, self.switch.now)
         self.graph.enqueue(self.next_id("l2-fwd"), idx)
 
 
@@ -160,19 +186,27 @@ class L2Fwd(SwitchNode):
         meta, t, sw = self.meta, self.tables, self.switch
         rx = meta.rx_if[idx]
         dmac = meta.dmac[idx]
-        tx = sw.fib.lookup(fib_key(t.bd[rx], dmac))
+        tx = sw.fib.lookup(t.bd_key[rx] | dmac)
+        multicast = (dmac >> np.uint64(40)) & np.uint64(1) == 1
+        # Fast path: every destination known, unicast and elsewhere.  (The FIB can hold
+        # a multicast MAC: learned from a bogus source address, or static.)
+        if (
+            t.all_forward
+            and int(tx.min()) >= 0
+            and not np.count_nonzero(tx == rx)
+            and not np.count_nonzero(multicast)
+        ):
+            meta.tx_if[idx] = tx
+            self.graph.enqueue(self.next_id("l2-output"), idx)
+            return
         decision = l2_decide(
             rx,
             tx,
-            (dmac >> np.uint64(40)) & np.uint64(1) == 1,
+            multicast,
             t.forward[rx],
             t.flood[rx],
             t.uu_flood[rx],
         )
-        if (decision == FWD).all():
-            meta.tx_if[idx] = tx
-            self.graph.enqueue(self.next_id("l2-output"), idx)
-            return
         fwd = decision == FWD
         meta.tx_if[idx[fwd]] = tx[fwd]
         self.graph.enqueue(self.next_id("l2-output"), idx[fwd])
@@ -223,6 +257,64 @@ def l2_decide_reference(
     return FWD
 
 
+def flood_targets_reference(members: Sequence[int], usable: Collection[int], rx: int) -> list[int]:
+    """Where l2-flood sends a packet from ``rx``: every usable member but ``rx``, in order."""
+    return [p for p in members if p in usable and p != rx]
+
+
+def l2_vector_reference(
+    tables: Tables,
+    fib: dict[int, int],
+    static: set[int],
+    limit: int,
+    packets: Sequence[tuple[int, bytes]],
+) -> tuple[list[tuple[str, list[int]]], int]:
+    """ethernet-input .. l2-output for one vector of ``(rx, frame)``, packet by packet.
+
+    The oracle for the vector nodes, reading the configuration objects (not the numpy
+    mirrors).  ``fib`` (key -> interface, static entries included) is updated in
+    place.  As in the graph (and in VPP, per frame), l2-learn sees the whole vector
+    before l2-fwd looks anything up: the sources of every packet of the vector are
+    learned first (the last occurrence of a key wins), then each packet is forwarded.
+    Per packet the result is ``("xconnect" | "forward" | "flood", [tx interfaces])``
+    or ``(error name, [])``; the second value is the learn-limit drops.
+    """
+    usable = {i for i, sw in tables.interfaces.items() if sw.admin_up and sw.link_up}
+    learn_keys, learn_ifs = [], []
+    for rx, frame in packets:
+        sw = tables.interfaces[rx]
+        if len(frame) >= MIN_FRAME and sw.mode is L2Mode.BRIDGE and tables.bds[sw.bd].learn:
+            learn_keys.append(int(fib_key(sw.bd, parse_ethernet_reference(frame)[1])))
+            learn_ifs.append(rx)
+    new, drops = reference_learn_limited(fib, static, learn_keys, learn_ifs, limit)
+    fib.clear()
+    fib.update(new)
+    out: list[tuple[str, list[int]]] = []
+    for rx, frame in packets:
+        sw = tables.interfaces[rx]
+        if len(frame) < MIN_FRAME:
+            out.append(("runt", []))
+        elif sw.mode is L2Mode.XCONNECT:
+            ok = sw.xconnect in usable
+            out.append(("xconnect", [sw.xconnect]) if ok else ("interface-down", []))
+        elif sw.mode is not L2Mode.BRIDGE:
+            out.append(("no-l2-or-l3", []))  # (no addresses here: nothing for arp/ip4)
+        else:
+            bd = tables.bds[sw.bd]
+            dmac = parse_ethernet_reference(frame)[0]
+            tx = fib.get(int(fib_key(sw.bd, dmac)), -1)
+            multicast = bool(dmac >> 40 & 1)
+            d = l2_decide_reference(rx, tx, multicast, bd.forward, bd.flood, bd.uu_flood)
+            if d == FWD:
+                out.append(("forward", [tx]) if tx in usable else ("interface-down", []))
+            elif d == FLOOD:
+                targets = flood_targets_reference(bd.members, usable, rx)
+                out.append(("flood", targets) if targets else ("no-members", []))
+            else:
+                out.append((_L2_ERRORS[d], []))
+    return out, drops
+
+
 class L2Flood(SwitchNode):
     """Replicate to every other port of the bridge domain (clones but for the last)."""
 
@@ -265,6 +357,7 @@ class L2Output(SwitchNode):
         tx = self.meta.tx_if[idx]
         ok = t.usable[tx]
         if not ok.all():
+            self.meta.span_copy[idx[~ok]] = False
             self.drop(idx[~ok], "interface-down")
             idx, tx = idx[ok], tx[ok]
         self.graph.dispatch(idx, t.output[tx])

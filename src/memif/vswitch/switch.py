@@ -16,6 +16,7 @@ import select
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from ..config import Role, format_mac, parse_mac, random_mac
 from ..errors import MemifError
 from ..sock import Socket
 from . import nodes_ip4, nodes_l2
-from .graph import ErrorDrop, Graph
+from .graph import ErrorDrop, Graph, Node
 from .l2fib import L2Fib
 from .memif_port import MemifInput, MemifOutput, MemifPort
 from .nodes_l2 import Meta
@@ -40,6 +41,35 @@ MAX_SLEEP = 0.1
 
 class SwitchError(Exception):
     """A configuration request that cannot be done; the text says why."""
+
+
+class Port(Protocol):
+    """A port that is not a memif (tap, host-interface): what the switch needs of it.
+
+    Every port of one kind shares an input node (``tap-input``, ``host-input``, made by
+    :meth:`Switch.input_node`), which the loop polls each turn; it calls ``poll(node)`` on
+    each of its ports, which moves up to a vector of received frames into pool buffers
+    and hands them to the graph, returning how many.  ``fds()`` become readable when
+    ``poll`` has something to take: the idle sleep waits on them.  ``output_node`` is the
+    graph id of the port's ``<name>-output`` node (set by :meth:`Switch.add_port`);
+    ``link_up`` feeds the interface state, ``set_admin`` follows ``set interface state``
+    and ``close`` releases the kernel side when the interface is deleted.
+    """
+
+    kind: str
+    sw: SwInterface
+    output_node: int
+
+    @property
+    def link_up(self) -> bool: ...
+
+    def poll(self, node: Node) -> int: ...
+
+    def fds(self) -> list[int]: ...
+
+    def set_admin(self, up: bool) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -73,6 +103,7 @@ class Switch:
             0: SocketEntry(0, os.path.join(runtime_dir, "memif.sock"))
         }
         self.ports: dict[int, MemifPort] = {}  # sw_if_index -> port
+        self.host_ports: dict[int, Port] = {}  # sw_if_index -> tap, host-interface, ...
         self.neighbors: dict[tuple[int, bytes], bytes] = {}
         # (ident, seq, source address, arrival time, ttl) of echo replies to our pings
         self.ping_replies: list[tuple[int, int, bytes, float, int]] = []
@@ -85,6 +116,7 @@ class Switch:
         self._last_packet = self.now
         self._sleeping = False
         self.input = MemifInput(self)
+        self.inputs: list[Node] = [self.input]  # input nodes polled each turn (.poll())
         for node in (
             self.input,
             nodes_l2.SpanInput(self),
@@ -215,6 +247,8 @@ class Switch:
     def delete_interface(self, name: str) -> None:
         """``delete interface memif <if>``."""
         sw = self.interface(name)
+        if sw.sw_if_index not in self.ports:
+            raise SwitchError(f"{name} is not a memif interface")
         port = self.ports.pop(sw.sw_if_index)
         port.iface.delete()
         port.disconnected()
@@ -226,6 +260,39 @@ class Switch:
         self.graph.remove(self.graph.nodes[port.output_node])
         self.fib.flush(sw_if_index=sw.sw_if_index)
         self.tables.remove(sw)
+        log.info("deleted %s", name)
+
+    def input_node(self, cls: Callable[[Switch], Node]) -> Node:
+        """The input node of a port kind (``cls.name``), added to the graph on first use."""
+        node = self.graph.by_name.get(cls.name)  # type: ignore[attr-defined]
+        if node is None:
+            node = cls(self)
+            self.graph.add(node)
+            self.inputs.append(node)
+        return node
+
+    def add_port(self, name: str, mac: bytes, port: Port, output: Node) -> SwInterface:
+        """Register a non-memif port as interface ``name`` (admin-down) with its output node."""
+        if name in self.tables.by_name:
+            raise SwitchError(f"interface {name} already exists")
+        sw = SwInterface(self.tables.new_index(), name, mac, port)
+        port.sw = sw
+        port.output_node = self.graph.add(output)
+        self.host_ports[sw.sw_if_index] = port
+        self.tables.add(sw)
+        log.info("created %s (%s)", name, port.kind)
+        return sw
+
+    def delete_port(self, name: str) -> None:
+        """Delete a non-memif port's interface and close the port."""
+        sw = self.interface(name)
+        port = self.host_ports.pop(sw.sw_if_index, None)
+        if port is None:
+            raise SwitchError(f"{name} is a memif interface: use 'delete interface memif'")
+        self.graph.remove(self.graph.nodes[port.output_node])
+        self.fib.flush(sw_if_index=sw.sw_if_index)
+        self.tables.remove(sw)
+        port.close()
         log.info("deleted %s", name)
 
     def _on_connect(self, sw_if_index: int) -> None:
@@ -259,6 +326,9 @@ class Switch:
                 port.iface.next_retry = 0.0
             if not up:
                 port.iface.disconnect("interface admin down")
+        host = self.host_ports.get(sw.sw_if_index)
+        if host is not None:
+            host.set_admin(up)
         self.tables.refresh()
 
     def set_mac(self, name: str, mac: str) -> None:
@@ -403,26 +473,29 @@ class Switch:
         return n
 
     def input_poll(self) -> int:
-        """Run the input node (with its runtime figures)."""
-        node = self.input
-        first_trace = self.graph._next_trace if self.graph.tracing else None
-        t0 = time.perf_counter_ns()
-        n = node.poll()
-        if n:
-            node.ns += time.perf_counter_ns() - t0
-            node.calls += 1
-            node.vectors += n
-        if first_trace is not None and self.graph._next_trace != first_trace:
-            self._trace_input(first_trace)
-        return n
+        """Run every input node (with its runtime figures)."""
+        total = 0
+        for node in self.inputs:
+            first_trace = self.graph._next_trace if self.graph.tracing else None
+            t0 = time.perf_counter_ns()
+            n = node.poll()  # type: ignore[attr-defined]
+            if n:
+                node.ns += time.perf_counter_ns() - t0
+                node.calls += 1
+                node.vectors += n
+                total += n
+            if first_trace is not None and self.graph._next_trace != first_trace:
+                self._trace_input(node, first_trace)
+        return total
 
-    def _trace_input(self, first: int) -> None:
-        """Start each packet traced from this poll with its memif-input line."""
+    def _trace_input(self, node: Node, first: int) -> None:
+        """Start each packet traced from this poll with its input line (``memif: ...``)."""
         graph, now = self.graph, time.strftime("%H:%M:%S")
+        kind = node.name.removesuffix("-input")
         for i in np.flatnonzero(graph.trace_id >= first).tolist():
             sw = self.tables.interfaces.get(int(self.meta.rx_if[i]))
             where = f"{sw.name} sw_if_index {sw.sw_if_index}" if sw else "?"
-            line = f"{now}: {self.input.name}\n  memif: {where} {self.input.trace_line(i)}"
+            line = f"{now}: {node.name}\n  {kind}: {where} {node.trace_line(i)}"
             graph.traces[int(graph.trace_id[i])].insert(0, line)
 
     def sleep(self, timeout: float) -> None:
@@ -435,6 +508,7 @@ class Switch:
                 return
             fds = [q.fd for q in queues] + list(self._extra_fds)
             fds += [e.socket.fileno() for e in self.sockets.values() if e.socket is not None]
+            fds += [fd for p in self.host_ports.values() for fd in p.fds()]
             ready = _wait_readable(fds, timeout)
             for q in queues:
                 if q.fd in ready:
@@ -454,6 +528,8 @@ class Switch:
         for sw in list(self.tables.interfaces.values()):
             if sw.sw_if_index in self.ports:
                 self.delete_interface(sw.name)
+            elif sw.sw_if_index in self.host_ports:
+                self.delete_port(sw.name)
         for entry in self.sockets.values():
             if entry.socket is not None:
                 entry.socket.close()

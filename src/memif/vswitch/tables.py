@@ -156,4 +156,5 @@ class Tables:
         bridged = self.mode == L2Mode.BRIDGE
         self.all_learn = bool(self.learn[bridged].all())
         self.all_forward = bool(self.forward[bridged].all())
+        self.ageing = any(bd.mac_age for bd in self.bds.values())  # l2-learn refreshes ages
         self.flood_ports = {bd.id: np.array(bd.members, np.int64) for bd in self.bds.values()}
