@@ -8,28 +8,22 @@ skipping, or failing when the environment variable CI is ``true``).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ENV, memif_argv
 
 from memif.apps import bench
-from memif.testpmd import ensure_testpmd
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 KEYS = {"pair", "frame", "burst", "mpps", "gbps", "ratio"}
 
 
 def run_bench(*args: str, timeout: float = 120.0) -> list[dict]:
     """Run ``python -m memif.cli bench --json ...``; return the parsed lines."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
-        [sys.executable, "-m", "memif.cli", "bench", "--json", *args],
-        capture_output=True, text=True, timeout=timeout, env=env, check=False,
+        memif_argv("bench", "--json", *args),
+        capture_output=True, text=True, timeout=timeout, env=ENV, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
@@ -75,13 +69,7 @@ def test_frame_template_is_udp_with_a_valid_ip_checksum() -> None:
 
 
 @pytest.mark.testpmd
-def test_testpmd_pairs_json() -> None:
-    try:
-        ensure_testpmd()
-    except RuntimeError as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"DPDK testpmd is required under CI and is unavailable: {exc}")
-        pytest.skip(f"DPDK testpmd unavailable: {exc}")
+def test_testpmd_pairs_json(testpmd_binary: str) -> None:
     pairs = "testpmd-testpmd,python-testpmd,testpmd-python"
     lines = run_bench(
         "--seconds", "0.3", "--frames", "64", "--bursts", "32", "--pairs", pairs, timeout=180

@@ -6,30 +6,15 @@ import json
 import os
 import select
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import memif_popen as memif_cmd
 
 from memif import testing
 from memif.apps import demo
-
-SRC = str(Path(__file__).resolve().parent.parent / "src")
-
-
-def memif_cmd(*args: str, **kw: object) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": SRC}
-    return subprocess.Popen(
-        [sys.executable, "-m", "memif.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        **kw,
-    )
 
 
 def processes_mentioning(text: str) -> list[int]:

@@ -11,28 +11,22 @@ instead when the environment variable CI is ``true``).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import struct
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import memif_popen
 
 import memif
 from memif import packet
 from memif.cli import build_parser
-from memif.testpmd import MemifPort, Testpmd, ensure_testpmd
+from memif.testpmd import MemifPort, Testpmd
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
-ENV = {
-    **os.environ,
-    "PYTHONPATH": os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])),
-}
 MAGIC = b"MGEN"
 HDR = 42  # our header's offset in an Ethernet/IPv4/UDP frame
 
@@ -42,10 +36,7 @@ HDR = 42  # our header's offset in an Ethernet/IPv4/UDP frame
 
 def start_gen(*args: str) -> subprocess.Popen:
     """``memif gen ARGS --json --quiet`` as a child process."""
-    argv = [sys.executable, "-m", "memif.cli", "gen", *args, "--json", "--quiet"]
-    return subprocess.Popen(
-        argv, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    return memif_popen("gen", *args, "--json", "--quiet")
 
 
 def result(proc: subprocess.Popen, timeout: float = 30.0, rc: int = 0) -> dict:
@@ -288,16 +279,6 @@ def test_gen_to_gen_round_trip_latency() -> None:
 
 
 # ------------------------------------------------------------------------------------ testpmd
-
-
-@pytest.fixture(scope="module")
-def testpmd_binary() -> str:
-    try:
-        return ensure_testpmd()
-    except RuntimeError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"DPDK testpmd is required under CI and is unavailable: {exc}")
-        pytest.skip(f"DPDK testpmd unavailable: {exc}")
 
 
 def _listening_gen(sock: Path, *args: str) -> subprocess.Popen:

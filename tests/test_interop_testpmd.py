@@ -17,8 +17,8 @@ Our side keeps polling its control socket whenever it waits for testpmd (the tes
 constructor runs in a thread meanwhile). testpmd's forwarding lcore busy-polls CPU 1
 (``main_lcore=0``); our Python loop gets the other CPU.
 
-Without testpmd the module fixture tries to install it, then skips every test (or fails when
-the environment variable ``CI`` is ``true``).
+Without testpmd the shared ``testpmd_binary`` fixture (``conftest.py``) tries to install it,
+then skips every test (or fails when the environment variable ``CI`` is ``true``).
 """
 
 from __future__ import annotations
@@ -38,24 +38,13 @@ import pytest
 
 import memif
 from memif.testing import unique_name
-from memif.testpmd import MemifPort, PortStats, Testpmd, ensure_testpmd
+from memif.testpmd import MemifPort, PortStats, Testpmd
 
-pytestmark = pytest.mark.testpmd
+pytestmark = [pytest.mark.testpmd, pytest.mark.usefixtures("testpmd_binary")]
 
 ROLES = ["server", "client"]  # our role; testpmd takes the other one
 ETHERTYPE_LOCAL = b"\x88\xb5"  # IEEE 802 local experimental ethertype
 TXONLY_SECONDS = 0.5  # how long testpmd txonly blasts at us
-
-
-@pytest.fixture(scope="module", autouse=True)
-def testpmd_binary() -> str:
-    """Path of testpmd, installed on demand; skip without it (fail under CI=true)."""
-    try:
-        return ensure_testpmd()
-    except RuntimeError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"DPDK testpmd is required under CI and is unavailable: {exc}")
-        pytest.skip(f"DPDK testpmd unavailable: {exc}")
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -17,7 +17,6 @@ import shutil
 import signal
 import struct
 import subprocess
-import sys
 import termios
 import time
 from collections import Counter, defaultdict
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import memif_popen as cli
 
 import memif
 from memif import pcap
@@ -50,7 +50,6 @@ from scapy.all import (  # noqa: E402
     wrpcap,
 )
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 A, B, C = "02:00:00:00:00:0a", "02:00:00:00:00:0b", "02:00:00:00:00:0c"
 BCAST = "ff:ff:ff:ff:ff:ff"
 
@@ -226,15 +225,6 @@ class Peer:
                     break
             self.sock.poll(0.001)
         return got, times
-
-
-def cli(*args: str, **popen) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])),
-    }
-    opts = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True} | popen
-    return subprocess.Popen([sys.executable, "-m", "memif.cli", *args], env=env, **opts)
 
 
 def finish(proc: subprocess.Popen, peer: Peer | None = None, timeout: float = 20.0):

@@ -19,7 +19,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ENV, memif_argv
 
 import memif
 from memif import packet as pkt
@@ -36,21 +36,14 @@ from memif.apps.responder import Responder
 from memif.cli import build_parser
 from memif.testing import drive, unique_name
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
-ENV = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-
 R_IP, R_MAC = "10.0.0.1", "02:00:00:00:00:aa"  # the responder
 OUR_IP, OUR_MAC = pkt.ip4("10.0.0.2"), bytes.fromhex("020000000001")
 RTT_LINE = re.compile(r"^64 bytes from 10\.0\.0\.1: icmp_seq=(\d+) ttl=64 time=[\d.]+ ms$")
 
 
-def memif_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "memif.cli", *args]
-
-
 def run_memif(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        memif_cmd(*args), env=ENV, capture_output=True, text=True, timeout=timeout, check=False
+        memif_argv(*args), env=ENV, capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
@@ -58,7 +51,7 @@ def run_memif(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[st
 def responder(*args: str) -> Iterator[subprocess.Popen[str]]:
     """A ``memif responder`` subprocess; killed if the test did not stop it."""
     proc = subprocess.Popen(
-        memif_cmd("responder", *args),
+        memif_argv("responder", *args),
         env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -366,19 +359,6 @@ def test_reflect_echoes_every_frame(responder_role: str) -> None:
 
 
 # ----------------------------------------------------------------------------- DPDK testpmd
-
-
-@pytest.fixture(scope="module")
-def testpmd_binary() -> str:
-    """Path of testpmd, installed on demand; skip without it (fail under CI=true)."""
-    from memif.testpmd import ensure_testpmd
-
-    try:
-        return ensure_testpmd()
-    except RuntimeError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"DPDK testpmd is required under CI and is unavailable: {exc}")
-        pytest.skip(f"DPDK testpmd unavailable: {exc}")
 
 
 @pytest.mark.testpmd

@@ -20,7 +20,6 @@ from memif.testpmd import (
     MemifPort,
     Testpmd,
     TestpmdError,
-    ensure_testpmd,
     parse_link_up,
     parse_port_stats,
 )
@@ -86,17 +85,6 @@ def test_vdev_strings() -> None:
         MemifPort("server", socket="/tmp/a,b.sock")
     with pytest.raises(ValueError):
         MemifPort("peer", socket="/tmp/m.sock")
-
-
-@pytest.fixture(scope="module")
-def testpmd_binary() -> str:
-    """Path of testpmd, installed on demand; skip without it (fail under CI=true)."""
-    try:
-        return ensure_testpmd()
-    except RuntimeError as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"DPDK testpmd is required under CI and is unavailable: {exc}")
-        pytest.skip(f"DPDK testpmd unavailable: {exc}")
 
 
 def _server_to_client_run(binary: str, sock: str, seconds: float) -> None:

@@ -50,256 +50,49 @@ trip); a Python receiver publishes its counters after every burst in shared memo
 parent reads. Gbit/s is frame bytes * 8 * packets per second (no preamble, inter-frame gap or
 FCS). ``ratio`` is Mpps divided by the testpmd-testpmd Mpps of the same frame and burst measured
 in the same run (it is measured first at each frame and burst), null when that pair is not run.
+
+The worker processes live in :mod:`memif.apps.bench_worker`; this module plans the points,
+runs testpmd, measures and prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
-import multiprocessing as mp
 import os
 import shutil
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-
 from .. import wire
+from ..packet import checksum as _ip_checksum  # noqa: F401  (re-exported: the tests' oracle)
+from .bench_worker import (
+    BUFFER_SIZE,
+    GO,
+    LISTENING,
+    MIN_FRAME,
+    PEER_POLLING,
+    RX_BYTES,
+    RX_PACKETS,
+    RX_READY,
+    SEQ_ERRORS,
+    TX_READY,
+    WAIT,
+    Workers,
+    build_frame,
+)
+
+__all__ = ["PAIRS", "REFERENCE", "Options", "Point", "Result", "build_frame", "measure", "plan"]
 
 PAIRS = ("python-python", "python-testpmd", "testpmd-python", "testpmd-testpmd")
 """Every pair, sender first."""
 REFERENCE = "testpmd-testpmd"
 """The pair every ratio is taken against."""
-
-SEQ_OFFSET = 42
-"""Byte offset of the u64 sequence number: the first byte of the UDP payload."""
-SEQ_END = SEQ_OFFSET + 8
-MIN_FRAME = 60
-"""Smallest frame: an Ethernet minimum frame without FCS (and room for the sequence number)."""
-BUFFER_SIZE = wire.DEFAULT_BUFFER_SIZE
-"""Buffer size on both sides of every pair (2048): one buffer carries one frame."""
-
-# Slots of the control block shared with the worker processes (int64 each).
-_STOP = 0  # parent -> workers: leave the loop and disconnect
-_GO = 1  # parent -> sender: start transmitting
-_LISTENING = 2  # receiver: its socket is listening
-_RX_READY = 3  # receiver: connected, receiving
-_TX_READY = 4  # sender: connected, waiting for _GO
-_RX_PACKETS = 5  # receiver: packets received so far
-_RX_BYTES = 6  # receiver: bytes received so far
-_TX_PACKETS = 7  # sender: packets sent so far
-_SEQ_ERRORS = 8  # receiver: bursts whose sequence numbers were not the expected ones
-_PEER_POLLING = 9  # sender: 1 when the receiver masked interrupts (no eventfd write per burst)
-_FAILED = 10  # a worker raised
-_SLOTS = 16
-
-_WAIT = 20.0  # seconds to wait for a worker or a link
-
-
-# ---------------------------------------------------------------------------------------- frames
-
-
-def _ip_checksum(header: bytes) -> int:
-    total = sum(int.from_bytes(header[i : i + 2], "big") for i in range(0, len(header), 2))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def build_frame(size: int) -> np.ndarray:
-    """An Ethernet/IPv4/UDP frame of ``size`` bytes, as testpmd's ``txonly`` sends.
-
-    02:00:00:00:00:01 -> 02:00:00:00:00:02, 198.18.0.1:9 -> 198.18.0.2:9, UDP checksum 0; the
-    payload is the byte pattern 0, 1, 2, ... (the sequence number goes over its first 8 bytes).
-    """
-    if size < MIN_FRAME:
-        raise ValueError(f"frame size {size} is below {MIN_FRAME} bytes")
-    eth = bytes.fromhex("0200000000020200000000010800")
-    ip = bytearray(20)
-    ip[0], ip[8], ip[9] = 0x45, 64, 17
-    ip[2:4] = (size - 14).to_bytes(2, "big")
-    ip[12:16] = bytes([198, 18, 0, 1])
-    ip[16:20] = bytes([198, 18, 0, 2])
-    ip[10:12] = _ip_checksum(bytes(ip)).to_bytes(2, "big")
-    udp = (9).to_bytes(2, "big") * 2 + (size - 34).to_bytes(2, "big") + b"\0\0"
-    payload = bytes(i & 0xFF for i in range(size - 42))
-    return np.frombuffer(eth + bytes(ip) + udp + payload, np.uint8).copy()
-
-
-# ---------------------------------------------------------------------------------------- loops
-
-
-def send_loop(tx: Any, frame: int, burst: int, ctl: memoryview) -> None:
-    """Transmit ``frame``-byte packets in bursts of ``burst`` until ``ctl[_STOP]`` is set.
-
-    Every packet gets the whole template frame copied in and its sequence number stamped at
-    bytes 42..49; ``ctl[_TX_PACKETS]`` is updated after every burst.
-    """
-    template = build_frame(frame)
-    ramp = np.arange(burst, dtype=np.uint64).reshape(burst, 1)
-    alloc, tx_burst = tx.alloc, tx.tx_burst
-    seq = 0
-    while not ctl[_STOP]:
-        batch = alloc(burst)
-        n = batch.count
-        if not n:
-            continue  # ring full: the receiver has not caught up
-        bufs = batch.buffers
-        bufs[:, :frame] = template
-        np.add(ramp[:n], seq, out=bufs[:, SEQ_OFFSET:SEQ_END].view(np.uint64))
-        tx_burst(batch, frame)
-        seq += n
-        ctl[_TX_PACKETS] = seq
-
-
-def receive_loop(rx: Any, frame: int, burst: int, ctl: memoryview, copy: bool = False) -> None:
-    """Receive in bursts of ``burst`` until ``ctl[_STOP]`` is set, reading every packet.
-
-    Reads each packet's sequence number (bytes 42..49) and checks the burst against the
-    expected run; publishes packets, bytes and sequence errors in ``ctl`` after every burst.
-    With ``copy`` every whole frame (``frame`` bytes) is first copied into private memory.
-    """
-    rx_burst, refill, stats = rx.rx_burst, rx.refill, rx.stats
-    private = np.zeros((burst, frame), np.uint8) if copy else None
-    packets = errors = expected = 0
-    while not ctl[_STOP]:
-        batch = rx_burst(burst)
-        n = len(batch)
-        if not n:
-            continue
-        if private is not None:
-            rows = batch.gather(frame, private)
-        else:
-            rows = batch.matrix
-            if rows is None:
-                rows = batch.gather(SEQ_END)
-        seq = rows[:n, SEQ_OFFSET:SEQ_END].view(np.uint64)
-        total = int(seq.sum())
-        last = int(seq[n - 1, 0])
-        first = last - n + 1
-        if first != expected or total != (n * first + n * (n - 1) // 2) & 0xFFFFFFFFFFFFFFFF:
-            errors += 1
-            ctl[_SEQ_ERRORS] = errors
-        expected = last + 1
-        refill()
-        packets += n
-        ctl[_RX_PACKETS] = packets
-        ctl[_RX_BYTES] = stats.bytes
-
-
-# ---------------------------------------------------------------------------------------- workers
-
-
-def _control(raw: Any) -> memoryview:
-    return memoryview(raw).cast("B").cast("q")
-
-
-def _connect(sock: Any, iface: Any, ctl: memoryview) -> None:
-    deadline = time.monotonic() + _WAIT
-    while not iface.connected:
-        if ctl[_STOP]:
-            raise SystemExit(0)
-        if time.monotonic() > deadline:
-            reason = iface.local_disc_reason or iface.remote_disc_reason or iface.state
-            raise TimeoutError(f"{iface.role.value} did not connect within {_WAIT} s: {reason}")
-        sock.poll(0.01)
-
-
-def _worker(
-    role: str, path: str, frame: int, burst: int, ring_size: int, cpu: int, rx_read: str, raw: Any
-) -> None:
-    """Entry point of a child process: one Python side of a pair, pinned to ``cpu``."""
-    from ..sock import Socket
-
-    ctl = _control(raw)
-    try:
-        os.sched_setaffinity(0, {cpu})
-        server = role == "rx"
-        with Socket(path, app_name=f"memif-bench-{role}") as sock:
-            iface = sock.create_interface(
-                role="server" if server else "client",
-                id=0,
-                ring_size=ring_size,
-                buffer_size=BUFFER_SIZE,
-                polling=True,
-            )
-            iface.set_rx_mode(0, True)
-            if server:
-                ctl[_LISTENING] = 1
-            _connect(sock, iface, ctl)
-            gc.collect()
-            gc.disable()
-            if server:
-                ctl[_RX_READY] = 1
-                receive_loop(iface.rx_queues[0], frame, burst, ctl, copy=rx_read == "copy")
-            else:
-                tx = iface.tx_queues[0]
-                if tx.alloc(1).buffers is None:
-                    raise RuntimeError("transmit buffers are not one strided view")
-                ctl[_PEER_POLLING] = int(bool(tx.ring.flags & wire.RING_FLAG_MASK_INT))
-                ctl[_TX_READY] = 1
-                while not ctl[_GO]:
-                    if ctl[_STOP]:
-                        return
-                    time.sleep(0.001)
-                send_loop(tx, frame, burst, ctl)
-    except KeyboardInterrupt:
-        pass
-    except SystemExit:
-        raise
-    except BaseException:
-        traceback.print_exc()
-        ctl[_FAILED] = 1
-        raise SystemExit(1) from None
-
-
-class _Workers:
-    """The Python sides of one point: child processes sharing one control block."""
-
-    def __init__(self) -> None:
-        self.ctx = mp.get_context("spawn")
-        self.raw = self.ctx.RawArray("q", _SLOTS)
-        self.ctl = _control(self.raw)
-        self.procs: list[Any] = []
-
-    def spawn(self, role: str, path: str, point: Point, opts: Options, cpu: int) -> None:
-        args = (role, path, point.frame, point.burst, opts.ring_size, cpu, opts.rx_read, self.raw)
-        proc = self.ctx.Process(target=_worker, args=args, name=f"memif-bench-{role}", daemon=True)
-        proc.start()
-        self.procs.append(proc)
-
-    def wait(self, slot: int, what: str, timeout: float = _WAIT) -> None:
-        """Wait until a worker sets ``slot``; raise if one fails or time runs out."""
-        deadline = time.monotonic() + timeout
-        while not self.ctl[slot]:
-            dead = [p for p in self.procs if p.exitcode is not None]
-            if self.ctl[_FAILED] or dead:
-                codes = ", ".join(f"{p.name} exited {p.exitcode}" for p in dead)
-                raise RuntimeError(f"a worker failed before {what} ({codes or 'see stderr'})")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no {what} within {timeout} s")
-            time.sleep(0.005)
-
-    def check(self) -> None:
-        """Raise if a worker failed or died."""
-        if self.ctl[_FAILED] or any(p.exitcode is not None for p in self.procs):
-            raise RuntimeError("a worker failed during the measurement (see stderr)")
-
-    def stop(self) -> None:
-        """Tell every worker to disconnect and exit; kill those that do not."""
-        self.ctl[_STOP] = 1
-        for p in self.procs:
-            p.join(5.0)
-            if p.exitcode is None:
-                p.kill()
-                p.join(2.0)
 
 
 # ---------------------------------------------------------------------------------------- points
@@ -375,7 +168,7 @@ def _testpmd_counter(tp: Any) -> Counter:
 
 def _python_counter(ctl: memoryview) -> Counter:
     def read() -> tuple[int, int, float]:
-        return ctl[_RX_PACKETS], ctl[_RX_BYTES], time.perf_counter()
+        return ctl[RX_PACKETS], ctl[RX_BYTES], time.perf_counter()
 
     return read
 
@@ -391,13 +184,27 @@ def _window(read: Counter, opts: Options, check: Callable[[], None] | None = Non
     return {"packets": p1 - p0, "rx_bytes": b1 - b0, "seconds": t1 - t0}
 
 
-def measure(point: Point, opts: Options) -> Result:
-    """Measure one point; errors end up in ``Result.error`` with no rate."""
+def _testpmd(role: str, path: str, point: Point, opts: Options, main_lcore: int, **kw: Any) -> Any:
+    """testpmd with one memif port of ``role`` on ``path``, its main lcore on ``main_lcore``.
+
+    It may use the sender's and the receiver's CPU; the forwarding lcore lands on the other one.
+    """
     from ..testpmd import MemifPort, Testpmd
 
-    path = os.path.join(opts.workdir, f"{point.pair}-{point.frame}-{point.burst}.sock")
     log2 = opts.ring_size.bit_length() - 1
-    lcores = (opts.tx_cpu, opts.rx_cpu)
+    return Testpmd(
+        [MemifPort(role, socket=path, rsize=log2, bsize=BUFFER_SIZE)],
+        burst=point.burst,
+        main_lcore=main_lcore,
+        lcores=(opts.tx_cpu, opts.rx_cpu),
+        binary=opts.testpmd,
+        **kw,
+    )
+
+
+def measure(point: Point, opts: Options) -> Result:
+    """Measure one point; errors end up in ``Result.error`` with no rate."""
+    path = os.path.join(opts.workdir, f"{point.pair}-{point.frame}-{point.burst}.sock")
     extra: dict[str, Any] = {}
     result = Result(
         point.pair,
@@ -411,49 +218,40 @@ def measure(point: Point, opts: Options) -> Result:
         receiver_cpu=opts.rx_cpu,
         rx_read=opts.rx_read if point.receiver == "python" else "testpmd",
     )
-    workers: _Workers | None = None
+    workers: Workers | None = None
     rx_tp = tx_tp = None
     try:
         if point.receiver == "python":
-            workers = _Workers()
-            workers.spawn("rx", path, point, opts, opts.rx_cpu)
-            workers.wait(_LISTENING, "listening receiver")
+            workers = Workers()
+            workers.spawn(
+                "rx", path, point.frame, point.burst, opts.ring_size, opts.rx_cpu, opts.rx_read
+            )
+            workers.wait(LISTENING, "listening receiver")
         else:
             # forwarding lcore = receiver's CPU; the main lcore (idle at its prompt) the other
-            rx_tp = Testpmd(
-                [MemifPort("server", socket=path, rsize=log2, bsize=BUFFER_SIZE)],
-                forward_mode="rxonly",
-                burst=point.burst,
-                main_lcore=opts.tx_cpu,
-                lcores=lcores,
-                binary=opts.testpmd,
-            )
+            rx_tp = _testpmd("server", path, point, opts, opts.tx_cpu, forward_mode="rxonly")
             assert opts.tx_cpu not in rx_tp.forwarding_lcores
         if point.sender == "python":
-            workers = workers or _Workers()
-            workers.spawn("tx", path, point, opts, opts.tx_cpu)
-            workers.wait(_TX_READY, "connected sender")
+            workers = workers or Workers()
+            workers.spawn(
+                "tx", path, point.frame, point.burst, opts.ring_size, opts.tx_cpu, opts.rx_read
+            )
+            workers.wait(TX_READY, "connected sender")
         else:
-            tx_tp = Testpmd(
-                [MemifPort("client", socket=path, rsize=log2, bsize=BUFFER_SIZE)],
-                forward_mode="txonly",
-                txpkts=point.frame,
-                burst=point.burst,
-                main_lcore=opts.rx_cpu,
-                lcores=lcores,
-                binary=opts.testpmd,
+            tx_tp = _testpmd(
+                "client", path, point, opts, opts.rx_cpu, forward_mode="txonly", txpkts=point.frame
             )
             assert opts.rx_cpu not in tx_tp.forwarding_lcores
-            tx_tp.wait_link_up(0, _WAIT)
+            tx_tp.wait_link_up(0, WAIT)
         if workers and point.receiver == "python":
-            workers.wait(_RX_READY, "connected receiver")
+            workers.wait(RX_READY, "connected receiver")
         if rx_tp is not None:
-            rx_tp.wait_link_up(0, _WAIT)
+            rx_tp.wait_link_up(0, WAIT)
             rx_tp.start()
         if tx_tp is not None:
             tx_tp.start()
         if workers and point.sender == "python":
-            workers.ctl[_GO] = 1
+            workers.ctl[GO] = 1
         read = _python_counter(workers.ctl) if rx_tp is None else _testpmd_counter(rx_tp)
         extra = _window(read, opts, workers.check if workers else None)
         # testpmd crashes if its peer leaves while it forwards: stop it before anyone leaves
@@ -463,9 +261,9 @@ def measure(point: Point, opts: Options) -> Result:
         if workers:
             workers.stop()
             if point.sender == "python":
-                extra["peer_polling"] = bool(workers.ctl[_PEER_POLLING])
+                extra["peer_polling"] = bool(workers.ctl[PEER_POLLING])
                 if point.receiver == "python":
-                    extra["seq_errors"] = workers.ctl[_SEQ_ERRORS]
+                    extra["seq_errors"] = workers.ctl[SEQ_ERRORS]
     except Exception as exc:  # report the point as failed, go on with the next
         result.error = f"{type(exc).__name__}: {exc}".strip()
     finally:

@@ -1,16 +1,22 @@
-"""What every ``memif`` tool shares: connection options, connecting, live counters."""
+"""What every ``memif`` tool shares: options, connecting, waiting, signals, live counters."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ipaddress
 import json
+import select
+import signal
 import sys
 import time
-from typing import Any, TextIO
+from collections.abc import Collection, Iterator, Sequence
+from typing import Any, NoReturn, TextIO
 
-from .. import Interface, Socket, testing
-from ..config import Role
+from .. import Interface, RxQueue, Socket, testing
+from ..config import Role, parse_mac
 from ..errors import ConfigError
+from ..wire import Mode
 
 DEFAULT_SOCKET = "/run/vpp/memif.sock"
 
@@ -20,6 +26,32 @@ def _role(text: str) -> str:
         return Role.parse(text).value
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def ipv4_arg(text: str) -> bytes:
+    """An argparse type: a dotted-quad IPv4 address to its 4 bytes."""
+    try:
+        return ipaddress.IPv4Address(text).packed
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad IPv4 address {text!r}") from None
+
+
+def mac_arg(text: str) -> bytes:
+    """An argparse type: ``aa:bb:cc:dd:ee:ff`` to its 6 bytes."""
+    try:
+        return parse_mac(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def one_line_errors(parser: argparse.ArgumentParser, command: str) -> None:
+    """Usage errors as one ``memif: COMMAND: ...`` line, exit status 2 (not argparse's usage)."""
+
+    def error(message: str) -> NoReturn:
+        print(f"memif: {command}: {message} (see memif {command} --help)", file=sys.stderr)
+        sys.exit(2)
+
+    parser.error = error  # type: ignore[method-assign]
 
 
 def add_connection_args(parser: argparse.ArgumentParser, *, role: str = "client") -> None:
@@ -52,6 +84,14 @@ def add_connection_args(parser: argparse.ArgumentParser, *, role: str = "client"
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def host_mode(args: argparse.Namespace, command: str) -> Mode:
+    """The ``--mode`` of a tool that is an IPv4 host: ethernet or ip (ValueError otherwise)."""
+    mode = Mode.parse(args.mode)
+    if mode is Mode.PUNT_INJECT:
+        raise ValueError(f"{command} supports --mode ethernet and ip, not punt-inject")
+    return mode
+
+
 def open_interface(args: argparse.Namespace, app_name: str) -> tuple[Socket, Interface]:
     """Create the socket and interface the options describe and wait until connected.
 
@@ -82,6 +122,54 @@ def open_interface(args: argparse.Namespace, app_name: str) -> tuple[Socket, Int
     return sock, iface
 
 
+def interface_error(exc: BaseException, socket: str) -> str:
+    """One line for a failure of :func:`open_interface`."""
+    if isinstance(exc, OSError) and not isinstance(exc, TimeoutError) and exc.strerror:
+        return f"cannot use socket {socket}: {exc.strerror}"
+    return str(exc)
+
+
+def wait_rx(sock: Socket, rxqs: Sequence[RxQueue], timeout: float) -> None:
+    """Sleep until the control socket or a receive queue's eventfd is readable, or ``timeout``.
+
+    The eventfds that fired are cleared; the control socket is served once in any case.
+    """
+    sfd = sock.fileno()
+    ready, _, _ = select.select([sfd, *(q.fd for q in rxqs)], [], [], timeout)
+    for q in rxqs:
+        if q.fd in ready:
+            q.clear_interrupt()
+    sock.poll(0)
+
+
+class StopRequest:
+    """SIGINT/SIGTERM handler: the first signal asks the loops to stop cleanly (the object
+    turns true); a second one of ``escalate`` raises KeyboardInterrupt, to give up at once."""
+
+    def __init__(self, escalate: Collection[int] = (signal.SIGINT, signal.SIGTERM)) -> None:
+        self.signal: int | None = None
+        self.escalate = frozenset(escalate)
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.signal is None:
+            self.signal = signum
+        elif signum in self.escalate:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopRequest]:
+        """Handle SIGINT and SIGTERM for the duration of the block."""
+        old = {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+
 class LiveLine:
     """A status line refreshed in place on a terminal, once per ``period`` otherwise."""
 
@@ -95,12 +183,15 @@ class LiveLine:
         self._last = 0.0
         self._width = 0
 
+    @property
+    def interval(self) -> float:
+        """Seconds between refreshes: 0.2 on a terminal, ``period`` otherwise."""
+        return 0.2 if self.tty else self.period
+
     def update(self, text: str, force: bool = False) -> None:
-        """Show ``text`` if a refresh is due (every 0.2 s on a tty)."""
+        """Show ``text`` if a refresh is due (every :attr:`interval` seconds)."""
         now = time.monotonic()
-        if not self.enabled or (
-            not force and now - self._last < (0.2 if self.tty else self.period)
-        ):
+        if not self.enabled or (not force and now - self._last < self.interval):
             return
         self._last = now
         if self.tty:

@@ -22,7 +22,14 @@ from ..errors import MemifError
 from ..pcap import PcapError, PcapReader, linktype_name, mode_accepts
 from ..queue import TxQueue
 from ..wire import Mode
-from .common import LiveLine, add_connection_args, fail, open_interface, print_json
+from .common import (
+    LiveLine,
+    StopRequest,
+    add_connection_args,
+    fail,
+    open_interface,
+    print_json,
+)
 
 BURST = 256
 DRAIN_TIMEOUT = 2.0  # seconds to wait at the end for the peer to take the last packets
@@ -123,44 +130,34 @@ class Replay:
 
     def run(self) -> str | None:
         """Play the file ``--loop`` times; returns an error message or None."""
-        stop: list[bool] = []
-
-        def on_signal(signum: int, _frame: object) -> None:
-            if stop and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            stop.append(True)
-
-        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        stop = StopRequest(escalate=(signal.SIGINT,))  # a second Ctrl-C: give up at once
         self.start = time.monotonic()
         offset = 0.0
         error = None
         try:
-            while not stop and (self.args.loop == 0 or self.loops < self.args.loop):
-                before = self.sent
-                span, count = self._play_once(offset, stop)
+            with stop.installed():
+                while not stop and (self.args.loop == 0 or self.loops < self.args.loop):
+                    before = self.sent
+                    span, count = self._play_once(offset, stop)
+                    if stop:
+                        break
+                    self.loops += 1
+                    if self.sent == before:
+                        break  # nothing to send in this file: looping forever would spin
+                    gap = span / (count - 1) if count > 1 else 0.0
+                    offset += (span + gap) / (self.args.speed or 1.0)
                 if stop:
-                    break
-                self.loops += 1
-                if self.sent == before:
-                    break  # nothing to send in this file: looping forever would spin
-                gap = span / (count - 1) if count > 1 else 0.0
-                offset += (span + gap) / (self.args.speed or 1.0)
-            if stop:
-                self.interrupted = True
-            else:
-                self._drain()
-        except PcapError as exc:
-            error = str(exc)
-        except Disconnected as exc:
+                    self.interrupted = True
+                else:
+                    self._drain()
+        except (PcapError, Disconnected) as exc:
             error = str(exc)
         finally:
-            for s, h in old.items():
-                signal.signal(s, h)
             self.elapsed = time.monotonic() - self.start
             self.live.close()
         return error
 
-    def _play_once(self, offset: float, stop: list[bool]) -> tuple[float, int]:
+    def _play_once(self, offset: float, stop: StopRequest) -> tuple[float, int]:
         """One pass over the file; returns (recorded span in seconds, packets)."""
         pending: list[bytes] = []
         first_ns = last_ns = None
@@ -209,7 +206,7 @@ class Replay:
             f"loop {self.loops + 1}/{loops}  {pps:.0f} pps"
         )
 
-    def _wait_until(self, due: float, stop: list[bool]) -> None:
+    def _wait_until(self, due: float, stop: StopRequest) -> None:
         while not stop:
             now = time.monotonic()
             self._control(now)
@@ -217,7 +214,7 @@ class Replay:
                 return
             self.sock.poll(min(due - now, 0.05))
 
-    def _transmit(self, pkts: list[bytes], stop: list[bool]) -> None:
+    def _transmit(self, pkts: list[bytes], stop: StopRequest) -> None:
         """Send every packet of ``pkts`` in order, waiting for free slots as needed."""
         i = 0
         while i < len(pkts):

@@ -15,24 +15,30 @@ options, no memif connection).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ipaddress
-import math
-import os
 import random
-import select
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
 from .. import packet as pkt
-from ..config import format_mac, parse_mac
-from ..errors import ConfigError, MemifError
+from ..config import format_mac
+from ..errors import MemifError
 from ..interface import Interface
 from ..sock import Socket
 from ..wire import Mode
-from .common import add_connection_args, fail, open_interface, print_json
+from .common import (
+    add_connection_args,
+    fail,
+    host_mode,
+    interface_error,
+    ipv4_arg,
+    mac_arg,
+    one_line_errors,
+    open_interface,
+    print_json,
+    wait_rx,
+)
+from .ping_stats import PingResult, format_ms
 
 APP_NAME = "memif-ping"
 MAX_SIZE = 65535 - pkt.IP_HLEN - pkt.ICMP_ECHO_HLEN
@@ -58,20 +64,6 @@ interrupted (Ctrl-C prints the summary).  --json prints only a summary object on
 Exit status: 0 if any reply came back, 1 if none did (also when ARP gets no answer), 2 on
 other errors.
 """
-
-
-def _ip(text: str) -> bytes:
-    try:
-        return ipaddress.IPv4Address(text).packed
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad IPv4 address {text!r}") from None
-
-
-def _mac(text: str) -> bytes:
-    try:
-        return parse_mac(text)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _number(kind: type, low: float, high: float | None = None, what: str = "value") -> Any:
@@ -105,7 +97,7 @@ def add_parser(subparsers: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("target", type=_ip, metavar="IP", help="IPv4 address to ping")
+    p.add_argument("target", type=ipv4_arg, metavar="IP", help="IPv4 address to ping")
     p.add_argument(
         "-c",
         "--count",
@@ -142,14 +134,14 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "-I",
         "--source-ip",
-        type=_ip,
+        type=ipv4_arg,
         default=None,
         metavar="A.B.C.D",
         help="our IPv4 address (default: the target's with last octet 1, or 2 if it is 1)",
     )
     p.add_argument(
         "--mac",
-        type=_mac,
+        type=mac_arg,
         default=None,
         metavar="MAC",
         help="our MAC address (default: random 02:fe:xx:xx:xx:xx)",
@@ -169,92 +161,7 @@ def add_parser(subparsers: Any) -> None:
     )
     add_connection_args(p)
     p.set_defaults(func=run)
-    _one_line_errors(p)
-
-
-def format_ms(ms: float) -> str:
-    """Round-trip time the way ping(8) prints it: 3, 2, 1 or 0 decimals by magnitude."""
-    if ms >= 99.95:
-        return f"{ms:.0f}"
-    if ms >= 9.995:
-        return f"{ms:.1f}"
-    if ms >= 1.0:
-        return f"{ms:.2f}"
-    return f"{ms:.3f}"
-
-
-@dataclass
-class PingResult:
-    """What a ping run found; :meth:`summary` is the ``--json`` object."""
-
-    target: str
-    source: str
-    target_mac: str | None = None
-    transmitted: int = 0
-    received: int = 0
-    duplicates: int = 0
-    corrupted: int = 0
-    rtts: list[float] = field(default_factory=list)  # ms, in arrival order
-    time_ms: float = 0.0
-    error: str | None = None
-
-    @property
-    def loss_pct(self) -> float:
-        """Lost requests in percent (100 when nothing was sent)."""
-        if not self.transmitted:
-            return 100.0
-        return (self.transmitted - self.received) * 100.0 / self.transmitted
-
-    def rtt_stats(self) -> tuple[float, float, float, float] | None:
-        """``(min, avg, max, mdev)`` in ms, mdev as ping(8) computes it; None without replies."""
-        if not self.rtts:
-            return None
-        n = len(self.rtts)
-        avg = sum(self.rtts) / n
-        mdev = math.sqrt(max(0.0, sum(t * t for t in self.rtts) / n - avg * avg))
-        return min(self.rtts), avg, max(self.rtts), mdev
-
-    def summary(self) -> dict[str, Any]:
-        """The ``--json`` object."""
-        stats = self.rtt_stats()
-        r3 = (lambda v: round(v, 3)) if stats else (lambda v: None)
-        mn, avg, mx, mdev = stats or (0.0, 0.0, 0.0, 0.0)
-        out: dict[str, Any] = {
-            "target": self.target,
-            "source": self.source,
-            "target_mac": self.target_mac,
-            "transmitted": self.transmitted,
-            "received": self.received,
-            "duplicates": self.duplicates,
-            "loss_pct": round(self.loss_pct, 3),
-            "time_ms": round(self.time_ms, 3),
-            "rtt_min_ms": r3(mn),
-            "rtt_avg_ms": r3(avg),
-            "rtt_max_ms": r3(mx),
-            "rtt_mdev_ms": r3(mdev),
-            "rtts": [round(t, 3) for t in self.rtts],
-        }
-        if self.corrupted:
-            out["corrupted"] = self.corrupted
-        if self.error:
-            out["error"] = self.error
-        return out
-
-    def lines(self) -> list[str]:
-        """ping(8)'s closing statistics."""
-        head = f"{self.transmitted} packets transmitted, {self.received} received"
-        if self.duplicates:
-            head += f", +{self.duplicates} duplicates"
-        if self.corrupted:
-            head += f", +{self.corrupted} corrupted"
-        out = [
-            f"--- {self.target} ping statistics ---",
-            f"{head}, {self.loss_pct:g}% packet loss, time {self.time_ms:.0f}ms",
-        ]
-        stats = self.rtt_stats()
-        if stats:
-            out.append("rtt min/avg/max/mdev = " + "/".join(f"{v:.3f}" for v in stats) + " ms")
-        return out
+    one_line_errors(p, "ping")
 
 
 class Pinger:
@@ -304,7 +211,6 @@ class Pinger:
 
     def wait(self, deadline: float, until: Any = None) -> None:
         """Handle arriving frames until ``deadline`` (perf_counter) or ``until()`` holds."""
-        sfd = self.sock.fileno()
         while True:
             self._receive()
             if until is not None and until():
@@ -315,12 +221,7 @@ class Pinger:
             rxqs = self.iface.rx_queues if self.iface.connected else []
             if any(q.polling for q in rxqs):
                 left = min(left, 0.0002)
-            ready, _, _ = select.select([sfd] + [q.fd for q in rxqs], [], [], min(left, 0.25))
-            for fd in ready:
-                if fd != sfd:
-                    with contextlib.suppress(OSError):
-                        os.eventfd_read(fd)
-            self.sock.poll(0)
+            wait_rx(self.sock, rxqs, min(left, 0.25))
 
     def _receive(self) -> None:
         if not self.iface.connected:
@@ -495,12 +396,9 @@ def ping(
 def run(args: argparse.Namespace) -> int:
     """``memif ping``: returns ping(8)'s exit status."""
     try:
-        mode = Mode.parse(args.mode)
+        host_mode(args, "ping")
     except ValueError as exc:
         fail(str(exc))
-        return 2
-    if mode is Mode.PUNT_INJECT:
-        fail("ping supports --mode ethernet and ip, not punt-inject")
         return 2
     if args.target == (args.source_ip or default_source(args.target)):
         fail(f"source and target are both {pkt.ip4_str(args.target)}: give another --source-ip")
@@ -508,7 +406,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         sock, iface = open_interface(args, APP_NAME)
     except (TimeoutError, MemifError, OSError) as exc:
-        fail(_error_text(exc, args.socket))
+        fail(interface_error(exc, args.socket))
         return 2
     except KeyboardInterrupt:
         fail("interrupted before the peer connected")
@@ -517,20 +415,3 @@ def run(args: argparse.Namespace) -> int:
         return ping(args, sock, iface)
     finally:
         sock.close()
-
-
-def _one_line_errors(parser: argparse.ArgumentParser) -> None:
-    """Usage errors as one ``memif: ...`` line, exit status 2 (instead of argparse's usage)."""
-
-    def error(message: str) -> NoReturn:
-        print(f"memif: ping: {message} (see memif ping --help)", file=sys.stderr)
-        sys.exit(2)
-
-    parser.error = error  # type: ignore[method-assign]
-
-
-def _error_text(exc: BaseException, socket: str) -> str:
-    """One line for a failure to set up the interface."""
-    if isinstance(exc, OSError) and not isinstance(exc, TimeoutError) and exc.strerror:
-        return f"cannot use socket {socket}: {exc.strerror}"
-    return str(exc)

@@ -1,0 +1,243 @@
+"""``memif bench``'s worker processes: one Python side of a pair, pinned to one CPU.
+
+A worker is a ``spawn`` child (:func:`worker_main`) that opens one memif (the receiver as the
+server, the sender as the client) and runs :func:`send_loop` or :func:`receive_loop` (see
+:mod:`memif.apps.bench` for what they do per burst). Parent and workers share one control
+block of int64 slots (below): flags one way, counters the other. :class:`Workers` is the
+parent's side: start, wait for a slot, check, stop.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing as mp
+import os
+import time
+import traceback
+from typing import Any
+
+import numpy as np
+
+from .. import wire
+from ..packet import checksum
+
+SEQ_OFFSET = 42
+"""Byte offset of the u64 sequence number: the first byte of the UDP payload."""
+SEQ_END = SEQ_OFFSET + 8
+MIN_FRAME = 60
+"""Smallest frame: an Ethernet minimum frame without FCS (and room for the sequence number)."""
+BUFFER_SIZE = wire.DEFAULT_BUFFER_SIZE
+"""Buffer size on both sides of every pair (2048): one buffer carries one frame."""
+
+# Slots of the control block shared with the worker processes (int64 each).
+STOP = 0  # parent -> workers: leave the loop and disconnect
+GO = 1  # parent -> sender: start transmitting
+LISTENING = 2  # receiver: its socket is listening
+RX_READY = 3  # receiver: connected, receiving
+TX_READY = 4  # sender: connected, waiting for GO
+RX_PACKETS = 5  # receiver: packets received so far
+RX_BYTES = 6  # receiver: bytes received so far
+TX_PACKETS = 7  # sender: packets sent so far
+SEQ_ERRORS = 8  # receiver: bursts whose sequence numbers were not the expected ones
+PEER_POLLING = 9  # sender: 1 when the receiver masked interrupts (no eventfd write per burst)
+FAILED = 10  # a worker raised
+SLOTS = 16
+
+WAIT = 20.0
+"""Seconds to wait for a worker or a link."""
+
+
+# ---------------------------------------------------------------------------------------- frames
+
+
+def build_frame(size: int) -> np.ndarray:
+    """An Ethernet/IPv4/UDP frame of ``size`` bytes, as testpmd's ``txonly`` sends.
+
+    02:00:00:00:00:01 -> 02:00:00:00:00:02, 198.18.0.1:9 -> 198.18.0.2:9, UDP checksum 0; the
+    payload is the byte pattern 0, 1, 2, ... (the sequence number goes over its first 8 bytes).
+    """
+    if size < MIN_FRAME:
+        raise ValueError(f"frame size {size} is below {MIN_FRAME} bytes")
+    eth = bytes.fromhex("0200000000020200000000010800")
+    ip = bytearray(20)
+    ip[0], ip[8], ip[9] = 0x45, 64, 17
+    ip[2:4] = (size - 14).to_bytes(2, "big")
+    ip[12:16] = bytes([198, 18, 0, 1])
+    ip[16:20] = bytes([198, 18, 0, 2])
+    ip[10:12] = checksum(bytes(ip)).to_bytes(2, "big")
+    udp = (9).to_bytes(2, "big") * 2 + (size - 34).to_bytes(2, "big") + b"\0\0"
+    payload = bytes(i & 0xFF for i in range(size - 42))
+    return np.frombuffer(eth + bytes(ip) + udp + payload, np.uint8).copy()
+
+
+# ---------------------------------------------------------------------------------------- loops
+
+
+def send_loop(tx: Any, frame: int, burst: int, ctl: memoryview) -> None:
+    """Transmit ``frame``-byte packets in bursts of ``burst`` until ``ctl[STOP]`` is set.
+
+    Every packet gets the whole template frame copied in and its sequence number stamped at
+    bytes 42..49; ``ctl[TX_PACKETS]`` is updated after every burst.
+    """
+    template = build_frame(frame)
+    ramp = np.arange(burst, dtype=np.uint64).reshape(burst, 1)
+    alloc, tx_burst = tx.alloc, tx.tx_burst
+    seq = 0
+    while not ctl[STOP]:
+        batch = alloc(burst)
+        n = batch.count
+        if not n:
+            continue  # ring full: the receiver has not caught up
+        bufs = batch.buffers
+        bufs[:, :frame] = template
+        np.add(ramp[:n], seq, out=bufs[:, SEQ_OFFSET:SEQ_END].view(np.uint64))
+        tx_burst(batch, frame)
+        seq += n
+        ctl[TX_PACKETS] = seq
+
+
+def receive_loop(rx: Any, frame: int, burst: int, ctl: memoryview, copy: bool = False) -> None:
+    """Receive in bursts of ``burst`` until ``ctl[STOP]`` is set, reading every packet.
+
+    Reads each packet's sequence number (bytes 42..49) and checks the burst against the
+    expected run; publishes packets, bytes and sequence errors in ``ctl`` after every burst.
+    With ``copy`` every whole frame (``frame`` bytes) is first copied into private memory.
+    """
+    rx_burst, refill, stats = rx.rx_burst, rx.refill, rx.stats
+    private = np.zeros((burst, frame), np.uint8) if copy else None
+    packets = errors = expected = 0
+    while not ctl[STOP]:
+        batch = rx_burst(burst)
+        n = len(batch)
+        if not n:
+            continue
+        if private is not None:
+            rows = batch.gather(frame, private)
+        else:
+            rows = batch.matrix
+            if rows is None:
+                rows = batch.gather(SEQ_END)
+        seq = rows[:n, SEQ_OFFSET:SEQ_END].view(np.uint64)
+        total = int(seq.sum())
+        last = int(seq[n - 1, 0])
+        first = last - n + 1
+        if first != expected or total != (n * first + n * (n - 1) // 2) & 0xFFFFFFFFFFFFFFFF:
+            errors += 1
+            ctl[SEQ_ERRORS] = errors
+        expected = last + 1
+        refill()
+        packets += n
+        ctl[RX_PACKETS] = packets
+        ctl[RX_BYTES] = stats.bytes
+
+
+# ---------------------------------------------------------------------------------------- workers
+
+
+def _control(raw: Any) -> memoryview:
+    return memoryview(raw).cast("B").cast("q")
+
+
+def _connect(sock: Any, iface: Any, ctl: memoryview) -> None:
+    deadline = time.monotonic() + WAIT
+    while not iface.connected:
+        if ctl[STOP]:
+            raise SystemExit(0)
+        if time.monotonic() > deadline:
+            reason = iface.local_disc_reason or iface.remote_disc_reason or iface.state
+            raise TimeoutError(f"{iface.role.value} did not connect within {WAIT} s: {reason}")
+        sock.poll(0.01)
+
+
+def worker_main(
+    role: str, path: str, frame: int, burst: int, ring_size: int, cpu: int, rx_read: str, raw: Any
+) -> None:
+    """Entry point of a child process: one Python side of a pair, pinned to ``cpu``."""
+    from ..sock import Socket
+
+    ctl = _control(raw)
+    try:
+        os.sched_setaffinity(0, {cpu})
+        server = role == "rx"
+        with Socket(path, app_name=f"memif-bench-{role}") as sock:
+            iface = sock.create_interface(
+                role="server" if server else "client",
+                id=0,
+                ring_size=ring_size,
+                buffer_size=BUFFER_SIZE,
+                polling=True,
+            )
+            iface.set_rx_mode(0, True)
+            if server:
+                ctl[LISTENING] = 1
+            _connect(sock, iface, ctl)
+            gc.collect()
+            gc.disable()
+            if server:
+                ctl[RX_READY] = 1
+                receive_loop(iface.rx_queues[0], frame, burst, ctl, copy=rx_read == "copy")
+            else:
+                tx = iface.tx_queues[0]
+                if tx.alloc(1).buffers is None:
+                    raise RuntimeError("transmit buffers are not one strided view")
+                ctl[PEER_POLLING] = int(bool(tx.ring.flags & wire.RING_FLAG_MASK_INT))
+                ctl[TX_READY] = 1
+                while not ctl[GO]:
+                    if ctl[STOP]:
+                        return
+                    time.sleep(0.001)
+                send_loop(tx, frame, burst, ctl)
+    except KeyboardInterrupt:
+        pass
+    except SystemExit:
+        raise
+    except BaseException:
+        traceback.print_exc()
+        ctl[FAILED] = 1
+        raise SystemExit(1) from None
+
+
+class Workers:
+    """The Python sides of one point: child processes sharing one control block."""
+
+    def __init__(self) -> None:
+        self.ctx = mp.get_context("spawn")
+        self.raw = self.ctx.RawArray("q", SLOTS)
+        self.ctl = _control(self.raw)
+        self.procs: list[Any] = []
+
+    def spawn(
+        self, role: str, path: str, frame: int, burst: int, ring_size: int, cpu: int, rx_read: str
+    ) -> None:
+        """Start the ``rx`` (receiver, server) or ``tx`` (sender, client) worker on ``cpu``."""
+        args = (role, path, frame, burst, ring_size, cpu, rx_read, self.raw)
+        name = f"memif-bench-{role}"
+        proc = self.ctx.Process(target=worker_main, args=args, name=name, daemon=True)
+        proc.start()
+        self.procs.append(proc)
+
+    def wait(self, slot: int, what: str, timeout: float = WAIT) -> None:
+        """Wait until a worker sets ``slot``; raise if one fails or time runs out."""
+        deadline = time.monotonic() + timeout
+        while not self.ctl[slot]:
+            dead = [p for p in self.procs if p.exitcode is not None]
+            if self.ctl[FAILED] or dead:
+                codes = ", ".join(f"{p.name} exited {p.exitcode}" for p in dead)
+                raise RuntimeError(f"a worker failed before {what} ({codes or 'see stderr'})")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {what} within {timeout} s")
+            time.sleep(0.005)
+
+    def check(self) -> None:
+        """Raise if a worker failed or died."""
+        if self.ctl[FAILED] or any(p.exitcode is not None for p in self.procs):
+            raise RuntimeError("a worker failed during the measurement (see stderr)")
+
+    def stop(self) -> None:
+        """Tell every worker to disconnect and exit; kill those that do not."""
+        self.ctl[STOP] = 1
+        for p in self.procs:
+            p.join(5.0)
+            if p.exitcode is None:
+                p.kill()
+                p.join(2.0)
