@@ -254,6 +254,22 @@ def test_span_copies_are_not_mirrored_again(rig):
     assert r.sw.span_packets == 2
 
 
+def test_lost_span_copies_are_not_drops_of_the_source_ports(rig):
+    r = rig()
+    a, b = r.add(), r.add()
+    m = r.add(bd=None)
+    r.connect()
+    r.sw.set_span(a.name, m.name, rx=True, tx=True)
+    r.sw.set_state(m.name, False)  # the mirror port goes down: every copy is lost
+    sent = [frame(b.mac, a.mac, f"a{k}") for k in range(4)]
+    out = r.exchange((a, sent))
+    assert out[b] == sent  # the bridged frames all went on
+    assert a.sw.counters.drops == 0 and b.sw.counters.drops == 0
+    lost = r.sw.graph.by_name["l2-output"].error_counts["interface-down"]
+    assert lost == 4  # the copies show in show errors instead
+    assert not r.sw.meta.span_copy.any()  # flags reset when the copies were freed
+
+
 @pytest.mark.parametrize("role", ["master", "slave-copy"])
 def test_jumbo_frames_are_chained_on_both_sides(rig, role):
     r = rig("master" if role == "master" else "slave")

@@ -296,10 +296,7 @@ class MemifOutput(SwitchNode):
 
     def process(self, idx: np.ndarray) -> None:
         sw = self.port.sw
-        copies = self.meta.span_copy[idx]
         if sw.spans:
-            own = idx[~copies]  # SPAN copies are not mirrored again (no loops)
+            own = idx[~self.meta.span_copy[idx]]  # copies are not mirrored again (no loops)
             mirror(self, own, np.full(len(own), sw.sw_if_index), rx=False)
-        if copies.any():
-            self.meta.span_copy[idx] = False
         self.port.transmit(self, idx)

@@ -357,7 +357,6 @@ class L2Output(SwitchNode):
         tx = self.meta.tx_if[idx]
         ok = t.usable[tx]
         if not ok.all():
-            self.meta.span_copy[idx[~ok]] = False
             self.drop(idx[~ok], "interface-down")
             idx, tx = idx[ok], tx[ok]
         self.graph.dispatch(idx, t.output[tx])

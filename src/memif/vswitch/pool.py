@@ -28,6 +28,8 @@ class PacketPool:
         self.length = np.zeros(n_buffers, np.uint32)
         self._free = np.arange(n_buffers - 1, -1, -1, dtype=np.int32)
         self._n_free = n_buffers
+        #: per-buffer flag arrays reset to False when a buffer returns to the pool
+        self.flags_cleared_on_free: list[np.ndarray] = []
 
     @property
     def n_free(self) -> int:
@@ -43,6 +45,8 @@ class PacketPool:
     def free(self, idx: np.ndarray) -> None:
         """Return buffers (each index once) to the pool."""
         k = len(idx)
+        for flags in self.flags_cleared_on_free:
+            flags[idx] = False
         self._free[self._n_free : self._n_free + k] = idx
         self._n_free += k
 

@@ -96,6 +96,7 @@ class Switch:
         self.app_name = app_name
         self.pool = PacketPool(n_buffers, data_size)
         self.meta = Meta(n_buffers)
+        self.pool.flags_cleared_on_free.append(self.meta.span_copy)
         self.fib = L2Fib()
         self.tables = Tables()
         self.graph = Graph(self.pool, CountingDrop(self))
@@ -537,7 +538,11 @@ class Switch:
 
 
 class CountingDrop(ErrorDrop):
-    """error-drop that also counts ``drops`` on each packet's receive interface (VPP's)."""
+    """error-drop that also counts ``drops`` on each packet's receive interface (VPP's).
+
+    A lost SPAN copy is not the source port's drop (the original went on): it shows
+    in ``show errors`` and, for a full ring, in the destination's tx errors.
+    """
 
     def __init__(self, switch: Switch) -> None:
         super().__init__()
@@ -545,7 +550,8 @@ class CountingDrop(ErrorDrop):
 
     def process(self, idx: np.ndarray) -> None:
         interfaces = self.switch.tables.interfaces
-        rx, counts = np.unique(self.switch.meta.rx_if[idx], return_counts=True)
+        meta = self.switch.meta
+        rx, counts = np.unique(meta.rx_if[idx[~meta.span_copy[idx]]], return_counts=True)
         for i, n in zip(rx.tolist(), counts.tolist(), strict=True):
             sw = interfaces.get(i)
             if sw is not None:
