@@ -116,7 +116,8 @@ def _server_to_client_run(binary: str, sock: str, seconds: float) -> None:
             during = server.port_stats(0)
             assert during.rx_packets > 0
             assert during.rx_pps is not None and during.rx_pps > 0
-            assert during.rx_bps == pytest.approx(during.rx_pps * 64 * 8, rel=1e-6, abs=8)
+            # testpmd derives pps and bps from separately timed deltas: close, not equal
+            assert during.rx_bps == pytest.approx(during.rx_pps * 64 * 8, rel=1e-3)
 
             client.stop()  # the sender first; the receiver drains what is left in the ring
             time.sleep(0.2)

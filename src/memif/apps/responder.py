@@ -227,14 +227,14 @@ def run(args: argparse.Namespace) -> int:
     mac = args.mac or random_mac()
     responder = Responder(args.ip, mac, reflect=args.reflect, l2=mode is Mode.ETHERNET)
     what = "reflecting every frame" if args.reflect else f"answering {pkt.ip4_str(args.ip)}"
-    _note(
-        None,
-        f"responder: {what} from {format_mac(mac)} on {args.socket} "
-        f"({args.role}, id {args.id}); waiting for the peer",
-    )
     live = LiveLine()
     connects = 0
-    with _sigterm_stops():
+    with _sigterm_stops():  # installed before saying we wait: a SIGTERM from then on stops us
+        _note(
+            None,
+            f"responder: {what} from {format_mac(mac)} on {args.socket} "
+            f"({args.role}, id {args.id}); waiting for the peer",
+        )
         try:
             sock, iface = open_interface(args, APP_NAME)
         except (TimeoutError, MemifError, OSError) as exc:
