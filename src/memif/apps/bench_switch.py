@@ -1,0 +1,706 @@
+"""``memif bench-switch``: bridge throughput of the Python switch between two memif ports.
+
+The loop (the classic way to measure a switch sitting between two memif ports): one DPDK
+testpmd, the *loop driver*, holds both memif ports in ``io`` forwarding and primes the loop
+with ``start tx_first N``: N bursts on each port. Everything it receives on one port it sends
+out of the other unchanged, so the packets circulate for ever::
+
+    testpmd port 0 -> switch memif1/0 -> bridge domain 1 -> memif1/1 -> testpmd port 1 --+
+          ^                                                                               |
+          +------------------------------- io forwarding ---------------------------------+
+
+and the same the other way round for the packets primed on port 1. Port X's packets carry the
+source MAC of port X and, by default, the destination MAC of the other port (``--eth-peer``),
+so after the first packets the switch forwards known unicast (l2-fwd); ``--flood`` leaves the
+destinations unknown, so every packet is flooded (l2-flood). Primed packets beyond what the
+rings hold are dropped at once; the rest circulate.
+
+Configurations (``--configs``):
+
+* ``master-zc``: switch ports are masters (servers); testpmd clients with ``zero-copy=yes``
+  (testpmd's mbufs are the shared memory; EAL ``--single-file-segments``);
+* ``master-copy``: switch masters; testpmd clients in copy mode;
+* ``slave-zc``: switch ports are slaves (clients) with the switch's zero-copy (its buffer pool
+  is the shared memory, the default for slaves); testpmd servers;
+* ``slave-copy``: switch slaves without zero-copy; testpmd servers;
+* ``reference``: no switch: a second testpmd with two server ports in ``io`` forwarding sits in
+  the middle, ``testpmd#1 (clients, io, primed) <-> testpmd#2 (servers, io)``.
+
+CPUs (``--cpus SWITCH,LOOP``, default the first two this process may use): the switch (this
+process's main thread, in-process) or the middle testpmd's forwarding lcore runs on SWITCH; the
+loop driver's forwarding lcore on LOOP. testpmd main lcores sit idle at their prompt and may
+share a CPU with anything.
+
+Measurement: connect, prime, run ``--warmup`` seconds, then count over ``--seconds``. The rate
+is packets forwarded in both directions per second: for the switch, the rx packets of both its
+interfaces; for the reference, the RX-packets of both ports of the middle testpmd (``show port
+stats``; the read time is the middle of the two commands). Gbit/s = frame bytes * 8 * packets/s.
+``ratio`` = Mpps / the reference's Mpps at the same frame size in this run (the reference is
+measured first at each size). For the switch also, over the same window: ``cpu`` = process CPU
+time / wall time, ``busy`` = the switch's ``busy_ns`` (wall time of the loop turns that moved
+packets, including any time the thread was preempted in them) / wall time, ``runq`` = time its
+thread waited for a CPU while runnable / wall time (other load on the machine: the figures are
+unreliable when it is not near 0), ``empty_polls`` = share of loop turns that found no packet,
+and per graph node (like ``show runtime``): calls, vectors, vectors per call, ns and clocks per
+packet (clocks at the ``cpu MHz`` of /proc/cpuinfo). ``loadavg`` is the load average right after
+the measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import gc
+import io
+import itertools
+import json
+import os
+import pstats
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+REFERENCE = "reference"
+MIN_FRAME = 60
+MAX_FRAME = 2048  # one buffer on every side
+BUFFER_SIZE = 2048
+MAC = ("02:00:00:00:00:a0", "02:00:00:00:00:a1")
+"""MAC addresses of the loop driver's ports 0 and 1."""
+_WAIT = 20.0  # seconds to wait for testpmd or a link
+_names = itertools.count()
+
+
+@dataclass(frozen=True)
+class Config:
+    """One way of putting the switch (or testpmd) between the loop driver's two ports."""
+
+    name: str
+    switch_role: str | None  # "master" or "slave"; None for the reference
+    switch_zero_copy: bool  # the switch's own zero-copy (slaves only)
+    testpmd_zero_copy: bool  # the loop driver's zero-copy (clients only)
+    description: str
+
+
+CONFIGS = {
+    c.name: c
+    for c in (
+        Config(
+            REFERENCE,
+            None,
+            False,
+            False,
+            "no switch: testpmd#1 (2 client ports, io, primed) <-> testpmd#2 (2 server ports, io)",
+        ),
+        Config(
+            "master-zc",
+            "master",
+            False,
+            True,
+            "switch masters (servers) <-> testpmd clients zero-copy=yes",
+        ),
+        Config(
+            "master-copy",
+            "master",
+            False,
+            False,
+            "switch masters (servers) <-> testpmd clients in copy mode",
+        ),
+        Config(
+            "slave-zc",
+            "slave",
+            True,
+            False,
+            "switch slaves (clients) with switch zero-copy <-> testpmd servers",
+        ),
+        Config(
+            "slave-copy",
+            "slave",
+            False,
+            False,
+            "switch slaves (clients) without zero-copy <-> testpmd servers",
+        ),
+    )
+}
+"""Every configuration by name, the reference first."""
+
+
+@dataclass
+class Options:
+    """Everything that is the same for every measurement of a run."""
+
+    seconds: float = 3.0
+    warmup: float = 1.0
+    prime: int = 48
+    flood: bool = False
+    switch_cpu: int = 0
+    loop_cpu: int = 1
+    profile: int = 0
+    testpmd: str | None = None
+    workdir: str = "/tmp"
+
+
+@dataclass
+class Result:
+    """One measurement, as printed by ``--json`` (one object per line)."""
+
+    config: str
+    frame: int
+    mpps: float | None = None
+    gbps: float | None = None
+    ratio: float | None = None
+    cpu: float | None = None
+    busy: float | None = None
+    nodes: dict[str, dict[str, float]] = field(default_factory=dict)
+    description: str = ""
+    packets: int | None = None
+    seconds: float | None = None
+    runq: float | None = None
+    empty_polls: float | None = None
+    errors: dict[str, int] = field(default_factory=dict)
+    prime: int = 0
+    flood: bool = False
+    switch_cpu: int = 0
+    loop_cpu: int = 1
+    loadavg: list[float] = field(default_factory=list)
+    profiled: bool = False
+    error: str | None = None
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _thread_schedstat() -> tuple[int, int] | None:
+    """(ns on a CPU, ns runnable but waiting for one) of the calling thread, if available."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            run, wait, _ = f.read().split()
+        return int(run), int(wait)
+    except (OSError, ValueError):
+        return None
+
+
+def _while_switching(sw: Any, fn: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """Call ``fn`` in a thread while this thread keeps the switch running; return its value.
+
+    testpmd commands block, and a memif peer needs the switch to answer its handshake (or to
+    keep forwarding) meanwhile.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+
+    t = threading.Thread(target=target, name="bench-switch-cmd", daemon=True)
+    t.start()
+    deadline = time.monotonic() + timeout
+    while t.is_alive():
+        sw.run_once()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no answer within {timeout} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _node_snapshot(sw: Any) -> dict[str, tuple[int, int, int]]:
+    return {
+        n.node_name: (n.calls, n.vectors, n.ns)
+        for n in sw.graph.nodes
+        if n.node_name != "(deleted)"
+    }
+
+
+def _error_snapshot(sw: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for n in sw.graph.nodes:
+        for name, count in n.error_counts.items():
+            out[f"{n.node_name}/{name}"] = count
+    return out
+
+
+def node_figures(
+    before: dict[str, tuple[int, int, int]],
+    after: dict[str, tuple[int, int, int]],
+    mhz: float,
+) -> dict[str, dict[str, float]]:
+    """Per-node ``show runtime`` figures over the window between two snapshots."""
+    out = {}
+    for name, (calls1, vectors1, ns1) in after.items():
+        calls0, vectors0, ns0 = before.get(name, (0, 0, 0))
+        calls, vectors, ns = calls1 - calls0, vectors1 - vectors0, ns1 - ns0
+        if not calls:
+            continue
+        per_packet = ns / vectors if vectors else 0.0
+        out[name] = {
+            "calls": calls,
+            "vectors": vectors,
+            "vectors_per_call": round(vectors / calls, 2),
+            "ns_per_packet": round(per_packet, 1),
+            "clocks_per_packet": round(per_packet * mhz / 1000.0, 1),
+        }
+    return out
+
+
+def _cpu_mhz() -> float:
+    from ..daemon.commands import cpu_mhz
+
+    return cpu_mhz()[0]
+
+
+def _driver_args(frame: int, opts: Options) -> dict[str, Any]:
+    """Testpmd keyword arguments of the loop driver (forwarding lcore on the LOOP CPU)."""
+    extra = [] if opts.flood else [f"--eth-peer=0,{MAC[1]}", f"--eth-peer=1,{MAC[0]}"]
+    return {
+        "forward_mode": "io",
+        "txpkts": frame,
+        "main_lcore": opts.switch_cpu,
+        "lcores": (opts.switch_cpu, opts.loop_cpu),
+        "extra_args": extra,
+        "binary": opts.testpmd,
+        "startup_timeout": _WAIT,
+    }
+
+
+# ---------------------------------------------------------------------------------- measuring
+
+
+def measure_reference(frame: int, opts: Options) -> dict[str, Any]:
+    """testpmd#1 (clients, io, primed) <-> testpmd#2 (servers, io): packets through #2."""
+    from ..testpmd import MemifPort, Testpmd
+
+    sock = f"@memif-bench-switch-{os.getpid()}-{next(_names)}"
+    middle = driver = None
+    try:
+        # the middle testpmd forwards on the SWITCH CPU, as the switch would
+        middle = Testpmd(
+            [MemifPort("server", id=i, socket=sock, bsize=BUFFER_SIZE) for i in (0, 1)],
+            forward_mode="io",
+            main_lcore=opts.loop_cpu,
+            lcores=(opts.switch_cpu, opts.loop_cpu),
+            binary=opts.testpmd,
+            startup_timeout=_WAIT,
+        )
+        assert middle.forwarding_lcores == [opts.switch_cpu]
+        driver = Testpmd(
+            [MemifPort("client", id=i, socket=sock, bsize=BUFFER_SIZE, mac=MAC[i]) for i in (0, 1)],
+            **_driver_args(frame, opts),
+        )
+        assert driver.forwarding_lcores == [opts.loop_cpu]
+        for tp in (middle, driver):
+            for port in (0, 1):
+                tp.wait_link_up(port, _WAIT)
+        middle.start()
+        driver.start_tx_first(opts.prime)
+        time.sleep(opts.warmup)
+
+        def read() -> tuple[int, float]:
+            t0 = time.monotonic()
+            n = middle.port_stats(0).rx_packets + middle.port_stats(1).rx_packets
+            return n, (t0 + time.monotonic()) / 2
+
+        p0, t0 = read()
+        time.sleep(opts.seconds)
+        p1, t1 = read()
+        # testpmd may crash if its peer leaves while it forwards: stop both first
+        driver.stop()
+        middle.stop()
+        return {"packets": p1 - p0, "seconds": t1 - t0}
+    finally:
+        for tp in (driver, middle):
+            if tp is not None:
+                tp.close()
+
+
+def measure_switch(config: Config, frame: int, opts: Options, log: Callable[[str], None]) -> dict:
+    """The loop driver's two ports bridged by the Python switch running in this thread."""
+    from ..testpmd import MemifPort, Testpmd
+    from ..vswitch import Switch
+
+    sock = f"@memif-bench-switch-{os.getpid()}-{next(_names)}"
+    runtime = tempfile.mkdtemp(prefix="rt-", dir=opts.workdir)
+    sw = Switch(runtime_dir=runtime, app_name="memif-bench-switch")
+    driver = None
+    allowed = os.sched_getaffinity(0)
+    testpmd_role = "client" if config.switch_role == "master" else "server"
+    ports = [
+        MemifPort(
+            testpmd_role,
+            id=i,
+            socket=sock,
+            bsize=BUFFER_SIZE,
+            mac=MAC[i],
+            zero_copy=config.testpmd_zero_copy,
+        )
+        for i in (0, 1)
+    ]
+    try:
+        if testpmd_role == "server":  # the socket must exist before the switch connects
+            driver = Testpmd(ports, **_driver_args(frame, opts))
+        sw.create_socket(1, sock)
+        ifaces = [
+            sw.create_memif(
+                id=i,
+                socket_id=1,
+                role=config.switch_role,
+                buffer_size=BUFFER_SIZE,
+                zero_copy=config.switch_zero_copy,
+            )
+            for i in (0, 1)
+        ]
+        for sw_if in ifaces:
+            sw.set_state(sw_if.name, True)
+            sw.set_bridge(sw_if.name, 1)
+        if driver is None:  # a testpmd client connects once, at startup: answer it meanwhile
+            driver = _while_switching(sw, lambda: Testpmd(ports, **_driver_args(frame, opts)))
+        assert driver.forwarding_lcores == [opts.loop_cpu]
+        deadline = time.monotonic() + _WAIT
+        while not all(i.link_up for i in ifaces):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"switch links still down after {_WAIT} s")
+            sw.run_once()
+        for port in (0, 1):
+            _while_switching(sw, lambda p=port: driver.wait_link_up(p, _WAIT))
+        zc = [p.zero_copy for p in sw.memif_ports()]
+        if zc != [config.switch_zero_copy] * 2:
+            raise RuntimeError(f"switch ports zero-copy {zc}, wanted {config.switch_zero_copy}")
+
+        os.sched_setaffinity(0, {opts.switch_cpu})  # this thread only: the switch's CPU
+        log(f"linked; priming {opts.prime} bursts per port, warming up {opts.warmup:g} s")
+        _while_switching(sw, lambda: driver.start_tx_first(opts.prime))
+        gc.collect()
+        end = time.monotonic() + opts.warmup
+        while time.monotonic() < end:
+            sw.run_once()
+
+        counters = [i.counters for i in ifaces]
+        run_once, monotonic = sw.run_once, time.monotonic
+        profiler = cProfile.Profile() if opts.profile else None
+        nodes0, errors0 = _node_snapshot(sw), _error_snapshot(sw)
+        sched0 = _thread_schedstat()
+        busy0, cpu0 = sw.busy_ns, time.process_time()
+        rx0 = sum(c.rx_packets for c in counters)
+        turns = empty = 0
+        t0 = monotonic()
+        end = t0 + opts.seconds
+        if profiler is not None:
+            profiler.enable()
+        while monotonic() < end:
+            turns += 1
+            if not run_once():
+                empty += 1
+        if profiler is not None:
+            profiler.disable()
+        t1 = monotonic()
+        rx1 = sum(c.rx_packets for c in counters)
+        busy1, cpu1 = sw.busy_ns, time.process_time()
+        sched1 = _thread_schedstat()
+        nodes1, errors1 = _node_snapshot(sw), _error_snapshot(sw)
+        wall = t1 - t0
+        errors = {k: v - errors0.get(k, 0) for k, v in errors1.items() if v != errors0.get(k, 0)}
+        out = {
+            "packets": rx1 - rx0,
+            "seconds": wall,
+            "cpu": (cpu1 - cpu0) / wall,
+            "busy": (busy1 - busy0) / 1e9 / wall,
+            "runq": (sched1[1] - sched0[1]) / 1e9 / wall if sched0 and sched1 else None,
+            "empty_polls": empty / turns if turns else None,
+            "nodes": node_figures(nodes0, nodes1, _cpu_mhz()),
+            "errors": errors,
+        }
+        if profiler is not None:
+            text = io.StringIO()
+            stats = pstats.Stats(profiler, stream=text)
+            stats.sort_stats("tottime").print_stats(opts.profile)
+            log(f"profile of the window (top {opts.profile} by own time):\n{text.getvalue()}")
+            out["profiled"] = True
+        # testpmd may crash if its peer leaves while it forwards: stop it first
+        _while_switching(sw, driver.stop)
+        return out
+    finally:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, allowed)
+        try:
+            if driver is not None:
+                _while_switching(sw, driver.close)
+        finally:
+            sw.close()
+            shutil.rmtree(runtime, ignore_errors=True)
+
+
+def measure(config: Config, frame: int, opts: Options, log: Callable[[str], None]) -> Result:
+    """Measure one configuration at one frame size; errors end up in ``Result.error``."""
+    result = Result(
+        config.name,
+        frame,
+        description=config.description,
+        prime=opts.prime,
+        flood=opts.flood,
+        switch_cpu=opts.switch_cpu,
+        loop_cpu=opts.loop_cpu,
+    )
+    try:
+        if config.switch_role is None:
+            figures = measure_reference(frame, opts)
+        else:
+            figures = measure_switch(config, frame, opts, log)
+    except Exception as exc:  # report the measurement as failed, go on with the next
+        result.error = f"{type(exc).__name__}: {exc}".strip()
+        log(traceback.format_exc().rstrip())
+        return result
+    finally:
+        result.loadavg = [round(x, 2) for x in os.getloadavg()]
+    result.packets = figures.pop("packets")
+    pps = result.packets / figures["seconds"]
+    result.mpps = round(pps / 1e6, 4)
+    result.gbps = round(pps * frame * 8 / 1e9, 4)
+    for key, value in figures.items():
+        setattr(result, key, round(value, 4) if isinstance(value, float) else value)
+    return result
+
+
+# ---------------------------------------------------------------------------------- CLI
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, not {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one value")
+    return values
+
+
+def _configs(text: str) -> list[str]:
+    values = [x.strip() for x in text.split(",") if x.strip()]
+    bad = [v for v in values if v not in CONFIGS]
+    if bad or not values:
+        raise argparse.ArgumentTypeError(
+            f"unknown configuration {', '.join(bad) or text!r}: choose from {', '.join(CONFIGS)}"
+        )
+    return list(dict.fromkeys(values))
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, not {text}")
+    return value
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``bench-switch`` subcommand on ``subparsers`` and return its parser."""
+    p = subparsers.add_parser(
+        "bench-switch",
+        help="bridge throughput of the Python switch in a testpmd loop",
+        description=(
+            "Measure packets per second bridged by the Python switch between two memif ports "
+            "of one testpmd in io forwarding with a primed loop, beside the same loop with a "
+            "second testpmd in the middle (the reference). Configurations: "
+            + "; ".join(f"{c.name}: {c.description}" for c in CONFIGS.values())
+            + ". Gbit/s = frame bytes * 8 * packets/s."
+        ),
+    )
+    p.add_argument(
+        "--frames",
+        type=_ints,
+        default=[64, 1500],
+        metavar="LIST",
+        help="frame sizes in bytes (default 64,1500)",
+    )
+    p.add_argument(
+        "--configs",
+        type=_configs,
+        default=list(CONFIGS),
+        metavar="LIST",
+        help=f"configurations (default {','.join(CONFIGS)})",
+    )
+    p.add_argument(
+        "--seconds",
+        type=_positive,
+        default=3.0,
+        metavar="S",
+        help="measurement time per point (default 3)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="time to forward before measuring (default 1)",
+    )
+    p.add_argument(
+        "--prime",
+        type=int,
+        default=48,
+        metavar="N",
+        help="bursts (of 32) the loop driver sends on each port to prime the loop "
+        "(start tx_first N, default 48)",
+    )
+    p.add_argument(
+        "--flood",
+        action="store_true",
+        help="leave destination MACs unknown so the switch floods every packet "
+        "(default: each port's packets go to the other port's MAC, learned unicast)",
+    )
+    p.add_argument(
+        "--cpus",
+        type=_ints,
+        default=None,
+        metavar="SWITCH,LOOP",
+        help="CPU of the switch (or the middle testpmd's forwarding lcore) and of the loop "
+        "driver's forwarding lcore (default: the first two allowed)",
+    )
+    p.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="profile the switch over each window with cProfile and print the top N "
+        "functions on stderr (slows the switch down)",
+    )
+    p.add_argument("--testpmd", default=None, metavar="PATH", help="dpdk-testpmd binary")
+    p.add_argument("--json", action="store_true", help="print JSON Lines, one per measurement")
+    p.set_defaults(func=run)
+    return p
+
+
+def _options(args: argparse.Namespace) -> Options:
+    for f in args.frames:
+        if not MIN_FRAME <= f <= MAX_FRAME:
+            raise ValueError(f"frame size {f} must be {MIN_FRAME}..{MAX_FRAME} (one buffer)")
+    if not 1 <= args.prime <= 1024:
+        raise ValueError(f"--prime {args.prime} must be 1..1024")
+    if args.profile < 0:
+        raise ValueError("--profile must be >= 0")
+    allowed = sorted(os.sched_getaffinity(0))
+    cpus = args.cpus or allowed[:2]
+    if len(cpus) != 2 or cpus[0] == cpus[1]:
+        raise ValueError(f"need two different CPUs for the switch and the loop, have {cpus}")
+    if not set(cpus) <= set(allowed):
+        raise ValueError(f"--cpus {cpus}: this process may only use CPUs {allowed}")
+    from ..testpmd import find_testpmd
+
+    testpmd = args.testpmd or find_testpmd()
+    if testpmd is None:
+        raise ValueError("dpdk-testpmd not found: install dpdk-dev and librte-net-memif23")
+    return Options(
+        seconds=args.seconds,
+        warmup=max(0.0, args.warmup),
+        prime=args.prime,
+        flood=args.flood,
+        switch_cpu=cpus[0],
+        loop_cpu=cpus[1],
+        profile=args.profile,
+        testpmd=testpmd,
+    )
+
+
+def plan(frames: Sequence[int], configs: Sequence[str]) -> list[tuple[Config, int]]:
+    """Every measurement, the reference first at each frame size."""
+    order = [CONFIGS[c] for c in CONFIGS if c in configs]
+    return [(c, f) for f in frames for c in order]
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def format_table(results: Sequence[Result]) -> str:
+    """The human-readable summary, one ``show runtime``-like block per switch measurement."""
+    head = (
+        f"{'config':<12} {'frame':>5} {'Mpps':>8} {'Gbit/s':>8} {'ratio':>6} "
+        f"{'cpu':>5} {'busy':>5} {'runq':>5} {'load':>5}"
+    )
+    lines = [head]
+    for r in results:
+        if r.error is not None:
+            lines.append(f"{r.config:<12} {r.frame:>5}   failed: {r.error.splitlines()[0]}")
+            continue
+        ratio = "-" if r.ratio is None else f"{r.ratio:.3f}"
+        lines.append(
+            f"{r.config:<12} {r.frame:>5} {r.mpps:>8.3f} {r.gbps:>8.2f} {ratio:>6} "
+            f"{_pct(r.cpu):>5} {_pct(r.busy):>5} {_pct(r.runq):>5} {r.loadavg[0]:>5.2f}"
+        )
+    for r in results:
+        if r.error is not None or not r.nodes:
+            continue
+        lines += ["", f"{r.config} frame {r.frame} ({r.description}):"]
+        lines.append(
+            f"  {'Name':<20} {'Calls':>8} {'Vectors':>10} {'Vectors/Call':>12} "
+            f"{'ns/packet':>10} {'Clocks/packet':>13}"
+        )
+        for name, n in r.nodes.items():
+            lines.append(
+                f"  {name:<20} {n['calls']:>8} {n['vectors']:>10} {n['vectors_per_call']:>12.2f} "
+                f"{n['ns_per_packet']:>10.1f} {n['clocks_per_packet']:>13.1f}"
+            )
+        if r.errors:
+            lines.append("  errors: " + ", ".join(f"{k} {v}" for k, v in r.errors.items()))
+    lines += [
+        "",
+        "Mpps = packets forwarded in both directions per second (switch: rx of both its ports; "
+        "reference: rx of both ports of the middle testpmd).",
+        "Gbit/s = frame bytes * 8 * packets/s; ratio = Mpps / reference Mpps at the same frame.",
+        "cpu = process CPU time / wall; busy = switch busy_ns / wall; runq = time the switch "
+        "waited for its CPU / wall;",
+        "load = 1-minute load average after the measurement.",
+    ]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``memif bench-switch``; returns 0, 1 if a measurement failed, 2 on bad options."""
+    try:
+        opts = _options(args)
+    except ValueError as exc:
+        print(f"memif bench-switch: {exc}", file=sys.stderr)
+        return 2
+    points = plan(args.frames, args.configs)
+    results: list[Result] = []
+    reference: dict[int, float] = {}
+    opts.workdir = tempfile.mkdtemp(prefix="memif-bench-switch-")
+    try:
+        for i, (config, frame) in enumerate(points, 1):
+            label = f"[{i}/{len(points)}] {config.name} frame={frame}"
+
+            def log(text: str, label: str = label) -> None:
+                print(f"{label}: {text}", file=sys.stderr, flush=True)
+
+            log(f"{config.description}; measuring {opts.seconds:g} s ...")
+            r = measure(config, frame, opts, log)
+            if config.name == REFERENCE and r.mpps:
+                reference[frame] = r.mpps
+            if r.mpps is not None and frame in reference:
+                r.ratio = round(r.mpps / reference[frame], 4)
+            if r.error is None:
+                ratio = "" if r.ratio is None else f", ratio {r.ratio:.3f}"
+                cpu = "" if r.cpu is None else f", cpu {_pct(r.cpu)}, busy {_pct(r.busy)}"
+                log(f"{r.mpps:.3f} Mpps, {r.gbps:.2f} Gbit/s{ratio}{cpu}, load {r.loadavg[0]}")
+                if r.runq is not None and r.runq > 0.1:
+                    log(
+                        f"warning: the switch waited {_pct(r.runq)} of the window for its CPU "
+                        "(other load on the machine): this figure is unreliable"
+                    )
+            else:
+                log(f"failed: {r.error}")
+            results.append(r)
+            if args.json:
+                print(json.dumps(asdict(r)), flush=True)
+    finally:
+        shutil.rmtree(opts.workdir, ignore_errors=True)
+    if not args.json:
+        print(format_table(results))
+    return 1 if any(r.error for r in results) else 0

@@ -1,0 +1,97 @@
+"""Tests of ``memif bench-switch``: the Python switch bridging a primed testpmd loop.
+
+The quick test runs the real command in a subprocess with one switch configuration and the
+reference (testpmd in the middle), and checks its JSON Lines. It needs DPDK testpmd: the shared
+``testpmd_binary`` fixture of conftest.py installs it if it can, else skips (fails under CI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from memif.apps import bench_switch
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+KEYS = {"config", "frame", "mpps", "gbps", "ratio", "cpu", "busy", "nodes"}
+NODE_KEYS = {"calls", "vectors", "vectors_per_call", "ns_per_packet"}
+
+
+def run_bench_switch(*args: str, timeout: float = 180.0) -> list[dict]:
+    """Run ``python -m memif.cli bench-switch --json ...``; return the parsed lines."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(
+        [sys.executable, "-m", "memif.cli", "bench-switch", "--json", *args],
+        capture_output=True, text=True, timeout=timeout, env=env, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "measuring" in proc.stderr  # progress goes to stderr
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+@pytest.mark.testpmd
+def test_switch_and_reference_json(testpmd_binary: str) -> None:
+    lines = run_bench_switch(
+        "--seconds", "0.5", "--frames", "64", "--configs", "master-copy,reference",
+        "--testpmd", testpmd_binary,
+    )  # fmt: skip
+    assert [(o["config"], o["frame"]) for o in lines] == [("reference", 64), ("master-copy", 64)]
+    for obj in lines:
+        assert obj.keys() >= KEYS, obj
+        assert obj["error"] is None, obj
+        assert obj["mpps"] > 0, obj
+        assert obj["gbps"] == pytest.approx(obj["mpps"] * 64 * 8 / 1000, rel=1e-3)
+    ref, sw = lines
+    assert ref["ratio"] == 1.0
+    assert ref["cpu"] is None and ref["busy"] is None and ref["nodes"] == {}
+    assert sw["ratio"] == pytest.approx(sw["mpps"] / ref["mpps"], rel=1e-3)
+    assert 0 < sw["cpu"] <= 1.5 and 0 < sw["busy"] <= 1.05
+    nodes = sw["nodes"]
+    for name in ("memif-input", "ethernet-input", "l2-learn", "l2-fwd", "l2-output"):
+        assert nodes[name].keys() >= NODE_KEYS, nodes
+        assert nodes[name]["vectors"] > 0 and nodes[name]["ns_per_packet"] > 0
+    outputs = [n for n in nodes if n.endswith("-output") and n != "l2-output"]
+    assert len(outputs) == 2, nodes  # both ports transmit: the loop runs both ways
+    # every packet received on one port was forwarded out of the other
+    assert nodes["memif-input"]["vectors"] == sum(nodes[n]["vectors"] for n in outputs)
+
+
+def test_plan_puts_the_reference_first() -> None:
+    plan = bench_switch.plan([64, 1500], ["slave-zc", "reference", "master-zc"])
+    assert [(c.name, f) for c, f in plan] == [
+        ("reference", 64), ("master-zc", 64), ("slave-zc", 64),
+        ("reference", 1500), ("master-zc", 1500), ("slave-zc", 1500),
+    ]  # fmt: skip
+
+
+def test_configs_name_roles_and_zero_copy() -> None:
+    c = bench_switch.CONFIGS
+    assert set(c) == {"reference", "master-zc", "master-copy", "slave-zc", "slave-copy"}
+    assert c["master-zc"].switch_role == "master" and c["master-zc"].testpmd_zero_copy
+    assert not c["master-copy"].testpmd_zero_copy
+    assert c["slave-zc"].switch_role == "slave" and c["slave-zc"].switch_zero_copy
+    assert not c["slave-copy"].switch_zero_copy and not c["slave-copy"].testpmd_zero_copy
+    assert c["reference"].switch_role is None
+
+
+def test_node_figures_are_window_deltas() -> None:
+    before = {"a": (10, 1000, 50_000), "b": (5, 0, 0)}
+    after = {"a": (20, 3000, 150_000), "b": (5, 0, 0), "c": (2, 100, 1_000)}
+    figs = bench_switch.node_figures(before, after, mhz=2000.0)
+    assert set(figs) == {"a", "c"}  # b did not run in the window
+    assert figs["a"] == {
+        "calls": 10, "vectors": 2000, "vectors_per_call": 200.0,
+        "ns_per_packet": 50.0, "clocks_per_packet": 100.0,
+    }  # fmt: skip
+    assert figs["c"]["ns_per_packet"] == 10.0
+
+
+def test_unknown_config_is_rejected() -> None:
+    with pytest.raises(Exception, match="unknown configuration"):
+        bench_switch._configs("master-zc,nope")
