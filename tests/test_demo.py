@@ -1,16 +1,21 @@
-"""``memif demo``: two processes, traffic both ways, every frame checked."""
+"""``memif demo``: the switch demo (memifd, two peers, a monitor) and ``--pair``."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import select
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ENV
 from helpers import memif_popen as memif_cmd
 
 from memif import testing
@@ -39,8 +44,9 @@ def gone(pid: int) -> bool:
     return False
 
 
+# ---------------------------------------------------------------------- --pair
 def test_demo_json_summary() -> None:
-    proc = memif_cmd("demo", "--duration", "1", "--json")
+    proc = memif_cmd("demo", "--pair", "--duration", "1", "--json")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
@@ -60,7 +66,7 @@ def test_demo_json_summary() -> None:
 
 
 def test_demo_human_output() -> None:
-    proc = memif_cmd("demo", "--duration", "1")
+    proc = memif_cmd("demo", "--pair", "--duration", "1")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "client pid" in out and "server pid" in out
@@ -70,7 +76,7 @@ def test_demo_human_output() -> None:
 
 
 def test_ctrl_c_prints_the_summary_and_cleans_up() -> None:
-    proc = memif_cmd("demo", "--duration", "60", "--json")
+    proc = memif_cmd("demo", "--pair", "--duration", "60", "--json")
     end = time.monotonic() + 30
     seen = ""
     while "Mpps" not in seen and time.monotonic() < end:  # traffic is flowing
@@ -90,12 +96,17 @@ def test_ctrl_c_prints_the_summary_and_cleans_up() -> None:
 
 
 def test_bad_options_fail_before_starting_anything() -> None:
-    proc = memif_cmd("demo", "--ring-size", "8")
+    proc = memif_cmd("demo", "--pair", "--ring-size", "8")
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert "ring of at least 10 slots" in err
     proc = memif_cmd("demo", "--duration", "0")
     assert proc.wait(timeout=30) == 2  # argparse
+    for args in (["--ring-size", "64"], ["--pair", "--rate", "1000"], ["--pair", "--keep"]):
+        proc = memif_cmd("demo", *args)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 2, args
+        assert "--pair" in err and not out, args
 
 
 def test_help_describes_the_demo() -> None:
@@ -103,10 +114,140 @@ def test_help_describes_the_demo() -> None:
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert "echoes every frame" in out and "--duration" in out and "--json" in out
-    assert "--peer" not in out  # the server process's mode is internal
+    for option in ("--pair", "--peers", "--rate", "--keep", "SPAN", "memifd"):
+        assert option in out, option
+    assert not re.search(r"--peer\b(?!s)", out)  # the server process's mode is internal
     proc = memif_cmd("--help")
     out, _ = proc.communicate(timeout=30)
     assert "demo" in out
+
+
+# ---------------------------------------------------------------------- the switch demo
+def alive(pid: int) -> bool:
+    """True if ``pid`` runs (a zombie counts as gone: it is exiting, nobody reaped it yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def assert_cleaned_up(summary: dict) -> None:
+    """Every process the demo started has exited, and its directory is gone."""
+    pids = summary["pids"]
+    assert {"memifd", "monitor", "A", "C"} <= set(pids), pids
+    assert not [name for name, pid in pids.items() if alive(pid)], pids
+    assert not processes_mentioning(summary["dir"])  # memifd, monitor, gen, testpmd
+    assert not os.path.exists(summary["dir"])
+
+
+def run_switch_demo(*args: str, timeout: float = 90) -> tuple[dict, str]:
+    proc = memif_cmd("demo", "--json", *args)
+    out, err = proc.communicate(timeout=timeout)
+    assert out.strip(), err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert proc.returncode == 0, (summary, err)
+    return summary, err
+
+
+def check_switch_summary(summary: dict, peers: str) -> None:
+    assert summary["peers"] == peers
+    assert summary["ok"] is True and summary["problems"] == [], summary["problems"]
+    assert summary["interrupted"] is False and "error" not in summary
+    a_to_c, c_to_a = summary["a_to_c"], summary["c_to_a"]
+    assert a_to_c > 0 and c_to_a > 0
+    # SPAN rx of A and C: every frame once, both directions.
+    assert summary["monitor"] == summary["monitor_expected"] == a_to_c + c_to_a
+    assert summary["mirrored"] == a_to_c + c_to_a and summary["monitor_drops"] == 0
+    assert summary["lost"] == 0 and summary["loss"] == 0
+    assert summary["drops"] == summary["tx_errors"] == summary["span_lost"] == 0
+    assert summary["a_to_c_delivered"] == a_to_c and summary["c_to_a_delivered"] == c_to_a
+    assert c_to_a == a_to_c  # C reflects every frame
+    ifs = summary["interfaces"]
+    assert ifs["memif1/0"]["rx_packets"] == ifs["memif2/0"]["tx_packets"] == a_to_c
+    assert ifs["memif2/0"]["rx_packets"] == ifs["memif1/0"]["tx_packets"] == c_to_a
+    for d in ifs.values():
+        assert d["drops"] == d["tx_errors"] == 0, d
+    # The peers' own counters agree with the switch's.
+    a, c = summary["peer_reports"]["A"], summary["peer_reports"]["C"]
+    assert (a["tx_packets"], a["rx_packets"]) == (a_to_c, c_to_a), a
+    assert (c["rx_packets"], c["tx_packets"]) == (a_to_c, c_to_a), c
+    assert_cleaned_up(summary)
+
+
+def test_switch_demo_python_peers() -> None:
+    summary, err = run_switch_demo("--duration", "3", "--peers", "python")
+    check_switch_summary(summary, "python")
+    assert 2.5 < summary["duration"] < 4  # memif gen's own measure of its sending phase
+    a = summary["peer_reports"]["A"]
+    assert a["lost"] == 0 and a["mode"] == "txonly" and a["p50_us"] is not None
+    assert "monitor" in err and "memif1/0" in err  # live lines on stderr, stdout pure JSON
+
+
+@pytest.mark.testpmd
+def test_switch_demo_testpmd_peers(testpmd_binary: str) -> None:
+    summary, _ = run_switch_demo("--duration", "3", "--peers", "testpmd")
+    check_switch_summary(summary, "testpmd")
+    a = summary["peer_reports"]["A"]
+    assert a["rounds"] > 0 and a["tx_packets"] == a["rounds"] * a["frames_per_round"]
+    assert 2.5 < summary["duration"] < 5
+
+
+def test_switch_demo_human_output() -> None:
+    proc = memif_cmd("demo", "--duration", "1", "--peers", "python")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert "bridges A and C" in out and "memif monitor" in out
+    live = [line for line in out.splitlines() if "memif1/0 rx" in line and "monitor" in line]
+    assert live and "drops 0" in live[-1]
+    assert "A -> C" in out and "C -> A" in out and "lost 0" in out
+    assert "OK: every frame crossed the bridge both ways" in out
+
+
+def test_switch_demo_ctrl_c_cleans_up() -> None:
+    proc = memif_cmd("demo", "--duration", "60", "--json", "--peers", "python")
+    end = time.monotonic() + 30
+    seen = ""
+    while "kpps" not in seen and time.monotonic() < end:  # traffic is flowing
+        ready, _, _ = select.select([proc.stderr], [], [], 1)
+        if ready:
+            seen += proc.stderr.readline()
+        assert proc.poll() is None, seen
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["interrupted"] is True and summary["a_to_c"] > 0
+    assert summary["duration"] < 30
+    assert_cleaned_up(summary)
+
+
+def test_switch_demo_keep_leaves_memifd_running() -> None:
+    summary, _ = run_switch_demo("--duration", "1", "--peers", "python", "--keep")
+    kept = summary["kept"]
+    pid = kept["memifd_pid"]
+    try:
+        assert summary["ok"] and alive(pid)
+        assert not [n for n, p in summary["pids"].items() if n != "memifd" and alive(p)]
+        r = subprocess.run(
+            [sys.executable, "-m", "memif.ctl.main", "-s", kept["cli_socket"], "--json"]
+            + ["show", "interface"],
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert r.returncode == 0, r.stderr
+        ifs = {d["name"]: d for d in json.loads(r.stdout)}
+        assert ifs["memif1/0"]["rx_packets"] == summary["a_to_c"]
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        end = time.monotonic() + 10
+        while alive(pid) and time.monotonic() < end:
+            time.sleep(0.05)
+        shutil.rmtree(kept["dir"], ignore_errors=True)
+    assert not alive(pid)
 
 
 # ---------------------------------------------------------------------- in one process

@@ -1,53 +1,45 @@
-"""``memif demo``: two processes exchange traffic over memif, with live counters.
+"""``memif demo``: the switch daemon and its peers on a small topology, with live counters.
 
-The command starts a second Python process (this module in its hidden ``--peer``
-mode) that listens on a fresh abstract socket as the **server** and echoes every
-frame back with its MAC addresses swapped.  This process connects as the **client**,
-sends a stream of sequence-numbered Ethernet frames of mixed sizes (a 9000-byte
-jumbo frame every 32nd, chained over 2048-byte buffers) and checks every frame
-that comes back: length, addresses, sequence order and every payload byte.
+::
 
-Both sides move whole bursts with numpy: frames are copied out of a prebuilt bank
-of segments into the ring's buffers, echoed buffer by buffer, and compared in
-groups of equal length.  Each peer polls its receive ring while there is work
-and sleeps on the ring's eventfd (interrupt mode) when there is none.
+    peer A ── memif1/0 ┐                 ┌ memif2/0 ── peer C
+                       └ bridge-domain 1 ┘
+                         │ SPAN (rx) of memif1/0 and memif2/0
+                       memif3/0 ── memif monitor B
 
-The pieces: :mod:`memif.apps.demo_traffic` (frames, the generator and checker),
-:mod:`memif.apps.demo_echo` (the server process); this module is the command.
+The command starts memifd (the switch) with three memif ports on sockets in a temporary
+directory, ``memif monitor`` on the mirror port B, and peers A and C: DPDK testpmd when it
+is installed, else ``memif gen``.  A sends a paced stream to C's MAC address and C reflects
+every frame back; the switch's counters (read through its CLI socket, as ``memifctl`` does)
+and the monitor's count are shown live; after ``--duration`` seconds everything is stopped
+in order and a summary says whether every frame crossed the bridge both ways and reached the
+monitor.
+
+``memif demo --pair`` is the first demo: two processes exchanging checked traffic directly
+(:mod:`.demo_pair`).  The pieces: :mod:`.demo_run` (the run), :mod:`.demo_topo` (memifd, the
+monitor, the CLI), :mod:`.demo_peers` (the peers), :mod:`.demo_view` (the screen),
+:mod:`.demo_proc` (child processes); :mod:`.demo_traffic` and :mod:`.demo_echo` (``--pair``).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
-import subprocess
 import sys
-import tempfile
-import time
-from dataclasses import asdict
 from typing import Any
 
-from .. import testing, transport
-from ..config import InterfaceConfig
-from ..errors import ConfigError, MemifError
-from ..interface import Interface
-from ..sock import Socket
-from .common import LiveLine, StopRequest
+from ..errors import MemifError
 from .demo_echo import Echo, run_peer
+from .demo_pair import Peer, run_demo
+from .demo_proc import DemoError
+from .demo_run import run_topology
 from .demo_traffic import (
     CLIENT_MAC,
-    HOUSEKEEPING,
     SEQ_AT,
     SERVER_MAC,
     SIZES,
-    SPIN,
     Client,
-    Counters,
     FrameBank,
     seq_bytes,
-    sleep_rx,
 )
 
 __all__ = [
@@ -63,323 +55,33 @@ __all__ = [
     "add_parser",
     "main",
     "run_demo",
+    "run_topology",
     "seq_bytes",
 ]
 
+DEFAULT_DURATION = 8.0
+DEFAULT_PAIR_DURATION = 5.0
+DEFAULT_RATE = 20000.0
+PAIR_DEFAULTS = {"ring_size": 1024, "buffer_size": 2048}
+TOPOLOGY_ONLY = ("peers", "rate", "keep")
+
 EPILOG = """\
 examples:
-  memif demo                     5 seconds of traffic, a live line, a summary
+  memif demo                     the switch, two peers and a monitor: 8 s, live counters
+  memif demo --peers python      Python peers (memif gen) even where testpmd is installed
   memif demo --duration 30       run longer (Ctrl-C stops early and still summarises)
   memif demo --json              the summary as one JSON object on stdout
+  memif demo --keep              leave memifd running afterwards, to explore with memifctl
+  memif demo --pair              the first demo: two processes, every frame checked
 
-The exit status is 0 only when frames flowed and every one came back intact and in
-order: nothing lost, nothing mismatched, no errors counted on either side.
+The exit status is 0 only when traffic flowed both ways, nothing was lost on the bridge
+(no drop, every frame that entered the switch left it) and the monitor saw every frame;
+130 after Ctrl-C.
+
+With --pair, a second process echoes every frame back with its MAC addresses swapped and
+this one checks each (length, addresses, order, every byte); the exit status is 0 only
+when every frame came back intact and in order.
 """
-
-
-# ---------------------------------------------------------------------- the command
-class DemoError(Exception):
-    """The demo could not run (the peer did not start, or left)."""
-
-
-def _peer_env() -> dict[str, str]:
-    """The environment for the server process: it must import this very package."""
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    paths = [root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    return env
-
-
-class Peer:
-    """The server process: started, watched, stopped, its report read."""
-
-    def __init__(self, args: argparse.Namespace, name: str) -> None:
-        # Closed in stop(); unlinked from the start, so nothing is left behind.
-        self.out = tempfile.TemporaryFile()  # noqa: SIM115
-        self.err = tempfile.TemporaryFile()  # noqa: SIM115
-        cmd = [
-            sys.executable,
-            "-m",
-            "memif.cli",
-            "demo",
-            "--peer",
-            "--socket",
-            name,
-            "--ring-size",
-            str(args.ring_size),
-            "--buffer-size",
-            str(args.buffer_size),
-            "--connect-timeout",
-            str(args.connect_timeout),
-        ]
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stdout=self.out,
-            stderr=self.err,
-            env=_peer_env(),
-            start_new_session=True,  # Ctrl-C reaches us only; we stop the peer
-        )
-
-    @property
-    def pid(self) -> int:
-        """The server process's pid."""
-        return self.proc.pid
-
-    def check(self) -> None:
-        """Raise DemoError if the server process has exited."""
-        if self.proc.poll() is not None:
-            raise DemoError(
-                f"the server process exited with status {self.proc.returncode}"
-                + self._stderr_tail()
-            )
-
-    def _stderr_tail(self) -> str:
-        self.err.seek(0)
-        lines = self.err.read().decode(errors="replace").strip().splitlines()
-        return (": " + lines[-1]) if lines else ""
-
-    def stop(self) -> dict[str, Any]:
-        """Close its stdin (its signal to stop), wait, kill if needed; its report or {}."""
-        with contextlib.suppress(OSError):
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.out.seek(0)
-        report: dict[str, Any] = {}
-        for line in self.out.read().decode(errors="replace").splitlines():
-            with contextlib.suppress(ValueError):
-                report = json.loads(line)
-        self.out.close()
-        self.err.close()
-        return report
-
-
-def _rate_line(elapsed: float, c: Counters, mpps: float, gbps: float, errors: int) -> str:
-    return (
-        f"{elapsed:5.1f} s  tx {c.tx_packets:,}  rx {c.rx_packets:,}  "
-        f"{mpps:.3f} Mpps  {gbps:.2f} Gbit/s  lost {c.gaps:,}  errors {errors:,}"
-    )
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    """The client process: start the server, send, check, report."""
-    name = args.socket or testing.unique_name("memif-demo")
-    _check_args(args, name)
-    live = LiveLine(sys.stderr if args.json else sys.stdout)
-    stop = StopRequest()
-    error = ""
-    client: Client | None = None
-    started = ended = time.monotonic()
-    sock: Socket | None = None
-    with stop.installed():
-        peer = Peer(args, name)
-        try:
-            sock = Socket(name, app_name="memif-demo-client")
-            iface = sock.create_interface(
-                role="client",
-                id=0,
-                ring_size=args.ring_size,
-                buffer_size=args.buffer_size,
-                reconnect_interval=0.05,
-                polling=True,
-            )
-            end = time.monotonic() + args.connect_timeout
-            while not iface.connected and not stop:
-                peer.check()
-                if time.monotonic() > end:
-                    raise DemoError(f"no connection to the server after {args.connect_timeout:g} s")
-                sock.poll(0.02)
-            if not stop:
-                if not args.json:
-                    print(
-                        f"memif demo: client pid {os.getpid()} <-> server pid {peer.pid} "
-                        f"over {name}, {args.ring_size}-slot rings of "
-                        f"{args.buffer_size}-byte buffers",
-                        flush=True,
-                    )
-                client = Client(iface, args.buffer_size)
-                started = time.monotonic()
-                ended = _traffic(args, sock, iface, client, peer, live, started, stop)
-        except DemoError as exc:
-            error = str(exc)
-            ended = time.monotonic()
-        except KeyboardInterrupt:  # a second Ctrl-C: no more waiting
-            ended = time.monotonic()
-        finally:
-            live.close()
-            if sock is not None:
-                sock.close()
-            peer_report = peer.stop()
-    interrupted = bool(stop)
-    summary = _summary(client, peer_report, ended - started, name, peer.pid, interrupted, error)
-    if args.json:
-        print(json.dumps(summary), flush=True)
-    else:
-        _print_summary(summary)
-    if interrupted:
-        return 130
-    return 0 if summary["ok"] else 1
-
-
-def _check_args(args: argparse.Namespace, name: str) -> None:
-    """Refuse bad options before starting the server process (ConfigError)."""
-    transport.parse_address(name)
-    InterfaceConfig(ring_size=args.ring_size, buffer_size=args.buffer_size).check()
-    longest = -(-max(SIZES) // args.buffer_size)
-    if args.ring_size < 2 * longest:
-        raise ConfigError(
-            f"a {max(SIZES)}-byte frame takes {longest} buffers of {args.buffer_size} bytes: "
-            f"use a ring of at least {2 * longest} slots"
-        )
-
-
-def _traffic(
-    args: argparse.Namespace,
-    sock: Socket,
-    iface: Interface,
-    client: Client,
-    peer: Peer,
-    live: LiveLine,
-    started: float,
-    stop: StopRequest,
-) -> float:
-    """Send and check for ``args.duration`` seconds (or until ``stop``), then drain.
-
-    Returns the time the traffic ended.
-    """
-    stop_at = started + args.duration
-    next_house = started + HOUSEKEEPING
-    last_t, last_rx, last_bytes = started, 0, 0
-    busy_at = started
-    c = client.c
-    while True:
-        now = time.monotonic()
-        sending = now < stop_at and not stop
-        if client.receive() + (client.send() if sending else 0):
-            busy_at = now
-        idle = now - busy_at > SPIN
-        if now >= next_house or idle:
-            next_house = now + HOUSEKEEPING
-            sock.poll(0)
-            peer.check()
-            if not iface.connected:
-                raise DemoError("the server disconnected: " + (iface.remote_disc_reason or "?"))
-            dt = now - last_t
-            if dt >= live.interval:
-                mpps = (c.rx_packets - last_rx) / dt / 1e6
-                gbps = (c.rx_bytes - last_bytes) * 8 / dt / 1e9
-                errors = c.mismatches + sum(client.errors().values())
-                live.update(_rate_line(now - started, c, mpps, gbps, errors))
-                last_t, last_rx, last_bytes = now, c.rx_packets, c.rx_bytes
-            if not sending:
-                _drain(sock, client, 2.0)
-                end = time.monotonic()
-                errors = c.mismatches + sum(client.errors().values())
-                mpps = c.rx_packets / (end - started) / 1e6
-                gbps = c.rx_bytes * 8 / (end - started) / 1e9
-                if live.tty:  # the final figures, in place
-                    live.update(_rate_line(end - started, c, mpps, gbps, errors), force=True)
-                return end
-            if idle:
-                sleep_rx(client.rxq, [sock.fileno()], 0.01)
-
-
-def _drain(sock: Socket, client: Client, patience: float) -> None:
-    """Receive what is still in flight; give up ``patience`` s after the last frame."""
-    c = client.c
-    last = time.monotonic()
-    while c.rx_packets + c.gaps < c.tx_packets and client.iface.connected:
-        if client.receive():
-            last = time.monotonic()
-        elif time.monotonic() - last > patience:
-            break
-        else:
-            sleep_rx(client.rxq, [sock.fileno()], 0.01)
-            sock.poll(0)
-
-
-def _summary(
-    client: Client | None,
-    peer: dict[str, Any],
-    elapsed: float,
-    name: str,
-    peer_pid: int,
-    interrupted: bool,
-    error: str,
-) -> dict[str, Any]:
-    c = client.c if client is not None else Counters()
-    errors = dict(client.errors()) if client is not None else {}
-    for k, v in peer.get("errors", {}).items():
-        errors["server_" + k] = v
-    lost = c.tx_packets - c.rx_packets
-    elapsed = max(elapsed, 1e-9)
-    ok = (
-        not error
-        and c.rx_packets > 0
-        and lost == 0
-        and c.mismatches == 0
-        and not errors
-        and peer.get("echoed_packets", -1) == c.tx_packets
-    )
-    out = asdict(c)
-    for k in ("next_seq", "gaps", "first_bad"):
-        out.pop(k)
-    out.update(
-        packets=c.rx_packets,
-        lost=lost,
-        errors=errors,
-        error_count=sum(errors.values()),
-        duration=round(elapsed, 3),
-        mpps=round(c.rx_packets / elapsed / 1e6, 4),
-        gbps=round(c.rx_bytes * 8 / elapsed / 1e9, 3),
-        server_echoed=peer.get("echoed_packets"),
-        socket=name,
-        client_pid=os.getpid(),
-        server_pid=peer_pid,
-        interrupted=interrupted,
-        ok=ok,
-    )
-    if c.first_bad:
-        out["first_mismatch"] = c.first_bad
-    if error:
-        out["error"] = error
-    return out
-
-
-def _print_summary(s: dict[str, Any]) -> None:
-    if s.get("error") and not s["tx_packets"]:
-        print(f"memif demo: {s['error']}", file=sys.stderr)
-        return
-    print(
-        f"sent {s['tx_packets']:,} frames ({s['tx_bytes'] / 1e6:,.1f} MB), "
-        f"echoed back {s['rx_packets']:,} ({s['jumbo']:,} of them 9000-byte jumbo frames "
-        f"chained over buffers) in {s['duration']:.2f} s"
-    )
-    print(
-        f"{s['mpps']:.3f} Mpps, {s['gbps']:.2f} Gbit/s each way; lost {s['lost']:,}, "
-        f"mismatches {s['mismatches']:,}, errors {s['error_count']:,}"
-    )
-    for k, v in s["errors"].items():
-        print(f"  {k}: {v:,}")
-    if s.get("first_mismatch"):
-        print(f"first mismatch: {s['first_mismatch']}")
-    if s.get("error"):
-        print(f"memif demo: {s['error']}", file=sys.stderr)
-    if s["interrupted"]:
-        print(f"interrupted after {s['duration']:.2f} s")
-    if s["ok"]:
-        print("OK: every frame came back intact and in order")
-    elif not s.get("error"):
-        print("FAILED: " + ("no traffic" if not s["rx_packets"] else "frames lost or damaged"))
 
 
 def _positive(kind: type) -> Any:
@@ -395,12 +97,43 @@ def _positive(kind: type) -> Any:
     return parse
 
 
+def _usage(args: argparse.Namespace) -> str:
+    """What is wrong with this combination of options ("" if nothing)."""
+    if args.pair or args.peer:
+        given = [o for o in TOPOLOGY_ONLY if getattr(args, o) not in (None, False)]
+        if given and not args.peer:
+            return f"--{given[0]} is not an option of --pair"
+        return ""
+    given = [o for o in (*PAIR_DEFAULTS, "socket") if getattr(args, o) is not None]
+    if given:
+        return f"--{given[0].replace('_', '-')} is an option of --pair only"
+    return ""
+
+
 def main(args: argparse.Namespace) -> int:
     """Entry point of ``memif demo``."""
+    problem = _usage(args)
+    if problem:
+        print(f"memif: demo: {problem} (see memif demo --help)", file=sys.stderr)
+        return 2
+    if args.pair or args.peer:
+        for key, value in PAIR_DEFAULTS.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+        if args.duration is None:
+            args.duration = DEFAULT_PAIR_DURATION
     if args.peer:
         return run_peer(args)
     try:
-        return run_demo(args)
+        if args.pair:
+            return run_demo(args)
+        if args.duration is None:
+            args.duration = DEFAULT_DURATION
+        if args.rate is None:
+            args.rate = DEFAULT_RATE
+        if args.peers is None:
+            args.peers = "auto"
+        return run_topology(args)
     except (OSError, DemoError, MemifError) as exc:
         print(f"memif demo: {exc}", file=sys.stderr)
         return 1
@@ -410,15 +143,17 @@ def add_parser(subparsers: Any) -> None:
     """Register ``memif demo``."""
     p = subparsers.add_parser(
         "demo",
-        help="two processes exchanging traffic over memif, with live counters (start here)",
+        help="the switch and its peers: live traffic through memifd, then a summary (start here)",
         description=(
-            "Start a second process as a memif server on a fresh abstract socket, connect to "
-            "it as the client and exchange traffic through shared memory: sequence-numbered "
-            "Ethernet frames of mixed sizes, with a 9000-byte jumbo frame chained over "
-            "buffers every 32 frames.  The server echoes every frame back with its MAC "
-            "addresses swapped; the client checks each one (length, addresses, order, every "
-            "byte).  A live line shows elapsed time, frames sent and received, Mpps, "
-            "Gbit/s, lost frames and errors; a summary follows."
+            "Start memifd, the switch daemon, with three memif ports in a temporary directory: "
+            "A and C bridged, B a mirror (SPAN) of both with memif monitor attached.  Peers A "
+            "and C are DPDK testpmd when it is installed, else memif gen: A sends a paced "
+            "stream to C and C reflects every frame back.  Live counters show each switch "
+            "port's packets, rates and drops and the monitor's count; after --duration "
+            "seconds everything stops in order and a summary checks that every frame crossed "
+            "the bridge both ways and reached the monitor.  With --pair: the first demo, two "
+            "processes over one memif connection, where the server echoes every frame back "
+            "and the client checks every byte."
         ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -426,31 +161,57 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--duration",
         type=_positive(float),
-        default=5.0,
+        default=None,
         metavar="SECONDS",
-        help="how long to send (default 5)",
+        help=f"how long to send (default {DEFAULT_DURATION:g}; {DEFAULT_PAIR_DURATION:g} "
+        "with --pair)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
-    p.add_argument(
-        "--socket",
-        default=None,
-        help="socket for the two peers (default: a fresh abstract name, @memif-demo-...)",
-    )
-    p.add_argument(
-        "--ring-size", type=_positive(int), default=1024, help="ring slots (default 1024)"
-    )
-    p.add_argument(
-        "--buffer-size",
-        type=_positive(int),
-        default=2048,
-        help="buffer bytes (default 2048; a jumbo frame takes several)",
-    )
     p.add_argument(
         "--connect-timeout",
         type=_positive(float),
         default=10.0,
         metavar="SECONDS",
-        help="how long to wait for the server process (default 10)",
+        help="how long to wait for each process to come up (default 10)",
+    )
+    g = p.add_argument_group("the switch demo")
+    g.add_argument(
+        "--peers",
+        choices=("auto", "testpmd", "python"),
+        default=None,
+        help="peers A and C: DPDK testpmd, memif gen (python), or testpmd if it is "
+        "installed (auto, the default)",
+    )
+    g.add_argument(
+        "--rate",
+        type=_positive(float),
+        default=None,
+        metavar="PPS",
+        help=f"frames per second A sends to C (default {DEFAULT_RATE:,.0f}; testpmd's rounds "
+        "are paced to it too)",
+    )
+    g.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave memifd running at the end and print how to reach it with memifctl",
+    )
+    g = p.add_argument_group("--pair: two processes, every frame checked")
+    g.add_argument(
+        "--pair", action="store_true", help="run the two-process demo instead of the switch"
+    )
+    g.add_argument(
+        "--socket",
+        default=None,
+        help="socket for the two peers (default: a fresh abstract name, @memif-demo-...)",
+    )
+    g.add_argument(
+        "--ring-size", type=_positive(int), default=None, help="ring slots (default 1024)"
+    )
+    g.add_argument(
+        "--buffer-size",
+        type=_positive(int),
+        default=None,
+        help="buffer bytes (default 2048; a jumbo frame takes several)",
     )
     p.add_argument("--peer", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=main)
