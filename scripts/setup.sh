@@ -5,6 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
+# iproute2 and ping: the host-interface tests build network namespaces and ping across them
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 &&
+   { ! command -v ip >/dev/null 2>&1 || ! command -v ping >/dev/null 2>&1; }; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        iproute2 iputils-ping >/dev/null
+fi
+
 if ! command -v dpdk-testpmd >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing DPDK testpmd from Debian's packages"

@@ -233,8 +233,10 @@ def test_completer_follows_abbreviations() -> None:
             "ip",
             "l2fib",
             "memif",
+            "packet-sockets",
             "runtime",
             "span",
+            "tap",
             "trace",
             "version",
         ]

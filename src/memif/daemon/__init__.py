@@ -1,12 +1,13 @@
 """memifd: the switch daemon and its CLI (VPP's ``vpp`` to ``memifctl``'s ``vppctl``).
 
-Importing the package registers every command: configuration in :mod:`.commands`,
+Importing the package registers every command: configuration in :mod:`.commands`
+(tap and host interfaces in :mod:`.commands_host`),
 ``show`` in :mod:`.show` and :mod:`.show_memif`, ``ping`` in :mod:`.ping`.
 :mod:`.server` serves the CLI socket from the switch's main loop; :mod:`.main` is the
 ``memifd`` entry point.
 """
 
-from . import commands, ping, show, show_memif
+from . import commands, commands_host, ping, show, show_memif
 from .commands import REGISTRY, Context, Pending, Reply, execute
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "Pending",
     "Reply",
     "commands",
+    "commands_host",
     "execute",
     "ping",
     "show",

@@ -54,9 +54,11 @@ def _interfaces(ctx: Context, args: Args) -> list[SwInterface]:
 
 
 def mtu(ctx: Context, sw: SwInterface) -> int:
-    """The largest L3 packet the switch's buffers take on this interface."""
+    """The largest L3 packet the switch's buffers (and a host port's Linux side) take."""
     size = ctx.switch.pool.data_size
-    return size if sw.ip_mode else size - 14
+    own = getattr(sw.port, "mtu", None)  # tap, host-interface: the Linux interface's MTU
+    base = size if sw.ip_mode else size - 14
+    return min(base, own) if own else base
 
 
 def l2_mode(sw: SwInterface) -> str:
