@@ -43,8 +43,9 @@ class QueueStats:
         return sum(self.errors.values())
 
     def count(self, reason: str, n: int = 1) -> None:
-        """Add ``n`` drops under ``reason``."""
-        self.errors[reason] = self.errors.get(reason, 0) + n
+        """Add ``n`` drops under ``reason`` (a reason appears once it counted something)."""
+        if n:
+            self.errors[reason] = self.errors.get(reason, 0) + n
 
     def clear(self) -> None:
         """Reset every counter."""
@@ -55,7 +56,8 @@ class QueueStats:
 def strided_view(region: np.ndarray, offsets: np.ndarray, width: int) -> np.ndarray | None:
     """A zero-copy ``(n, width)`` view when ``offsets`` are equally spaced, else None.
 
-    Rows must not overlap (spacing >= width) and every row must lie in ``region``.
+    The spacing may be negative (buffers handed out downwards, as DPDK does); rows
+    must not overlap (``|spacing| >= width``) and every row must lie in ``region``.
     """
     n = len(offsets)
     if n == 0:
@@ -65,13 +67,44 @@ def strided_view(region: np.ndarray, offsets: np.ndarray, width: int) -> np.ndar
         stride = width
     else:
         stride = int(offsets[1]) - first
-        if stride < width or int(offsets[-1]) - first != stride * (n - 1):
+        if abs(stride) < width or int(offsets[-1]) - first != stride * (n - 1):
             return None
-        if n > 2 and np.count_nonzero((offsets[1:] - offsets[:-1]) != stride):
-            return None
-    if first + stride * (n - 1) + width > len(region):
+        if n > 2:  # differences in the offsets' own (wrapping) dtype: compare likewise
+            diff = offsets[1:] - offsets[:-1]
+            if np.count_nonzero(diff != np.array(stride).astype(diff.dtype)):
+                return None
+    low, high = min(first, first + stride * (n - 1)), max(first, first + stride * (n - 1))
+    if low < 0 or high + width > len(region):
         return None
     return np.ndarray((n, width), np.uint8, buffer=region, offset=first, strides=(stride, 1))
+
+
+def row_index(
+    region: np.ndarray, offsets: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rows of one grid holding every buffer: ``(grid, rows)`` so that
+    ``grid[rows, :width]`` gathers (or scatters) whole rows, or None.
+
+    The grid's row size is the greatest common divisor of the offsets' differences;
+    it must be at least ``width``.  This covers what ``strided_view`` cannot: a run
+    that wraps the ring's end, or buffers handed out in any order from a pool.
+    """
+    n = len(offsets)
+    if n == 0 or width <= 0:
+        return None
+    o = offsets.astype(np.int64)
+    g = int(np.gcd.reduce(np.abs(o[1:] - o[:-1]))) if n > 1 else 0
+    if g == 0:
+        g = width  # one buffer, or the same buffer repeated
+    if g < width:
+        return None
+    r = int(o[0]) % g
+    m = (len(region) - r) // g
+    rows = (o - r) // g
+    if m <= 0 or int(rows.max()) >= m:
+        return None
+    grid = np.ndarray((m, g), np.uint8, buffer=region, offset=r, strides=(g, 1))
+    return grid, rows
 
 
 def _read_descs(ring: Ring, start: int, n: int) -> np.ndarray:

@@ -18,8 +18,19 @@ from ._common import (
     _bad_mask,
     _Queue,
     _read_descs,
+    row_index,
     strided_view,
 )
+
+
+def _readable(fd: int, timeout: float | None) -> bool:
+    """Wait up to ``timeout`` seconds (None: forever) for ``fd`` to be readable.
+
+    ``poll``, not ``select``: an eventfd numbered past FD_SETSIZE (1024) works too.
+    """
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else timeout * 1000))
 
 
 class RxBatch:
@@ -152,17 +163,26 @@ class RxBatch:
             out[:n, :width] = mat[:, :width]
             return out
         if self.first is None:
-            cols = np.arange(width)
-            for r in np.unique(self.seg_region):
-                rows = np.flatnonzero(self.seg_region == r)
-                region = self._regions[int(r)]
-                idx = self.seg_offset[rows, None].astype(np.int64) + cols
+            uniform = self._uniform_region
+            for r in (uniform,) if uniform is not None else np.unique(self.seg_region).tolist():
+                sel = slice(None) if uniform is not None else self.seg_region == r
+                region, offsets = self._regions[int(r)], self.seg_offset[sel]
+                grid = row_index(region, offsets, width)
+                if grid is not None:  # whole rows of one grid: one row gather
+                    out[sel, :width] = grid[0][grid[1], :width]
+                    continue
+                idx = offsets[:, None].astype(np.int64) + np.arange(width)
                 np.minimum(idx, len(region) - 1, out=idx)
-                out[rows, :width] = region[idx]
+                out[sel, :width] = region[idx]
             return out
-        for i in range(n):
-            p = self[i][:width]
-            out[i, : len(p)] = p
+        for i in range(n):  # segment by segment: never assemble more than width bytes
+            pos = 0
+            for seg in self.segments(i):
+                k = min(len(seg), width - pos)
+                out[i, pos : pos + k] = seg[:k]
+                pos += k
+                if pos == width:
+                    break
         return out
 
 
@@ -205,10 +225,26 @@ class RxQueue(_Queue):
         )
 
     def clear_interrupt(self) -> int:
-        """Read the eventfd to reset it; returns how many kicks were pending."""
+        """Read the eventfd to reset it; returns how many kicks were pending.
+
+        Never blocks, even after the peer made the eventfd blocking (both processes
+        share its file flags): the read is non-blocking by itself (``RWF_NOWAIT``), or,
+        where the kernel lacks that, only done when ``poll`` sees the counter set.
+        """
+        fd, buf = self.ring.eventfd, bytearray(8)
         try:
-            return os.eventfd_read(self.ring.eventfd)
-        except (BlockingIOError, OSError):
+            if os.preadv(fd, [buf], -1, os.RWF_NOWAIT) == 8:
+                return int.from_bytes(buf, "little")
+            return 0
+        except BlockingIOError:
+            return 0
+        except OSError:
+            pass  # no RWF_NOWAIT for eventfds on this kernel (or the fd is gone)
+        if not _readable(fd, 0):
+            return 0
+        try:
+            return os.eventfd_read(fd)
+        except OSError:
             return 0
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -223,7 +259,7 @@ class RxQueue(_Queue):
             self.polling = False
         try:
             if not self.pending():
-                select.select([self.ring.eventfd], [], [], timeout)
+                _readable(self.ring.eventfd, timeout)
             self.clear_interrupt()
         finally:
             if polling:
@@ -251,7 +287,11 @@ class RxQueue(_Queue):
         produced = ring.head if self.is_master else ring.tail
         avail = (produced - self._cursor) & _U16
         if avail > ring.size or (
-            not self.is_master and avail > ((ring.head - self._cursor) & _U16)
+            # occupied slots (head - tail) never exceed the ring: a master still holds
+            # [tail, cursor), a slave may only be filled up to what it posted
+            (produced - ring.tail) & _U16 > ring.size
+            if self.is_master
+            else avail > ((ring.head - self._cursor) & _U16)
         ):
             self._fail("ring counter out of range")
             return self._empty()

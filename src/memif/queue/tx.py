@@ -9,7 +9,7 @@ import numpy as np
 from .. import wire
 from ..errors import ConfigError
 from ..shm import Region, Ring
-from ._common import _FULL, _TOO_BIG, _U16, _bad_mask, _Queue, strided_view
+from ._common import _FULL, _TOO_BIG, _U16, _bad_mask, _Queue, row_index, strided_view
 
 
 class TxBatch:
@@ -55,12 +55,16 @@ class TxBatch:
         if self.buffers is not None:
             self.buffers[: len(data), :width] = data
             return
-        cols = np.arange(width)
         region = np.broadcast_to(self._region, (self.count,))[: len(data)]
-        for r in np.unique(region):
+        for r in np.unique(region).tolist():
             rows = np.flatnonzero(region == r)
-            idx = self._offset[rows, None].astype(np.int64) + cols
-            self._regions[int(r)][idx] = data[rows]
+            offsets = self._offset[rows]
+            grid = row_index(self._regions[r], offsets, width)
+            if grid is not None:  # whole rows of one grid: one row scatter
+                grid[0][grid[1], :width] = data[rows]
+                continue
+            idx = offsets[:, None].astype(np.int64) + np.arange(width)
+            self._regions[r][idx] = data[rows]
 
 
 class TxQueue(_Queue):
@@ -93,13 +97,12 @@ class TxQueue(_Queue):
         self._reclaimed = ring.tail
 
     def free_slots(self) -> int:
-        """Slots the producer may fill now."""
+        """Slots the producer may fill now (0 and ``fault`` set if the counters are impossible)."""
         ring = self.ring
-        if self.is_master:
-            n = (ring.head - ring.tail) & _U16
-            return n if n <= ring.size else 0
-        used = (ring.head - ring.tail) & _U16
-        return ring.size - used if used <= ring.size else 0
+        n = (ring.head - ring.tail) & _U16  # master: posted, slave: in flight
+        if n > ring.size:
+            return self._fail("ring counter out of range")
+        return n if self.is_master else ring.size - n
 
     def alloc(self, count: int) -> TxBatch:
         """Hand out up to ``count`` slot buffers (one contiguous run of the ring)."""
@@ -202,8 +205,8 @@ class TxQueue(_Queue):
         ring = self.ring
         tail = ring.tail
         n = (tail - self._reclaimed) & _U16
-        if n > ring.size:
-            return 0
+        if n > (ring.head - self._reclaimed) & _U16:  # released more than was published
+            return self._fail("ring counter out of range")
         self._reclaimed = tail
         return n
 
