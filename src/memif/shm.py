@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import mmap
 import os
+import select
 import stat
 from dataclasses import dataclass
 
@@ -25,8 +26,12 @@ import numpy as np
 from . import wire
 from .errors import ConfigError, ProtocolError
 
-_SEALS = getattr(fcntl, "F_SEAL_SHRINK", 0x0002) | getattr(fcntl, "F_SEAL_SEAL", 0x0001)
+_F_SEAL_SEAL = getattr(fcntl, "F_SEAL_SEAL", 0x0001)
+_F_SEAL_SHRINK = getattr(fcntl, "F_SEAL_SHRINK", 0x0002)
+_F_SEAL_WRITES = getattr(fcntl, "F_SEAL_WRITE", 0x0008) | 0x0010  # | F_SEAL_FUTURE_WRITE
+_SEALS = _F_SEAL_SHRINK | _F_SEAL_SEAL
 _F_ADD_SEALS = getattr(fcntl, "F_ADD_SEALS", 1033)
+_F_GET_SEALS = getattr(fcntl, "F_GET_SEALS", 1034)
 
 
 class Region:
@@ -66,16 +71,7 @@ class Region:
 
         The fd stays the caller's: the mapping outlives it.
         """
-        try:
-            st = os.fstat(fd)
-        except OSError as exc:
-            raise ProtocolError(f"region {index}: bad fd ({exc.strerror})") from None
-        if not (stat.S_ISREG(st.st_mode) or stat.S_ISCHR(st.st_mode)):
-            raise ProtocolError(f"region {index}: fd is not shareable memory")
-        if stat.S_ISREG(st.st_mode) and st.st_size < size:
-            raise ProtocolError(
-                f"region {index}: size {size} larger than its memory ({st.st_size})"
-            )
+        check_region_fd(index, fd, size)
         try:
             return cls(fd, size, owns_fd=False)
         except (OSError, ValueError, OverflowError) as exc:
@@ -93,6 +89,41 @@ class Region:
         if self.owns_fd and self.fd >= 0:
             os.close(self.fd)
         self.fd = -1
+
+
+def check_region_fd(index: int, fd: int, size: int) -> None:
+    """Refuse a peer's region fd unless it is shared memory that backs ``size`` bytes.
+
+    Shared memory is what memfd, shm_open and hugetlbfs give (the files that know
+    seals); a disk file, pipe, socket or device is refused.  The fd must be open for
+    reading and writing and not sealed against writes, so ``mmap`` cannot fail later.
+    A memfd is sealed against shrinking when it allows it (libmemif, VPP and DPDK
+    memfds do), so the peer cannot truncate it under the mapping (SIGBUS); then its
+    size is read, and a file smaller than ``size`` is refused before it is mapped.
+    """
+    try:
+        st = os.fstat(fd)
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    except OSError as exc:
+        raise ProtocolError(f"region {index}: bad fd ({exc.strerror})") from None
+    try:
+        seals = fcntl.fcntl(fd, _F_GET_SEALS) if stat.S_ISREG(st.st_mode) else None
+    except OSError:
+        seals = None  # a file on a disk: not shared memory
+    if seals is None:
+        raise ProtocolError(f"region {index}: fd is not shareable memory")
+    if flags & os.O_ACCMODE != os.O_RDWR:
+        raise ProtocolError(f"region {index}: fd is not open for reading and writing")
+    if seals & _F_SEAL_WRITES:
+        raise ProtocolError(f"region {index}: memory is sealed against writes")
+    if not seals & (_F_SEAL_SHRINK | _F_SEAL_SEAL):
+        try:
+            fcntl.fcntl(fd, _F_ADD_SEALS, _F_SEAL_SHRINK)
+        except OSError:
+            pass  # best effort: some files cannot be sealed (hugetlbfs)
+        st = os.fstat(fd)  # the size that counts is the one after sealing
+    if st.st_size < size:
+        raise ProtocolError(f"region {index}: size {size} larger than its memory ({st.st_size})")
 
 
 class Ring:
@@ -118,6 +149,8 @@ class Ring:
         self.offset = offset
         self.region_index = region_index
         self.eventfd = eventfd
+        self._kick_poll = select.poll()
+        self._kick_poll.register(eventfd, select.POLLOUT)
         end = offset + wire.ring_bytes(log2_size, cacheline)
         if offset % 8 or end > region.size:
             raise ProtocolError(f"ring at offset {offset} does not fit its region")
@@ -176,10 +209,16 @@ class Ring:
         self.desc[:] = 0
 
     def kick(self) -> None:
-        """Signal the consumer unless it masked interrupts."""
+        """Signal the consumer unless it masked interrupts.
+
+        The eventfd's O_NONBLOCK flag is shared with the peer, who may clear it and
+        saturate the counter: a plain write would then block us for ever.  So the
+        write happens only when poll says it cannot block.
+        """
         if not self._hdr[2] & wire.RING_FLAG_MASK_INT:
             try:
-                os.eventfd_write(self.eventfd, 1)
+                if self._kick_poll.poll(0):
+                    os.eventfd_write(self.eventfd, 1)
             except OSError:
                 pass  # counter saturated or fd gone: the consumer is polling anyway
 
