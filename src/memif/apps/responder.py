@@ -230,12 +230,12 @@ def run(args: argparse.Namespace) -> int:
     live = LiveLine()
     connects = 0
     with _sigterm_stops():  # installed before saying we wait: a SIGTERM from then on stops us
-        _note(
-            None,
-            f"responder: {what} from {format_mac(mac)} on {args.socket} "
-            f"({args.role}, id {args.id}); waiting for the peer",
-        )
         try:
+            _note(
+                None,
+                f"responder: {what} from {format_mac(mac)} on {args.socket} "
+                f"({args.role}, id {args.id}); waiting for the peer",
+            )
             sock, iface = open_interface(args, APP_NAME)
         except (TimeoutError, MemifError, OSError) as exc:
             return fail(interface_error(exc, args.socket))
