@@ -274,7 +274,18 @@ def test_decode_vpp_hello_with_256_limits():
 def test_decode_name_filling_whole_field_without_nul():
     data = bytearray(GOLDEN_CONNECT)
     data[2:34] = b"x" * 32
-    assert decode(bytes(data)) == Connect(if_name="x" * 32)
+    # read like libmemif's strlcpy: at most 31 characters, so it always encodes again
+    msg = decode(bytes(data))
+    assert msg == Connect(if_name="x" * 31)
+    assert decode(encode(msg)) == msg
+
+
+def test_decoded_invalid_utf8_always_encodes_again():
+    data = bytearray(GOLDEN_CONNECT)
+    data[2:34] = b"\xff" * 32  # each bad byte becomes U+FFFD (3 bytes)
+    msg = decode(bytes(data))
+    assert len(msg.if_name.encode()) <= 31
+    assert decode(encode(msg)) == msg
 
 
 def test_decode_invalid_utf8_does_not_raise():

@@ -178,6 +178,9 @@ class Interface:
     def _client_setup(self, hello: wire.Hello) -> tuple[list, list, str]:
         """Negotiate with HELLO, allocate regions, rings and eventfds (client)."""
         cfg = self.config
+        needed = (1 if cfg.single_region else 2) + len(self.pools)
+        if needed > hello.max_region + 1:
+            raise ProtocolError(f"master accepts {hello.max_region + 1} regions, {needed} needed")
         layout = Layout(
             num_s2m=min(hello.max_s2m_ring + 1, cfg.tx_queues),
             num_m2s=min(hello.max_m2s_ring + 1, cfg.rx_queues),

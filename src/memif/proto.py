@@ -146,6 +146,8 @@ class Channel:
             self.phase = Phase.CLOSED
             return [Disconnected(msg.reason, by_peer=True)]
         try:
+            if fd is not None and msg.TYPE not in _FD_MESSAGES:
+                raise ProtocolError(f"unexpected file descriptor with {msg.TYPE.name}")
             return self._handle(msg, fd, now)
         except ProtocolError as exc:
             return self.fail(str(exc))
@@ -192,6 +194,10 @@ class Channel:
         raise NotImplementedError
 
 
+# The only messages that carry an fd (SCM_RIGHTS); one anywhere else is refused.
+_FD_MESSAGES = frozenset({wire.MsgType.ADD_REGION, wire.MsgType.ADD_RING})
+
+
 def _unexpected(msg: Message) -> ProtocolError:
     return ProtocolError(f"unexpected message received ({msg.TYPE.name})")
 
@@ -209,6 +215,9 @@ class MasterPolicy:
 
 
 Lookup = Callable[[int], MasterPolicy]
+# Host hook: inspect the fd of an ADD_REGION/ADD_RING that passed the protocol checks,
+# before it is kept; raise ProtocolError to refuse it (wrong kind of fd, too small, ...).
+FdCheck = Callable[[wire.AddRegion | wire.AddRing, int], None]
 
 
 class MasterChannel(Channel):
@@ -216,7 +225,9 @@ class MasterChannel(Channel):
 
     ``lookup(id)`` returns the policy of the listening interface with that id, or
     raises :class:`ProtocolError` ("unmatched interface id", "already connected").
-    HELLO is queued at construction: it is what a master sends right after accept.
+    ``check_fd(msg, fd)``, when given, vets each region or ring fd before it is kept
+    (the host knows what an fd is; this class does not).  HELLO is queued at
+    construction: it is what a master sends right after accept.
     """
 
     def __init__(
@@ -226,9 +237,11 @@ class MasterChannel(Channel):
         name: str = "",
         now: float = 0.0,
         handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+        check_fd: FdCheck | None = None,
     ) -> None:
         super().__init__(now, handshake_timeout)
         self._lookup = lookup
+        self._check_fd = check_fd
         self.init: wire.Init | None = None
         # The slot of the interface INIT named when INIT was then refused (mode or
         # secret), so the host can record the reason on that interface.
@@ -300,6 +313,8 @@ class MasterChannel(Channel):
             raise ProtocolError("unexpected region index")
         if msg.size == 0:
             raise ProtocolError(f"region {msg.index} has size 0")
+        if self._check_fd is not None:
+            self._check_fd(msg, fd)
         self.regions.append(RegionOffer(msg.index, msg.size, fd))
 
     def _on_add_ring(self, msg: wire.AddRing, fd: int | None) -> None:
@@ -315,6 +330,8 @@ class MasterChannel(Channel):
             raise ProtocolError(f"ring refers to unknown region {msg.region}")
         if not 1 <= msg.log2_size <= wire.MAX_LOG2_RING_SIZE:
             raise ProtocolError(f"invalid ring size 2^{msg.log2_size}")
+        if self._check_fd is not None:
+            self._check_fd(msg, fd)
         self.rings.append(RingOffer(msg.s2m, msg.index, msg.region, msg.offset, msg.log2_size, fd))
 
     def _on_connect(self, msg: wire.Connect) -> list[Event]:
@@ -374,6 +391,8 @@ class SlaveChannel(Channel):
                 raise _unexpected(msg)
             if msg.min_version > wire.VERSION or msg.max_version < wire.VERSION:
                 raise ProtocolError("incompatible protocol version")
+            if msg.max_log2_ring_size < 1:
+                raise ProtocolError(f"invalid ring size limit 2^{msg.max_log2_ring_size}")
             self.hello = msg
             self.remote_name = msg.name
             return [HelloReceived(msg)]

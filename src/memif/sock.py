@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import selectors
 import socket as _socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from . import proto, transport, wire
+from . import proto, shm, transport, wire
 from .config import InterfaceConfig, Role
 from .errors import ConfigError, ProtocolError
 from .interface import BufferPool, ConnectCallback, DisconnectCallback, Interface
 
 DEFAULT_APP_NAME = "memif-python"
+DEFAULT_MAX_PENDING = 64  # handshakes a listening socket holds at once
 
 
 @dataclass
@@ -38,7 +40,10 @@ class Socket:
     """A listening or connecting memif control socket.
 
     ``path`` is a filesystem path, ``@name`` or ``abstract:name``.  ``mode`` and
-    ``group`` set the permissions of a listening socket file.
+    ``group`` set the permissions of a listening socket file.  A listening socket
+    holds at most ``max_pending`` unfinished handshakes (more are refused with
+    DISCONNECT "too many pending connections"), and together they may hold at most
+    ``max_pending_fds`` received fds (default: half the process's fd limit).
     """
 
     def __init__(
@@ -49,8 +54,17 @@ class Socket:
         mode: int | None = 0o660,
         group: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        max_pending_fds: int | None = None,
     ) -> None:
+        if max_pending < 1:
+            raise ConfigError(f"max_pending {max_pending} must be at least 1")
         self.path = path
+        self.max_pending = max_pending
+        if max_pending_fds is None:
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            max_pending_fds = soft // 2 if 0 < soft != resource.RLIM_INFINITY else 1 << 20
+        self.max_pending_fds = max_pending_fds
         self.address = transport.parse_address(path)
         if len(app_name.encode()) > wire.NAME_SIZE - 1:
             raise ConfigError(f"application name is longer than {wire.NAME_SIZE - 1} bytes")
@@ -187,16 +201,40 @@ class Socket:
         except (BlockingIOError, OSError):
             return
         sock.setblocking(False)
+        if self._pending() >= self.max_pending:
+            with contextlib.suppress(OSError):
+                transport.send_message(sock, wire.Disconnect("too many pending connections"))
+            sock.close()
+            return
+        # Before INIT nobody knows the peer: its handshake is always bounded in time.
         timeout = min(
-            (i.config.handshake_timeout or 1e9 for i in self.interfaces.values()), default=5.0
+            (t for i in self.interfaces.values() if (t := i.config.handshake_timeout)),
+            default=proto.DEFAULT_HANDSHAKE_TIMEOUT,
         )
         channel = proto.MasterChannel(
-            self._lookup, name=self.app_name, now=self._clock(), handshake_timeout=timeout
+            self._lookup,
+            name=self.app_name,
+            now=self._clock(),
+            handshake_timeout=timeout,
+            check_fd=_check_offer_fd,
         )
         conn = _Conn(sock, channel)
         self._conns[sock.fileno()] = conn
         self._selector.register(sock, selectors.EVENT_READ, conn)
         self._flush(conn)
+
+    def _pending(self) -> int:
+        """Connections whose handshake is not finished."""
+        return sum(1 for c in self._conns.values() if c.channel.phase is not proto.Phase.CONNECTED)
+
+    def _pending_fds(self) -> int:
+        """Fds held by unfinished server handshakes."""
+        return sum(
+            len(c.channel.regions) + len(c.channel.rings)
+            for c in self._conns.values()
+            if isinstance(c.channel, proto.MasterChannel)
+            and c.channel.phase is not proto.Phase.CONNECTED
+        )
 
     def _lookup(self, if_id: int) -> proto.MasterPolicy:
         iface = self.interfaces.get(if_id)
@@ -232,7 +270,10 @@ class Socket:
         except BlockingIOError:
             return
         except transport.Malformed as exc:
-            self._events(conn, conn.channel.fail(str(exc)))
+            if wire.is_disconnect(exc.data):  # the peer is leaving: honour it, fds or not
+                self._events(conn, conn.channel.receive_bytes(exc.data, None, self._clock()))
+            else:
+                self._events(conn, conn.channel.fail(str(exc)))
             return
         except OSError:
             got = None
@@ -244,6 +285,8 @@ class Socket:
         if fd is not None and not _owns(conn.channel, fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        elif fd is not None and self._pending_fds() > self.max_pending_fds:
+            events += conn.channel.fail("too many file descriptors pending")
         self._events(conn, events)
 
     def _events(self, conn: _Conn, events: list[proto.Event]) -> None:
@@ -269,6 +312,9 @@ class Socket:
         iface = conn.interface
         try:
             regions, rings, if_name = iface._client_setup(hello)
+        except ProtocolError as exc:  # HELLO's limits leave no room for this interface
+            self._events(conn, conn.channel.fail(str(exc)))
+            return
         except (OSError, ValueError) as exc:
             self._events(conn, conn.channel.fail(f"cannot allocate memory: {exc}"))
             return
@@ -357,3 +403,11 @@ class Socket:
 
 def _owns(channel: proto.Channel, fd: int) -> bool:
     return channel.owns_fd(fd)
+
+
+def _check_offer_fd(msg: wire.AddRegion | wire.AddRing, fd: int) -> None:
+    """Refuse a region fd that is not usable shared memory, a ring fd that is no eventfd."""
+    if isinstance(msg, wire.AddRegion):
+        shm.check_region_fd(msg.index, fd, msg.size)
+    elif (problem := transport.check_eventfd(fd)) is not None:
+        raise ProtocolError(f"ring {msg.index}: bad interrupt fd ({problem})")

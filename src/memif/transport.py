@@ -11,6 +11,7 @@ from __future__ import annotations
 import array
 import contextlib
 import errno
+import fcntl
 import os
 import socket
 import stat
@@ -104,13 +105,14 @@ def _has_listener(path: str | bytes) -> bool:
 
 
 def connect(address: str | bytes) -> socket.socket:
-    """Connect (blocking connect, then non-blocking); raises OSError when nobody listens."""
+    """Connect without blocking; raises OSError when nobody listens.
+
+    A UNIX socket connects at once or not at all: a listener whose backlog is full
+    (one that never accepts) gives ``BlockingIOError`` instead of stalling the caller.
+    """
     sock = seqpacket()
     try:
-        sock.setblocking(True)
-        sock.settimeout(1.0)
         sock.connect(address)
-        sock.setblocking(False)
         return sock
     except BaseException:
         sock.close()
@@ -139,8 +141,34 @@ def send_message(sock: socket.socket, msg: wire.Message, fd: int | None = None) 
         )
 
 
+def check_eventfd(fd: int) -> str | None:
+    """Why ``fd`` cannot be a ring's interrupt fd, or None when it is a non-blocking eventfd.
+
+    Anything else (a pipe, a socket, a file) would take our kicks as data, and a
+    blocking one could stall whoever reads it; libmemif, VPP and DPDK all create
+    their eventfds with ``EFD_NONBLOCK``.
+    """
+    try:
+        kind = os.readlink(f"/proc/self/fd/{fd}")
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    except OSError as exc:
+        return f"bad fd ({exc.strerror})"
+    if kind != "anon_inode:[eventfd]":
+        return "not an eventfd"
+    if not flags & os.O_NONBLOCK:
+        return "eventfd is blocking"
+    return None
+
+
 class Malformed(Exception):
-    """The peer sent something that is not one message with at most one fd."""
+    """The peer sent something that is not one message with at most one fd.
+
+    ``data`` holds the bytes that came (their fds are already closed).
+    """
+
+    def __init__(self, problem: str, data: bytes = b"") -> None:
+        super().__init__(problem)
+        self.data = data
 
 
 def recv_message(sock: socket.socket) -> tuple[bytes, int | None] | None:
@@ -166,5 +194,5 @@ def recv_message(sock: socket.socket) -> tuple[bytes, int | None] | None:
         for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
-        raise Malformed(problem)
+        raise Malformed(problem, data)
     return data, (fds[0] if fds else None)

@@ -89,7 +89,15 @@ def _pack_str(text: str, size: int, field: str) -> bytes:
 
 
 def _unpack_str(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", errors="replace")
+    """The text before the first NUL, trimmed so that it always fits its field again.
+
+    A peer may fill the whole field with no NUL, or with invalid UTF-8 (each bad byte
+    becomes U+FFFD, three bytes): whole characters are dropped until it fits.
+    """
+    text = raw.split(b"\0", 1)[0][: len(raw) - 1].decode("utf-8", errors="replace")
+    while len(text.encode()) > len(raw) - 1:
+        text = text[:-1]
+    return text
 
 
 # --------------------------------------------------------------------------- messages
@@ -238,6 +246,11 @@ def encode(msg: Message) -> bytes:
         case _:
             raise TypeError(f"not a memif message: {msg!r}")
     return (_TYPE.pack(msg.TYPE) + body).ljust(MSG_SIZE, b"\0")
+
+
+def is_disconnect(data: bytes) -> bool:
+    """True when ``data`` is a well-sized DISCONNECT (whatever came along with it)."""
+    return len(data) == MSG_SIZE and _TYPE.unpack_from(data, 0)[0] == MsgType.DISCONNECT
 
 
 def decode(data: bytes) -> Message:
