@@ -4,8 +4,10 @@ Configuration methods raise :class:`SwitchError` with a one-line message; the
 daemon's command handlers call them.  :meth:`Switch.run_once` is one turn of the
 main loop: control plane when due, every input, then the graph until empty.  When
 nothing arrives for a while the loop switches receive queues to interrupt mode and
-sleeps in ``select`` on their eventfds (and any registered fd), as VPP's adaptive
-mode does; the first packet switches them back to polling.
+sleeps in poll(2) on their eventfds (and any registered fd), as VPP's adaptive mode
+does; the first kick switches them back to polling.  "Nothing" includes a trickle:
+polls that bring fewer than ``ADAPTIVE_VECTOR`` packets do not keep the loop
+spinning, so the switch's CPU use follows its load.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from .tables import BridgeDomain, L2Mode, Span, SwInterface, Tables
 log = logging.getLogger("memifd")
 
 CONTROL_PERIOD = 0.01  # seconds between control-plane polls while busy
-IDLE_BEFORE_SLEEP = 0.002  # seconds without packets before sleeping on interrupts
+IDLE_BEFORE_SLEEP = 0.002  # seconds of small vectors before sleeping on interrupts
+ADAPTIVE_VECTOR = 8  # a poll bringing fewer packets than this is "light" (VPP's adaptive mode)
 MAX_SLEEP = 0.1
 
 
@@ -467,9 +470,11 @@ class Switch:
         n = self.input_poll()
         if n:
             self.graph.run()
-            self._last_packet = self.now
             self.busy_ns += time.perf_counter_ns() - t0
+        if n >= ADAPTIVE_VECTOR:
+            self._last_packet = self.now  # heavy traffic: keep polling
         elif self.now - self._last_packet > IDLE_BEFORE_SLEEP:
+            # light or no traffic for a while: sleep until a peer kicks (interrupt mode)
             self.sleep(MAX_SLEEP)
         return n
 
