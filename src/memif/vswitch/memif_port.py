@@ -26,7 +26,7 @@ from .tables import SwInterface
 if TYPE_CHECKING:
     from .switch import Switch
 
-VECTOR = 256
+VECTOR = 512  # descriptors per rx_burst
 
 
 class MemifPort:
