@@ -602,3 +602,18 @@ def test_signal_disconnects_peers_and_removes_sockets(start, tmp_path: Path, sig
     assert "memif1/0 connected to 'memif0' (peer-z)" in log
     assert "memif1/0 disconnected: memifd shutting down" in log
     assert f"{signal.Signals(sig).name}: shutting down" in log
+
+
+@pytest.mark.parametrize(("extra", "want"), [((), 0o660), (("--socket-mode", "600"), 0o600)])
+def test_memif_socket_files_get_the_configured_mode(start, tmp_path, extra, want) -> None:
+    path = tmp_path / "perm.sock"
+    d = start(
+        [
+            f"create memif socket id 7 filename {path}",
+            "create interface memif id 0 socket-id 7 master",
+        ],
+        *extra,
+    )
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    assert mode == want and not mode & 0o007  # never world-accessible
+    assert d.proc.poll() is None

@@ -53,8 +53,30 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GROUP",
         help="let GROUP use the CLI socket (mode 0660; default 0600, owner only)",
     )
+    p.add_argument(
+        "--socket-mode",
+        type=_mode,
+        default=0o660,
+        metavar="OCTAL",
+        help="permissions of the memif socket files it listens on (default 0660)",
+    )
+    p.add_argument(
+        "--socket-group",
+        metavar="GROUP",
+        help="group of the memif socket files (default: the daemon's)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
+
+
+def _mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an octal mode: {text!r}") from None
+    if not 0 <= mode <= 0o777:
+        raise argparse.ArgumentTypeError(f"{text}: expected 000..777")
+    return mode
 
 
 def _buffers(text: str) -> int:
@@ -79,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             buffers=args.buffers,
             verbose=args.verbose,
             cli_group=args.cli_group,
+            socket_mode=args.socket_mode,
+            socket_group=args.socket_group,
         )
     )
 

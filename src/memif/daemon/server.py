@@ -318,6 +318,8 @@ class Options:
     buffers: int = 32768
     verbose: bool = False
     cli_group: str | None = None
+    socket_mode: int = 0o660
+    socket_group: str | None = None
 
 
 class StartupError(Exception):
@@ -420,7 +422,13 @@ def run(options: Options) -> int:
         if options.cli_group:
             gid, mode = grp.getgrnam(options.cli_group).gr_gid, 0o660
         os.makedirs(runtime, mode=0o755 if os.geteuid() == 0 else 0o700, exist_ok=True)
-        switch = Switch(runtime_dir=runtime, n_buffers=options.buffers)
+        socket_gid = grp.getgrnam(options.socket_group).gr_gid if options.socket_group else None
+        switch = Switch(
+            runtime_dir=runtime,
+            n_buffers=options.buffers,
+            socket_mode=options.socket_mode,
+            socket_group=socket_gid,
+        )
     except (OSError, KeyError, ValueError) as exc:
         return _fatal(options, f"cannot start: {_err(exc)}")
     ctx = Context(switch)

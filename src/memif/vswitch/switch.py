@@ -94,9 +94,13 @@ class Switch:
         n_buffers: int = 32768,
         data_size: int = 10240,
         app_name: str = "memifd",
+        socket_mode: int = 0o660,
+        socket_group: int | None = None,
     ) -> None:
         self.runtime_dir = runtime_dir
         self.app_name = app_name
+        self.socket_mode = socket_mode  # of the memif socket files the switch listens on
+        self.socket_group = socket_group
         self.pool = PacketPool(n_buffers, data_size)
         self.meta = Meta(n_buffers)
         self.pool.flags_cleared_on_free.append(self.meta.span_copy)
@@ -213,7 +217,12 @@ class Switch:
             if entry.socket is None:
                 if entry.filename.startswith("/"):
                     os.makedirs(os.path.dirname(entry.filename), exist_ok=True)
-                entry.socket = Socket(entry.filename, app_name=self.app_name)
+                entry.socket = Socket(
+                    entry.filename,
+                    app_name=self.app_name,
+                    mode=self.socket_mode,
+                    group=self.socket_group,
+                )
             sw_if_index = self.tables.new_index()
             iface = entry.socket.create_interface(
                 id=id,
