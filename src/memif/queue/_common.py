@@ -139,11 +139,14 @@ class _Queue:
         ring: Ring,
         regions: Sequence[Region],
         index: int,
+        *,
         is_master: bool,
-        buffer_region: int,
-        buffer_offsets: np.ndarray | None,
-        buffer_size: int,
+        buffer_region: int = 0,
+        buffer_offsets: np.ndarray | None = None,
+        buffer_size: int = 0,
     ) -> None:
+        """``is_master``: which end of the ring this is.  A slave also names its own
+        buffers: their region, each slot's buffer offset, and the buffer size."""
         self.ring = ring
         self.index = index
         self.is_master = is_master

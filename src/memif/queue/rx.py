@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import select
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -193,20 +194,8 @@ class RxQueue(_Queue):
     on M2S rings and refills by posting its buffers again and moving ``head``.
     """
 
-    def __init__(
-        self,
-        ring: Ring,
-        regions: Sequence[Region],
-        index: int,
-        *,
-        is_master: bool,
-        buffer_region: int = 0,
-        buffer_offsets: np.ndarray | None = None,
-        buffer_size: int = 0,
-    ) -> None:
-        super().__init__(
-            ring, regions, index, is_master, buffer_region, buffer_offsets, buffer_size
-        )
+    def __init__(self, ring: Ring, regions: Sequence[Region], index: int, **options: Any) -> None:
+        super().__init__(ring, regions, index, **options)
         self.headroom = 0
         # Consumer cursor: master's last_head / slave's last_tail.
         self._cursor = ring.tail  # master: last_head, slave: last_tail

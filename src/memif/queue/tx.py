@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -74,26 +75,16 @@ class TxQueue(_Queue):
     transmits on M2S rings into the buffers the slave posted and moves ``tail``.
     """
 
-    def __init__(
-        self,
-        ring: Ring,
-        regions: Sequence[Region],
-        index: int,
-        *,
-        is_master: bool,
-        buffer_region: int = 0,
-        buffer_offsets: np.ndarray | None = None,
-        buffer_size: int = 0,
-    ) -> None:
-        super().__init__(
-            ring, regions, index, is_master, buffer_region, buffer_offsets, buffer_size
-        )
+    def __init__(self, ring: Ring, regions: Sequence[Region], index: int, **options: Any) -> None:
+        super().__init__(ring, regions, index, **options)
         self._bufs2d: np.ndarray | None = None
         self._rewrite_desc = False  # set once zero-copy pointed slots elsewhere
-        if not is_master and buffer_offsets is not None:
-            self._bufs2d = strided_view(self._regions[buffer_region], buffer_offsets, buffer_size)
-            ring.d_region[:] = buffer_region  # each slot's own buffer, written once
-            ring.d_offset[:] = buffer_offsets
+        offsets = self._buf_offsets
+        if not self.is_master and offsets is not None:
+            region = self._buf_region
+            self._bufs2d = strided_view(self._regions[region], offsets, self._buf_size)
+            ring.d_region[:] = region  # each slot's own buffer, written once
+            ring.d_offset[:] = offsets
         self._reclaimed = ring.tail
 
     def free_slots(self) -> int:
