@@ -5,12 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-# iproute2 and ping: the host-interface tests build network namespaces and ping across them
+# iproute2 and ping: the host-interface tests build network namespaces and ping across them;
+# tshark: Wireshark's reader checks the pcap files memif monitor writes
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 &&
-   { ! command -v ip >/dev/null 2>&1 || ! command -v ping >/dev/null 2>&1; }; then
+   { ! command -v ip >/dev/null 2>&1 || ! command -v ping >/dev/null 2>&1 ||
+     ! command -v tshark >/dev/null 2>&1; }; then
     apt-get update -qq
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        iproute2 iputils-ping >/dev/null
+        iproute2 iputils-ping tshark >/dev/null
 fi
 
 if ! command -v dpdk-testpmd >/dev/null 2>&1; then
