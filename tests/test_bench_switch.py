@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from memif.apps import bench_switch
+from memif.apps.bench_common import choice_list
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 KEYS = {"config", "frame", "mpps", "gbps", "ratio", "cpu", "busy", "nodes"}
@@ -94,4 +95,4 @@ def test_node_figures_are_window_deltas() -> None:
 
 def test_unknown_config_is_rejected() -> None:
     with pytest.raises(Exception, match="unknown configuration"):
-        bench_switch._configs("master-zc,nope")
+        choice_list(bench_switch.CONFIGS, "configuration")("master-zc,nope")

@@ -71,6 +71,7 @@ from typing import Any
 
 from .. import wire
 from ..packet import checksum as _ip_checksum  # noqa: F401  (re-exported: the tests' oracle)
+from .bench_common import choice_list, int_list, positive, set_rates
 from .bench_worker import (
     BUFFER_SIZE,
     GO,
@@ -279,44 +280,11 @@ def measure(point: Point, opts: Options) -> Result:
         with contextlib.suppress(OSError):
             os.unlink(path)
     if result.error is None:
-        pps = extra["packets"] / extra["seconds"]
-        result.mpps = round(pps / 1e6, 4)
-        result.gbps = round(pps * point.frame * 8 / 1e9, 4)
-        for key, value in extra.items():
-            setattr(result, key, round(value, 4) if isinstance(value, float) else value)
+        set_rates(result, extra["packets"], extra["seconds"], point.frame, extra)
     return result
 
 
 # ---------------------------------------------------------------------------------------- CLI
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, not {text!r}"
-        ) from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one value")
-    return values
-
-
-def _pairs(text: str) -> list[str]:
-    values = [x.strip() for x in text.split(",") if x.strip()]
-    bad = [v for v in values if v not in PAIRS]
-    if bad or not values:
-        raise argparse.ArgumentTypeError(
-            f"unknown pair {', '.join(bad) or text!r}: choose from {', '.join(PAIRS)}"
-        )
-    return values
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, not {text}")
-    return value
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -333,28 +301,28 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--frames",
-        type=_ints,
+        type=int_list,
         default=[64, 1500],
         metavar="LIST",
         help="frame sizes in bytes (default 64,1500)",
     )
     p.add_argument(
         "--bursts",
-        type=_ints,
+        type=int_list,
         default=[32, 64, 256],
         metavar="LIST",
         help="burst sizes (default 32,64,256)",
     )
     p.add_argument(
         "--pairs",
-        type=_pairs,
+        type=choice_list(PAIRS, "pair"),
         default=list(PAIRS),
         metavar="LIST",
         help=f"sender-receiver pairs (default {','.join(PAIRS)})",
     )
     p.add_argument(
         "--seconds",
-        type=_positive,
+        type=positive,
         default=3.0,
         metavar="S",
         help="measurement time per point (default 3)",
@@ -375,7 +343,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--cpus",
-        type=_ints,
+        type=int_list,
         default=None,
         metavar="TX,RX",
         help="CPUs of the sender and the receiver (default: the first two allowed)",

@@ -67,6 +67,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .bench_common import choice_list, int_list, positive, set_rates
+
 REFERENCE = "reference"
 MIN_FRAME = 60
 MAX_FRAME = 2048  # one buffer on every side
@@ -460,44 +462,11 @@ def measure(config: Config, frame: int, opts: Options, log: Callable[[str], None
     finally:
         result.loadavg = [round(x, 2) for x in os.getloadavg()]
     result.packets = figures.pop("packets")
-    pps = result.packets / figures["seconds"]
-    result.mpps = round(pps / 1e6, 4)
-    result.gbps = round(pps * frame * 8 / 1e9, 4)
-    for key, value in figures.items():
-        setattr(result, key, round(value, 4) if isinstance(value, float) else value)
+    set_rates(result, result.packets, figures["seconds"], frame, figures)
     return result
 
 
 # ---------------------------------------------------------------------------------- CLI
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, not {text!r}"
-        ) from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one value")
-    return values
-
-
-def _configs(text: str) -> list[str]:
-    values = [x.strip() for x in text.split(",") if x.strip()]
-    bad = [v for v in values if v not in CONFIGS]
-    if bad or not values:
-        raise argparse.ArgumentTypeError(
-            f"unknown configuration {', '.join(bad) or text!r}: choose from {', '.join(CONFIGS)}"
-        )
-    return list(dict.fromkeys(values))
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, not {text}")
-    return value
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -515,21 +484,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--frames",
-        type=_ints,
+        type=int_list,
         default=[64, 1500],
         metavar="LIST",
         help="frame sizes in bytes (default 64,1500)",
     )
     p.add_argument(
         "--configs",
-        type=_configs,
+        type=choice_list(CONFIGS, "configuration"),
         default=list(CONFIGS),
         metavar="LIST",
         help=f"configurations (default {','.join(CONFIGS)})",
     )
     p.add_argument(
         "--seconds",
-        type=_positive,
+        type=positive,
         default=3.0,
         metavar="S",
         help="measurement time per point (default 3)",
@@ -557,7 +526,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--cpus",
-        type=_ints,
+        type=int_list,
         default=None,
         metavar="SWITCH,LOOP",
         help="CPU of the switch (or the middle testpmd's forwarding lcore) and of the loop "
