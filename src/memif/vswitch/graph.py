@@ -155,8 +155,12 @@ class Graph:
         self.tracing = True
 
     def trace_start(self, input_node: str, idx: np.ndarray) -> None:
-        """Called by input nodes: mark the packets still within the trace budget."""
-        if not len(idx):
+        """Called by input nodes: mark the packets still within the trace budget.
+
+        Costs nothing while tracing is off: only trace_clear turns it off, and it zeroes
+        every trace id, so no buffer can carry a stale one.
+        """
+        if not self.tracing or not len(idx):
             return
         self.trace_id[idx] = 0  # buffers are reused: forget earlier packets' traces
         left = self.trace_budget.get(input_node, 0)

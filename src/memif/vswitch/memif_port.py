@@ -139,26 +139,32 @@ class MemifPort:
         shadow[slots] = -1
         ok = np.zeros(len(batch), bool)
         idx = np.empty(0, np.int32)
+        in_order = False
         if len(batch) and batch.first is None:
             idx = pool.index_of(batch.seg_offset)
             ok = (
                 (batch.seg_region == self.region)
                 & (batch.seg_offset == pool.offsets(idx))
-                & np.isin(idx, lent)
                 & (batch.lengths <= pool.data_size)
             )
-            if not (len(idx) == consumed and (idx == lent).all()):
-                # buffers moved between slots: take each lent buffer once (no double free)
+            # The usual case: every slot came back with the buffer lent to it.  Only
+            # otherwise check membership and take each lent buffer once (no double free).
+            in_order = len(idx) == consumed and np.array_equal(idx, lent)
+            if not in_order:
+                ok &= np.isin(idx, lent)
                 pos = np.flatnonzero(ok)
                 _, first = np.unique(idx[pos], return_index=True)
                 ok[pos] = False
                 ok[pos[first]] = True
-        bad = len(batch) - int(ok.sum())
-        if bad:
-            node.error_counts["zero-copy-mismatch"] += bad
-        idx = idx[ok]
-        pool.length[idx] = batch.lengths[ok]
-        pool.free(np.setdiff1d(lent[lent >= 0], idx, assume_unique=True))
+        good = int(np.count_nonzero(ok))
+        if good < len(batch):
+            node.error_counts["zero-copy-mismatch"] += len(batch) - good
+        if in_order and good == consumed:
+            pool.length[idx] = batch.lengths  # every lent buffer became a packet
+        else:
+            idx = idx[ok]
+            pool.length[idx] = batch.lengths[ok]
+            pool.free(np.setdiff1d(lent[lent >= 0], idx, assume_unique=True))
         self._post(qid, q)
         return idx
 
