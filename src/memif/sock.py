@@ -282,7 +282,7 @@ class Socket:
             return
         data, fd = got
         events = conn.channel.receive_bytes(data, fd, self._clock())
-        if fd is not None and not _owns(conn.channel, fd):
+        if fd is not None and not conn.channel.owns_fd(fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
         elif fd is not None and self._pending_fds() > self.max_pending_fds:
@@ -399,10 +399,6 @@ class Socket:
                 and now >= iface.next_retry
             ):
                 self._connect(iface, now)
-
-
-def _owns(channel: proto.Channel, fd: int) -> bool:
-    return channel.owns_fd(fd)
 
 
 def _check_offer_fd(msg: wire.AddRegion | wire.AddRing, fd: int) -> None:

@@ -197,8 +197,7 @@ class RxQueue(_Queue):
     def __init__(self, ring: Ring, regions: Sequence[Region], index: int, **options: Any) -> None:
         super().__init__(ring, regions, index, **options)
         self.headroom = 0
-        # Consumer cursor: master's last_head / slave's last_tail.
-        self._cursor = ring.tail  # master: last_head, slave: last_tail
+        self._cursor = ring.tail  # consumer cursor: master's last_head, slave's last_tail
 
     # -- interrupts
     @property

@@ -98,16 +98,8 @@ class TxQueue(_Queue):
     def alloc(self, count: int) -> TxBatch:
         """Hand out up to ``count`` slot buffers (one contiguous run of the ring)."""
         ring = self.ring
-        if self.is_master:
-            start = ring.tail
-            free = (ring.head - start) & _U16
-        else:
-            start = ring.head
-            used = (start - ring.tail) & _U16
-            free = ring.size - used
-        if free > ring.size or free < 0:
-            self._fail("ring counter out of range")
-            free = 0
+        free = self.free_slots()  # checks the counters (faults when impossible)
+        start = ring.tail if self.is_master else ring.head
         s = start & ring.mask
         n = min(count, free, ring.size - s)
         if self.is_master:
