@@ -108,24 +108,27 @@ class MemifPort:
     def _take_copy(self, node: MemifInput, q: RxQueue, batch) -> np.ndarray:
         pool = self.switch.pool
         n = len(batch)
-        fits = batch.lengths <= pool.data_size
         idx = pool.alloc(n)
-        if len(idx) < n:
-            node.error_counts["no-buffers"] += n - len(idx)
-        if n and len(idx):
-            width = int(batch.lengths[: len(idx)].max(initial=0))
-            width = min(width, pool.data_size)
+        k = len(idx)
+        if k < n:
+            node.error_counts["no-buffers"] += n - k
+        if k:
+            lengths = batch.lengths[:k]
+            longest = int(lengths.max())
+            width = min(longest, pool.data_size)
             mat = batch.matrix
             if mat is not None and mat.shape[1] >= width:
-                pool.data[idx, :width] = mat[: len(idx), :width]
+                pool.data[idx, :width] = mat[:k, :width]
             else:
-                pool.data[idx, :width] = batch.gather(width=width)[: len(idx)]
-            pool.length[idx] = np.minimum(batch.lengths[: len(idx)], pool.data_size)
-            if not fits.all():
-                big = ~fits[: len(idx)]
-                node.error_counts["too-big"] += int(big.sum())
+                pool.data[idx, :width] = batch.gather(width=width)[:k]
+            if longest <= pool.data_size:  # the usual case: one reduction decides
+                pool.length[idx] = lengths
+            else:
+                big = lengths > pool.data_size
+                node.error_counts["too-big"] += int(np.count_nonzero(big))
                 pool.free(idx[big])
                 idx = idx[~big]
+                pool.length[idx] = lengths[~big]
         q.refill()
         return idx
 
