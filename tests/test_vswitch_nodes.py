@@ -11,6 +11,7 @@ import struct
 from collections import Counter, defaultdict
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -34,11 +35,17 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 
 # ---------------------------------------------------------------------- parse_ethernet
+def header_words(header: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An ``(n, 16)`` byte array as the two big-endian words parse_ethernet takes."""
+    words = np.ascontiguousarray(header).view(">u8").astype(np.uint64)
+    return words[:, 0], words[:, 1]
+
+
 @SETTINGS
 @given(st.lists(st.binary(min_size=16, max_size=16), max_size=40))
 def test_parse_ethernet_matches_struct_unpack(rows):
     header = np.frombuffer(b"".join(rows), np.uint8).reshape(len(rows), 16)
-    dmac, smac, etype = parse_ethernet(header)
+    dmac, smac, etype = parse_ethernet(*header_words(header))
     assert dmac.dtype.kind == smac.dtype.kind == etype.dtype.kind == "u"
     for k, row in enumerate(rows):
         d, s, e = struct.unpack("!6s6sH2x", row)
@@ -46,12 +53,22 @@ def test_parse_ethernet_matches_struct_unpack(rows):
         assert (int(dmac[k]), int(smac[k]), int(etype[k])) == parse_ethernet_reference(row)
 
 
-def test_parse_ethernet_takes_a_strided_slice_of_the_pool():
-    pool = np.zeros((4, 64), np.uint8)
-    pool[2, :14] = np.frombuffer(bytes.fromhex("ffffffffffff 020000000001 0806"), np.uint8)
-    dmac, smac, etype = parse_ethernet(pool[[2, 0], :16])
-    assert dmac.tolist() == [0xFFFFFFFFFFFF, 0] and smac.tolist() == [0x020000000001, 0]
-    assert etype.tolist() == [0x0806, 0]
+def test_pool_header_words_read_the_frame_start_of_each_buffer():
+    pool = PacketPool(4, 64)
+    try:
+        pool.data[2, :14] = np.frombuffer(bytes.fromhex("ffffffffffff 020000000001 0806"), np.uint8)
+        pool.data[0, :16] = np.arange(16, dtype=np.uint8)
+        dmac, smac, etype = parse_ethernet(*pool.header_words(np.array([2, 0, 2])))
+        assert dmac.tolist() == [0xFFFFFFFFFFFF, 0x000102030405, 0xFFFFFFFFFFFF]
+        assert smac.tolist() == [0x020000000001, 0x060708090A0B, 0x020000000001]
+        assert etype.tolist() == [0x0806, 0x0C0D, 0x0806]
+    finally:
+        pool.close()
+
+
+def test_pool_buffers_are_a_whole_number_of_words():
+    with pytest.raises(ValueError, match="multiple of 8"):
+        PacketPool(4, 60)
 
 
 # ---------------------------------------------------------------------- l2-fwd decision

@@ -90,16 +90,21 @@ class RxBatch:
         return int(self.lengths.sum()) if len(self.lengths) else 0
 
     @property
+    def region(self) -> int | None:
+        """The region index every buffer lies in, or None when they differ (or no packet)."""
+        if self._uniform_region is None and len(self.seg_region):
+            sr = self.seg_region
+            if sr[0] == sr[-1] and (len(sr) < 3 or (sr == sr[0]).all()):
+                self._uniform_region = int(sr[0])
+        return self._uniform_region
+
+    @property
     def matrix(self) -> np.ndarray | None:
         """Zero-copy ``(count, max_length)`` view, or None if buffers are not evenly spaced."""
         if not self._matrix_done:
             self._matrix_done = True
             if self.first is None and len(self.lengths):
-                r = self._uniform_region
-                if r is None:
-                    sr = self.seg_region
-                    if sr[0] == sr[-1] and (len(sr) < 3 or (sr == sr[0]).all()):
-                        r = int(sr[0])
+                r = self.region
                 if r is not None:
                     width = int(self.seg_length.max())
                     self._matrix = strided_view(self._regions[r], self.seg_offset, width)

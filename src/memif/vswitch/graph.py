@@ -13,6 +13,7 @@ buffers carry a trace id and every node they visit appends a line.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter, defaultdict
 from typing import ClassVar
@@ -20,6 +21,8 @@ from typing import ClassVar
 import numpy as np
 
 from .pool import PacketPool
+
+DISPATCH_RUNS = 16  # up to this many runs of one next node, dispatch by slices
 
 
 class Node:
@@ -114,15 +117,22 @@ class Graph:
             self._dirty = True
 
     def dispatch(self, idx: np.ndarray, nexts: np.ndarray) -> None:
-        """Send each packet to its own next node (ids), keeping order within each."""
-        if len(idx) == 0:
+        """Send each packet to its own next node (ids), keeping order within each.
+
+        Vectors usually come in runs (the packets of one input port all go the same
+        way): a few runs are enqueued as slices, otherwise one mask per next node.
+        """
+        n = len(idx)
+        if n == 0:
             return
-        first = nexts[0]
-        if (nexts == first).all():
-            self.enqueue(int(first), idx)
+        change = np.flatnonzero(nexts[1:] != nexts[:-1])
+        if len(change) < DISPATCH_RUNS:
+            bounds = [0, *(change + 1).tolist(), n]
+            for lo, hi in itertools.pairwise(bounds):
+                self.enqueue(int(nexts[lo]), idx[lo:hi])
             return
-        for k in np.unique(nexts):
-            self.enqueue(int(k), idx[nexts == k])
+        for k in np.flatnonzero(np.bincount(nexts)).tolist():  # node ids are small
+            self.enqueue(k, idx[nexts == k])
 
     def run(self) -> int:
         """Process pending vectors until the graph is empty; returns vectors processed."""

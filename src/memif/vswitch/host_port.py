@@ -41,6 +41,7 @@ from ..config import format_mac, random_mac
 from ..packet import checksum
 from .graph import Node
 from .memif_port import MemifInput, MemifOutput
+from .pool import INDEX
 from .switch import SwitchError
 from .tables import SwInterface
 
@@ -180,10 +181,10 @@ class KernelPort:
             pool.free(idx)
             return
         counters.tx_errors += n_failed
-        bad = np.array([i for v in failed.values() for i in v], np.int32)
+        bad = np.array([i for v in failed.values() for i in v], INDEX)
         pool.free(np.setdiff1d(idx, bad, assume_unique=True))
         for name, which in failed.items():
-            node.drop(np.array(which, np.int32), name)
+            node.drop(np.array(which, INDEX), name)
 
 
 # ---------------------------------------------------------------------- Linux helpers
@@ -468,7 +469,7 @@ class HostPort(KernelPort):
             pos += 1
         if pos < len(ids):
             pool.free(idx[pos:])
-        return node.deliver(self.sw, np.array(taken, np.int32))
+        return node.deliver(self.sw, np.array(taken, INDEX))
 
     # ------------------------------------------------------------------ output
     def transmit(self, node: Node, idx: np.ndarray) -> None:

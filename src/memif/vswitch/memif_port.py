@@ -21,6 +21,7 @@ from ..interface import Interface
 from ..queue import RxQueue, TxQueue
 from .graph import Node
 from .nodes_l2 import SwitchNode, mirror
+from .pool import INDEX
 from .tables import SwInterface
 
 if TYPE_CHECKING:
@@ -42,7 +43,8 @@ class MemifPort:
         self.sw: SwInterface = None  # type: ignore[assignment]  # set by the switch
         self.output_node = 0
         self.region = -1  # pool's region index while connected (zero-copy)
-        self._posted: list[np.ndarray] = []  # per rx queue: pool buffer of each slot
+        self._posted: list[np.ndarray] = []  # per rx queue: pool buffer of each slot (-1: none)
+        self._posted_at: list[np.ndarray] = []  # per rx queue: its region offset
         self._in_flight: list[deque[np.ndarray]] = []  # per tx queue: published buffers
         self._rr = 0
 
@@ -57,7 +59,8 @@ class MemifPort:
         if not self.zero_copy:
             return
         self.region = self.iface.pool_region(self.switch.pool.shared)
-        self._posted = [np.full(q.size, -1, np.int32) for q in self.iface.rx_queues]
+        self._posted = [np.full(q.size, -1, INDEX) for q in self.iface.rx_queues]
+        self._posted_at = [np.zeros(q.size, np.uint32) for q in self.iface.rx_queues]
         self._in_flight = [deque() for _ in self.iface.tx_queues]
         for qid, q in enumerate(self.iface.rx_queues):
             self._post(qid, q)
@@ -70,7 +73,7 @@ class MemifPort:
         for fifo in self._in_flight:
             for idx in fifo:
                 pool.free(idx)
-        self._posted, self._in_flight = [], []
+        self._posted, self._posted_at, self._in_flight = [], [], []
 
     def _post(self, qid: int, q: RxQueue) -> None:
         pool = self.switch.pool
@@ -78,10 +81,12 @@ class MemifPort:
         if not want:
             return
         idx = pool.alloc(want)
+        offsets = pool.offsets(idx)
         head = q.ring.head
-        n = q.refill_from(self.region, pool.offsets(idx), pool.data_size)
-        slots = (head + np.arange(n)) & q.ring.mask
+        n = q.refill_from(self.region, offsets, pool.data_size)
+        slots = _slots(head, n, q.ring.mask)
         self._posted[qid][slots] = idx[:n]
+        self._posted_at[qid][slots] = offsets[:n]
         pool.free(idx[n:])
 
     # ------------------------------------------------------------------ input
@@ -91,7 +96,10 @@ class MemifPort:
         for qid, q in enumerate(self.iface.rx_queues):
             while True:
                 before = q.cursor
-                batch = q.rx_burst(VECTOR)
+                want = VECTOR
+                if not self.zero_copy:  # stop at the ring's end: one strided view to copy
+                    want = min(VECTOR, q.size - (before & q.ring.mask))
+                batch = q.rx_burst(want)
                 consumed = (q.cursor - before) & 0xFFFF
                 if consumed == 0:
                     break
@@ -101,7 +109,7 @@ class MemifPort:
                     else self._take_copy(node, q, batch)
                 )
                 total += self._enqueue(node, idx)
-                if consumed < VECTOR:
+                if consumed < want:
                     break
         return total
 
@@ -136,39 +144,50 @@ class MemifPort:
         self, node: MemifInput, qid: int, q: RxQueue, batch, before: int, consumed: int
     ) -> np.ndarray:
         pool = self.switch.pool
+        slots = _slots(before, consumed, q.ring.mask)
         shadow = self._posted[qid]
-        slots = (before + np.arange(consumed)) & q.ring.mask
         lent = shadow[slots]
+        if isinstance(slots, slice):
+            lent = lent.copy()
         shadow[slots] = -1
+        # The usual case: every slot came back, unchained, with the buffer lent to it.
+        if (
+            len(batch) == consumed
+            and batch.first is None
+            and batch.region == self.region
+            and np.array_equal(batch.seg_offset, self._posted_at[qid][slots])
+            and int(batch.lengths.max()) <= pool.data_size
+            and int(lent.min()) >= 0
+        ):
+            idx = lent
+            pool.length[idx] = batch.lengths
+        else:
+            idx = self._take_checked(node, batch, lent)
+        self._post(qid, q)
+        return idx
+
+    def _take_checked(self, node: MemifInput, batch, lent: np.ndarray) -> np.ndarray:
+        """Keep each packet whose descriptor names a buffer lent to this queue, once."""
+        pool = self.switch.pool
         ok = np.zeros(len(batch), bool)
-        idx = np.empty(0, np.int32)
-        in_order = False
+        idx = np.empty(0, INDEX)
         if len(batch) and batch.first is None:
             idx = pool.index_of(batch.seg_offset)
             ok = (
                 (batch.seg_region == self.region)
                 & (batch.seg_offset == pool.offsets(idx))
                 & (batch.lengths <= pool.data_size)
+                & np.isin(idx, lent[lent >= 0])
             )
-            # The usual case: every slot came back with the buffer lent to it.  Only
-            # otherwise check membership and take each lent buffer once (no double free).
-            in_order = len(idx) == consumed and np.array_equal(idx, lent)
-            if not in_order:
-                ok &= np.isin(idx, lent)
-                pos = np.flatnonzero(ok)
-                _, first = np.unique(idx[pos], return_index=True)
-                ok[pos] = False
-                ok[pos[first]] = True
+            pos = np.flatnonzero(ok)
+            _, first = np.unique(idx[pos], return_index=True)  # no buffer taken twice
+            ok[pos] = False
+            ok[pos[first]] = True
         good = int(np.count_nonzero(ok))
-        if good < len(batch):
-            node.error_counts["zero-copy-mismatch"] += len(batch) - good
-        if in_order and good == consumed:
-            pool.length[idx] = batch.lengths  # every lent buffer became a packet
-        else:
-            idx = idx[ok]
-            pool.length[idx] = batch.lengths[ok]
-            pool.free(np.setdiff1d(lent[lent >= 0], idx, assume_unique=True))
-        self._post(qid, q)
+        node.error_counts["zero-copy-mismatch"] += len(batch) - good
+        idx = idx[ok]
+        pool.length[idx] = batch.lengths[ok]
+        pool.free(np.setdiff1d(lent[lent >= 0], idx, assume_unique=True))
         return idx
 
     def _enqueue(self, node: MemifInput, idx: np.ndarray) -> int:
@@ -309,3 +328,11 @@ class MemifOutput(SwitchNode):
             own = idx[~self.meta.span_copy[idx]]  # copies are not mirrored again (no loops)
             mirror(self, own, np.full(len(own), sw.sw_if_index), rx=False)
         self.port.transmit(self, idx)
+
+
+def _slots(start: int, n: int, mask: int) -> slice | np.ndarray:
+    """Ring slots of ``n`` counters from ``start``: a slice unless they wrap."""
+    s = start & mask
+    if s + n <= mask + 1:
+        return slice(s, s + n)
+    return (s + np.arange(n)) & mask

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import packet
 from .nodes_l2 import SwitchNode
+from .pool import INDEX
 
 _ICMP_ECHO = 8
 
@@ -53,10 +54,10 @@ class ArpInput(SwitchNode):
             _rewrite(pool, i, reply)
             meta.tx_if[i] = iface.sw_if_index
             replies.append(i)
-        pool.free(np.array(consumed, np.int32))
-        self.drop(np.array(bad, np.int32), "malformed")
-        self.drop(np.array(drops, np.int32), "not-for-us")
-        self.graph.enqueue(self.next_id("l2-output"), np.array(replies, np.int32))
+        pool.free(np.array(consumed, INDEX))
+        self.drop(np.array(bad, INDEX), "malformed")
+        self.drop(np.array(drops, INDEX), "not-for-us")
+        self.graph.enqueue(self.next_id("l2-output"), np.array(replies, INDEX))
 
 
 class Ip4Input(SwitchNode):
@@ -109,10 +110,10 @@ class Ip4Input(SwitchNode):
             _rewrite(pool, i, reply)
             meta.tx_if[i] = iface.sw_if_index
             out.append(i)
-        pool.free(np.array(consumed, np.int32))
+        pool.free(np.array(consumed, INDEX))
         for error, lst in drops.items():
-            self.drop(np.array(lst, np.int32), error)
-        self.graph.enqueue(self.next_id("l2-output"), np.array(out, np.int32))
+            self.drop(np.array(lst, INDEX), error)
+        self.graph.enqueue(self.next_id("l2-output"), np.array(out, INDEX))
 
 
 def _rewrite(pool, i: int, data: bytes) -> None:

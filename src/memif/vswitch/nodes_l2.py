@@ -39,15 +39,18 @@ class Meta:
         self.span_copy = np.zeros(n_buffers, bool)
 
 
-def parse_ethernet(header: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(dmac, smac, ethertype) from an ``(n, 16)`` uint8 array of frame starts.
+def parse_ethernet(w0: np.ndarray, w1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dmac, smac, ethertype) from each frame's first two 8-byte words, read big-endian.
 
-    Each field is a big-endian view of the bytes it lives in, shifted once.
+    ``w0`` holds bytes 0-7 (dmac, then smac's first two bytes), ``w1`` bytes 8-15
+    (smac's last four, the ethertype, two more); :meth:`PacketPool.header_words`
+    gathers them, one 8-byte load per word and packet.
     """
-    h = np.ascontiguousarray(header)
-    dmac = h[:, 0:8].view(">u8")[:, 0] >> _SHIFT16
-    smac = h[:, 6:14].view(">u8")[:, 0] >> _SHIFT16
-    etype = h[:, 12:14].view(">u2")[:, 0]
+    dmac = w0 >> _SHIFT16
+    smac = w0 & _LOW16
+    smac <<= _SHIFT32
+    smac |= w1 >> _SHIFT32
+    etype = (w1 >> _SHIFT16).astype(np.uint16)  # the cast keeps the low 16 bits
     return dmac, smac, etype
 
 
@@ -60,7 +63,7 @@ def parse_ethernet_reference(frame: bytes) -> tuple[int, int, int]:
     )
 
 
-_SHIFT16 = np.uint64(16)
+_SHIFT16, _SHIFT32, _LOW16 = np.uint64(16), np.uint64(32), np.uint64(0xFFFF)
 
 
 def mac_int(mac: bytes) -> int:
@@ -100,7 +103,7 @@ class EthernetInput(SwitchNode):
             idx = idx[~runt]
             if not len(idx):
                 return
-        dmac, smac, etype = parse_ethernet(pool.data[idx, :16])
+        dmac, smac, etype = parse_ethernet(*pool.header_words(idx))
         meta.dmac[idx], meta.smac[idx] = dmac, smac
         rx = meta.rx_if[idx]
         mode = t.mode[rx]

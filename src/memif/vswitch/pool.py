@@ -15,6 +15,9 @@ from ..interface import BufferPool
 
 DEFAULT_BUFFERS = 32768
 DEFAULT_DATA_SIZE = 10240  # a 9216-byte jumbo frame fits one buffer
+#: dtype of buffer index vectors: numpy's own index type, so gathers and scatters by
+#: index need no conversion (an int32 index vector costs ~1.5 ns more per element)
+INDEX = np.intp
 
 
 class PacketPool:
@@ -24,9 +27,14 @@ class PacketPool:
         self.n_buffers = n_buffers
         self.data_size = data_size
         self.shared = BufferPool(n_buffers * data_size, "memifd buffers")
+        if data_size % 8:
+            raise ValueError(f"data_size {data_size} must be a multiple of 8")
         self.data = self.shared.array.reshape(n_buffers, data_size)
+        # the first two 8-byte words of each buffer as big-endian integers (headers)
+        words = self.data.view(">u8")
+        self._word0, self._word1 = words[:, 0], words[:, 1]
         self.length = np.zeros(n_buffers, np.uint32)
-        self._free = np.arange(n_buffers - 1, -1, -1, dtype=np.int32)
+        self._free = np.arange(n_buffers - 1, -1, -1, dtype=INDEX)
         self._n_free = n_buffers
         #: per-buffer flag arrays reset to False when a buffer returns to the pool
         self.flags_cleared_on_free: list[np.ndarray] = []
@@ -66,7 +74,11 @@ class PacketPool:
 
     def index_of(self, offsets: np.ndarray) -> np.ndarray:
         """Buffer indices from region offsets (inverse of :meth:`offsets`)."""
-        return (offsets // self.data_size).astype(np.int32)
+        return (offsets // self.data_size).astype(INDEX)
+
+    def header_words(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bytes 0-7 and 8-15 of each buffer as native uint64 (big-endian values)."""
+        return self._word0[idx].astype(np.uint64), self._word1[idx].astype(np.uint64)
 
     def packet(self, i: int) -> bytes:
         """One packet's bytes (for tracing, L3 replies and tests)."""
@@ -75,4 +87,5 @@ class PacketPool:
     def close(self) -> None:
         """Release the shared memory."""
         self.data = np.empty((0, self.data_size), np.uint8)
+        self._word0 = self._word1 = np.empty(0, ">u8")
         self.shared.close()
