@@ -27,7 +27,7 @@ from .tables import SwInterface
 if TYPE_CHECKING:
     from .switch import Switch
 
-VECTOR = 512  # descriptors per rx_burst
+VECTOR = 2048  # descriptors per rx_burst (a whole ring of the usual sizes)
 
 
 class MemifPort:
