@@ -116,3 +116,32 @@ def test_server_chains_over_posted_buffers_of_different_sizes(pool):
         assert batch.tolist() == [big]
         assert server.send([b"y" * 3000]) == 0  # two 1024-byte buffers left: does not fit
         assert txq.stats.errors == {"no_free_slots": 1}
+
+
+def test_server_notices_when_the_client_posts_other_buffers(pool):
+    """A server that learned the client's one-buffer-per-slot layout follows a change."""
+    with pair(client_pools=[pool], ring_size=64) as (server, client):
+        rxq, txq = client.rx_queues[0], server.tx_queues[0]
+        size = rxq.size
+
+        def burst(n: int, fill: int) -> None:
+            tx = txq.alloc(n)  # one run of slots: up to the ring's end
+            tx.fill(np.repeat(np.arange(fill, fill + tx.count, dtype=np.uint8)[:, None], 60, 1))
+            assert txq.tx_burst(tx, 60) == tx.count
+
+        for round_ in range(3):  # the first alloc learns the layout, the others use it
+            burst(8, 10 * round_)
+            got = rxq.recv()
+            assert got == [bytes([10 * round_ + k]) * 60 for k in range(8)]
+        # the client takes every buffer it posted and posts pool buffers, out of order
+        while txq.free_slots():
+            burst(txq.free_slots(), 0)
+        while rxq.pending():
+            rxq.rx_burst()
+        offsets = (np.random.default_rng(3).permutation(size) * BUF).astype(np.uint32)
+        assert rxq.refill_from(client.pool_region(pool), offsets, BUF) == size
+        burst(8, 100)
+        batch = rxq.rx_burst()
+        assert list(batch.seg_offset) == list(offsets[:8])
+        for k in range(8):
+            assert bytes(pool.array[offsets[k] : offsets[k] + 60]) == bytes([100 + k]) * 60

@@ -14,7 +14,7 @@ impossible (head or tail jumping by more than the ring size) sets ``fault`` and
 moves nothing; the interface turns that into a DISCONNECT.
 """
 
-from ._common import RX_ERRORS, TX_ERRORS, QueueStats, strided_view
+from ._common import RX_ERRORS, TX_ERRORS, QueueStats, row_items, strided_view
 from .rx import RxBatch, RxQueue
 from .tx import TxBatch, TxQueue
 
@@ -26,5 +26,6 @@ __all__ = [
     "RxQueue",
     "TxBatch",
     "TxQueue",
+    "row_items",
     "strided_view",
 ]

@@ -79,6 +79,16 @@ def strided_view(region: np.ndarray, offsets: np.ndarray, width: int) -> np.ndar
     return np.ndarray((n, width), np.uint8, buffer=region, offset=first, strides=(stride, 1))
 
 
+def row_items(rows: np.ndarray, width: int) -> np.ndarray:
+    """The first ``width`` bytes of each row of a 2-D uint8 array, one void item per row.
+
+    A 1-D view: indexing it moves each row with one memcpy, several times cheaper
+    than numpy's element loops over a ``[rows, :width]`` byte slice for short rows.
+    The rows' bytes must be contiguous (strided views and grids qualify).
+    """
+    return rows[:, :width].view(np.dtype((np.void, width)))[:, 0]
+
+
 def row_index(
     region: np.ndarray, offsets: np.ndarray, width: int
 ) -> tuple[np.ndarray, np.ndarray] | None:

@@ -20,6 +20,7 @@ from ._common import (
     _Queue,
     _read_descs,
     row_index,
+    row_items,
     strided_view,
 )
 
@@ -175,7 +176,7 @@ class RxBatch:
                 region, offsets = self._regions[int(r)], self.seg_offset[sel]
                 grid = row_index(region, offsets, width)
                 if grid is not None:  # whole rows of one grid: one row gather
-                    out[sel, :width] = grid[0][grid[1], :width]
+                    row_items(out, width)[sel] = row_items(grid[0], width)[grid[1]]
                     continue
                 idx = offsets[:, None].astype(np.int64) + np.arange(width)
                 np.minimum(idx, len(region) - 1, out=idx)

@@ -10,7 +10,16 @@ import numpy as np
 from .. import wire
 from ..errors import ConfigError
 from ..shm import Region, Ring
-from ._common import _FULL, _TOO_BIG, _U16, _bad_mask, _Queue, row_index, strided_view
+from ._common import (
+    _FULL,
+    _TOO_BIG,
+    _U16,
+    _bad_mask,
+    _Queue,
+    row_index,
+    row_items,
+    strided_view,
+)
 
 
 class TxBatch:
@@ -56,13 +65,19 @@ class TxBatch:
         if self.buffers is not None:
             self.buffers[: len(data), :width] = data
             return
-        region = np.broadcast_to(self._region, (self.count,))[: len(data)]
-        for r in np.unique(region).tolist():
-            rows = np.flatnonzero(region == r)
+        if data.dtype != np.uint8 or data.strides[1] != 1:
+            data = np.ascontiguousarray(data, np.uint8)
+        region = self._region
+        if isinstance(region, int):
+            region = np.full(len(data), region, np.uint16)
+        region = region[: len(data)]
+        uniform = len(region) and region[0] == region[-1] and (region == region[0]).all()
+        for r in [int(region[0])] if uniform else np.unique(region).tolist():
+            rows = slice(0, len(data)) if uniform else np.flatnonzero(region == r)
             offsets = self._offset[rows]
             grid = row_index(self._regions[r], offsets, width)
             if grid is not None:  # whole rows of one grid: one row scatter
-                grid[0][grid[1], :width] = data[rows]
+                row_items(grid[0], width)[grid[1]] = row_items(data, width)[rows]
                 continue
             idx = offsets[:, None].astype(np.int64) + np.arange(width)
             self._regions[r][idx] = data[rows]
@@ -86,6 +101,8 @@ class TxQueue(_Queue):
             ring.d_region[:] = region  # each slot's own buffer, written once
             ring.d_offset[:] = offsets
         self._reclaimed = ring.tail
+        # master: the slave's buffer layout once learned (region, slot offsets, rows)
+        self._layout: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def free_slots(self) -> int:
         """Slots the producer may fill now (0 and ``fault`` set if the counters are impossible)."""
@@ -116,6 +133,9 @@ class TxQueue(_Queue):
 
     def _alloc_posted(self, start: int, s: int, n: int) -> TxBatch:
         ring = self.ring
+        fast = self._alloc_known_layout(start, s, n)
+        if fast is not None:
+            return fast
         region = ring.d_region[s : s + n].copy()
         offset = ring.d_offset[s : s + n].copy()
         length = ring.d_length[s : s + n].copy()
@@ -126,7 +146,47 @@ class TxQueue(_Queue):
         bufs = None
         if n and (region == region[0]).all():
             bufs = strided_view(self._regions[int(region[0])], offset, cap)
+            if bufs is not None and n > 1:
+                stride = int(offset[1]) - int(offset[0])
+                self._learn_layout(int(region[0]), s, int(offset[0]), stride)
         return TxBatch(start, cap, self._regions, region[:n], offset[:n], bufs)
+
+    def _learn_layout(self, region: int, s: int, first: int, stride: int) -> None:
+        """Master: remember "slot k's buffer is at ``base + k * stride``" if it fits.
+
+        Most slaves (libmemif, VPP and DPDK in copy mode) post the same buffer in a slot
+        every time.  Once the layout is known and inside the region, an alloc only
+        compares the posted offsets with it and hands out rows of one strided view.
+        """
+        base = first - s * stride
+        last = base + (self.ring.size - 1) * stride
+        if min(base, last) < 0 or max(base, last) + abs(stride) > int(self._sizes[region]):
+            return
+        offsets = (base + np.arange(self.ring.size, dtype=np.int64) * stride).astype(np.uint32)
+        grid = np.ndarray(
+            (self.ring.size, abs(stride)),
+            np.uint8,
+            buffer=self._regions[region],
+            offset=base,
+            strides=(stride, 1),
+        )
+        self._layout = (region, offsets, grid)
+
+    def _alloc_known_layout(self, start: int, s: int, n: int) -> TxBatch | None:
+        """The posted slots ``s..s+n`` as rows of the learned layout, or None."""
+        if self._layout is None or n == 0:
+            return None
+        region, offsets, grid = self._layout
+        ring = self.ring
+        if not np.array_equal(ring.d_offset[s : s + n], offsets[s : s + n]) or np.count_nonzero(
+            ring.d_region[s : s + n] != region
+        ):
+            self._layout = None  # the slave posts elsewhere now: learn again
+            return None
+        cap = min(int(ring.d_length[s : s + n].min()), grid.shape[1])  # rows never overlap
+        if cap == 0:
+            return None
+        return TxBatch(start, cap, self._regions, region, offsets[s : s + n], grid[s : s + n, :cap])
 
     def tx_burst(
         self,

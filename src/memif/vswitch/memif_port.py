@@ -18,7 +18,7 @@ import numpy as np
 
 from ..config import Role
 from ..interface import Interface
-from ..queue import RxQueue, TxQueue
+from ..queue import RxQueue, TxQueue, row_items
 from .graph import Node
 from .nodes_l2 import SwitchNode, mirror
 from .pool import INDEX
@@ -125,10 +125,9 @@ class MemifPort:
             longest = int(lengths.max())
             width = min(longest, pool.data_size)
             mat = batch.matrix
-            if mat is not None and mat.shape[1] >= width:
-                pool.data[idx, :width] = mat[:k, :width]
-            else:
-                pool.data[idx, :width] = batch.gather(width=width)[:k]
+            if mat is None or mat.shape[1] < width:
+                mat = batch.gather(width=width)
+            row_items(pool.data, width)[idx] = row_items(mat, width)[:k]
             if longest <= pool.data_size:  # the usual case: one reduction decides
                 pool.length[idx] = lengths
             else:
@@ -242,7 +241,7 @@ class MemifPort:
             part, plen = idx[sent : sent + k], plen[:k]
             width = int(plen.max())
             if tx.buffers is not None:
-                tx.buffers[:k, :width] = pool.data[part, :width]
+                row_items(tx.buffers, width)[:k] = row_items(pool.data, width)[part]
             else:
                 tx.fill(pool.data[part, :width])
             q.tx_burst(tx, plen, count=k)

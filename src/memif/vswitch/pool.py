@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..interface import BufferPool
+from ..queue import row_items
 
 DEFAULT_BUFFERS = 32768
 DEFAULT_DATA_SIZE = 10240  # a 9216-byte jumbo frame fits one buffer
@@ -64,7 +65,8 @@ class PacketPool:
         idx = idx[: len(new)]
         if len(new):
             width = int(self.length[idx].max())
-            self.data[new, :width] = self.data[idx, :width]
+            rows = row_items(self.data, width)
+            rows[new] = rows[idx]
             self.length[new] = self.length[idx]
         return new
 
