@@ -117,6 +117,17 @@ def row_index(
     return grid, rows
 
 
+def ring_pieces(start: int, n: int, size: int) -> list[tuple[int, int, int]]:
+    """Where ``n`` slots from counter ``start`` lie: ``(slot, lo, hi)`` per piece.
+
+    Items ``lo..hi`` of the run go to slots ``slot..slot + hi - lo``; a run that wraps
+    the ring's end has two pieces.
+    """
+    s = start & (size - 1)
+    first = min(n, size - s)
+    return [(s, 0, first)] if first == n else [(s, 0, first), (0, first, n)]
+
+
 def _read_descs(ring: Ring, start: int, n: int) -> np.ndarray:
     """Copy ``n`` descriptors from counter ``start`` out of shared memory."""
     s = start & ring.mask

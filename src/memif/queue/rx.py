@@ -19,6 +19,7 @@ from ._common import (
     _bad_mask,
     _Queue,
     _read_descs,
+    ring_pieces,
     row_index,
     row_items,
     strided_view,
@@ -41,8 +42,10 @@ class RxBatch:
     ``lengths`` holds each packet's total length.  ``seg_region``, ``seg_offset`` and
     ``seg_length`` describe every buffer, and ``first`` the index of each packet's
     first buffer (``None`` when nothing is chained).  ``matrix``, when not None, is a
-    ``(count, max_length)`` zero-copy view of all packets (slot-contiguous fast path).
-    Views stay valid until the queue is refilled or released.
+    ``(count, max_length)`` zero-copy view of all packets (slot-contiguous fast path);
+    ``runs`` gives the same as one view per stretch of evenly spaced buffers (two when
+    the burst wraps the ring's end).  Views stay valid until the queue is refilled or
+    released.
     """
 
     __slots__ = (
@@ -52,9 +55,11 @@ class RxBatch:
         "seg_length",
         "first",
         "_regions",
-        "_matrix",
-        "_matrix_done",
+        "_runs",
+        "_runs_done",
         "_uniform_region",
+        "_wrap",
+        "_nbytes",
     )
 
     def __init__(
@@ -66,16 +71,20 @@ class RxBatch:
         first: np.ndarray | None = None,
         lengths: np.ndarray | None = None,
         uniform_region: int | None = None,
+        wrap: int | None = None,
     ) -> None:
+        """``wrap``: index of the first packet past the ring's end (unchained bursts)."""
         self._regions = regions
         self._uniform_region = uniform_region
+        self._wrap = wrap
         self.seg_region = seg_region
         self.seg_offset = seg_offset
         self.seg_length = seg_length
         self.first = first
         self.lengths = seg_length if lengths is None else lengths
-        self._matrix: np.ndarray | None = None
-        self._matrix_done = False
+        self._runs: list[tuple[int, int, np.ndarray]] | None = None
+        self._runs_done = False
+        self._nbytes: int | None = None
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -88,7 +97,9 @@ class RxBatch:
     @property
     def nbytes(self) -> int:
         """Total bytes of every packet."""
-        return int(self.lengths.sum()) if len(self.lengths) else 0
+        if self._nbytes is None:
+            self._nbytes = int(self.lengths.sum()) if len(self.lengths) else 0
+        return self._nbytes
 
     @property
     def region(self) -> int | None:
@@ -102,14 +113,30 @@ class RxBatch:
     @property
     def matrix(self) -> np.ndarray | None:
         """Zero-copy ``(count, max_length)`` view, or None if buffers are not evenly spaced."""
-        if not self._matrix_done:
-            self._matrix_done = True
-            if self.first is None and len(self.lengths):
-                r = self.region
-                if r is not None:
-                    width = int(self.seg_length.max())
-                    self._matrix = strided_view(self._regions[r], self.seg_offset, width)
-        return self._matrix
+        runs = self.runs
+        return runs[0][2] if runs is not None and len(runs) == 1 else None
+
+    @property
+    def runs(self) -> list[tuple[int, int, np.ndarray]] | None:
+        """``(lo, hi, view)``: packets ``lo..hi`` as the rows of a zero-copy
+        ``(hi - lo, max_length)`` view; None when chained, in several regions or
+        not evenly spaced."""
+        if not self._runs_done:
+            self._runs_done = True
+            n = len(self.lengths)
+            r = self.region if self.first is None and n else None
+            if r is not None:
+                width = int(self.seg_length.max())
+                k = self._wrap
+                bounds = [(0, n)] if k is None or not 0 < k < n else [(0, k), (k, n)]
+                runs = []
+                for lo, hi in bounds:
+                    view = strided_view(self._regions[r], self.seg_offset[lo:hi], width)
+                    if view is None:
+                        return None
+                    runs.append((lo, hi, view))
+                self._runs = runs
+        return self._runs
 
     def first_segments(self) -> RxBatch:
         """A batch of each packet's first buffer only (headers of chained packets, fast).
@@ -293,6 +320,7 @@ class RxQueue(_Queue):
         if n == 0:
             return self._empty()
         recs = _read_descs(ring, self._cursor, n)
+        wrap = ring.size - (self._cursor & ring.mask)  # packets before the ring's end
         # Fast path: flags, region and length live in each descriptor's first 8 bytes;
         # when they are the same everywhere one comparison checks all three.
         words = recs.view(np.uint64)[0::2]
@@ -308,9 +336,16 @@ class RxQueue(_Queue):
                 self._cursor = (self._cursor + n) & _U16
                 self.stats.packets += n
                 self.stats.bytes += n * length
-                return RxBatch(
-                    self._regions, recs["region"], offset, recs["length"], uniform_region=region
+                batch = RxBatch(
+                    self._regions,
+                    recs["region"],
+                    offset,
+                    recs["length"],
+                    uniform_region=region,
+                    wrap=wrap,
                 )
+                batch._nbytes = n * length
+                return batch
         flags = recs["flags"]
         if flags.any() and (flags & wire.DESC_FLAG_NEXT).any():
             return self._rx_chained(recs, avail)
@@ -321,9 +356,10 @@ class RxQueue(_Queue):
             self._count_bad(region, offset, length, bad)
             good = ~bad
             region, offset, length = region[good], offset[good], length[good]
+            wrap = None  # packets are no longer slots
         self.stats.packets += len(length)
         self.stats.bytes += int(length.sum()) if len(length) else 0
-        return RxBatch(self._regions, region, offset, length)
+        return RxBatch(self._regions, region, offset, length, wrap=wrap)
 
     def _rx_chained(self, recs: np.ndarray, avail: int) -> RxBatch:
         ring = self.ring
@@ -415,16 +451,13 @@ class RxQueue(_Queue):
         """Post ``n`` buffers from ``head``; canonical offsets are indexed by slot."""
         ring, hr = self.ring, self.headroom
         head = ring.head
-        s = head & ring.mask
-        first = min(n, ring.size - s)
-        for lo, hi, at in ((0, first, s), (first, n, 0)):
-            if hi > lo:
-                k = hi - lo
-                src = offsets[at : at + k] if canonical else offsets[lo:hi]
-                ring.d_region[at : at + k] = region
-                ring.d_offset[at : at + k] = src + hr
-                ring.d_length[at : at + k] = capacity - hr
-                ring.d_flags[at : at + k] = 0
+        for at, lo, hi in ring_pieces(head, n, ring.size):
+            k = hi - lo
+            src = offsets[at : at + k] if canonical else offsets[lo:hi]
+            ring.d_region[at : at + k] = region
+            ring.d_offset[at : at + k] = src + hr
+            ring.d_length[at : at + k] = capacity - hr
+            ring.d_flags[at : at + k] = 0
         ring.head = head + n
 
     def recv(self, max_packets: int = 256) -> list[bytes]:

@@ -16,20 +16,27 @@ from ._common import (
     _U16,
     _bad_mask,
     _Queue,
+    ring_pieces,
     row_index,
     row_items,
     strided_view,
 )
 
+Run = tuple[int, int, np.ndarray]  # packets lo..hi go to the rows of a strided view
+
 
 class TxBatch:
     """Buffers in shared memory handed out by :meth:`TxQueue.alloc`, to fill in place.
 
-    ``buffers`` is a zero-copy ``(count, capacity)`` uint8 view when the slots are
-    evenly spaced (always on a slave); otherwise use :meth:`buffer`.
+    ``runs`` lists ``(lo, hi, view)``: packets ``lo..hi`` go to the rows of a zero-copy
+    ``(hi - lo, capacity)`` uint8 view, one run per stretch of evenly spaced buffers
+    (two when the batch wraps the ring's end); None when the buffers lie anywhere.
+    ``buffers`` is the one view of a single-run batch (always the case on a slave
+    unless ``alloc(wrap=True)`` wrapped), else None: then use :meth:`buffer` or
+    :meth:`fill`.
     """
 
-    __slots__ = ("start", "count", "capacity", "buffers", "_regions", "_region", "_offset")
+    __slots__ = ("start", "count", "capacity", "runs", "buffers", "_regions", "_region", "_offset")
 
     def __init__(
         self,
@@ -38,12 +45,13 @@ class TxBatch:
         regions: Sequence[np.ndarray],
         region: np.ndarray | int,
         offset: np.ndarray,
-        buffers: np.ndarray | None,
+        runs: list[Run] | None,
     ) -> None:
         self.start = start
         self.count = len(offset)
         self.capacity = capacity
-        self.buffers = buffers
+        self.runs = runs
+        self.buffers = runs[0][2] if runs is not None and len(runs) == 1 else None
         self._regions = regions
         self._region = region
         self._offset = offset
@@ -53,8 +61,10 @@ class TxBatch:
 
     def buffer(self, i: int) -> np.ndarray:
         """Zero-copy view of slot ``i``'s buffer (``capacity`` bytes)."""
-        if self.buffers is not None:
-            return self.buffers[i]
+        if self.runs is not None:
+            for lo, hi, view in self.runs:
+                if i < hi:
+                    return view[i - lo]
         off = int(self._offset[i])
         r = self._region if isinstance(self._region, int) else int(self._region[i])
         return self._regions[r][off : off + self.capacity]
@@ -62,8 +72,11 @@ class TxBatch:
     def fill(self, data: np.ndarray) -> None:
         """Copy a ``(count, width)`` array into the buffers (vectorized scatter)."""
         width = data.shape[1]
-        if self.buffers is not None:
-            self.buffers[: len(data), :width] = data
+        if self.runs is not None:
+            for lo, hi, view in self.runs:
+                hi = min(hi, len(data))
+                if hi > lo:
+                    view[: hi - lo, :width] = data[lo:hi]
             return
         if data.dtype != np.uint8 or data.strides[1] != 1:
             data = np.ascontiguousarray(data, np.uint8)
@@ -112,44 +125,60 @@ class TxQueue(_Queue):
             return self._fail("ring counter out of range")
         return n if self.is_master else ring.size - n
 
-    def alloc(self, count: int) -> TxBatch:
-        """Hand out up to ``count`` slot buffers (one contiguous run of the ring)."""
+    def alloc(self, count: int, *, wrap: bool = False) -> TxBatch:
+        """Hand out up to ``count`` slot buffers.
+
+        One contiguous run of the ring (it stops at the ring's end), or with ``wrap`` as
+        many as are free, across the end (then ``buffers`` is None: use ``runs``).
+        """
         ring = self.ring
         free = self.free_slots()  # checks the counters (faults when impossible)
         start = ring.tail if self.is_master else ring.head
         s = start & ring.mask
-        n = min(count, free, ring.size - s)
+        return self._batch(start, min(count, free) if wrap else min(count, free, ring.size - s))
+
+    def _batch(self, start: int, n: int) -> TxBatch:
+        """The buffers of ``n`` slots from counter ``start``."""
+        pieces = ring_pieces(start, n, self.ring.size)
         if self.is_master:
-            return self._alloc_posted(start, s, n)
-        bufs = self._bufs2d[s : s + n] if self._bufs2d is not None else None
+            return self._alloc_posted(start, pieces)
+        bufs = self._bufs2d
         return TxBatch(
             start,
             self._buf_size,
             self._regions,
             self._buf_region,
-            self._buf_offsets[s : s + n],
-            bufs,
+            _take_pieces(self._buf_offsets, pieces),
+            None if bufs is None else [(lo, hi, bufs[at : at + hi - lo]) for at, lo, hi in pieces],
         )
 
-    def _alloc_posted(self, start: int, s: int, n: int) -> TxBatch:
+    def _alloc_posted(self, start: int, pieces: list[tuple[int, int, int]]) -> TxBatch:
         ring = self.ring
-        fast = self._alloc_known_layout(start, s, n)
+        fast = self._alloc_known_layout(start, pieces)
         if fast is not None:
             return fast
-        region = ring.d_region[s : s + n].copy()
-        offset = ring.d_offset[s : s + n].copy()
-        length = ring.d_length[s : s + n].copy()
+        region = _take_pieces(ring.d_region, pieces)
+        offset = _take_pieces(ring.d_offset, pieces)
+        length = _take_pieces(ring.d_length, pieces)
+        n = len(offset)
         if n and _bad_mask(region, offset, length, self._sizes) is not None:
             self._fail("peer posted a buffer outside its regions")
             n = 0
         cap = int(length.min()) if n else 0
-        bufs = None
+        runs: list[Run] | None = None
         if n and (region == region[0]).all():
-            bufs = strided_view(self._regions[int(region[0])], offset, cap)
-            if bufs is not None and n > 1:
-                stride = int(offset[1]) - int(offset[0])
-                self._learn_layout(int(region[0]), s, int(offset[0]), stride)
-        return TxBatch(start, cap, self._regions, region[:n], offset[:n], bufs)
+            r = int(region[0])
+            runs = []
+            for at, lo, hi in pieces:
+                view = strided_view(self._regions[r], offset[lo:hi], cap)
+                if view is None:
+                    runs = None
+                    break
+                runs.append((lo, hi, view))
+                if hi - lo > 1:
+                    stride = int(offset[lo + 1]) - int(offset[lo])
+                    self._learn_layout(r, at, int(offset[lo]), stride)
+        return TxBatch(start, cap, self._regions, region[:n], offset[:n], runs)
 
     def _learn_layout(self, region: int, s: int, first: int, stride: int) -> None:
         """Master: remember "slot k's buffer is at ``base + k * stride``" if it fits.
@@ -172,21 +201,27 @@ class TxQueue(_Queue):
         )
         self._layout = (region, offsets, grid)
 
-    def _alloc_known_layout(self, start: int, s: int, n: int) -> TxBatch | None:
-        """The posted slots ``s..s+n`` as rows of the learned layout, or None."""
-        if self._layout is None or n == 0:
+    def _alloc_known_layout(self, start: int, pieces: list[tuple[int, int, int]]) -> TxBatch | None:
+        """The posted slots as rows of the learned layout, or None."""
+        if self._layout is None or pieces[-1][2] == 0:
             return None
         region, offsets, grid = self._layout
         ring = self.ring
-        if not np.array_equal(ring.d_offset[s : s + n], offsets[s : s + n]) or np.count_nonzero(
-            ring.d_region[s : s + n] != region
-        ):
-            self._layout = None  # the slave posts elsewhere now: learn again
-            return None
-        cap = min(int(ring.d_length[s : s + n].min()), grid.shape[1])  # rows never overlap
+        cap = grid.shape[1]  # rows never overlap
+        for at, lo, hi in pieces:
+            end = at + hi - lo
+            if not np.array_equal(ring.d_offset[at:end], offsets[at:end]) or np.count_nonzero(
+                ring.d_region[at:end] != region
+            ):
+                self._layout = None  # the slave posts elsewhere now: learn again
+                return None
+            cap = min(cap, int(ring.d_length[at:end].min()))
         if cap == 0:
             return None
-        return TxBatch(start, cap, self._regions, region, offsets[s : s + n], grid[s : s + n, :cap])
+        runs = [(lo, hi, grid[at : at + hi - lo, :cap]) for at, lo, hi in pieces]
+        at, lo, hi = pieces[0]  # the learned offsets are ours: a view will do for one piece
+        offset = offsets[at : at + hi] if len(pieces) == 1 else _take_pieces(offsets, pieces)
+        return TxBatch(start, cap, self._regions, region, offset, runs)
 
     def tx_burst(
         self,
@@ -204,26 +239,27 @@ class TxQueue(_Queue):
         if n == 0:
             return 0
         ring = self.ring
-        s = batch.start & ring.mask
         if isinstance(lengths, int | np.integer):
             if not 0 < lengths <= batch.capacity:
                 raise ConfigError(f"length {lengths} must be 1..{batch.capacity}")
-            ring.d_length[s : s + n] = lengths
+            lengths_arr = np.full(n, lengths, np.uint32)
             nbytes = int(lengths) * n
         else:
             lengths_arr = np.asarray(lengths)[:n]
             if int(lengths_arr.max()) > batch.capacity or int(lengths_arr.min()) <= 0:
                 raise ConfigError(f"lengths must be 1..{batch.capacity}")
-            ring.d_length[s : s + n] = lengths_arr
             nbytes = int(lengths_arr.sum())
-        ring.d_flags[s : s + n] = 0 if flags is None else flags[:n]
-        if not self.is_master:
-            if self._rewrite_desc:
-                ring.d_region[s : s + n] = self._buf_region
-                ring.d_offset[s : s + n] = batch._offset[:n]
-            ring.head = batch.start + n
-        else:
+        for at, lo, hi in ring_pieces(batch.start, n, ring.size):
+            end = at + hi - lo
+            ring.d_length[at:end] = lengths_arr[lo:hi]
+            ring.d_flags[at:end] = 0 if flags is None else flags[lo:hi]
+            if not self.is_master and self._rewrite_desc:
+                ring.d_region[at:end] = self._buf_region
+                ring.d_offset[at:end] = batch._offset[lo:hi]
+        if self.is_master:
             ring.tail = batch.start + n
+        else:
+            ring.head = batch.start + n
         if flags is None:
             self.stats.packets += n
         else:
@@ -265,7 +301,9 @@ class TxQueue(_Queue):
         if self.is_master:
             raise ConfigError("only a client transmits from its own memory (zero-copy)")
         offsets = np.asarray(offsets, dtype=np.uint32)
-        lengths = np.broadcast_to(np.asarray(lengths, dtype=np.uint32), offsets.shape)
+        lengths = np.asarray(lengths, dtype=np.uint32)
+        if lengths.shape != offsets.shape:
+            lengths = np.broadcast_to(lengths, offsets.shape)
         if not 0 <= region < len(self._sizes):
             raise ConfigError(f"region {region} does not exist (have {len(self._sizes)})")
         if len(offsets) and (
@@ -276,14 +314,11 @@ class TxQueue(_Queue):
         ring = self.ring
         n = min(len(offsets), self.free_slots())
         start = ring.head
-        s = start & ring.mask
-        first = min(n, ring.size - s)
-        for lo, hi, at in ((0, first, s), (first, n, 0)):
-            if hi > lo:
-                ring.d_region[at : at + hi - lo] = region
-                ring.d_offset[at : at + hi - lo] = offsets[lo:hi]
-                ring.d_length[at : at + hi - lo] = lengths[lo:hi]
-                ring.d_flags[at : at + hi - lo] = 0
+        for at, lo, hi in ring_pieces(start, n, ring.size):
+            ring.d_region[at : at + hi - lo] = region
+            ring.d_offset[at : at + hi - lo] = offsets[lo:hi]
+            ring.d_length[at : at + hi - lo] = lengths[lo:hi]
+            ring.d_flags[at : at + hi - lo] = 0
         self._rewrite_desc = True
         if n:
             ring.head = start + n
@@ -352,15 +387,12 @@ class TxQueue(_Queue):
         return None
 
     def _slot(self, counter: int) -> TxBatch:
-        s = counter & self.ring.mask
-        if self.is_master:
-            return self._alloc_posted(counter, s, 1)
-        bufs = self._bufs2d[s : s + 1] if self._bufs2d is not None else None
-        return TxBatch(
-            counter,
-            self._buf_size,
-            self._regions,
-            self._buf_region,
-            self._buf_offsets[s : s + 1],
-            bufs,
-        )
+        return self._batch(counter, 1)
+
+
+def _take_pieces(array: np.ndarray, pieces: list[tuple[int, int, int]]) -> np.ndarray:
+    """The per-slot ``array`` values of a run of slots (a copy), across the ring's end."""
+    if len(pieces) == 1:
+        at, lo, hi = pieces[0]
+        return array[at : at + hi - lo].copy()
+    return np.concatenate([array[at : at + hi - lo] for at, lo, hi in pieces])

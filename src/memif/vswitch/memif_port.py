@@ -96,52 +96,57 @@ class MemifPort:
         for qid, q in enumerate(self.iface.rx_queues):
             while True:
                 before = q.cursor
-                want = VECTOR
-                if not self.zero_copy:  # stop at the ring's end: one strided view to copy
-                    want = min(VECTOR, q.size - (before & q.ring.mask))
-                batch = q.rx_burst(want)
+                batch = q.rx_burst(VECTOR)
                 consumed = (q.cursor - before) & 0xFFFF
                 if consumed == 0:
                     break
-                idx = (
-                    self._take_zero_copy(node, qid, q, batch, before, consumed)
-                    if self.zero_copy
-                    else self._take_copy(node, q, batch)
-                )
-                total += self._enqueue(node, idx)
-                if consumed < want:
+                if self.zero_copy:
+                    idx, nbytes = self._take_zero_copy(node, qid, q, batch, before, consumed)
+                else:
+                    idx, nbytes = self._take_copy(node, q, batch)
+                total += self._enqueue(node, idx, nbytes)
+                if consumed < VECTOR:
                     break
         return total
 
-    def _take_copy(self, node: MemifInput, q: RxQueue, batch) -> np.ndarray:
+    def _take_copy(self, node: MemifInput, q: RxQueue, batch) -> tuple[np.ndarray, int]:
+        """Copy a burst into pool buffers; returns them and their bytes."""
         pool = self.switch.pool
         n = len(batch)
         idx = pool.alloc(n)
         k = len(idx)
+        nbytes = 0
         if k < n:
             node.error_counts["no-buffers"] += n - k
         if k:
             lengths = batch.lengths[:k]
             longest = int(lengths.max())
             width = min(longest, pool.data_size)
-            mat = batch.matrix
-            if mat is None or mat.shape[1] < width:
-                mat = batch.gather(width=width)
-            row_items(pool.data, width)[idx] = row_items(mat, width)[:k]
+            runs = batch.runs  # one strided view per stretch of the ring (no gather)
+            if runs is None or runs[0][2].shape[1] < width:
+                runs = [(0, k, batch.gather(width=width))]
+            rows = pool.rows(width)
+            for lo, hi, view in runs:
+                hi = min(hi, k)
+                if hi > lo:
+                    rows[idx[lo:hi]] = row_items(view, width)[: hi - lo]
             if longest <= pool.data_size:  # the usual case: one reduction decides
                 pool.length[idx] = lengths
+                nbytes = batch.nbytes if k == n else int(lengths.sum())
             else:
                 big = lengths > pool.data_size
                 node.error_counts["too-big"] += int(np.count_nonzero(big))
                 pool.free(idx[big])
                 idx = idx[~big]
                 pool.length[idx] = lengths[~big]
+                nbytes = int(lengths[~big].sum())
         q.refill()
-        return idx
+        return idx, nbytes
 
     def _take_zero_copy(
         self, node: MemifInput, qid: int, q: RxQueue, batch, before: int, consumed: int
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, int]:
+        """Take the pool buffers a burst came back in; returns them and their bytes."""
         pool = self.switch.pool
         slots = _slots(before, consumed, q.ring.mask)
         shadow = self._posted[qid]
@@ -160,10 +165,12 @@ class MemifPort:
         ):
             idx = lent
             pool.length[idx] = batch.lengths
+            nbytes = batch.nbytes
         else:
             idx = self._take_checked(node, batch, lent)
+            nbytes = int(pool.length[idx].sum())
         self._post(qid, q)
-        return idx
+        return idx, nbytes
 
     def _take_checked(self, node: MemifInput, batch, lent: np.ndarray) -> np.ndarray:
         """Keep each packet whose descriptor names a buffer lent to this queue, once."""
@@ -189,14 +196,14 @@ class MemifPort:
         pool.free(np.setdiff1d(lent[lent >= 0], idx, assume_unique=True))
         return idx
 
-    def _enqueue(self, node: MemifInput, idx: np.ndarray) -> int:
+    def _enqueue(self, node: MemifInput, idx: np.ndarray, nbytes: int) -> int:
         n = len(idx)
         if not n:
             return 0
-        sw, switch = self.sw, self.switch
-        switch.meta.rx_if[idx] = sw.sw_if_index
+        sw = self.sw
+        self.switch.meta.rx_if[idx] = sw.sw_if_index
         sw.counters.rx_packets += n
-        sw.counters.rx_bytes += int(switch.pool.length[idx].sum())
+        sw.counters.rx_bytes += nbytes
         if not sw.admin_up:
             node.drop(idx, "interface-down")
             return n
@@ -213,35 +220,45 @@ class MemifPort:
         qid = self._rr % len(self.iface.tx_queues)
         self._rr += 1
         q = self.iface.tx_queues[qid]
-        sent = self._send_zero_copy(qid, q, idx) if self.zero_copy else self._send_copy(q, idx)
+        lengths = self.switch.pool.length[idx]
+        if self.zero_copy:
+            sent = self._send_zero_copy(qid, q, idx, lengths)
+        else:
+            sent = self._send_copy(q, idx, lengths)
         counters = self.sw.counters
         counters.tx_packets += sent
-        counters.tx_bytes += int(self.switch.pool.length[idx[:sent]].sum()) if sent else 0
+        counters.tx_bytes += int(lengths[:sent].sum()) if sent else 0
         if sent < len(idx):
             counters.tx_errors += len(idx) - sent
             node.drop(idx[sent:], "no-free-tx-slots")
 
-    def _send_copy(self, q: TxQueue, idx: np.ndarray) -> int:
-        """Vector runs, one row copy each; a frame larger than a ring buffer is chained."""
+    def _send_copy(self, q: TxQueue, idx: np.ndarray, lengths: np.ndarray) -> int:
+        """Row copies into the ring's buffers; a frame larger than a ring buffer is chained."""
         pool = self.switch.pool
-        lengths = pool.length[idx]
         sent = 0
         while sent < len(idx):
-            tx = q.alloc(len(idx) - sent)
+            tx = q.alloc(len(idx) - sent, wrap=True)
             if tx.count == 0:
                 break
             plen = lengths[sent : sent + tx.count]
-            over = np.flatnonzero(plen > tx.capacity)
-            k = int(over[0]) if len(over) else tx.count
-            if k == 0:  # the next frame needs a chain: keep order, send it alone
-                if not q.send([pool.data[idx[sent], : int(lengths[sent])]]):
-                    break
-                sent += 1
-                continue
-            part, plen = idx[sent : sent + k], plen[:k]
             width = int(plen.max())
-            if tx.buffers is not None:
-                row_items(tx.buffers, width)[:k] = row_items(pool.data, width)[part]
+            k = tx.count
+            if width > tx.capacity:  # copy up to the first frame that needs a chain
+                k = int(np.argmax(plen > tx.capacity))
+                if k == 0:  # that frame: keep order, send it alone
+                    if not q.send([pool.data[idx[sent], : int(lengths[sent])]]):
+                        break
+                    sent += 1
+                    continue
+                plen = plen[:k]
+                width = int(plen.max())
+            part = idx[sent : sent + k]
+            if tx.runs is not None:
+                rows = pool.rows(width)
+                for lo, hi, view in tx.runs:
+                    hi = min(hi, k)
+                    if hi > lo:
+                        row_items(view, width)[: hi - lo] = rows[part[lo:hi]]
             else:
                 tx.fill(pool.data[part, :width])
             q.tx_burst(tx, plen, count=k)
@@ -249,7 +266,7 @@ class MemifPort:
         pool.free(idx[:sent])
         return sent
 
-    def _send_zero_copy(self, qid: int, q: TxQueue, idx: np.ndarray) -> int:
+    def _send_zero_copy(self, qid: int, q: TxQueue, idx: np.ndarray, lengths: np.ndarray) -> int:
         pool = self.switch.pool
         fifo = self._in_flight[qid]
         done = q.reclaim()
@@ -262,7 +279,7 @@ class MemifPort:
                 pool.free(head[:done])
                 fifo[0] = head[done:]
                 done = 0
-        sent = q.tx_zero_copy(self.region, pool.offsets(idx), pool.length[idx])
+        sent = q.tx_zero_copy(self.region, pool.offsets(idx), lengths)
         if sent:
             fifo.append(idx[:sent])
         return sent

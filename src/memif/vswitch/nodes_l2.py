@@ -64,6 +64,8 @@ def parse_ethernet_reference(frame: bytes) -> tuple[int, int, int]:
 
 
 _SHIFT16, _SHIFT32, _LOW16 = np.uint64(16), np.uint64(32), np.uint64(0xFFFF)
+# modes as plain ints: comparing an array with an IntEnum member takes numpy's slow path
+_XCONNECT, _L3 = int(L2Mode.XCONNECT), int(L2Mode.L3)
 
 
 def mac_int(mac: bytes) -> int:
@@ -106,23 +108,23 @@ class EthernetInput(SwitchNode):
         dmac, smac, etype = parse_ethernet(*pool.header_words(idx))
         meta.dmac[idx], meta.smac[idx] = dmac, smac
         rx = meta.rx_if[idx]
-        mode = t.mode[rx]
-        if not np.count_nonzero(mode != L2Mode.BRIDGE):
+        bridged = t.bridged[rx]
+        if bridged.all():
             self.graph.enqueue(self.next_id("l2-learn"), idx)
             return
         meta.etype[idx] = etype
-        bridged = mode == L2Mode.BRIDGE
+        mode = t.mode[rx]
         self.graph.enqueue(self.next_id("l2-learn"), idx[bridged])
-        xc = mode == L2Mode.XCONNECT
+        xc = mode == _XCONNECT
         if xc.any():
             meta.tx_if[idx[xc]] = t.xconnect[rx[xc]]
             self.graph.enqueue(self.next_id("l2-output"), idx[xc])
-        l3 = (mode == L2Mode.L3) & t.has_ip[rx]
+        l3 = (mode == _L3) & t.has_ip[rx]
         arp, ip4 = l3 & (etype == ETH_P_ARP), l3 & (etype == ETH_P_IP)
         self.graph.enqueue(self.next_id("arp-input"), idx[arp])
         self.graph.enqueue(self.next_id("ip4-input"), idx[ip4])
         self.drop(idx[l3 & ~arp & ~ip4], "unknown-ethertype")
-        self.drop(idx[(mode == L2Mode.L3) & ~t.has_ip[rx]], "no-l2-or-l3")
+        self.drop(idx[(mode == _L3) & ~t.has_ip[rx]], "no-l2-or-l3")
 
 
 class SpanInput(SwitchNode):

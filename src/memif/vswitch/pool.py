@@ -32,6 +32,7 @@ class PacketPool:
             raise ValueError(f"data_size {data_size} must be a multiple of 8")
         self.data = self.shared.array.reshape(n_buffers, data_size)
         # the first two 8-byte words of each buffer as big-endian integers (headers)
+        self._rows: dict[int, np.ndarray] = {}  # width -> row_items view
         words = self.data.view(">u8")
         self._word0, self._word1 = words[:, 0], words[:, 1]
         self.length = np.zeros(n_buffers, np.uint32)
@@ -65,7 +66,7 @@ class PacketPool:
         idx = idx[: len(new)]
         if len(new):
             width = int(self.length[idx].max())
-            rows = row_items(self.data, width)
+            rows = self.rows(width)
             rows[new] = rows[idx]
             self.length[new] = self.length[idx]
         return new
@@ -77,6 +78,13 @@ class PacketPool:
     def index_of(self, offsets: np.ndarray) -> np.ndarray:
         """Buffer indices from region offsets (inverse of :meth:`offsets`)."""
         return (offsets // self.data_size).astype(INDEX)
+
+    def rows(self, width: int) -> np.ndarray:
+        """The first ``width`` bytes of every buffer as one item each (see ``row_items``)."""
+        view = self._rows.get(width)
+        if view is None:
+            view = self._rows[width] = row_items(self.data, width)
+        return view
 
     def header_words(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Bytes 0-7 and 8-15 of each buffer as native uint64 (big-endian values)."""
@@ -90,4 +98,5 @@ class PacketPool:
         """Release the shared memory."""
         self.data = np.empty((0, self.data_size), np.uint8)
         self._word0 = self._word1 = np.empty(0, ">u8")
+        self._rows.clear()
         self.shared.close()

@@ -153,7 +153,7 @@ class Tables:
             if sw.mode is L2Mode.XCONNECT and sw.xconnect is not None:
                 self.xconnect[i] = sw.xconnect
         self.any_span_rx = bool(self.span_rx.any())
-        bridged = self.mode == L2Mode.BRIDGE
+        self.bridged = bridged = self.mode == int(L2Mode.BRIDGE)
         self.all_learn = bool(self.learn[bridged].all())
         self.all_forward = bool(self.forward[bridged].all())
         self.ageing = any(bd.mac_age for bd in self.bds.values())  # l2-learn refreshes ages
