@@ -145,3 +145,33 @@ def test_server_notices_when_the_client_posts_other_buffers(pool):
         assert list(batch.seg_offset) == list(offsets[:8])
         for k in range(8):
             assert bytes(pool.array[offsets[k] : offsets[k] + 60]) == bytes([100 + k]) * 60
+
+
+def test_server_receive_runs_follow_the_clients_buffers(pool):
+    """Bursts that wrap the ring come as two strided runs of the client's slot buffers;
+    when the client transmits from other memory (zero-copy) the runs follow it."""
+    with pair(client_pools=[pool], ring_size=64) as (server, client):
+        rxq, txq = server.rx_queues[0], client.tx_queues[0]
+
+        def check(batch, frames: list[bytes]) -> None:
+            assert batch.runs is not None
+            got = [bytes(view[i, :60]) for lo, hi, view in batch.runs for i in range(hi - lo)]
+            assert got == frames and batch.tolist() == frames
+
+        for round_ in range(4):  # 48 a round: bursts start anywhere and wrap
+            frames = [bytes([round_, k]) * 30 for k in range(48)]
+            assert client.send(frames) == 48
+            batch = rxq.rx_burst(64)
+            check(batch, frames)
+            assert len(batch.runs) == (2 if (round_ * 48) % 64 + 48 > 64 else 1)
+            rxq.refill()
+        # the same region, other slots' buffers (evenly spaced, downwards), then the pool
+        own = txq.ring.d_region[0]
+        offsets = txq.ring.d_offset[:48][::-1].copy()
+        for region, where in ((own, offsets), (client.pool_region(pool), offsets % (64 * BUF))):
+            data = client.regions[region].array
+            for k in range(48):
+                data[where[k] : where[k] + 60] = 100 + region + k
+            assert txq.tx_zero_copy(region, where, 60) == 48
+            check(rxq.rx_burst(64), [bytes([100 + region + k]) * 60 for k in range(48)])
+            rxq.refill()

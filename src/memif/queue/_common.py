@@ -128,6 +128,53 @@ def ring_pieces(start: int, n: int, size: int) -> list[tuple[int, int, int]]:
     return [(s, 0, first)] if first == n else [(s, 0, first), (0, first, n)]
 
 
+Run = tuple[int, int, np.ndarray]  # packets lo..hi are the rows of a strided view
+Pieces = list[tuple[int, int, int]]  # (slot, lo, hi) from ring_pieces
+
+
+@dataclass(frozen=True)
+class SlotLayout:
+    """A ring whose slot ``k`` always holds the buffer at ``base + k * stride``.
+
+    libmemif, VPP and DPDK in copy mode give each slot one buffer for good.  Learned
+    from one evenly spaced run of slots and kept only while it lies inside its
+    region, it turns "are these buffers evenly spaced and inside the region?" into
+    one comparison of offsets per run, and hands out rows of one strided view.
+    """
+
+    region: int
+    offsets: np.ndarray  # uint32 offset of each slot's buffer
+    grid: np.ndarray  # (ring size, |stride|) uint8 rows in slot order
+
+    @classmethod
+    def learn(
+        cls, memory: np.ndarray, region: int, ring_size: int, slot: int, first: int, stride: int
+    ) -> SlotLayout | None:
+        """The layout in which ``slot`` holds ``first``, or None if it leaves ``memory``."""
+        base = first - slot * stride
+        last = base + (ring_size - 1) * stride
+        if stride == 0 or min(base, last) < 0 or max(base, last) + abs(stride) > len(memory):
+            return None
+        offsets = (base + np.arange(ring_size, dtype=np.int64) * stride).astype(np.uint32)
+        grid = np.ndarray(
+            (ring_size, abs(stride)), np.uint8, buffer=memory, offset=base, strides=(stride, 1)
+        )
+        return cls(region, offsets, grid)
+
+    def holds(self, offsets: np.ndarray, pieces: Pieces, *, by_slot: bool) -> bool:
+        """Whether ``offsets`` (indexed by slot, or by position in the run) are the layout's."""
+        for at, lo, hi in pieces:
+            mine = self.offsets[at : at + hi - lo]
+            theirs = offsets[at : at + hi - lo] if by_slot else offsets[lo:hi]
+            if not (theirs == mine).all():
+                return False
+        return True
+
+    def runs(self, pieces: Pieces, width: int) -> list[Run]:
+        """The run's buffers as ``(lo, hi, view)`` rows of ``width`` bytes."""
+        return [(lo, hi, self.grid[at : at + hi - lo, :width]) for at, lo, hi in pieces]
+
+
 def _read_descs(ring: Ring, start: int, n: int) -> np.ndarray:
     """Copy ``n`` descriptors from counter ``start`` out of shared memory."""
     s = start & ring.mask

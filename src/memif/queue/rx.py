@@ -16,6 +16,8 @@ from ._common import (
     _EMPTY_U16,
     _EMPTY_U32,
     _U16,
+    Run,
+    SlotLayout,
     _bad_mask,
     _Queue,
     _read_descs,
@@ -230,6 +232,7 @@ class RxQueue(_Queue):
     def __init__(self, ring: Ring, regions: Sequence[Region], index: int, **options: Any) -> None:
         super().__init__(ring, regions, index, **options)
         self.headroom = 0
+        self._layout: SlotLayout | None = None  # the producer's buffer of each slot, if fixed
         self._cursor = ring.tail  # consumer cursor: master's last_head, slave's last_tail
 
     # -- interrupts
@@ -333,6 +336,7 @@ class RxQueue(_Queue):
                 and length
                 and int(offset.max()) + length <= int(self._sizes[region])
             ):
+                runs = self._layout_runs(region, offset, length, self._cursor, n)
                 self._cursor = (self._cursor + n) & _U16
                 self.stats.packets += n
                 self.stats.bytes += n * length
@@ -345,6 +349,8 @@ class RxQueue(_Queue):
                     wrap=wrap,
                 )
                 batch._nbytes = n * length
+                if runs is not None:
+                    batch._runs, batch._runs_done = runs, True
                 return batch
         flags = recs["flags"]
         if flags.any() and (flags & wire.DESC_FLAG_NEXT).any():
@@ -360,6 +366,33 @@ class RxQueue(_Queue):
         self.stats.packets += len(length)
         self.stats.bytes += int(length.sum()) if len(length) else 0
         return RxBatch(self._regions, region, offset, length, wrap=wrap)
+
+    def _layout_runs(
+        self, region: int, offset: np.ndarray, width: int, start: int, n: int
+    ) -> list[Run] | None:
+        """The burst's buffers as rows of the ring's slot layout, or None.
+
+        The layout is learned from a burst whose longest stretch is evenly spaced and
+        checked against every burst: one comparison instead of proving the spacing.
+        """
+        pieces = ring_pieces(start, n, self.ring.size)
+        layout = self._layout
+        if layout is None or layout.region != region or width > layout.grid.shape[1]:
+            at, lo, hi = max(pieces, key=lambda p: p[2] - p[1])
+            first = int(offset[lo]) if hi - lo > 1 else 0
+            stride = int(offset[lo + 1]) - first if hi - lo > 1 else 0
+            if abs(stride) < width or int(offset[hi - 1]) - first != stride * (hi - lo - 1):
+                return None  # not evenly spaced (checked cheaply): no layout to learn
+            layout = SlotLayout.learn(
+                self._regions[region], region, self.ring.size, at, first, stride
+            )
+            self._layout = layout
+            if layout is None:
+                return None
+        if not layout.holds(offset, pieces, by_slot=False):
+            self._layout = None  # the producer uses other buffers now: learn again
+            return None
+        return layout.runs(pieces, width)
 
     def _rx_chained(self, recs: np.ndarray, avail: int) -> RxBatch:
         ring = self.ring

@@ -14,6 +14,9 @@ from ._common import (
     _FULL,
     _TOO_BIG,
     _U16,
+    Pieces,
+    Run,
+    SlotLayout,
     _bad_mask,
     _Queue,
     ring_pieces,
@@ -21,8 +24,6 @@ from ._common import (
     row_items,
     strided_view,
 )
-
-Run = tuple[int, int, np.ndarray]  # packets lo..hi go to the rows of a strided view
 
 
 class TxBatch:
@@ -115,7 +116,7 @@ class TxQueue(_Queue):
             ring.d_offset[:] = offsets
         self._reclaimed = ring.tail
         # master: the slave's buffer layout once learned (region, slot offsets, rows)
-        self._layout: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._layout: SlotLayout | None = None
 
     def free_slots(self) -> int:
         """Slots the producer may fill now (0 and ``fault`` set if the counters are impossible)."""
@@ -152,7 +153,7 @@ class TxQueue(_Queue):
             None if bufs is None else [(lo, hi, bufs[at : at + hi - lo]) for at, lo, hi in pieces],
         )
 
-    def _alloc_posted(self, start: int, pieces: list[tuple[int, int, int]]) -> TxBatch:
+    def _alloc_posted(self, start: int, pieces: Pieces) -> TxBatch:
         ring = self.ring
         fast = self._alloc_known_layout(start, pieces)
         if fast is not None:
@@ -177,51 +178,32 @@ class TxQueue(_Queue):
                 runs.append((lo, hi, view))
                 if hi - lo > 1:
                     stride = int(offset[lo + 1]) - int(offset[lo])
-                    self._learn_layout(r, at, int(offset[lo]), stride)
+                    self._layout = SlotLayout.learn(
+                        self._regions[r], r, ring.size, at, int(offset[lo]), stride
+                    )
         return TxBatch(start, cap, self._regions, region[:n], offset[:n], runs)
 
-    def _learn_layout(self, region: int, s: int, first: int, stride: int) -> None:
-        """Master: remember "slot k's buffer is at ``base + k * stride``" if it fits.
-
-        Most slaves (libmemif, VPP and DPDK in copy mode) post the same buffer in a slot
-        every time.  Once the layout is known and inside the region, an alloc only
-        compares the posted offsets with it and hands out rows of one strided view.
-        """
-        base = first - s * stride
-        last = base + (self.ring.size - 1) * stride
-        if min(base, last) < 0 or max(base, last) + abs(stride) > int(self._sizes[region]):
-            return
-        offsets = (base + np.arange(self.ring.size, dtype=np.int64) * stride).astype(np.uint32)
-        grid = np.ndarray(
-            (self.ring.size, abs(stride)),
-            np.uint8,
-            buffer=self._regions[region],
-            offset=base,
-            strides=(stride, 1),
-        )
-        self._layout = (region, offsets, grid)
-
-    def _alloc_known_layout(self, start: int, pieces: list[tuple[int, int, int]]) -> TxBatch | None:
-        """The posted slots as rows of the learned layout, or None."""
-        if self._layout is None or pieces[-1][2] == 0:
+    def _alloc_known_layout(self, start: int, pieces: Pieces) -> TxBatch | None:
+        """Master: the posted slots as rows of the learned layout, or None."""
+        layout = self._layout
+        if layout is None or pieces[-1][2] == 0:
             return None
-        region, offsets, grid = self._layout
         ring = self.ring
-        cap = grid.shape[1]  # rows never overlap
+        if not layout.holds(ring.d_offset, pieces, by_slot=True) or any(
+            np.count_nonzero(ring.d_region[at : at + hi - lo] != layout.region)
+            for at, lo, hi in pieces
+        ):
+            self._layout = None  # the slave posts elsewhere now: learn again
+            return None
+        cap = layout.grid.shape[1]  # rows never overlap
         for at, lo, hi in pieces:
-            end = at + hi - lo
-            if not np.array_equal(ring.d_offset[at:end], offsets[at:end]) or np.count_nonzero(
-                ring.d_region[at:end] != region
-            ):
-                self._layout = None  # the slave posts elsewhere now: learn again
-                return None
-            cap = min(cap, int(ring.d_length[at:end].min()))
+            cap = min(cap, int(ring.d_length[at : at + hi - lo].min()))
         if cap == 0:
             return None
-        runs = [(lo, hi, grid[at : at + hi - lo, :cap]) for at, lo, hi in pieces]
         at, lo, hi = pieces[0]  # the learned offsets are ours: a view will do for one piece
+        offsets = layout.offsets
         offset = offsets[at : at + hi] if len(pieces) == 1 else _take_pieces(offsets, pieces)
-        return TxBatch(start, cap, self._regions, region, offset, runs)
+        return TxBatch(start, cap, self._regions, layout.region, offset, layout.runs(pieces, cap))
 
     def tx_burst(
         self,
@@ -390,7 +372,7 @@ class TxQueue(_Queue):
         return self._batch(counter, 1)
 
 
-def _take_pieces(array: np.ndarray, pieces: list[tuple[int, int, int]]) -> np.ndarray:
+def _take_pieces(array: np.ndarray, pieces: Pieces) -> np.ndarray:
     """The per-slot ``array`` values of a run of slots (a copy), across the ring's end."""
     if len(pieces) == 1:
         at, lo, hi = pieces[0]
