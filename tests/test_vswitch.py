@@ -199,6 +199,24 @@ def test_bridge_keeps_order_and_handles_a_full_vector(rig):
     assert r.exchange((a, frames)) == {a: [], b: frames}
 
 
+@pytest.mark.parametrize("zero_copy", [False, True])
+def test_vector_size_caps_what_one_turn_takes_from_a_queue(rig, zero_copy):
+    r = rig("slave" if zero_copy else "master", vector_size=32)
+    a, b = r.add(), r.add()
+    r.connect()
+    r.exchange((b, [frame(packet.BROADCAST, b.mac, "hello")]))
+    frames = [frame(b.mac, a.mac, k) for k in range(100)]
+    assert a.peer.send(frames) == 100
+    turns = []
+    while sum(turns) < 100:
+        r.peers.poll(0)
+        turns.append(r.sw.run_once())
+    assert max(turns) == 32 and len([n for n in turns if n]) == 4  # 32 + 32 + 32 + 4
+    assert r.collect()[b] == frames
+    node = r.sw.graph.by_name["memif-input"]
+    assert node.vectors / node.calls <= 32
+
+
 def test_xconnect_both_ways(rig):
     r = rig()
     a, b, c = r.add(bd=None), r.add(bd=None), r.add(bd=None)

@@ -67,6 +67,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..vswitch.memif_port import DEFAULT_VECTOR
 from .bench_common import choice_list, int_list, positive, set_rates
 
 REFERENCE = "reference"
@@ -141,6 +142,7 @@ class Options:
     warmup: float = 1.0
     prime: int = 48
     flood: bool = False
+    vector_size: int = DEFAULT_VECTOR
     switch_cpu: int = 0
     loop_cpu: int = 1
     profile: int = 0
@@ -168,6 +170,7 @@ class Result:
     errors: dict[str, int] = field(default_factory=dict)
     prime: int = 0
     flood: bool = False
+    vector_size: int = 0
     switch_cpu: int = 0
     loop_cpu: int = 1
     loadavg: list[float] = field(default_factory=list)
@@ -330,7 +333,7 @@ def measure_switch(config: Config, frame: int, opts: Options, log: Callable[[str
 
     sock = f"@memif-bench-switch-{os.getpid()}-{next(_names)}"
     runtime = tempfile.mkdtemp(prefix="rt-", dir=opts.workdir)
-    sw = Switch(runtime_dir=runtime, app_name="memif-bench-switch")
+    sw = Switch(runtime_dir=runtime, app_name="memif-bench-switch", vector_size=opts.vector_size)
     driver = None
     allowed = os.sched_getaffinity(0)
     testpmd_role = "client" if config.switch_role == "master" else "server"
@@ -377,7 +380,10 @@ def measure_switch(config: Config, frame: int, opts: Options, log: Callable[[str
             raise RuntimeError(f"switch ports zero-copy {zc}, wanted {config.switch_zero_copy}")
 
         os.sched_setaffinity(0, {opts.switch_cpu})  # this thread only: the switch's CPU
-        log(f"linked; priming {opts.prime} bursts per port, warming up {opts.warmup:g} s")
+        log(
+            f"linked; vector size {opts.vector_size}, priming {opts.prime} bursts per port, "
+            f"warming up {opts.warmup:g} s"
+        )
         _while_switching(sw, lambda: driver.start_tx_first(opts.prime))
         gc.collect()
         end = time.monotonic() + opts.warmup
@@ -447,6 +453,7 @@ def measure(config: Config, frame: int, opts: Options, log: Callable[[str], None
         description=config.description,
         prime=opts.prime,
         flood=opts.flood,
+        vector_size=opts.vector_size if config.switch_role else 0,
         switch_cpu=opts.switch_cpu,
         loop_cpu=opts.loop_cpu,
     )
@@ -525,6 +532,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(default: each port's packets go to the other port's MAC, learned unicast)",
     )
     p.add_argument(
+        "--vector-size",
+        type=int,
+        default=DEFAULT_VECTOR,
+        metavar="N",
+        help=f"descriptors memif-input takes per queue and turn (default {DEFAULT_VECTOR}, "
+        "as memifd; VPP's frames hold 256)",
+    )
+    p.add_argument(
         "--cpus",
         type=int_list,
         default=None,
@@ -554,6 +569,8 @@ def _options(args: argparse.Namespace) -> Options:
         raise ValueError(f"--prime {args.prime} must be 1..1024")
     if args.profile < 0:
         raise ValueError("--profile must be >= 0")
+    if not 1 <= args.vector_size <= 1 << 16:
+        raise ValueError(f"--vector-size {args.vector_size} must be 1..{1 << 16}")
     allowed = sorted(os.sched_getaffinity(0))
     cpus = args.cpus or allowed[:2]
     if len(cpus) != 2 or cpus[0] == cpus[1]:
@@ -570,6 +587,7 @@ def _options(args: argparse.Namespace) -> Options:
         warmup=max(0.0, args.warmup),
         prime=args.prime,
         flood=args.flood,
+        vector_size=args.vector_size,
         switch_cpu=cpus[0],
         loop_cpu=cpus[1],
         profile=args.profile,

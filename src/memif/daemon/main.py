@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
+from ..vswitch.memif_port import DEFAULT_VECTOR
 from .server import Options, default_runtime_dir, run
 
 EPILOG = """\
@@ -43,10 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", metavar="FILE", help="log to FILE instead of stderr")
     p.add_argument(
         "--buffers",
-        type=_buffers,
+        type=_int_in("buffers", 256, 1 << 22),
         default=32768,
         metavar="N",
         help="packet buffers in the switch's pool (default 32768)",
+    )
+    p.add_argument(
+        "--vector-size",
+        type=_int_in("vector size", 1, 1 << 16),
+        default=DEFAULT_VECTOR,
+        metavar="N",
+        help=f"descriptors memif-input takes from one queue per turn (default {DEFAULT_VECTOR}; "
+        "VPP's frames hold 256, Python wants longer vectors)",
     )
     p.add_argument(
         "--cli-group",
@@ -79,14 +89,19 @@ def _mode(text: str) -> int:
     return mode
 
 
-def _buffers(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 256 <= n <= 1 << 22:
-        raise argparse.ArgumentTypeError(f"{n} buffers: expected 256..{1 << 22}")
-    return n
+def _int_in(what: str, low: int, high: int) -> Callable[[str], int]:
+    """An option type: an integer from ``low`` to ``high``, with a one-line error."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= n <= high:
+            raise argparse.ArgumentTypeError(f"{what} {n}: expected {low}..{high}")
+        return n
+
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             runtime_dir=args.runtime_dir,
             log=args.log,
             buffers=args.buffers,
+            vector_size=args.vector_size,
             verbose=args.verbose,
             cli_group=args.cli_group,
             socket_mode=args.socket_mode,

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..vswitch.memif_port import DEFAULT_VECTOR
 from ..vswitch.switch import Switch
 from .commands import Context, Pending, Reply, execute
 
@@ -316,6 +317,7 @@ class Options:
     runtime_dir: str | None = None
     log: str | None = None
     buffers: int = 32768
+    vector_size: int = DEFAULT_VECTOR
     verbose: bool = False
     cli_group: str | None = None
     socket_mode: int = 0o660
@@ -426,6 +428,7 @@ def run(options: Options) -> int:
         switch = Switch(
             runtime_dir=runtime,
             n_buffers=options.buffers,
+            vector_size=options.vector_size,
             socket_mode=options.socket_mode,
             socket_group=socket_gid,
         )

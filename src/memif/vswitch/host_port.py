@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("memifd")
 
-VECTOR = 256  # frames per poll of one port, as memif-input
+VECTOR = 256  # frames per poll of one port (one system call each)
 
 # <linux/if_packet.h>, <linux/if_ether.h>
 SOL_PACKET = 263

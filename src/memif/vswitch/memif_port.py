@@ -27,7 +27,10 @@ from .tables import SwInterface
 if TYPE_CHECKING:
     from .switch import Switch
 
-VECTOR = 2048  # descriptors per rx_burst (a whole ring of the usual sizes)
+#: descriptors memif-input takes from one queue per turn: a whole ring of the usual
+#: sizes.  VPP's frames hold 256; in Python each numpy call costs a microsecond or two
+#: whatever its length, so longer vectors are what makes the switch fast (see README).
+DEFAULT_VECTOR = 2048
 
 
 class MemifPort:
@@ -91,22 +94,20 @@ class MemifPort:
 
     # ------------------------------------------------------------------ input
     def receive(self, node: MemifInput) -> int:
-        """Move every rx queue's pending packets into the graph; returns the count."""
-        total = 0
+        """Move up to a vector of packets from each rx queue into the graph (one burst
+        per queue and turn, as VPP's memif-input); returns the count."""
+        total, vector = 0, self.switch.vector_size
         for qid, q in enumerate(self.iface.rx_queues):
-            while True:
-                before = q.cursor
-                batch = q.rx_burst(VECTOR)
-                consumed = (q.cursor - before) & 0xFFFF
-                if consumed == 0:
-                    break
-                if self.zero_copy:
-                    idx, nbytes = self._take_zero_copy(node, qid, q, batch, before, consumed)
-                else:
-                    idx, nbytes = self._take_copy(node, q, batch)
-                total += self._enqueue(node, idx, nbytes)
-                if consumed < VECTOR:
-                    break
+            before = q.cursor
+            batch = q.rx_burst(vector)
+            consumed = (q.cursor - before) & 0xFFFF
+            if consumed == 0:
+                continue
+            if self.zero_copy:
+                idx, nbytes = self._take_zero_copy(node, qid, q, batch, before, consumed)
+            else:
+                idx, nbytes = self._take_copy(node, q, batch)
+            total += self._enqueue(node, idx, nbytes)
         return total
 
     def _take_copy(self, node: MemifInput, q: RxQueue, batch) -> tuple[np.ndarray, int]:

@@ -29,7 +29,7 @@ from ..sock import Socket
 from . import nodes_ip4, nodes_l2
 from .graph import ErrorDrop, Graph, Node
 from .l2fib import L2Fib
-from .memif_port import MemifInput, MemifOutput, MemifPort
+from .memif_port import DEFAULT_VECTOR, MemifInput, MemifOutput, MemifPort
 from .nodes_l2 import Meta
 from .pool import PacketPool
 from .tables import BridgeDomain, L2Mode, Span, SwInterface, Tables
@@ -96,7 +96,11 @@ class Switch:
         app_name: str = "memifd",
         socket_mode: int = 0o660,
         socket_group: int | None = None,
+        vector_size: int = DEFAULT_VECTOR,
     ) -> None:
+        if not 1 <= vector_size <= 1 << 16:
+            raise ValueError(f"vector size {vector_size}: expected 1..{1 << 16}")
+        self.vector_size = vector_size  # descriptors memif-input takes per queue and turn
         self.runtime_dir = runtime_dir
         self.app_name = app_name
         self.socket_mode = socket_mode  # of the memif socket files the switch listens on
