@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memif.queue import RxBatch, TxBatch, strided_view
+from memif.errors import ConfigError
+from memif.queue import RxBatch, TxBatch, row_items, strided_view
 from memif.queue._common import row_index
 
 REGION = 64 * 1024
@@ -60,6 +62,54 @@ def test_fill_matches_byte_copies(offsets, width, seed):
     data = np.random.default_rng(seed).integers(1, 256, (len(offsets), width), dtype=np.uint8)
     TxBatch(0, width, [region], 0, offsets, None).fill(data)
     assert reference_rows(region, offsets, width).tolist() == data.tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    offsets=offsets_strategy,
+    width=st.integers(1, 200),
+    wrap=st.integers(0, 40),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_copy_into_matches_byte_copies(offsets, width, wrap, seed):
+    """Packets land in the rows their index names, whichever path copies them."""
+    rng = np.random.default_rng(seed)
+    region = rng.integers(0, 256, REGION, dtype=np.uint8)
+    lengths = np.minimum(width, REGION - offsets.astype(np.int64)).astype(np.uint32)
+    batch = RxBatch([region], np.zeros(len(offsets), np.uint16), offsets, lengths, wrap=wrap)
+    pool = np.zeros((64, 256), np.uint8)
+    take = rng.integers(0, len(offsets) + 1)  # the first packets only, as when buffers run out
+    idx = rng.permutation(64)[:take]
+    batch.copy_into(row_items(pool, width), idx)
+    want = reference_rows(region, offsets, width)
+    for k, i in enumerate(idx.tolist()):
+        n = int(lengths[k])
+        assert pool[i, :n].tolist() == want[k, :n].tolist()
+    assert not pool[np.setdiff1d(np.arange(64), idx)].any()
+
+
+@settings(max_examples=200, deadline=None)
+@given(offsets=offsets_strategy, width=st.integers(1, 64), seed=st.integers(0, 2**32 - 1))
+def test_copy_from_matches_byte_copies(offsets, width, seed):
+    offsets = np.unique(offsets)  # buffers are handed out once and never overlap
+    keep = np.append(np.diff(offsets.astype(np.int64)) >= width, True)
+    offsets = offsets[keep & (offsets.astype(np.int64) + width <= REGION)]
+    if not len(offsets):
+        return
+    rng = np.random.default_rng(seed)
+    pool = rng.integers(1, 256, (64, width), dtype=np.uint8)
+    idx = rng.integers(0, 64, len(offsets))  # a pool row may go out twice (flooding)
+    for view in (None, strided_view(np.zeros(REGION, np.uint8), offsets, width)):
+        region = np.zeros(REGION, np.uint8) if view is None else view.base
+        runs = None if view is None else [(0, len(offsets), view)]
+        TxBatch(0, width, [region], 0, offsets, runs).copy_from(row_items(pool, width), idx)
+        assert reference_rows(region, offsets, width).tolist() == pool[idx].tolist()
+
+
+def test_copy_from_refuses_rows_wider_than_the_buffers():
+    batch = TxBatch(0, 64, [np.zeros(REGION, np.uint8)], 0, np.array([0], np.uint32), None)
+    with pytest.raises(ConfigError, match="do not fit"):
+        batch.copy_from(row_items(np.zeros((4, 128), np.uint8), 100), np.array([0]))
 
 
 def test_row_index_needs_rows_as_wide_as_the_frame():

@@ -182,6 +182,31 @@ class RxBatch:
         """Every packet copied into ``bytes``."""
         return [bytes(p) for p in self]
 
+    def copy_into(self, rows: np.ndarray, idx: np.ndarray) -> None:
+        """Copy the start of packet ``i`` into ``rows[idx[i]]``, for the first ``len(idx)``.
+
+        ``rows`` is a :func:`~memif.queue.row_items` view of the destination (an
+        application's buffer pool, say): each copy moves ``rows.itemsize`` bytes.  One
+        row copy per run of evenly spaced buffers, or one from the grid holding them;
+        chained packets are gathered first.
+        """
+        k, width = len(idx), rows.dtype.itemsize
+        if k == 0:
+            return
+        runs = self.runs
+        if runs is not None and runs[0][2].shape[1] >= width:
+            for lo, hi, view in runs:
+                hi = min(hi, k)
+                if hi > lo:
+                    rows[idx[lo:hi]] = row_items(view, width)[: hi - lo]
+            return
+        if self.first is None and self.region is not None:
+            grid = row_index(self._regions[self.region], self.seg_offset[:k], width)
+            if grid is not None:
+                rows[idx] = row_items(grid[0], width)[grid[1]]
+                return
+        rows[idx] = row_items(self.gather(width), width)[:k]
+
     def gather(self, width: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """Copy the first ``width`` bytes of every packet into rows of a 2-D array.
 

@@ -70,6 +70,25 @@ class TxBatch:
         r = self._region if isinstance(self._region, int) else int(self._region[i])
         return self._regions[r][off : off + self.capacity]
 
+    def copy_from(self, rows: np.ndarray, idx: np.ndarray) -> None:
+        """Fill buffer ``i`` with ``rows[idx[i]]``, for the first ``len(idx)`` buffers.
+
+        ``rows`` is a :func:`~memif.queue.row_items` view of the source (an
+        application's buffer pool, say): each copy moves ``rows.itemsize`` bytes, at
+        most :attr:`capacity`.  One row copy per run of evenly spaced buffers.
+        """
+        k, width = len(idx), rows.dtype.itemsize
+        if width > self.capacity:
+            raise ConfigError(f"rows of {width} bytes do not fit buffers of {self.capacity}")
+        if self.runs is not None:
+            for lo, hi, view in self.runs:
+                hi = min(hi, k)
+                if hi > lo:
+                    row_items(view, width)[: hi - lo] = rows[idx[lo:hi]]
+            return
+        if k:
+            self.fill(rows[idx].view(np.uint8).reshape(k, width))
+
     def fill(self, data: np.ndarray) -> None:
         """Copy a ``(count, width)`` array into the buffers (vectorized scatter)."""
         width = data.shape[1]

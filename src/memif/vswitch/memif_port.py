@@ -18,7 +18,7 @@ import numpy as np
 
 from ..config import Role
 from ..interface import Interface
-from ..queue import RxQueue, TxQueue, row_items
+from ..queue import RxQueue, TxQueue
 from .graph import Node
 from .nodes_l2 import SwitchNode, mirror
 from .pool import INDEX
@@ -123,14 +123,7 @@ class MemifPort:
             lengths = batch.lengths[:k]
             longest = int(lengths.max())
             width = min(longest, pool.data_size)
-            runs = batch.runs  # one strided view per stretch of the ring (no gather)
-            if runs is None or runs[0][2].shape[1] < width:
-                runs = [(0, k, batch.gather(width=width))]
-            rows = pool.rows(width)
-            for lo, hi, view in runs:
-                hi = min(hi, k)
-                if hi > lo:
-                    rows[idx[lo:hi]] = row_items(view, width)[: hi - lo]
+            batch.copy_into(pool.rows(width), idx)
             if longest <= pool.data_size:  # the usual case: one reduction decides
                 pool.length[idx] = lengths
                 nbytes = batch.nbytes if k == n else int(lengths.sum())
@@ -253,15 +246,7 @@ class MemifPort:
                     continue
                 plen = plen[:k]
                 width = int(plen.max())
-            part = idx[sent : sent + k]
-            if tx.runs is not None:
-                rows = pool.rows(width)
-                for lo, hi, view in tx.runs:
-                    hi = min(hi, k)
-                    if hi > lo:
-                        row_items(view, width)[: hi - lo] = rows[part[lo:hi]]
-            else:
-                tx.fill(pool.data[part, :width])
+            tx.copy_from(pool.rows(width), idx[sent : sent + k])
             q.tx_burst(tx, plen, count=k)
             sent += k
         pool.free(idx[:sent])
