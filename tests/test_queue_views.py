@@ -23,6 +23,13 @@ def reference_rows(region: np.ndarray, offsets: np.ndarray, width: int) -> np.nd
     return out
 
 
+def disjoint_buffers(offsets: np.ndarray, width: int) -> np.ndarray:
+    """Transmit buffers are handed out once, never overlap and lie inside the region."""
+    offsets = np.unique(offsets)
+    keep = np.append(np.diff(offsets.astype(np.int64)) >= width, True)
+    return offsets[keep & (offsets.astype(np.int64) + width <= REGION)]
+
+
 offsets_strategy = st.one_of(
     # slots of a grid in any order (a pool's free list, a ring that wraps)
     st.builds(
@@ -53,9 +60,7 @@ def test_gather_matches_byte_copies(offsets, width, seed):
 @settings(max_examples=200, deadline=None)
 @given(offsets=offsets_strategy, width=st.integers(1, 64), seed=st.integers(0, 2**32 - 1))
 def test_fill_matches_byte_copies(offsets, width, seed):
-    offsets = np.unique(offsets)  # buffers are handed out once and never overlap
-    keep = np.append(np.diff(offsets.astype(np.int64)) >= width, True)
-    offsets = offsets[keep & (offsets.astype(np.int64) + width <= REGION)]
+    offsets = disjoint_buffers(offsets, width)
     if not len(offsets):
         return
     region = np.zeros(REGION, np.uint8)
@@ -91,9 +96,7 @@ def test_copy_into_matches_byte_copies(offsets, width, wrap, seed):
 @settings(max_examples=200, deadline=None)
 @given(offsets=offsets_strategy, width=st.integers(1, 64), seed=st.integers(0, 2**32 - 1))
 def test_copy_from_matches_byte_copies(offsets, width, seed):
-    offsets = np.unique(offsets)  # buffers are handed out once and never overlap
-    keep = np.append(np.diff(offsets.astype(np.int64)) >= width, True)
-    offsets = offsets[keep & (offsets.astype(np.int64) + width <= REGION)]
+    offsets = disjoint_buffers(offsets, width)
     if not len(offsets):
         return
     rng = np.random.default_rng(seed)
