@@ -396,6 +396,10 @@ def test_ping_from_namespace_through_tap_to_memif_responder(
         "10.77.0.1/24",
     )
     assert t["host_carrier"] is True and t["kind"] == "tap"
+    hw = {h["name"]: h for h in d.ok("show hardware-interfaces")["data"]}
+    assert hw["tap0"]["hardware"] == "tap" and hw["tap0"]["host_if_name"] == tap_if
+    assert hw["memif1/0"]["hardware"] == "memif" and hw["memif1/0"]["role"] == "master"
+    assert f"tap: host-if-name {tap_if}" in d.ok("show hardware-interfaces tap0")["output"]
     trace = d.ok("show trace")["output"]
     assert "tap-input" in trace and "tap: tap0 sw_if_index" in trace, trace
     assert "l2-fwd" in trace or "l2-flood" in trace, trace
@@ -538,6 +542,12 @@ def test_tcp_between_namespaces_over_two_host_interfaces(
     hosts = d.ok("show packet-sockets")["data"]
     assert [h["linux_if"] for h in hosts] == [v1, v2]
     assert hosts[1]["mac"] == "02:fe:00:00:07:02" and hosts[0]["vnet_hdr"]
+    hw = d.ok("show hardware-interfaces")["data"]
+    assert [(h["name"], h["hardware"]) for h in hw] == [
+        (f"host-{v1}", "af_packet"),
+        (f"host-{v2}", "af_packet"),
+    ]
+    assert f"af_packet: linux interface {v1}" in d.ok("show hardware-interfaces")["output"]
 
     size = 4 << 20
     server = background(

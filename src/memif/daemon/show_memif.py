@@ -201,69 +201,102 @@ def show_memif_socket(ctx: Context, args: Args) -> Reply:
 @command(
     "show hardware-interfaces",
     "[<interface> ...]",
-    "ports: link, MAC address, memif role and queues",
+    "ports: link, MAC address, memif role and queues, tap and af_packet host sides",
 )
 def show_hardware(ctx: Context, args: Args) -> Reply:
-    """VPP's ``show hardware-interfaces``: one block per port."""
+    """VPP's ``show hardware-interfaces``: one block per port, memif, tap or af_packet."""
     names = args.rest()
     sw = ctx.switch
-    ports = sorted(sw.memif_ports(), key=lambda p: p.sw.sw_if_index)
+    ports: dict[int, Any] = {**sw.ports, **sw.host_ports}
+    order = sorted(ports)
     if names:
         wanted = {sw.interface(n).sw_if_index for n in names}
-        ports = [p for p in ports if p.sw.sw_if_index in wanted]
-    data, blocks = [], []
+        order = [i for i in order if i in wanted]
+    tables = sw.tables.interfaces
     rows = table(
         ["Name", "Idx", "Link", "Hardware"],
-        [[p.sw.name, p.sw.sw_if_index, "up" if p.link_up else "down", p.sw.name] for p in ports],
+        [[tables[i].name, i, "up" if ports[i].link_up else "down", tables[i].name] for i in order],
         right="1",
     ).splitlines()
-    for k, p in enumerate(ports):
-        iface, cfg = p.iface, p.iface.config
-        queues = []
-        for kind, qs in (("rx", iface.rx_queues), ("tx", iface.tx_queues)):
-            for q in qs:
-                queues.append(
-                    {
-                        "kind": kind,
-                        "queue": q.index,
-                        "ring_size": q.size,
-                        "packets": q.stats.packets,
-                        "bytes": q.stats.bytes,
-                        "errors": dict(q.stats.errors),
-                    }
-                )
-        d = {
-            **interface_data(ctx, p.sw),
-            "link": "up" if p.link_up else "down",
-            "hardware": "memif",
-            "role": p.iface.role.vpp_name,
-            "socket_id": p.socket_id,
-            "id": iface.id,
-            "memif_mode": cfg.mode.name.lower(),
-            "zero_copy": p.zero_copy,
-            "configured": {
-                "rx_queues": cfg.rx_queues,
-                "tx_queues": cfg.tx_queues,
-                "ring_size": cfg.ring_size,
-                "buffer_size": cfg.buffer_size,
-            },
-            "queues": queues,
-        }
+    data, blocks = [], []
+    for k, i in enumerate(order):
+        port = ports[i]
+        d, lines = _memif_hardware(ctx, port) if port.kind == "memif" else _host_hardware(ctx, port)
         data.append(d)
-        lines = [
-            *([rows[0]] if k == 0 else []),
-            rows[k + 1],
-            f"  Ethernet address {d['mac']}",
-            f"  memif {d['role']}, socket-id {p.socket_id} id {iface.id}, mode "
-            f"{d['memif_mode']}{', zero-copy' if p.zero_copy else ''}, mtu {mtu(ctx, p.sw)}",
-            f"  configured: rx-queues {cfg.rx_queues} tx-queues {cfg.tx_queues} "
-            f"ring-size {cfg.ring_size} buffer-size {cfg.buffer_size}",
-        ]
-        for q in queues:
-            errs = "".join(f" {k} {v}" for k, v in sorted(q["errors"].items()))
-            lines.append(
-                f"  {q['kind']} queue {q['queue']}: ring-size {q['ring_size']} "
-                f"packets {q['packets']} bytes {q['bytes']}{errs}"
-            )
-        blocks.append("\n".join(lines))
+        blocks.append("\n".join([*([rows[0]] if k == 0 else []), rows[k + 1], *lines]))
     return Reply(output="\n".join(blocks) or "no interfaces", data=data)
+
+
+def _memif_hardware(ctx: Context, p: MemifPort) -> tuple[dict[str, Any], list[str]]:
+    """A memif port's ``show hardware-interfaces`` data and lines."""
+    iface, cfg = p.iface, p.iface.config
+    queues = []
+    for kind, qs in (("rx", iface.rx_queues), ("tx", iface.tx_queues)):
+        for q in qs:
+            queues.append(
+                {
+                    "kind": kind,
+                    "queue": q.index,
+                    "ring_size": q.size,
+                    "packets": q.stats.packets,
+                    "bytes": q.stats.bytes,
+                    "errors": dict(q.stats.errors),
+                }
+            )
+    d = {
+        **interface_data(ctx, p.sw),
+        "link": "up" if p.link_up else "down",
+        "hardware": "memif",
+        "role": p.iface.role.vpp_name,
+        "socket_id": p.socket_id,
+        "id": iface.id,
+        "memif_mode": cfg.mode.name.lower(),
+        "zero_copy": p.zero_copy,
+        "configured": {
+            "rx_queues": cfg.rx_queues,
+            "tx_queues": cfg.tx_queues,
+            "ring_size": cfg.ring_size,
+            "buffer_size": cfg.buffer_size,
+        },
+        "queues": queues,
+    }
+    lines = [
+        f"  Ethernet address {d['mac']}",
+        f"  memif {d['role']}, socket-id {p.socket_id} id {iface.id}, mode "
+        f"{d['memif_mode']}{', zero-copy' if p.zero_copy else ''}, mtu {mtu(ctx, p.sw)}",
+        f"  configured: rx-queues {cfg.rx_queues} tx-queues {cfg.tx_queues} "
+        f"ring-size {cfg.ring_size} buffer-size {cfg.buffer_size}",
+    ]
+    for q in queues:
+        errs = "".join(f" {k} {v}" for k, v in sorted(q["errors"].items()))
+        lines.append(
+            f"  {q['kind']} queue {q['queue']}: ring-size {q['ring_size']} "
+            f"packets {q['packets']} bytes {q['bytes']}{errs}"
+        )
+    return d, lines
+
+
+def _host_hardware(ctx: Context, p: Any) -> tuple[dict[str, Any], list[str]]:
+    """A tap or af_packet port's ``show hardware-interfaces`` data and lines."""
+    details = p.details()
+    d = {
+        **interface_data(ctx, p.sw),
+        "link": "up" if p.link_up else "down",
+        "hardware": p.kind,
+        **details,
+    }
+    if p.kind == "tap":
+        host = (
+            f"  tap: host-if-name {details['host_if_name']}, host-ns "
+            f"{details['host_ns'] or '(default)'}, carrier "
+            f"{'up' if details['host_carrier'] else 'down'}, mtu {details['host_mtu']}"
+        )
+    else:
+        host = (
+            f"  af_packet: linux interface {details['linux_if']} ifindex {details['ifindex']}, "
+            f"vnet-hdr {'on' if details['vnet_hdr'] else 'off'}"
+        )
+    lines = [f"  Ethernet address {d['mac']}", host]
+    if details.get("last_error"):
+        lines.append(f"  last error: {details['last_error']}")
+    return d, lines
