@@ -27,14 +27,11 @@ class PacketPool:
     def __init__(self, n_buffers: int = DEFAULT_BUFFERS, data_size: int = DEFAULT_DATA_SIZE):
         self.n_buffers = n_buffers
         self.data_size = data_size
+        if data_size < 16:
+            raise ValueError(f"data_size {data_size} must be at least 16 (a frame's header)")
         self.shared = BufferPool(n_buffers * data_size, "memifd buffers")
-        if data_size % 8:
-            raise ValueError(f"data_size {data_size} must be a multiple of 8")
         self.data = self.shared.array.reshape(n_buffers, data_size)
-        # the first two 8-byte words of each buffer as big-endian integers (headers)
         self._rows: dict[int, np.ndarray] = {}  # width -> row_items view
-        words = self.data.view(">u8")
-        self._word0, self._word1 = words[:, 0], words[:, 1]
         self.length = np.zeros(n_buffers, np.uint32)
         self._free = np.arange(n_buffers - 1, -1, -1, dtype=INDEX)
         self._n_free = n_buffers
@@ -87,8 +84,12 @@ class PacketPool:
         return view
 
     def header_words(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Bytes 0-7 and 8-15 of each buffer as native uint64 (big-endian values)."""
-        return self._word0[idx].astype(np.uint64), self._word1[idx].astype(np.uint64)
+        """Bytes 0-7 and 8-15 of each buffer as native uint64 (big-endian values).
+
+        One 16-byte item per buffer is gathered, then read as two big-endian words.
+        """
+        words = self.rows(16)[idx].view(">u8").reshape(-1, 2).astype(np.uint64)
+        return words[:, 0], words[:, 1]
 
     def packet(self, i: int) -> bytes:
         """One packet's bytes (for tracing, L3 replies and tests)."""
@@ -97,6 +98,5 @@ class PacketPool:
     def close(self) -> None:
         """Release the shared memory."""
         self.data = np.empty((0, self.data_size), np.uint8)
-        self._word0 = self._word1 = np.empty(0, ">u8")
         self._rows.clear()
         self.shared.close()
