@@ -565,14 +565,19 @@ def test_replay_recorded_pace_rate_and_loop(tmp_path: Path) -> None:
     assert got[0][0] == frames
     assert got[1][0] == frames * 2
     assert got[2][0] == frames * 3
+
     # The schedule is absolute (a replay that fell behind catches up), so the tool's own
-    # duration is the strict check; arrival spreads only show the packets were spaced.
+    # duration is the strict check; arrival spreads only show the packets were spaced: on a
+    # busy machine the first ones may leave late and bunch up, so a third of the schedule.
+    def spread(i: int) -> float:
+        return got[i][1][-1] - got[i][1][0]
+
     # recorded pace: 4 gaps of 100 ms
     assert 0.4 <= json.loads(results[0][1])["duration"] <= 3.0
-    assert got[0][1][-1] - got[0][1][0] >= 0.2
+    assert spread(0) >= 0.4 / 3
     # 10 packets at 50 pps: 9 gaps of 20 ms
     assert 0.18 <= json.loads(results[1][1])["duration"] <= 3.0
-    assert got[1][1][-1] - got[1][1][0] >= 0.09
+    assert spread(1) >= 0.18 / 3
     # three loops at 4x: each loop 0.1 s, then a 25 ms gap (the mean gap, scaled)
     summary = json.loads(results[2][1])
     assert summary["loops"] == 3 and summary["packets"] == 15
