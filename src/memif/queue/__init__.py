@@ -14,7 +14,7 @@ impossible (head or tail jumping by more than the ring size) sets ``fault`` and
 moves nothing; the interface turns that into a DISCONNECT.
 """
 
-from ._common import RX_ERRORS, TX_ERRORS, QueueStats, row_items, strided_view
+from ._common import RX_ERRORS, TX_ERRORS, QueueStats, ring_slots, row_items, strided_view
 from .rx import RxBatch, RxQueue
 from .tx import TxBatch, TxQueue
 
@@ -26,6 +26,7 @@ __all__ = [
     "RxQueue",
     "TxBatch",
     "TxQueue",
+    "ring_slots",
     "row_items",
     "strided_view",
 ]

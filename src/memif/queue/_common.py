@@ -117,7 +117,11 @@ def row_index(
     return grid, rows
 
 
-def ring_pieces(start: int, n: int, size: int) -> list[tuple[int, int, int]]:
+Run = tuple[int, int, np.ndarray]  # packets lo..hi are the rows of a strided view
+Pieces = list[tuple[int, int, int]]  # (slot, lo, hi) from ring_pieces
+
+
+def ring_pieces(start: int, n: int, size: int) -> Pieces:
     """Where ``n`` slots from counter ``start`` lie: ``(slot, lo, hi)`` per piece.
 
     Items ``lo..hi`` of the run go to slots ``slot..slot + hi - lo``; a run that wraps
@@ -128,8 +132,25 @@ def ring_pieces(start: int, n: int, size: int) -> list[tuple[int, int, int]]:
     return [(s, 0, first)] if first == n else [(s, 0, first), (0, first, n)]
 
 
-Run = tuple[int, int, np.ndarray]  # packets lo..hi are the rows of a strided view
-Pieces = list[tuple[int, int, int]]  # (slot, lo, hi) from ring_pieces
+def ring_slots(start: int, n: int, size: int) -> slice | np.ndarray:
+    """The slots of ``n`` counters from ``start`` as one index: a slice unless they wrap."""
+    s = start & (size - 1)
+    if s + n <= size:
+        return slice(s, s + n)
+    return (s + np.arange(n)) & (size - 1)
+
+
+def slot_values(array: np.ndarray, pieces: Pieces, *, copy: bool) -> np.ndarray:
+    """``array``'s per-slot values for a run of slots, across the ring's end.
+
+    ``copy``: out of shared memory (what the peer may rewrite); else a view where one
+    will do (our own arrays).
+    """
+    if len(pieces) == 1:
+        at, lo, hi = pieces[0]
+        values = array[at : at + hi - lo]
+        return values.copy() if copy else values
+    return np.concatenate([array[at : at + hi - lo] for at, lo, hi in pieces])
 
 
 @dataclass(frozen=True)
@@ -147,19 +168,25 @@ class SlotLayout:
     grid: np.ndarray  # (ring size, |stride|) uint8 rows in slot order
 
     @classmethod
+    def of(cls, memory: np.ndarray, region: int, offsets: np.ndarray) -> SlotLayout | None:
+        """The layout of these per-slot buffer offsets, if evenly spaced inside ``memory``."""
+        if len(offsets) < 2:
+            return None
+        grid = strided_view(memory, offsets, abs(int(offsets[1]) - int(offsets[0])))
+        return None if grid is None else cls(region, offsets, grid)
+
+    @classmethod
     def learn(
         cls, memory: np.ndarray, region: int, ring_size: int, slot: int, first: int, stride: int
     ) -> SlotLayout | None:
         """The layout in which ``slot`` holds ``first``, or None if it leaves ``memory``."""
         base = first - slot * stride
-        last = base + (ring_size - 1) * stride
-        if stride == 0 or min(base, last) < 0 or max(base, last) + abs(stride) > len(memory):
+        if stride == 0 or min(base, base + (ring_size - 1) * stride) < 0:
             return None
-        offsets = (base + np.arange(ring_size, dtype=np.int64) * stride).astype(np.uint32)
-        grid = np.ndarray(
-            (ring_size, abs(stride)), np.uint8, buffer=memory, offset=base, strides=(stride, 1)
-        )
-        return cls(region, offsets, grid)
+        offsets = base + np.arange(ring_size, dtype=np.int64) * stride
+        if int(offsets.max()) > 0xFFFFFFFF:
+            return None
+        return cls.of(memory, region, offsets.astype(np.uint32))
 
     def holds(self, offsets: np.ndarray, pieces: Pieces, *, by_slot: bool) -> bool:
         """Whether ``offsets`` (indexed by slot, or by position in the run) are the layout's."""

@@ -16,6 +16,7 @@ from ._common import (
     _EMPTY_U16,
     _EMPTY_U32,
     _U16,
+    Pieces,
     Run,
     SlotLayout,
     _bad_mask,
@@ -74,8 +75,11 @@ class RxBatch:
         lengths: np.ndarray | None = None,
         uniform_region: int | None = None,
         wrap: int | None = None,
+        runs: list[Run] | None = None,
+        nbytes: int | None = None,
     ) -> None:
-        """``wrap``: index of the first packet past the ring's end (unchained bursts)."""
+        """``wrap``: index of the first packet past the ring's end (unchained bursts);
+        ``runs`` and ``nbytes``, when the queue knows them already."""
         self._regions = regions
         self._uniform_region = uniform_region
         self._wrap = wrap
@@ -84,9 +88,9 @@ class RxBatch:
         self.seg_length = seg_length
         self.first = first
         self.lengths = seg_length if lengths is None else lengths
-        self._runs: list[tuple[int, int, np.ndarray]] | None = None
-        self._runs_done = False
-        self._nbytes: int | None = None
+        self._runs = runs
+        self._runs_done = runs is not None
+        self._nbytes = nbytes
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -119,7 +123,7 @@ class RxBatch:
         return runs[0][2] if runs is not None and len(runs) == 1 else None
 
     @property
-    def runs(self) -> list[tuple[int, int, np.ndarray]] | None:
+    def runs(self) -> list[Run] | None:
         """``(lo, hi, view)``: packets ``lo..hi`` as the rows of a zero-copy
         ``(hi - lo, max_length)`` view; None when chained, in several regions or
         not evenly spaced."""
@@ -187,11 +191,14 @@ class RxBatch:
 
         ``rows`` is a :func:`~memif.queue.row_items` view of the destination (an
         application's buffer pool, say): each copy moves ``rows.itemsize`` bytes.  One
-        row copy per run of evenly spaced buffers, or one from the grid holding them;
-        chained packets are gathered first.
+        row copy per run of evenly spaced buffers, else one per region from the grid
+        holding its buffers, else byte by byte; chained packets are assembled first.
         """
         k, width = len(idx), rows.dtype.itemsize
         if k == 0:
+            return
+        if self.first is not None:
+            rows[idx] = row_items(self.gather(width), width)[:k]
             return
         runs = self.runs
         if runs is not None and runs[0][2].shape[1] >= width:
@@ -200,48 +207,42 @@ class RxBatch:
                 if hi > lo:
                     rows[idx[lo:hi]] = row_items(view, width)[: hi - lo]
             return
-        if self.first is None and self.region is not None:
-            grid = row_index(self._regions[self.region], self.seg_offset[:k], width)
-            if grid is not None:
-                rows[idx] = row_items(grid[0], width)[grid[1]]
-                return
-        rows[idx] = row_items(self.gather(width), width)[:k]
+        uniform = self.region
+        regions = [uniform] if uniform is not None else np.unique(self.seg_region[:k]).tolist()
+        for r in regions:
+            sel = slice(0, k) if uniform is not None else np.flatnonzero(self.seg_region[:k] == r)
+            region, offsets = self._regions[r], self.seg_offset[sel]
+            grid = row_index(region, offsets, width)
+            if grid is not None:  # whole rows of one grid: one row copy
+                rows[idx[sel]] = row_items(grid[0], width)[grid[1]]
+                continue
+            at = offsets[:, None].astype(np.int64) + np.arange(width)
+            np.minimum(at, len(region) - 1, out=at)
+            rows[idx[sel]] = row_items(region[at], width)
 
     def gather(self, width: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """Copy the first ``width`` bytes of every packet into rows of a 2-D array.
 
-        Uses the strided fast path or one vectorized fancy-index gather per region;
-        chained packets are assembled one by one.  Bytes past a packet's length are
-        unspecified (whatever the buffer held): mask with ``lengths`` when it matters.
+        Unchained packets move as in :meth:`copy_into`; chained ones are assembled one
+        by one.  Bytes past a packet's length are unspecified (whatever the buffer
+        held): mask with ``lengths`` when it matters.
         """
         n = len(self)
         if width is None:
             width = int(self.lengths.max()) if n else 0
         if out is None:
             out = np.zeros((n, width), np.uint8)
-        mat = self.matrix
-        if mat is not None and mat.shape[1] >= width:
-            out[:n, :width] = mat[:, :width]
+        if n == 0 or width == 0:
             return out
         if self.first is None:
-            uniform = self._uniform_region
-            for r in (uniform,) if uniform is not None else np.unique(self.seg_region).tolist():
-                sel = slice(None) if uniform is not None else self.seg_region == r
-                region, offsets = self._regions[int(r)], self.seg_offset[sel]
-                grid = row_index(region, offsets, width)
-                if grid is not None:  # whole rows of one grid: one row gather
-                    row_items(out, width)[sel] = row_items(grid[0], width)[grid[1]]
-                    continue
-                idx = offsets[:, None].astype(np.int64) + np.arange(width)
-                np.minimum(idx, len(region) - 1, out=idx)
-                out[sel, :width] = region[idx]
+            self.copy_into(row_items(out, width), np.arange(n))
             return out
         for i in range(n):  # segment by segment: never assemble more than width bytes
             pos = 0
             for seg in self.segments(i):
-                k = min(len(seg), width - pos)
-                out[i, pos : pos + k] = seg[:k]
-                pos += k
+                m = min(len(seg), width - pos)
+                out[i, pos : pos + m] = seg[:m]
+                pos += m
                 if pos == width:
                     break
         return out
@@ -348,7 +349,8 @@ class RxQueue(_Queue):
         if n == 0:
             return self._empty()
         recs = _read_descs(ring, self._cursor, n)
-        wrap = ring.size - (self._cursor & ring.mask)  # packets before the ring's end
+        pieces = ring_pieces(self._cursor, n, ring.size)
+        wrap = pieces[0][2]  # packets before the ring's end
         # Fast path: flags, region and length live in each descriptor's first 8 bytes;
         # when they are the same everywhere one comparison checks all three.
         words = recs.view(np.uint64)[0::2]
@@ -361,22 +363,19 @@ class RxQueue(_Queue):
                 and length
                 and int(offset.max()) + length <= int(self._sizes[region])
             ):
-                runs = self._layout_runs(region, offset, length, self._cursor, n)
                 self._cursor = (self._cursor + n) & _U16
                 self.stats.packets += n
                 self.stats.bytes += n * length
-                batch = RxBatch(
+                return RxBatch(
                     self._regions,
                     recs["region"],
                     offset,
                     recs["length"],
                     uniform_region=region,
                     wrap=wrap,
+                    runs=self._layout_runs(region, offset, length, pieces),
+                    nbytes=n * length,
                 )
-                batch._nbytes = n * length
-                if runs is not None:
-                    batch._runs, batch._runs_done = runs, True
-                return batch
         flags = recs["flags"]
         if flags.any() and (flags & wire.DESC_FLAG_NEXT).any():
             return self._rx_chained(recs, avail)
@@ -393,14 +392,13 @@ class RxQueue(_Queue):
         return RxBatch(self._regions, region, offset, length, wrap=wrap)
 
     def _layout_runs(
-        self, region: int, offset: np.ndarray, width: int, start: int, n: int
+        self, region: int, offset: np.ndarray, width: int, pieces: Pieces
     ) -> list[Run] | None:
         """The burst's buffers as rows of the ring's slot layout, or None.
 
         The layout is learned from a burst whose longest stretch is evenly spaced and
         checked against every burst: one comparison instead of proving the spacing.
         """
-        pieces = ring_pieces(start, n, self.ring.size)
         layout = self._layout
         if layout is None or layout.region != region or width > layout.grid.shape[1]:
             at, lo, hi = max(pieces, key=lambda p: p[2] - p[1])

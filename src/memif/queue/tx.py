@@ -22,6 +22,7 @@ from ._common import (
     ring_pieces,
     row_index,
     row_items,
+    slot_values,
     strided_view,
 )
 
@@ -102,10 +103,13 @@ class TxBatch:
             data = np.ascontiguousarray(data, np.uint8)
         region = self._region
         if isinstance(region, int):
-            region = np.full(len(data), region, np.uint16)
-        region = region[: len(data)]
-        uniform = len(region) and region[0] == region[-1] and (region == region[0]).all()
-        for r in [int(region[0])] if uniform else np.unique(region).tolist():
+            uniform = True
+        else:
+            region = region[: len(data)]
+            uniform = len(region) and region[0] == region[-1] and (region == region[0]).all()
+            if uniform:
+                region = int(region[0])
+        for r in [region] if uniform else np.unique(region).tolist():
             rows = slice(0, len(data)) if uniform else np.flatnonzero(region == r)
             offsets = self._offset[rows]
             grid = row_index(self._regions[r], offsets, width)
@@ -125,17 +129,17 @@ class TxQueue(_Queue):
 
     def __init__(self, ring: Ring, regions: Sequence[Region], index: int, **options: Any) -> None:
         super().__init__(ring, regions, index, **options)
-        self._bufs2d: np.ndarray | None = None
         self._rewrite_desc = False  # set once zero-copy pointed slots elsewhere
+        # The buffer of each slot: a slave's own, known from the start; for a master the
+        # slave's, once learned from what it posts (and forgotten when that changes).
+        self._layout: SlotLayout | None = None
         offsets = self._buf_offsets
         if not self.is_master and offsets is not None:
             region = self._buf_region
-            self._bufs2d = strided_view(self._regions[region], offsets, self._buf_size)
+            self._layout = SlotLayout.of(self._regions[region], region, offsets)
             ring.d_region[:] = region  # each slot's own buffer, written once
             ring.d_offset[:] = offsets
         self._reclaimed = ring.tail
-        # master: the slave's buffer layout once learned (region, slot offsets, rows)
-        self._layout: SlotLayout | None = None
 
     def free_slots(self) -> int:
         """Slots the producer may fill now (0 and ``fault`` set if the counters are impossible)."""
@@ -162,14 +166,14 @@ class TxQueue(_Queue):
         pieces = ring_pieces(start, n, self.ring.size)
         if self.is_master:
             return self._alloc_posted(start, pieces)
-        bufs = self._bufs2d
+        layout = self._layout
         return TxBatch(
             start,
             self._buf_size,
             self._regions,
             self._buf_region,
-            _take_pieces(self._buf_offsets, pieces),
-            None if bufs is None else [(lo, hi, bufs[at : at + hi - lo]) for at, lo, hi in pieces],
+            slot_values(self._buf_offsets, pieces, copy=False),
+            None if layout is None else layout.runs(pieces, self._buf_size),
         )
 
     def _alloc_posted(self, start: int, pieces: Pieces) -> TxBatch:
@@ -177,9 +181,9 @@ class TxQueue(_Queue):
         fast = self._alloc_known_layout(start, pieces)
         if fast is not None:
             return fast
-        region = _take_pieces(ring.d_region, pieces)
-        offset = _take_pieces(ring.d_offset, pieces)
-        length = _take_pieces(ring.d_length, pieces)
+        region = slot_values(ring.d_region, pieces, copy=True)
+        offset = slot_values(ring.d_offset, pieces, copy=True)
+        length = slot_values(ring.d_length, pieces, copy=True)
         n = len(offset)
         if n and _bad_mask(region, offset, length, self._sizes) is not None:
             self._fail("peer posted a buffer outside its regions")
@@ -195,7 +199,7 @@ class TxQueue(_Queue):
                     runs = None
                     break
                 runs.append((lo, hi, view))
-                if hi - lo > 1:
+                if self._layout is None and hi - lo > 1:
                     stride = int(offset[lo + 1]) - int(offset[lo])
                     self._layout = SlotLayout.learn(
                         self._regions[r], r, ring.size, at, int(offset[lo]), stride
@@ -219,9 +223,7 @@ class TxQueue(_Queue):
             cap = min(cap, int(ring.d_length[at : at + hi - lo].min()))
         if cap == 0:
             return None
-        at, lo, hi = pieces[0]  # the learned offsets are ours: a view will do for one piece
-        offsets = layout.offsets
-        offset = offsets[at : at + hi] if len(pieces) == 1 else _take_pieces(offsets, pieces)
+        offset = slot_values(layout.offsets, pieces, copy=False)  # ours: a view will do
         return TxBatch(start, cap, self._regions, layout.region, offset, layout.runs(pieces, cap))
 
     def tx_burst(
@@ -240,19 +242,19 @@ class TxQueue(_Queue):
         if n == 0:
             return 0
         ring = self.ring
-        if isinstance(lengths, int | np.integer):
+        one = isinstance(lengths, int | np.integer)
+        if one:
             if not 0 < lengths <= batch.capacity:
                 raise ConfigError(f"length {lengths} must be 1..{batch.capacity}")
-            lengths_arr = np.full(n, lengths, np.uint32)
             nbytes = int(lengths) * n
         else:
-            lengths_arr = np.asarray(lengths)[:n]
-            if int(lengths_arr.max()) > batch.capacity or int(lengths_arr.min()) <= 0:
+            lengths = np.asarray(lengths)[:n]
+            if int(lengths.max()) > batch.capacity or int(lengths.min()) <= 0:
                 raise ConfigError(f"lengths must be 1..{batch.capacity}")
-            nbytes = int(lengths_arr.sum())
+            nbytes = int(lengths.sum())
         for at, lo, hi in ring_pieces(batch.start, n, ring.size):
             end = at + hi - lo
-            ring.d_length[at:end] = lengths_arr[lo:hi]
+            ring.d_length[at:end] = lengths if one else lengths[lo:hi]
             ring.d_flags[at:end] = 0 if flags is None else flags[lo:hi]
             if not self.is_master and self._rewrite_desc:
                 ring.d_region[at:end] = self._buf_region
@@ -389,11 +391,3 @@ class TxQueue(_Queue):
 
     def _slot(self, counter: int) -> TxBatch:
         return self._batch(counter, 1)
-
-
-def _take_pieces(array: np.ndarray, pieces: Pieces) -> np.ndarray:
-    """The per-slot ``array`` values of a run of slots (a copy), across the ring's end."""
-    if len(pieces) == 1:
-        at, lo, hi = pieces[0]
-        return array[at : at + hi - lo].copy()
-    return np.concatenate([array[at : at + hi - lo] for at, lo, hi in pieces])

@@ -99,22 +99,6 @@ class KernelInput(MemifInput):
                 n += port.poll(self)
         return n
 
-    def deliver(self, sw: SwInterface, idx: np.ndarray) -> int:
-        """Count received frames on ``sw`` and hand them to the graph (or drop: admin-down)."""
-        n = len(idx)
-        if not n:
-            return 0
-        switch = self.switch
-        switch.meta.rx_if[idx] = sw.sw_if_index
-        sw.counters.rx_packets += n
-        sw.counters.rx_bytes += int(switch.pool.length[idx].sum())
-        if not sw.admin_up:
-            self.drop(idx, "interface-down")
-            return n
-        self.graph.trace_start(self.name, idx)
-        self.graph.enqueue(self.next_for(sw), idx)
-        return n
-
 
 class KernelOutput(MemifOutput):
     """``<interface>-output`` of a host port: SPAN tx mirroring, then ``port.transmit``."""

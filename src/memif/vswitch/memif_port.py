@@ -18,7 +18,7 @@ import numpy as np
 
 from ..config import Role
 from ..interface import Interface
-from ..queue import RxQueue, TxQueue
+from ..queue import RxQueue, TxQueue, ring_slots
 from .graph import Node
 from .nodes_l2 import SwitchNode, mirror
 from .pool import INDEX
@@ -87,7 +87,7 @@ class MemifPort:
         offsets = pool.offsets(idx)
         head = q.ring.head
         n = q.refill_from(self.region, offsets, pool.data_size)
-        slots = _slots(head, n, q.ring.mask)
+        slots = ring_slots(head, n, q.size)
         self._posted[qid][slots] = idx[:n]
         self._posted_at[qid][slots] = offsets[:n]
         pool.free(idx[n:])
@@ -107,7 +107,7 @@ class MemifPort:
                 idx, nbytes = self._take_zero_copy(node, qid, q, batch, before, consumed)
             else:
                 idx, nbytes = self._take_copy(node, q, batch)
-            total += self._enqueue(node, idx, nbytes)
+            total += node.deliver(self.sw, idx, nbytes)
         return total
 
     def _take_copy(self, node: MemifInput, q: RxQueue, batch) -> tuple[np.ndarray, int]:
@@ -142,7 +142,7 @@ class MemifPort:
     ) -> tuple[np.ndarray, int]:
         """Take the pool buffers a burst came back in; returns them and their bytes."""
         pool = self.switch.pool
-        slots = _slots(before, consumed, q.ring.mask)
+        slots = ring_slots(before, consumed, q.size)
         shadow = self._posted[qid]
         lent = shadow[slots]
         if isinstance(slots, slice):
@@ -189,21 +189,6 @@ class MemifPort:
         pool.length[idx] = batch.lengths[ok]
         pool.free(np.setdiff1d(lent[lent >= 0], idx, assume_unique=True))
         return idx
-
-    def _enqueue(self, node: MemifInput, idx: np.ndarray, nbytes: int) -> int:
-        n = len(idx)
-        if not n:
-            return 0
-        sw = self.sw
-        self.switch.meta.rx_if[idx] = sw.sw_if_index
-        sw.counters.rx_packets += n
-        sw.counters.rx_bytes += nbytes
-        if not sw.admin_up:
-            node.drop(idx, "interface-down")
-            return n
-        node.graph.trace_start(node.name, idx)
-        node.graph.enqueue(node.next_for(sw), idx)
-        return n
 
     # ------------------------------------------------------------------ output
     def transmit(self, node: MemifOutput, idx: np.ndarray) -> None:
@@ -298,9 +283,26 @@ class MemifInput(Node):
     def poll(self) -> int:
         """Receive on every connected port; returns packets taken."""
         n = 0
-        for port in self.switch.memif_ports():
+        for port in self.switch.ports.values():
             if port.iface.connected:
                 n += port.receive(self)
+        return n
+
+    def deliver(self, sw: SwInterface, idx: np.ndarray, nbytes: int | None = None) -> int:
+        """Count frames received on ``sw`` (``nbytes`` of them, if known) and hand them to
+        the graph, or drop them when the interface is admin-down; returns how many."""
+        n = len(idx)
+        if not n:
+            return 0
+        switch = self.switch
+        switch.meta.rx_if[idx] = sw.sw_if_index
+        sw.counters.rx_packets += n
+        sw.counters.rx_bytes += int(switch.pool.length[idx].sum()) if nbytes is None else nbytes
+        if not sw.admin_up:
+            self.drop(idx, "interface-down")
+            return n
+        self.graph.trace_start(self.name, idx)
+        self.graph.enqueue(self.next_for(sw), idx)
         return n
 
     def process(self, idx: np.ndarray) -> None:  # an input node gets no vectors
@@ -330,11 +332,3 @@ class MemifOutput(SwitchNode):
             own = idx[~self.meta.span_copy[idx]]  # copies are not mirrored again (no loops)
             mirror(self, own, np.full(len(own), sw.sw_if_index), rx=False)
         self.port.transmit(self, idx)
-
-
-def _slots(start: int, n: int, mask: int) -> slice | np.ndarray:
-    """Ring slots of ``n`` counters from ``start``: a slice unless they wrap."""
-    s = start & mask
-    if s + n <= mask + 1:
-        return slice(s, s + n)
-    return (s + np.arange(n)) & mask
