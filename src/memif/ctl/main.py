@@ -28,22 +28,29 @@ HISTORY = "~/.memifctl_history"
 EXIT_FAILED = 1  # the command ran and failed
 EXIT_NO_DAEMON = 2  # cannot reach memifd, or bad usage
 
-__all__ = ["Client", "Completer", "CtlError", "default_socket", "main"]
+__all__ = ["Client", "Completer", "CtlError", "default_runtime_dir", "default_socket", "main"]
 
 
 class CtlError(Exception):
     """memifd cannot be reached or broke the protocol; the text is one line."""
 
 
-def default_socket() -> str:
-    """memifd's default CLI socket: ``<runtime dir>/cli.sock`` (same rule as memifd)."""
+def default_runtime_dir() -> str:
+    """memifd's default runtime directory (memifd uses this very rule).
+
+    ``/run/memifd`` for root, else ``$XDG_RUNTIME_DIR/memifd`` or ``/tmp/memifd-<uid>``.
+    """
     if os.geteuid() == 0:
-        runtime = "/run/memifd"
-    elif os.environ.get("XDG_RUNTIME_DIR"):
-        runtime = os.path.join(os.environ["XDG_RUNTIME_DIR"], "memifd")
-    else:
-        runtime = f"/tmp/memifd-{os.geteuid()}"
-    return os.path.join(runtime, "cli.sock")
+        return "/run/memifd"
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return os.path.join(xdg, "memifd")
+    return f"/tmp/memifd-{os.geteuid()}"
+
+
+def default_socket() -> str:
+    """memifd's default CLI socket: ``<runtime dir>/cli.sock``."""
+    return os.path.join(default_runtime_dir(), "cli.sock")
 
 
 class Client:
@@ -229,7 +236,8 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None) -> int:
     try:
         with Client(path, args.timeout) as client:
             if args.words:
-                return 0 if show(client.request(" ".join(args.words), args.json), args.json) else 1
+                ok = show(client.request(" ".join(args.words), args.json), args.json)
+                return 0 if ok else EXIT_FAILED
             if stdin.isatty():
                 return interactive(client, args.json)
             return run_lines(client, stdin, args.json, "<stdin>")

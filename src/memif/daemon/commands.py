@@ -107,8 +107,10 @@ Result = str | Reply | Pending
 def execute(ctx: Context, line: str) -> Reply | Pending:
     """Run one command line; never raises (errors become ``ok=False`` replies)."""
     try:
+        if line.lstrip().startswith("#"):  # before splitting: a comment may hold a lone quote
+            return Reply()
         words = tokenize(line)
-        if not words or words[0].startswith("#"):
+        if not words:
             return Reply()
         if words[-1] == "?" or words[0] == "?":
             prefix = words[:-1] if words[-1] == "?" else words[1:]
@@ -133,10 +135,7 @@ def _one_line(text: str) -> str:
 
 
 def _help(ctx: Context, words: list[str]) -> Reply:
-    text = ctx.registry.help_text(words)
-    cmds = ctx.registry.under(words)
-    data = [{"path": list(c.path), "usage": c.usage, "help": c.help} for c in cmds]
-    return Reply(output=text, data=data)
+    return Reply(output=ctx.registry.help_text(words), data=ctx.registry.describe(words))
 
 
 # ---------------------------------------------------------------------- help
@@ -152,25 +151,20 @@ def _cmd_help(ctx: Context, args: Args) -> Reply:
     "add a memif socket (relative paths go under the runtime directory)",
 )
 def _create_socket(ctx: Context, args: Args) -> Reply:
-    opts = args.options({"id": integer(1, MAX_U32), "filename": word})
-    for key in ("id", "filename"):
-        if key not in opts:
-            raise CliError(f"missing {key} for 'create memif socket'")
+    opts = args.options({"id": integer(1, MAX_U32), "filename": word}, required=("id", "filename"))
     entry = ctx.switch.create_socket(opts["id"], opts["filename"])
     return Reply(data={"id": entry.id, "filename": entry.filename})
 
 
 @command("delete memif socket", "id <n>", "remove an unused memif socket")
 def _delete_socket(ctx: Context, args: Args) -> str:
-    opts = args.options({"id": integer(0, MAX_U32)})
-    if "id" not in opts:
-        raise CliError("missing id for 'delete memif socket'")
+    opts = args.options({"id": integer(0, MAX_U32)}, required=("id",))
     ctx.switch.delete_socket(opts["id"])
     return ""
 
 
 def _mode(args: Args, key: str) -> str:
-    return args.keyword(["ethernet", "ip"], "mode")
+    return args.keyword(["ethernet", "ip"], key)
 
 
 MEMIF_OPTIONS = {
@@ -182,7 +176,7 @@ MEMIF_OPTIONS = {
     "tx-queues": integer(1, 255),
     "ring-size": integer(2, 32768),
     "buffer-size": integer(128, 65535),
-    "hw-addr": lambda a, k: a.mac("hw-addr"),
+    "hw-addr": Args.mac,
     "secret": word,
     "mode": _mode,
     "no-zero-copy": None,
@@ -280,10 +274,10 @@ def _clear_interfaces(ctx: Context, args: Args) -> str:
 
 # ---------------------------------------------------------------------- L2
 BD_FLAGS = {
-    "learn": lambda a, k: a.flag01(k),
-    "forward": lambda a, k: a.flag01(k),
-    "flood": lambda a, k: a.flag01(k),
-    "uu-flood": lambda a, k: a.flag01(k),
+    "learn": Args.flag01,
+    "forward": Args.flag01,
+    "flood": Args.flag01,
+    "uu-flood": Args.flag01,
     "mac-age": integer(0, 255),
 }
 

@@ -17,7 +17,7 @@ from ..vswitch.switch import SwitchError
 from ..vswitch.tables import SwInterface
 from ..vswitch.tap_port import create_tap
 from .commands import TRACE_INPUTS, Context, Reply, command
-from .parse import Args, CliError, word
+from .parse import Args, CliError, integer, word
 from .show import interface_data, table
 
 TRACE_INPUTS.extend(["tap-input", "host-input"])
@@ -28,10 +28,10 @@ def _mac(args: Args, key: str) -> bytes:
 
 
 TAP_OPTIONS = {
-    "id": lambda a, k: a.integer(k, 0, 65535),
+    "id": integer(0, 65535),
     "host-if-name": word,
     "host-ns": word,
-    "host-ip4-addr": lambda a, k: a.ipv4_prefix(k),
+    "host-ip4-addr": Args.ipv4_prefix,
     "host-mac-addr": _mac,
     "hw-addr": _mac,
 }
@@ -78,18 +78,14 @@ def _delete_tap(ctx: Context, args: Args) -> str:
     "attach host-<linux-if> to a Linux interface (AF_PACKET; e.g. one end of a veth pair)",
 )
 def _create_host(ctx: Context, args: Args) -> Reply:
-    o = args.options({"name": word, "hw-addr": _mac})
-    if "name" not in o:
-        raise CliError("missing name for 'create host-interface'")
+    o = args.options({"name": word, "hw-addr": _mac}, required=("name",))
     sw = create_host_interface(ctx.switch, o["name"], o.get("hw-addr"))
     return Reply(output=sw.name, data=_port_data(ctx, sw))
 
 
 @command("delete host-interface", "name <linux-if>", "delete host-<linux-if>")
 def _delete_host(ctx: Context, args: Args) -> str:
-    o = args.options({"name": word})
-    if "name" not in o:
-        raise CliError("missing name for 'delete host-interface'")
+    o = args.options({"name": word}, required=("name",))
     name = f"host-{o['name']}"
     sw = ctx.switch.tables.by_name.get(name)
     if sw is None or not isinstance(sw.port, HostPort):

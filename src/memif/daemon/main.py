@@ -107,20 +107,7 @@ def _int_in(what: str, low: int, high: int) -> Callable[[str], int]:
 def main(argv: list[str] | None = None) -> int:
     """Parse the options and run the daemon; returns the exit status."""
     args = build_parser().parse_args(argv)
-    return run(
-        Options(
-            config=args.config,
-            cli_socket=args.cli_socket,
-            runtime_dir=args.runtime_dir,
-            log=args.log,
-            buffers=args.buffers,
-            vector_size=args.vector_size,
-            verbose=args.verbose,
-            cli_group=args.cli_group,
-            socket_mode=args.socket_mode,
-            socket_group=args.socket_group,
-        )
-    )
+    return run(Options(**vars(args)))  # every option's dest is an Options field
 
 
 if __name__ == "__main__":

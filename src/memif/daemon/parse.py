@@ -188,17 +188,24 @@ class Args:
             raise self._bad(word, what, "six hex pairs like 02:fe:00:00:00:01")
         return word.lower()
 
-    def options(self, spec: dict[str, Callable[[Args, str], Any] | None]) -> dict[str, Any]:
+    def options(
+        self,
+        spec: dict[str, Callable[[Args, str], Any] | None],
+        required: Sequence[str] = (),
+    ) -> dict[str, Any]:
         """Keyword options in any order: ``spec`` maps keyword -> value parser (None: a flag).
 
         Returns the keywords given with their values (True for flags); a keyword given twice
-        keeps its last value, as VPP does.
+        keeps its last value, as VPP does.  A keyword of ``required`` left out is an error.
         """
         got: dict[str, Any] = {}
         while self:
             key = self.keyword(list(spec))
             parse = spec[key]
             got[key] = True if parse is None else parse(self, key)
+        for key in required:
+            if key not in got:
+                raise CliError(f"missing {key} for '{self.command}'")
         return got
 
 
@@ -323,16 +330,6 @@ class Registry:
             stack.extend(n.children.values())
         return sorted(out, key=lambda c: c.path)
 
-    def complete(self, words: Sequence[str], partial: str) -> list[str]:
-        """Keywords that can follow ``words`` and start with ``partial`` (for tab completion)."""
-        try:
-            node, _, used = self._walk(words)
-        except CliError:
-            return []
-        if used < len(words):
-            return []
-        return sorted(c for c in node.children if c.startswith(partial))
-
     def help_text(self, words: Sequence[str] = ()) -> str:
         """One line per command under ``words``: synopsis, then help."""
         cmds = self.under(words)
@@ -346,9 +343,6 @@ class Registry:
                 lines.append(f"  {'':<{width}}    {c.synopsis}")
         return "\n".join(lines)
 
-    def describe(self) -> list[dict[str, Any]]:
-        """Every command as data (``help`` with JSON: what a client completes from)."""
-        return [
-            {"path": list(c.path), "usage": c.usage, "help": c.help}
-            for c in sorted(self.commands.values(), key=lambda c: c.path)
-        ]
+    def describe(self, words: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """The commands under ``words`` (default: all) as ``help --json`` gives them."""
+        return [{"path": list(c.path), "usage": c.usage, "help": c.help} for c in self.under(words)]

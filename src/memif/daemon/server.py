@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..ctl.main import default_runtime_dir
 from ..vswitch.memif_port import DEFAULT_VECTOR
 from ..vswitch.switch import Switch
 from .commands import Context, Pending, Reply, execute
@@ -42,16 +43,6 @@ READS_PER_TURN = 16  # recv calls per readable event, so one client cannot hog t
 REQUESTS_PER_TURN = 64  # requests answered per client per loop turn
 
 __all__ = ["CliServer", "Options", "default_runtime_dir", "run"]
-
-
-def default_runtime_dir() -> str:
-    """``/run/memifd`` for root, else ``$XDG_RUNTIME_DIR/memifd`` or ``/tmp/memifd-<uid>``."""
-    if os.geteuid() == 0:
-        return "/run/memifd"
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg:
-        return os.path.join(xdg, "memifd")
-    return f"/tmp/memifd-{os.geteuid()}"
 
 
 # ---------------------------------------------------------------------- CLI server
@@ -356,9 +347,7 @@ def run_startup(ctx: Context, path: str) -> None:
         lines = f.read().splitlines()
     for lineno, line in enumerate(lines, 1):
         text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        result = execute(ctx, text)
+        result = execute(ctx, text)  # a comment or blank line: an empty reply
         reply = wait_for(ctx, result) if isinstance(result, Pending) else result
         if not reply.ok:
             raise StartupError(f"{path}:{lineno}: {reply.output}")

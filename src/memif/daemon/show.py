@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,7 +46,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: str = ""
     return "\n".join(lines)
 
 
-def _interfaces(ctx: Context, args: Args) -> list[SwInterface]:
+def selected_interfaces(ctx: Context, args: Args) -> list[SwInterface]:
     """The interfaces named in ``args`` (all when none), by sw_if_index."""
     names = args.rest()
     if names:
@@ -96,7 +97,7 @@ def interface_data(ctx: Context, sw: SwInterface) -> dict[str, Any]:
 @command("show interface", "[<interface> ...]", "interfaces with state and counters")
 def show_interface(ctx: Context, args: Args) -> Reply:
     """VPP's ``show interface`` table."""
-    ifs = _interfaces(ctx, args)
+    ifs = selected_interfaces(ctx, args)
     data = [interface_data(ctx, sw) for sw in ifs]
     rows = []
     for d in data:
@@ -110,16 +111,15 @@ def show_interface(ctx: Context, args: Args) -> Reply:
 @command("show interface address", "[<interface> ...]", "L2/L3 configuration of interfaces")
 def show_interface_address(ctx: Context, args: Args) -> Reply:
     """VPP's ``show interface address``."""
-    lines, data = [], []
-    tables = ctx.switch.tables
-    for sw in _interfaces(ctx, args):
-        lines.append(f"{sw.name} ({'up' if sw.state == 'up' else 'dn'}):")
-        if sw.mode is L2Mode.BRIDGE:
-            lines.append(f"  L2 bridge bd-id {sw.bd}")
-        elif sw.mode is L2Mode.XCONNECT and sw.xconnect in tables.interfaces:
-            lines.append(f"  L2 xconnect {tables.interfaces[sw.xconnect].name}")
-        lines += [f"  L3 {ip4_str(a)}/{p}" for a, p in sw.ip4]
-        data.append(interface_data(ctx, sw))
+    data = [interface_data(ctx, sw) for sw in selected_interfaces(ctx, args)]
+    lines = []
+    for d in data:
+        lines.append(f"{d['name']} ({'up' if d['state'] == 'up' else 'dn'}):")
+        if d["mode"] == "bridge":
+            lines.append(f"  L2 bridge bd-id {d['bd_id']}")
+        elif d["mode"] == "xconnect" and d["xconnect"] is not None:
+            lines.append(f"  L2 xconnect {d['xconnect']}")
+        lines += [f"  L3 {a}" for a in d["ip4"]]
     return Reply(output="\n".join(lines) or "no interfaces", data=data)
 
 
@@ -140,9 +140,7 @@ def show_bridge_domain(ctx: Context, args: Args) -> Reply:
     detail = args.try_keyword(["detail"]) is not None
     args.end(["detail"])
     ids = [bd_id] if bd_id is not None else sorted(sw.tables.bds)
-    learned = {}
-    for b, _, _ in sw.fib.items():
-        learned[b] = learned.get(b, 0) + 1
+    learned = Counter(b for b, _, _ in sw.fib.items())
     data, blocks = [], []
     for b in ids:
         bd = sw.tables.bds[b]
@@ -158,7 +156,16 @@ def show_bridge_domain(ctx: Context, args: Args) -> Reply:
             "members": [{**interface_data(ctx, m), "shg": 0} for m in members],
         }
         data.append(d)
-        head = ["BD-ID", "Age(min)", "Learning", "U-Forwrd", "UU-Flood", "Flooding"]
+        head = [
+            "BD-ID",
+            "Age(min)",
+            "Learning",
+            "U-Forwrd",
+            "UU-Flood",
+            "Flooding",
+            "Learn-co",
+            "Members",
+        ]
         row = [
             bd.id,
             bd.mac_age or "off",
@@ -166,35 +173,15 @@ def show_bridge_domain(ctx: Context, args: Args) -> Reply:
             _onoff(bd.forward),
             "flood" if bd.uu_flood else "drop",
             _onoff(bd.flood),
+            d["learned"],
+            len(members),
         ]
-        head += ["Learn-co", "Members"]
-        row += [d["learned"], len(members)]
         block = table(head, [row], right="0167")
         if detail:
+            mhead = ["Interface", "If-idx", "State", *(c.replace(" ", "-") for c, _ in COUNTERS)]
             mrows = [
-                [
-                    m["name"],
-                    m["sw_if_index"],
-                    m["state"],
-                    m["rx_packets"],
-                    m["rx_bytes"],
-                    m["tx_packets"],
-                    m["tx_bytes"],
-                    m["drops"],
-                    m["tx_errors"],
-                ]
+                [m["name"], m["sw_if_index"], m["state"], *(m[k] for _, k in COUNTERS)]
                 for m in d["members"]
-            ]
-            mhead = [
-                "Interface",
-                "If-idx",
-                "State",
-                "rx-packets",
-                "rx-bytes",
-                "tx-packets",
-                "tx-bytes",
-                "drops",
-                "tx-error",
             ]
             block += "\n\n" + (table(mhead, mrows, right="1345678") if mrows else "  no members")
         blocks.append(block)

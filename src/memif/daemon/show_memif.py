@@ -15,7 +15,7 @@ from ..vswitch.memif_port import MemifPort
 from ..vswitch.switch import SocketEntry
 from .commands import Context, Reply, command
 from .parse import Args
-from .show import interface_data, mtu, table
+from .show import interface_data, mtu, selected_interfaces, table
 
 
 def _fds(port: MemifPort) -> tuple[int, int]:
@@ -170,18 +170,17 @@ def memif_text(d: dict[str, Any]) -> list[str]:
 @command("show memif", "[<interface>] [descriptors]", "memif sockets, interfaces and rings")
 def show_memif(ctx: Context, args: Args) -> Reply:
     """VPP's ``show memif``."""
-    sw = ctx.switch
     name = None
     descriptors = False
     while args:
         if args.try_keyword(["descriptors"]):
             descriptors = True
         elif name is None:
-            name = ctx.switch.interface(args.take("interface")).name
+            name = ctx.interface(args).name
         else:
             args.end(["descriptors"])
     text, sockets = _sockets_text(ctx)
-    ports = [p for p in sw.memif_ports() if name is None or p.sw.name == name]
+    ports = [p for p in ctx.switch.memif_ports() if name is None or p.sw.name == name]
     ports.sort(key=lambda p: p.sw.sw_if_index)
     ifs = [memif_data(ctx, p, descriptors) for p in ports]
     out = [text]
@@ -205,13 +204,10 @@ def show_memif_socket(ctx: Context, args: Args) -> Reply:
 )
 def show_hardware(ctx: Context, args: Args) -> Reply:
     """VPP's ``show hardware-interfaces``: one block per port, memif, tap or af_packet."""
-    names = args.rest()
     sw = ctx.switch
     ports: dict[int, Any] = {**sw.ports, **sw.host_ports}
-    order = sorted(ports)
-    if names:
-        wanted = {sw.interface(n).sw_if_index for n in names}
-        order = [i for i in order if i in wanted]
+    wanted = {s.sw_if_index for s in selected_interfaces(ctx, args)}
+    order = [i for i in sorted(ports) if i in wanted]
     tables = sw.tables.interfaces
     rows = table(
         ["Name", "Idx", "Link", "Hardware"],
