@@ -140,7 +140,7 @@ class AsyncSocket:
             return self
         if self._loop is not None:
             raise RuntimeError("AsyncSocket is already attached to another event loop")
-        if _closed(self.socket):
+        if self.socket.closed:
             raise RuntimeError(f"socket {self.socket.path} is closed")
         other = _attached.get(self.socket)
         if other is not None and other is not self:
@@ -220,26 +220,24 @@ class AsyncSocket:
         """Do the socket's pending control work, then re-arm the timer."""
         if self._loop is None:
             return
-        if _closed(self.socket):
+        if self.socket.closed:
             self.detach()
             return
         try:
             self.socket.poll(0)
         finally:
             if self._loop is not None:
-                if _closed(self.socket):
+                if self.socket.closed:
                     self.detach()
                 else:
-                    sock = self.socket
-                    delay = sock.next_timeout()
+                    delay = self.socket.next_timeout()
                     self._schedule(MAX_SLEEP if delay is None else min(delay, MAX_SLEEP))
             self._wake_waiters()
 
     def _wake_waiters(self) -> None:
         waiters, self._waiters = self._waiters, set()
         for fut in waiters:
-            if not fut.done():
-                fut.set_result(None)
+            _resolve(fut)
 
     def __repr__(self) -> str:
         state = "attached" if self._loop is not None else "detached"
@@ -247,8 +245,6 @@ class AsyncSocket:
 
 
 # ---------------------------------------------------------------------- helpers
-def _closed(sock: Socket) -> bool:
-    return sock.closed
 
 
 def _running_loop_of(owner: AsyncSocket) -> asyncio.AbstractEventLoop:
@@ -291,7 +287,7 @@ def _alive(rxq: RxQueue) -> None:
 def _can_connect(iface: Interface) -> None:
     """Raise NotConnectedError when ``iface`` will never come up by itself."""
     sock = iface.socket
-    if _closed(sock) or sock.interfaces.get(iface.id) is not iface:
+    if sock.closed or sock.interfaces.get(iface.id) is not iface:
         raise NotConnectedError(f"{iface.name} was deleted")
     if not iface.enabled:
         raise NotConnectedError(f"{iface.name} is disabled")
@@ -306,13 +302,31 @@ def _on_eventfd(fd: int, fut: asyncio.Future[None]) -> None:
         os.eventfd_read(fd)
     except OSError:
         pass
+    _resolve(fut)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    """Wake whoever awaits ``fut`` (once; later calls do nothing)."""
     if not fut.done():
         fut.set_result(None)
 
 
-def _liveness(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
+async def _connected_queue(iface: Interface, queue: int, reconnect: bool) -> RxQueue:
+    """``iface``'s receive queue ``queue`` of the current connection.
+
+    Not connected: raise :class:`memif.NotConnectedError`, or with ``reconnect`` wait
+    for the next connection.
+    """
+    while not iface.connected:
+        if not reconnect:
+            raise NotConnectedError(f"{iface.name} is not connected")
+        await wait_connected(iface)
+    try:
+        return iface.rx_queues[queue]
+    except IndexError:
+        raise IndexError(
+            f"{iface.name} has {len(iface.rx_queues)} rx queues, no queue {queue}"
+        ) from None
 
 
 # ---------------------------------------------------------------------- waiting
@@ -380,7 +394,7 @@ class _QueueWaiter:
                     if self.owner is not None and self.owner.attached:
                         self.owner._waiters.add(fut)  # woken by every control-plane run
                     else:
-                        timer = loop.call_later(_LIVENESS, _liveness, fut)
+                        timer = loop.call_later(_LIVENESS, _resolve, fut)
                     await fut
                 finally:
                     loop.remove_reader(self.fd)
@@ -493,18 +507,8 @@ class RxBatches:
     async def _current_queue(self) -> RxQueue:
         if self._fixed is not None:
             return self._fixed
-        iface = self._iface
-        assert iface is not None
-        while not iface.connected:
-            if not self.reconnect:
-                raise NotConnectedError(f"{iface.name} is not connected")
-            await wait_connected(iface)
-        try:
-            return iface.rx_queues[self.queue]
-        except IndexError:
-            raise IndexError(
-                f"{iface.name} has {len(iface.rx_queues)} rx queues, no queue {self.queue}"
-            ) from None
+        assert self._iface is not None
+        return await _connected_queue(self._iface, self.queue, self.reconnect)
 
     def _give_back(self) -> None:
         rxq, self._last = self._last, None
@@ -570,11 +574,7 @@ async def recv(
     """
     async with asyncio.timeout(timeout):
         while True:
-            if not iface.connected:
-                if not reconnect:
-                    raise NotConnectedError(f"{iface.name} is not connected")
-                await wait_connected(iface)
-            rxq = iface.rx_queues[queue]
+            rxq = await _connected_queue(iface, queue, reconnect)
             try:
                 batch = await recv_batch(rxq, max_packets)
             except NotConnectedError:

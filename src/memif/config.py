@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from . import wire
 from .errors import ConfigError
+from .proto import DEFAULT_HANDSHAKE_TIMEOUT
 
 
 class Role(enum.Enum):
@@ -89,7 +90,7 @@ class InterfaceConfig:
     single_region: bool = False
     cacheline: int = wire.DEFAULT_CACHELINE
     reconnect_interval: float | None = 2.0
-    handshake_timeout: float | None = 5.0
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT
     polling: bool = False
     post_rx_buffers: bool = True  # client: post own buffers at connect (off for zero-copy)
 

@@ -122,6 +122,7 @@ class Interface:
         self._connected = False
         self._eventfds: list[int] = []
         self._polling: dict[int, bool] = {}
+        self._layout: Layout | None = None  # client: what _client_setup allocated
         self.next_retry: float | None = 0.0 if config.role is Role.CLIENT else None
 
     # ------------------------------------------------------------------ properties
@@ -149,8 +150,12 @@ class Interface:
 
     def pool_region(self, pool: BufferPool) -> int:
         """Region index a shared pool got in the current connection."""
-        base = 1 if self.config.single_region else 2
-        return base + self.pools.index(pool)
+        return self._first_pool_region + self.pools.index(pool)
+
+    @property
+    def _first_pool_region(self) -> int:
+        """Pools follow our own regions: rings and buffers in one (VPP) or two (libmemif)."""
+        return 1 if self.config.single_region else 2
 
     # ------------------------------------------------------------------ rx mode
     def set_rx_mode(self, queue: int, polling: bool) -> None:
@@ -178,7 +183,7 @@ class Interface:
     def _client_setup(self, hello: wire.Hello) -> tuple[list, list, str]:
         """Negotiate with HELLO, allocate regions, rings and eventfds (client)."""
         cfg = self.config
-        needed = (1 if cfg.single_region else 2) + len(self.pools)
+        needed = self._first_pool_region + len(self.pools)
         if needed > hello.max_region + 1:
             raise ProtocolError(f"master accepts {hello.max_region + 1} regions, {needed} needed")
         layout = Layout(
@@ -210,6 +215,7 @@ class Interface:
 
     def _client_connected(self, remote_if_name: str) -> None:
         layout, cfg = self._layout, self.config
+        assert layout is not None
         for s2m, i, ring in self.rings:
             offsets = layout.buffer_offsets(s2m, i)
             kw = dict(
@@ -258,6 +264,8 @@ class Interface:
 
     # ------------------------------------------------------------------ both
     def _up(self, remote_if_name: str) -> None:
+        assert self._conn is not None
+        self.remote_app_name = self._conn.channel.remote_name  # before on_connect runs
         self.remote_if_name = remote_if_name
         self.local_disc_reason = self.remote_disc_reason = ""
         for q in self.rx_queues:
@@ -329,7 +337,6 @@ class Interface:
                 ring.flags,
             )
             for s2m, i, ring in self.rings
-            if ring.desc is not None
         ]
         return InterfaceDetails(
             name=self.name,

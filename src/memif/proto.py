@@ -188,7 +188,11 @@ class Channel:
 
     def owns_fd(self, fd: int) -> bool:
         """Whether ``fd`` was kept in an offer (and so must not be closed yet)."""
-        return False
+        return fd in self.offered_fds()
+
+    def offered_fds(self) -> list[int]:
+        """Every fd the peer handed over (the host closes them when it drops the channel)."""
+        return []
 
     def _handle(self, msg: Message, fd: int | None, now: float) -> list[Event]:
         raise NotImplementedError
@@ -250,12 +254,8 @@ class MasterChannel(Channel):
         self.rings: list[RingOffer] = []
         self._outbox.append((wire.Hello(name=name), None))
 
-    def owns_fd(self, fd: int) -> bool:
-        """True if ``fd`` was stored in a region or ring offer."""
-        return any(r.fd == fd for r in self.regions) or any(r.fd == fd for r in self.rings)
-
     def offered_fds(self) -> list[int]:
-        """Every fd the peer handed over (the host closes them when it drops the channel)."""
+        """Every fd stored in a region or ring offer."""
         return [r.fd for r in self.regions] + [r.fd for r in self.rings]
 
     def accept(self, if_name: str) -> None:

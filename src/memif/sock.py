@@ -230,10 +230,9 @@ class Socket:
     def _pending_fds(self) -> int:
         """Fds held by unfinished server handshakes."""
         return sum(
-            len(c.channel.regions) + len(c.channel.rings)
+            len(c.channel.offered_fds())
             for c in self._conns.values()
-            if isinstance(c.channel, proto.MasterChannel)
-            and c.channel.phase is not proto.Phase.CONNECTED
+            if c.channel.phase is not proto.Phase.CONNECTED
         )
 
     def _lookup(self, if_id: int) -> proto.MasterPolicy:
@@ -300,7 +299,6 @@ class Socket:
                 case proto.ConnectRequested():
                     self._server_connect(conn, ev)
                 case proto.Connected(remote_if_name=name):
-                    conn.interface.remote_app_name = conn.channel.remote_name
                     conn.interface._client_connected(name)
                 case proto.Disconnected(reason=reason, by_peer=by_peer):
                     self._flush(conn)
@@ -322,7 +320,6 @@ class Socket:
 
     def _server_connect(self, conn: _Conn, req: proto.ConnectRequested) -> None:
         iface = conn.interface
-        iface.remote_app_name = conn.channel.remote_name  # before on_connect runs
         try:
             iface._server_attach(req)
         except ProtocolError as exc:
@@ -357,11 +354,10 @@ class Socket:
             iface._down(reason, by_peer)
             if iface.role is Role.CLIENT and iface.enabled and iface.config.reconnect_interval:
                 iface.next_retry = self._clock() + iface.config.reconnect_interval
-        if isinstance(conn.channel, proto.MasterChannel):
-            # Mappings outlive their fds: the fds the peer sent are closed here, always.
-            for fd in conn.channel.offered_fds():
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        # Mappings outlive their fds: the fds the peer sent are closed here, always.
+        for fd in conn.channel.offered_fds():
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _disconnect(self, iface: Interface, reason: str) -> None:
         conn = iface._conn

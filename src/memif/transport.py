@@ -121,13 +121,11 @@ def connect(address: str | bytes) -> socket.socket:
 
 def display(address: str | bytes) -> str:
     """How an address is shown to users: a path or ``@name``."""
-    if isinstance(address, bytes):
-        return (
-            "@" + address[1:].decode(errors="replace")
-            if is_abstract(address)
-            else address.decode(errors="replace")
-        )
-    return address
+    if isinstance(address, str):
+        return address
+    if is_abstract(address):
+        return "@" + address[1:].decode(errors="replace")
+    return address.decode(errors="replace")
 
 
 def send_message(sock: socket.socket, msg: wire.Message, fd: int | None = None) -> None:
