@@ -37,8 +37,11 @@ BROADCAST = b"\xff" * 6
 ZERO_MAC = b"\x00" * 6
 
 _ETH = struct.Struct("!6s6sH")
-_ARP = struct.Struct("!HHBBH6s4s6s4s")
-_IP = struct.Struct("!BBHHHBBH4s4s")
+#: An ARP body for IPv4 over Ethernet: htype, ptype, hlen, plen, op, sha, spa, tha, tpa.
+ARP_HDR = struct.Struct("!HHBBH6s4s6s4s")
+#: An IPv4 header without options: version/IHL, TOS, total length, id, flags/fragment
+#: offset, TTL, protocol, checksum, source, destination.
+IPV4_HDR = struct.Struct("!BBHHHBBH4s4s")
 _ICMP_ECHO = struct.Struct("!BBHHH")
 
 
@@ -116,7 +119,7 @@ def ethernet(dst: bytes, src: bytes, ethertype: int, payload: bytes) -> bytes:
 
 def arp(op: int, sha: bytes, spa: bytes, tha: bytes, tpa: bytes) -> bytes:
     """An ARP packet for IPv4 over Ethernet (no Ethernet header)."""
-    return _ARP.pack(1, ETH_P_IP, 6, 4, op, sha, spa, tha, tpa)
+    return ARP_HDR.pack(1, ETH_P_IP, 6, 4, op, sha, spa, tha, tpa)
 
 
 def arp_request(sha: bytes, spa: bytes, tpa: bytes) -> bytes:
@@ -135,10 +138,17 @@ def is_group(mac: bytes) -> bool:
 
 
 def ipv4(
-    src: bytes, dst: bytes, proto: int, payload: bytes, ttl: int = 64, ident: int = 0
+    src: bytes,
+    dst: bytes,
+    proto: int,
+    payload: bytes,
+    ttl: int = 64,
+    ident: int = 0,
+    df: bool = True,
 ) -> bytes:
-    """An IPv4 packet with a correct header checksum."""
-    hdr = _IP.pack(0x45, 0, IP_HLEN + len(payload), ident, 0x4000, ttl, proto, 0, src, dst)
+    """An IPv4 packet with a correct header checksum (``df``: the Don't Fragment flag)."""
+    flags = 0x4000 if df else 0
+    hdr = IPV4_HDR.pack(0x45, 0, IP_HLEN + len(payload), ident, flags, ttl, proto, 0, src, dst)
     return hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:] + payload
 
 
@@ -181,8 +191,8 @@ def parse(frame: bytes) -> Parsed | None:
     if len(frame) < ETH_HLEN:
         return None
     dst, src, et = _ETH.unpack_from(frame)
-    if et == ETH_P_ARP and len(frame) >= ETH_HLEN + _ARP.size:
-        f = _ARP.unpack_from(frame, ETH_HLEN)
+    if et == ETH_P_ARP and len(frame) >= ETH_HLEN + ARP_HDR.size:
+        f = ARP_HDR.unpack_from(frame, ETH_HLEN)
         return Parsed(dst, src, et, arp=(f[4], f[5], f[6], f[7], f[8]))
     if et == ETH_P_IP and len(frame) >= ETH_HLEN + IP_HLEN:
         return _parse_ip(frame, ETH_HLEN, dst, src)
@@ -200,7 +210,7 @@ def parse_ip(packet: bytes) -> Parsed | None:
 
 
 def _parse_ip(frame: bytes, off: int, dst: bytes, src: bytes) -> Parsed:
-    vihl, _, total, _, _, ttl, proto, _, s, d = _IP.unpack_from(frame, off)
+    vihl, _, total, _, _, ttl, proto, _, s, d = IPV4_HDR.unpack_from(frame, off)
     ihl = (vihl & 0xF) * 4
     end = min(len(frame), off + max(total, ihl))
     l4 = bytes(frame[off + ihl : end])

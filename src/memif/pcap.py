@@ -197,8 +197,9 @@ class PcapWriter:
     ) -> int:
         """Write the packets of a received batch (``index`` picks some), chains whole.
 
-        Reads straight from the batch's views into the file; evenly spaced batches of
-        equal-length packets go out as one array.  Returns how many were written.
+        Unchained packets go out as one array, built with whole-burst numpy copies from
+        the batch's views (or one gather); chained ones are written one by one.  Returns
+        how many were written.
         """
         ts = time.time_ns() if ts_ns is None else ts_ns
         idx = np.arange(len(batch)) if index is None else np.asarray(index, dtype=np.intp)
@@ -207,13 +208,8 @@ class PcapWriter:
         lengths = batch.lengths[idx].astype(np.int64)
         incl = np.minimum(lengths, self.snaplen)
         hdr = self._header(ts, incl, lengths)
-        mat = batch.matrix if batch.first is None else None
-        length0 = int(incl[0])
-        if mat is not None and (incl == length0).all() and mat.shape[1] >= length0:
-            out = np.empty((len(idx), _RECORD.itemsize + length0), np.uint8)
-            out[:, : _RECORD.itemsize] = hdr.view(np.uint8).reshape(len(idx), -1)
-            out[:, _RECORD.itemsize :] = mat[idx, :length0]
-            self._f.write(out.data)
+        if batch.first is None:
+            self._f.write(_records(hdr, _rows(batch, idx, int(incl.max())), incl).data)
         else:
             hb = hdr.tobytes()
             parts: list = []
@@ -246,6 +242,33 @@ class PcapWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _rows(batch: RxBatch, idx: np.ndarray, width: int) -> np.ndarray:
+    """The first ``width`` bytes of the unchained packets ``idx`` of ``batch``, one row each."""
+    mat = batch.matrix
+    if mat is None or mat.shape[1] < width:
+        mat = batch.gather(width)
+    return mat[idx, :width]
+
+
+def _records(hdr: np.ndarray, rows: np.ndarray, incl: np.ndarray) -> np.ndarray:
+    """Record headers ``hdr``, each followed by the first ``incl`` bytes of its row, as bytes."""
+    k, n, width = _RECORD.itemsize, len(rows), rows.shape[1]
+    head = hdr.view(np.uint8).reshape(n, k)
+    if (incl == width).all():  # equal lengths: one record per row
+        out = np.empty((n, k + width), np.uint8)
+        out[:, :k], out[:, k:] = head, rows
+        return out.reshape(-1)
+    sizes = k + incl
+    starts = np.cumsum(sizes) - sizes
+    out = np.empty(int(sizes.sum()), np.uint8)
+    data = np.ones(len(out), bool)
+    at = (starts[:, None] + np.arange(k)).reshape(-1)
+    out[at] = head.reshape(-1)
+    data[at] = False
+    out[data] = rows[np.arange(width) < incl[:, None]]  # row by row: each record's data
+    return out
 
 
 def _nbytes(p: PacketLike) -> int:

@@ -71,7 +71,19 @@ from typing import Any
 
 from .. import wire
 from ..packet import checksum as _ip_checksum  # noqa: F401  (re-exported: the tests' oracle)
-from .bench_common import choice_list, int_list, positive, set_rates
+from .bench_common import (
+    add_cpus_arg,
+    add_frames_arg,
+    add_testpmd_json_args,
+    add_window_args,
+    check_frames,
+    choice_list,
+    int_list,
+    set_rates,
+    set_ratio,
+    testpmd_binary,
+    two_cpus,
+)
 from .bench_worker import (
     BUFFER_SIZE,
     GO,
@@ -299,13 +311,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "Gbit/s = frame bytes * 8 * packets/s."
         ),
     )
-    p.add_argument(
-        "--frames",
-        type=int_list,
-        default=[64, 1500],
-        metavar="LIST",
-        help="frame sizes in bytes (default 64,1500)",
-    )
+    add_frames_arg(p)
     p.add_argument(
         "--bursts",
         type=int_list,
@@ -320,20 +326,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="LIST",
         help=f"sender-receiver pairs (default {','.join(PAIRS)})",
     )
-    p.add_argument(
-        "--seconds",
-        type=positive,
-        default=3.0,
-        metavar="S",
-        help="measurement time per point (default 3)",
-    )
-    p.add_argument(
-        "--warmup",
-        type=float,
-        default=0.5,
-        metavar="S",
-        help="time to run before measuring (default 0.5)",
-    )
+    add_window_args(p, warmup=0.5, before="run")
     p.add_argument(
         "--ring-size",
         type=int,
@@ -341,10 +334,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="ring slots, a power of two, both peers (default 1024)",
     )
-    p.add_argument(
-        "--cpus",
-        type=int_list,
-        default=None,
+    add_cpus_arg(
+        p,
         metavar="TX,RX",
         help="CPUs of the sender and the receiver (default: the first two allowed)",
     )
@@ -355,8 +346,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="Python receiver: read each packet's sequence number (seq, default) or "
         "copy every whole frame to private memory first (copy)",
     )
-    p.add_argument("--testpmd", default=None, metavar="PATH", help="dpdk-testpmd binary")
-    p.add_argument("--json", action="store_true", help="print JSON Lines, one object per point")
+    add_testpmd_json_args(p, json_help="print JSON Lines, one object per point")
     p.set_defaults(func=run)
     return p
 
@@ -365,34 +355,20 @@ def _options(args: argparse.Namespace) -> Options:
     ring = args.ring_size
     if ring < 2 or ring & (ring - 1) or ring > 1 << wire.MAX_LOG2_RING_SIZE:
         raise ValueError(f"--ring-size {ring} must be a power of two from 2 to 16384")
-    for f in args.frames:
-        if not MIN_FRAME <= f <= BUFFER_SIZE:
-            raise ValueError(f"frame size {f} must be {MIN_FRAME}..{BUFFER_SIZE} (one buffer)")
+    check_frames(args.frames, MIN_FRAME, BUFFER_SIZE)
     for b in args.bursts:
         if not 1 <= b <= ring:
             raise ValueError(f"burst {b} must be 1..{ring} (the ring size)")
-    allowed = sorted(os.sched_getaffinity(0))
-    cpus = args.cpus or allowed[:2]
-    if len(cpus) != 2 or cpus[0] == cpus[1]:
-        raise ValueError(f"need two different CPUs for sender and receiver, have {cpus}")
-    if not set(cpus) <= set(allowed):
-        raise ValueError(f"--cpus {cpus}: this process may only use CPUs {allowed}")
+    tx_cpu, rx_cpu = two_cpus(args.cpus, "sender and receiver")
     testpmd = None
     if any("testpmd" in p for p in args.pairs):
-        from ..testpmd import find_testpmd
-
-        testpmd = args.testpmd or find_testpmd()
-        if testpmd is None:
-            raise ValueError(
-                "dpdk-testpmd not found: install dpdk-dev and librte-net-memif23, "
-                "or select --pairs python-python"
-            )
+        testpmd = testpmd_binary(args.testpmd, ", or select --pairs python-python")
     return Options(
         seconds=args.seconds,
         warmup=max(0.0, args.warmup),
         ring_size=ring,
-        tx_cpu=cpus[0],
-        rx_cpu=cpus[1],
+        tx_cpu=tx_cpu,
+        rx_cpu=rx_cpu,
         rx_read=args.rx_read,
         testpmd=testpmd,
     )
@@ -443,11 +419,7 @@ def run(args: argparse.Namespace) -> int:
             label = f"[{i}/{len(points)}] {point.pair} frame={point.frame} burst={point.burst}"
             print(f"{label}: measuring {opts.seconds:g} s ...", file=sys.stderr, flush=True)
             r = measure(point, opts)
-            key = (point.frame, point.burst)
-            if point.pair == REFERENCE and r.mpps:
-                reference[key] = r.mpps
-            if r.mpps is not None and key in reference:
-                r.ratio = round(r.mpps / reference[key], 4)
+            set_ratio(r, (point.frame, point.burst), reference, point.pair == REFERENCE)
             if r.error is None:
                 ratio = "" if r.ratio is None else f", ratio {r.ratio:.3f}"
                 done = f"{r.mpps:.3f} Mpps, {r.gbps:.2f} Gbit/s{ratio}"

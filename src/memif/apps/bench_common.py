@@ -1,9 +1,10 @@
-"""What both benchmarks (``memif bench``, ``memif bench-switch``) share: option parsers
-and turning a packet count into rates."""
+"""What both benchmarks (``memif bench``, ``memif bench-switch``) share: option parsers and
+declarations, checking them, and turning a packet count into rates and ratios."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,6 +45,81 @@ def positive(text: str) -> float:
     return value
 
 
+# ------------------------------------------------------------------------------------ options
+
+
+def add_frames_arg(p: argparse.ArgumentParser) -> None:
+    """``--frames LIST``: the frame sizes to measure."""
+    p.add_argument(
+        "--frames",
+        type=int_list,
+        default=[64, 1500],
+        metavar="LIST",
+        help="frame sizes in bytes (default 64,1500)",
+    )
+
+
+def add_window_args(p: argparse.ArgumentParser, *, warmup: float, before: str) -> None:
+    """``--seconds`` (the measurement window) and ``--warmup`` (``before``: what it does)."""
+    p.add_argument(
+        "--seconds",
+        type=positive,
+        default=3.0,
+        metavar="S",
+        help="measurement time per point (default 3)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=warmup,
+        metavar="S",
+        help=f"time to {before} before measuring (default {warmup:g})",
+    )
+
+
+def add_cpus_arg(p: argparse.ArgumentParser, *, metavar: str, help: str) -> None:
+    """``--cpus A,B``: the two CPUs of a run."""
+    p.add_argument("--cpus", type=int_list, default=None, metavar=metavar, help=help)
+
+
+def add_testpmd_json_args(p: argparse.ArgumentParser, *, json_help: str) -> None:
+    """``--testpmd PATH`` and ``--json``."""
+    p.add_argument("--testpmd", default=None, metavar="PATH", help="dpdk-testpmd binary")
+    p.add_argument("--json", action="store_true", help=json_help)
+
+
+def check_frames(frames: Sequence[int], low: int, high: int) -> None:
+    """ValueError unless every frame size is ``low..high``."""
+    for f in frames:
+        if not low <= f <= high:
+            raise ValueError(f"frame size {f} must be {low}..{high} (one buffer)")
+
+
+def two_cpus(cpus: Sequence[int] | None, roles: str) -> tuple[int, int]:
+    """``--cpus`` (default: the first two this process may use), checked: two different
+    allowed CPUs, for ``roles`` (``"sender and receiver"``), else ValueError."""
+    allowed = sorted(os.sched_getaffinity(0))
+    cpus = list(cpus or allowed[:2])
+    if len(cpus) != 2 or cpus[0] == cpus[1]:
+        raise ValueError(f"need two different CPUs for {roles}, have {cpus}")
+    if not set(cpus) <= set(allowed):
+        raise ValueError(f"--cpus {cpus}: this process may only use CPUs {allowed}")
+    return cpus[0], cpus[1]
+
+
+def testpmd_binary(given: str | None, hint: str = "") -> str:
+    """``--testpmd`` or the installed testpmd; ValueError (ending in ``hint``) if none."""
+    from ..testpmd import find_testpmd
+
+    found = given or find_testpmd()
+    if found is None:
+        raise ValueError("dpdk-testpmd not found: install dpdk-dev and librte-net-memif23" + hint)
+    return found
+
+
+# ------------------------------------------------------------------------------------ results
+
+
 def set_rates(result: Any, packets: int, seconds: float, frame: int, extra: dict) -> None:
     """Mpps and Gbit/s (frame bytes only) from a count, plus the other figures, rounded."""
     pps = packets / seconds
@@ -51,3 +127,11 @@ def set_rates(result: Any, packets: int, seconds: float, frame: int, extra: dict
     result.gbps = round(pps * frame * 8 / 1e9, 4)
     for key, value in extra.items():
         setattr(result, key, round(value, 4) if isinstance(value, float) else value)
+
+
+def set_ratio(result: Any, key: Any, reference: dict, is_reference: bool) -> None:
+    """Keep a reference result's Mpps under ``key``; give ``result`` its ratio to it."""
+    if is_reference and result.mpps:
+        reference[key] = result.mpps
+    if result.mpps is not None and key in reference:
+        result.ratio = round(result.mpps / reference[key], 4)

@@ -68,7 +68,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..vswitch.memif_port import DEFAULT_VECTOR
-from .bench_common import choice_list, int_list, positive, set_rates
+from .bench_common import (
+    add_cpus_arg,
+    add_frames_arg,
+    add_testpmd_json_args,
+    add_window_args,
+    check_frames,
+    choice_list,
+    set_rates,
+    set_ratio,
+    testpmd_binary,
+    two_cpus,
+)
 
 REFERENCE = "reference"
 MIN_FRAME = 60
@@ -489,13 +500,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             + ". Gbit/s = frame bytes * 8 * packets/s."
         ),
     )
-    p.add_argument(
-        "--frames",
-        type=int_list,
-        default=[64, 1500],
-        metavar="LIST",
-        help="frame sizes in bytes (default 64,1500)",
-    )
+    add_frames_arg(p)
     p.add_argument(
         "--configs",
         type=choice_list(CONFIGS, "configuration"),
@@ -503,20 +508,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="LIST",
         help=f"configurations (default {','.join(CONFIGS)})",
     )
-    p.add_argument(
-        "--seconds",
-        type=positive,
-        default=3.0,
-        metavar="S",
-        help="measurement time per point (default 3)",
-    )
-    p.add_argument(
-        "--warmup",
-        type=float,
-        default=1.0,
-        metavar="S",
-        help="time to forward before measuring (default 1)",
-    )
+    add_window_args(p, warmup=1.0, before="forward")
     p.add_argument(
         "--prime",
         type=int,
@@ -539,10 +531,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help=f"descriptors memif-input takes per queue and turn (default {DEFAULT_VECTOR}, "
         "as memifd; VPP's frames hold 256)",
     )
-    p.add_argument(
-        "--cpus",
-        type=int_list,
-        default=None,
+    add_cpus_arg(
+        p,
         metavar="SWITCH,LOOP",
         help="CPU of the switch (or the middle testpmd's forwarding lcore) and of the loop "
         "driver's forwarding lcore (default: the first two allowed)",
@@ -555,41 +545,29 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="profile the switch over each window with cProfile and print the top N "
         "functions on stderr (slows the switch down)",
     )
-    p.add_argument("--testpmd", default=None, metavar="PATH", help="dpdk-testpmd binary")
-    p.add_argument("--json", action="store_true", help="print JSON Lines, one per measurement")
+    add_testpmd_json_args(p, json_help="print JSON Lines, one per measurement")
     p.set_defaults(func=run)
     return p
 
 
 def _options(args: argparse.Namespace) -> Options:
-    for f in args.frames:
-        if not MIN_FRAME <= f <= MAX_FRAME:
-            raise ValueError(f"frame size {f} must be {MIN_FRAME}..{MAX_FRAME} (one buffer)")
+    check_frames(args.frames, MIN_FRAME, MAX_FRAME)
     if not 1 <= args.prime <= 1024:
         raise ValueError(f"--prime {args.prime} must be 1..1024")
     if args.profile < 0:
         raise ValueError("--profile must be >= 0")
     if not 1 <= args.vector_size <= 1 << 16:
         raise ValueError(f"--vector-size {args.vector_size} must be 1..{1 << 16}")
-    allowed = sorted(os.sched_getaffinity(0))
-    cpus = args.cpus or allowed[:2]
-    if len(cpus) != 2 or cpus[0] == cpus[1]:
-        raise ValueError(f"need two different CPUs for the switch and the loop, have {cpus}")
-    if not set(cpus) <= set(allowed):
-        raise ValueError(f"--cpus {cpus}: this process may only use CPUs {allowed}")
-    from ..testpmd import find_testpmd
-
-    testpmd = args.testpmd or find_testpmd()
-    if testpmd is None:
-        raise ValueError("dpdk-testpmd not found: install dpdk-dev and librte-net-memif23")
+    switch_cpu, loop_cpu = two_cpus(args.cpus, "the switch and the loop")
+    testpmd = testpmd_binary(args.testpmd)
     return Options(
         seconds=args.seconds,
         warmup=max(0.0, args.warmup),
         prime=args.prime,
         flood=args.flood,
         vector_size=args.vector_size,
-        switch_cpu=cpus[0],
-        loop_cpu=cpus[1],
+        switch_cpu=switch_cpu,
+        loop_cpu=loop_cpu,
         profile=args.profile,
         testpmd=testpmd,
     )
@@ -668,10 +646,7 @@ def run(args: argparse.Namespace) -> int:
 
             log(f"{config.description}; measuring {opts.seconds:g} s ...")
             r = measure(config, frame, opts, log)
-            if config.name == REFERENCE and r.mpps:
-                reference[frame] = r.mpps
-            if r.mpps is not None and frame in reference:
-                r.ratio = round(r.mpps / reference[frame], 4)
+            set_ratio(r, frame, reference, config.name == REFERENCE)
             if r.error is None:
                 ratio = "" if r.ratio is None else f", ratio {r.ratio:.3f}"
                 cpu = "" if r.cpu is None else f", cpu {_pct(r.cpu)}, busy {_pct(r.busy)}"

@@ -12,14 +12,14 @@ from __future__ import annotations
 import gc
 import multiprocessing as mp
 import os
+import struct
 import time
 import traceback
 from typing import Any
 
 import numpy as np
 
-from .. import wire
-from ..packet import checksum
+from .. import packet, wire
 
 SEQ_OFFSET = 42
 """Byte offset of the u64 sequence number: the first byte of the UDP payload."""
@@ -46,6 +46,9 @@ SLOTS = 16
 WAIT = 20.0
 """Seconds to wait for a worker or a link."""
 
+_SRC_MAC, _DST_MAC = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
+_SRC_IP, _DST_IP = bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2])
+
 
 # ---------------------------------------------------------------------------------------- frames
 
@@ -58,16 +61,11 @@ def build_frame(size: int) -> np.ndarray:
     """
     if size < MIN_FRAME:
         raise ValueError(f"frame size {size} is below {MIN_FRAME} bytes")
-    eth = bytes.fromhex("0200000000020200000000010800")
-    ip = bytearray(20)
-    ip[0], ip[8], ip[9] = 0x45, 64, 17
-    ip[2:4] = (size - 14).to_bytes(2, "big")
-    ip[12:16] = bytes([198, 18, 0, 1])
-    ip[16:20] = bytes([198, 18, 0, 2])
-    ip[10:12] = checksum(bytes(ip)).to_bytes(2, "big")
-    udp = (9).to_bytes(2, "big") * 2 + (size - 34).to_bytes(2, "big") + b"\0\0"
     payload = bytes(i & 0xFF for i in range(size - 42))
-    return np.frombuffer(eth + bytes(ip) + udp + payload, np.uint8).copy()
+    udp = struct.pack("!HHHH", 9, 9, size - 34, 0) + payload
+    ip = packet.ipv4(_SRC_IP, _DST_IP, packet.PROTO_UDP, udp, df=False)
+    frame = packet.ethernet(_DST_MAC, _SRC_MAC, packet.ETH_P_IP, ip)
+    return np.frombuffer(frame, np.uint8).copy()
 
 
 # ---------------------------------------------------------------------------------------- loops

@@ -1,4 +1,5 @@
-"""Burst helpers the traffic tools share: MAC swapping and sending whole buffer chains."""
+"""Burst helpers the traffic tools share: headers of a received burst, MAC swapping, echoing
+a burst back, and sending whole buffer chains."""
 
 from __future__ import annotations
 
@@ -6,7 +7,21 @@ from typing import Any
 
 import numpy as np
 
-from ..queue import TxQueue
+from ..queue import RxBatch, TxQueue
+
+
+def heads(batch: RxBatch, width: int, out: np.ndarray | None = None) -> np.ndarray:
+    """The first ``width`` bytes of every packet, one row each (``RxBatch.gather``),
+    vectorized even when packets are chained.
+
+    A chained packet's header sits in its first buffer: when every first buffer holds at
+    least ``width`` bytes, the first buffers are gathered as one batch of unchained packets
+    (else ``gather`` assembles the packets one by one).
+    """
+    first = batch.first
+    if first is not None and len(first) and batch.seg_length[first].min() >= width:
+        batch = batch.first_segments()
+    return batch.gather(width, out)
 
 
 def swap_macs(frames: np.ndarray, rows: Any = slice(None)) -> None:
@@ -21,6 +36,45 @@ def swap_macs(frames: np.ndarray, rows: Any = slice(None)) -> None:
     dst = frames[rows, 0:6].copy()
     frames[rows, 0:6] = frames[rows, 6:12]
     frames[rows, 6:12] = dst
+
+
+def echo_burst(batch: RxBatch, q: TxQueue, *, swap: bool) -> int:
+    """Send the packets of an unchained ``batch`` back out of ``q``, one copy per run of
+    transmit buffers, with their MAC addresses swapped if ``swap`` (frames shorter than 12
+    bytes are left as they are).
+
+    Returns how many leading packets went out: fewer than all when the ring is full or a
+    packet is larger than ``q``'s buffers (the rest are the caller's); 0 for a chained batch.
+    """
+    n = len(batch)
+    if not n or batch.first is not None:
+        return 0
+    rows = batch.matrix
+    if rows is None:  # buffers not evenly spaced: one vectorized gather
+        rows = batch.gather()
+    done = 0
+    while done < n:
+        tb = q.alloc(n - done)
+        k = tb.count
+        if not k:
+            break
+        lengths = batch.lengths[done : done + k]
+        width = int(lengths.max())
+        if width > tb.capacity:
+            break
+        part = rows[done : done + k, :width]
+        if tb.buffers is None:
+            out = part.copy()
+        else:
+            out = tb.buffers[:k]
+            out[:, :width] = part
+        if swap:
+            swap_macs(out, slice(None) if int(lengths.min()) >= 12 else lengths >= 12)
+        if tb.buffers is None:
+            tb.fill(out)
+        q.tx_burst(tb, lengths)
+        done += k
+    return done
 
 
 def send_fitting(q: TxQueue, pkts: list[np.ndarray]) -> int:

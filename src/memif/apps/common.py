@@ -54,8 +54,13 @@ def one_line_errors(parser: argparse.ArgumentParser, command: str) -> None:
     parser.error = error  # type: ignore[method-assign]
 
 
-def add_connection_args(parser: argparse.ArgumentParser, *, role: str = "client") -> None:
-    """The options every tool takes to reach its peer."""
+def add_connection_args(
+    parser: argparse.ArgumentParser, *, role: str = "client", connect_timeout: float | None = 10.0
+) -> None:
+    """The options every tool takes to reach its peer.
+
+    ``connect_timeout`` None: by default the tool waits for its peer as long as it runs.
+    """
     g = parser.add_argument_group("connection")
     g.add_argument(
         "--socket",
@@ -75,11 +80,12 @@ def add_connection_args(parser: argparse.ArgumentParser, *, role: str = "client"
     g.add_argument("--ring-size", type=int, default=1024, help="ring slots (default 1024)")
     g.add_argument("--buffer-size", type=int, default=2048, help="buffer bytes (default 2048)")
     g.add_argument("--polling", action="store_true", help="poll receive queues (no interrupts)")
+    wait = ": as long as it runs" if connect_timeout is None else f" {connect_timeout:g}"
     g.add_argument(
         "--connect-timeout",
         type=float,
-        default=10.0,
-        help="seconds to wait for the peer (default 10)",
+        default=connect_timeout,
+        help=f"seconds to wait for the peer (default{wait})",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 

@@ -14,6 +14,8 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +29,7 @@ from ..errors import ConfigError
 from ..interface import Interface
 from ..sock import Socket
 from .common import LiveLine, StopRequest
-from .demo_proc import DemoError, child_env
+from .demo_proc import Child, DemoError, memif_argv
 from .demo_traffic import HOUSEKEEPING, SIZES, SPIN, Client, Counters, sleep_rx
 
 __all__ = ["Peer", "run_demo"]
@@ -37,13 +39,8 @@ class Peer:
     """The server process: started, watched, stopped, its report read."""
 
     def __init__(self, args: argparse.Namespace, name: str) -> None:
-        # Closed in stop(); unlinked from the start, so nothing is left behind.
-        self.out = tempfile.TemporaryFile()  # noqa: SIM115
-        self.err = tempfile.TemporaryFile()  # noqa: SIM115
-        cmd = [
-            sys.executable,
-            "-m",
-            "memif.cli",
+        self.dir = tempfile.mkdtemp(prefix="memif-demo-peer-")  # removed in stop()
+        argv = memif_argv(
             "demo",
             "--peer",
             "--socket",
@@ -54,54 +51,27 @@ class Peer:
             str(args.buffer_size),
             "--connect-timeout",
             str(args.connect_timeout),
-        ]
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stdout=self.out,
-            stderr=self.err,
-            env=child_env(),
-            start_new_session=True,  # Ctrl-C reaches us only; we stop the peer
         )
+        base = os.path.join(self.dir, "server")
+        self.child = Child("the server process", argv, base, stdin=subprocess.PIPE)
 
     @property
     def pid(self) -> int:
         """The server process's pid."""
-        return self.proc.pid
+        return self.child.pid
 
     def check(self) -> None:
         """Raise DemoError if the server process has exited."""
-        if self.proc.poll() is not None:
-            raise DemoError(
-                f"the server process exited with status {self.proc.returncode}"
-                + self._stderr_tail()
-            )
-
-    def _stderr_tail(self) -> str:
-        self.err.seek(0)
-        lines = self.err.read().decode(errors="replace").strip().splitlines()
-        return (": " + lines[-1]) if lines else ""
+        self.child.check()
 
     def stop(self) -> dict[str, Any]:
         """Close its stdin (its signal to stop), wait, kill if needed; its report or {}."""
         with contextlib.suppress(OSError):
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.out.seek(0)
-        report: dict[str, Any] = {}
-        for line in self.out.read().decode(errors="replace").splitlines():
-            with contextlib.suppress(ValueError):
-                report = json.loads(line)
-        self.out.close()
-        self.err.close()
+            self.child.proc.stdin.close()
+        if self.child.wait(5) is None:
+            self.child.stop(signal.SIGTERM, 2)
+        report = self.child.report()
+        shutil.rmtree(self.dir, ignore_errors=True)
         return report
 
 

@@ -38,16 +38,22 @@ def memif_argv(*args: str) -> list[str]:
 
 
 class Child:
-    """One child process, its output in ``<base>.out`` and ``<base>.err``."""
+    """One child process, its output in ``<base>.out`` and ``<base>.err``.
 
-    def __init__(self, name: str, argv: list[str], base: str) -> None:
+    ``stdin`` is ``subprocess.DEVNULL`` or ``subprocess.PIPE`` (then closing ``proc.stdin``
+    can be the child's signal to stop).
+    """
+
+    def __init__(
+        self, name: str, argv: list[str], base: str, stdin: int = subprocess.DEVNULL
+    ) -> None:
         self.name = name
         self.argv = argv
         self.out_path, self.err_path = base + ".out", base + ".err"
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(
                 argv,
-                stdin=subprocess.DEVNULL,
+                stdin=stdin,
                 stdout=out,
                 stderr=err,
                 env=child_env(),

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import wire
 from ..interface import Interface
-from ..queue import RxBatch, RxQueue, TxQueue, strided_view
+from ..queue import RxBatch, RxQueue, TxQueue
 
 #: Frame sizes, repeated in this order (frame ``seq`` has size ``SIZES[seq % 32]``).
 SIZES = (
@@ -120,31 +120,15 @@ def copy_rows(dst: np.ndarray, src: np.ndarray, lengths: np.ndarray) -> None:
 
 
 def segment_rows(iface: Interface, batch: RxBatch, width: int) -> np.ndarray:
-    """``(segments, width)`` rows of every received buffer: a zero-copy view if possible."""
-    regions = batch.seg_region
-    offsets = batch.seg_offset
-    if len(offsets) == 0:
-        return np.empty((0, width), np.uint8)
-    r0 = int(regions[0])
-    if (regions == r0).all():
-        arr = iface.regions[r0].array
-        view = strided_view(arr, offsets, width)
-        if view is not None:
-            return view
-        # A burst that crossed the ring's end: evenly spaced runs, glued together.
-        d = np.diff(offsets.astype(np.int64))
-        values, counts = np.unique(d, return_counts=True)
-        cuts = np.flatnonzero(d != values[counts.argmax()]) + 1
-        if len(cuts) < 4:
-            parts = [strided_view(arr, part, width) for part in np.split(offsets, cuts)]
-            if all(p is not None for p in parts):
-                return np.concatenate(parts)
-    out = np.zeros((len(offsets), width), np.uint8)
-    for k in range(len(offsets)):
-        seg = iface.regions[int(regions[k])].array
-        off, n = int(offsets[k]), min(int(batch.seg_length[k]), width)
-        out[k, :n] = seg[off : off + n]
-    return out
+    """``(segments, width)`` rows of every received buffer, chained or not: a zero-copy view
+    when the buffers are evenly spaced, else one vectorized gather (bytes past a buffer's
+    length are unspecified)."""
+    regions = [r.array for r in iface.regions]
+    segs = RxBatch(regions, batch.seg_region, batch.seg_offset, batch.seg_length)
+    rows = segs.matrix
+    if rows is not None and rows.shape[1] >= width:
+        return rows[:, :width]
+    return segs.gather(width)
 
 
 # ---------------------------------------------------------------------- generator and checker

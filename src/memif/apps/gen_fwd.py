@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import select
 import time
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 from .. import wire
 from ..errors import MemifError
 from ..queue import RxBatch, TxQueue
-from .burst import send_fitting, swap_macs
+from .burst import echo_burst, send_fitting, swap_macs
 from .common import LiveLine, StopRequest
 from .gen_frames import HDR_LEN, STREAM_SHIFT, Frames
 from .gen_stats import Analyzer
@@ -196,30 +195,10 @@ class Generator:
     def _forward(self, batch: RxBatch, q: TxQueue) -> None:
         n = len(batch)
         swap = self.mode == "macswap"
-        rows = None
-        if batch.first is None:
-            rows = batch.matrix
-            if rows is None:
-                rows = batch.gather()
-        done = 0
-        while rows is not None and done < n:
-            tb = q.alloc(n - done)
-            k = tb.count
-            if not k or rows.shape[1] > tb.capacity:
-                break
-            part = rows[done : done + k]
-            if tb.buffers is not None:
-                out = tb.buffers
-                out[:k, : part.shape[1]] = part
-            else:
-                out = part.copy()
-            if swap:
-                swap_macs(out, slice(k))
-            if tb.buffers is None:
-                tb.fill(out)
-            q.tx_burst(tb, batch.lengths[done : done + k])
-            done += k
-        if done < n and (rows is None or rows.shape[1] > q.alloc(1).capacity):
+        done = echo_burst(batch, q, swap=swap)
+        if done < n and (
+            batch.first is not None or int(batch.lengths[done:].max()) > q.alloc(1).capacity
+        ):
             pkts = []  # chained or bigger than the peer's buffers: frame by frame
             for i in range(done, n):
                 p = np.array(batch[i])
@@ -315,11 +294,9 @@ class Generator:
             time.sleep(timeout)
             return
         ready, _, _ = select.select(self.rx_fds, [], [], timeout)
-        for fd in ready:
-            try:
-                os.eventfd_read(fd)
-            except OSError:
-                pass
+        for q in self.rxq:
+            if q.fd in ready:
+                q.clear_interrupt()
 
     # ------------------------------------------------------------------ reporting
     def counters(self) -> tuple[int, int, int, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..queue import RxBatch
+from .burst import heads
 from .gen_frames import HDR_LEN, MAGIC, SEQ_MASK, STREAM_SHIFT, Frames
 
 _U32 = np.dtype("<u4")
@@ -137,7 +138,7 @@ class Analyzer:
         end = f.hdr + HDR_LEN
         rows = batch.matrix
         if rows is None:
-            rows = _heads(batch, end)
+            rows = heads(batch, end)
         if rows.shape[1] < end:
             self.foreign += n
             return
@@ -174,15 +175,3 @@ class Analyzer:
     def total(self, what: str) -> int:
         """One :class:`Stream` counter (``lost``, ``unique``...) summed over every stream."""
         return sum(getattr(s, what) for s in self.streams.values())
-
-
-def _heads(batch: RxBatch, width: int) -> np.ndarray:
-    """The first ``width`` bytes of every packet, vectorized even when packets are chained.
-
-    A chained packet's header sits in its first buffer: gather from first buffers alone, as a
-    batch of unchained packets, when each is at least ``width`` bytes (else packet by packet).
-    """
-    first = batch.first
-    if first is None or batch.seg_length[first].min() < width:
-        return batch.gather(width)
-    return batch.first_segments().gather(width)

@@ -8,18 +8,14 @@ chained).  It opens nothing and never waits: :mod:`memif.apps.responder` runs th
 
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 
 from .. import packet as pkt
 from ..queue import RxBatch, RxQueue, TxQueue
-from .burst import swap_macs
+from .burst import echo_burst
 
 BURST = 256
 
-_ARP = struct.Struct("!HHBBH6s4s6s4s")
-_IP = struct.Struct("!BBHHHBBH4s4s")
 _ARP_REQUEST_HDR = (1, pkt.ETH_P_IP, 6, 4, pkt.ARP_REQUEST)
 
 # Reply kinds.
@@ -109,7 +105,7 @@ class Responder:
             if ethertype == pkt.ETH_P_ARP:
                 if size < pkt.ETH_HLEN + pkt.ARP_LEN:
                     return no
-                f = _ARP.unpack_from(head, pkt.ETH_HLEN)
+                f = pkt.ARP_HDR.unpack_from(head, pkt.ETH_HLEN)
                 if f[:5] != _ARP_REQUEST_HDR or f[8] != self.ip:
                     return no
                 reply = pkt.arp_reply(self.mac, self.ip, f[5], f[6])
@@ -118,7 +114,7 @@ class Responder:
                 return no
         if size < off + pkt.IP_HLEN:
             return no
-        vihl, _, total, _, frag, ttl, proto, ip_sum, src, dst = _IP.unpack_from(head, off)
+        vihl, _, total, _, frag, ttl, proto, ip_sum, src, dst = pkt.IPV4_HDR.unpack_from(head, off)
         ihl = (vihl & 0xF) * 4
         icmp = off + ihl
         if (
@@ -205,28 +201,15 @@ class Responder:
     def _reflect(self, batch: RxBatch, txq: TxQueue) -> None:
         """Every frame back with its MACs swapped; whole-burst numpy copies when possible."""
         n = len(batch)
-        lengths = batch.lengths
-        mat = batch.matrix if batch.first is None else None
-        done = 0
-        while done < n and mat is not None:
-            tx = txq.alloc(n - done)
-            k = tx.count
-            if k == 0:
-                self.tx_dropped += n - done
-                return
-            lens = lengths[done : done + k]
-            width = int(lens.max())
-            if tx.buffers is None or width > tx.capacity:
-                break  # unevenly posted buffers or a frame too large: one by one
-            bufs = tx.buffers[:k]
-            bufs[:, :width] = mat[done : done + k, :width]
-            if self.l2:
-                swap_macs(bufs, slice(None) if int(lens.min()) >= 12 else lens >= 12)
-            txq.tx_burst(tx, lens)
-            self.reflected += k
-            done += k
-        if done < n:
-            self._send(txq, [(batch[i], REFLECT, int(lengths[i]), b"") for i in range(done, n)])
+        done = echo_burst(batch, txq, swap=bool(self.l2))
+        self.reflected += done
+        if done == n:
+            return
+        if not txq.free_slots():  # the ring is full: no need to look at the rest
+            self.tx_dropped += n - done
+            return
+        lengths = batch.lengths  # chained or larger than a buffer: one by one
+        self._send(txq, [(batch[i], REFLECT, int(lengths[i]), b"") for i in range(done, n)])
 
 
 def _verifies(data: bytes) -> bool:

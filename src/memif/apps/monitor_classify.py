@@ -16,6 +16,7 @@ import numpy as np
 from .. import packet as pk
 from ..config import format_mac, parse_mac
 from ..queue import RxBatch
+from .burst import heads
 
 #: Bytes of each packet looked at: enough for two VLAN tags, an IPv4 header with
 #: options or an IPv6 header with a few extension headers, and the ports.
@@ -197,19 +198,8 @@ def burst_headers(batch: RxBatch, width: int = HEADER_BYTES) -> np.ndarray:
     """The first ``width`` bytes of every packet of ``batch``, one row each (zero padded)."""
     n = len(batch)
     out = np.zeros((n, width), np.uint8)
-    if n == 0:
-        return out
-    if batch.first is None:
-        batch.gather(width=min(width, int(batch.lengths.max())), out=out)
-        return out
-    for i in range(n):  # chained: only as many segments as the header needs
-        pos = 0
-        for seg in batch.segments(i):
-            take = min(len(seg), width - pos)
-            out[i, pos : pos + take] = seg[:take]
-            pos += take
-            if pos >= width:
-                break
+    if n:
+        heads(batch, min(width, int(batch.lengths.max())), out)
     return out
 
 

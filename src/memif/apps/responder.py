@@ -124,11 +124,7 @@ def add_parser(subparsers: Any) -> None:
         metavar="S",
         help="stop after S seconds (default: run until interrupted)",
     )
-    add_connection_args(p)
-    for action in p._actions:  # a responder waits for its peer as long as it runs
-        if action.dest == "connect_timeout":
-            action.default = None
-            action.help = "seconds to wait for the peer (default: as long as it runs)"
+    add_connection_args(p, connect_timeout=None)  # a responder waits as long as it runs
     p.set_defaults(func=run)
     one_line_errors(p, "responder")
 
