@@ -173,7 +173,8 @@ class Shared:
 
 # ----------------------------------------------------------------------------- peers
 class _Flag:
-    """SIGTERM (and SIGINT) ask a peer to stop."""
+    """SIGTERM (and SIGINT) ask a peer to stop, or the soak itself to end early (it still
+    reports)."""
 
     def __init__(self) -> None:
         self.set = False
@@ -476,6 +477,21 @@ class RxRun:
     exited: float | None = None
     code: int | None = None
     high: int = -1
+
+
+def _end(run: TxRun | RxRun) -> bool:
+    """SIGTERM a peer still running at the end (SIGKILL after 10 s); True if it stopped."""
+    run.signal = run.signal or "SIGTERM(end)"
+    run.proc.send_signal(signal.SIGTERM)
+    try:
+        run.code = run.proc.wait(10)
+        stopped = True
+    except subprocess.TimeoutExpired:
+        run.proc.kill()
+        run.code = run.proc.wait()
+        stopped = False
+    run.exited = time.monotonic()
+    return stopped
 
 
 @dataclass
@@ -901,7 +917,7 @@ class Soak:
         next_restart = self.t0 + a.restart_every if a.restart_every > 0 else math.inf
         next_live = next_sample = next_harvest = self.t0
         last_end = self.t0
-        stopper = _ParentStop()
+        stopper = _Flag()
         while True:
             now = time.monotonic()
             if stopper.set:
@@ -953,27 +969,12 @@ class Soak:
         self.query()
         self.close_drops(math.inf)
         tx = self.tx[-1]
-        if tx.exited is None:
-            tx.signal = tx.signal or "SIGTERM(end)"
-            tx.proc.send_signal(signal.SIGTERM)
-            try:
-                tx.code = tx.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                tx.proc.kill()
-                tx.code = tx.proc.wait()
-                self.failures.append("the last sender did not stop on SIGTERM")
-            tx.exited = time.monotonic()
+        if tx.exited is None and not _end(tx):
+            self.failures.append("the last sender did not stop on SIGTERM")
         time.sleep(1.0 if not self.interrupted else 0.2)  # frames still on their way
         for run in self.rx:
             if run.exited is None:
-                run.signal = run.signal or "SIGTERM(end)"
-                run.proc.send_signal(signal.SIGTERM)
-                try:
-                    run.code = run.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    run.proc.kill()
-                    run.code = run.proc.wait()
-                run.exited = time.monotonic()
+                _end(run)
                 run.high = int(self.sh.rx_i[run.row, R_HIGH])
         self.harvest(time.monotonic(), final=True)
         self.query()
@@ -1187,18 +1188,6 @@ class Soak:
             "ok": all(verdicts.values()) and not self.failures,
         }
         return out
-
-
-class _ParentStop:
-    """Ctrl-C or SIGTERM end the soak early (it still reports)."""
-
-    def __init__(self) -> None:
-        self.set = False
-        signal.signal(signal.SIGINT, self._handler)
-        signal.signal(signal.SIGTERM, self._handler)
-
-    def _handler(self, signum: int, frame: object) -> None:
-        self.set = True
 
 
 def format_summary(s: dict[str, Any]) -> str:

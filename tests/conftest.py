@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from helpers import Memifd
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +24,35 @@ def testpmd_binary() -> str:
         if os.environ.get("CI") == "true":
             pytest.fail(f"DPDK testpmd is required under CI and is unavailable: {exc}")
         pytest.skip(f"DPDK testpmd unavailable: {exc}")
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., Memifd]]:
+    """``start(startup, *extra, **options)``: a ready :class:`helpers.Memifd` in ``tmp_path``;
+    every daemon is killed at the end of the test."""
+    from helpers import Memifd
+
+    daemons: list[Memifd] = []
+
+    def _start(startup: list[str], *extra: str, **options: Any) -> Memifd:
+        daemons.append(Memifd(tmp_path, startup, *extra, **options))
+        return daemons[-1].wait_ready()
+
+    yield _start
+    for d in daemons:
+        d.kill()
+
+
+@pytest.fixture
+def switch_rig(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``switch_rig(cls, *args, **options)``: ``cls(folder, *args, **options)`` in a fresh
+    folder under ``tmp_path`` (a :class:`helpers.SwitchRig`), closed at the end of the test."""
+    rigs: list[Any] = []
+
+    def make(cls: Callable[..., Any], *args: Any, **options: Any) -> Any:
+        rigs.append(cls(tmp_path / str(len(rigs)), *args, **options))
+        return rigs[-1]
+
+    yield make
+    for r in rigs:
+        r.close()

@@ -8,28 +8,23 @@ reference (testpmd in the middle), and checks its JSON Lines. It needs DPDK test
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from helpers import ENV, memif_argv
 
 from memif.apps import bench_switch
 from memif.apps.bench_common import choice_list
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 KEYS = {"config", "frame", "mpps", "gbps", "ratio", "cpu", "busy", "nodes"}
 NODE_KEYS = {"calls", "vectors", "vectors_per_call", "ns_per_packet"}
 
 
 def run_bench_switch(*args: str, timeout: float = 180.0) -> list[dict]:
     """Run ``python -m memif.cli bench-switch --json ...``; return the parsed lines."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
-        [sys.executable, "-m", "memif.cli", "bench-switch", "--json", *args],
-        capture_output=True, text=True, timeout=timeout, env=env, check=False,
+        memif_argv("bench-switch", "--json", *args),
+        capture_output=True, text=True, timeout=timeout, env=ENV, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "measuring" in proc.stderr  # progress goes to stderr

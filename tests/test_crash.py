@@ -15,19 +15,17 @@ import gc
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
+from helpers import mac, memif_popen
 
 import memif
 from memif import packet
 from memif.testing import drive, unique_name
 from memif.vswitch import Switch
 
-SRC = str(Path(memif.__file__).resolve().parents[1])
 NOTICE = 1.0  # seconds within which a dead peer must be noticed
 
 
@@ -50,13 +48,9 @@ def same_counts(before: tuple[int, int, int], after: tuple[int, int, int]) -> bo
 
 def gen(*args: str) -> subprocess.Popen:
     """``memif gen`` in its own process (quiet, waiting up to 20 s for its peer)."""
-    path = [SRC, *filter(None, [os.environ.get("PYTHONPATH")])]
-    return subprocess.Popen(
-        [sys.executable, "-m", "memif.cli", "gen", *args, "--quiet", "--connect-timeout", "20"],
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(path)},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    null = subprocess.DEVNULL
+    return memif_popen(
+        "gen", *args, "--quiet", "--connect-timeout", "20", stdin=null, stdout=null, stderr=null
     )
 
 
@@ -150,10 +144,6 @@ def test_client_survives_killed_servers_and_reconnects(procs, tmp_path) -> None:
 
 
 # --------------------------------------------------------------------------- the switch
-
-
-def mac(i: int) -> bytes:
-    return bytes([2, 0, 0, 0, 0, i])
 
 
 # c's peer: a generator at 20 kpps whose frames (unknown destination) are flooded to a and b

@@ -10,19 +10,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import ENV
 
 from memif.ctl.main import Completer
 from memif.daemon import REGISTRY, Context, Reply, execute
 from memif.daemon.parse import Args, CliError, Registry, match_word, tokenize
 from memif.vswitch.switch import Switch
-
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def lookup(line: str) -> tuple[str, list[str]]:
@@ -286,7 +284,7 @@ def test_memifctl_imports_neither_daemon_nor_switch() -> None:
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
-        env={**os.environ, "PYTHONPATH": SRC},
+        env=ENV,
         capture_output=True,
         text=True,
         check=True,

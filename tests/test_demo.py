@@ -8,15 +8,13 @@ import re
 import select
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ENV
 from helpers import memif_popen as memif_cmd
+from helpers import memifctl
 
 from memif import testing
 from memif.apps import demo
@@ -75,11 +73,12 @@ def test_demo_human_output() -> None:
     assert "OK: every frame came back intact and in order" in out
 
 
-def test_ctrl_c_prints_the_summary_and_cleans_up() -> None:
-    proc = memif_cmd("demo", "--pair", "--duration", "60", "--json")
+def interrupted(*args: str, flowing: str) -> dict:
+    """``memif demo --json ARGS``, Ctrl-C once its stderr shows ``flowing``; the summary."""
+    proc = memif_cmd("demo", "--duration", "60", "--json", *args)
     end = time.monotonic() + 30
     seen = ""
-    while "Mpps" not in seen and time.monotonic() < end:  # traffic is flowing
+    while flowing not in seen and time.monotonic() < end:  # traffic is flowing
         ready, _, _ = select.select([proc.stderr], [], [], 1)
         if ready:
             seen += proc.stderr.readline()
@@ -87,7 +86,11 @@ def test_ctrl_c_prints_the_summary_and_cleans_up() -> None:
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    summary = json.loads(out.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_ctrl_c_prints_the_summary_and_cleans_up() -> None:
+    summary = interrupted("--pair", flowing="Mpps")
     assert summary["interrupted"] is True
     assert summary["packets"] > 0 and summary["lost"] == 0 and summary["mismatches"] == 0
     assert summary["duration"] < 30
@@ -205,18 +208,7 @@ def test_switch_demo_human_output() -> None:
 
 
 def test_switch_demo_ctrl_c_cleans_up() -> None:
-    proc = memif_cmd("demo", "--duration", "60", "--json", "--peers", "python")
-    end = time.monotonic() + 30
-    seen = ""
-    while "kpps" not in seen and time.monotonic() < end:  # traffic is flowing
-        ready, _, _ = select.select([proc.stderr], [], [], 1)
-        if ready:
-            seen += proc.stderr.readline()
-        assert proc.poll() is None, seen
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
-    summary = json.loads(out.strip().splitlines()[-1])
+    summary = interrupted("--peers", "python", flowing="kpps")
     assert summary["interrupted"] is True and summary["a_to_c"] > 0
     assert summary["duration"] < 30
     assert_cleaned_up(summary)
@@ -229,15 +221,7 @@ def test_switch_demo_keep_leaves_memifd_running() -> None:
     try:
         assert summary["ok"] and alive(pid)
         assert not [n for n, p in summary["pids"].items() if n != "memifd" and alive(p)]
-        r = subprocess.run(
-            [sys.executable, "-m", "memif.ctl.main", "-s", kept["cli_socket"], "--json"]
-            + ["show", "interface"],
-            env=ENV,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        r = memifctl(kept["cli_socket"], "show", "interface", json_out=True, timeout=30)
         assert r.returncode == 0, r.stderr
         ifs = {d["name"]: d for d in json.loads(r.stdout)}
         assert ifs["memif1/0"]["rx_packets"] == summary["a_to_c"]

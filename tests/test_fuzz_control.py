@@ -236,6 +236,33 @@ def lab():
     lab.close()
 
 
+def send_frame(sock: socket.socket, data: bytes, fds: Sequence[int] = ()) -> None:
+    """One frame on a raw SEQPACKET socket, ``fds`` with it (SCM_RIGHTS)."""
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
+    sock.sendmsg([data], anc if fds else [])
+
+
+def read_frames(sock: socket.socket) -> tuple[list[tuple[bytes, int]], bool]:
+    """The frames waiting on a raw non-blocking SEQPACKET socket, as (data, number of fds
+    received, closed at once), and whether the other side closed."""
+    frames: list[tuple[bytes, int]] = []
+    while True:
+        try:
+            data, anc, _, _ = sock.recvmsg(256, socket.CMSG_SPACE(64))
+        except BlockingIOError:
+            return frames, False
+        except ConnectionResetError:  # closed with our data unread: what it sent remains
+            continue
+        except OSError:
+            return frames, True
+        fds = [fd for _, _, c in anc for fd in array.array("i", c)]
+        for fd in fds:
+            os.close(fd)
+        if not data and not fds:
+            return frames, True
+        frames.append((data, len(fds)))
+
+
 class Peer:
     """A raw client on the server's socket: sends anything, records every frame."""
 
@@ -250,21 +277,10 @@ class Peer:
             assert isinstance(self.reply(), Hello)
 
     def pump(self) -> None:
-        while not self.eof:
-            try:
-                data, anc, _, _ = self.sock.recvmsg(256, socket.CMSG_SPACE(64))
-            except BlockingIOError:
-                return
-            except ConnectionResetError:  # closed with our data unread: what it sent remains
-                continue
-            except OSError:
-                self.eof = True
-                return
-            assert anc == []  # a master never sends fds
-            if data:
-                self.frames.append(data)
-            else:
-                self.eof = True
+        if not self.eof:
+            frames, self.eof = read_frames(self.sock)
+            assert all(n == 0 for _, n in frames)  # a master never sends fds
+            self.frames += [data for data, _ in frames]
 
     def next(self, timeout: float = 3.0) -> bytes | None:
         """The next frame the server sends, or None at EOF; the server must answer."""
@@ -282,9 +298,8 @@ class Peer:
         return None if frame is None else wire.decode(frame)
 
     def push(self, data: bytes, fds: Sequence[int] = ()) -> bool:
-        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
         try:
-            self.sock.sendmsg([data], anc if fds else [])
+            send_frame(self.sock, data, fds)
         except OSError:  # the server closed already
             return False
         return True
@@ -732,29 +747,14 @@ class RawMaster:
 
     def pump(self) -> None:
         assert self.conn is not None
-        while not self.eof:
-            try:
-                data, anc, _, _ = self.conn.recvmsg(256, socket.CMSG_SPACE(64))
-            except BlockingIOError:
-                return
-            except ConnectionResetError:  # closed with our data unread: what it sent remains
-                continue
-            except OSError:
-                self.eof = True
-                return
-            fds = [fd for _, _, c in anc for fd in array.array("i", c)]
-            for fd in fds:
-                os.close(fd)
-            if data or fds:
-                self.frames.append((data, len(fds)))
-            else:
-                self.eof = True
+        if not self.eof:
+            frames, self.eof = read_frames(self.conn)
+            self.frames += frames
 
     def say(self, msg: wire.Message | bytes, fds: Sequence[int] = ()) -> None:
         data = msg if isinstance(msg, bytes) else wire.encode(msg)
-        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
         assert self.conn is not None
-        self.conn.sendmsg([data], anc if fds else [])
+        send_frame(self.conn, data, fds)
 
     def wait(self, cs: memif.Socket, n: int | None = None, timeout: float = 3.0) -> None:
         """Drive the client until it sent ``n`` frames in all (or closed)."""

@@ -16,29 +16,26 @@ also checked in-process against scapy, without root.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
 import shutil
-import signal
 import stat
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
+from helpers import ENV, Memifd
 
 import memif
 from memif import packet as pkt
-from memif.ctl.main import Client
 from memif.testing import unique_name
-from memif.testpmd import MemifPort, Testpmd, ensure_testpmd
+from memif.testpmd import MemifPort, Testpmd
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
-ENV = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
 CI = os.environ.get("CI") == "true"
 RUN = os.urandom(3).hex()  # in every kernel object's name: no clash with other runs
 MAC_R = "02:00:00:00:02:02"  # the memif responder's
@@ -147,80 +144,10 @@ def host(kernel_support: None) -> Iterator[Host]:
 
 
 # --------------------------------------------------------------------------- the daemon
-class Memifd:
-    """A memifd subprocess with its CLI socket."""
-
-    def __init__(self, tmp: Path, startup: list[str]) -> None:
-        self.cli_path = str(tmp / "cli.sock")
-        self.log_path = tmp / "memifd.log"
-        conf = tmp / "startup.conf"
-        conf.write_text("\n".join(startup) + "\n")
-        self.proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "memif.daemon.main", "-c", str(conf)),
-                *("--cli-socket", self.cli_path, "--runtime-dir", str(tmp / "run")),
-                *("--buffers", "4096", "--log", str(self.log_path)),
-            ],
-            env=ENV,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        end = time.monotonic() + 15
-        while not os.path.exists(self.cli_path):
-            if self.proc.poll() is not None:
-                raise AssertionError(f"memifd exited {self.proc.returncode}: {self.log()}")
-            assert time.monotonic() < end, f"memifd not ready: {self.log()}"
-            time.sleep(0.02)
-
-    def log(self) -> str:
-        return self.log_path.read_text() if self.log_path.exists() else ""
-
-    def cli(self, command: str) -> dict:
-        with Client(self.cli_path, timeout=20) as c:
-            return c.request(command, want_json=True)
-
-    def ok(self, command: str) -> dict:
-        reply = self.cli(command)
-        assert reply["ok"], f"{command!r}: {reply['output']}"
-        return reply
-
-    def fails(self, command: str) -> str:
-        reply = self.cli(command)
-        assert not reply["ok"], f"{command!r} should fail: {reply['output']}"
-        return reply["output"]
-
-    def interfaces(self) -> dict[str, dict]:
-        return {d["name"]: d for d in self.ok("show interface")["data"]}
-
-    def wait_up(self, name: str, timeout: float = 15.0) -> None:
-        end = time.monotonic() + timeout
-        while self.interfaces()[name]["state"] != "up":
-            assert time.monotonic() < end, f"{name} not up: {self.log()}"
-            time.sleep(0.05)
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.communicate(timeout=15)
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate()
-
-
 @pytest.fixture
-def start(tmp_path: Path) -> Iterator[Callable[[list[str]], Memifd]]:
-    daemons: list[Memifd] = []
-
-    def _start(startup: list[str]) -> Memifd:
-        daemons.append(Memifd(tmp_path, startup))
-        return daemons[-1]
-
-    yield _start
-    for d in daemons:
-        d.kill()
+def start(start) -> Callable[[list[str]], Memifd]:
+    """conftest's ``start`` with 4096 buffers, memifd's stdout discarded."""
+    return functools.partial(start, buffers=4096, stdout=subprocess.DEVNULL)
 
 
 @pytest.fixture
@@ -431,17 +358,6 @@ def test_ping_from_namespace_through_tap_to_memif_responder(
     assert "tap0" not in d.interfaces()
     assert not host.exists(tap_if, ns)
     assert d.stop() == 0
-
-
-@pytest.fixture
-def testpmd_binary() -> str:
-    """testpmd, installed on demand; skip without it (fail under CI=true)."""
-    try:
-        return ensure_testpmd()
-    except RuntimeError as exc:
-        if CI:
-            pytest.fail(f"DPDK testpmd is required under CI and is unavailable: {exc}")
-        pytest.skip(f"DPDK testpmd unavailable: {exc}")
 
 
 def test_ping_from_namespace_through_tap_to_testpmd_icmpecho(

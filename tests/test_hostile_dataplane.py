@@ -11,6 +11,7 @@ attack a switch port while two other ports keep forwarding.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -22,14 +23,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from helpers import SwitchRig, drain, mac
 from numpy.lib.array_utils import byte_bounds
 
 import memif
 from memif import packet, wire
 from memif.queue import RX_ERRORS, TX_ERRORS, RxBatch
 from memif.shm import Ring
-from memif.testing import drive, pair, unique_name
-from memif.vswitch import Switch
+from memif.testing import drive, pair
 
 N = 16  # ring slots in the pair tests
 BUF = 256
@@ -508,35 +509,19 @@ def test_peer_rewriting_descriptors_while_we_read(link: Link, how: str) -> None:
 # --------------------------------------------------------------------------- through the switch
 
 
-def mac(i: int) -> bytes:
-    return bytes([2, 0, 0, 0, 0, i])
-
-
 def frame(dst: bytes, src: bytes, tag: int, size: int = 100) -> bytes:
     return packet.ethernet(dst, src, 0x88B5, str(tag).encode().ljust(size - 14, b"."))
 
 
-class Rig:
+class Rig(SwitchRig):
     """An in-process switch with three memif ports (a, b, bad) in one bridge domain."""
 
     def __init__(self, tmp_path, role: str) -> None:
-        self.sw = Switch(str(tmp_path / "run"), n_buffers=2048, data_size=2048)
-        self.peers = memif.Socket(unique_name("hostile-sw"), app_name="peers")
-        self.sw.add_fd(self.peers.fileno(), lambda: self.peers.poll(0))
-        self.sw.create_socket(1, self.peers.path)
+        super().__init__(tmp_path, role, "hostile-sw", n_buffers=2048, data_size=2048)
         self.ports = {}
         for i, name in enumerate(("a", "b", "bad"), 1):
-            opts = dict(id=i, mac=mac(i), ring_size=256, buffer_size=2048, reconnect_interval=0.05)
-            if role == "master":
-                sw = self.sw.create_memif(id=i, socket_id=1, role="master", ring_size=256)
-                peer = self.peers.create_interface(role="client", **opts)
-            else:
-                peer = self.peers.create_interface(role="server", **opts)
-                sw = self.sw.create_memif(id=i, socket_id=1, role="slave", ring_size=256)
-            self.sw.set_state(sw.name, True)
-            self.sw.set_bridge(sw.name, 1)
-            self.ports[name] = (sw, peer)
-        self.peers_open = True
+            opts = dict(mac=mac(i), ring_size=256, buffer_size=2048, reconnect_interval=0.05)
+            self.ports[name] = self.create_port(i, opts, ring_size=256)
         self.run(lambda: all(self.up(n) for n in self.ports), "connect")
         # a and b announce themselves so traffic between them is unicast
         for src in ("a", "b"):
@@ -559,31 +544,13 @@ class Rig:
         sw, peer = self.ports[name]
         return sw.link_up and peer.connected
 
-    def run(self, until: Callable[[], bool], what: str = "", timeout: float = 5.0) -> None:
-        end = time.monotonic() + timeout
-        while not until():
-            assert time.monotonic() < end, f"timed out: {what}"
-            self.sw.run_once()
-            if self.peers_open:
-                self.peers.poll(0)
-
     def drain(self, name: str) -> list[bytes]:
-        peer, got = self.peer(name), []
-        while peer.connected and (more := peer.recv()):
-            got += more
-        return got
+        return drain(self.peer(name))
 
     def unicast(self, name: str) -> list[bytes]:
         """What ``name``'s peer received addressed to it alone."""
         own = mac(self.idx(name))
         return [f for f in self.drain(name) if f[:6] == own]
-
-    def errors(self) -> dict[str, int]:
-        total: dict[str, int] = {}
-        for node in self.sw.graph.nodes:
-            for k, n in node.error_counts.items():
-                total[k] = total.get(k, 0) + n
-        return total
 
     def forward(self, count: int, during: Callable[[], None] = lambda: None) -> float:
         """``count`` frames a->b and b->a in bursts; every one must arrive, in order.
@@ -619,29 +586,10 @@ class Rig:
         assert got["b"] == sent["a"] and got["a"] == sent["b"]
         return time.monotonic() - t0
 
-    def close_peers(self) -> None:
-        """Every peer goes away at once."""
-        if self.peers_open:
-            self.peers_open = False
-            self.sw.remove_fd(self.peers.fileno())
-            self.peers.close()
-
-    def close(self) -> None:
-        self.sw.close()
-        self.close_peers()
-
 
 @pytest.fixture
-def rig(tmp_path):
-    made: list[Rig] = []
-
-    def make(role: str) -> Rig:
-        made.append(Rig(tmp_path / str(len(made)), role))
-        return made[-1]
-
-    yield make
-    for r in made:
-        r.close()
+def rig(switch_rig):
+    return functools.partial(switch_rig, Rig)
 
 
 def clean_counters(r: Rig, a_drops: int = 0) -> None:

@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 
 import memif
-from memif.testing import unique_name
+from memif.testing import drive, unique_name
 from memif.testpmd import MemifPort, PortStats, Testpmd
 
 pytestmark = [pytest.mark.testpmd, pytest.mark.usefixtures("testpmd_binary")]
@@ -85,11 +85,8 @@ def start_testpmd(sock: memif.Socket | None, ports: Sequence[MemifPort], **kw: o
 
 def wait_until(sock: memif.Socket, cond: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll our socket until ``cond()``; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        sock.poll(0.002)
+    ok = drive(sock, until=cond, timeout=timeout)
+    assert ok, f"timed out after {timeout} s waiting for {what}"
 
 
 def wait_link(sock: memif.Socket, iface: memif.Interface, tp: Testpmd, timeout: float = 10.0):

@@ -9,18 +9,14 @@ the loss, duplicate and reordering verdicts fail.  About 25 s in all.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "soak.py"
-ENV = {
-    **os.environ,
-    "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
-}
+from helpers import ENV
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "soak.py"
 
 
 def soak(*args: str, timeout: float = 90) -> tuple[int, dict[str, Any], str]:

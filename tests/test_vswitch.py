@@ -1,34 +1,30 @@
 """The switch in-process with real memif peers: Python memif sockets on the other side.
 
-The switch and its peers share one thread: :class:`Rig` turns the switch's main loop
-(``Switch.run_once``) and polls the peers' control socket between turns; the
-peers' socket is also registered with the switch (``add_fd``), so a switch asleep
-in ``select`` wakes for the peers' control messages as it would for another process.
+The switch and its peers share one thread: :class:`Rig` (a :class:`helpers.SwitchRig`)
+turns the switch's main loop (``Switch.run_once``) and polls the peers' control socket
+between turns; the peers' socket is also registered with the switch (``add_fd``), so a
+switch asleep in ``select`` wakes for the peers' control messages as it would for another
+process.
 """
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from helpers import SwitchRig, drain, mac
 
 import memif
 from memif import packet
-from memif.testing import unique_name
-from memif.vswitch import Switch
 from memif.vswitch import switch as switch_module
 from memif.vswitch.tables import SwInterface
 
 BD = 1
-
-
-def mac(i: int) -> bytes:
-    return bytes([2, 0, 0, 0, 0, i])
 
 
 def frame(dst: bytes, src: bytes, tag: int | str, size: int = 64) -> bytes:
@@ -50,19 +46,13 @@ class Port:
         return self.sw.name
 
 
-class Rig:
+class Rig(SwitchRig):
     """A switch with memif socket id 1 and one peer socket on the other side."""
 
     def __init__(self, tmp_path, role: str = "master", **switch_options: object) -> None:
         options = {"n_buffers": 4096, "data_size": 10240, **switch_options}
-        self.sw = Switch(str(tmp_path / "run"), **options)  # type: ignore[arg-type]
-        self.role = role
-        self.path = unique_name("vswitch")
-        self.peers = memif.Socket(self.path, app_name="peer")
-        self.sw.add_fd(self.peers.fileno(), lambda: self.peers.poll(0))
-        self.sw.create_socket(1, self.path)
+        super().__init__(tmp_path, role, "vswitch", **options)
         self.ports: list[Port] = []
-        self.peers_open = True
 
     def add(
         self,
@@ -76,32 +66,13 @@ class Rig:
         """A switch memif and its peer (the listening side is created first)."""
         i = len(self.ports) + 1
         peer_options = dict(
-            id=i, mode=mode, mac=mac(i), buffer_size=peer_buffer_size, reconnect_interval=0.1
+            mode=mode, mac=mac(i), buffer_size=peer_buffer_size, reconnect_interval=0.1
         )
         memif_options = {"ring_size": 256, **memif_options}
-        if self.role == "master":
-            s = self.sw.create_memif(id=i, socket_id=1, role="master", mode=mode, **memif_options)
-            peer = self.peers.create_interface(role="client", **peer_options)
-        else:
-            peer = self.peers.create_interface(role="server", **peer_options)
-            s = self.sw.create_memif(id=i, socket_id=1, role="slave", mode=mode, **memif_options)
-        if up:
-            self.sw.set_state(s.name, True)
-        if bd is not None:
-            self.sw.set_bridge(s.name, bd)
+        s, peer = self.create_port(i, peer_options, bd=bd, up=up, mode=mode, **memif_options)
         port = Port(s, peer, mac(i))
         self.ports.append(port)
         return port
-
-    def run(self, until: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
-        """Turn the switch and the peers until ``until()``."""
-        end = time.monotonic() + timeout
-        while not until():
-            if time.monotonic() > end:
-                raise AssertionError(f"timed out waiting for {what or until}")
-            self.sw.run_once()
-            if self.peers_open:
-                self.peers.poll(0)
 
     def connect(self, *ports: Port) -> None:
         """Wait until every given port (default: all) is connected on both sides."""
@@ -128,46 +99,12 @@ class Rig:
 
     def collect(self) -> dict[Port, list[bytes]]:
         """Everything waiting on every connected peer."""
-        out = {}
-        for p in self.ports:
-            got: list[bytes] = []
-            while p.peer.connected and (more := p.peer.recv()):
-                got += more
-            out[p] = got
-        return out
-
-    def errors(self) -> dict[str, int]:
-        """Graph error counters, summed by name."""
-        total: dict[str, int] = {}
-        for node in self.sw.graph.nodes:
-            for name, n in node.error_counts.items():
-                total[name] = total.get(name, 0) + n
-        return total
-
-    def close_peers(self) -> None:
-        """Close the peers' socket (every peer disconnects)."""
-        if self.peers_open:
-            self.peers_open = False
-            self.sw.remove_fd(self.peers.fileno())
-            self.peers.close()
-
-    def close(self) -> None:
-        self.sw.close()
-        self.close_peers()
+        return {p: drain(p.peer) for p in self.ports}
 
 
 @pytest.fixture
-def rig(tmp_path):
-    rigs: list[Rig] = []
-
-    def make(role: str = "master", **options: object) -> Rig:
-        r = Rig(tmp_path / str(len(rigs)), role, **options)
-        rigs.append(r)
-        return r
-
-    yield make
-    for r in rigs:
-        r.close()
+def rig(switch_rig):
+    return functools.partial(switch_rig, Rig)
 
 
 # ---------------------------------------------------------------------- bridging
