@@ -64,6 +64,9 @@ DISK_DIR = os.path.dirname(os.path.abspath(__file__))  # not tmpfs: a file on a 
 
 
 def fd_count() -> int:
+    """Open fds, once garbage (earlier tests' unreferenced mappings and fds) is collected:
+    a baseline taken before a collection would count fds a collection later closes."""
+    gc.collect()
     return len(os.listdir("/proc/self/fd"))
 
 
