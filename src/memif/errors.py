@@ -31,6 +31,10 @@ class ProtocolError(MemifError):
     code = "MEMIF_ERR_PROTO"
 
 
+class UnsealedRegionError(ProtocolError):
+    """A peer's region could not be sealed against shrinking and the peer is not trusted."""
+
+
 class ConfigError(MemifError, ValueError):
     """A local argument is out of range; the text says what is accepted."""
 

@@ -237,12 +237,17 @@ class Interface:
         self._up(remote_if_name)
 
     # ------------------------------------------------------------------ server side
-    def _server_attach(self, req: proto.ConnectRequested) -> None:
-        """Map the offered regions and rings; raise ProtocolError if they are unusable."""
+    def _server_attach(self, req: proto.ConnectRequested, *, unsealed_ok: bool = False) -> None:
+        """Map the offered regions and rings; raise ProtocolError if they are unusable.
+
+        ``unsealed_ok``: the peer is trusted with memory not sealed against shrinking.
+        """
         cfg = self.config
         try:
             for offer in req.regions:
-                self.regions.append(Region.map_offer(offer.index, offer.fd, offer.size))
+                self.regions.append(
+                    Region.map_offer(offer.index, offer.fd, offer.size, unsealed_ok=unsealed_ok)
+                )
             for offer in req.rings:
                 region = self.regions[offer.region]
                 ring = Ring(

@@ -14,6 +14,7 @@ phase; the texts are VPP's (section 5 of the protocol notes).
 from __future__ import annotations
 
 import enum
+import hmac
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,10 @@ from .errors import ProtocolError
 from .wire import Message
 
 DEFAULT_HANDSHAKE_TIMEOUT = 5.0
+SECRET_REQUIRED = "secret required"
+INCORRECT_SECRET = "incorrect secret"
+SECRET_REFUSALS = frozenset({SECRET_REQUIRED, INCORRECT_SECRET})
+"""The refusals of an INIT whose secret is missing or wrong (counted, throttled)."""
 
 
 class Phase(enum.Enum):
@@ -252,11 +257,19 @@ class MasterChannel(Channel):
         self.refused_slot: object = None
         self.regions: list[RegionOffer] = []
         self.rings: list[RingOffer] = []
+        self._ring_count = {True: 0, False: 0}  # offers so far per direction (s2m)
         self._outbox.append((wire.Hello(name=name), None))
 
     def offered_fds(self) -> list[int]:
         """Every fd stored in a region or ring offer."""
         return [r.fd for r in self.regions] + [r.fd for r in self.rings]
+
+    def owns_fd(self, fd: int) -> bool:
+        """Whether ``fd`` was kept in an offer (the newest offer first: O(1) in the handshake)."""
+        for offers in (self.rings, self.regions):
+            if offers and offers[-1].fd == fd:
+                return True
+        return fd in self.offered_fds()
 
     def accept(self, if_name: str) -> None:
         """The host mapped the memory: answer CONNECTED and go up."""
@@ -293,9 +306,9 @@ class MasterChannel(Channel):
                 raise ProtocolError("mode mismatch")
             if policy.secret:
                 if not msg.secret:
-                    raise ProtocolError("secret required")
-                if msg.secret != policy.secret:
-                    raise ProtocolError("incorrect secret")
+                    raise ProtocolError(SECRET_REQUIRED)
+                if not hmac.compare_digest(msg.secret.encode(), policy.secret.encode()):
+                    raise ProtocolError(INCORRECT_SECRET)
         except ProtocolError:
             self.refused_slot = policy.slot
             raise
@@ -324,7 +337,7 @@ class MasterChannel(Channel):
             raise ProtocolError("private headers not supported")
         if msg.index > wire.MAX_RING_INDEX:
             raise ProtocolError("too many rings")
-        if msg.index != sum(1 for r in self.rings if r.s2m == msg.s2m):
+        if msg.index != self._ring_count[msg.s2m]:
             raise ProtocolError("unexpected ring index")
         if msg.region >= len(self.regions):
             raise ProtocolError(f"ring refers to unknown region {msg.region}")
@@ -333,6 +346,7 @@ class MasterChannel(Channel):
         if self._check_fd is not None:
             self._check_fd(msg, fd)
         self.rings.append(RingOffer(msg.s2m, msg.index, msg.region, msg.offset, msg.log2_size, fd))
+        self._ring_count[msg.s2m] += 1
 
     def _on_connect(self, msg: wire.Connect) -> list[Event]:
         if not any(r.s2m for r in self.rings) or all(r.s2m for r in self.rings):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import wire
-from .errors import ConfigError, ProtocolError
+from .errors import ConfigError, ProtocolError, UnsealedRegionError
 
 _F_SEAL_SEAL = getattr(fcntl, "F_SEAL_SEAL", 0x0001)
 _F_SEAL_SHRINK = getattr(fcntl, "F_SEAL_SHRINK", 0x0002)
@@ -66,12 +66,13 @@ class Region:
             raise
 
     @classmethod
-    def map_offer(cls, index: int, fd: int, size: int) -> Region:
+    def map_offer(cls, index: int, fd: int, size: int, *, unsealed_ok: bool = False) -> Region:
         """Map a region a peer sent; refuse fds that cannot back ``size`` bytes.
 
-        The fd stays the caller's: the mapping outlives it.
+        ``unsealed_ok`` as in :func:`check_region_fd`.  The fd stays the caller's:
+        the mapping outlives it.
         """
-        check_region_fd(index, fd, size)
+        check_region_fd(index, fd, size, unsealed_ok=unsealed_ok)
         try:
             return cls(fd, size, owns_fd=False)
         except (OSError, ValueError, OverflowError) as exc:
@@ -91,15 +92,27 @@ class Region:
         self.fd = -1
 
 
-def check_region_fd(index: int, fd: int, size: int) -> None:
+UNTRUSTED = "peer not trusted with unsealed memory"
+"""The default ``why`` of a refused unsealed region when the caller names no peer."""
+
+
+def check_region_fd(
+    index: int, fd: int, size: int, *, unsealed_ok: bool = False, untrusted: str = UNTRUSTED
+) -> None:
     """Refuse a peer's region fd unless it is shared memory that backs ``size`` bytes.
 
     Shared memory is what memfd, shm_open and hugetlbfs give (the files that know
     seals); a disk file, pipe, socket or device is refused.  The fd must be open for
     reading and writing and not sealed against writes, so ``mmap`` cannot fail later.
-    A memfd is sealed against shrinking when it allows it (libmemif, VPP and DPDK
-    memfds do), so the peer cannot truncate it under the mapping (SIGBUS); then its
-    size is read, and a file smaller than ``size`` is refused before it is mapped.
+
+    The memory must be sealed against shrinking, or the peer could truncate it under
+    our mapping and our next access would die of SIGBUS.  A memfd that allows
+    sealing (libmemif, VPP and DPDK make theirs so) gets ``F_SEAL_SHRINK`` here.
+    Memory that cannot be sealed (a memfd made without ``MFD_ALLOW_SEALING`` or
+    already ``F_SEAL_SEAL``'d, a ``/dev/shm`` file, hugetlbfs) is used only when
+    ``unsealed_ok`` (the peer is trusted: it could stop us anyway); otherwise
+    :class:`UnsealedRegionError` says why, ending with ``untrusted``.  Then the size
+    is read, and a file smaller than ``size`` is refused before it is mapped.
     """
     try:
         st = os.fstat(fd)
@@ -116,11 +129,17 @@ def check_region_fd(index: int, fd: int, size: int) -> None:
         raise ProtocolError(f"region {index}: fd is not open for reading and writing")
     if seals & _F_SEAL_WRITES:
         raise ProtocolError(f"region {index}: memory is sealed against writes")
-    if not seals & (_F_SEAL_SHRINK | _F_SEAL_SEAL):
-        try:
-            fcntl.fcntl(fd, _F_ADD_SEALS, _F_SEAL_SHRINK)
-        except OSError:
-            pass  # best effort: some files cannot be sealed (hugetlbfs)
+    if not seals & _F_SEAL_SHRINK:
+        if not seals & _F_SEAL_SEAL:
+            try:
+                fcntl.fcntl(fd, _F_ADD_SEALS, _F_SEAL_SHRINK)
+                seals |= _F_SEAL_SHRINK
+            except OSError:
+                pass  # some files cannot be sealed (hugetlbfs)
+        if not seals & _F_SEAL_SHRINK and not unsealed_ok:
+            raise UnsealedRegionError(
+                f"region {index}: memory not sealed against shrinking ({untrusted})"
+            )
         st = os.fstat(fd)  # the size that counts is the one after sealing
     if st.st_size < size:
         raise ProtocolError(f"region {index}: size {size} larger than its memory ({st.st_size})")

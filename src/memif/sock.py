@@ -10,6 +10,9 @@ it plugs into any event loop.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import logging
 import os
 import resource
 import selectors
@@ -19,31 +22,73 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from . import proto, shm, transport, wire
+from .access import AccessPolicy, PeerCredentials, peer_credentials
+from .admission import FD_BUDGET, FdBudget, RateLimitedLog, SecretThrottle
 from .config import InterfaceConfig, Role
-from .errors import ConfigError, ProtocolError
+from .errors import ConfigError, ProtocolError, UnsealedRegionError
 from .interface import BufferPool, ConnectCallback, DisconnectCallback, Interface
 
 DEFAULT_APP_NAME = "memif-python"
 DEFAULT_MAX_PENDING = 64  # handshakes a listening socket holds at once
+DEFAULT_MAX_PENDING_PER_UID = 8  # of which one peer uid may hold
+DEFAULT_STALL_RECLAIM = 1.0  # seconds without progress before a handshake yields its id
+_PEEK = _socket.MSG_PEEK | _socket.MSG_DONTWAIT
+
+log = logging.getLogger("memif")
+
+
+@dataclass
+class SocketCounters:
+    """What a socket refused, by reason (``show memif`` prints them)."""
+
+    access_denied: int = 0  # peer (or, for a client, listener) not admitted by the policy
+    unsealed_refused: int = 0  # region not sealed against shrinking, peer not trusted
+    pending_refused: int = 0  # too many unfinished handshakes, in total or from one uid
+    fd_refused: int = 0  # the process's fd budget for peers would overflow
+    secret_failures: int = 0  # INIT with a missing or wrong secret
+    secret_throttled: int = 0  # connections refused while their uid backs off
+    id_reclaimed: int = 0  # stalled handshakes that yielded their interface id
+
+    def as_dict(self) -> dict[str, int]:
+        """Every counter by name."""
+        return dataclasses.asdict(self)
 
 
 @dataclass
 class _Conn:
-    """One control connection and the channel that speaks on it."""
+    """One control connection, the channel that speaks on it and what it holds."""
 
     sock: _socket.socket
     channel: proto.Channel
     interface: Interface | None = None
+    cred: PeerCredentials | None = None  # the peer's, read at accept or connect
+    progress: float = 0.0  # when the peer last sent something
+    charged: int = 0  # fds charged to the fd budget
 
 
 class Socket:
     """A listening or connecting memif control socket.
 
     ``path`` is a filesystem path, ``@name`` or ``abstract:name``.  ``mode`` and
-    ``group`` set the permissions of a listening socket file.  A listening socket
-    holds at most ``max_pending`` unfinished handshakes (more are refused with
-    DISCONNECT "too many pending connections"), and together they may hold at most
-    ``max_pending_fds`` received fds (default: half the process's fd limit).
+    ``group`` set the permissions of a listening socket file (an abstract name has
+    none: only ``access`` protects it).
+
+    ``access`` (default: root and our own euid) decides which peers a listening
+    socket admits, read from ``SO_PEERCRED`` right after accept, and which
+    listeners a connecting socket trusts; it also names the uids whose memory is
+    used unsealed (see :func:`memif.shm.check_region_fd`).  Refusals are sent as
+    DISCONNECT reasons, counted in :attr:`counters` and logged (rate-limited) on
+    the ``memif`` logger with the peer's pid, uid and gid.
+
+    A listening socket holds at most ``max_pending`` unfinished handshakes, at most
+    ``max_pending_per_uid`` from one uid (more are refused "too many pending
+    connections"); together they may hold at most ``max_pending_fds`` received fds
+    (default: half the process's fd limit).  Every fd a peer hands over, pending or
+    connected, is charged to ``fd_budget`` (default: the process-wide
+    :data:`memif.admission.FD_BUDGET`); a connection that would overflow it is
+    refused "too many file descriptors".  A handshake that made no progress for
+    ``stall_reclaim`` seconds yields its interface id to a new INIT for that id.
+    ``secret_throttle`` backs off uids that keep presenting wrong secrets.
     """
 
     def __init__(
@@ -56,11 +101,25 @@ class Socket:
         clock: Callable[[], float] = time.monotonic,
         max_pending: int = DEFAULT_MAX_PENDING,
         max_pending_fds: int | None = None,
+        access: AccessPolicy | None = None,
+        max_pending_per_uid: int = DEFAULT_MAX_PENDING_PER_UID,
+        fd_budget: FdBudget | None = None,
+        stall_reclaim: float = DEFAULT_STALL_RECLAIM,
+        secret_throttle: SecretThrottle | None = None,
     ) -> None:
         if max_pending < 1:
             raise ConfigError(f"max_pending {max_pending} must be at least 1")
+        if max_pending_per_uid < 1:
+            raise ConfigError(f"max_pending_per_uid {max_pending_per_uid} must be at least 1")
         self.path = path
         self.max_pending = max_pending
+        self.max_pending_per_uid = max_pending_per_uid
+        self.access = access if access is not None else AccessPolicy()
+        self.fd_budget = fd_budget if fd_budget is not None else FD_BUDGET
+        self.stall_reclaim = stall_reclaim
+        self.secret_throttle = secret_throttle if secret_throttle is not None else SecretThrottle()
+        self.counters = SocketCounters()
+        self._warn = RateLimitedLog(log, clock=clock)
         if max_pending_fds is None:
             soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
             max_pending_fds = soft // 2 if 0 < soft != resource.RLIM_INFINITY else 1 << 20
@@ -201,38 +260,80 @@ class Socket:
         except (BlockingIOError, OSError):
             return
         sock.setblocking(False)
-        if self._pending() >= self.max_pending:
+        try:
+            cred: PeerCredentials | None = peer_credentials(sock)
+        except OSError:
+            cred = None
+        refusal = self._admission(cred)
+        if refusal is not None:
             with contextlib.suppress(OSError):
-                transport.send_message(sock, wire.Disconnect("too many pending connections"))
+                transport.send_message(sock, wire.Disconnect(refusal))
             sock.close()
             return
+        assert cred is not None
         # Before INIT nobody knows the peer: its handshake is always bounded in time.
         timeout = min(
             (t for i in self.interfaces.values() if (t := i.config.handshake_timeout)),
             default=proto.DEFAULT_HANDSHAKE_TIMEOUT,
         )
+        now = self._clock()
         channel = proto.MasterChannel(
             self._lookup,
             name=self.app_name,
-            now=self._clock(),
+            now=now,
             handshake_timeout=timeout,
-            check_fd=_check_offer_fd,
+            check_fd=functools.partial(self._check_offer_fd, cred),
         )
-        conn = _Conn(sock, channel)
+        conn = _Conn(sock, channel, cred=cred, progress=now)
         self._conns[sock.fileno()] = conn
         self._selector.register(sock, selectors.EVENT_READ, conn)
         self._flush(conn)
 
-    def _pending(self) -> int:
-        """Connections whose handshake is not finished."""
-        return sum(1 for c in self._conns.values() if c.channel.phase is not proto.Phase.CONNECTED)
+    def _admission(self, cred: PeerCredentials | None) -> str | None:
+        """Why a newly accepted peer is refused (counted and logged), or None."""
+        if cred is None or not self.access.admits(cred):
+            self.counters.access_denied += 1
+            reason = (
+                self.access.refusal(cred)
+                if cred is not None
+                else "access denied: peer credentials unavailable"
+            )
+        elif self._pending() >= self.max_pending:
+            self.counters.pending_refused += 1
+            reason = "too many pending connections"
+        elif self._pending(cred.uid) >= self.max_pending_per_uid:
+            self.counters.pending_refused += 1
+            reason = f"too many pending connections from uid {cred.uid}"
+        elif self.secret_throttle.blocked(cred.uid, self._clock()):
+            self.counters.secret_throttled += 1
+            reason = "too many failed secrets"
+        else:
+            return None
+        self._log_refusal(reason, cred)
+        return reason
+
+    def _log_refusal(self, reason: str, cred: PeerCredentials | None) -> None:
+        peer = cred if cred is not None else "unknown peer"
+        self._warn.warning("memif socket %s: %s (%s)", self.display_name, reason, peer)
+
+    @property
+    def display_name(self) -> str:
+        """The socket's name as users write it (a path or ``@name``)."""
+        return transport.display(self.address)
+
+    def _pending(self, uid: int | None = None) -> int:
+        """Connections whose handshake is not finished (from peer ``uid`` only, if given)."""
+        return sum(
+            1
+            for c in self._conns.values()
+            if c.channel.phase is not proto.Phase.CONNECTED
+            and (uid is None or (c.cred is not None and c.cred.uid == uid))
+        )
 
     def _pending_fds(self) -> int:
         """Fds held by unfinished server handshakes."""
         return sum(
-            len(c.channel.offered_fds())
-            for c in self._conns.values()
-            if c.channel.phase is not proto.Phase.CONNECTED
+            c.charged for c in self._conns.values() if c.channel.phase is not proto.Phase.CONNECTED
         )
 
     def _lookup(self, if_id: int) -> proto.MasterPolicy:
@@ -240,28 +341,89 @@ class Socket:
         if iface is None:
             raise ProtocolError("unmatched interface id")
         if iface._conn is not None:
+            self._reclaim(iface._conn)
+        if iface._conn is not None:
             raise ProtocolError("already connected")
         if not iface.enabled:
             raise ProtocolError("interface is down")
         return proto.MasterPolicy(iface.config.mode, iface.config.secret, iface)
+
+    def _reclaim(self, holder: _Conn) -> None:
+        """End ``holder``'s handshake if it stalled, so a new INIT may take its interface id.
+
+        A legitimate handshake sends its next message within milliseconds of our
+        ACK; one silent for ``stall_reclaim`` seconds, with nothing unread, is squatting.
+        """
+        if holder.channel.phase is not proto.Phase.HANDSHAKE:
+            return
+        if self._clock() - holder.progress < self.stall_reclaim:
+            return
+        try:
+            holder.sock.recv(1, _PEEK)
+            return  # it did send something; we have not read it yet
+        except BlockingIOError:
+            pass
+        except OSError:
+            pass  # gone: reclaim it
+        self.counters.id_reclaimed += 1
+        self._log_refusal("stalled handshake yields its interface id", holder.cred)
+        self._events(holder, holder.channel.fail("handshake stalled: interface id reclaimed"))
+
+    def _check_offer_fd(
+        self, cred: PeerCredentials, msg: wire.AddRegion | wire.AddRing, fd: int
+    ) -> None:
+        """Refuse a region that is not usable (or unsealed, untrusted) memory, a ring fd
+        that is no eventfd."""
+        if isinstance(msg, wire.AddRegion):
+            try:
+                shm.check_region_fd(
+                    msg.index,
+                    fd,
+                    msg.size,
+                    unsealed_ok=self.access.trusts_unsealed(cred),
+                    untrusted=f"uid {cred.uid} not trusted with unsealed memory",
+                )
+            except UnsealedRegionError as exc:
+                self.counters.unsealed_refused += 1
+                self._log_refusal(str(exc), cred)
+                raise
+        elif (problem := transport.check_eventfd(fd)) is not None:
+            raise ProtocolError(f"ring {msg.index}: bad interrupt fd ({problem})")
 
     def _connect(self, iface: Interface, now: float) -> None:
         cfg = iface.config
         try:
             sock = transport.connect(self.address)
         except OSError as exc:
-            iface.local_disc_reason = f"connect failed: {exc.strerror or exc}"
-            iface.next_retry = (
-                None if cfg.reconnect_interval is None else now + cfg.reconnect_interval
+            self._retry_later(iface, now, f"connect failed: {exc.strerror or exc}")
+            return
+        try:
+            cred: PeerCredentials | None = peer_credentials(sock)
+        except OSError:
+            cred = None
+        if cred is None or not self.access.admits(cred):
+            # Whoever holds the name gets our memory: a squatter must not.
+            sock.close()
+            self.counters.access_denied += 1
+            reason = "listener " + (
+                self.access.refusal(cred) if cred else "access denied: credentials unavailable"
             )
+            self._log_refusal(reason, cred)
+            self._retry_later(iface, now, reason)
             return
         init = wire.Init(cfg.id, cfg.mode, cfg.secret, self.app_name)
         channel = proto.SlaveChannel(init, now=now, handshake_timeout=cfg.handshake_timeout)
-        conn = _Conn(sock, channel, iface)
+        conn = _Conn(sock, channel, iface, cred=cred, progress=now)
         iface._conn = conn
         iface.next_retry = None
         self._conns[sock.fileno()] = conn
         self._selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _retry_later(self, iface: Interface, now: float, reason: str) -> None:
+        """A client's connect attempt failed: record why and when to try again."""
+        iface.local_disc_reason = reason
+        interval = iface.config.reconnect_interval
+        iface.next_retry = None if interval is None else now + interval
 
     def _readable(self, conn: _Conn) -> None:
         try:
@@ -280,12 +442,23 @@ class Socket:
             self._events(conn, conn.channel.peer_closed())
             return
         data, fd = got
-        events = conn.channel.receive_bytes(data, fd, self._clock())
+        now = self._clock()
+        conn.progress = now
+        events = conn.channel.receive_bytes(data, fd, now)
         if fd is not None and not conn.channel.owns_fd(fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        elif fd is not None and self._pending_fds() > self.max_pending_fds:
-            events += conn.channel.fail("too many file descriptors pending")
+        elif fd is not None:
+            if not self.fd_budget.charge(1):
+                self.counters.fd_refused += 1
+                self._log_refusal(
+                    f"too many file descriptors (budget {self.fd_budget.limit} in use)", conn.cred
+                )
+                events += conn.channel.fail("too many file descriptors")
+            else:
+                conn.charged += 1
+                if self._pending_fds() > self.max_pending_fds:
+                    events += conn.channel.fail("too many file descriptors pending")
         self._events(conn, events)
 
     def _events(self, conn: _Conn, events: list[proto.Event]) -> None:
@@ -321,7 +494,7 @@ class Socket:
     def _server_connect(self, conn: _Conn, req: proto.ConnectRequested) -> None:
         iface = conn.interface
         try:
-            iface._server_attach(req)
+            iface._server_attach(req, unsealed_ok=self.access.trusts_unsealed(conn.cred))
         except ProtocolError as exc:
             self._events(conn, conn.channel.fail(str(exc)))
             return
@@ -344,11 +517,15 @@ class Socket:
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(conn.sock)
         conn.sock.close()
+        self.fd_budget.release(conn.charged)
+        conn.charged = 0
         iface = conn.interface
         refused = getattr(conn.channel, "refused_slot", None)
         if iface is None and isinstance(refused, Interface) and refused._conn is None:
             # INIT named this interface but was refused (secret, mode): say why.
             refused.local_disc_reason = reason
+        if not by_peer and reason in proto.SECRET_REFUSALS:
+            self._secret_failed(conn, reason)
         if iface is not None and iface._conn is conn:
             iface.remote_app_name = conn.channel.remote_name
             iface._down(reason, by_peer)
@@ -358,6 +535,21 @@ class Socket:
         for fd in conn.channel.offered_fds():
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+    def _secret_failed(self, conn: _Conn, reason: str) -> None:
+        """Count and log a wrong secret; enough of them back the peer's uid off."""
+        self.counters.secret_failures += 1
+        cred = conn.cred
+        self._log_refusal(reason, cred)
+        if cred is not None and self.secret_throttle.failed(cred.uid, self._clock()):
+            log.warning(
+                "memif socket %s: uid %d backs off %.0f s after %d failed secrets (%s)",
+                self.display_name,
+                cred.uid,
+                self.secret_throttle.backoff,
+                self.secret_throttle.limit,
+                cred,
+            )
 
     def _disconnect(self, iface: Interface, reason: str) -> None:
         conn = iface._conn
@@ -396,10 +588,3 @@ class Socket:
             ):
                 self._connect(iface, now)
 
-
-def _check_offer_fd(msg: wire.AddRegion | wire.AddRing, fd: int) -> None:
-    """Refuse a region fd that is not usable shared memory, a ring fd that is no eventfd."""
-    if isinstance(msg, wire.AddRegion):
-        shm.check_region_fd(msg.index, fd, msg.size)
-    elif (problem := transport.check_eventfd(fd)) is not None:
-        raise ProtocolError(f"ring {msg.index}: bad interrupt fd ({problem})")

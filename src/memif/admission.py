@@ -1,0 +1,157 @@
+"""Fair admission: the process's fd budget, secret-failure back-off, rate-limited warnings.
+
+A peer's fds (region memfds, ring eventfds) stay open for as long as its
+connection lives.  Every :class:`~memif.Socket` charges them to one process-wide
+:data:`FD_BUDGET`, derived from ``RLIMIT_NOFILE`` with a reserve left for the
+application itself, so no set of peers can run the process out of descriptors.
+A daemon calls :func:`raise_fd_limit` at start to lift the soft limit to the hard one.
+
+:class:`SecretThrottle` stops one uid from guessing secrets at wire speed, and
+:class:`RateLimitedLog` keeps a flood of refusals from flooding the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from collections import deque
+from collections.abc import Callable
+
+_NR_OPEN = "/proc/sys/fs/nr_open"
+
+
+def fd_soft_limit() -> int:
+    """The process's current soft ``RLIMIT_NOFILE`` (a large number when unlimited)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 1 << 20 if soft == resource.RLIM_INFINITY or soft <= 0 else soft
+
+
+def raise_fd_limit() -> int:
+    """Lift the soft ``RLIMIT_NOFILE`` to the hard limit (capped by ``fs.nr_open``).
+
+    Call it at start, before sockets exist.  Returns the soft limit now in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard
+    if hard == resource.RLIM_INFINITY:
+        try:
+            with open(_NR_OPEN) as f:
+                target = int(f.read())
+        except (OSError, ValueError):
+            target = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (OSError, ValueError):
+            pass  # not allowed here (a sandbox): keep what we have
+    return fd_soft_limit()
+
+
+def fd_reserve(soft: int) -> int:
+    """Descriptors kept back from peers for the application's own use."""
+    return max(64, soft // 4)
+
+
+class FdBudget:
+    """How many peer-supplied fds the process may hold at once.
+
+    ``limit`` fixes the budget; by default it follows the soft ``RLIMIT_NOFILE``
+    minus :func:`fd_reserve`, read when asked (so raising the limit widens it).
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        self._limit = limit
+        self.used = 0
+
+    @property
+    def limit(self) -> int:
+        """The most fds peers may hold together."""
+        if self._limit is not None:
+            return self._limit
+        soft = fd_soft_limit()
+        return max(0, soft - fd_reserve(soft))
+
+    def charge(self, n: int = 1) -> bool:
+        """Take ``n`` fds from the budget; False (nothing taken) when it would overflow."""
+        if self.used + n > self.limit:
+            return False
+        self.used += n
+        return True
+
+    def release(self, n: int) -> None:
+        """Give back ``n`` fds taken with :meth:`charge`."""
+        self.used = max(0, self.used - n)
+
+
+FD_BUDGET = FdBudget()
+"""The budget every :class:`~memif.Socket` charges by default."""
+
+
+class SecretThrottle:
+    """Back-off for uids that keep presenting wrong secrets.
+
+    After ``limit`` failures from one uid within ``window`` seconds, that uid is
+    refused for ``backoff`` seconds.  State is kept only for uids with recent failures.
+    """
+
+    def __init__(self, limit: int = 8, window: float = 10.0, backoff: float = 10.0) -> None:
+        self.limit = limit
+        self.window = window
+        self.backoff = backoff
+        self._failures: dict[int, deque[float]] = {}
+        self._blocked: dict[int, float] = {}
+
+    def blocked(self, uid: int, now: float) -> bool:
+        """True while ``uid`` is backing off."""
+        until = self._blocked.get(uid)
+        if until is None:
+            return False
+        if now < until:
+            return True
+        del self._blocked[uid]
+        return False
+
+    def failed(self, uid: int, now: float) -> bool:
+        """Record a failure; True when it starts a back-off for ``uid``."""
+        times = self._failures.setdefault(uid, deque(maxlen=self.limit))
+        times.append(now)
+        for stale in [u for u, t in self._failures.items() if now - t[-1] > self.window]:
+            del self._failures[stale]  # forget uids that stopped failing
+        if len(times) >= self.limit and now - times[0] <= self.window:
+            self._blocked[uid] = now + self.backoff
+            self._failures.pop(uid, None)
+            return True
+        return False
+
+
+class RateLimitedLog:
+    """Warnings at most ``burst`` per ``interval`` seconds; the rest counted, then summed up."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        burst: int = 10,
+        interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.burst = burst
+        self.interval = interval
+        self._clock = clock
+        self._start = -interval
+        self._sent = 0
+        self.suppressed = 0
+
+    def warning(self, fmt: str, *args: object) -> None:
+        """Log ``fmt % args`` unless this interval's burst is spent."""
+        now = self._clock()
+        if now - self._start >= self.interval:
+            if self.suppressed:
+                self.logger.warning("%d similar warnings suppressed", self.suppressed)
+            self._start, self._sent, self.suppressed = now, 0, 0
+        if self._sent >= self.burst:
+            self.suppressed += 1
+            return
+        self._sent += 1
+        self.logger.warning(fmt, *args)
