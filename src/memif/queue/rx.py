@@ -260,6 +260,12 @@ class RxQueue(_Queue):
         self.headroom = 0
         self._layout: SlotLayout | None = None  # the producer's buffer of each slot, if fixed
         self._cursor = ring.tail  # consumer cursor: master's last_head, slave's last_tail
+        #: the producer's counter when all it had published was an unfinished chain
+        #: (nothing to take until it moves); None otherwise
+        self._chain_wait: int | None = None
+        #: how many times the queue found only an unfinished chain (NEXT on the last
+        #: published descriptor) and stopped looking until the producer moves on
+        self.chain_waits = 0
 
     # -- interrupts
     @property
@@ -308,13 +314,13 @@ class RxQueue(_Queue):
         if polling:
             self.polling = False
         try:
-            if not self.pending():
+            if not self.ready():
                 _readable(self.ring.eventfd, timeout)
             self.clear_interrupt()
         finally:
             if polling:
                 self.polling = True
-        return self.pending() > 0
+        return self.ready() > 0
 
     @property
     def cursor(self) -> int:
@@ -328,6 +334,13 @@ class RxQueue(_Queue):
         n = (produced - self._cursor) & _U16
         return n if n <= self.ring.size else 0
 
+    def ready(self) -> int:
+        """Descriptors :meth:`rx_burst` would look at now: :meth:`pending`, except 0
+        while all of them are an unfinished chain already seen (an event loop sleeps
+        then, instead of spinning until the producer publishes the chain's end)."""
+        produced = self.ring.head if self.is_master else self.ring.tail
+        return 0 if produced == self._chain_wait else self.pending()
+
     def rx_burst(self, max_packets: int = 256) -> RxBatch:
         """Take up to ``max_packets`` packets; bad ones are dropped and counted.
 
@@ -335,6 +348,9 @@ class RxQueue(_Queue):
         """
         ring = self.ring
         produced = ring.head if self.is_master else ring.tail
+        if produced == self._chain_wait:
+            return self._empty()  # still the same unfinished chain: not read again
+        self._chain_wait = None
         avail = (produced - self._cursor) & _U16
         if avail > ring.size or (
             # occupied slots (head - tail) never exceed the ring: a master still holds
@@ -428,7 +444,11 @@ class RxQueue(_Queue):
                 self._cursor = (self._cursor + avail) & _U16
                 self.stats.count("chain_too_long")
                 return self._empty()
-            return self._empty()  # wait for the rest of the chain
+            # Wait for the rest of the chain without reading it again (or reporting it
+            # pending) until the producer publishes more.
+            self._chain_wait = (self._cursor + avail) & _U16
+            self.chain_waits += 1
+            return self._empty()
         used = int(ends[-1]) + 1
         recs = recs[:used]
         self._cursor = (self._cursor + used) & _U16

@@ -271,6 +271,51 @@ class TxQueue(_Queue):
         ring.kick()
         return n
 
+    def tx_chained(self, rows: np.ndarray, idx: np.ndarray, lengths: np.ndarray) -> int:
+        """Copy packet ``i`` (the first ``lengths[i]`` bytes of ``rows[idx[i]]``) into
+        the ring, chaining each over as many slots as it needs; returns how many of the
+        first packets were published (the rest did not fit in the free slots).
+
+        ``rows`` is a C-contiguous 2-D uint8 array (an application's buffer pool).
+        The whole burst is a fixed number of numpy operations whatever the buffers'
+        size: one gather of every segment, one scatter into the slots, one publish.
+        """
+        n = len(idx)
+        free = self.free_slots()
+        if n == 0 or free == 0:
+            return 0
+        tx = self.alloc(free, wrap=True)
+        cap = tx.capacity
+        if tx.count == 0 or cap == 0:
+            return 0
+        lengths = lengths.astype(np.int64)
+        segs = -(-lengths // cap)
+        ends = np.cumsum(segs)
+        k = int(np.searchsorted(ends, tx.count, side="right"))  # packets that fit
+        if k == 0:
+            return 0
+        total = int(ends[k - 1])
+        segs, ends = segs[:k], ends[:k]
+        pkt = np.repeat(np.arange(k), segs)
+        part = np.arange(total) - np.repeat(ends - segs, segs)  # segment number in its packet
+        at = part * cap
+        seg_len = np.minimum(lengths[pkt] - at, cap)
+        width = rows.shape[1]
+        starts = idx[pkt].astype(np.int64) * width + at
+        flat = rows.reshape(-1)
+        last = flat.size - cap  # a segment gathered as ``cap`` bytes must start at or before
+        items = np.ndarray((last + 1,), np.dtype((np.void, cap)), buffer=flat, strides=(1,))
+        over = np.flatnonzero(starts > last)
+        data = items[np.minimum(starts, last)].view(np.uint8).reshape(total, cap)
+        for j in over.tolist():  # the end of the last row: fewer than cap bytes remain
+            s = int(starts[j])
+            data[j, : flat.size - s] = flat[s:]
+        tx.fill(data)
+        flags = np.full(total, wire.DESC_FLAG_NEXT, np.uint16)
+        flags[ends - 1] = 0
+        self.tx_burst(tx, seg_len, count=total, flags=flags)
+        return k
+
     @property
     def in_flight(self) -> int:
         """Slots published and not yet given back by the consumer."""

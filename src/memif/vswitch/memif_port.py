@@ -18,7 +18,7 @@ import numpy as np
 
 from ..config import Role
 from ..interface import Interface
-from ..queue import RxQueue, TxQueue, ring_slots
+from ..queue import RX_ERRORS, RxQueue, TxQueue, ring_slots
 from .graph import Node
 from .nodes_l2 import SwitchNode, mirror
 from .pool import INDEX
@@ -31,6 +31,18 @@ if TYPE_CHECKING:
 #: sizes.  VPP's frames hold 256; in Python each numpy call costs a microsecond or two
 #: whatever its length, so longer vectors are what makes the switch fast (see README).
 DEFAULT_VECTOR = 2048
+#: descriptors memif-input takes from one port per turn, in vectors: with many queues
+#: a port gets its turn in several (the next turn starts at the next queue)
+PORT_VECTORS = 2
+#: the shortest receive buffer a peer may post for frames that must be chained over
+#: several: shorter ones would cost a ring slot per few bytes (1-byte buffers: a slot
+#: per byte), so frames that do not fit one are dropped (``rx-buffer-too-small``)
+MIN_CHAIN_BUFFER = 128
+
+
+def _node_error(name: str) -> str:
+    """A queue's counter name as a node error: ``bad_offset`` -> ``bad-offset``."""
+    return name.replace("_", "-")
 
 
 class MemifPort:
@@ -43,13 +55,25 @@ class MemifPort:
         self.socket_id = socket_id
         self.iface = iface
         self.zero_copy = zero_copy and iface.role is Role.CLIENT
+        #: receive buffers a zero-copy port keeps posted when connected (0 otherwise)
+        self.commitment = iface.config.rx_queues * iface.config.ring_size if self.zero_copy else 0
         self.sw: SwInterface = None  # type: ignore[assignment]  # set by the switch
         self.output_node = 0
         self.region = -1  # pool's region index while connected (zero-copy)
         self._posted: list[np.ndarray] = []  # per rx queue: pool buffer of each slot (-1: none)
         self._posted_at: list[np.ndarray] = []  # per rx queue: its region offset
         self._in_flight: list[deque[np.ndarray]] = []  # per tx queue: published buffers
+        self._n_posted = 0  # pool buffers posted on the rx rings (zero-copy)
+        self._n_in_flight = 0  # pool buffers published on the tx rings (zero-copy)
+        self._seen: list[dict[str, int]] = []  # per rx queue: its drop counters reported
         self._rr = 0
+        self._rx_rr = 0  # the rx queue memif-input starts with next turn
+
+    @property
+    def held(self) -> int:
+        """Pool buffers this port holds: posted for receive plus published on transmit
+        (zero-copy), at most the pool's quota per port."""
+        return self._n_posted + self._n_in_flight
 
     @property
     def link_up(self) -> bool:
@@ -59,6 +83,8 @@ class MemifPort:
     # ------------------------------------------------------------------ connection
     def connected(self) -> None:
         """Called on connect: set up zero-copy buffers."""
+        self._seen = [{} for _ in self.iface.rx_queues]
+        self._rx_rr = 0
         if not self.zero_copy:
             return
         self.region = self.iface.pool_region(self.switch.pool.shared)
@@ -75,13 +101,15 @@ class MemifPort:
             pool.free(shadow[shadow >= 0])
         for fifo in self._in_flight:
             for idx in fifo:
-                pool.free(idx)
+                if len(idx) and idx[0] >= 0:  # not slots sent by copy
+                    pool.free(idx)
         self._posted, self._posted_at, self._in_flight = [], [], []
+        self._n_posted = self._n_in_flight = 0
 
     def _post(self, qid: int, q: RxQueue) -> None:
         pool = self.switch.pool
-        want = q.free_to_post()
-        if not want:
+        want = min(q.free_to_post(), pool.quota_per_port - self.held)
+        if want <= 0:
             return
         idx = pool.alloc(want)
         offsets = pool.offsets(idx)
@@ -90,25 +118,52 @@ class MemifPort:
         slots = ring_slots(head, n, q.size)
         self._posted[qid][slots] = idx[:n]
         self._posted_at[qid][slots] = offsets[:n]
+        self._n_posted += n
         pool.free(idx[n:])
 
     # ------------------------------------------------------------------ input
     def receive(self, node: MemifInput) -> int:
         """Move up to a vector of packets from each rx queue into the graph (one burst
-        per queue and turn, as VPP's memif-input); returns the count."""
+        per queue and turn, as VPP's memif-input), at most ``PORT_VECTORS`` vectors of
+        descriptors per port and turn (the next turn starts where this one stopped);
+        returns the count."""
         total, vector = 0, self.switch.vector_size
-        for qid, q in enumerate(self.iface.rx_queues):
-            before = q.cursor
-            batch = q.rx_burst(vector)
+        queues = self.iface.rx_queues
+        budget = PORT_VECTORS * vector
+        first = self._rx_rr % len(queues) if queues else 0
+        for k in range(len(queues)):
+            qid = (first + k) % len(queues)
+            if budget <= 0:
+                self._rx_rr = qid  # the rest next turn
+                break
+            q = queues[qid]
+            before, waits = q.cursor, q.chain_waits
+            batch = q.rx_burst(min(vector, budget))
+            if q.stats.errors:
+                self._report(node, qid, q)
+            if q.chain_waits != waits:
+                node.error_counts["chain-incomplete"] += q.chain_waits - waits
             consumed = (q.cursor - before) & 0xFFFF
             if consumed == 0:
                 continue
+            budget -= consumed
             if self.zero_copy:
                 idx, nbytes = self._take_zero_copy(node, qid, q, batch, before, consumed)
             else:
                 idx, nbytes = self._take_copy(node, q, batch)
             total += node.deliver(self.sw, idx, nbytes)
         return total
+
+    def _report(self, node: MemifInput, qid: int, q: RxQueue) -> None:
+        """Add what a queue dropped since last time to memif-input's errors and the
+        interface's drops (they outlive the queue, which goes at disconnect)."""
+        seen = self._seen[qid]
+        for name, count in q.stats.errors.items():
+            new = count - seen.get(name, 0)
+            if new > 0:
+                seen[name] = count
+                node.error_counts[_node_error(name)] += new
+                self.sw.counters.drops += new
 
     def _take_copy(self, node: MemifInput, q: RxQueue, batch) -> tuple[np.ndarray, int]:
         """Copy a burst into pool buffers; returns them and their bytes."""
@@ -148,6 +203,7 @@ class MemifPort:
         if isinstance(slots, slice):
             lent = lent.copy()
         shadow[slots] = -1
+        self._n_posted -= int(np.count_nonzero(lent >= 0))
         # The usual case: every slot came back, unchained, with the buffer lent to it.
         if (
             len(batch) == consumed
@@ -201,20 +257,22 @@ class MemifPort:
         q = self.iface.tx_queues[qid]
         lengths = self.switch.pool.length[idx]
         if self.zero_copy:
-            sent = self._send_zero_copy(qid, q, idx, lengths)
+            sent, reason = self._send_zero_copy(qid, q, idx, lengths)
         else:
-            sent = self._send_copy(q, idx, lengths)
+            sent, reason = self._send_copy(q, idx, lengths)
         counters = self.sw.counters
         counters.tx_packets += sent
         counters.tx_bytes += int(lengths[:sent].sum()) if sent else 0
         if sent < len(idx):
             counters.tx_errors += len(idx) - sent
-            node.drop(idx[sent:], "no-free-tx-slots")
+            node.drop(idx[sent:], reason)
 
-    def _send_copy(self, q: TxQueue, idx: np.ndarray, lengths: np.ndarray) -> int:
-        """Row copies into the ring's buffers; a frame larger than a ring buffer is chained."""
+    def _send_copy(self, q: TxQueue, idx: np.ndarray, lengths: np.ndarray) -> tuple[int, str]:
+        """Row copies into the ring's buffers; frames larger than a ring buffer are
+        chained (one vector operation for the rest of the vector).  Returns how many
+        were sent and why the rest were not."""
         pool = self.switch.pool
-        sent = 0
+        sent, reason = 0, "no-free-tx-slots"
         while sent < len(idx):
             tx = q.alloc(len(idx) - sent, wrap=True)
             if tx.count == 0:
@@ -224,10 +282,14 @@ class MemifPort:
             k = tx.count
             if width > tx.capacity:  # copy up to the first frame that needs a chain
                 k = int(np.argmax(plen > tx.capacity))
-                if k == 0:  # that frame: keep order, send it alone
-                    if not q.send([pool.data[idx[sent], : int(lengths[sent])]]):
+                if k == 0:  # from that frame on: chained where needed, in one go
+                    if tx.capacity < MIN_CHAIN_BUFFER:
+                        reason = "rx-buffer-too-small"
                         break
-                    sent += 1
+                    k = q.tx_chained(pool.data, idx[sent:], lengths[sent:])
+                    if k == 0:
+                        break
+                    sent += k
                     continue
                 plen = plen[:k]
                 width = int(plen.max())
@@ -235,25 +297,42 @@ class MemifPort:
             q.tx_burst(tx, plen, count=k)
             sent += k
         pool.free(idx[:sent])
-        return sent
+        return sent, reason
 
-    def _send_zero_copy(self, qid: int, q: TxQueue, idx: np.ndarray, lengths: np.ndarray) -> int:
+    def _send_zero_copy(
+        self, qid: int, q: TxQueue, idx: np.ndarray, lengths: np.ndarray
+    ) -> tuple[int, str]:
+        """Publish pool buffers themselves while the port is within its quota, then
+        copy into the ring's own buffers.  Returns how many were sent and why not the rest."""
         pool = self.switch.pool
         fifo = self._in_flight[qid]
         done = q.reclaim()
         while done and fifo:  # free what the peer gave back, oldest first
             head = fifo[0]
             if len(head) <= done:
-                pool.free(fifo.popleft())
-                done -= len(head)
+                head = fifo.popleft()
             else:
-                pool.free(head[:done])
                 fifo[0] = head[done:]
-                done = 0
-        sent = q.tx_zero_copy(self.region, pool.offsets(idx), lengths)
+                head = head[:done]
+            done -= len(head)
+            if head[0] >= 0:  # -1: slots sent by copy, no pool buffer
+                pool.free(head)
+                self._n_in_flight -= len(head)
+        room = pool.quota_per_port - self.held
+        k = min(len(idx), max(room, 0))
+        sent = q.tx_zero_copy(self.region, pool.offsets(idx[:k]), lengths[:k]) if k else 0
         if sent:
             fifo.append(idx[:sent])
-        return sent
+            self._n_in_flight += sent
+        if sent < k or sent == len(idx):
+            return sent, "no-free-tx-slots"
+        # Over quota: the rest go by copy into the ring's own buffers.
+        before = q.ring.head
+        more, reason = self._send_copy(q, idx[sent:], lengths[sent:])
+        slots = (q.ring.head - before) & 0xFFFF
+        if slots:
+            fifo.append(np.full(slots, -1, INDEX))
+        return sent + more, reason
 
 
 class MemifInput(Node):
@@ -265,6 +344,8 @@ class MemifInput(Node):
         "too-big": "frame larger than a switch buffer",
         "zero-copy-mismatch": "descriptor does not name the buffer posted in its slot",
         "interface-down": "interface admin-down",
+        **{_node_error(name): text for name, text in RX_ERRORS.items()},
+        "chain-incomplete": "only an unfinished buffer chain on the ring: waiting for its end",
     }
 
     def __init__(self, switch: Switch) -> None:
@@ -283,9 +364,12 @@ class MemifInput(Node):
     def poll(self) -> int:
         """Receive on every connected port; returns packets taken."""
         n = 0
-        for port in self.switch.ports.values():
+        for port in list(self.switch.ports.values()):
             if port.iface.connected:
-                n += port.receive(self)
+                try:
+                    n += port.receive(self)
+                except Exception:  # that port's fault: its peer goes, the others go on
+                    self.switch.port_failed(port, self.name)
         return n
 
     def deliver(self, sw: SwInterface, idx: np.ndarray, nbytes: int | None = None) -> int:
@@ -315,6 +399,9 @@ class MemifOutput(SwitchNode):
     errors = {
         "not-connected": "memif not connected",
         "no-free-tx-slots": "ring full",
+        "rx-buffer-too-small": (
+            f"peer's receive buffers shorter than {MIN_CHAIN_BUFFER} bytes: frame not chained"
+        ),
     }
 
     def __init__(self, switch: Switch, port: MemifPort) -> None:

@@ -19,6 +19,11 @@ DEFAULT_DATA_SIZE = 10240  # a 9216-byte jumbo frame fits one buffer
 #: dtype of buffer index vectors: numpy's own index type, so gathers and scatters by
 #: index need no conversion (an int32 index vector costs ~1.5 ns more per element)
 INDEX = np.intp
+#: one port may hold (posted for receive, lent on transmit) at most this share of the pool
+QUOTA_SHARE = 2  # half: one port can never drain the pool
+#: zero-copy ports together may post at most the pool less this share of it, which
+#: stays for what every port's input takes each turn
+RESERVE_SHARE = 4  # a quarter
 
 
 class PacketPool:
@@ -37,6 +42,33 @@ class PacketPool:
         self._n_free = n_buffers
         #: per-buffer flag arrays reset to False when a buffer returns to the pool
         self.flags_cleared_on_free: list[np.ndarray] = []
+
+    @property
+    def quota_per_port(self) -> int:
+        """Buffers one port may hold at most: half the pool."""
+        return self.n_buffers // QUOTA_SHARE
+
+    @property
+    def reserve(self) -> int:
+        """Buffers no port may keep posted: a quarter of the pool."""
+        return self.n_buffers // RESERVE_SHARE
+
+    def refusal(self, name: str, queues: int, slots: int, posted: int) -> str | None:
+        """Why a zero-copy port posting ``queues`` x ``slots`` receive buffers, beside
+        ``posted`` by the others, could exhaust the pool (None: it cannot)."""
+        need = queues * slots
+        what = f"{name}: {queues} queues x {slots} slots = {need} buffers"
+        if need > self.quota_per_port:
+            return (
+                f"{what} exceeds the pool's quota per port {self.quota_per_port}"
+                f" (--buffers {self.n_buffers})"
+            )
+        if posted + need > self.n_buffers - self.reserve:
+            return (
+                f"{what}, with {posted} posted by other zero-copy ports, leaves less than"
+                f" {self.reserve} of {self.n_buffers} buffers for input (--buffers)"
+            )
+        return None
 
     @property
     def n_free(self) -> int:

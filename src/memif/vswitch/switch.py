@@ -217,6 +217,11 @@ class Switch:
             )
         mac = parse_mac(hw_addr) if hw_addr else random_mac()
         zero_copy = zero_copy and r is Role.CLIENT
+        if zero_copy:  # its receive buffers come from the pool: refuse what can drain it
+            posted = sum(p.commitment for p in self.ports.values())
+            refusal = self.pool.refusal(name, rx_queues, ring_size, posted)
+            if refusal:
+                raise SwitchError(refusal)
         try:
             if entry.socket is None:
                 if entry.filename.startswith("/"):
@@ -523,7 +528,7 @@ class Switch:
         for q in queues:
             q.polling = False
         try:
-            if any(q.pending() for q in queues):
+            if any(q.ready() for q in queues):  # not an unfinished chain: it would spin
                 return
             fds = [q.fd for q in queues] + list(self._extra_fds)
             fds += [e.socket.fileno() for e in self.sockets.values() if e.socket is not None]
