@@ -2,10 +2,11 @@
 
 The interface is the one whose subnet holds the target (or ``source <interface>``).
 On an Ethernet interface the target's MAC comes from the switch's neighbour table,
-resolved first with ARP requests (``Switch.neighbors`` learns from the reply).  Echo
-requests go out every ``interval`` seconds through :meth:`Switch.send_frame`; replies
-arrive in ``Switch.ping_replies`` while the switch keeps forwarding, and the server
-polls the :class:`PingOp` each loop turn until it has its answer.
+resolved first with ARP requests (``Switch.neighbors`` learns a reply only to a
+request it sent).  Echo requests go out every ``interval`` seconds through
+:meth:`Switch.send_frame`; replies arrive in ``Switch.ping_replies`` while the switch
+keeps forwarding, and the server polls the :class:`PingOp` each loop turn until it
+has its answer.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class PingOp(Pending):
         self.arp_tries += 1
         self.arp_sent = now
         frame = packet.arp_request(self.sw.mac, self.source_ip, self.target)
+        self.switch.neighbors.request(self.sw.sw_if_index, self.target, self.switch.now)
         self.switch.send_frame(self.sw.sw_if_index, frame)
 
     def _send_echo(self, seq: int) -> None:
@@ -100,7 +102,7 @@ class PingOp(Pending):
         if self.sw.ip_mode:
             self.neighbor = b""
             return None
-        mac = self.switch.neighbors.get((self.sw.sw_if_index, self.target))
+        mac = self.switch.neighbors.get(self.sw.sw_if_index, self.target)
         if mac is not None:
             self.neighbor = mac
             self.next_send = now
@@ -120,10 +122,12 @@ class PingOp(Pending):
     def _collect(self) -> None:
         """Take this ping's echo replies out of ``Switch.ping_replies``."""
         keep = []
+        running = {p.ident for p in self.ctx.pings if isinstance(p, PingOp)}
         for entry in self.switch.ping_replies:
             ident, seq, src, t = entry[:4]
             if ident != self.ident or src != self.target or seq not in self.sent:
-                keep.append(entry)
+                if ident in running and ident != self.ident:  # another ping's
+                    keep.append(entry)
                 continue
             if seq in self.replies:
                 continue  # a duplicate

@@ -4,15 +4,26 @@ Keys are ``bd << 48 | mac`` in a uint64.  ``entries`` (a dict) is the truth; a
 sorted copy of its keys serves vectorized lookups with one ``searchsorted`` per
 vector, rebuilt only after the table changed.  Learning takes the last occurrence
 of a key in a vector, as a per-packet loop would.
+
+Learning is bounded three ways, so one port cannot fill the table for everyone:
+``limit`` entries in all (static ones included), ``bd_limit[bd]`` learned entries
+in a bridge domain (VPP's bridge-domain learn limit) and ``if_limit`` (or
+``if_limits[sw_if_index]``) learned entries on one interface.  A new MAC that meets
+a limit is not learned (the packet still goes on, as in VPP): ``limit_drops``
+counts such packets and ``refused`` says on which interface and for which limit.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
 DEFAULT_LIMIT = 65536
+#: learned MACs one interface may hold unless configured otherwise: a container
+#: port rarely has more hosts behind it; 16 ports at the default fill the table.
+DEFAULT_IF_LIMIT = 4096
 
 
 def fib_key(bd: int | np.ndarray, mac: int | np.ndarray) -> np.ndarray:
@@ -32,13 +43,47 @@ class Entry:
 class L2Fib:
     """MAC table shared by every bridge domain."""
 
-    def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(self, limit: int = DEFAULT_LIMIT, if_limit: int = DEFAULT_IF_LIMIT) -> None:
         self.limit = limit
+        self.if_limit = if_limit
+        self.if_limits: dict[int, int] = {}  # sw_if_index -> its own limit
+        self.bd_limit: dict[int, int] = {}  # bd -> learned entries it may hold
         self.entries: dict[int, Entry] = {}
         self._keys = np.empty(0, np.uint64)
         self._vals = np.empty(0, np.int64)
         self._stale = False
         self.limit_drops = 0
+        # (sw_if_index, "table" | "bridge-domain" | "interface") -> packets refused
+        self.refused: Counter[tuple[int, str]] = Counter()
+        self.learned_bd: Counter[int] = Counter()  # dynamic entries per bridge domain
+        self.learned_if: Counter[int] = Counter()  # dynamic entries per interface
+
+    def interface_limit(self, sw_if_index: int) -> int:
+        """Learned MACs ``sw_if_index`` may hold."""
+        return self.if_limits.get(sw_if_index, self.if_limit)
+
+    def _add(self, k: int, entry: Entry) -> None:
+        self.entries[k] = entry
+        if not entry.static:
+            self.learned_bd[k >> 48] += 1
+            self.learned_if[entry.sw_if_index] += 1
+
+    def _delete(self, k: int) -> None:
+        entry = self.entries.pop(k)
+        if not entry.static:
+            _decrement(self.learned_bd, k >> 48)
+            _decrement(self.learned_if, entry.sw_if_index)
+
+    def _over(self, k: int, sw_if_index: int, new: bool) -> str | None:
+        """Which limit learning ``k`` on ``sw_if_index`` would break, if any."""
+        if new and len(self.entries) >= self.limit:
+            return "table"
+        bd = k >> 48
+        if new and bd in self.bd_limit and self.learned_bd[bd] >= self.bd_limit[bd]:
+            return "bridge-domain"
+        if self.learned_if[sw_if_index] >= self.interface_limit(sw_if_index):
+            return "interface"
+        return None
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -87,14 +132,19 @@ class L2Fib:
         n = 0
         for k, s, c in todo:
             entry = self.entries.get(k)
-            if entry is None:
-                if len(self.entries) >= self.limit:
-                    self.limit_drops += c
-                    continue
-                self.entries[k] = Entry(s, now)
-            elif entry.static:
+            if entry is not None and entry.static:
                 continue
+            if entry is None or entry.sw_if_index != s:  # a new MAC, or one that moved here
+                over = self._over(k, s, entry is None)
+                if over is not None:
+                    self.limit_drops += c
+                    self.refused[(s, over)] += c
+                    continue
+            if entry is None:
+                self._add(k, Entry(s, now))
             else:
+                _decrement(self.learned_if, entry.sw_if_index)
+                self.learned_if[s] += 1
                 entry.sw_if_index, entry.last_seen = s, now
             n += 1
         self._stale = self._stale or n > 0
@@ -109,7 +159,10 @@ class L2Fib:
 
     def add_static(self, bd: int, mac: int, sw_if_index: int, now: float) -> None:
         """A static entry: never learned over, never aged."""
-        self.entries[int(fib_key(bd, mac))] = Entry(sw_if_index, now, static=True)
+        k = int(fib_key(bd, mac))
+        if k in self.entries:
+            self._delete(k)
+        self._add(k, Entry(sw_if_index, now, static=True))
         self._stale = True
 
     def age(self, now: float, max_age: dict[int, float]) -> int:
@@ -120,7 +173,7 @@ class L2Fib:
             if not e.static and (a := max_age.get(k >> 48)) and now - e.last_seen > a
         ]
         for k in old:
-            del self.entries[k]
+            self._delete(k)
         self._stale = self._stale or bool(old)
         return len(old)
 
@@ -134,13 +187,21 @@ class L2Fib:
             and (sw_if_index is None or e.sw_if_index == sw_if_index)
         ]
         for k in gone:
-            del self.entries[k]
+            self._delete(k)
         self._stale = self._stale or bool(gone)
         return len(gone)
 
     def items(self) -> list[tuple[int, int, Entry]]:
         """(bd, mac, entry) for every entry, sorted."""
         return [(k >> 48, k & 0xFFFFFFFFFFFF, e) for k, e in sorted(self.entries.items())]
+
+
+def _decrement(counter: Counter[int], key: int) -> None:
+    left = counter[key] - 1
+    if left > 0:
+        counter[key] = left
+    else:
+        del counter[key]
 
 
 def reference_learn(table: dict[int, int], keys: list[int], sw_if: list[int]) -> dict[int, int]:

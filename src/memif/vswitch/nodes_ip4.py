@@ -18,17 +18,24 @@ from .nodes_l2 import SwitchNode
 from .pool import INDEX
 
 _ICMP_ECHO = 8
+MAX_PING_REPLIES = 4096  # echo replies held for running pings (each turn takes its own)
 
 
 class ArpInput(SwitchNode):
     """Reply to ARP requests for our address; learn neighbours from ARP replies."""
 
     name = "arp-input"
-    errors = {"not-for-us": "ARP for an address that is not ours", "malformed": "bad ARP"}
+    errors = {
+        "not-for-us": "ARP for an address that is not ours",
+        "malformed": "bad ARP",
+        "not-requested": "ARP reply to a request the switch did not send",
+        "neighbor-limit": "neighbour table full: ARP reply not learned",
+    }
 
     def process(self, idx: np.ndarray) -> None:
         pool, meta, sw = self.graph.pool, self.meta, self.switch
         replies, drops, bad, consumed = [], [], [], []
+        refused: dict[str, list[int]] = {"not-requested": [], "neighbor-limit": []}
         for i in idx.tolist():
             frame = pool.packet(i)
             p = packet.parse(frame)
@@ -38,9 +45,19 @@ class ArpInput(SwitchNode):
             op, sha, spa, _, tpa = p.arp
             iface = sw.tables.interfaces[int(meta.rx_if[i])]
             ours = any(addr == tpa for addr, _ in iface.ip4)
-            if op == packet.ARP_REPLY and ours:  # an answer to the switch's own request
-                sw.neighbors[(iface.sw_if_index, spa)] = sha
-                consumed.append(i)
+            if op == packet.ARP_REPLY and ours:  # an answer to the switch's own request?
+                why = sw.neighbors.learn(iface.sw_if_index, spa, sha, sw.now)
+                if why is None:
+                    consumed.append(i)
+                else:
+                    refused["neighbor-limit" if why == "limit" else why].append(i)
+                    sw.ratelog.log(
+                        ("arp", iface.sw_if_index, why),
+                        "arp-input: %s: ARP reply from %s refused: %s",
+                        iface.name,
+                        packet.ip4_str(spa),
+                        self.errors["neighbor-limit" if why == "limit" else why],
+                    )
                 continue
             if op != packet.ARP_REQUEST or not ours:
                 drops.append(i)
@@ -57,6 +74,8 @@ class ArpInput(SwitchNode):
         pool.free(np.array(consumed, INDEX))
         self.drop(np.array(bad, INDEX), "malformed")
         self.drop(np.array(drops, INDEX), "not-for-us")
+        for error, lst in refused.items():
+            self.drop(np.array(lst, INDEX), error)
         self.graph.enqueue(self.next_id("l2-output"), np.array(replies, INDEX))
 
 
@@ -68,12 +87,18 @@ class Ip4Input(SwitchNode):
         "not-for-us": "IPv4 packet not addressed to this interface",
         "unsupported": "not an ICMP echo",
         "malformed": "bad IPv4 header",
+        "ping-replies-full": "echo replies waiting for the switch's ping: queue full",
     }
 
     def process(self, idx: np.ndarray) -> None:
         pool, meta, sw = self.graph.pool, self.meta, self.switch
         out, consumed = [], []
-        drops: dict[str, list[int]] = {"not-for-us": [], "unsupported": [], "malformed": []}
+        drops: dict[str, list[int]] = {
+            "not-for-us": [],
+            "unsupported": [],
+            "malformed": [],
+            "ping-replies-full": [],
+        }
         for i in idx.tolist():
             iface = sw.tables.interfaces[int(meta.rx_if[i])]
             frame = pool.packet(i)
@@ -97,6 +122,9 @@ class Ip4Input(SwitchNode):
                 continue
             kind, ident, seq = icmp[0], *struct.unpack_from("!HH", icmp, 4)
             if kind == packet.ICMP_ECHO_REPLY:  # an answer to the switch's own ping
+                if len(sw.ping_replies) >= MAX_PING_REPLIES:
+                    drops["ping-replies-full"].append(i)
+                    continue
                 sw.ping_replies.append((ident, seq, src, sw.now, l3[8]))
                 consumed.append(i)
                 continue

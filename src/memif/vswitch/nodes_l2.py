@@ -158,9 +158,12 @@ class L2Learn(SwitchNode):
     """Learn source MACs of bridged packets into the FIB."""
 
     name = "l2-learn"
+    errors = {"limit": "L2 learn limit exceeded"}  # VPP's l2-learn counter; not a drop
 
     def process(self, idx: np.ndarray) -> None:
         meta, t = self.meta, self.tables
+        fib = self.switch.fib
+        refused = fib.limit_drops
         rx = meta.rx_if[idx]
         keys = None
         if t.all_learn:
@@ -173,6 +176,9 @@ class L2Learn(SwitchNode):
                 self.switch.fib.learn(keys, rx[learn], self.switch.now)
         if t.ageing and keys is not None:  # a host that keeps sending does not age out
             self.switch.fib.touch(keys, self.switch.now)
+        if fib.limit_drops != refused:  # counted, and logged naming the interface
+            self.error_counts["limit"] += fib.limit_drops - refused
+            self.switch.learn_refused()
         self.graph.enqueue(self.next_id("l2-fwd"), idx)
 
 

@@ -26,12 +26,15 @@ from .. import wire
 from ..config import Role, format_mac, parse_mac, random_mac
 from ..errors import MemifError
 from ..sock import Socket
+from ..text import escape
 from . import nodes_ip4, nodes_l2
 from .graph import ErrorDrop, Graph, Node
 from .l2fib import L2Fib
 from .memif_port import DEFAULT_VECTOR, MemifInput, MemifOutput, MemifPort
+from .neighbor import NeighborTable
 from .nodes_l2 import Meta
 from .pool import PacketPool
+from .ratelog import RateLimitedLog
 from .tables import BridgeDomain, L2Mode, Span, SwInterface, Tables
 
 log = logging.getLogger("memifd")
@@ -40,6 +43,7 @@ CONTROL_PERIOD = 0.01  # seconds between control-plane polls while busy
 IDLE_BEFORE_SLEEP = 0.002  # seconds of small vectors before sleeping on interrupts
 ADAPTIVE_VECTOR = 8  # a poll bringing fewer packets than this is "light" (VPP's adaptive mode)
 MAX_SLEEP = 0.1
+AGE_SCAN = 1.0  # seconds between scans of the MAC and neighbour tables for old entries
 
 
 class SwitchError(Exception):
@@ -116,7 +120,8 @@ class Switch:
         }
         self.ports: dict[int, MemifPort] = {}  # sw_if_index -> port
         self.host_ports: dict[int, Port] = {}  # sw_if_index -> tap, host-interface, ...
-        self.neighbors: dict[tuple[int, bytes], bytes] = {}
+        self.neighbors = NeighborTable()
+        self.ratelog = RateLimitedLog(log)  # lines a peer can trigger at packet rate
         # (ident, seq, source address, arrival time, ttl) of echo replies to our pings
         self.ping_replies: list[tuple[int, int, bytes, float, int]] = []
         self.span_packets = 0
@@ -125,11 +130,14 @@ class Switch:
         self.busy_ns = 0
         self._extra_fds: dict[int, Callable[[], None]] = {}
         self._last_control = 0.0
+        self._last_age = self.now
         self._last_packet = self.now
         self._sleeping = False
         self.input = MemifInput(self)
         self.inputs: list[Node] = [self.input]  # input nodes polled each turn (.poll())
+        self.main_loop = MainLoop()
         for node in (
+            self.main_loop,
             self.input,
             nodes_l2.SpanInput(self),
             nodes_l2.EthernetInput(self),
@@ -281,6 +289,7 @@ class Switch:
             entry.socket = None
         self.graph.remove(self.graph.nodes[port.output_node])
         self.fib.flush(sw_if_index=sw.sw_if_index)
+        self.neighbors.flush(sw.sw_if_index)
         self.tables.remove(sw)
         log.info("deleted %s", name)
 
@@ -313,6 +322,7 @@ class Switch:
             raise SwitchError(f"{name} is a memif interface: use 'delete interface memif'")
         self.graph.remove(self.graph.nodes[port.output_node])
         self.fib.flush(sw_if_index=sw.sw_if_index)
+        self.neighbors.flush(sw.sw_if_index)
         self.tables.remove(sw)
         port.close()
         log.info("deleted %s", name)
@@ -321,11 +331,11 @@ class Switch:
         port = self.ports[sw_if_index]
         port.connected()
         self.tables.refresh()
-        log.info(
-            "%s connected to %r (%s)",
+        log.info(  # names the peer chose: escaped, so they cannot forge log lines
+            '%s connected to "%s" (%s)',
             port.sw.name,
-            port.iface.remote_if_name,
-            port.iface.remote_app_name,
+            escape(port.iface.remote_if_name),
+            escape(port.iface.remote_app_name),
         )
 
     def _on_disconnect(self, sw_if_index: int, reason: str) -> None:
@@ -334,8 +344,52 @@ class Switch:
             return
         port.disconnected()
         self.fib.flush(sw_if_index=sw_if_index)
+        self.neighbors.flush(sw_if_index)
         self.tables.refresh()
-        log.info("%s disconnected: %s", port.sw.name, reason)
+        log.info("%s disconnected: %s", port.sw.name, escape(reason))
+
+    def port_failed(self, port: MemifPort, where: str) -> None:
+        """Contain an exception raised handling one port (call from an ``except``).
+
+        Logged with its traceback (rate-limited), counted as ``port-exception`` in
+        ``show errors``, and the port's peer is disconnected: the fault stays with the
+        port that caused it and every other port keeps forwarding.
+        """
+        self.main_loop.error_counts["port-exception"] += 1
+        name = port.sw.name if getattr(port, "sw", None) is not None else "?"
+        self.ratelog.log(
+            ("port-exception", name, where),
+            "%s: %s failed on this port: disconnecting its peer",
+            where,
+            name,
+            level=logging.ERROR,
+            exc_info=True,
+        )
+        try:
+            if port.iface.connected:
+                port.iface.disconnect("memifd internal error on this interface")
+        except Exception:
+            log.exception("%s: disconnect after a failure failed too", name)
+
+    def learn_refused(self) -> None:
+        """Log (rate-limited, per interface) what the MAC table refused to learn."""
+        for (sw_if_index, which), packets in self.fib.refused.items():
+            sw = self.tables.interfaces.get(sw_if_index)
+            limit = {
+                "table": self.fib.limit,
+                "interface": self.fib.interface_limit(sw_if_index),
+            }.get(which)
+            if limit is None and sw is not None and sw.bd is not None:
+                limit = self.fib.bd_limit.get(sw.bd)
+            self.ratelog.log(
+                ("learn-limit", sw_if_index, which),
+                "l2-learn: %s: L2 learn limit exceeded (%s limit %s): %d packets' MACs not learned",
+                sw.name if sw else f"sw_if_index {sw_if_index}",
+                which,
+                limit,
+                packets,
+            )
+        self.fib.refused.clear()
 
     def set_state(self, name: str, up: bool) -> None:
         """``set interface state <if> up|down``."""
@@ -351,6 +405,8 @@ class Switch:
         host = self.host_ports.get(sw.sw_if_index)
         if host is not None:
             host.set_admin(up)
+        if not up:
+            self.neighbors.flush(sw.sw_if_index)
         self.tables.refresh()
 
     def set_mac(self, name: str, mac: str) -> None:
@@ -376,10 +432,33 @@ class Switch:
             raise SwitchError(f"bridge domain id {bd_id} must be 1..16777215")
         bd = self.tables.bds.get(bd_id) or BridgeDomain(bd_id)
         for key, value in flags.items():
-            setattr(bd, key, value)
+            if key == "learn_limit":
+                self.set_bd_learn_limit(bd_id, int(value))  # type: ignore[call-overload]
+            else:
+                setattr(bd, key, value)
         self.tables.bds[bd_id] = bd
         self.tables.refresh()
         return bd
+
+    def set_bd_learn_limit(self, bd_id: int, limit: int) -> None:
+        """``set bridge-domain learn-limit <bd> <n>``: learned MACs the domain may hold."""
+        self.fib.bd_limit[bd_id] = limit
+
+    def set_mac_age(self, bd_id: int, minutes: float) -> None:
+        """``set bridge-domain mac-age <bd> <minutes>`` (0: never)."""
+        bd = self.tables.bds.get(bd_id)
+        if bd is None:
+            raise SwitchError(f"no bridge domain {bd_id}")
+        bd.mac_age = minutes  # type: ignore[assignment]
+        self.tables.refresh()
+
+    def set_if_learn_limit(self, name: str, limit: int | None) -> None:
+        """``set interface l2 learn-limit <if> <n>|default``: learned MACs behind one port."""
+        sw = self.interface(name)
+        if limit is None:
+            self.fib.if_limits.pop(sw.sw_if_index, None)
+        else:
+            self.fib.if_limits[sw.sw_if_index] = limit
 
     def _leave_l2(self, sw: SwInterface) -> None:
         if sw.bd is not None:
@@ -465,21 +544,58 @@ class Switch:
         self._extra_fds.pop(fd, None)
 
     def control(self) -> None:
-        """Control-plane work: memif sockets, extra fds, FIB ageing."""
-        for entry in self.sockets.values():
+        """Control-plane work: memif sockets, extra fds, FIB and neighbour ageing.
+
+        Each socket and each fd callback is contained on its own: an exception is
+        logged (rate-limited) and counted, and the others still get their turn.
+        """
+        for entry in list(self.sockets.values()):
             if entry.socket is not None:
-                entry.socket.poll(0)
+                self._contained(
+                    "control-exception", f"memif socket {entry.filename}", entry.socket.poll, 0
+                )
         if self._extra_fds:
             for fd in _wait_readable(list(self._extra_fds), 0):
                 cb = self._extra_fds.get(fd)
                 if cb:
-                    cb()
-        ages = {b.id: b.mac_age * 60.0 for b in self.tables.bds.values() if b.mac_age}
-        if ages:
-            self.fib.age(self.now, ages)
+                    self._contained("control-exception", f"fd {fd}", cb)
+        if not 0.0 <= self.now - self._last_age < AGE_SCAN:  # due (or the clock was set)
+            self._last_age = self.now
+            ages = {b.id: b.mac_age * 60.0 for b in self.tables.bds.values() if b.mac_age}
+            if ages:
+                self.fib.age(self.now, ages)
+            self.neighbors.age(self.now)
+
+    def _contained(self, error: str, what: str, fn: Callable[..., object], *args: object) -> bool:
+        """Run ``fn(*args)``; an exception is logged with its traceback (rate-limited)
+        and counted as ``error`` of the main-loop node. True when it ran cleanly."""
+        try:
+            fn(*args)
+            return True
+        except Exception as exc:
+            self.failed(error, what, exc)
+            return False
+
+    def failed(self, error: str, what: str, exc: Exception) -> None:
+        """Count and log (with traceback, rate-limited) an exception the loop contained;
+        call from its ``except`` block."""
+        self.main_loop.error_counts[error] += 1
+        self.ratelog.log(
+            (error, what, type(exc).__name__),
+            "%s: %s: %s (contained, the loop goes on)",
+            what,
+            type(exc).__name__,
+            escape(str(exc)),
+            level=logging.ERROR,
+            exc_info=True,
+        )
 
     def run_once(self) -> int:
-        """One turn: control when due, input from every port, the graph. Returns packets."""
+        """One turn: control when due, input from every port, the graph. Returns packets.
+
+        Never raises for what a peer or a packet did: failures are contained (logged,
+        counted in ``show errors`` under ``main-loop``) and the next turn runs.
+        """
         t0 = time.perf_counter_ns()
         self.now = time.monotonic()
         if self.now - self._last_control >= CONTROL_PERIOD:
@@ -487,7 +603,8 @@ class Switch:
             self.control()
         n = self.input_poll()
         if n:
-            self.graph.run()
+            if not self._contained("graph-exception", "graph", self.graph.run):
+                self._discard_pending()
             self.busy_ns += time.perf_counter_ns() - t0
         if n >= ADAPTIVE_VECTOR:
             self._last_packet = self.now  # heavy traffic: keep polling
@@ -496,13 +613,25 @@ class Switch:
             self.sleep(MAX_SLEEP)
         return n
 
+    def _discard_pending(self) -> None:
+        """After a graph failure: free every queued vector, so no buffer leaks."""
+        for pending in self.graph._pending:
+            if pending:
+                self.pool.free(np.concatenate(pending))
+                pending.clear()
+        self.graph._dirty = False
+
     def input_poll(self) -> int:
-        """Run every input node (with its runtime figures)."""
+        """Run every input node (with its runtime figures); a failing one is contained."""
         total = 0
         for node in self.inputs:
             first_trace = self.graph._next_trace if self.graph.tracing else None
             t0 = time.perf_counter_ns()
-            n = node.poll()  # type: ignore[attr-defined]
+            try:
+                n = node.poll()  # type: ignore[attr-defined]
+            except Exception as exc:
+                self.failed("input-exception", node.name, exc)
+                continue
             if n:
                 node.ns += time.perf_counter_ns() - t0
                 node.calls += 1
@@ -558,6 +687,22 @@ class Switch:
             if entry.socket is not None:
                 entry.socket.close()
         self.pool.close()
+
+
+class MainLoop(Node):
+    """Counters of failures the main loop contained (``show errors``); never gets vectors."""
+
+    name = "main-loop"
+    errors = {
+        "port-exception": "exception handling a port: its peer was disconnected",
+        "input-exception": "exception in an input node: its turn was skipped",
+        "graph-exception": "exception in the graph: the turn's packets were dropped",
+        "control-exception": "exception in control-plane work (socket or CLI)",
+        "loop-exception": "exception in a main loop turn (contained)",
+    }
+
+    def process(self, idx: np.ndarray) -> None:
+        self.graph.pool.free(idx)
 
 
 class CountingDrop(ErrorDrop):
