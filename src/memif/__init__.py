@@ -11,16 +11,25 @@ Quick start::
 """
 
 from . import testing
+from .access import AccessPolicy, PeerCredentials
 from .config import InterfaceConfig, Role
-from .errors import ConfigError, MemifError, NotConnectedError, ProtocolError, SocketInUseError
+from .errors import (
+    ConfigError,
+    MemifError,
+    NotConnectedError,
+    ProtocolError,
+    SocketInUseError,
+    UnsealedRegionError,
+)
 from .interface import BufferPool, Interface, InterfaceDetails
 from .queue import RxBatch, RxQueue, TxBatch, TxQueue
-from .sock import Socket
+from .sock import Socket, SocketCounters
 from .wire import Mode
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessPolicy",
     "BufferPool",
     "ConfigError",
     "Interface",
@@ -29,14 +38,17 @@ __all__ = [
     "MemifError",
     "Mode",
     "NotConnectedError",
+    "PeerCredentials",
     "ProtocolError",
     "Role",
     "RxBatch",
     "RxQueue",
     "Socket",
+    "SocketCounters",
     "SocketInUseError",
     "TxBatch",
     "TxQueue",
+    "UnsealedRegionError",
     "__version__",
     "testing",
 ]

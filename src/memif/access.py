@@ -14,13 +14,25 @@ anyway (root, or our own uid) is trusted with it by default.
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from .admission import raise_fd_limit
 from .errors import ConfigError
+
+__all__ = [
+    "AccessPolicy",
+    "PeerCredentials",
+    "parse_gids",
+    "parse_uids",
+    "peer_credentials",
+    "raise_fd_limit",
+]
 
 _SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux 4.13
 _CRED = struct.Struct("3i")
@@ -42,9 +54,7 @@ class PeerCredentials:
 
 def peer_credentials(sock: socket.socket) -> PeerCredentials:
     """Read ``SO_PEERCRED`` (and ``SO_PEERGROUPS`` where the kernel has it) of ``sock``."""
-    pid, uid, gid = _CRED.unpack(
-        sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size)
-    )
+    pid, uid, gid = _CRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size))
     groups: frozenset[int] = frozenset()
     try:
         raw = sock.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, 4 * _MAX_GROUPS)
@@ -59,6 +69,36 @@ def _ids(values: Iterable[int]) -> frozenset[int]:
     if any(not 0 <= v < 1 << 32 for v in out):
         raise ConfigError("uids and gids must be 0..4294967295")
     return out
+
+
+def _parse_ids(text: str, what: str, by_name: Callable[[str], int]) -> frozenset[int]:
+    out = set()
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            raise ConfigError(
+                f"empty {what} in {text!r}: expected {what}s or names, comma-separated"
+            )
+        if item.isdigit():
+            out.add(int(item))
+            continue
+        try:
+            out.add(by_name(item))
+        except KeyError:
+            raise ConfigError(
+                f"unknown {what} name {item!r}: expected a number or a known name"
+            ) from None
+    return _ids(out)
+
+
+def parse_uids(text: str) -> frozenset[int]:
+    """``"0,1000,nobody"`` -> uids; names are looked up in the user database."""
+    return _parse_ids(text, "uid", lambda name: pwd.getpwnam(name).pw_uid)
+
+
+def parse_gids(text: str) -> frozenset[int]:
+    """``"100,kvm"`` -> gids; names are looked up in the group database."""
+    return _parse_ids(text, "gid", lambda name: grp.getgrnam(name).gr_gid)
 
 
 def _own_uids() -> frozenset[int]:

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..access import AccessPolicy, parse_gids, parse_uids
 from ..errors import MemifError
 from ..vswitch.switch import Switch, SwitchError
 from ..vswitch.tables import SwInterface
@@ -145,15 +147,42 @@ def _cmd_help(ctx: Context, args: Args) -> Reply:
 
 
 # ---------------------------------------------------------------------- memif
+def _ids(parse: Callable[[str], frozenset[int]]) -> Callable[[Args, str], frozenset[int]]:
+    """An option value parser: comma-separated numbers or names (``0,1000,nobody``)."""
+    return lambda args, key: parse(args.take(f"value of {key}"))
+
+
 @command(
     "create memif socket",
-    "id <n> filename <path|@name|abstract:name>",
-    "add a memif socket (relative paths go under the runtime directory)",
+    "id <n> filename <path|@name|abstract:name> [allow-uid <u>[,<u>..]] "
+    "[allow-gid <g>[,<g>..]] [unsealed-uid <u>[,<u>..]]",
+    "add a memif socket (relative paths go under the runtime directory); peers are admitted "
+    "by SO_PEERCRED: root, memifd's uid, allow-uid users and allow-gid group members "
+    "(the only protection of an abstract name). unsealed-uid: also use memory those uids "
+    "cannot seal against shrinking - RISK: such a peer can kill memifd with SIGBUS",
 )
 def _create_socket(ctx: Context, args: Args) -> Reply:
-    opts = args.options({"id": integer(1, MAX_U32), "filename": word}, required=("id", "filename"))
-    entry = ctx.switch.create_socket(opts["id"], opts["filename"])
-    return Reply(data={"id": entry.id, "filename": entry.filename})
+    opts = args.options(
+        {
+            "id": integer(1, MAX_U32),
+            "filename": word,
+            "allow-uid": _ids(parse_uids),
+            "allow-gid": _ids(parse_gids),
+            "unsealed-uid": _ids(parse_uids),
+        },
+        required=("id", "filename"),
+    )
+    access = None
+    if {"allow-uid", "allow-gid", "unsealed-uid"} & opts.keys():
+        default = ctx.switch.socket_access
+        access = AccessPolicy(
+            default.uids | opts.get("allow-uid", frozenset()),
+            default.gids | opts.get("allow-gid", frozenset()),
+            default.unsealed_uids | opts.get("unsealed-uid", frozenset()),
+        )
+    entry = ctx.switch.create_socket(opts["id"], opts["filename"], access)
+    policy = ctx.switch.socket_policy(entry)
+    return Reply(data={"id": entry.id, "filename": entry.filename, "access": policy.describe()})
 
 
 @command("delete memif socket", "id <n>", "remove an unused memif socket")

@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from ..access import parse_gids, parse_uids
+from ..errors import ConfigError
 from ..vswitch.memif_port import DEFAULT_VECTOR
 from .server import Options, default_runtime_dir, run
 
@@ -68,15 +70,52 @@ def build_parser() -> argparse.ArgumentParser:
         type=_mode,
         default=0o660,
         metavar="OCTAL",
-        help="permissions of the memif socket files it listens on (default 0660)",
+        help="permissions of the memif socket files it listens on (default 0660); "
+        "abstract names (@name) have no file: only the allow-lists protect them",
     )
     p.add_argument(
         "--socket-group",
         metavar="GROUP",
-        help="group of the memif socket files (default: the daemon's)",
+        help="group of the memif socket files (default: the daemon's); its members are "
+        "also admitted on every memif socket, abstract ones included",
+    )
+    p.add_argument(
+        "--socket-allow-uid",
+        type=_ids(parse_uids),
+        default=frozenset(),
+        metavar="U[,U..]",
+        help="users (numbers or names) every memif socket admits besides root and memifd's "
+        "own uid (checked with SO_PEERCRED; 'create memif socket ... allow-uid' adds per socket)",
+    )
+    p.add_argument(
+        "--socket-allow-gid",
+        type=_ids(parse_gids),
+        default=frozenset(),
+        metavar="G[,G..]",
+        help="groups whose members every memif socket admits",
+    )
+    p.add_argument(
+        "--socket-unsealed-uid",
+        type=_ids(parse_uids),
+        default=frozenset(),
+        metavar="U[,U..]",
+        help="users besides root and memifd's uid whose memory is used even when it cannot "
+        "be sealed against shrinking (hugetlbfs). RISK: such a peer can kill memifd with SIGBUS",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
+
+
+def _ids(parse: Callable[[str], frozenset[int]]) -> Callable[[str], frozenset[int]]:
+    """An option type: comma-separated ids or names, with a one-line error."""
+
+    def ids(text: str) -> frozenset[int]:
+        try:
+            return parse(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return ids
 
 
 def _mode(text: str) -> int:

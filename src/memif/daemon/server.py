@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..access import AccessPolicy
 from ..ctl.main import default_runtime_dir
 from ..vswitch.memif_port import DEFAULT_VECTOR
 from ..vswitch.switch import Switch
@@ -313,6 +314,9 @@ class Options:
     cli_group: str | None = None
     socket_mode: int = 0o660
     socket_group: str | None = None
+    socket_allow_uid: frozenset[int] = frozenset()
+    socket_allow_gid: frozenset[int] = frozenset()
+    socket_unsealed_uid: frozenset[int] = frozenset()
 
 
 class StartupError(Exception):
@@ -420,6 +424,11 @@ def run(options: Options) -> int:
             vector_size=options.vector_size,
             socket_mode=options.socket_mode,
             socket_group=socket_gid,
+            socket_access=AccessPolicy.of(
+                options.socket_allow_uid,
+                options.socket_allow_gid | ({socket_gid} if socket_gid is not None else set()),
+                options.socket_unsealed_uid,
+            ),
         )
     except (OSError, KeyError, ValueError) as exc:
         return _fatal(options, f"cannot start: {_err(exc)}")

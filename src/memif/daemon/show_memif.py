@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import Role, format_mac
+from ..sock import SocketCounters
 from ..vswitch.memif_port import MemifPort
 from ..vswitch.switch import SocketEntry
 from .commands import Context, Reply, command
@@ -46,8 +47,8 @@ def _flags(port: MemifPort) -> list[str]:
     return flags
 
 
-def socket_data(entry: SocketEntry) -> dict[str, Any]:
-    """One ``create memif socket`` entry."""
+def socket_data(ctx: Context, entry: SocketEntry) -> dict[str, Any]:
+    """One ``create memif socket`` entry, its access policy and refusal counters."""
     sock = entry.socket
     return {
         "id": entry.id,
@@ -55,20 +56,23 @@ def socket_data(entry: SocketEntry) -> dict[str, Any]:
         "listener": bool(sock is not None and sock.listening),
         "role": None if sock is None or sock.role is None else sock.role.vpp_name,
         "interfaces": sorted(entry.interfaces),
+        "access": ctx.switch.socket_policy(entry).describe(),
+        "counters": SocketCounters().as_dict() if sock is None else sock.counters.as_dict(),
     }
 
 
 def _sockets_text(ctx: Context) -> tuple[str, list[dict[str, Any]]]:
-    data = [socket_data(e) for _, e in sorted(ctx.switch.sockets.items())]
+    data = [socket_data(ctx, e) for _, e in sorted(ctx.switch.sockets.items())]
     rows = [
-        [
-            d["id"],
-            f"yes ({len(d['interfaces'])})" if d["listener"] else "no",
-            d["filename"],
-        ]
+        [d["id"], f"yes ({len(d['interfaces'])})" if d["listener"] else "no", d["filename"]]
         for d in data
     ]
-    return "sockets\n" + table(["  id", "listener", "filename"], rows, right="0"), data
+    header, *lines = table(["  id", "listener", "filename"], rows, right="0").splitlines()
+    out = ["sockets", header]
+    for line, d in zip(lines, data, strict=True):
+        refused = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in d["counters"].items() if v)
+        out += [line, f"      access: {d['access']}", f"      refused: {refused or 'none'}"]
+    return "\n".join(out), data
 
 
 def memif_data(ctx: Context, port: MemifPort, descriptors: bool) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from .. import wire
+from ..access import AccessPolicy
 from ..config import Role, format_mac, parse_mac, random_mac
 from ..errors import MemifError
 from ..sock import Socket
@@ -87,6 +88,7 @@ class SocketEntry:
     filename: str
     socket: Socket | None = None  # created with the first interface
     interfaces: list[int] = field(default_factory=list)  # memif ids
+    access: AccessPolicy | None = None  # who may connect; None: the switch's default
 
 
 class Switch:
@@ -101,6 +103,7 @@ class Switch:
         socket_mode: int = 0o660,
         socket_group: int | None = None,
         vector_size: int = DEFAULT_VECTOR,
+        socket_access: AccessPolicy | None = None,
     ) -> None:
         if not 1 <= vector_size <= 1 << 16:
             raise ValueError(f"vector size {vector_size}: expected 1..{1 << 16}")
@@ -109,6 +112,7 @@ class Switch:
         self.app_name = app_name
         self.socket_mode = socket_mode  # of the memif socket files the switch listens on
         self.socket_group = socket_group
+        self.socket_access = socket_access or AccessPolicy()  # of sockets that name none
         self.pool = PacketPool(n_buffers, data_size)
         self.meta = Meta(n_buffers)
         self.pool.flags_cleared_on_free.append(self.meta.span_copy)
@@ -164,8 +168,14 @@ class Switch:
         return sw
 
     # ------------------------------------------------------------------ sockets
-    def create_socket(self, socket_id: int, filename: str) -> SocketEntry:
-        """``create memif socket id <id> filename <path|@name|abstract:name>``."""
+    def create_socket(
+        self, socket_id: int, filename: str, access: AccessPolicy | None = None
+    ) -> SocketEntry:
+        """``create memif socket id <id> filename <path|@name|abstract:name> [allow-...]``.
+
+        ``access`` replaces the switch's default policy for this socket.  An abstract
+        name has no file: the policy is all that protects it.
+        """
         if socket_id == 0 or socket_id in self.sockets:
             raise SwitchError(f"socket id {socket_id} already exists (0 is the default)")
         if not filename.startswith(("/", "@", "abstract:", "unix:")):
@@ -175,9 +185,20 @@ class Switch:
                 raise SwitchError(f"socket {filename} is already socket id {entry.id}")
         if filename.startswith("/"):
             os.makedirs(os.path.dirname(filename), exist_ok=True)
-        entry = SocketEntry(socket_id, filename)
+        entry = SocketEntry(socket_id, filename, access=access)
         self.sockets[socket_id] = entry
+        if filename.startswith(("@", "abstract:")):
+            log.info(
+                "memif socket %d %s: abstract name, no file permissions; admits %s",
+                socket_id,
+                filename,
+                self.socket_policy(entry).describe(),
+            )
         return entry
+
+    def socket_policy(self, entry: SocketEntry) -> AccessPolicy:
+        """The access policy a memif socket checks its peers against."""
+        return entry.access or self.socket_access
 
     def delete_socket(self, socket_id: int) -> None:
         """``delete memif socket id <id>``: refused while interfaces use it."""
@@ -239,6 +260,7 @@ class Switch:
                     app_name=self.app_name,
                     mode=self.socket_mode,
                     group=self.socket_group,
+                    access=self.socket_policy(entry),
                 )
             sw_if_index = self.tables.new_index()
             iface = entry.socket.create_interface(
