@@ -1,0 +1,343 @@
+"""Who may connect and whose memory is mapped: attacks by local peers, as root and as nobody.
+
+Each memifd test starts a real memifd with a target socket (``memif1/*``) and a
+legitimate pair of ports (``memif2/1`` and ``memif2/2``, bridged) whose clients run
+in this process.  A hostile peer (:mod:`hostile_peer`, forked and dropped to uid
+65534 where the attack is an unprivileged one) then attacks the target socket; the
+test asserts that memifd stays up and answers its CLI, that the legitimate pair
+keeps exchanging frames, that memifd's fds and memory stay bounded, and that a
+counter in ``show memif`` names what was refused.  Library-level tests do the same
+against a :class:`memif.Socket` in this process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable
+
+import pytest
+from hostile_peer import NOBODY, RawSlave, run_as, spawn_as
+
+import memif
+from memif import packet as pkt
+from memif import transport, wire
+from memif.access import AccessPolicy
+from memif.testing import drive, unique_name
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="attacks as uid 65534 need root")
+
+UNSEALED = (
+    "region 1: memory not sealed against shrinking (uid 65534 not trusted with unsealed memory)"
+)
+MAC = [bytes([2, 0, 0, 0, 0x10, i]) for i in range(3)]
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"^VmRSS:\s+(\d+)", f.read(), re.M).group(1))  # type: ignore[union-attr]
+
+
+def fd_total(pid: int) -> int:
+    """Open fds of a process."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+# --------------------------------------------------------------------------- the legitimate pair
+class Legit:
+    """Clients of memifd's ports memif2/1 and memif2/2 (bridge domain 1), in this process."""
+
+    def __init__(self, name: str) -> None:
+        self.sock = memif.Socket(name, app_name="legit")
+        self.a, self.b = (
+            self.sock.create_interface(role="client", id=i, reconnect_interval=0.1) for i in (1, 2)
+        )
+        assert self.pump(lambda: self.a.connected and self.b.connected, 15), (
+            self.a.local_disc_reason,
+            self.b.local_disc_reason,
+        )
+        self.sent = self.received = 0
+
+    def pump(self, until: Callable[[], bool], timeout: float = 5.0) -> bool:
+        return drive(self.sock, until=until, timeout=timeout)
+
+    def exchange(self, n: int = 32, timeout: float = 5.0) -> int:
+        """``n`` frames each way; how many arrived (both ways)."""
+        frames_ab = [pkt.ethernet(MAC[2], MAC[1], 0x88B5, b"a%d" % i + bytes(60)) for i in range(n)]
+        frames_ba = [pkt.ethernet(MAC[1], MAC[2], 0x88B5, b"b%d" % i + bytes(60)) for i in range(n)]
+        got = [0, 0]
+        sent = self.a.send(frames_ab) + self.b.send(frames_ba) if self.up else 0
+
+        def done() -> bool:
+            if self.up:
+                got[0] += len(self.b.recv())
+                got[1] += len(self.a.recv())
+            return sum(got) >= sent
+
+        self.pump(done, timeout)
+        self.sent += 2 * n
+        self.received += sum(got)
+        return sum(got)
+
+    @property
+    def up(self) -> bool:
+        return self.a.connected and self.b.connected
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def config(target: str, *target_lines: str, options: str = "") -> tuple[list[str], str]:
+    """memifd startup: socket 1 (``target`` + ``options``) with ``target_lines``, and the
+    legitimate pair on socket 2; returns (lines, legit socket name)."""
+    legit = unique_name("iso-legit")
+    lines = [
+        f"create memif socket id 1 filename {target} {options}".strip(),
+        f"create memif socket id 2 filename {legit}",
+        "create bridge-domain 1",
+        *target_lines,
+    ]
+    for i in (1, 2):
+        lines += [
+            f"create interface memif id {i} socket-id 2 master",
+            f"set interface l2 bridge memif2/{i} 1",
+            f"set interface state memif2/{i} up",
+        ]
+    return lines, legit
+
+
+def masters(*ids: int, bridge: bool = True) -> list[str]:
+    """Admin-up master ports memif1/<id> on socket 1 (bridged into domain 1)."""
+    out = []
+    for i in ids:
+        out += [f"create interface memif id {i} socket-id 1 master", f"set int state memif1/{i} up"]
+        if bridge:
+            out.append(f"set interface l2 bridge memif1/{i} 1")
+    return out
+
+
+def counters(d, socket_id: int = 1) -> dict[str, int]:
+    """``show memif socket``'s refusal counters of one socket."""
+    for s in d.ok("show memif socket")["data"]:
+        if s["id"] == socket_id:
+            return s["counters"]
+    raise AssertionError(f"no socket {socket_id}")
+
+
+def healthy(d, legit: Legit, n: int = 32) -> None:
+    """memifd is alive, answers its CLI, and the legitimate pair still forwards."""
+    assert d.proc.poll() is None, d.log()
+    assert d.ok("show version")["ok"]
+    got = legit.exchange(n)
+    assert got >= 2 * n * 0.9, f"legit pair got {got} of {2 * n}: {d.log()[-2000:]}"
+
+
+@pytest.fixture
+def attacked(start):
+    """``attacked(target_lines, options=...)``: (memifd, target name, legitimate pair)."""
+    pairs: list[Legit] = []
+
+    def make(target_lines: list[str], options: str = "", extra: tuple[str, ...] = ()):
+        target = unique_name("iso-target")
+        lines, legit_name = config(target, *target_lines, options=options)
+        d = start(lines, *extra)
+        pairs.append(Legit(legit_name))
+        healthy(d, pairs[-1])
+        return d, target, pairs[-1]
+
+    yield make
+    for p in pairs:
+        p.close()
+
+
+# --------------------------------------------------------------------------- 1. memory
+def unsealed_attack(target: str, kind: str) -> dict[str, str]:
+    """A slave whose buffer region is ``kind``: handshake, then write, truncate, post."""
+    s = RawSlave(target, 0, kind=kind)
+    try:
+        reason = s.handshake()
+        s.write_buffer(pkt.ethernet(b"\xff" * 6, MAC[0], 0x88B5, bytes(50)))
+        truncated = s.truncate() if reason != "connected" or kind == "sealable" else "skipped"
+        s.post(b"x" * 64)
+        return {"reason": reason, "truncate": truncated}
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("kind", ["no-sealing", "seal-sealed", "dev-shm"])
+def test_unsealed_region_from_nobody_is_refused_by_memifd(attacked, kind: str) -> None:
+    d, target, legit = attacked(masters(0), options=f"allow-uid {NOBODY}")
+    rss0 = rss_kib(d.proc.pid)
+    out = run_as(NOBODY, lambda: unsealed_attack(target, kind))
+    assert out == {"reason": UNSEALED, "truncate": "truncated"}
+    healthy(d, legit)
+    assert counters(d)["unsealed_refused"] == 1
+    assert d.interfaces()["memif1/0"]["state"] != "up"
+    log = d.log()
+    assert f"uid {NOBODY}" in log and re.search(rf"{re.escape(UNSEALED)} \(pid \d+ uid 65534", log)
+    assert "unsealed-refused 1" in d.ctl("show", "memif").stdout
+    assert rss_kib(d.proc.pid) < rss0 + 50_000
+
+
+def test_sealable_region_from_nobody_is_sealed_and_cannot_be_pulled_away(attacked) -> None:
+    d, target, legit = attacked(masters(0), options=f"allow-uid {NOBODY}")
+    out = run_as(NOBODY, lambda: unsealed_attack(target, "sealable"))
+    assert out == {"reason": "connected", "truncate": "Operation not permitted"}
+    healthy(d, legit)
+    assert counters(d)["unsealed_refused"] == 0
+
+
+def test_unsealed_region_from_root_still_works(attacked) -> None:
+    """VPP with hugepages and DPDK zero-copy hand out memory that cannot be sealed: as root
+    (trusted by default) such a peer connects and its frames are switched."""
+    d, target, legit = attacked(masters(0))
+    s = RawSlave(target, 0, kind="no-sealing")
+    try:
+        assert s.handshake() == "connected"
+        d.wait_up("memif1/0")
+        frame = pkt.ethernet(b"\xff" * 6, MAC[0], 0x88B5, b"from-root" + bytes(50))
+        s.write_buffer(frame)
+        s.post(frame)
+        got: list[bytes] = []
+        legit.pump(lambda: bool(got.extend(legit.a.recv()) or got), 5)
+        assert frame in got
+        healthy(d, legit)
+        assert counters(d)["unsealed_refused"] == 0
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("kind", ["no-sealing", "seal-sealed", "dev-shm"])
+def test_library_server_refuses_unsealed_region_from_nobody(kind: str) -> None:
+    path = unique_name("iso-lib")
+    with memif.Socket(path, access=AccessPolicy.of(uids=[NOBODY])) as ss:
+        srv = ss.create_interface(role="server", id=0)
+        child = spawn_as(NOBODY, lambda stopped: unsealed_attack(path, kind))
+        assert drive(ss, until=lambda: child.done, timeout=20)
+        assert child.finish() == {"reason": UNSEALED, "truncate": "truncated"}
+        assert ss.counters.unsealed_refused == 1 and not srv.connected
+        assert srv.local_disc_reason == UNSEALED
+
+
+def test_library_server_trusts_unsealed_memory_of_listed_uid() -> None:
+    path = unique_name("iso-lib")
+    policy = AccessPolicy.of(uids=[NOBODY], unsealed_uids=[NOBODY])
+    with memif.Socket(path, access=policy) as ss:
+        srv = ss.create_interface(role="server", id=0)
+        child = spawn_as(NOBODY, lambda stopped: RawSlave(path, kind="no-sealing").handshake())
+        assert drive(ss, until=lambda: child.done, timeout=20)
+        assert child.finish() == "connected"
+        assert ss.counters.unsealed_refused == 0 and srv.connect_count == 1
+
+
+# --------------------------------------------------------------------------- 2. who may connect
+def test_abstract_socket_refuses_nobody_and_logs_pid_uid(attacked) -> None:
+    d, target, legit = attacked(masters(0))
+    out = run_as(NOBODY, lambda: RawSlave(target).handshake())
+    assert out == f"access denied: uid {NOBODY} gid {NOBODY} not allowed on this socket"
+    healthy(d, legit)
+    assert counters(d)["access_denied"] == 1
+    assert re.search(rf"{target}: access denied: .* \(pid \d+ uid {NOBODY} gid {NOBODY}\)", d.log())
+    sock = d.ok("show memif socket")["data"][1]
+    assert (
+        sock["access"] == "uid 0 unsealed-uid 0"
+        and "access-denied 1" in d.ctl("show", "memif", "socket").stdout
+    )
+
+
+def test_allow_uid_by_name_admits_nobody(attacked) -> None:
+    d, target, legit = attacked(masters(0), options="allow-uid nobody")
+    assert run_as(NOBODY, lambda: RawSlave(target).handshake()) == "connected"
+    healthy(d, legit)
+    assert counters(d)["access_denied"] == 0
+    assert d.ok("show memif socket")["data"][1]["access"] == "uid 0,65534 unsealed-uid 0"
+
+
+def test_daemon_wide_allow_gid_admits_nobody(attacked) -> None:
+    d, target, legit = attacked(masters(0), extra=("--socket-allow-gid", str(NOBODY)))
+    assert run_as(NOBODY, lambda: RawSlave(target).handshake()) == "connected"
+    healthy(d, legit)
+
+
+def test_bad_allow_lists_are_refused_with_one_line(start) -> None:
+    d = start([])
+    out = d.fails("create memif socket id 3 filename @x allow-uid nosuchuser")
+    assert out == "unknown uid name 'nosuchuser': expected a number or a known name"
+    out = d.fails("create memif socket id 3 filename @x allow-gid 1,,2")
+    assert out.startswith("empty gid in '1,,2'")
+    help_text = d.ctl("help", "create", "memif", "socket").stdout
+    assert "SIGBUS" in help_text and "allow-uid" in help_text
+
+
+def test_squatter_of_an_abstract_name_gets_nothing_from_a_zero_copy_slave(attacked) -> None:
+    """A fake master as nobody listens on the name a memifd slave port connects to:
+    memifd checks the listener's credentials and never sends INIT or its buffer pool."""
+    name = unique_name("iso-squat")
+
+    def squat(stopped: Callable[[], bool]) -> dict[str, int]:
+        lst = transport.listen(transport.parse_address(name))
+        seen = {"accepted": 0, "messages": 0, "fds": 0}
+        conns = []
+        while not stopped():
+            try:
+                c, _ = lst.accept()
+                seen["accepted"] += 1
+                transport.send_message(c, wire.Hello(name="squatter"))
+                conns.append(c)
+            except (BlockingIOError, OSError):
+                pass
+            for c in conns:
+                try:
+                    got = transport.recv_message(c)
+                except (BlockingIOError, OSError):
+                    continue
+                except transport.Malformed:
+                    seen["messages"] += 1
+                    continue
+                if got:
+                    seen["messages"] += 1
+                    seen["fds"] += got[1] is not None
+            time.sleep(0.01)
+        return seen
+
+    child = spawn_as(NOBODY, squat)
+    try:
+        d, _, legit = attacked(
+            [
+                f"create memif socket id 3 filename {name}",
+                "create interface memif id 0 socket-id 3 slave",
+                "set interface state memif3/0 up",
+            ]
+        )
+        end = time.monotonic() + 15
+        while counters(d, 3)["access_denied"] < 2:
+            assert time.monotonic() < end, d.log()
+            healthy(d, legit, 8)
+    finally:
+        seen = child.finish()
+    assert seen["accepted"] >= 1 and seen["messages"] == 0 and seen["fds"] == 0
+    assert d.interfaces()["memif3/0"]["state"] != "up"
+    assert re.search(rf"listener access denied: uid {NOBODY} .*\(pid \d+ uid {NOBODY}", d.log())
+    healthy(d, legit)
+
+
+def test_library_client_refuses_a_listener_it_does_not_trust() -> None:
+    name = unique_name("iso-lib-squat")
+
+    def squat(stopped: Callable[[], bool]) -> None:
+        lst = transport.listen(transport.parse_address(name))
+        while not stopped():
+            time.sleep(0.01)
+        lst.close()
+
+    child = spawn_as(NOBODY, squat)
+    try:
+        with memif.Socket(name) as cs:
+            client = cs.create_interface(role="client", id=0, reconnect_interval=0.05)
+            assert drive(cs, until=lambda: cs.counters.access_denied >= 2, timeout=10)
+            assert not client.connected and client.state == "disconnected"
+            assert client.local_disc_reason.startswith(f"listener access denied: uid {NOBODY}")
+    finally:
+        child.finish()
