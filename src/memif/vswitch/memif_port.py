@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 #: sizes.  VPP's frames hold 256; in Python each numpy call costs a microsecond or two
 #: whatever its length, so longer vectors are what makes the switch fast (see README).
 DEFAULT_VECTOR = 2048
-#: descriptors memif-input takes from one port per turn, in vectors: with many queues
-#: a port gets its turn in several (the next turn starts at the next queue)
+#: descriptors memif-input takes from one port per turn, in vectors (and at most the
+#: pool's quota per port): with many queues a port gets its turn in several (the next
+#: turn starts where this one stopped), and the ports after it still find buffers
 PORT_VECTORS = 2
 #: the shortest receive buffer a peer may post for frames that must be chained over
 #: several: shorter ones would cost a ring slot per few bytes (1-byte buffers: a slot
@@ -129,7 +130,7 @@ class MemifPort:
         returns the count."""
         total, vector = 0, self.switch.vector_size
         queues = self.iface.rx_queues
-        budget = PORT_VECTORS * vector
+        budget = min(PORT_VECTORS * vector, self.switch.pool.quota_per_port)
         first = self._rx_rr % len(queues) if queues else 0
         for k in range(len(queues)):
             qid = (first + k) % len(queues)

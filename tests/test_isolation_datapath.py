@@ -1,0 +1,446 @@
+"""Issue 15, bounded cost per peer on the data path: attacks on a real memifd.
+
+Each test starts memifd (``start``) with master ports in one bridge domain: two honest
+peers (a, b) exchange frames while a hostile peer on another port does what no honest
+peer does with its rings: posts 1-byte receive buffers, publishes a chain it never
+ends, opens big rings on every queue, writes bad descriptors.  The peers are
+:class:`memif.Socket` endpoints in this process; the hostile one is a real connected
+client whose shared rings are rewritten by hand, as a malicious process mapping the
+same memory would.  Each test asserts that memifd stays up and answers its CLI, that
+a and b keep forwarding (bounded loss and gaps), that memifd's RSS and fds stay
+bounded, and that a counter names what happened; it prints its measurements.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from helpers import Memifd, mac
+
+import memif
+from memif import packet, wire
+from memif.testing import unique_name
+
+NEXT = wire.DESC_FLAG_NEXT
+A, B, BAD = "memif1/0", "memif2/0", "memif3/0"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------- memifd's side
+def rss_kib(pid: int, what: str = "VmRSS") -> int:
+    """A process's resident memory, KiB: ``VmRSS`` (all) or ``RssAnon`` (its own,
+    without the peers' shared memory it maps and reads)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(what + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {what}")
+
+
+def n_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def errors(d: Memifd) -> dict[tuple[str, str], int]:
+    """``show errors`` as (node, error) -> count."""
+    return {(e["node"], e["error"]): e["count"] for e in d.ok("show errors")["data"]}
+
+
+def alive(d: Memifd) -> None:
+    """memifd runs and answers its CLI."""
+    assert d.proc.poll() is None, d.log()
+    assert d.ok("show version")["data"]["uptime_seconds"] >= 0
+
+
+def config(*sockets: str, more: tuple[str, ...] = ()) -> list[str]:
+    """Master ports memif<k>/0 on socket ``k`` (from 1), bridged in bd 1, admin-up."""
+    lines = []
+    for k, name in enumerate(sockets, 1):
+        lines += [
+            f"create memif socket id {k} filename {name}",
+            f"create interface memif id 0 socket-id {k} master",
+            f"set interface l2 bridge memif{k}/0 1",
+            f"set interface state memif{k}/0 up",
+        ]
+    return ["create bridge-domain 1 learn 1", *lines, *more]
+
+
+# --------------------------------------------------------------------------- the peers
+@dataclass
+class Peers:
+    """Client peers of memifd's ports, one socket each, pumped from this thread."""
+
+    sockets: list[memif.Socket] = field(default_factory=list)
+
+    def add(self, name: str, app: str, **options: object) -> memif.Interface:
+        sock = memif.Socket(name, app_name=app)
+        self.sockets.append(sock)
+        return sock.create_interface(role="client", id=0, reconnect_interval=0.1, **options)
+
+    def poll(self) -> None:
+        for s in self.sockets:
+            s.poll(0)
+
+    def pump(self, until: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+        end = time.monotonic() + timeout
+        while not until():
+            assert time.monotonic() < end, f"timed out waiting for {what}"
+            for s in self.sockets:
+                s.poll(0.002)
+
+    def close(self) -> None:
+        for s in self.sockets:
+            s.close()
+
+
+def frame(dst: bytes, src: bytes, tag: int, size: int = 64) -> bytes:
+    return packet.ethernet(dst, src, 0x88B5, tag.to_bytes(4, "big").ljust(size - 14, b"."))
+
+
+def tag_of(f: bytes) -> int:
+    return int.from_bytes(f[14:18], "big")
+
+
+@dataclass
+class Legit:
+    """a -> b unicast in paced bursts: what arrived, when, and the longest silence."""
+
+    a: memif.Interface
+    b: memif.Interface
+    sent: int = 0
+    tried: int = 0
+    got: list[int] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)
+
+    def learn(self, peers: Peers) -> None:
+        """a and b announce their MACs, so a -> b is unicast."""
+        self.b.send([frame(packet.BROADCAST, mac(2), 0)])
+        self.a.send([frame(packet.BROADCAST, mac(1), 0)])
+        heard: set[int] = set()
+
+        def both() -> bool:
+            heard.update(k for k, who in enumerate((self.a, self.b)) if who.recv())
+            return len(heard) == 2
+
+        peers.pump(both, "learning")
+
+    def burst(self, n: int) -> None:
+        frames = [frame(mac(2), mac(1), self.tried + k) for k in range(n)]
+        self.tried += n
+        self.sent += self.a.send(frames)
+
+    def drain(self) -> None:
+        for who in (self.a, self.b):
+            if not who.connected:
+                continue
+            for f in who.recv():
+                if who is self.b and f[:6] == mac(2):
+                    self.got.append(tag_of(f))
+                    self.arrivals.append(time.monotonic())
+
+    @property
+    def loss(self) -> float:
+        return 1.0 - len(self.got) / max(self.tried, 1)
+
+    def longest_gap(self, start: float) -> float:
+        times = [start, *self.arrivals]
+        return max(np.diff(times)) if len(times) > 1 else float("inf")
+
+
+def run_for(seconds: float, peers: Peers, legit: Legit, attack: Callable[[], None]) -> float:
+    """``seconds`` of a -> b bursts (8 frames every 2 ms), ``attack`` each turn; then
+    wait for the stragglers.  Returns when the traffic started."""
+    t0 = time.monotonic()
+    next_burst = t0
+    while time.monotonic() - t0 < seconds:
+        now = time.monotonic()
+        if now >= next_burst:
+            legit.burst(8)
+            next_burst = now + 0.002
+        attack()
+        peers.poll()
+        legit.drain()
+    end = time.monotonic() + 3.0
+    while len(legit.got) < legit.sent and time.monotonic() < end:
+        peers.poll()
+        legit.drain()
+    return t0
+
+
+@dataclass
+class Watch:
+    """memifd's memory and fds when an attack starts."""
+
+    d: Memifd
+    rss: int = 0
+    anon: int = 0
+    fds: int = 0
+
+    def __post_init__(self) -> None:
+        pid = self.d.proc.pid
+        self.rss, self.anon, self.fds = rss_kib(pid), rss_kib(pid, "RssAnon"), n_fds(pid)
+
+    def bounded(self, what: str) -> str:
+        """Assert memifd's own memory grew by under 32 MiB and its fds by under 8
+        (pages of a peer's shared memory that memifd read count in VmRSS, not here);
+        describe both."""
+        pid = self.d.proc.pid
+        rss, anon, fds = rss_kib(pid), rss_kib(pid, "RssAnon"), n_fds(pid)
+        assert anon - self.anon < 32 * 1024, f"{what}: RssAnon {self.anon} -> {anon} KiB"
+        assert fds - self.fds < 8, f"{what}: fds {self.fds} -> {fds}"
+        return (
+            f"RssAnon {self.anon // 1024} -> {anon // 1024} MiB (VmRSS {self.rss // 1024} -> "
+            f"{rss // 1024}), fds {self.fds} -> {fds}"
+        )
+
+
+def setup(start, n_bad: int = 1, **bad_options: object) -> tuple[Memifd, Peers, Legit, list]:
+    """memifd with ports a, b and ``n_bad`` hostile ones, every peer connected."""
+    names = [unique_name(f"iso-{k}") for k in range(2 + n_bad)]
+    d = start(config(*names))
+    peers = Peers()
+    a = peers.add(names[0], "peer-a")
+    b = peers.add(names[1], "peer-b")
+    bad = [peers.add(n, "hostile", **bad_options) for n in names[2:]]
+    every = [a, b, *bad]
+    peers.pump(lambda: all(i.connected for i in every), "connect")
+    legit = Legit(a, b)
+    legit.learn(peers)
+    return d, peers, legit, bad
+
+
+# --------------------------------------------------------------------------- item 4
+def test_one_byte_receive_buffers_do_not_stall_the_switch(start) -> None:
+    """The hostile port posts 1-byte receive buffers and is flooded 1500-byte frames
+    (4 kpps) while a sends b 4 kpps of unicast: the switch neither chains one byte per
+    slot nor stalls; the flood's copies for the hostile port are dropped by name."""
+    d, peers, legit, (bad,) = setup(start, ring_size=1024, buffer_size=2048)
+    try:
+        posted = bad.rx_queues[0].ring  # the slave's M2S ring: the buffers it posts
+        posted.d_length[:] = 1
+        watch = Watch(d)
+        flood = [frame(packet.BROADCAST, mac(1), k, 1500) for k in range(8)]
+
+        def attack() -> None:
+            legit.a.send(flood)  # flooded to b and to the hostile port
+            if bad.connected and bad.rx_queues[0].pending():
+                bad.recv()  # take what it got and post 1-byte buffers again
+                posted.d_length[:] = 1
+
+        t0 = run_for(3.0, peers, legit, attack)
+        gap, loss = legit.longest_gap(t0), legit.loss
+        alive(d)
+        mem = watch.bounded("1-byte buffers")
+        errs = errors(d)
+        dropped = errs.get((f"{BAD}-output", "rx-buffer-too-small"), 0)
+        print(
+            f"\n1-byte receive buffers: a->b {len(legit.got)}/{legit.tried} delivered "
+            f"(loss {loss:.1%}), longest gap {gap * 1000:.0f} ms; {dropped} flood copies "
+            f"dropped as rx-buffer-too-small; {mem}"
+        )
+        assert gap < 0.5 and loss < 0.05, (gap, loss)
+        assert dropped > 1000
+        assert d.interfaces()[BAD]["tx_errors"] >= dropped
+    finally:
+        peers.close()
+
+
+def test_chained_frames_still_go_over_ordinary_buffers(start) -> None:
+    """9000-byte frames over 2048-byte buffers, both ways through the switch: chained
+    on receive, one pool buffer inside, chained again on transmit, byte for byte."""
+    names = [unique_name(f"jumbo-{k}") for k in range(2)]
+    d = start(config(*names))
+    peers = Peers()
+    a = peers.add(names[0], "peer-a", buffer_size=2048)
+    b = peers.add(names[1], "peer-b", buffer_size=2048)
+    try:
+        peers.pump(lambda: a.connected and b.connected, "connect")
+        jumbo = [frame(packet.BROADCAST, mac(1), k, 9000 - 7 * k) for k in range(16)]
+        small = [frame(packet.BROADCAST, mac(1), 100 + k, 60 + k) for k in range(16)]
+        mixed = [f for pair in zip(jumbo, small, strict=True) for f in pair]
+        assert a.send(mixed) == len(mixed)
+        got: list[bytes] = []
+
+        def arrived() -> bool:
+            got.extend(b.recv())
+            return len(got) >= len(mixed)
+
+        peers.pump(arrived, "jumbo frames")
+        assert got == mixed
+        assert d.interfaces()[B]["tx_errors"] == 0
+    finally:
+        peers.close()
+
+
+# --------------------------------------------------------------------------- item 6
+def test_an_unterminated_chain_does_not_spin_the_loop(start) -> None:
+    """One descriptor with NEXT, never followed: memifd sleeps (CPU far under one core),
+    says so in show errors (memif-input chain-incomplete), forwards for others, and
+    takes the chain once it ends."""
+    d, peers, legit, (bad,) = setup(start)
+    try:
+        pid = d.proc.pid
+        ring = bad.tx_queues[0].ring  # the slave's S2M ring: what it sends
+        s = ring.head & ring.mask
+        own = bad.tx_queues[0].alloc(1)  # a buffer of its own to point at
+        own.buffer(0)[:64] = np.frombuffer(frame(packet.BROADCAST, mac(3), 7), np.uint8)
+        ring.d_flags[s], ring.d_length[s] = NEXT, 64
+        ring.head = ring.head + 1
+        ring.kick()
+        peers.pump(lambda: errors(d).get(("memif-input", "chain-incomplete"), 0) >= 1, "seen")
+        c0, w0 = cpu_seconds(pid), time.monotonic()
+        end = w0 + 2.0
+        while time.monotonic() < end:  # idle, but our control socket answers
+            peers.poll()
+            time.sleep(0.01)
+        cpu = (cpu_seconds(pid) - c0) / (time.monotonic() - w0)
+        waits = errors(d)[("memif-input", "chain-incomplete")]
+        print(f"\nunterminated chain: memifd CPU {cpu:.0%} of a core over 2 s; {waits} waits")
+        assert cpu < 0.5, f"memifd at {cpu:.0%} CPU with a pending chain"
+        watch = Watch(d)
+        run_for(1.0, peers, legit, lambda: None)
+        assert legit.loss < 0.05
+        watch.bounded("pending chain")
+        # The end of the chain: one 128-byte packet, flooded to a and b.
+        s2 = ring.head & ring.mask
+        ring.d_region[s2], ring.d_offset[s2] = ring.d_region[s], ring.d_offset[s]
+        ring.d_flags[s2], ring.d_length[s2] = 0, 64
+        ring.head = ring.head + 1
+        ring.kick()
+        peers.pump(lambda: d.interfaces()[BAD]["rx_packets"] >= 1, "the chain's end")
+        assert d.interfaces()[BAD]["rx_bytes"] == 128
+        alive(d)
+    finally:
+        peers.close()
+
+
+# --------------------------------------------------------------------------- item 9
+def test_configurations_that_drain_the_pool_are_refused(start) -> None:
+    """A zero-copy slave port posting 8 x 4096 receive buffers from a 32768-buffer pool
+    is refused with the arithmetic; so is one more zero-copy port than the pool keeps a
+    reserve for; the ports that fit keep forwarding."""
+    names = [unique_name(f"pool-{k}") for k in range(2)]
+    d = start(config(*names), buffers=32768)
+    d.ok("create memif socket id 9 filename " + unique_name("pool-slave"))
+    said = d.fails("create interface memif id 0 socket-id 9 slave rx-queues 8 ring-size 4096")
+    print(f"\nrefused: {said}")
+    assert said == (
+        "memif9/0: 8 queues x 4096 slots = 32768 buffers exceeds the pool's quota per port"
+        " 16384 (--buffers 32768)"
+    )
+    d.ok("create interface memif id 1 socket-id 9 slave rx-queues 4 ring-size 4096")
+    said = d.fails("create interface memif id 2 socket-id 9 slave rx-queues 3 ring-size 4096")
+    assert said == (
+        "memif9/2: 3 queues x 4096 slots = 12288 buffers, with 16384 posted by other"
+        " zero-copy ports, leaves less than 8192 of 32768 buffers for input (--buffers)"
+    )
+    d.ok("create interface memif id 3 socket-id 9 slave rx-queues 2 ring-size 4096")  # just fits
+    d.ok("create interface memif id 4 socket-id 9 slave no-zero-copy rx-queues 8 ring-size 4096")
+    assert set(d.interfaces()) == {A, B, "memif9/1", "memif9/3", "memif9/4"}
+    peers = Peers()
+    a, b = peers.add(names[0], "peer-a"), peers.add(names[1], "peer-b")
+    try:
+        peers.pump(lambda: a.connected and b.connected, "connect")
+        legit = Legit(a, b)
+        legit.learn(peers)
+        run_for(0.5, peers, legit, lambda: None)
+        assert legit.loss < 0.05
+    finally:
+        peers.close()
+
+
+def test_a_peer_with_every_ring_full_takes_at_most_the_quota_per_turn(start) -> None:
+    """The hostile slave of a master port opens 8 queues of 4096 slots (memifd's pool:
+    2048 buffers) and keeps every ring full: memif-input takes at most the quota per
+    port and turn from it (2 x 4096 x 8 = 64 Ki descriptors a turn before), so a still
+    finds buffers and b gets its frames."""
+    d, peers, legit, (bad,) = setup(start, rx_queues=8, tx_queues=8, ring_size=4096)
+    try:
+        assert len(bad.tx_queues) == 8
+        watch = Watch(d)
+        # to itself: filtered by l2-fwd, so the cost is memifd's alone, not b's ring
+        one = np.frombuffer(frame(mac(3), mac(3), 3), np.uint8)
+        flood = np.tile(one, (4096, 1))
+
+        def attack() -> None:  # refill every ring: one vector operation per queue
+            for q in bad.tx_queues:
+                if q.free_slots() > 1024:
+                    tx = q.alloc(4096, wrap=True)
+                    tx.fill(flood[: tx.count])
+                    q.tx_burst(tx, len(one))
+            if bad.rx_queues[0].pending():
+                bad.recv()
+
+        t0 = run_for(3.0, peers, legit, attack)
+        alive(d)
+        mem = watch.bounded("big rings")
+        taken = d.interfaces()[BAD]["rx_packets"]
+        print(
+            f"\n8 x 4096 full rings: a->b {len(legit.got)}/{legit.tried} delivered "
+            f"(loss {legit.loss:.1%}), longest gap {legit.longest_gap(t0) * 1000:.0f} ms; "
+            f"hostile port rx {taken}; {mem}"
+        )
+        assert taken > 4096  # the attack ran
+        assert legit.loss < 0.1 and legit.longest_gap(t0) < 0.5
+    finally:
+        peers.close()
+
+
+# --------------------------------------------------------------------------- item 10
+def test_bad_descriptor_counters_reach_show_errors_and_outlive_the_peer(start) -> None:
+    """Bad descriptors from the hostile peer: counted as memif-input errors and the
+    port's drops, still there after it disconnects, gone with clear errors/interfaces."""
+    d, peers, legit, (bad,) = setup(start)
+    try:
+        ring = bad.tx_queues[0].ring
+        size = bad.regions[-1].size
+        n_regions = len(bad.regions)
+        garbage = [
+            (0, n_regions + 3, 64, 0),  # bad-region
+            (0, n_regions - 1, 64, size - 8),  # bad-offset
+            (0, n_regions - 1, 0, 0),  # zero-length
+        ]
+        start_at = ring.head
+        for k in range(300):
+            s = (start_at + k) & ring.mask
+            flags, region, length, offset = garbage[k % 3]
+            ring.d_flags[s], ring.d_region[s] = flags, region
+            ring.d_length[s], ring.d_offset[s] = length, offset
+        ring.head = start_at + 300
+        ring.kick()
+        want = {"bad-region": 100, "bad-offset": 100, "zero-length": 100}
+
+        def counted() -> bool:
+            errs = errors(d)
+            return all(errs.get(("memif-input", e), 0) == n for e, n in want.items())
+
+        peers.pump(counted, "bad descriptors counted")
+        assert d.interfaces()[BAD]["drops"] == 300
+        run_for(0.3, peers, legit, lambda: None)
+        assert legit.loss < 0.05
+        peers.sockets[2].close()  # the hostile peer leaves
+        peers.sockets.pop()
+        peers.pump(lambda: d.interfaces()[BAD]["link_up"] is False, "hostile gone")
+        assert counted() and d.interfaces()[BAD]["drops"] == 300
+        reasons = {e["error"]: e["reason"] for e in d.ok("show errors")["data"]}
+        assert reasons["bad-offset"] == "descriptor points outside its region"
+        text = d.ctl("show", "errors").stdout
+        assert "descriptor names a region that does not exist" in text
+        d.ok("clear errors")
+        assert not any(e in {x[1] for x in errors(d)} for e in want)
+        d.ok("clear interfaces")
+        assert d.interfaces()[BAD]["drops"] == 0
+        alive(d)
+    finally:
+        peers.close()
