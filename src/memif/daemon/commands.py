@@ -23,6 +23,7 @@ from typing import Any
 
 from ..access import AccessPolicy, parse_gids, parse_uids
 from ..errors import MemifError
+from ..vswitch.l2fib import DEFAULT_IF_LIMIT
 from ..vswitch.switch import Switch, SwitchError
 from ..vswitch.tables import SwInterface
 from .parse import Args, CliError, Registry, integer, tokenize, word
@@ -302,18 +303,29 @@ def _clear_interfaces(ctx: Context, args: Args) -> str:
 
 
 # ---------------------------------------------------------------------- L2
+def minutes(args: Args, key: str) -> int | float:
+    """``mac-age`` minutes, 0..255; fractions allowed (``0.05`` is 3 s), whole numbers
+    stay integers."""
+    value = args.number(key, 0.0, 255.0)
+    return int(value) if value.is_integer() else value
+
+
+MAX_LEARN_LIMIT = 1 << 24
+
 BD_FLAGS = {
     "learn": Args.flag01,
     "forward": Args.flag01,
     "flood": Args.flag01,
     "uu-flood": Args.flag01,
-    "mac-age": integer(0, 255),
+    "mac-age": minutes,
+    "learn-limit": integer(0, MAX_LEARN_LIMIT),
 }
 
 
 @command(
     "create bridge-domain",
-    "<n> [learn 0|1] [forward 0|1] [flood 0|1] [uu-flood 0|1] [mac-age <minutes>]",
+    "<n> [learn 0|1] [forward 0|1] [flood 0|1] [uu-flood 0|1] [mac-age <minutes>] "
+    "[learn-limit <n>]",
     "create a bridge domain or change its flags",
 )
 def _create_bd(ctx: Context, args: Args) -> Reply:
@@ -321,6 +333,50 @@ def _create_bd(ctx: Context, args: Args) -> Reply:
     opts = args.options(BD_FLAGS)
     bd = ctx.switch.create_bridge_domain(bd_id, **{k.replace("-", "_"): v for k, v in opts.items()})
     return Reply(output=str(bd.id), data={"bd_id": bd.id})
+
+
+@command(
+    "set bridge-domain mac-age",
+    "<bd> <minutes>",
+    "remove learned MACs not seen for <minutes> (0: never; the default, as VPP's)",
+)
+def _set_mac_age(ctx: Context, args: Args) -> str:
+    bd = args.integer("bridge-domain id", 1, 0xFFFFFF)
+    age = minutes(args, "mac-age")
+    args.end()
+    ctx.switch.set_mac_age(bd, age)
+    return ""
+
+
+@command(
+    "set bridge-domain learn-limit",
+    "<bd> <n>",
+    "learned MACs the bridge domain may hold; more are not learned (L2 learn limit exceeded)",
+)
+def _set_bd_learn_limit(ctx: Context, args: Args) -> str:
+    bd = args.integer("bridge-domain id", 1, 0xFFFFFF)
+    limit = args.integer("learn-limit", 0, MAX_LEARN_LIMIT)
+    args.end()
+    if bd not in ctx.switch.tables.bds:
+        raise CliError(f"no bridge domain {bd}")
+    ctx.switch.set_bd_learn_limit(bd, limit)
+    return ""
+
+
+@command(
+    "set interface l2 learn-limit",
+    "<interface> <n>|default",
+    f"learned MACs behind one interface, so one port cannot fill the table for all "
+    f"(default {DEFAULT_IF_LIMIT})",
+)
+def _set_if_learn_limit(ctx: Context, args: Args) -> str:
+    sw = ctx.interface(args)
+    limit = None
+    if not args.try_keyword(["default"]):
+        limit = args.integer("learn-limit", 0, MAX_LEARN_LIMIT)
+    args.end()
+    ctx.switch.set_if_learn_limit(sw.name, limit)
+    return ""
 
 
 @command(

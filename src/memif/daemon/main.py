@@ -9,7 +9,14 @@ from collections.abc import Callable
 from ..access import parse_gids, parse_uids
 from ..errors import ConfigError
 from ..vswitch.memif_port import DEFAULT_VECTOR
-from .server import Options, default_runtime_dir, run
+from .server import (
+    IDLE_TIMEOUT,
+    MAX_CLIENTS,
+    MAX_CLIENTS_PER_UID,
+    Options,
+    default_runtime_dir,
+    run,
+)
 
 EPILOG = """\
 The startup file holds CLI commands, one per line (# comments and blank lines are
@@ -63,7 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cli-group",
         metavar="GROUP",
-        help="let GROUP use the CLI socket (mode 0660; default 0600, owner only)",
+        help="let GROUP use the CLI socket (mode 0660; default 0600, owner only); the CLI "
+        "also checks each client's credentials (SO_PEERCRED): root, memifd's uid, GROUP",
+    )
+    p.add_argument(
+        "--cli-idle-timeout",
+        type=_seconds,
+        default=IDLE_TIMEOUT,
+        metavar="SECONDS",
+        help=f"close a CLI client that sends nothing for this long (default {IDLE_TIMEOUT:g}); "
+        f"one uid holds at most {MAX_CLIENTS_PER_UID} of the {MAX_CLIENTS} CLI connections",
     )
     p.add_argument(
         "--socket-mode",
@@ -116,6 +132,16 @@ def _ids(parse: Callable[[str], frozenset[int]]) -> Callable[[str], frozenset[in
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     return ids
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0.1 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text}: expected 0.1..86400 seconds")
+    return value
 
 
 def _mode(text: str) -> int:

@@ -8,6 +8,16 @@ every read and write is non-blocking with per-client buffers, and a command that
 time (``ping``) is a :class:`~.commands.Pending` polled each loop turn, so no client,
 slow or hostile, holds up forwarding.
 
+Nobody can lock the operator out or stop the daemon through it: a client's
+credentials (``SO_PEERCRED``) are checked against an :class:`~memif.access.AccessPolicy`
+(root, memifd's own uid, ``--cli-group``); one uid holds at most
+``MAX_CLIENTS_PER_UID`` connections; a client idle for ``--cli-idle-timeout`` seconds
+is closed, and when every slot is taken the client idle longest makes room; a request
+line longer than ``MAX_REQUEST`` bytes or nested deeper than ``MAX_DEPTH`` is refused
+before it is parsed; and an exception serving one client closes that client only.
+Refusals are logged with the peer's pid and uid and counted under ``cli`` in
+``show errors``.
+
 :func:`run` is the whole process: logging, the runtime directory, the switch, the
 startup file, the CLI socket, SIGINT/SIGTERM, the loop, and a clean shutdown (peers get
 DISCONNECT, socket files are removed).
@@ -21,25 +31,35 @@ import grp
 import json
 import logging
 import os
+import re
+import resource
 import signal
 import socket
 import stat
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..access import AccessPolicy
+import numpy as np
+
+from ..access import AccessPolicy, PeerCredentials, peer_credentials, raise_fd_limit
 from ..ctl.main import default_runtime_dir
+from ..text import escape
+from ..vswitch.graph import Node
 from ..vswitch.memif_port import DEFAULT_VECTOR
 from ..vswitch.switch import Switch
 from .commands import Context, Pending, Reply, execute
 
 log = logging.getLogger("memifd")
 
-MAX_LINE = 1 << 20  # a request line longer than this closes the connection
+MAX_REQUEST = 64 << 10  # bytes of one request line; a longer one is refused unparsed
+MAX_DEPTH = 8  # JSON nesting of a request ({"command": ...} is 1)
 MAX_OUTPUT = 64 << 20  # replies a client does not read: beyond this it is dropped
 MAX_CLIENTS = 64
+MAX_CLIENTS_PER_UID = 16  # so one user cannot take every slot
+IDLE_TIMEOUT = 60.0  # seconds without a request before a client is closed
 READS_PER_TURN = 16  # recv calls per readable event, so one client cannot hog the loop
 REQUESTS_PER_TURN = 64  # requests answered per client per loop turn
 
@@ -57,21 +77,70 @@ class _Client:
     pending_json: bool = False
     eof: bool = False
     closed: bool = False
+    cred: PeerCredentials | None = None
+    last_active: float = 0.0  # when it last sent a request or got its reply
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in progress: no pending command, no unanswered request."""
+        return self.pending is None and b"\n" not in self.inbuf
+
+
+class CliCounters(Node):
+    """``show errors`` counters of the CLI server (a node that never gets vectors)."""
+
+    name = "cli"
+    errors = {
+        "access-denied": "CLI client refused: its uid/gid is not allowed",
+        "uid-limit": "CLI client refused: its uid has too many connections",
+        "full": "CLI client refused: every slot busy",
+        "evicted": "idle CLI client closed to admit a new one",
+        "idle-timeout": "CLI client closed: idle too long",
+        "bad-request": "CLI request refused: malformed, too long or nested too deep",
+        "exception": "exception serving a CLI client: that client closed",
+    }
+
+    def process(self, idx: np.ndarray) -> None:
+        self.graph.pool.free(idx)
 
 
 class CliServer:
-    """The CLI socket, served from the switch's main loop."""
+    """The CLI socket, served from the switch's main loop.
+
+    ``policy`` says who may connect (default: root and memifd's own uid);
+    ``idle_timeout`` closes silent clients; ``clock`` is injectable for tests.
+    """
 
     def __init__(
-        self, ctx: Context, path: str, *, mode: int = 0o600, gid: int | None = None
+        self,
+        ctx: Context,
+        path: str,
+        *,
+        mode: int = 0o600,
+        gid: int | None = None,
+        policy: AccessPolicy | None = None,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_clients: int = MAX_CLIENTS,
+        max_per_uid: int = MAX_CLIENTS_PER_UID,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ctx = ctx
         self.switch = ctx.switch
         self.path = path
         self.mode = mode
         self.gid = gid
+        self.policy = policy or AccessPolicy()
+        self.idle_timeout = idle_timeout
+        self.max_clients = max_clients
+        self.max_per_uid = max_per_uid
+        self.clock = clock
         self.clients: dict[int, _Client] = {}
         self._listener: socket.socket | None = None
+        graph = self.switch.graph
+        counters = graph.by_name.get(CliCounters.name)
+        if counters is None:
+            counters = graph.nodes[graph.add(CliCounters())]
+        self.counters = counters.error_counts
 
     # ------------------------------------------------------------------ socket
     def start(self) -> None:
@@ -96,7 +165,12 @@ class CliServer:
         sock.listen(16)
         self._listener = sock
         self.switch.add_fd(sock.fileno(), self._accept)
-        log.info("CLI listening on %s (mode %04o)", self.path, self.mode)
+        log.info(
+            "CLI listening on %s (mode %04o, admits %s)",
+            self.path,
+            self.mode,
+            self.policy.describe().split(" unsealed-uid")[0],
+        )
 
     def close(self) -> None:
         """Close every client (cancelling what they wait for) and remove the socket file."""
@@ -119,17 +193,56 @@ class CliServer:
             except OSError as exc:
                 log.warning("CLI accept failed: %s", exc.strerror or exc)
                 return
-            if len(self.clients) >= MAX_CLIENTS:
-                log.warning("CLI: %d clients already, refusing another", MAX_CLIENTS)
+            try:
+                cred = peer_credentials(sock)
+            except OSError as exc:
+                log.warning("CLI: no peer credentials: %s", exc.strerror or exc)
+                sock.close()
+                continue
+            why = self._admission(cred)
+            if why is not None:
+                self.counters[why[0]] += 1
+                log_refusal = self.switch.ratelog.log
+                log_refusal(("cli", why[0], cred.uid), "CLI: refused %s: %s", cred, why[1])
                 with contextlib.suppress(OSError):
-                    sock.send(_encode(Reply(False, "too many CLI clients"), False))
+                    sock.send(_encode(Reply(False, why[1]), False))
                 sock.close()
                 continue
             sock.setblocking(False)
-            c = _Client(sock, sock.fileno())
+            c = _Client(sock, sock.fileno(), cred=cred, last_active=self.clock())
             self.clients[c.fd] = c
-            self.switch.add_fd(c.fd, lambda c=c: self._readable(c))
-            log.debug("CLI client %d connected", c.fd)
+            self.switch.add_fd(c.fd, lambda c=c: self._guarded(c, self._readable))
+            log.debug("CLI client %d connected (%s)", c.fd, cred)
+
+    def _admission(self, cred: PeerCredentials) -> tuple[str, str] | None:
+        """None when ``cred`` may have a client slot (evicting the idlest client if
+        every slot is taken), else (counter, one-line reason)."""
+        if not self.policy.admits(cred):
+            return "access-denied", self.policy.refusal(cred).replace("socket", "CLI socket")
+        mine = sum(1 for c in self.clients.values() if c.cred and c.cred.uid == cred.uid)
+        if mine >= self.max_per_uid:
+            return "uid-limit", f"too many CLI clients of uid {cred.uid} ({self.max_per_uid})"
+        if len(self.clients) >= self.max_clients:
+            idle = [c for c in self.clients.values() if c.idle]
+            if not idle:
+                return "full", f"too many CLI clients ({self.max_clients}), all busy"
+            oldest = min(idle, key=lambda c: c.last_active)
+            self.counters["evicted"] += 1
+            log.info("CLI: closing idle client %d (%s) to admit %s", oldest.fd, oldest.cred, cred)
+            self._close(oldest)
+        return None
+
+    def _guarded(self, c: _Client, fn: Callable[[_Client], None]) -> None:
+        """Serve one client; an exception closes that client only (logged, counted)."""
+        try:
+            fn(c)
+        except Exception as exc:
+            self.counters["exception"] += 1
+            log.exception("CLI client %d (%s): internal error, closing it", c.fd, c.cred)
+            with contextlib.suppress(Exception):
+                c.sock.send(_encode(Reply(False, f"internal error: {type(exc).__name__}"), False))
+            with contextlib.suppress(Exception):
+                self._close(c)
 
     def _close(self, c: _Client) -> None:
         if c.closed:
@@ -145,7 +258,7 @@ class CliServer:
 
     # ------------------------------------------------------------------ input
     def _readable(self, c: _Client) -> None:
-        if len(c.inbuf) > MAX_LINE:  # requests still queued: read more once they are done
+        if len(c.inbuf) > MAX_REQUEST:  # requests still queued: read more once they are done
             return
         for _ in range(READS_PER_TURN):
             try:
@@ -160,8 +273,10 @@ class CliServer:
                 self.switch.remove_fd(c.fd)  # nothing more to read: stop watching
                 break
             c.inbuf += data
-            if b"\n" not in c.inbuf and len(c.inbuf) > MAX_LINE:
-                self._send(c, Reply(False, f"request line longer than {MAX_LINE} bytes"), False)
+            c.last_active = self.clock()
+            if b"\n" not in c.inbuf and len(c.inbuf) > MAX_REQUEST:
+                self.counters["bad-request"] += 1
+                self._send(c, Reply(False, _TOO_LONG), False)
                 c.inbuf.clear()
                 c.eof = True
                 self.switch.remove_fd(c.fd)
@@ -184,6 +299,7 @@ class CliServer:
             del c.inbuf[: nl + 1]
             if not raw.strip():
                 continue
+            c.last_active = self.clock()
             want_json, result = self._request(raw)
             if isinstance(result, Pending):
                 c.pending, c.pending_json = result, want_json
@@ -192,15 +308,20 @@ class CliServer:
         self._maybe_close(c)
 
     def _request(self, raw: bytes) -> tuple[bool, Reply | Pending]:
-        """Decode one request line and run it."""
-        try:
-            req = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            return False, Reply(False, _BAD_REQUEST)
-        if not isinstance(req, dict) or not isinstance(req.get("command"), str):
-            return False, Reply(False, _BAD_REQUEST)
+        """Check, decode and run one request line."""
+        problem = request_problem(raw)
+        if problem is None:
+            try:
+                req = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                req = None
+            if not isinstance(req, dict) or not isinstance(req.get("command"), str):
+                problem = _BAD_REQUEST
+        if problem is not None:
+            self.counters["bad-request"] += 1
+            return False, Reply(False, problem)
         want_json = bool(req.get("json", False))
-        log.debug("CLI: %s", req["command"])
+        log.debug("CLI: %s", escape(req["command"]))
         return want_json, execute(self.ctx, req["command"])
 
     # ------------------------------------------------------------------ output
@@ -219,7 +340,7 @@ class CliServer:
                 return
             del c.outbuf[:n]
         if len(c.outbuf) > MAX_OUTPUT:
-            log.warning("CLI client %d does not read its replies: closing it", c.fd)
+            log.warning("CLI client %d (%s) does not read its replies: closing it", c.fd, c.cred)
             self._close(c)
 
     def _maybe_close(self, c: _Client) -> None:
@@ -236,23 +357,51 @@ class CliServer:
             self.switch.ping_replies.clear()  # echo replies nobody waits for
         now = time.monotonic()
         for c in list(self.clients.values()):
-            if c.pending is not None:
-                reply = _poll(c.pending, now)
-                if reply is not None:
-                    c.pending = None
-                    self._send(c, reply, c.pending_json)
-                    self._process(c)
-            elif b"\n" in c.inbuf:
-                self._process(c)
-            if c.outbuf:
-                self._flush(c)
-            self._maybe_close(c)
+            if not c.closed:
+                self._guarded(c, lambda c, now=now: self._service(c, now))
         return any(c.pending is None and b"\n" in c.inbuf for c in self.clients.values())
+
+    def _service(self, c: _Client, now: float) -> None:
+        if c.pending is not None:
+            reply = _poll(c.pending, now)
+            if reply is not None:
+                c.pending = None
+                c.last_active = self.clock()
+                self._send(c, reply, c.pending_json)
+                self._process(c)
+        elif b"\n" in c.inbuf:
+            self._process(c)
+        if c.outbuf:
+            self._flush(c)
+        self._maybe_close(c)
+        if not c.closed and c.pending is None and self.clock() - c.last_active > self.idle_timeout:
+            self.counters["idle-timeout"] += 1
+            log.info("CLI client %d (%s) idle %.0f s: closing it", c.fd, c.cred, self.idle_timeout)
+            self._close(c)
 
 
 _BAD_REQUEST = (
     'bad request: expected one JSON object per line, {"command": "<cli command>", "json": false}'
 )
+_TOO_LONG = f"bad request: longer than {MAX_REQUEST} bytes (a request is one line of JSON)"
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_OPEN, _CLOSE = np.frombuffer(b"{[", np.uint8), np.frombuffer(b"}]", np.uint8)
+
+
+def request_problem(raw: bytes) -> str | None:
+    """Why a request line is refused before it is parsed (too long, nested too deep), or None.
+
+    The nesting is measured on the line with its strings blanked out, in one vector
+    pass: no parser recursion is ever reached by a hostile line.
+    """
+    if len(raw) > MAX_REQUEST:
+        return _TOO_LONG
+    bare = np.frombuffer(_STRING.sub(b"", raw), np.uint8)
+    step = np.isin(bare, _OPEN).astype(np.int32) - np.isin(bare, _CLOSE).astype(np.int32)
+    depth = int(np.cumsum(step).max()) if len(step) else 0
+    if depth > MAX_DEPTH:
+        return f"bad request: JSON nested {depth} deep (at most {MAX_DEPTH})"
+    return None
 
 
 def _encode(reply: Reply, want_json: bool) -> bytes:
@@ -312,6 +461,7 @@ class Options:
     vector_size: int = DEFAULT_VECTOR
     verbose: bool = False
     cli_group: str | None = None
+    cli_idle_timeout: float = IDLE_TIMEOUT
     socket_mode: int = 0o660
     socket_group: str | None = None
     socket_allow_uid: frozenset[int] = frozenset()
@@ -384,10 +534,13 @@ class Daemon:
         switch.add_fd(self._wake_r, self._drain)
         try:
             while self.stop_signal is None:
-                switch.run_once()
-                if self.cli.service():  # CLI backlog: make the next sleep return at once
-                    with contextlib.suppress(OSError):
-                        os.write(self._wake_w, b"\0")
+                try:
+                    switch.run_once()
+                    if self.cli.service():  # CLI backlog: make the next sleep return at once
+                        with contextlib.suppress(OSError):
+                            os.write(self._wake_w, b"\0")
+                except Exception as exc:  # nothing but a signal ends memifd
+                    switch.failed("loop-exception", "main loop", exc)
         finally:
             switch.remove_fd(self._wake_r)
             signal.set_wakeup_fd(old_wakeup)
@@ -410,6 +563,8 @@ def shutdown(ctx: Context, cli: CliServer | None, reason: str = "memifd shutting
 def run(options: Options) -> int:
     """The whole ``memifd`` process; returns its exit status."""
     setup_logging(options)
+    soft = raise_fd_limit()  # before any socket opens: peers' fds count against it
+    log.info("open files limit %d (hard %d)", soft, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
     runtime = options.runtime_dir or default_runtime_dir()
     cli_path = options.cli_socket or os.path.join(runtime, "cli.sock")
     gid, mode = None, 0o600
@@ -433,7 +588,14 @@ def run(options: Options) -> int:
     except (OSError, KeyError, ValueError) as exc:
         return _fatal(options, f"cannot start: {_err(exc)}")
     ctx = Context(switch)
-    cli = CliServer(ctx, cli_path, mode=mode, gid=gid)
+    cli = CliServer(
+        ctx,
+        cli_path,
+        mode=mode,
+        gid=gid,
+        policy=AccessPolicy.of(gids=() if gid is None else (gid,)),
+        idle_timeout=options.cli_idle_timeout,
+    )
     try:
         if options.config:
             run_startup(ctx, options.config)

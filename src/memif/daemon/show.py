@@ -3,15 +3,20 @@
 Each handler returns a :class:`~.commands.Reply` whose ``output`` follows VPP's layout and
 whose ``data`` is the same facts as JSON-ready lists and dicts (what ``--json`` prints).
 ``show memif`` and ``show hardware-interfaces`` are in :mod:`.show_memif`.
+
+A show command runs inside the switch's main loop, so its cost must not follow state a
+peer controls: tables a peer can fill (the MAC table, neighbours, traces, descriptor
+rings) are shown up to :data:`MAX_ROWS` rows, with a ``... truncated (N more)`` line,
+and only the rows shown are ever visited.
 """
 
 from __future__ import annotations
 
+import itertools
 import platform
 import time
-from collections import Counter
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -21,6 +26,27 @@ from ..packet import ip4_str
 from ..vswitch.tables import L2Mode, SwInterface
 from .commands import Context, Mark, Reply, command
 from .parse import Args, CliError
+
+T = TypeVar("T")
+MAX_ROWS = 1000
+"""Rows (entries, descriptors, traced packets) one show command prints at most."""
+
+
+def first_rows(items: Iterable[T], total: int, limit: int = MAX_ROWS) -> tuple[list[T], str]:
+    """At most ``limit`` of ``items`` (visiting no more), and the line saying what was
+    left out (empty when nothing was)."""
+    shown = list(itertools.islice(items, limit))
+    return shown, truncated(len(shown), total)
+
+
+def truncated(shown: int, total: int) -> str:
+    """``... truncated (N more)`` when ``total`` exceeds ``shown``, else empty."""
+    return f"... truncated ({total - shown} more)" if total > shown else ""
+
+
+def _with_tail(text: str, tail: str) -> str:
+    return f"{text}\n{tail}" if tail else text
+
 
 COUNTERS = [
     ("rx packets", "rx_packets"),
@@ -140,7 +166,7 @@ def show_bridge_domain(ctx: Context, args: Args) -> Reply:
     detail = args.try_keyword(["detail"]) is not None
     args.end(["detail"])
     ids = [bd_id] if bd_id is not None else sorted(sw.tables.bds)
-    learned = Counter(b for b, _, _ in sw.fib.items())
+    learned = sw.fib.learned_bd
     data, blocks = [], []
     for b in ids:
         bd = sw.tables.bds[b]
@@ -153,6 +179,7 @@ def show_bridge_domain(ctx: Context, args: Args) -> Reply:
             "uu_flood": bd.uu_flood,
             "mac_age": bd.mac_age,
             "learned": learned.get(bd.id, 0),
+            "learn_limit": sw.fib.bd_limit.get(bd.id),
             "members": [{**interface_data(ctx, m), "shg": 0} for m in members],
         }
         data.append(d)
@@ -190,14 +217,16 @@ def show_bridge_domain(ctx: Context, args: Args) -> Reply:
     return Reply(output="\n\n".join(blocks), data=data)
 
 
-@command("show l2fib", "[verbose]", "the MAC table (count; verbose: every entry)")
+@command("show l2fib", "[verbose]", "the MAC table (count; verbose: the entries)")
 def show_l2fib(ctx: Context, args: Args) -> Reply:
-    """VPP's ``show l2fib``: a count, or every entry with ``verbose``."""
+    """VPP's ``show l2fib``: a count, or the entries (up to MAX_ROWS) with ``verbose``."""
     verbose = args.try_keyword(["verbose"]) is not None
     args.end(["verbose"])
     sw = ctx.switch
     data, rows = [], []
-    for bd, mac, e in sw.fib.items():
+    entries, tail = first_rows(sw.fib.entries.items(), len(sw.fib))
+    for key, e in sorted(entries):
+        bd, mac = key >> 48, key & 0xFFFFFFFFFFFF
         iface = sw.tables.interfaces.get(e.sw_if_index)
         bdo = sw.tables.bds.get(bd)
         age = None
@@ -218,11 +247,12 @@ def show_l2fib(ctx: Context, args: Args) -> Reply:
         rows.append(
             [mac_s, bd, e.sw_if_index, "no" if age is None else age, "*" if e.static else "-", name]
         )
-    summary = f"{len(data)} l2fib entries"
+    summary = f"{len(sw.fib)} l2fib entries"
     if not verbose:
         return Reply(output=summary, data=data)
     head = ["Mac-Address", "BD-Idx", "If-Idx", "Age(min)", "static", "Interface-Name"]
-    return Reply(output=(table(head, rows, right="12") + "\n" if rows else "") + summary, data=data)
+    listing = _with_tail(table(head, rows, right="12"), tail) + "\n" if rows else ""
+    return Reply(output=listing + summary, data=data)
 
 
 # ---------------------------------------------------------------------- errors, runtime
@@ -334,34 +364,36 @@ def show_span(ctx: Context, args: Args) -> Reply:
     return Reply(output=f"{text}\nmirrored packets: {ctx.switch.span_packets}", data=data)
 
 
-@command("show ip neighbors", "", "IPv4 neighbours learned from ARP replies")
+@command("show ip neighbors", "", "IPv4 neighbours learned from ARP replies to our requests")
 def show_neighbors(ctx: Context, args: Args) -> Reply:
-    """The switch's ARP table."""
+    """The switch's ARP table (up to MAX_ROWS entries)."""
     args.end()
-    tables = ctx.switch.tables
+    tables, neighbors = ctx.switch.tables, ctx.switch.neighbors
     data, rows = [], []
-    for (idx, ip), mac in sorted(ctx.switch.neighbors.items()):
+    entries, tail = first_rows(neighbors.entries.items(), len(neighbors))
+    for (idx, ip), entry in sorted(entries):
         name = tables.interfaces[idx].name if idx in tables.interfaces else str(idx)
-        data.append({"ip": ip4_str(ip), "mac": format_mac(mac), "interface": name})
-        rows.append([ip4_str(ip), format_mac(mac), name])
+        data.append({"ip": ip4_str(ip), "mac": format_mac(entry.mac), "interface": name})
+        rows.append([ip4_str(ip), format_mac(entry.mac), name])
     if not rows:
         return Reply(output="no neighbors", data=data)
-    return Reply(output=table(["IP", "Ethernet", "Interface"], rows), data=data)
+    return Reply(output=_with_tail(table(["IP", "Ethernet", "Interface"], rows), tail), data=data)
 
 
 # ---------------------------------------------------------------------- trace, version
 @command("show trace", "", "packets traced since 'trace add'")
 def show_trace(ctx: Context, args: Args) -> Reply:
-    """VPP's ``show trace``: each traced packet's path through the graph."""
+    """VPP's ``show trace``: each traced packet's path through the graph (up to MAX_ROWS)."""
     args.end()
     graph = ctx.switch.graph
-    data = [{"packet": k, "lines": list(v)} for k, v in sorted(graph.traces.items())]
+    traces, tail = first_rows(graph.traces.items(), len(graph.traces))
+    data = [{"packet": k, "lines": list(v)} for k, v in sorted(traces)]
     if not data:
         return Reply(output="No packets in trace buffer", data=data)
     out = ["------------------- Start of thread 0 memifd -------------------"]
     for d in data:
         out += [f"Packet {d['packet']}", "", *d["lines"], ""]
-    return Reply(output="\n".join(out).rstrip(), data=data)
+    return Reply(output=_with_tail("\n".join(out).rstrip(), tail), data=data)
 
 
 @command("show version", "", "memifd version and platform")

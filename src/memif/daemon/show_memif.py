@@ -3,7 +3,9 @@
 ``show memif`` follows VPP's plugin (``cli.c``): the sockets table, then per interface
 remote-name, remote-interface, socket-id/id/mode, flags, listener/conn fds, ring counts,
 buffer-size, regions, disconnect reasons and every ring with head, tail and flags;
-``descriptors`` adds each ring's descriptor table.
+``descriptors`` adds each ring's descriptor table, up to ``MAX_ROWS`` descriptors per
+reply (a peer chooses how many rings and slots there are).  Names and reasons a peer
+sent are shown escaped.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from typing import Any
 
 from ..config import Role, format_mac
 from ..sock import SocketCounters
+from ..text import escape
 from ..vswitch.memif_port import MemifPort
 from ..vswitch.switch import SocketEntry
 from .commands import Context, Reply, command
 from .parse import Args
-from .show import interface_data, mtu, selected_interfaces, table
+from .show import MAX_ROWS, interface_data, mtu, selected_interfaces, table, truncated
 
 
 def _fds(port: MemifPort) -> tuple[int, int]:
@@ -75,9 +78,12 @@ def _sockets_text(ctx: Context) -> tuple[str, list[dict[str, Any]]]:
     return "\n".join(out), data
 
 
-def memif_data(ctx: Context, port: MemifPort, descriptors: bool) -> dict[str, Any]:
-    """Everything ``show memif`` prints about one interface."""
+def memif_data(ctx: Context, port: MemifPort, descriptors: int | None) -> dict[str, Any]:
+    """Everything ``show memif`` prints about one interface; with ``descriptors`` (a
+    budget, not None) up to that many descriptors of its rings, ``descriptors_left_out``
+    counting the rest."""
     det = port.iface.details()
+    left_out = 0
     lfd, cfd = _fds(port)
     master = port.iface.role is Role.SERVER
     rings = []
@@ -96,8 +102,10 @@ def memif_data(ctx: Context, port: MemifPort, descriptors: bool) -> dict[str, An
             "flags": r.flags,
         }
         shm = by_key.get((r.s2m, r.index))
-        if descriptors and shm is not None and shm.desc is not None:
-            d = shm.desc
+        if descriptors is not None and shm is not None and shm.desc is not None:
+            d = shm.desc[:descriptors]  # a view: only the rows shown are read
+            left_out += len(shm.desc) - len(d)
+            descriptors -= len(d)
             ring["descriptors"] = [
                 {"flags": int(f), "length": int(n), "region": int(g), "offset": int(o)}
                 for f, n, g, o in zip(
@@ -131,6 +139,7 @@ def memif_data(ctx: Context, port: MemifPort, descriptors: bool) -> dict[str, An
         "local_disc_reason": det.local_disc_reason,
         "remote_disc_reason": det.remote_disc_reason,
         "rings": rings,
+        "descriptors_left_out": left_out,
     }
 
 
@@ -138,9 +147,9 @@ def memif_text(d: dict[str, Any]) -> list[str]:
     """VPP's per-interface block."""
     out = [f"interface {d['name']}"]
     if d["remote_name"]:
-        out.append(f'  remote-name "{d["remote_name"]}"')
+        out.append(f'  remote-name "{escape(d["remote_name"])}"')
     if d["remote_interface"]:
-        out.append(f'  remote-interface "{d["remote_interface"]}"')
+        out.append(f'  remote-interface "{escape(d["remote_interface"])}"')
     out += [
         f"  socket-id {d['socket_id']} id {d['id']} mode {d['mode']}",
         "  flags " + " ".join(d["flags"]),
@@ -149,9 +158,9 @@ def memif_text(d: dict[str, Any]) -> list[str]:
         f"buffer-size {d['buffer_size']} num-regions {d['num_regions']}",
     ]
     if d["local_disc_reason"]:
-        out.append(f'  local-disc-reason "{d["local_disc_reason"]}"')
+        out.append(f'  local-disc-reason "{escape(d["local_disc_reason"])}"')
     if d["remote_disc_reason"]:
-        out.append(f'  remote-disc-reason "{d["remote_disc_reason"]}"')
+        out.append(f'  remote-disc-reason "{escape(d["remote_disc_reason"])}"')
     out += [f"  region {r['index']} size {r['size']} fd {r['fd']}" for r in d["regions"]]
     for r in d["rings"]:
         out += [
@@ -168,6 +177,8 @@ def memif_text(d: dict[str, Any]) -> list[str]:
             ]
             text = table(["id", "flags", "len", "region", "offset"], rows, right="0234")
             out += ["        " + line for line in text.splitlines()]
+    if d["descriptors_left_out"]:
+        out.append(f"  descriptors {truncated(0, d['descriptors_left_out'])}")
     return out
 
 
@@ -186,7 +197,12 @@ def show_memif(ctx: Context, args: Args) -> Reply:
     text, sockets = _sockets_text(ctx)
     ports = [p for p in ctx.switch.memif_ports() if name is None or p.sw.name == name]
     ports.sort(key=lambda p: p.sw.sw_if_index)
-    ifs = [memif_data(ctx, p, descriptors) for p in ports]
+    budget = MAX_ROWS if descriptors else None
+    ifs = []
+    for p in ports:
+        ifs.append(memif_data(ctx, p, budget))
+        if budget is not None:
+            budget -= sum(len(r.get("descriptors", ())) for r in ifs[-1]["rings"])
     out = [text]
     for d in ifs:
         out += ["", *memif_text(d)]

@@ -2,8 +2,11 @@
 
 A refusal that repeats every packet or every loop turn (a full MAC table, a port
 whose handling keeps failing) must be visible in the log without the log growing
-at packet rate.  :class:`RateLimitedLog` writes the first occurrence of a key at
+at packet rate.  :class:`PerKeyLog` writes the first occurrence of a key at
 once, then at most one line per ``period`` seconds with how many were suppressed.
+Unlike :class:`memif.admission.RateLimitedLog` (one budget for every warning of a
+socket), each key has its own budget: a flood on one port cannot hide another
+port's first line.
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ import logging
 import time
 from collections.abc import Callable, Hashable
 
-__all__ = ["RateLimitedLog"]
+__all__ = ["PerKeyLog"]
 
 
-class RateLimitedLog:
+class PerKeyLog:
     """``log(key, msg, *args)``: at most one line per key and ``period`` seconds."""
 
     def __init__(

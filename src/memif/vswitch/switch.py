@@ -35,7 +35,7 @@ from .memif_port import DEFAULT_VECTOR, MemifInput, MemifOutput, MemifPort
 from .neighbor import NeighborTable
 from .nodes_l2 import Meta
 from .pool import PacketPool
-from .ratelog import RateLimitedLog
+from .ratelog import PerKeyLog
 from .tables import BridgeDomain, L2Mode, Span, SwInterface, Tables
 
 log = logging.getLogger("memifd")
@@ -125,7 +125,7 @@ class Switch:
         self.ports: dict[int, MemifPort] = {}  # sw_if_index -> port
         self.host_ports: dict[int, Port] = {}  # sw_if_index -> tap, host-interface, ...
         self.neighbors = NeighborTable()
-        self.ratelog = RateLimitedLog(log)  # lines a peer can trigger at packet rate
+        self.ratelog = PerKeyLog(log)  # lines a peer can trigger at packet rate
         # (ident, seq, source address, arrival time, ttl) of echo replies to our pings
         self.ping_replies: list[tuple[int, int, bytes, float, int]] = []
         self.span_packets = 0
@@ -354,7 +354,7 @@ class Switch:
         port.connected()
         self.tables.refresh()
         log.info(  # names the peer chose: escaped, so they cannot forge log lines
-            '%s connected to "%s" (%s)',
+            "%s connected to '%s' (%s)",
             port.sw.name,
             escape(port.iface.remote_if_name),
             escape(port.iface.remote_app_name),
