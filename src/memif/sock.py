@@ -33,6 +33,8 @@ DEFAULT_MAX_PENDING = 64  # handshakes a listening socket holds at once
 DEFAULT_MAX_PENDING_PER_UID = 8  # of which one peer uid may hold
 DEFAULT_STALL_RECLAIM = 1.0  # seconds without progress before a handshake yields its id
 _PEEK = _socket.MSG_PEEK | _socket.MSG_DONTWAIT
+HANDSHAKE_BURST = 0.002  # seconds one poll() may spend taking handshake messages
+HANDSHAKE_ANSWER = 0.0002  # seconds to wait for a peer's next handshake message
 
 log = logging.getLogger("memif")
 
@@ -140,6 +142,7 @@ class Socket:
         self._listener: _socket.socket | None = None
         self._conns: dict[int, _Conn] = {}
         self._closed = False
+        self._progressed = False  # a handshake advanced in this poll()
 
     # ------------------------------------------------------------------ public
     def fileno(self) -> int:
@@ -203,12 +206,27 @@ class Socket:
         return iface
 
     def poll(self, timeout: float | None = 0.0) -> None:
-        """Do pending control work, waiting up to ``timeout`` seconds for some."""
+        """Do pending control work, waiting up to ``timeout`` seconds for some.
+
+        Handshakes are lock-step (one message, one answer); a host that polls now
+        and then (a busy switch) would take one message per poll.  So while
+        handshakes progress, their next messages are taken in the same call, for
+        at most ``HANDSHAKE_BURST`` seconds.
+        """
         now = self._clock()
         wait = self._next_deadline(now)
         if timeout is not None:
             wait = timeout if wait is None else min(wait, timeout)
-        for key, _ in self._selector.select(wait):
+        self._progressed = False
+        self._dispatch(self._selector.select(wait))
+        end = time.monotonic() + HANDSHAKE_BURST
+        while self._progressed and time.monotonic() < end:
+            self._progressed = False
+            self._dispatch(self._selector.select(HANDSHAKE_ANSWER))
+        self._timers(self._clock())
+
+    def _dispatch(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
+        for key, _ in ready:
             if key.data is None:
                 self._accept()
             elif key.data == self._wake_fd:
@@ -216,7 +234,6 @@ class Socket:
                     os.eventfd_read(self._wake_fd)
             else:
                 self._readable(key.data)
-        self._timers(self._clock())
 
     def run(self, duration: float | None = None, until: Callable[[], bool] | None = None) -> None:
         """Built-in loop: poll until ``duration`` passes or ``until()`` is true."""
@@ -445,6 +462,8 @@ class Socket:
         now = self._clock()
         conn.progress = now
         events = conn.channel.receive_bytes(data, fd, now)
+        if conn.channel.phase is proto.Phase.HANDSHAKE:
+            self._progressed = True
         if fd is not None and not conn.channel.owns_fd(fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
