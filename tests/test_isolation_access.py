@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import time
 from collections.abc import Callable
 
@@ -341,3 +342,211 @@ def test_library_client_refuses_a_listener_it_does_not_trust() -> None:
             assert client.local_disc_reason.startswith(f"listener access denied: uid {NOBODY}")
     finally:
         child.finish()
+
+
+# --------------------------------------------------------------------------- 3. fair admission
+def root_client(name: str, if_id: int, **options: object) -> tuple[memif.Socket, memif.Interface]:
+    """A library client (this process, root) of memifd's port ``if_id`` on ``name``."""
+    sock = memif.Socket(name, app_name="root-client")
+    return sock, sock.create_interface(role="client", id=if_id, reconnect_interval=0.1, **options)
+
+
+def wait_connected(sock: memif.Socket, iface: memif.Interface, legit: Legit, d, timeout: float):
+    """Drive ``sock`` (and the legitimate pair's traffic) until ``iface`` is up; seconds taken."""
+    t0 = time.monotonic()
+    while not iface.connected:
+        assert time.monotonic() - t0 < timeout, (iface.local_disc_reason, d.log()[-3000:])
+        drive(sock, until=lambda: iface.connected, timeout=0.2)
+        legit.exchange(4, timeout=1)
+    return time.monotonic() - t0
+
+
+def test_pending_flood_from_one_uid_does_not_lock_out_another(attacked) -> None:
+    d, target, legit = attacked(masters(0, 1), options=f"allow-uid {NOBODY}")
+    fds0 = fd_total(d.proc.pid)
+
+    def flood(stopped: Callable[[], bool]) -> dict[str, int]:
+        conns: list = []
+        seen = {"opened": 0, "refused": 0}
+        address = transport.parse_address(target)
+        while not stopped():
+            while len(conns) < 100:
+                try:
+                    conns.append(transport.connect(address))
+                    seen["opened"] += 1
+                except OSError:
+                    break
+            for c in list(conns):
+                try:
+                    got = transport.recv_message(c)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    got = None
+                if got is None or wire.is_disconnect(got[0]):
+                    seen["refused"] += got is not None
+                    conns.remove(c)
+                    c.close()
+            time.sleep(0.005)
+        return seen
+
+    child = spawn_as(NOBODY, flood)
+    sock = None
+    try:
+        end = time.monotonic() + 10
+        while counters(d)["pending_refused"] < 20:
+            assert time.monotonic() < end, d.log()[-2000:]
+            legit.exchange(4, timeout=1)
+        sock, iface = root_client(target, 1)
+        took = wait_connected(sock, iface, legit, d, 15)
+        print(f"\nroot client connected {took:.2f}s into a flood of silent connections from nobody")
+        healthy(d, legit)
+        assert fd_total(d.proc.pid) < fds0 + 64  # 8 pending from nobody, plus our client
+    finally:
+        seen = child.finish()
+        if sock is not None:
+            sock.close()
+    assert seen["refused"] >= 20
+    assert re.search(r"too many pending connections from uid 65534 \(pid \d+ uid 65534", d.log())
+
+
+def test_stalled_handshake_yields_its_interface_id(attacked) -> None:
+    d, target, legit = attacked(masters(0, 1), options=f"allow-uid {NOBODY}")
+
+    def squat(stopped: Callable[[], bool]) -> dict[str, int]:
+        seen = {"inits": 0, "accepted": 0}
+        while not stopped():
+            s = RawSlave(target, 1)
+            try:
+                s.connect()
+                seen["inits"] += 1
+                if s.init():  # holds id 1, then says nothing more
+                    seen["accepted"] += 1
+                    s.sock.settimeout(0.05)  # type: ignore[union-attr]
+                    while not stopped() and not s.reason:
+                        try:
+                            msg = s.receive()
+                        except TimeoutError:
+                            continue
+                        s.reason = "closed" if msg is None else "refused"
+            except OSError:
+                pass
+            finally:
+                s.close()
+            time.sleep(0.02)
+        return seen
+
+    child = spawn_as(NOBODY, squat)
+    sock = None
+    try:
+        end = time.monotonic() + 10
+        while "connecting" not in d.ok("show memif memif1/1")["output"]:
+            assert time.monotonic() < end, d.log()[-2000:]
+        sock, iface = root_client(target, 1)
+        took = wait_connected(sock, iface, legit, d, 10)
+        print(f"\nroot client took interface id 1 from a stalled squatter in {took:.2f}s")
+        healthy(d, legit)
+        assert counters(d)["id_reclaimed"] >= 1
+        assert "stalled handshake yields its interface id" in d.log()
+    finally:
+        seen = child.finish()
+        if sock is not None:
+            sock.close()
+    assert seen["accepted"] >= 1
+
+
+def test_fd_budget_bounds_a_peer_holding_many_rings_on_several_ids(attacked) -> None:
+    limit = 1400
+    d, target, legit = attacked(
+        [*masters(0, 1, 2, 3, 4, bridge=False), "create interface memif id 3 socket-id 2 master"]
+        + ["set interface state memif2/3 up"],
+        options=f"allow-uid {NOBODY}",
+    )
+    resource.prlimit(d.proc.pid, resource.RLIMIT_NOFILE, (limit, limit))
+    rss0 = rss_kib(d.proc.pid)
+
+    def hog(stopped: Callable[[], bool]) -> list[str]:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4096, resource.getrlimit(7)[1]))
+        held = [RawSlave(target, i, s2m=150, m2s=150) for i in range(5)]
+        reasons = [s.handshake() for s in held]
+        while not stopped():
+            time.sleep(0.01)
+        for s in held:
+            s.close()
+        return reasons
+
+    child = spawn_as(NOBODY, hog)
+    try:
+        end = time.monotonic() + 60
+        while counters(d)["fd_refused"] < 2:
+            assert time.monotonic() < end and not child.done, d.log()[-2000:]
+            legit.exchange(4, timeout=1)
+        peak = fd_total(d.proc.pid)
+        healthy(d, legit)
+    finally:
+        reasons = child.finish()
+    print(f"\nreasons {reasons}, memifd fds while held {peak} (limit {limit})")
+    assert reasons[:3] == ["connected"] * 3
+    assert reasons[3:] == ["too many file descriptors"] * 2
+    assert peak < limit - 100
+    assert counters(d)["fd_refused"] == 2
+    healthy(d, legit)
+    sock, iface = root_client(legit_name(d), 3)
+    try:
+        wait_connected(sock, iface, legit, d, 10)
+    finally:
+        sock.close()
+    assert rss_kib(d.proc.pid) < rss0 + 100_000
+
+
+def legit_name(d) -> str:
+    return d.ok("show memif socket")["data"][2]["filename"]
+
+
+# --------------------------------------------------------------------------- 4. secrets, big rings
+def test_secret_brute_force_is_throttled_and_logged(attacked) -> None:
+    d, target, legit = attacked(
+        [
+            "create interface memif id 0 socket-id 1 master secret right",
+            "set int state memif1/0 up",
+        ],
+        options=f"allow-uid {NOBODY}",
+    )
+
+    def guess() -> list[str]:
+        return [RawSlave(target, 0, secret=f"guess{i}").handshake() for i in range(40)]
+
+    reasons = run_as(NOBODY, guess)
+    assert reasons[:8] == ["incorrect secret"] * 8
+    assert set(reasons[8:]) == {"too many failed secrets"}
+    c = counters(d)
+    assert (c["secret_failures"], c["secret_throttled"]) == (8, 32)
+    log = d.log()
+    assert re.search(r"uid 65534 backs off 10 s after 8 failed secrets \(pid \d+ uid 65534", log)
+    assert log.count("incorrect secret") == 8 and log.count("too many failed secrets") <= 2
+    healthy(d, legit)
+    sock, iface = root_client(target, 0, secret="right")  # another uid is not throttled
+    try:
+        wait_connected(sock, iface, legit, d, 10)
+    finally:
+        sock.close()
+
+
+def test_512_ring_handshake_completes_while_the_switch_forwards(attacked) -> None:
+    d, target, legit = attacked(masters(0))
+
+    def big() -> tuple[str, float]:
+        s = RawSlave(target, 0, s2m=256, m2s=256)
+        t0 = time.monotonic()
+        try:
+            return s.handshake(), time.monotonic() - t0
+        finally:
+            s.close()
+
+    child = spawn_as(0, lambda stopped: big())
+    while not child.done:
+        legit.exchange(32, timeout=1)
+    reason, took = child.finish()
+    print(f"\n512-ring handshake took {took:.3f}s while the switch forwarded")
+    assert reason == "connected" and took < 5.0
+    healthy(d, legit)
