@@ -408,6 +408,43 @@ def test_a_peer_with_every_ring_full_takes_at_most_the_quota_per_turn(start) -> 
         peers.close()
 
 
+def test_chains_of_one_byte_pieces_do_not_stall_the_switch(start) -> None:
+    """The hostile slave sends every frame as 64 one-byte pieces, on 8 queues of 4096
+    slots kept full: what memif-input assembles per turn is bounded, a and b go on."""
+    d, peers, legit, bad, hostile = setup(
+        start, hostile_first=True, rx_queues=8, tx_queues=8, ring_size=4096
+    )
+    try:
+        watch = Watch(d)
+        one = np.frombuffer(frame(mac(3), mac(3), 3), np.uint8)  # to itself: filtered
+        pieces = np.tile(one[:, None], (64, 1))  # byte k of a frame in slot k % 64
+        flags = np.tile(np.array([NEXT] * 63 + [0], np.uint16), 64)
+
+        def attack() -> None:
+            for q in bad.tx_queues:
+                if q.free_slots() == q.size:
+                    tx = q.alloc(q.size, wrap=True)
+                    tx.fill(pieces[: tx.count])
+                    q.tx_burst(tx, 1, flags=flags)
+            if bad.rx_queues[0].pending():
+                bad.recv()
+
+        t0 = run_for(3.0, peers, legit, attack)
+        alive(d)
+        mem = watch.bounded("one-byte chains")
+        taken = d.interfaces()[hostile]["rx_packets"]
+        gap = legit.longest_gap(t0)
+        print(
+            f"\n64 x 1-byte chains on 8 x 4096 rings: a->b {len(legit.got)}/{legit.tried} "
+            f"delivered (loss {legit.loss:.1%}), longest gap {gap * 1000:.0f} ms; "
+            f"hostile port rx {taken} frames; {mem}"
+        )
+        assert taken > 1024  # the attack ran
+        assert legit.loss < 0.1 and gap < 0.5
+    finally:
+        peers.close()
+
+
 # --------------------------------------------------------------------------- item 10
 def test_bad_descriptor_counters_reach_show_errors_and_outlive_the_peer(start) -> None:
     """Bad descriptors from the hostile peer: counted as memif-input errors and the
