@@ -83,10 +83,10 @@ class Peers:
 
     sockets: list[memif.Socket] = field(default_factory=list)
 
-    def add(self, name: str, app: str, **options: object) -> memif.Interface:
+    def add(self, name: str, app: str, role: str = "client", **options: object) -> memif.Interface:
         sock = memif.Socket(name, app_name=app)
         self.sockets.append(sock)
-        return sock.create_interface(role="client", id=0, reconnect_interval=0.1, **options)
+        return sock.create_interface(role=role, id=0, reconnect_interval=0.1, **options)
 
     def poll(self) -> None:
         for s in self.sockets:
@@ -441,6 +441,56 @@ def test_chains_of_one_byte_pieces_do_not_stall_the_switch(start) -> None:
         )
         assert taken > 1024  # the attack ran
         assert legit.loss < 0.1 and gap < 0.5
+    finally:
+        peers.close()
+
+
+def test_a_master_that_never_gives_back_holds_at_most_the_quota(start) -> None:
+    """memifd's zero-copy slave port lends pool buffers on transmit; its master never
+    gives a slot back.  3 queues x 512 slots in flight + 512 posted would be the whole
+    2048-buffer pool: the port stops lending at the quota (1024) and copies the rest
+    into its own ring buffers, so a and b still find buffers."""
+    a_name, b_name, zc_name = (unique_name(f"zc-{k}") for k in "abz")
+    zc_port = "memif3/0"
+    d = start(
+        config(a_name, b_name)
+        + [
+            f"create memif socket id 3 filename {zc_name}",
+            "create interface memif id 0 socket-id 3 slave tx-queues 3 ring-size 512",
+            f"set interface l2 bridge {zc_port} 1",
+            f"set interface state {zc_port} up",
+        ]
+    )
+    peers = Peers()
+    a, b = peers.add(a_name, "peer-a"), peers.add(b_name, "peer-b")
+    hoarder = peers.add(zc_name, "hoarder", role="server")
+    try:
+        peers.pump(lambda: a.connected and b.connected and hoarder.connected, "connect")
+        legit = Legit(a, b)
+        legit.learn(peers)
+        watch = Watch(d)
+        flood = [frame(packet.BROADCAST, mac(1), k) for k in range(8)]
+        paced = [0, time.monotonic()]
+
+        def attack() -> None:  # a floods; every queue of the hoarder fills and stays full
+            if time.monotonic() >= paced[1]:
+                paced[0] += a.send(flood)
+                paced[1] += 0.002
+
+        t0 = run_for(2.0, peers, legit, attack)
+        alive(d)
+        mem = watch.bounded("hoarder")
+        port = d.interfaces()[zc_port]
+        held = port["buffers_held"]
+        no_buffers = errors(d).get(("memif-input", "no-buffers"), 0)
+        print(
+            f"\nmaster never gives back: port holds {held} of 2048 pool buffers; a->b "
+            f"{len(legit.got)}/{legit.tried} delivered (loss {legit.loss:.1%}), longest gap "
+            f"{legit.longest_gap(t0) * 1000:.0f} ms; no-buffers {no_buffers}; {mem}"
+        )
+        assert port["tx_packets"] >= 3 * 512  # every ring filled: some lent, some copied
+        assert held <= 1024
+        assert no_buffers == 0 and legit.loss < 0.05
     finally:
         peers.close()
 

@@ -117,6 +117,8 @@ def interface_data(ctx: Context, sw: SwInterface) -> dict[str, Any]:
         "tx_bytes": c.tx_bytes,
         "drops": c.drops,
         "tx_errors": c.tx_errors,
+        # pool buffers the port holds (zero-copy: posted and in flight; at most the quota)
+        "buffers_held": getattr(sw.port, "held", 0),
     }
 
 
