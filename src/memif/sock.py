@@ -471,7 +471,8 @@ class Socket:
             if not self.fd_budget.charge(1):
                 self.counters.fd_refused += 1
                 self._log_refusal(
-                    f"too many file descriptors (budget {self.fd_budget.limit} in use)", conn.cred
+                    f"too many file descriptors (peers' budget of {self.fd_budget.limit} used up)",
+                    conn.cred,
                 )
                 events += conn.channel.fail("too many file descriptors")
             else:
@@ -606,4 +607,3 @@ class Socket:
                 and now >= iface.next_retry
             ):
                 self._connect(iface, now)
-
