@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
@@ -53,6 +54,27 @@ def default_socket() -> str:
     return os.path.join(default_runtime_dir(), "cli.sock")
 
 
+def _connect(sock: socket.socket, path: str, timeout: float | None) -> None:
+    """Connect, waiting up to ``timeout`` while memifd's listen backlog is full.
+
+    A UNIX socket with a timeout fails at once (EAGAIN) when the backlog is full, where
+    a blocking one would wait: retry until the timeout instead.
+    """
+    if timeout is None:
+        sock.connect(path)
+        return
+    end = time.monotonic() + timeout
+    sock.settimeout(timeout)
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= end:
+                raise
+            time.sleep(0.01)
+
+
 class Client:
     """One connection to memifd's CLI socket."""
 
@@ -60,8 +82,8 @@ class Client:
         self.path = path
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            _connect(self._sock, path, timeout)
             self._sock.settimeout(timeout)
-            self._sock.connect(path)
         except OSError as exc:
             self._sock.close()
             why = exc.strerror or str(exc) or type(exc).__name__

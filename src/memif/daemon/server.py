@@ -12,7 +12,8 @@ Nobody can lock the operator out or stop the daemon through it: a client's
 credentials (``SO_PEERCRED``) are checked against an :class:`~memif.access.AccessPolicy`
 (root, memifd's own uid, ``--cli-group``); one uid holds at most
 ``MAX_CLIENTS_PER_UID`` connections; a client idle for ``--cli-idle-timeout`` seconds
-is closed, and when every slot is taken the client idle longest makes room; a request
+is closed, and when every slot (of all, or of that uid) is taken the client idle
+longest (of all, or of that uid) makes room; a request
 line longer than ``MAX_REQUEST`` bytes or nested deeper than ``MAX_DEPTH`` is refused
 before it is parsed; and an exception serving one client closes that client only.
 Refusals are logged with the peer's pid and uid and counted under ``cli`` in
@@ -92,7 +93,7 @@ class CliCounters(Node):
     name = "cli"
     errors = {
         "access-denied": "CLI client refused: its uid/gid is not allowed",
-        "uid-limit": "CLI client refused: its uid has too many connections",
+        "uid-limit": "CLI client refused: its uid's connections are all busy",
         "full": "CLI client refused: every slot busy",
         "evicted": "idle CLI client closed to admit a new one",
         "idle-timeout": "CLI client closed: idle too long",
@@ -162,7 +163,7 @@ class CliServer:
         os.chmod(self.path, self.mode)
         if self.gid is not None:
             os.chown(self.path, -1, self.gid)
-        sock.listen(16)
+        sock.listen(socket.SOMAXCONN)  # connections wait there, not fail, in a burst
         self._listener = sock
         self.switch.add_fd(sock.fileno(), self._accept)
         log.info(
@@ -219,18 +220,26 @@ class CliServer:
         every slot is taken), else (counter, one-line reason)."""
         if not self.policy.admits(cred):
             return "access-denied", self.policy.refusal(cred).replace("socket", "CLI socket")
-        mine = sum(1 for c in self.clients.values() if c.cred and c.cred.uid == cred.uid)
-        if mine >= self.max_per_uid:
-            return "uid-limit", f"too many CLI clients of uid {cred.uid} ({self.max_per_uid})"
-        if len(self.clients) >= self.max_clients:
-            idle = [c for c in self.clients.values() if c.idle]
-            if not idle:
-                return "full", f"too many CLI clients ({self.max_clients}), all busy"
-            oldest = min(idle, key=lambda c: c.last_active)
-            self.counters["evicted"] += 1
-            log.info("CLI: closing idle client %d (%s) to admit %s", oldest.fd, oldest.cred, cred)
-            self._close(oldest)
-        return None
+        mine = [c for c in self.clients.values() if c.cred and c.cred.uid == cred.uid]
+        if len(mine) >= self.max_per_uid:  # the uid competes with itself only
+            if self._evict([c for c in mine if c.idle], cred):
+                return None
+            return "uid-limit", f"too many busy CLI clients of uid {cred.uid}"
+        if len(self.clients) < self.max_clients or self._evict(
+            [c for c in self.clients.values() if c.idle], cred
+        ):
+            return None
+        return "full", f"too many CLI clients ({self.max_clients}), all busy"
+
+    def _evict(self, idle: list[_Client], cred: PeerCredentials) -> bool:
+        """Close the client of ``idle`` that was quiet longest, to admit ``cred``."""
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda c: c.last_active)
+        self.counters["evicted"] += 1
+        log.info("CLI: closing idle client %d (%s) to admit %s", oldest.fd, oldest.cred, cred)
+        self._close(oldest)
+        return True
 
     def _guarded(self, c: _Client, fn: Callable[[_Client], None]) -> None:
         """Serve one client; an exception closes that client only (logged, counted)."""
