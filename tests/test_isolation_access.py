@@ -25,6 +25,7 @@ import memif
 from memif import packet as pkt
 from memif import transport, wire
 from memif.access import AccessPolicy
+from memif.admission import FdBudget
 from memif.testing import drive, unique_name
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="attacks as uid 65534 need root")
@@ -133,6 +134,30 @@ def healthy(d, legit: Legit, n: int = 32) -> None:
     assert d.ok("show version")["ok"]
     got = legit.exchange(n)
     assert got >= 2 * n * 0.9, f"legit pair got {got} of {2 * n}: {d.log()[-2000:]}"
+
+
+def root_client(name: str, if_id: int, **options: object) -> tuple[memif.Socket, memif.Interface]:
+    """A library client (this process, root) of memifd's port ``if_id`` on ``name``."""
+    sock = memif.Socket(name, app_name="root-client")
+    return sock, sock.create_interface(role="client", id=if_id, reconnect_interval=0.1, **options)
+
+
+def keep_forwarding_until(d, legit: Legit, cond: Callable[[], bool], timeout: float = 10.0):
+    """Exchange frames on the legitimate pair until ``cond()`` (an attack got that far)."""
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, d.log()[-2000:]
+        legit.exchange(4, timeout=1)
+
+
+def wait_connected(sock: memif.Socket, iface: memif.Interface, legit: Legit, d, timeout: float):
+    """Drive ``sock`` (and the legitimate pair's traffic) until ``iface`` is up; seconds taken."""
+    t0 = time.monotonic()
+    while not iface.connected:
+        assert time.monotonic() - t0 < timeout, (iface.local_disc_reason, d.log()[-3000:])
+        drive(sock, until=lambda: iface.connected, timeout=0.2)
+        legit.exchange(4, timeout=1)
+    return time.monotonic() - t0
 
 
 @pytest.fixture
@@ -312,10 +337,7 @@ def test_squatter_of_an_abstract_name_gets_nothing_from_a_zero_copy_slave(attack
                 "set interface state memif3/0 up",
             ]
         )
-        end = time.monotonic() + 15
-        while counters(d, 3)["access_denied"] < 2:
-            assert time.monotonic() < end, d.log()
-            healthy(d, legit, 8)
+        keep_forwarding_until(d, legit, lambda: counters(d, 3)["access_denied"] >= 2, 15)
     finally:
         seen = child.finish()
     assert seen["accepted"] >= 1 and seen["messages"] == 0 and seen["fds"] == 0
@@ -345,22 +367,6 @@ def test_library_client_refuses_a_listener_it_does_not_trust() -> None:
 
 
 # --------------------------------------------------------------------------- 3. fair admission
-def root_client(name: str, if_id: int, **options: object) -> tuple[memif.Socket, memif.Interface]:
-    """A library client (this process, root) of memifd's port ``if_id`` on ``name``."""
-    sock = memif.Socket(name, app_name="root-client")
-    return sock, sock.create_interface(role="client", id=if_id, reconnect_interval=0.1, **options)
-
-
-def wait_connected(sock: memif.Socket, iface: memif.Interface, legit: Legit, d, timeout: float):
-    """Drive ``sock`` (and the legitimate pair's traffic) until ``iface`` is up; seconds taken."""
-    t0 = time.monotonic()
-    while not iface.connected:
-        assert time.monotonic() - t0 < timeout, (iface.local_disc_reason, d.log()[-3000:])
-        drive(sock, until=lambda: iface.connected, timeout=0.2)
-        legit.exchange(4, timeout=1)
-    return time.monotonic() - t0
-
-
 def test_pending_flood_from_one_uid_does_not_lock_out_another(attacked) -> None:
     d, target, legit = attacked(masters(0, 1), options=f"allow-uid {NOBODY}")
     fds0 = fd_total(d.proc.pid)
@@ -393,10 +399,7 @@ def test_pending_flood_from_one_uid_does_not_lock_out_another(attacked) -> None:
     child = spawn_as(NOBODY, flood)
     sock = None
     try:
-        end = time.monotonic() + 10
-        while counters(d)["pending_refused"] < 20:
-            assert time.monotonic() < end, d.log()[-2000:]
-            legit.exchange(4, timeout=1)
+        keep_forwarding_until(d, legit, lambda: counters(d)["pending_refused"] >= 20)
         sock, iface = root_client(target, 1)
         took = wait_connected(sock, iface, legit, d, 15)
         print(f"\nroot client connected {took:.2f}s into a flood of silent connections from nobody")
@@ -439,9 +442,9 @@ def test_stalled_handshake_yields_its_interface_id(attacked) -> None:
     child = spawn_as(NOBODY, squat)
     sock = None
     try:
-        end = time.monotonic() + 10
-        while "connecting" not in d.ok("show memif memif1/1")["output"]:
-            assert time.monotonic() < end, d.log()[-2000:]
+        keep_forwarding_until(
+            d, legit, lambda: "connecting" in d.ok("show memif memif1/1")["output"]
+        )
         sock, iface = root_client(target, 1)
         took = wait_connected(sock, iface, legit, d, 10)
         print(f"\nroot client took interface id 1 from a stalled squatter in {took:.2f}s")
@@ -477,10 +480,7 @@ def test_fd_budget_bounds_a_peer_holding_many_rings_on_several_ids(attacked) -> 
 
     child = spawn_as(NOBODY, hog)
     try:
-        end = time.monotonic() + 60
-        while counters(d)["fd_refused"] < 2:
-            assert time.monotonic() < end and not child.done, d.log()[-2000:]
-            legit.exchange(4, timeout=1)
+        keep_forwarding_until(d, legit, lambda: counters(d)["fd_refused"] >= 2 or child.done, 60)
         peak = fd_total(d.proc.pid)
         healthy(d, legit)
     finally:
@@ -550,3 +550,60 @@ def test_512_ring_handshake_completes_while_the_switch_forwards(attacked) -> Non
     print(f"\n512-ring handshake took {took:.3f}s while the switch forwarded")
     assert reason == "connected" and took < 5.0
     healthy(d, legit)
+
+
+# --------------------------------------------------------------------------- library sockets
+def test_library_pending_cap_is_per_uid() -> None:
+    path = unique_name("iso-lib-pending")
+    policy = AccessPolicy.of(uids=[NOBODY])
+    with memif.Socket(path, access=policy, max_pending_per_uid=2) as ss:
+        srv = ss.create_interface(role="server", id=0)
+
+        def silent(stopped: Callable[[], bool]) -> list[str]:
+            conns = [transport.connect(transport.parse_address(path)) for _ in range(5)]
+            for c in conns:
+                c.setblocking(True)
+            out = [wire.decode(transport.recv_message(c)[0]) for c in conns]  # type: ignore[index]
+            while not stopped():
+                time.sleep(0.01)
+            return [type(m).__name__ + ":" + getattr(m, "reason", "") for m in out]
+
+        child = spawn_as(NOBODY, silent)
+        assert drive(ss, until=lambda: ss.counters.pending_refused == 3, timeout=10)
+        with memif.Socket(path) as cs:  # root: its own quota
+            client = cs.create_interface(role="client", id=0)
+            assert drive(ss, cs, until=lambda: client.connected and srv.connected, timeout=10)
+        replies = child.finish()
+    assert (
+        sorted(replies)
+        == ["Disconnect:too many pending connections from uid 65534"] * 3 + ["Hello:"] * 2
+    )
+
+
+def test_library_fd_budget_is_charged_and_given_back() -> None:
+    path = unique_name("iso-lib-fds")
+    budget = FdBudget(limit=10)
+    with memif.Socket(path, fd_budget=budget) as ss:
+        srv = ss.create_interface(role="server", id=0)
+
+        def hold(rings: int) -> Callable[[Callable[[], bool]], str]:
+            def run(stopped: Callable[[], bool]) -> str:
+                s = RawSlave(path, s2m=rings, m2s=rings)
+                reason = s.handshake()
+                while not stopped():
+                    time.sleep(0.01)
+                s.close()
+                return reason
+
+            return run
+
+        child = spawn_as(0, hold(5))
+        assert drive(ss, until=lambda: ss.counters.fd_refused == 1, timeout=10)
+        assert child.finish() == "too many file descriptors"  # 2 regions + 10 rings > 10
+        assert budget.used == 0
+        child = spawn_as(0, hold(4))
+        assert drive(ss, until=lambda: srv.connected, timeout=10)
+        assert budget.used == 10  # 2 regions + 8 rings, held while connected
+        assert child.finish() == "connected"
+        assert drive(ss, until=lambda: not srv.connected, timeout=5)
+        assert budget.used == 0 and srv.connect_count == 1
