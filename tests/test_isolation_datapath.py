@@ -19,7 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
 from helpers import Memifd, mac
+from hostile_peer import NOBODY, Child, spawn_as
 
 import memif
 from memif import packet, wire
@@ -210,29 +212,70 @@ def setup(
 ) -> tuple[Memifd, Peers, Legit, memif.Interface, str]:
     """memifd with ports a, b and a hostile one (created first: polled first each turn,
     or last: memif3/0), every peer connected; returns the hostile port's name too."""
-    a_name, b_name, bad_name = (unique_name(f"iso-{k}") for k in "ab!")
-    order = [bad_name, a_name, b_name] if hostile_first else [a_name, b_name, bad_name]
-    d = start(config(*order))
-    peers = Peers()
-    a = peers.add(a_name, "peer-a")
-    b = peers.add(b_name, "peer-b")
+    d, peers, legit, bad_name = start_ports(start, hostile_first=hostile_first)
     bad = peers.add(bad_name, "hostile", **bad_options)
-    peers.pump(lambda: a.connected and b.connected and bad.connected, "connect")
-    legit = Legit(a, b)
-    legit.learn(peers)
+    peers.pump(lambda: bad.connected, "hostile connected")
     return d, peers, legit, bad, "memif1/0" if hostile_first else BAD
 
 
-# --------------------------------------------------------------------------- item 4
-def test_one_byte_receive_buffers_do_not_stall_the_switch(start) -> None:
-    """The hostile port posts 1-byte receive buffers and is flooded 1500-byte frames
-    (4 kpps) while a sends b 4 kpps of unicast: the switch neither chains one byte per
-    slot nor stalls; the flood's copies for the hostile port are dropped by name."""
-    # 4096 slots: a 1500-byte frame fits as 1500 one-byte pieces (it did before)
-    d, peers, legit, bad, _ = setup(start, ring_size=4096, buffer_size=2048)
+def start_ports(
+    start, *, hostile_first: bool = False, hostile_uid: int = 0
+) -> tuple[Memifd, Peers, Legit, str]:
+    """memifd with ports a, b (connected, MACs learned) and one for a hostile peer,
+    whose socket admits ``hostile_uid``; returns the hostile socket's name."""
+    a_name, b_name, bad_name = (unique_name(f"iso-{k}") for k in "ab!")
+    order = [bad_name, a_name, b_name] if hostile_first else [a_name, b_name, bad_name]
+    lines = config(*order)
+    if hostile_uid:
+        at = lines.index(f"create memif socket id {order.index(bad_name) + 1} filename {bad_name}")
+        lines[at] += f" allow-uid {hostile_uid}"
+    d = start(lines)
+    peers = Peers()
+    a = peers.add(a_name, "peer-a")
+    b = peers.add(b_name, "peer-b")
+    peers.pump(lambda: a.connected and b.connected, "connect")
+    legit = Legit(a, b)
+    legit.learn(peers)
+    return d, peers, legit, bad_name
+
+
+def post_one_byte_buffers(name: str, stopped: Callable[[], bool]) -> int:
+    """The hostile slave: connect, post 1-byte receive buffers on a 4096-slot ring and
+    keep posting them until ``stopped()``; returns the frames it received."""
+    sock = memif.Socket(name, app_name="hostile")
     try:
+        bad = sock.create_interface(
+            role="client", id=0, ring_size=4096, buffer_size=2048, reconnect_interval=0.1
+        )
+        end = time.monotonic() + 15
+        while not bad.connected:
+            assert time.monotonic() < end, f"not connected: {bad.local_disc_reason}"
+            sock.poll(0.01)
         posted = bad.rx_queues[0].ring  # the slave's M2S ring: the buffers it posts
         posted.d_length[:] = 1
+        got = 0
+        while not stopped():
+            sock.poll(0.001)
+            if bad.connected and bad.rx_queues[0].pending():
+                got += len(bad.recv())  # take what it got, post 1-byte buffers again
+                posted.d_length[:] = 1
+        return got
+    finally:
+        sock.close()
+
+
+# --------------------------------------------------------------------------- item 4
+@pytest.mark.parametrize("uid", [0, NOBODY], ids=["root", "nobody"])
+def test_one_byte_receive_buffers_do_not_stall_the_switch(start, uid: int) -> None:
+    """The hostile port (a child process as root or nobody) posts 1-byte receive
+    buffers on 4096 slots (a 1500-byte frame fits as 1500 one-byte pieces) and is
+    flooded 1500-byte frames (4 kpps) while a sends b 4 kpps of unicast: the switch
+    neither chains one byte per slot nor stalls; the copies for the hostile port are
+    dropped by name."""
+    d, peers, legit, bad_name = start_ports(start, hostile_uid=uid)
+    child: Child = spawn_as(uid, lambda stopped: post_one_byte_buffers(bad_name, stopped))
+    try:
+        peers.pump(lambda: child.done or d.interfaces()[BAD]["link_up"], "hostile connected")
         watch = Watch(d)
         flood = [frame(packet.BROADCAST, mac(1), k, 1500) for k in range(8)]
 
@@ -242,18 +285,17 @@ def test_one_byte_receive_buffers_do_not_stall_the_switch(start) -> None:
             if time.monotonic() >= paced[1]:  # 8 every 2 ms, as a -> b
                 paced[0] += legit.a.send(flood)  # flooded to b and to the hostile port
                 paced[1] += 0.002
-            if bad.connected and bad.rx_queues[0].pending():
-                bad.recv()  # take what it got and post 1-byte buffers again
-                posted.d_length[:] = 1
 
         t0 = run_for(3.0, peers, legit, attack)
         gap, loss = legit.longest_gap(t0), legit.loss
         alive(d)
         mem = watch.bounded("1-byte buffers")
+        assert d.interfaces()[BAD]["link_up"]  # it was there all along
+        child.finish()
         errs = errors(d)
         dropped = errs.get((f"{BAD}-output", "rx-buffer-too-small"), 0)
         print(
-            f"\n1-byte receive buffers: a->b {len(legit.got)}/{legit.tried} delivered "
+            f"\n1-byte receive buffers (uid {uid}): a->b {len(legit.got)}/{legit.tried} delivered "
             f"(loss {loss:.1%}), longest gap {gap * 1000:.0f} ms; {paced[0]} frames flooded, "
             f"{dropped} copies for the hostile port "
             f"dropped as rx-buffer-too-small; {mem}"
@@ -263,6 +305,8 @@ def test_one_byte_receive_buffers_do_not_stall_the_switch(start) -> None:
         assert d.interfaces()[BAD]["tx_errors"] >= dropped
     finally:
         peers.close()
+        if not child.done:
+            child.finish()
 
 
 def test_chained_frames_still_go_over_ordinary_buffers(start) -> None:
