@@ -337,20 +337,52 @@ def test_chained_frames_still_go_over_ordinary_buffers(start) -> None:
 
 
 # --------------------------------------------------------------------------- item 6
-def test_an_unterminated_chain_does_not_spin_the_loop(start) -> None:
-    """One descriptor with NEXT, never followed: memifd sleeps (CPU far under one core),
-    says so in show errors (memif-input chain-incomplete), forwards for others, and
-    takes the chain once it ends."""
-    d, peers, legit, bad, _ = setup(start)
+def unterminated_chain(name: str, stopped: Callable[[], bool]) -> int:
+    """The hostile slave: publish one 64-byte piece flagged NEXT and nothing after it
+    until ``stopped()``; then end the chain (a second piece, the same 64 bytes) and
+    wait until memifd took it.  Returns the slots memifd released."""
+    sock = memif.Socket(name, app_name="hostile")
     try:
-        pid = d.proc.pid
-        ring = bad.tx_queues[0].ring  # the slave's S2M ring: what it sends
+        bad = sock.create_interface(role="client", id=0, reconnect_interval=0.1)
+        end = time.monotonic() + 15
+        while not bad.connected:
+            assert time.monotonic() < end, f"not connected: {bad.local_disc_reason}"
+            sock.poll(0.01)
+        q = bad.tx_queues[0]
+        ring = q.ring  # the slave's S2M ring: what it sends
+        q.alloc(1).buffer(0)[:64] = np.frombuffer(frame(packet.BROADCAST, mac(3), 7), np.uint8)
         s = ring.head & ring.mask
-        own = bad.tx_queues[0].alloc(1)  # a buffer of its own to point at
-        own.buffer(0)[:64] = np.frombuffer(frame(packet.BROADCAST, mac(3), 7), np.uint8)
         ring.d_flags[s], ring.d_length[s] = NEXT, 64
         ring.head = ring.head + 1
         ring.kick()
+        while not stopped():
+            sock.poll(0.01)
+        s2 = ring.head & ring.mask  # the chain's end: the same buffer again
+        ring.d_region[s2], ring.d_offset[s2] = ring.d_region[s], ring.d_offset[s]
+        ring.d_flags[s2], ring.d_length[s2] = 0, 64
+        ring.head = ring.head + 1
+        ring.kick()
+        end = time.monotonic() + 15
+        while ring.tail != ring.head:
+            assert time.monotonic() < end, "memifd never took the finished chain"
+            sock.poll(0.01)
+        return ring.tail
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("uid", [0, NOBODY], ids=["root", "nobody"])
+def test_an_unterminated_chain_does_not_spin_the_loop(start, uid: int) -> None:
+    """One descriptor with NEXT, never followed (a child as root or nobody): memifd
+    sleeps (CPU far under one core), says so in show errors (memif-input
+    chain-incomplete), forwards for others, and takes the chain once it ends."""
+    d, peers, legit, bad_name = start_ports(start, hostile_uid=uid)
+    child = spawn_as(uid, lambda stopped: unterminated_chain(bad_name, stopped))
+    try:
+        pid = d.proc.pid
+        peers.pump(lambda: child.done or d.interfaces()[BAD]["link_up"], "hostile connected")
+        # its descriptor is published right after it connects: memifd may have been
+        # busy for it from then on; measure from now
         c0, w0 = cpu_seconds(pid), time.monotonic()
         end = w0 + 2.0
         while time.monotonic() < end:  # idle, but our control socket answers
@@ -358,24 +390,24 @@ def test_an_unterminated_chain_does_not_spin_the_loop(start) -> None:
             time.sleep(0.01)
         cpu = (cpu_seconds(pid) - c0) / (time.monotonic() - w0)
         waits = errors(d).get(("memif-input", "chain-incomplete"), 0)
-        print(f"\nunterminated chain: memifd CPU {cpu:.0%} of a core over 2 s; {waits} waits")
+        print(
+            f"\nunterminated chain (uid {uid}): memifd CPU {cpu:.0%} of a core over 2 s; "
+            f"{waits} chain-incomplete"
+        )
         assert cpu < 0.5, f"memifd at {cpu:.0%} CPU with a pending chain"
         assert waits >= 1  # show errors: memif-input chain-incomplete
         watch = Watch(d)
         run_for(1.0, peers, legit, lambda: None)
         assert legit.loss < 0.05
         watch.bounded("pending chain")
-        # The end of the chain: one 128-byte packet, flooded to a and b.
-        s2 = ring.head & ring.mask
-        ring.d_region[s2], ring.d_offset[s2] = ring.d_region[s], ring.d_offset[s]
-        ring.d_flags[s2], ring.d_length[s2] = 0, 64
-        ring.head = ring.head + 1
-        ring.kick()
+        child.finish()  # the chain's end: one 128-byte packet, flooded to a and b
         peers.pump(lambda: d.interfaces()[BAD]["rx_packets"] >= 1, "the chain's end")
         assert d.interfaces()[BAD]["rx_bytes"] == 128
         alive(d)
     finally:
         peers.close()
+        if not child.done:
+            child.finish()
 
 
 # --------------------------------------------------------------------------- item 9
