@@ -163,8 +163,13 @@ class MemifPort:
             new = count - seen.get(name, 0)
             if new > 0:
                 seen[name] = count
-                node.error_counts[_node_error(name)] += new
-                self.sw.counters.drops += new
+                self._rx_drop(node, _node_error(name), new)
+
+    def _rx_drop(self, node: MemifInput, error: str, n: int) -> None:
+        """Count ``n`` received frames dropped before the graph: a memif-input error and
+        the interface's drops (both outlive the connection)."""
+        node.error_counts[error] += n
+        self.sw.counters.drops += n
 
     def _take_copy(self, node: MemifInput, q: RxQueue, batch) -> tuple[np.ndarray, int]:
         """Copy a burst into pool buffers; returns them and their bytes."""
@@ -174,7 +179,7 @@ class MemifPort:
         k = len(idx)
         nbytes = 0
         if k < n:
-            node.error_counts["no-buffers"] += n - k
+            self._rx_drop(node, "no-buffers", n - k)
         if k:
             lengths = batch.lengths[:k]
             longest = int(lengths.max())
@@ -185,7 +190,7 @@ class MemifPort:
                 nbytes = batch.nbytes if k == n else int(lengths.sum())
             else:
                 big = lengths > pool.data_size
-                node.error_counts["too-big"] += int(np.count_nonzero(big))
+                self._rx_drop(node, "too-big", int(np.count_nonzero(big)))
                 pool.free(idx[big])
                 idx = idx[~big]
                 pool.length[idx] = lengths[~big]
@@ -241,7 +246,8 @@ class MemifPort:
             ok[pos] = False
             ok[pos[first]] = True
         good = int(np.count_nonzero(ok))
-        node.error_counts["zero-copy-mismatch"] += len(batch) - good
+        if good < len(batch):
+            self._rx_drop(node, "zero-copy-mismatch", len(batch) - good)
         idx = idx[ok]
         pool.length[idx] = batch.lengths[ok]
         pool.free(np.setdiff1d(lent[lent >= 0], idx, assume_unique=True))
