@@ -25,7 +25,7 @@ from hostile_peer import NOBODY, Child, spawn_as
 
 import memif
 from memif import packet, wire
-from memif.testing import unique_name
+from memif.testing import pair, unique_name
 
 NEXT = wire.DESC_FLAG_NEXT
 A, B, BAD = "memif1/0", "memif2/0", "memif3/0"
@@ -265,6 +265,25 @@ def post_one_byte_buffers(name: str, stopped: Callable[[], bool]) -> int:
 
 
 # --------------------------------------------------------------------------- item 4
+@pytest.mark.parametrize("s2m", [True, False], ids=["s2m", "m2s"])
+def test_chained_transmit_is_byte_exact(s2m: bool) -> None:
+    """TxQueue.tx_chained (the switch's chained transmit, one vector operation): every
+    packet arrives whole, in order, across the ring's end, including one whose last
+    piece is the last byte of the source rows; what does not fit is not published."""
+    with pair(ring_size=16, buffer_size=256, reconnect_interval=None) as (server, client):
+        sender, receiver = (client, server) if s2m else (server, client)
+        rows = np.random.default_rng(15).integers(0, 256, (6, 1000), dtype=np.uint8)
+        idx = np.array([5, 0, 3, 2, 1, 4])  # row 5 is the last: its tail ends the rows
+        lengths = np.array([1000, 1, 256, 257, 999, 512])  # 4+1+1+2+4+2 = 14 slots
+        want = [bytes(rows[i, :n]) for i, n in zip(idx.tolist(), lengths.tolist(), strict=True)]
+        txq = sender.tx_queues[0]
+        for _ in range(4):  # 56 slots through a ring of 16: it wraps
+            assert txq.tx_chained(rows, idx, lengths) == 6
+            assert txq.tx_chained(rows, idx, lengths) == 0  # 2 slots left: 1000 bytes need 4
+            assert receiver.recv() == want
+        assert txq.stats.packets == 24
+
+
 @pytest.mark.parametrize("uid", [0, NOBODY], ids=["root", "nobody"])
 def test_one_byte_receive_buffers_do_not_stall_the_switch(start, uid: int) -> None:
     """The hostile port (a child process as root or nobody) posts 1-byte receive
