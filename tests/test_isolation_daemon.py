@@ -267,6 +267,39 @@ def test_show_commands_are_capped(tmp_path: Path) -> None:
         sw.close()
 
 
+def test_show_memif_descriptors_is_capped(start) -> None:
+    """A peer with 8+8 rings of 4,096 slots (32,768 descriptors; 256+256 rings of 16,384
+    blocked forwarding 67 s before): ``show memif descriptors`` prints MAX_ROWS of them
+    and a truncated line, at once."""
+    name = unique_name("desc")
+    d = start(
+        [
+            f"create memif socket id 1 filename {name}",
+            "create interface memif id 0 socket-id 1 master rx-queues 8 tx-queues 8 "
+            "ring-size 4096 buffer-size 128",
+            "set interface state memif1/0 up",
+        ]
+    )
+    sock = memif.Socket(name, app_name="rings")
+    try:
+        peer = sock.create_interface(
+            role="client", id=0, rx_queues=8, tx_queues=8, ring_size=4096, buffer_size=128
+        )
+        assert drive(sock, until=lambda: peer.connected, timeout=15)
+        t0 = time.monotonic()
+        reply = d.ok("show memif memif1/0 descriptors")
+        took = time.monotonic() - t0
+        rows = sum(len(r.get("descriptors", ())) for r in reply["data"]["interfaces"][0]["rings"])
+        print(f"\nshow memif descriptors of 16 x 4096 slots: {took * 1000:.0f} ms, {rows} rows")
+        assert rows == MAX_ROWS
+        left = 16 * 4096 - MAX_ROWS
+        assert reply["output"].endswith(f"  descriptors ... truncated ({left} more)")
+        assert reply["data"]["interfaces"][0]["descriptors_left_out"] == left
+        assert took < 2.0
+    finally:
+        sock.close()
+
+
 # --------------------------------------------------------------------------- item 8
 def mac_int(k: int) -> bytes:
     return (0x02_AA_00_00_00_00 + k).to_bytes(6, "big")
