@@ -54,15 +54,21 @@ def fd_reserve(soft: int) -> int:
 
 
 class FdBudget:
-    """How many peer-supplied fds the process may hold at once.
+    """How many peer-supplied fds the process may hold at once, and one owner of them.
 
     ``limit`` fixes the budget; by default it follows the soft ``RLIMIT_NOFILE``
     minus :func:`fd_reserve`, read when asked (so raising the limit widens it).
+    One owner (a peer uid) may hold at most ``share`` of it, so a single peer
+    cannot take every fd from the others.
     """
 
-    def __init__(self, limit: int | None = None) -> None:
+    def __init__(self, limit: int | None = None, share: float = 0.5) -> None:
+        if not 0 < share <= 1:
+            raise ValueError(f"fd budget share {share}: expected more than 0, at most 1")
         self._limit = limit
+        self.share = share
         self.used = 0
+        self._owners: dict[object, int] = {}
 
     @property
     def limit(self) -> int:
@@ -72,16 +78,27 @@ class FdBudget:
         soft = fd_soft_limit()
         return max(0, soft - fd_reserve(soft))
 
-    def charge(self, n: int = 1) -> bool:
-        """Take ``n`` fds from the budget; False (nothing taken) when it would overflow."""
-        if self.used + n > self.limit:
+    def held(self, owner: object) -> int:
+        """Fds ``owner`` holds."""
+        return self._owners.get(owner, 0)
+
+    def charge(self, n: int = 1, owner: object = None) -> bool:
+        """Take ``n`` fds for ``owner``; False (nothing taken) when the budget or the
+        owner's share of it would overflow."""
+        limit = self.limit
+        held = self._owners.get(owner, 0)
+        if self.used + n > limit or held + n > limit * self.share:
             return False
         self.used += n
+        self._owners[owner] = held + n
         return True
 
-    def release(self, n: int) -> None:
-        """Give back ``n`` fds taken with :meth:`charge`."""
+    def release(self, n: int, owner: object = None) -> None:
+        """Give back ``n`` fds taken with :meth:`charge` for ``owner``."""
         self.used = max(0, self.used - n)
+        left = self._owners.pop(owner, 0) - n
+        if left > 0:
+            self._owners[owner] = left
 
 
 FD_BUDGET = FdBudget()

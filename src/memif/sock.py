@@ -87,8 +87,8 @@ class Socket:
     connections"); together they may hold at most ``max_pending_fds`` received fds
     (default: half the process's fd limit).  Every fd a peer hands over, pending or
     connected, is charged to ``fd_budget`` (default: the process-wide
-    :data:`memif.admission.FD_BUDGET`); a connection that would overflow it is
-    refused "too many file descriptors".  A handshake that made no progress for
+    :data:`memif.admission.FD_BUDGET`) under the peer's uid; a connection that would
+    overflow the budget, or its uid's share of it, is refused "too many file descriptors".  A handshake that made no progress for
     ``stall_reclaim`` seconds yields its interface id to a new INIT for that id.
     ``secret_throttle`` backs off uids that keep presenting wrong secrets.
     """
@@ -468,10 +468,11 @@ class Socket:
             with contextlib.suppress(OSError):
                 os.close(fd)
         elif fd is not None:
-            if not self.fd_budget.charge(1):
+            if not self.fd_budget.charge(1, _owner(conn)):
                 self.counters.fd_refused += 1
                 self._log_refusal(
-                    f"too many file descriptors (peers' budget of {self.fd_budget.limit} used up)",
+                    f"too many file descriptors (this uid holds {self.fd_budget.held(_owner(conn))}"
+                    f", all peers {self.fd_budget.used} of {self.fd_budget.limit})",
                     conn.cred,
                 )
                 events += conn.channel.fail("too many file descriptors")
@@ -537,7 +538,7 @@ class Socket:
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(conn.sock)
         conn.sock.close()
-        self.fd_budget.release(conn.charged)
+        self.fd_budget.release(conn.charged, _owner(conn))
         conn.charged = 0
         iface = conn.interface
         refused = getattr(conn.channel, "refused_slot", None)
@@ -607,3 +608,8 @@ class Socket:
                 and now >= iface.next_retry
             ):
                 self._connect(iface, now)
+
+
+def _owner(conn: _Conn) -> int | None:
+    """Whose share of the fd budget a connection's fds count against: its peer's uid."""
+    return None if conn.cred is None else conn.cred.uid
