@@ -19,13 +19,14 @@ import time
 from collections.abc import Callable
 
 import pytest
-from hostile_peer import NOBODY, RawSlave, run_as, spawn_as
+from hostile_peer import NOBODY, RawSlave, region_fd, run_as, spawn_as
 
 import memif
 from memif import packet as pkt
 from memif import transport, wire
 from memif.access import AccessPolicy
 from memif.admission import FdBudget
+from memif.proto import DEFAULT_HANDSHAKE_TIMEOUT
 from memif.testing import drive, unique_name
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="attacks as uid 65534 need root")
@@ -413,7 +414,11 @@ def test_pending_flood_from_one_uid_does_not_lock_out_another(attacked) -> None:
     assert re.search(r"too many pending connections from uid 65534 \(pid \d+ uid 65534", d.log())
 
 
-def test_stalled_handshake_yields_its_interface_id(attacked) -> None:
+@pytest.mark.parametrize("drip", [False, True], ids=["silent", "dripping"])
+def test_stalled_handshake_yields_its_interface_id(attacked, drip: bool) -> None:
+    """A squatter sends INIT for the id a root client wants, then nothing (or one more
+    region every 0.4 s, progress enough to dodge a silence rule); it reconnects at once
+    whenever it is dropped."""
     d, target, legit = attacked(masters(0, 1), options=f"allow-uid {NOBODY}")
 
     def squat(stopped: Callable[[], bool]) -> dict[str, int]:
@@ -423,15 +428,22 @@ def test_stalled_handshake_yields_its_interface_id(attacked) -> None:
             try:
                 s.connect()
                 seen["inits"] += 1
-                if s.init():  # holds id 1, then says nothing more
+                if s.init():  # holds id 1
                     seen["accepted"] += 1
                     s.sock.settimeout(0.05)  # type: ignore[union-attr]
+                    regions, next_drip = 0, time.monotonic() + 0.4
                     while not stopped() and not s.reason:
+                        if drip and time.monotonic() >= next_drip:
+                            fd = region_fd("sealable", 4096)
+                            s.send(wire.AddRegion(regions, 4096), fd)
+                            os.close(fd)
+                            regions, next_drip = regions + 1, next_drip + 0.4
                         try:
                             msg = s.receive()
                         except TimeoutError:
                             continue
-                        s.reason = "closed" if msg is None else "refused"
+                        if not isinstance(msg, wire.Ack):
+                            s.reason = "closed" if msg is None else "refused"
             except OSError:
                 pass
             finally:
@@ -448,6 +460,7 @@ def test_stalled_handshake_yields_its_interface_id(attacked) -> None:
         sock, iface = root_client(target, 1)
         took = wait_connected(sock, iface, legit, d, 10)
         print(f"\nroot client took interface id 1 from a stalled squatter in {took:.2f}s")
+        assert took < DEFAULT_HANDSHAKE_TIMEOUT - 0.5  # not held until the handshake times out
         healthy(d, legit)
         assert counters(d)["id_reclaimed"] >= 1
         assert "stalled handshake yields its interface id" in d.log()

@@ -65,6 +65,7 @@ class _Conn:
     interface: Interface | None = None
     cred: PeerCredentials | None = None  # the peer's, read at accept or connect
     progress: float = 0.0  # when the peer last sent something
+    started: float = 0.0  # when the connection was made
     charged: int = 0  # fds charged to the fd budget
 
 
@@ -88,8 +89,9 @@ class Socket:
     (default: half the process's fd limit).  Every fd a peer hands over, pending or
     connected, is charged to ``fd_budget`` (default: the process-wide
     :data:`memif.admission.FD_BUDGET`) under the peer's uid; a connection that would
-    overflow the budget, or its uid's share of it, is refused "too many file descriptors".  A handshake that made no progress for
-    ``stall_reclaim`` seconds yields its interface id to a new INIT for that id.
+    overflow the budget, or its uid's share of it, is refused "too many file descriptors".
+    A handshake that made no progress for ``stall_reclaim`` seconds, or is still
+    unfinished after twice that, yields its interface id to a new INIT for that id.
     ``secret_throttle`` backs off uids that keep presenting wrong secrets.
     """
 
@@ -301,7 +303,7 @@ class Socket:
             handshake_timeout=timeout,
             check_fd=functools.partial(self._check_offer_fd, cred),
         )
-        conn = _Conn(sock, channel, cred=cred, progress=now)
+        conn = _Conn(sock, channel, cred=cred, progress=now, started=now)
         self._conns[sock.fileno()] = conn
         self._selector.register(sock, selectors.EVENT_READ, conn)
         self._flush(conn)
@@ -366,22 +368,23 @@ class Socket:
         return proto.MasterPolicy(iface.config.mode, iface.config.secret, iface)
 
     def _reclaim(self, holder: _Conn) -> None:
-        """End ``holder``'s handshake if it stalled, so a new INIT may take its interface id.
+        """End ``holder``'s handshake if it squats its interface id, so a new INIT may take it.
 
         A legitimate handshake sends its next message within milliseconds of our
-        ACK; one silent for ``stall_reclaim`` seconds, with nothing unread, is squatting.
+        ACK and finishes well within a second.  One silent for ``stall_reclaim``
+        seconds (with nothing unread), or dripping messages for twice that, squats.
         """
         if holder.channel.phase is not proto.Phase.HANDSHAKE:
             return
-        if self._clock() - holder.progress < self.stall_reclaim:
-            return
-        try:
-            holder.sock.recv(1, _PEEK)
-            return  # it did send something; we have not read it yet
-        except BlockingIOError:
-            pass
-        except OSError:
-            pass  # gone: reclaim it
+        now = self._clock()
+        if now - holder.started < 2 * self.stall_reclaim:
+            if now - holder.progress < self.stall_reclaim:
+                return
+            try:
+                holder.sock.recv(1, _PEEK)
+                return  # it did send something; we have not read it yet
+            except OSError:
+                pass  # nothing to read (BlockingIOError), or gone: reclaim it
         self.counters.id_reclaimed += 1
         self._log_refusal("stalled handshake yields its interface id", holder.cred)
         self._events(holder, holder.channel.fail("handshake stalled: interface id reclaimed"))
@@ -430,7 +433,7 @@ class Socket:
             return
         init = wire.Init(cfg.id, cfg.mode, cfg.secret, self.app_name)
         channel = proto.SlaveChannel(init, now=now, handshake_timeout=cfg.handshake_timeout)
-        conn = _Conn(sock, channel, iface, cred=cred, progress=now)
+        conn = _Conn(sock, channel, iface, cred=cred, progress=now, started=now)
         iface._conn = conn
         iface.next_retry = None
         self._conns[sock.fileno()] = conn
