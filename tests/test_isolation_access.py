@@ -274,6 +274,26 @@ def test_abstract_socket_refuses_nobody_and_logs_pid_uid(attacked) -> None:
     )
 
 
+def test_refusal_flood_is_counted_in_full_and_logged_rate_limited(attacked) -> None:
+    d, target, legit = attacked(masters(0))
+
+    def knock() -> int:
+        address = transport.parse_address(target)
+        done = 0
+        while done < 300:
+            try:
+                transport.connect(address).close()
+                done += 1
+            except BlockingIOError:  # the backlog is full: memifd has not accepted yet
+                time.sleep(0.001)
+        return done
+
+    run_as(NOBODY, knock)
+    keep_forwarding_until(d, legit, lambda: counters(d)["access_denied"] == 300)
+    assert d.log().count("access denied") <= 10
+    healthy(d, legit)
+
+
 def test_allow_uid_by_name_admits_nobody(attacked) -> None:
     d, target, legit = attacked(masters(0), options="allow-uid nobody")
     assert run_as(NOBODY, lambda: RawSlave(target).handshake()) == "connected"
