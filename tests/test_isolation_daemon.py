@@ -30,7 +30,16 @@ from pathlib import Path
 import numpy as np
 from helpers import Memifd, mac
 from hostile_peer import NOBODY, spawn_as
-from test_isolation_datapath import BAD, Watch, alive, errors, frame, run_for, setup
+from test_isolation_datapath import (
+    BAD,
+    Watch,
+    alive,
+    cpu_seconds,
+    errors,
+    frame,
+    run_for,
+    setup,
+)
 
 import memif
 from memif import packet
@@ -159,6 +168,29 @@ def test_deep_and_oversize_cli_requests_get_one_line_errors(start) -> None:
         assert "Traceback" not in d.log() and "memifd failed" not in d.log()
     finally:
         peers.close()
+
+
+def test_a_client_that_never_reads_its_replies_is_held_back(start) -> None:
+    """A client pipelines 3,000 ``help`` requests (about 30 MB of replies) and reads
+    nothing: memifd answers until 1 MiB waits for it, then stops reading from it (no
+    spinning, no memory growth) and serves the operator; once the client reads, every
+    reply arrives, in order."""
+    d = start([])
+    pid = d.proc.pid
+    watch = Watch(d)
+    with raw_cli(d.cli_path, timeout=30) as s:
+        s.sendall(b'{"command": "help"}\n' * 3000)
+        c0, w0 = cpu_seconds(pid), time.monotonic()
+        while time.monotonic() - w0 < 1.0:
+            assert d.ok("show version")["ok"]  # the operator is served meanwhile
+            time.sleep(0.05)
+        cpu = (cpu_seconds(pid) - c0) / (time.monotonic() - w0)
+        mem = watch.bounded("unread replies")
+        replies = reply_lines(s, 3000)
+    print(f"\n3000 unread replies: memifd CPU {cpu:.0%} while held back; {mem}")
+    assert cpu < 0.5
+    assert len(replies) == 3000 and all(r["ok"] and "show version" in r["output"] for r in replies)
+    alive(d)
 
 
 def test_request_nesting_is_measured_without_parsing() -> None:

@@ -57,7 +57,8 @@ log = logging.getLogger("memifd")
 
 MAX_REQUEST = 64 << 10  # bytes of one request line; a longer one is refused unparsed
 MAX_DEPTH = 8  # JSON nesting of a request ({"command": ...} is 1)
-MAX_OUTPUT = 64 << 20  # replies a client does not read: beyond this it is dropped
+MAX_OUTPUT = 16 << 20  # replies a client does not read: beyond this it is dropped
+OUTPUT_HIGH = 1 << 20  # unread replies past this: the client's next requests wait
 MAX_CLIENTS = 64
 MAX_CLIENTS_PER_UID = 16  # so one user cannot take every slot
 IDLE_TIMEOUT = 60.0  # seconds without a request before a client is closed
@@ -80,6 +81,7 @@ class _Client:
     closed: bool = False
     cred: PeerCredentials | None = None
     last_active: float = 0.0  # when it last sent a request or got its reply
+    watched: bool = False  # its fd is in the loop's poll set
 
     @property
     def idle(self) -> bool:
@@ -212,7 +214,7 @@ class CliServer:
             sock.setblocking(False)
             c = _Client(sock, sock.fileno(), cred=cred, last_active=self.clock())
             self.clients[c.fd] = c
-            self.switch.add_fd(c.fd, lambda c=c: self._guarded(c, self._readable))
+            self._watch(c)
             log.debug("CLI client %d connected (%s)", c.fd, cred)
 
     def _admission(self, cred: PeerCredentials) -> tuple[str, str] | None:
@@ -266,10 +268,22 @@ class CliServer:
         log.debug("CLI client %d closed", c.fd)
 
     # ------------------------------------------------------------------ input
+    def _watch(self, c: _Client) -> None:
+        """Poll the client's fd only while we would read it: not after EOF, not while
+        its queued requests or unread replies are at their limit (else a client that
+        sends without reading would keep the loop from ever sleeping)."""
+        want = not (c.closed or c.eof) and len(c.inbuf) <= MAX_REQUEST
+        want = want and len(c.outbuf) < OUTPUT_HIGH
+        if want and not c.watched:
+            self.switch.add_fd(c.fd, lambda c=c: self._guarded(c, self._readable))
+        elif c.watched and not want and not c.closed:
+            self.switch.remove_fd(c.fd)
+        c.watched = want
+
     def _readable(self, c: _Client) -> None:
-        if len(c.inbuf) > MAX_REQUEST:  # requests still queued: read more once they are done
-            return
         for _ in range(READS_PER_TURN):
+            if len(c.inbuf) > MAX_REQUEST:  # requests queued: read more once they are done
+                break
             try:
                 data = c.sock.recv(65536)
             except (BlockingIOError, InterruptedError):
@@ -278,8 +292,7 @@ class CliServer:
                 self._close(c)
                 return
             if not data:
-                c.eof = True
-                self.switch.remove_fd(c.fd)  # nothing more to read: stop watching
+                c.eof = True  # nothing more to read: no longer watched
                 break
             c.inbuf += data
             c.last_active = self.clock()
@@ -288,18 +301,19 @@ class CliServer:
                 self._send(c, Reply(False, _TOO_LONG), False)
                 c.inbuf.clear()
                 c.eof = True
-                self.switch.remove_fd(c.fd)
                 break
         self._process(c)
+        self._watch(c)
 
     def _process(self, c: _Client) -> None:
         """Answer complete request lines in order; a pending one holds the rest back.
 
         At most REQUESTS_PER_TURN per call: a client pipelining thousands of commands
-        gets the rest answered on later loop turns, between packet vectors.
+        gets the rest answered on later loop turns, between packet vectors; and none
+        while OUTPUT_HIGH bytes of replies wait for it to read them.
         """
         for _ in range(REQUESTS_PER_TURN):
-            if c.closed or c.pending is not None:
+            if c.closed or c.pending is not None or len(c.outbuf) >= OUTPUT_HIGH:
                 break
             nl = c.inbuf.find(b"\n")
             if nl < 0:
@@ -368,7 +382,7 @@ class CliServer:
         for c in list(self.clients.values()):
             if not c.closed:
                 self._guarded(c, lambda c, now=now: self._service(c, now))
-        return any(c.pending is None and b"\n" in c.inbuf for c in self.clients.values())
+        return any(_ready(c) for c in self.clients.values())
 
     def _service(self, c: _Client, now: float) -> None:
         if c.pending is not None:
@@ -383,6 +397,8 @@ class CliServer:
         if c.outbuf:
             self._flush(c)
         self._maybe_close(c)
+        if not c.closed:
+            self._watch(c)
         if not c.closed and c.pending is None and self.clock() - c.last_active > self.idle_timeout:
             self.counters["idle-timeout"] += 1
             log.info("CLI client %d (%s) idle %.0f s: closing it", c.fd, c.cred, self.idle_timeout)
@@ -411,6 +427,11 @@ def request_problem(raw: bytes) -> str | None:
     if depth > MAX_DEPTH:
         return f"bad request: JSON nested {depth} deep (at most {MAX_DEPTH})"
     return None
+
+
+def _ready(c: _Client) -> bool:
+    """A request of ``c`` can be answered now (the loop should not sleep)."""
+    return c.pending is None and len(c.outbuf) < OUTPUT_HIGH and b"\n" in c.inbuf
 
 
 def _encode(reply: Reply, want_json: bool) -> bytes:
