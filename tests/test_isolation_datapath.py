@@ -25,6 +25,7 @@ from hostile_peer import NOBODY, Child, spawn_as
 
 import memif
 from memif import packet, wire
+from memif.queue import RxBatch
 from memif.testing import pair, unique_name
 
 NEXT = wire.DESC_FLAG_NEXT
@@ -282,6 +283,31 @@ def test_chained_transmit_is_byte_exact(s2m: bool) -> None:
             assert txq.tx_chained(rows, idx, lengths) == 0  # 2 slots left: 1000 bytes need 4
             assert receiver.recv() == want
         assert txq.stats.packets == 24
+
+
+def test_chained_gather_matches_each_packet_assembled() -> None:
+    """RxBatch.gather of chained packets (what memif-input copies into the pool): short
+    pieces in one vector operation, long ones one by one, any width, several regions,
+    pieces ending at a region's last byte: the first ``width`` bytes of every packet."""
+    rng = np.random.default_rng(15)
+    for trial in range(40):
+        regions = [rng.integers(0, 256, int(rng.integers(50, 5000)), np.uint8) for _ in "abc"]
+        per_packet = rng.integers(1, 8, int(rng.integers(1, 300)))
+        n_segs = int(per_packet.sum())
+        region = rng.integers(0, 3, n_segs).astype(np.uint16)
+        sizes = np.array([len(regions[r]) for r in region.tolist()])
+        top = 4 if trial % 2 else 3000  # all short pieces, or a mix
+        length = np.minimum(rng.integers(1, top, n_segs), sizes).astype(np.uint32)
+        offset = (rng.random(n_segs) * (sizes - length + 1)).astype(np.uint32)
+        offset[::7] = (sizes - length)[::7]  # ending at the region's end
+        first = (np.cumsum(per_packet) - per_packet).astype(np.intp)
+        total = np.add.reduceat(length.astype(np.uint64), first)
+        batch = RxBatch(regions, region, offset, length, first, total)
+        width = int(rng.integers(1, 9000))
+        rows = batch.gather(width)
+        for i in range(len(batch)):
+            want = batch[i][:width].tobytes()
+            assert rows[i, : len(want)].tobytes() == want, (trial, i)
 
 
 @pytest.mark.parametrize("uid", [0, NOBODY], ids=["root", "nobody"])

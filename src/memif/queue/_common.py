@@ -89,6 +89,42 @@ def row_items(rows: np.ndarray, width: int) -> np.ndarray:
     return rows[:, :width].view(np.dtype((np.void, width)))[:, 0]
 
 
+def byte_items(memory: np.ndarray, width: int) -> np.ndarray:
+    """Every ``width``-byte window of a 1-D uint8 array as one void item per start byte:
+    item ``s`` is ``memory[s : s + width]``, so indexing with starts moves each window
+    with one memcpy (items overlap; assign to them in start order)."""
+    n = max(len(memory) - width + 1, 0)
+    return np.ndarray((n,), np.dtype((np.void, width)), buffer=memory, strides=(1,))
+
+
+def pieces(memory: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """``memory[s : s + width]`` for each start as rows of a ``(len(starts), width)``
+    uint8 array, in one gather; windows running past the end are zero-padded.
+
+    Every start must lie inside ``memory``.
+    """
+    k, size = len(starts), len(memory)
+    out = np.empty((k, width), np.uint8)
+    if k == 0:
+        return out
+    starts = starts.astype(np.int64)
+    rows = row_items(out, width)
+    last = size - width  # the last start with a whole window
+    if last >= 0:
+        rows[:] = byte_items(memory, width)[np.minimum(starts, last)]
+        over = starts > last
+        if not over.any():
+            return out
+    else:
+        over = np.ones(k, bool)
+    # the memory's last bytes, zero-padded, give the windows that run past its end
+    keep = min(size, width)
+    tail = np.zeros(keep + width, np.uint8)
+    tail[:keep] = memory[size - keep :]
+    rows[over] = byte_items(tail, width)[starts[over] - (size - keep)]
+    return out
+
+
 def row_index(
     region: np.ndarray, offsets: np.ndarray, width: int
 ) -> tuple[np.ndarray, np.ndarray] | None:

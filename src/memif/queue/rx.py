@@ -22,6 +22,8 @@ from ._common import (
     _bad_mask,
     _Queue,
     _read_descs,
+    byte_items,
+    pieces,
     ring_pieces,
     row_index,
     row_items,
@@ -37,6 +39,11 @@ def _readable(fd: int, timeout: float | None) -> bool:
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     return bool(poller.poll(None if timeout is None else timeout * 1000))
+
+
+#: chained buffers shorter than this are assembled in one vector operation, longer
+#: ones copied one call each (a call costs about as much as copying this many bytes)
+SHORT_PIECE = 256
 
 
 class RxBatch:
@@ -223,9 +230,11 @@ class RxBatch:
     def gather(self, width: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """Copy the first ``width`` bytes of every packet into rows of a 2-D array.
 
-        Unchained packets move as in :meth:`copy_into`; chained ones are assembled one
-        by one.  Bytes past a packet's length are unspecified (whatever the buffer
-        held): mask with ``lengths`` when it matters.
+        Unchained packets move as in :meth:`copy_into`.  Of chained ones, buffers of
+        ``SHORT_PIECE`` bytes or more are copied one by one (each copy is worth its
+        call), shorter ones in one gather and one scatter however many there are.
+        Bytes past a packet's length are unspecified (whatever the buffers held): mask
+        with ``lengths`` when it matters.
         """
         n = len(self)
         if width is None:
@@ -237,15 +246,44 @@ class RxBatch:
         if self.first is None:
             self.copy_into(row_items(out, width), np.arange(n))
             return out
-        for i in range(n):  # segment by segment: never assemble more than width bytes
-            pos = 0
-            for seg in self.segments(i):
-                m = min(len(seg), width - pos)
-                out[i, pos : pos + m] = seg[:m]
-                pos += m
-                if pos == width:
-                    break
+        seg_len = self.seg_length.astype(np.int64)
+        counts = np.diff(np.append(self.first, len(seg_len)))
+        begin = np.cumsum(seg_len) - seg_len
+        pos = begin - np.repeat(begin[self.first], counts)  # where each buffer goes
+        row = np.repeat(np.arange(n), counts)
+        keep = pos < width  # never assemble more than width bytes
+        short = np.flatnonzero(keep & (seg_len < SHORT_PIECE))
+        if len(short):
+            self._scatter_short(out, short, row[short] * width + pos[short])
+        long = np.flatnonzero(keep & (seg_len >= SHORT_PIECE))
+        if len(long):
+            regions = self._regions
+            end = np.minimum(pos[long] + seg_len[long], width)
+            for i, r, off, at, stop in zip(
+                row[long].tolist(),
+                self.seg_region[long].tolist(),
+                self.seg_offset[long].tolist(),
+                pos[long].tolist(),
+                end.tolist(),
+                strict=True,
+            ):
+                out[i, at:stop] = regions[r][off : off + stop - at]
         return out
+
+    def _scatter_short(self, out: np.ndarray, segs: np.ndarray, at: np.ndarray) -> None:
+        """Copy buffers ``segs`` (each shorter than SHORT_PIECE) to flat positions ``at``
+        of ``out``: each lands as ``item`` bytes, in order, so the next buffer (or
+        packet) overwrites what a shorter one carried past its end."""
+        item = min(int(self.seg_length[segs].max()), out.shape[1])
+        data = np.empty((len(segs), item), np.uint8)
+        region, offset = self.seg_region[segs], self.seg_offset[segs]
+        for r in np.unique(region).tolist():
+            sel = region == r
+            data[sel] = pieces(self._regions[r], offset[sel], item)
+        flat = np.zeros(out.size + item, np.uint8)  # room for the last one's spill
+        flat[: out.size] = out.reshape(-1)
+        byte_items(flat, item)[at] = row_items(data, item)
+        out[:] = flat[: out.size].reshape(out.shape)
 
 
 class RxQueue(_Queue):

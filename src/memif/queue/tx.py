@@ -19,6 +19,7 @@ from ._common import (
     SlotLayout,
     _bad_mask,
     _Queue,
+    pieces,
     ring_pieces,
     row_index,
     row_items,
@@ -300,17 +301,8 @@ class TxQueue(_Queue):
         part = np.arange(total) - np.repeat(ends - segs, segs)  # segment number in its packet
         at = part * cap
         seg_len = np.minimum(lengths[pkt] - at, cap)
-        width = rows.shape[1]
-        starts = idx[pkt].astype(np.int64) * width + at
-        flat = rows.reshape(-1)
-        last = flat.size - cap  # a segment gathered as ``cap`` bytes must start at or before
-        items = np.ndarray((last + 1,), np.dtype((np.void, cap)), buffer=flat, strides=(1,))
-        over = np.flatnonzero(starts > last)
-        data = items[np.minimum(starts, last)].view(np.uint8).reshape(total, cap)
-        for j in over.tolist():  # the end of the last row: fewer than cap bytes remain
-            s = int(starts[j])
-            data[j, : flat.size - s] = flat[s:]
-        tx.fill(data)
+        starts = idx[pkt].astype(np.int64) * rows.shape[1] + at
+        tx.fill(pieces(rows.reshape(-1), starts, cap))
         flags = np.full(total, wire.DESC_FLAG_NEXT, np.uint16)
         flags[ends - 1] = 0
         self.tx_burst(tx, seg_len, count=total, flags=flags)
