@@ -11,7 +11,10 @@ ring counter once and kicks the eventfd once per burst.
 
 Nothing in here raises because of what the peer wrote.  A ring whose counters are
 impossible (head or tail jumping by more than the ring size) sets ``fault`` and
-moves nothing; the interface turns that into a DISCONNECT.
+moves nothing; the interface turns that into a DISCONNECT.  Nor does what the peer
+writes set the cost: chains are assembled and sent as vector operations however
+short their buffers, and a chain the peer leaves unfinished is read once, then
+neither read again nor reported :meth:`~RxQueue.ready` until the producer moves on.
 """
 
 from ._common import RX_ERRORS, TX_ERRORS, QueueStats, ring_slots, row_items, strided_view

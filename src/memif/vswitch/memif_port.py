@@ -7,6 +7,15 @@ Zero-copy (slave interfaces, as in VPP) shares the switch's pool as a region: th
 switch posts pool buffers on its receive rings and transmits descriptors pointing
 at pool buffers, so the peer reads and writes the switch's memory directly.  Every
 descriptor coming back is checked against what was posted in that slot.
+
+What one peer costs the switch is bounded whatever it posts: memif-input takes at
+most ``PORT_VECTORS`` vectors of descriptors (and at most the pool's quota per
+port) from a port per turn; a zero-copy port holds at most the quota in posted and
+lent buffers (the rest of its transmit is copied into its ring's own buffers);
+chains are assembled and sent as vector operations, and frames are not chained
+over receive buffers shorter than ``MIN_CHAIN_BUFFER``.  Every frame dropped
+counts under a named error of memif-input or the port's output node and in the
+interface's drops (received) or tx errors (sent); both outlive the connection.
 """
 
 from __future__ import annotations
