@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from helpers import Memifd, mac
+from helpers import Memifd, SwitchRig, mac
 from hostile_peer import NOBODY, Child, spawn_as
 
 import memif
@@ -614,6 +614,43 @@ def test_a_master_that_never_gives_back_holds_at_most_the_quota(start) -> None:
         assert no_buffers == 0 and legit.loss < 0.05
     finally:
         peers.close()
+
+
+def test_over_quota_transmit_is_copied_and_every_buffer_comes_home(switch_rig) -> None:
+    """In-process switch (4096 buffers, quota 2048): port b posts 1024 and has 2 x 1024
+    transmit slots; its master reads nothing at first, so b lends 1024 pool buffers,
+    then copies into its rings' own buffers.  Every frame arrives intact once the master
+    reads, the lent buffers come back, and after the disconnect the pool is whole."""
+    rig = switch_rig(SwitchRig, "slave", "zc-quota", n_buffers=4096, data_size=2048)
+    a_sw, a = rig.create_port(1, {}, ring_size=256)
+    b_sw, b = rig.create_port(2, {}, ring_size=1024, tx_queues=2)
+    rig.run(lambda: a.connected and b.connected and b_sw.link_up, "connect")
+    pool, port = rig.sw.pool, rig.sw.ports[b_sw.sw_if_index]
+    assert port.zero_copy and pool.quota_per_port == 2048 and port.held == 1024
+    sent = [frame(packet.BROADCAST, mac(1), k, 60 + k % 900) for k in range(2048)]
+    for k in range(0, 2048, 256):
+        assert a.send(sent[k : k + 256]) == 256
+        rig.run(lambda k=k: b_sw.counters.tx_packets >= k + 256, "b transmits")
+    assert port.held == 2048  # 1024 posted + 1024 lent; the other 1024 were copied
+    assert sum(q.in_flight for q in port.iface.tx_queues) == 2048
+    got: list[bytes] = []
+    for qid in (0, 1):
+        while more := b.recv(1024, queue=qid):
+            got += more
+    assert sorted(got) == sorted(sent)
+    assert b_sw.counters.tx_errors == 0
+    # b reclaims what a queue gave back when it next transmits on it: one frame each
+    more = [frame(packet.BROADCAST, mac(1), tag) for tag in (4096, 4097)]
+    for k, f in enumerate(more, 2049):
+        assert a.send([f]) == 1
+        rig.run(lambda k=k: b_sw.counters.tx_packets == k, "one more")
+    assert port.held == 1024 + 2  # the 1024 lent came home; the new frames are lent
+    assert sorted(b.recv(queue=0) + b.recv(queue=1)) == more
+    assert pool.n_free + sum(p.held for p in rig.sw.ports.values()) == pool.n_buffers
+    rig.close_peers()
+    rig.run(lambda: not a_sw.link_up and not b_sw.link_up, "all down")
+    assert pool.n_free == pool.n_buffers
+    assert len(np.unique(pool._free[: pool.n_free])) == pool.n_buffers
 
 
 # --------------------------------------------------------------------------- item 10
