@@ -32,8 +32,11 @@ from helpers import Memifd, mac
 from hostile_peer import NOBODY, spawn_as
 from test_isolation_datapath import (
     BAD,
+    Legit,
+    Peers,
     Watch,
     alive,
+    config,
     cpu_seconds,
     errors,
     frame,
@@ -42,7 +45,7 @@ from test_isolation_datapath import (
 )
 
 import memif
-from memif import packet
+from memif import packet, wire
 from memif.daemon.commands import Context, execute
 from memif.daemon.server import MAX_CLIENTS_PER_UID, MAX_DEPTH, MAX_REQUEST, request_problem
 from memif.daemon.show import MAX_ROWS
@@ -53,6 +56,7 @@ from memif.vswitch.l2fib import DEFAULT_IF_LIMIT, L2Fib, fib_key
 from memif.vswitch.neighbor import NeighborTable
 
 A, B = "memif1/0", "memif2/0"
+NEXT = wire.DESC_FLAG_NEXT
 
 
 # --------------------------------------------------------------------------- helpers
@@ -191,6 +195,72 @@ def test_a_client_that_never_reads_its_replies_is_held_back(start) -> None:
     assert cpu < 0.5
     assert len(replies) == 3000 and all(r["ok"] and "show version" in r["output"] for r in replies)
     alive(d)
+
+
+def test_a_port_whose_handling_raises_is_disconnected_alone(start) -> None:
+    """The master peer of a zero-copy slave port sends one frame chained over two
+    descriptors: memif-input's zero-copy path raises on it (an unguarded path: the
+    check of a burst holding a chain indexes an empty array).  Before, any exception in
+    the loop ended memifd ("memifd failed", every peer disconnected).  Now it is
+    contained: the traceback is logged, main-loop port-exception counts it, that port's
+    peer alone is disconnected (and reconnects), and a and b keep forwarding."""
+    a_name, b_name, master = (unique_name(f"contain-{k}") for k in "abm")
+    d = start(
+        config(a_name, b_name)
+        + [
+            f"create memif socket id 3 filename {master}",
+            "create interface memif id 0 socket-id 3 slave",  # zero-copy: memifd's own pool
+            "set interface l2 bridge memif3/0 1",
+            "set interface state memif3/0 up",
+        ]
+    )
+    hostile = memif.Socket(master, app_name="hostile-master")
+    bad = hostile.create_interface(role="server", id=0)
+    peers = Peers()
+    peers.sockets.append(hostile)
+    a, b = peers.add(a_name, "peer-a"), peers.add(b_name, "peer-b")
+    try:
+        peers.pump(lambda: a.connected and b.connected and bad.connected, "connect")
+        assert "zero-copy" in d.ok("show memif memif3/0")["data"]["interfaces"][0]["flags"]
+        legit = Legit(a, b)
+        legit.learn(peers)
+        watch = Watch(d)
+        chains = 0
+
+        def attack() -> None:  # a chain of two descriptors in the slots memifd posted
+            nonlocal chains
+            if not bad.connected or chains >= 5:
+                return
+            ring = bad.tx_queues[0].ring
+            if (ring.head - ring.tail) & 0xFFFF < 2:
+                return
+            t = ring.tail
+            for k, flags in enumerate((NEXT, 0)):
+                ring.d_flags[(t + k) & ring.mask] = flags
+                ring.d_length[(t + k) & ring.mask] = 64
+            ring.tail = t + 2
+            ring.kick()
+            chains += 1
+
+        t0 = run_for(3.0, peers, legit, attack)
+        alive(d)
+        mem = watch.bounded("port exceptions")
+        failed = counter(d, "main-loop", "port-exception")
+        log = d.log()
+        print(
+            f"\nchained frames on a zero-copy slave port: {chains} sent, {failed} port "
+            f"exceptions contained; a->b loss {legit.loss:.1%}, longest gap "
+            f"{legit.longest_gap(t0) * 1000:.0f} ms; {mem}"
+        )
+        assert chains >= 1 and failed >= 1
+        assert "memif-input: memif3/0 failed on this port: disconnecting its peer" in log
+        assert "Traceback" in log and "memifd failed" not in log
+        assert "memif3/0 disconnected: memifd internal error on this interface" in log
+        assert legit.loss < 0.05
+        peers.pump(lambda: bad.connected, "the hostile port reconnects")  # only it went
+        assert all(d.interfaces()[n]["state"] == "up" for n in (A, B, BAD))
+    finally:
+        peers.close()
 
 
 def test_request_nesting_is_measured_without_parsing() -> None:
