@@ -167,6 +167,8 @@ class MemifPort:
     def _report(self, node: MemifInput, qid: int, q: RxQueue) -> None:
         """Add what a queue dropped since last time to memif-input's errors and the
         interface's drops (they outlive the queue, which goes at disconnect)."""
+        while len(self._seen) <= qid:  # queues this port was not told about
+            self._seen.append({})
         seen = self._seen[qid]
         for name, count in q.stats.errors.items():
             new = count - seen.get(name, 0)
