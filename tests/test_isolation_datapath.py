@@ -653,6 +653,31 @@ def test_over_quota_transmit_is_copied_and_every_buffer_comes_home(switch_rig) -
     assert len(np.unique(pool._free[: pool.n_free])) == pool.n_buffers
 
 
+def test_chained_frames_on_a_zero_copy_port_are_dropped_by_name(switch_rig) -> None:
+    """The master of a zero-copy slave port fills the pool buffers memifd posted and
+    publishes them as chains: each is dropped as zero-copy-chained (it raised before),
+    the buffers go back to the pool, the port stays up and forwards what follows."""
+    rig = switch_rig(SwitchRig, "slave", "zc-chain", n_buffers=2048, data_size=2048)
+    a_sw, a = rig.create_port(1, {}, ring_size=256)
+    bad_sw, bad = rig.create_port(2, {}, ring_size=256)
+    rig.run(lambda: a.connected and bad.connected and bad_sw.link_up, "connect")
+    pool = rig.sw.pool
+    ring = bad.tx_queues[0].ring  # the master fills the buffers the switch posted
+    t = ring.tail
+    for k in range(6):  # three chains of two
+        ring.d_flags[(t + k) & ring.mask] = NEXT if k % 2 == 0 else 0
+        ring.d_length[(t + k) & ring.mask] = 64
+    ring.tail = t + 6
+    ring.kick()
+    rig.run(lambda: rig.errors().get("zero-copy-chained", 0) == 3, "chains dropped")
+    assert bad_sw.counters.drops == 3 and bad_sw.link_up and bad.connected
+    rig.sw.run_once()
+    assert pool.n_free + sum(p.held for p in rig.sw.ports.values()) == pool.n_buffers
+    good = frame(packet.BROADCAST, mac(2), 1)
+    assert bad.send([good]) == 1
+    rig.run(lambda: good in a.recv(), "a frame after the chains")
+
+
 # --------------------------------------------------------------------------- item 10
 def test_bad_descriptor_counters_reach_show_errors_and_outlive_the_peer(start) -> None:
     """Bad descriptors from the hostile peer: counted as memif-input errors and the

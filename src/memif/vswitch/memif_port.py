@@ -240,11 +240,13 @@ class MemifPort:
         return idx, nbytes
 
     def _take_checked(self, node: MemifInput, batch, lent: np.ndarray) -> np.ndarray:
-        """Keep each packet whose descriptor names a buffer lent to this queue, once."""
+        """Keep each packet whose descriptor names a buffer lent to this queue, once;
+        the lent buffers not kept go back to the pool."""
         pool = self.switch.pool
-        ok = np.zeros(len(batch), bool)
         idx = np.empty(0, INDEX)
-        if len(batch) and batch.first is None:
+        if batch.first is not None:  # each frame must fit the one buffer posted for it
+            self._rx_drop(node, "zero-copy-chained", len(batch))
+        elif len(batch):
             idx = pool.index_of(batch.seg_offset)
             ok = (
                 (batch.seg_region == self.region)
@@ -256,11 +258,11 @@ class MemifPort:
             _, first = np.unique(idx[pos], return_index=True)  # no buffer taken twice
             ok[pos] = False
             ok[pos[first]] = True
-        good = int(np.count_nonzero(ok))
-        if good < len(batch):
-            self._rx_drop(node, "zero-copy-mismatch", len(batch) - good)
-        idx = idx[ok]
-        pool.length[idx] = batch.lengths[ok]
+            good = int(np.count_nonzero(ok))
+            if good < len(batch):
+                self._rx_drop(node, "zero-copy-mismatch", len(batch) - good)
+            idx = idx[ok]
+            pool.length[idx] = batch.lengths[ok]
         pool.free(np.setdiff1d(lent[lent >= 0], idx, assume_unique=True))
         return idx
 
@@ -361,6 +363,7 @@ class MemifInput(Node):
         "no-buffers": "switch buffer pool exhausted",
         "too-big": "frame larger than a switch buffer",
         "zero-copy-mismatch": "descriptor does not name the buffer posted in its slot",
+        "zero-copy-chained": "chained frame on a zero-copy port (one posted buffer each)",
         "interface-down": "interface admin-down",
         **{_node_error(name): text for name, text in RX_ERRORS.items()},
         "chain-incomplete": "only an unfinished buffer chain on the ring: waiting for its end",
