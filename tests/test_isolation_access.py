@@ -564,7 +564,8 @@ def test_secret_brute_force_is_throttled_and_logged(attacked) -> None:
     assert (c["secret_failures"], c["secret_throttled"]) == (8, 32)
     log = d.log()
     assert re.search(r"uid 65534 backs off 10 s after 8 failed secrets \(pid \d+ uid 65534", log)
-    assert log.count("incorrect secret") == 8 and log.count("too many failed secrets") <= 2
+    # one line per reason and uid per period: the flood shows without filling the log
+    assert log.count("incorrect secret") == 1 and log.count("too many failed secrets") <= 2
     healthy(d, legit)
     sock, iface = root_client(target, 0, secret="right")  # another uid is not throttled
     try:

@@ -1,4 +1,4 @@
-"""Fair admission: the process's fd budget, secret-failure back-off, rate-limited warnings.
+"""Fair admission: the process's fd budget and secret-failure back-off.
 
 A peer's fds (region memfds, ring eventfds) stay open for as long as its
 connection lives.  Every :class:`~memif.Socket` charges them to one process-wide
@@ -6,17 +6,13 @@ connection lives.  Every :class:`~memif.Socket` charges them to one process-wide
 application itself, so no set of peers can run the process out of descriptors.
 A daemon calls :func:`raise_fd_limit` at start to lift the soft limit to the hard one.
 
-:class:`SecretThrottle` stops one uid from guessing secrets at wire speed, and
-:class:`RateLimitedLog` keeps a flood of refusals from flooding the log.
+:class:`SecretThrottle` stops one uid from guessing secrets at wire speed.
 """
 
 from __future__ import annotations
 
-import logging
 import resource
-import time
 from collections import deque
-from collections.abc import Callable
 
 _NR_OPEN = "/proc/sys/fs/nr_open"
 
@@ -140,35 +136,3 @@ class SecretThrottle:
             self._failures.pop(uid, None)
             return True
         return False
-
-
-class RateLimitedLog:
-    """Warnings at most ``burst`` per ``interval`` seconds; the rest counted, then summed up."""
-
-    def __init__(
-        self,
-        logger: logging.Logger,
-        burst: int = 10,
-        interval: float = 10.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.logger = logger
-        self.burst = burst
-        self.interval = interval
-        self._clock = clock
-        self._start = -interval
-        self._sent = 0
-        self.suppressed = 0
-
-    def warning(self, fmt: str, *args: object) -> None:
-        """Log ``fmt % args`` unless this interval's burst is spent."""
-        now = self._clock()
-        if now - self._start >= self.interval:
-            if self.suppressed:
-                self.logger.warning("%d similar warnings suppressed", self.suppressed)
-            self._start, self._sent, self.suppressed = now, 0, 0
-        if self._sent >= self.burst:
-            self.suppressed += 1
-            return
-        self._sent += 1
-        self.logger.warning(fmt, *args)

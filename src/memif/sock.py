@@ -23,10 +23,11 @@ from dataclasses import dataclass
 
 from . import proto, shm, transport, wire
 from .access import AccessPolicy, PeerCredentials, peer_credentials
-from .admission import FD_BUDGET, FdBudget, RateLimitedLog, SecretThrottle
+from .admission import FD_BUDGET, FdBudget, SecretThrottle
 from .config import InterfaceConfig, Role
 from .errors import ConfigError, ProtocolError, UnsealedRegionError
 from .interface import BufferPool, ConnectCallback, DisconnectCallback, Interface
+from .ratelog import PerKeyLog
 
 DEFAULT_APP_NAME = "memif-python"
 DEFAULT_MAX_PENDING = 64  # handshakes a listening socket holds at once
@@ -123,7 +124,7 @@ class Socket:
         self.stall_reclaim = stall_reclaim
         self.secret_throttle = secret_throttle if secret_throttle is not None else SecretThrottle()
         self.counters = SocketCounters()
-        self._warn = RateLimitedLog(log, clock=clock)
+        self._warn = PerKeyLog(log, clock=clock)  # refusals: one line per reason and uid
         if max_pending_fds is None:
             soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
             max_pending_fds = soft // 2 if 0 < soft != resource.RLIM_INFINITY else 1 << 20
@@ -333,7 +334,8 @@ class Socket:
 
     def _log_refusal(self, reason: str, cred: PeerCredentials | None) -> None:
         peer = cred if cred is not None else "unknown peer"
-        self._warn.warning("memif socket %s: %s (%s)", self.display_name, reason, peer)
+        key = (reason, cred.uid if cred is not None else None)
+        self._warn.log(key, "memif socket %s: %s (%s)", self.display_name, reason, peer)
 
     @property
     def display_name(self) -> str:

@@ -26,6 +26,7 @@ from .. import wire
 from ..access import AccessPolicy
 from ..config import Role, format_mac, parse_mac, random_mac
 from ..errors import MemifError
+from ..ratelog import PerKeyLog
 from ..sock import Socket
 from ..text import escape
 from . import nodes_ip4, nodes_l2
@@ -35,7 +36,6 @@ from .memif_port import DEFAULT_VECTOR, MemifInput, MemifOutput, MemifPort
 from .neighbor import NeighborTable
 from .nodes_l2 import Meta
 from .pool import PacketPool
-from .ratelog import PerKeyLog
 from .tables import BridgeDomain, L2Mode, Span, SwInterface, Tables
 
 log = logging.getLogger("memifd")

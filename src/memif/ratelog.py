@@ -1,12 +1,12 @@
 """Log lines a peer can trigger at packet rate, at most one per key and period.
 
-A refusal that repeats every packet or every loop turn (a full MAC table, a port
-whose handling keeps failing) must be visible in the log without the log growing
-at packet rate.  :class:`PerKeyLog` writes the first occurrence of a key at
-once, then at most one line per ``period`` seconds with how many were suppressed.
-Unlike :class:`memif.admission.RateLimitedLog` (one budget for every warning of a
-socket), each key has its own budget: a flood on one port cannot hide another
-port's first line.
+A refusal that repeats every packet, connection or loop turn (a full MAC table, a
+port whose handling keeps failing, a uid knocking on a socket it may not use) must
+be visible in the log without the log growing at that rate.  :class:`PerKeyLog`
+writes the first occurrence of a key at once, then at most one line per ``period``
+seconds with how many were suppressed.  Each key has its own budget, so a flood
+from one peer cannot hide another peer's first line; the number of keys is
+bounded, since a peer may vary what goes into them.
 """
 
 from __future__ import annotations
