@@ -23,12 +23,14 @@ The startup file holds CLI commands, one per line (# comments and blank lines ar
 ignored), run before the CLI socket opens; a failing line stops memifd with its line
 number.  Example:
 
-  create memif socket id 1 filename @sw1
+  create memif socket id 1 filename @sw1 allow-uid 1001
   create interface memif id 0 socket-id 1 master
   set interface state memif1/0 up
   set interface l2 bridge memif1/0 1
 
-Then: memifctl -s SOCKET show interface.  SIGINT or SIGTERM stops memifd cleanly.
+Every memif socket admits root and memifd's own uid; give each tenant its own socket
+and allow-uid (abstract names like @sw1 have no file permissions: only this check
+protects them).  Then: memifctl -s SOCKET show interface.  SIGINT or SIGTERM stops memifd cleanly.
 """
 
 
