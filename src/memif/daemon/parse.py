@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,7 +190,7 @@ class Args:
 
     def options(
         self,
-        spec: dict[str, Callable[[Args, str], Any] | None],
+        spec: Mapping[str, Callable[[Args, str], Any] | None],
         required: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Keyword options in any order: ``spec`` maps keyword -> value parser (None: a flag).

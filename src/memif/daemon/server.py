@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import grp
 import json
 import logging
@@ -275,7 +276,7 @@ class CliServer:
         want = not (c.closed or c.eof) and len(c.inbuf) <= MAX_REQUEST
         want = want and len(c.outbuf) < OUTPUT_HIGH
         if want and not c.watched:
-            self.switch.add_fd(c.fd, lambda c=c: self._guarded(c, self._readable))
+            self.switch.add_fd(c.fd, functools.partial(self._guarded, c, self._readable))
         elif c.watched and not want and not c.closed:
             self.switch.remove_fd(c.fd)
         c.watched = want
@@ -381,7 +382,7 @@ class CliServer:
         now = time.monotonic()
         for c in list(self.clients.values()):
             if not c.closed:
-                self._guarded(c, lambda c, now=now: self._service(c, now))
+                self._guarded(c, functools.partial(self._service, now=now))
         return any(_ready(c) for c in self.clients.values())
 
     def _service(self, c: _Client, now: float) -> None:

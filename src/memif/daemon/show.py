@@ -173,6 +173,7 @@ def show_bridge_domain(ctx: Context, args: Args) -> Reply:
     for b in ids:
         bd = sw.tables.bds[b]
         members = [sw.tables.interfaces[i] for i in bd.members if i in sw.tables.interfaces]
+        member_data = [{**interface_data(ctx, m), "shg": 0} for m in members]
         d = {
             "bd_id": bd.id,
             "learn": bd.learn,
@@ -182,7 +183,7 @@ def show_bridge_domain(ctx: Context, args: Args) -> Reply:
             "mac_age": bd.mac_age,
             "learned": learned.get(bd.id, 0),
             "learn_limit": sw.fib.bd_limit.get(bd.id),
-            "members": [{**interface_data(ctx, m), "shg": 0} for m in members],
+            "members": member_data,
         }
         data.append(d)
         head = [
@@ -210,7 +211,7 @@ def show_bridge_domain(ctx: Context, args: Args) -> Reply:
             mhead = ["Interface", "If-idx", "State", *(c.replace(" ", "-") for c, _ in COUNTERS)]
             mrows = [
                 [m["name"], m["sw_if_index"], m["state"], *(m[k] for _, k in COUNTERS)]
-                for m in d["members"]
+                for m in member_data
             ]
             block += "\n\n" + (table(mhead, mrows, right="1345678") if mrows else "  no members")
         blocks.append(block)
