@@ -51,7 +51,15 @@ from typing import Any
 
 from .. import wire
 from ..errors import MemifError
-from .common import add_connection_args, fail, ipv4_arg, mac_arg, open_interface, print_json
+from .common import (
+    add_connection_args,
+    fail,
+    ipv4_arg,
+    mac_arg,
+    one_line_errors,
+    open_interface,
+    print_json,
+)
 from .gen_frames import IMIX, Frames
 from .gen_fwd import Generator
 
@@ -168,6 +176,7 @@ def add_parser(subparsers: Any) -> None:
         help="the forwarding mode, spelled as testpmd does (same as the FWD_MODE argument)",
     )
     add_connection_args(p, role="client")
+    one_line_errors(p, "gen")
     g = p.add_argument_group("traffic")
     g.add_argument(
         "--size",

@@ -27,7 +27,15 @@ from ..errors import MemifError
 from ..pcap import DEFAULT_SNAPLEN, PcapWriter, linktype_for_mode
 from ..queue import QueueStats, RxBatch
 from ..wire import Mode
-from .common import LiveLine, StopRequest, add_connection_args, fail, open_interface, print_json
+from .common import (
+    LiveLine,
+    StopRequest,
+    add_connection_args,
+    fail,
+    one_line_errors,
+    open_interface,
+    print_json,
+)
 from .monitor_classify import (
     ARP,
     HEADER_BYTES,
@@ -132,6 +140,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_connection_args(p, role="client")
+    one_line_errors(p, "monitor")
     p.add_argument(
         "--write",
         "-w",

@@ -27,6 +27,7 @@ from .common import (
     StopRequest,
     add_connection_args,
     fail,
+    one_line_errors,
     open_interface,
     print_json,
 )
@@ -51,6 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", metavar="FILE.pcap", help="the capture to replay")
     add_connection_args(p, role="client")
+    one_line_errors(p, "pcap-replay")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--fast", action="store_true", help="as fast as the peer takes them")
     pace.add_argument("--rate", type=float, metavar="PPS", help="a fixed rate, packets per second")
