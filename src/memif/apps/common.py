@@ -10,22 +10,34 @@ import select
 import signal
 import sys
 import time
-from collections.abc import Collection, Iterator, Sequence
-from typing import Any, NoReturn, TextIO
+from collections.abc import Callable, Collection, Iterator, Sequence
+from typing import Any, NoReturn, TextIO, TypeVar
 
-from .. import Interface, RxQueue, Socket, testing
+from .. import AccessPolicy, Interface, RxQueue, Socket, testing
+from ..access import parse_gids, parse_uids
 from ..config import Role, parse_mac
 from ..errors import ConfigError
 from ..wire import Mode
 
 DEFAULT_SOCKET = "/run/vpp/memif.sock"
 
+T = TypeVar("T")
 
-def _role(text: str) -> str:
-    try:
-        return Role.parse(text).value
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+
+def config_arg(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type from a parser that raises ConfigError: its message is the usage error."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+_role = config_arg(lambda text: Role.parse(text).value)
 
 
 def ipv4_arg(text: str) -> bytes:
@@ -36,12 +48,8 @@ def ipv4_arg(text: str) -> bytes:
         raise argparse.ArgumentTypeError(f"bad IPv4 address {text!r}") from None
 
 
-def mac_arg(text: str) -> bytes:
-    """An argparse type: ``aa:bb:cc:dd:ee:ff`` to its 6 bytes."""
-    try:
-        return parse_mac(text)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+mac_arg = config_arg(parse_mac)
+"""An argparse type: ``aa:bb:cc:dd:ee:ff`` to its 6 bytes."""
 
 
 def one_line_errors(parser: argparse.ArgumentParser, command: str) -> None:
@@ -87,7 +95,52 @@ def add_connection_args(
         default=connect_timeout,
         help=f"seconds to wait for the peer (default{wait})",
     )
+    add_access_args(parser)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+ACCESS_OPTIONS: tuple[tuple[str, Callable[[str], frozenset[int]], str, str], ...] = (
+    (
+        "--allow-uid",
+        parse_uids,
+        "U[,U..]",
+        "also admit these users (numbers or names): as server, clients run by them; "
+        "as client, a listener run by them (e.g. a container's uid)",
+    ),
+    (
+        "--allow-gid",
+        parse_gids,
+        "G[,G..]",
+        "also admit members of these groups (numbers or names; primary or supplementary)",
+    ),
+    (
+        "--unsealed-uid",
+        parse_uids,
+        "U[,U..]",
+        "use memory from these users (besides root and ours) even when it cannot be sealed "
+        "against shrinking (hugetlbfs memfds of VPP or DPDK zero-copy). RISK: such a peer can "
+        "shrink it under us and kill this tool with SIGBUS",
+    ),
+)
+"""The access options of every tool: flag, parser, metavar, help."""
+
+
+def add_access_args(parser: argparse.ArgumentParser) -> None:
+    """Who the tool's memif socket admits besides root and the tool's own uid (both roles)."""
+    g = parser.add_argument_group(
+        "access",
+        "Every peer's credentials are checked (SO_PEERCRED): as server, each client's; as "
+        "client, the listener's. Root and this tool's own uid are always admitted.",
+    )
+    for flag, parse, metavar, text in ACCESS_OPTIONS:
+        g.add_argument(
+            flag, type=config_arg(parse), default=frozenset(), metavar=metavar, help=text
+        )
+
+
+def access_policy(args: argparse.Namespace) -> AccessPolicy:
+    """The :class:`AccessPolicy` the ``--allow-uid/--allow-gid/--unsealed-uid`` options describe."""
+    return AccessPolicy.of(args.allow_uid, args.allow_gid, args.unsealed_uid)
 
 
 def host_mode(args: argparse.Namespace, command: str) -> Mode:
@@ -103,7 +156,7 @@ def open_interface(args: argparse.Namespace, app_name: str) -> tuple[Socket, Int
 
     Raises TimeoutError with the last disconnect reason if the peer never comes.
     """
-    sock = Socket(args.socket, app_name=app_name)
+    sock = Socket(args.socket, app_name=app_name, access=access_policy(args))
     try:
         iface = sock.create_interface(
             role=args.role,

@@ -64,6 +64,9 @@ examples:
   memif responder --role server --socket @pingme --ip 10.0.0.1
   memif ping --socket @pingme 10.0.0.1 -c 3
 
+  # let a container running as uid 1000 ping it (root and our own uid are always admitted)
+  memif responder --role server --socket @pingme --ip 10.0.0.1 --allow-uid 1000
+
   # echo every frame back with the MAC addresses swapped
   memif responder --role server --socket @pingme --reflect
 
