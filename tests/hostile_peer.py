@@ -7,6 +7,8 @@ speaks the slave side of the protocol by hand, from the spec, with whatever memo
 the attack needs: a memfd the kernel lets us seal, one it does not
 (``MFD_ALLOW_SEALING`` missing, or ``F_SEAL_SEAL`` already set), or a ``/dev/shm``
 file; it can then truncate that memory and post a packet into it.
+:func:`library_client` is the other start of a hostile peer: a connected library
+client whose shared rings the attack then rewrites by hand.
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import memif
 from memif import shm, transport, wire
+from memif.testing import drive
 
 NOBODY = 65534
 REGION_KINDS = ("sealable", "no-sealing", "seal-sealed", "dev-shm")
@@ -270,3 +275,16 @@ class RawSlave:
                 pass
         for fd in [*self.fds, *self.eventfds]:
             os.close(fd)
+
+
+# --------------------------------------------------------------------------- a library client
+@contextmanager
+def library_client(name: str, **options: Any) -> Iterator[tuple[memif.Socket, memif.Interface]]:
+    """A :mod:`memif` client of interface 0 on ``name`` (``options``: its configuration),
+    connected (15 s at most), closed on exit: a hostile peer that then rewrites its
+    shared rings by hand, as a malicious process mapping the same memory would."""
+    with memif.Socket(name, app_name="hostile") as sock:
+        iface = sock.create_interface(role="client", id=0, reconnect_interval=0.1, **options)
+        connected = drive(sock, until=lambda: iface.connected, timeout=15)
+        assert connected, f"not connected: {iface.local_disc_reason}"
+        yield sock, iface

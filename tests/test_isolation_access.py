@@ -16,10 +16,14 @@ import os
 import re
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
+from attack_rig import Legit, Peers
+from helpers import mac
 from hostile_peer import NOBODY, RawSlave, region_fd, run_as, spawn_as
+from memifd_probe import alive, fd_count, rss_kib, socket_counters
 
 import memif
 from memif import packet as pkt
@@ -33,62 +37,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="attacks as uid 65534 
 UNSEALED = (
     "region 1: memory not sealed against shrinking (uid 65534 not trusted with unsealed memory)"
 )
-MAC = [bytes([2, 0, 0, 0, 0x10, i]) for i in range(3)]
-
-
-def rss_kib(pid: int) -> int:
-    """Resident memory of a process, KiB."""
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"^VmRSS:\s+(\d+)", f.read(), re.M).group(1))  # type: ignore[union-attr]
-
-
-def fd_total(pid: int) -> int:
-    """Open fds of a process."""
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-# --------------------------------------------------------------------------- the legitimate pair
-class Legit:
-    """Clients of memifd's ports memif2/1 and memif2/2 (bridge domain 1), in this process."""
-
-    def __init__(self, name: str) -> None:
-        self.sock = memif.Socket(name, app_name="legit")
-        self.a, self.b = (
-            self.sock.create_interface(role="client", id=i, reconnect_interval=0.1) for i in (1, 2)
-        )
-        assert self.pump(lambda: self.a.connected and self.b.connected, 15), (
-            self.a.local_disc_reason,
-            self.b.local_disc_reason,
-        )
-        self.sent = self.received = 0
-
-    def pump(self, until: Callable[[], bool], timeout: float = 5.0) -> bool:
-        return drive(self.sock, until=until, timeout=timeout)
-
-    def exchange(self, n: int = 32, timeout: float = 5.0) -> int:
-        """``n`` frames each way; how many arrived (both ways)."""
-        frames_ab = [pkt.ethernet(MAC[2], MAC[1], 0x88B5, b"a%d" % i + bytes(60)) for i in range(n)]
-        frames_ba = [pkt.ethernet(MAC[1], MAC[2], 0x88B5, b"b%d" % i + bytes(60)) for i in range(n)]
-        got = [0, 0]
-        sent = self.a.send(frames_ab) + self.b.send(frames_ba) if self.up else 0
-
-        def done() -> bool:
-            if self.up:
-                got[0] += len(self.b.recv())
-                got[1] += len(self.a.recv())
-            return sum(got) >= sent
-
-        self.pump(done, timeout)
-        self.sent += 2 * n
-        self.received += sum(got)
-        return sum(got)
-
-    @property
-    def up(self) -> bool:
-        return self.a.connected and self.b.connected
-
-    def close(self) -> None:
-        self.sock.close()
+HOSTILE_MAC = mac(3)
 
 
 def config(target: str, *target_lines: str, options: str = "") -> tuple[list[str], str]:
@@ -120,26 +69,11 @@ def masters(*ids: int, bridge: bool = True) -> list[str]:
     return out
 
 
-def counters(d, socket_id: int = 1) -> dict[str, int]:
-    """``show memif socket``'s refusal counters of one socket."""
-    for s in d.ok("show memif socket")["data"]:
-        if s["id"] == socket_id:
-            return s["counters"]
-    raise AssertionError(f"no socket {socket_id}")
-
-
 def healthy(d, legit: Legit, n: int = 32) -> None:
     """memifd is alive, answers its CLI, and the legitimate pair still forwards."""
-    assert d.proc.poll() is None, d.log()
-    assert d.ok("show version")["ok"]
+    alive(d)
     got = legit.exchange(n)
     assert got >= 2 * n * 0.9, f"legit pair got {got} of {2 * n}: {d.log()[-2000:]}"
-
-
-def root_client(name: str, if_id: int, **options: object) -> tuple[memif.Socket, memif.Interface]:
-    """A library client (this process, root) of memifd's port ``if_id`` on ``name``."""
-    sock = memif.Socket(name, app_name="root-client")
-    return sock, sock.create_interface(role="client", id=if_id, reconnect_interval=0.1, **options)
 
 
 def keep_forwarding_until(d, legit: Legit, cond: Callable[[], bool], timeout: float = 10.0):
@@ -150,32 +84,40 @@ def keep_forwarding_until(d, legit: Legit, cond: Callable[[], bool], timeout: fl
         legit.exchange(4, timeout=1)
 
 
-def wait_connected(sock: memif.Socket, iface: memif.Interface, legit: Legit, d, timeout: float):
-    """Drive ``sock`` (and the legitimate pair's traffic) until ``iface`` is up; seconds taken."""
-    t0 = time.monotonic()
-    while not iface.connected:
-        assert time.monotonic() - t0 < timeout, (iface.local_disc_reason, d.log()[-3000:])
-        drive(sock, until=lambda: iface.connected, timeout=0.2)
-        legit.exchange(4, timeout=1)
-    return time.monotonic() - t0
+@contextmanager
+def root_client(
+    d, legit: Legit, name: str, if_id: int, timeout: float, **options: object
+) -> Iterator[float]:
+    """A library client (this process, root) of memifd's port ``if_id`` on ``name``,
+    driven (with the legitimate pair's traffic) until it is connected: the seconds that
+    took.  Closed on exit."""
+    with memif.Socket(name, app_name="root-client") as sock:
+        iface = sock.create_interface(role="client", id=if_id, reconnect_interval=0.1, **options)
+        t0 = time.monotonic()
+        while not iface.connected:
+            assert time.monotonic() - t0 < timeout, (iface.local_disc_reason, d.log()[-3000:])
+            drive(sock, until=lambda: iface.connected, timeout=0.2)
+            legit.exchange(4, timeout=1)
+        yield time.monotonic() - t0
 
 
 @pytest.fixture
 def attacked(start):
     """``attacked(target_lines, options=...)``: (memifd, target name, legitimate pair)."""
-    pairs: list[Legit] = []
+    peers = Peers()
 
     def make(target_lines: list[str], options: str = "", extra: tuple[str, ...] = ()):
         target = unique_name("iso-target")
         lines, legit_name = config(target, *target_lines, options=options)
         d = start(lines, *extra)
-        pairs.append(Legit(legit_name))
-        healthy(d, pairs[-1])
-        return d, target, pairs[-1]
+        sock = peers.open(legit_name, "legit")
+        a, b = (sock.create_interface(role="client", id=i, reconnect_interval=0.1) for i in (1, 2))
+        legit = Legit.connect(peers, a, b)
+        healthy(d, legit)
+        return d, target, legit
 
     yield make
-    for p in pairs:
-        p.close()
+    peers.close()
 
 
 # --------------------------------------------------------------------------- 1. memory
@@ -184,7 +126,7 @@ def unsealed_attack(target: str, kind: str) -> dict[str, str]:
     s = RawSlave(target, 0, kind=kind)
     try:
         reason = s.handshake()
-        s.write_buffer(pkt.ethernet(b"\xff" * 6, MAC[0], 0x88B5, bytes(50)))
+        s.write_buffer(pkt.ethernet(b"\xff" * 6, HOSTILE_MAC, 0x88B5, bytes(50)))
         truncated = s.truncate() if reason != "connected" or kind == "sealable" else "skipped"
         s.post(b"x" * 64)
         return {"reason": reason, "truncate": truncated}
@@ -199,7 +141,7 @@ def test_unsealed_region_from_nobody_is_refused_by_memifd(attacked, kind: str) -
     out = run_as(NOBODY, lambda: unsealed_attack(target, kind))
     assert out == {"reason": UNSEALED, "truncate": "truncated"}
     healthy(d, legit)
-    assert counters(d)["unsealed_refused"] == 1
+    assert socket_counters(d)["unsealed_refused"] == 1
     assert d.interfaces()["memif1/0"]["state"] != "up"
     log = d.log()
     assert f"uid {NOBODY}" in log and re.search(rf"{re.escape(UNSEALED)} \(pid \d+ uid 65534", log)
@@ -212,7 +154,7 @@ def test_sealable_region_from_nobody_is_sealed_and_cannot_be_pulled_away(attacke
     out = run_as(NOBODY, lambda: unsealed_attack(target, "sealable"))
     assert out == {"reason": "connected", "truncate": "Operation not permitted"}
     healthy(d, legit)
-    assert counters(d)["unsealed_refused"] == 0
+    assert socket_counters(d)["unsealed_refused"] == 0
 
 
 def test_unsealed_region_from_root_still_works(attacked) -> None:
@@ -223,14 +165,19 @@ def test_unsealed_region_from_root_still_works(attacked) -> None:
     try:
         assert s.handshake() == "connected"
         d.wait_up("memif1/0")
-        frame = pkt.ethernet(b"\xff" * 6, MAC[0], 0x88B5, b"from-root" + bytes(50))
+        frame = pkt.ethernet(b"\xff" * 6, HOSTILE_MAC, 0x88B5, b"from-root" + bytes(50))
         s.write_buffer(frame)
         s.post(frame)
         got: list[bytes] = []
-        legit.pump(lambda: bool(got.extend(legit.a.recv()) or got), 5)
+
+        def arrived() -> bool:
+            got.extend(legit.a.recv())
+            return frame in got
+
+        legit.peers.drive(arrived, 5)
         assert frame in got
         healthy(d, legit)
-        assert counters(d)["unsealed_refused"] == 0
+        assert socket_counters(d)["unsealed_refused"] == 0
     finally:
         s.close()
 
@@ -264,7 +211,7 @@ def test_abstract_socket_refuses_nobody_and_logs_pid_uid(attacked) -> None:
     out = run_as(NOBODY, lambda: RawSlave(target).handshake())
     assert out == f"access denied: uid {NOBODY} gid {NOBODY} not allowed on this socket"
     healthy(d, legit)
-    assert counters(d)["access_denied"] == 1
+    assert socket_counters(d)["access_denied"] == 1
     assert re.search(rf"{target}: access denied: .* \(pid \d+ uid {NOBODY} gid {NOBODY}\)", d.log())
     sock = d.ok("show memif socket")["data"][1]
     assert (
@@ -288,7 +235,7 @@ def test_refusal_flood_is_counted_in_full_and_logged_rate_limited(attacked) -> N
         return done
 
     run_as(NOBODY, knock)
-    keep_forwarding_until(d, legit, lambda: counters(d)["access_denied"] == 300)
+    keep_forwarding_until(d, legit, lambda: socket_counters(d)["access_denied"] == 300)
     assert d.log().count("access denied") <= 10
     healthy(d, legit)
 
@@ -297,7 +244,7 @@ def test_allow_uid_by_name_admits_nobody(attacked) -> None:
     d, target, legit = attacked(masters(0), options="allow-uid nobody")
     assert run_as(NOBODY, lambda: RawSlave(target).handshake()) == "connected"
     healthy(d, legit)
-    assert counters(d)["access_denied"] == 0
+    assert socket_counters(d)["access_denied"] == 0
     assert d.ok("show memif socket")["data"][1]["access"] == "uid 0,65534 unsealed-uid 0"
 
 
@@ -357,7 +304,7 @@ def test_squatter_of_an_abstract_name_gets_nothing_from_a_zero_copy_slave(attack
                 "set interface state memif3/0 up",
             ]
         )
-        keep_forwarding_until(d, legit, lambda: counters(d, 3)["access_denied"] >= 2, 15)
+        keep_forwarding_until(d, legit, lambda: socket_counters(d, 3)["access_denied"] >= 2, 15)
     finally:
         seen = child.finish()
     assert seen["accepted"] >= 1 and seen["messages"] == 0 and seen["fds"] == 0
@@ -389,7 +336,7 @@ def test_library_client_refuses_a_listener_it_does_not_trust() -> None:
 # --------------------------------------------------------------------------- 3. fair admission
 def test_pending_flood_from_one_uid_does_not_lock_out_another(attacked) -> None:
     d, target, legit = attacked(masters(0, 1), options=f"allow-uid {NOBODY}")
-    fds0 = fd_total(d.proc.pid)
+    fds0 = fd_count(d.proc.pid)
 
     def flood(stopped: Callable[[], bool]) -> dict[str, int]:
         conns: list = []
@@ -417,18 +364,17 @@ def test_pending_flood_from_one_uid_does_not_lock_out_another(attacked) -> None:
         return seen
 
     child = spawn_as(NOBODY, flood)
-    sock = None
     try:
-        keep_forwarding_until(d, legit, lambda: counters(d)["pending_refused"] >= 20)
-        sock, iface = root_client(target, 1)
-        took = wait_connected(sock, iface, legit, d, 15)
-        print(f"\nroot client connected {took:.2f}s into a flood of silent connections from nobody")
-        healthy(d, legit)
-        assert fd_total(d.proc.pid) < fds0 + 64  # 8 pending from nobody, plus our client
+        keep_forwarding_until(d, legit, lambda: socket_counters(d)["pending_refused"] >= 20)
+        with root_client(d, legit, target, 1, 15) as took:
+            print(
+                f"\nroot client connected {took:.2f}s into a flood of silent connections "
+                "from nobody"
+            )
+            healthy(d, legit)
+            assert fd_count(d.proc.pid) < fds0 + 64  # 8 pending from nobody, plus our client
     finally:
         seen = child.finish()
-        if sock is not None:
-            sock.close()
     assert seen["refused"] >= 20
     assert re.search(r"too many pending connections from uid 65534 \(pid \d+ uid 65534", d.log())
 
@@ -471,22 +417,18 @@ def test_stalled_handshake_yields_its_interface_id(attacked, drip: bool) -> None
         return seen
 
     child = spawn_as(NOBODY, squat)
-    sock = None
     try:
         keep_forwarding_until(
             d, legit, lambda: "connecting" in d.ok("show memif memif1/1")["output"]
         )
-        sock, iface = root_client(target, 1)
-        took = wait_connected(sock, iface, legit, d, 10)
-        print(f"\nroot client took interface id 1 from a stalled squatter in {took:.2f}s")
-        healthy(d, legit)
-        # not held until the handshake times out: the id was taken from the squatter
-        assert counters(d)["id_reclaimed"] >= 1
-        assert "stalled handshake yields its interface id" in d.log()
+        with root_client(d, legit, target, 1, 10) as took:
+            print(f"\nroot client took interface id 1 from a stalled squatter in {took:.2f}s")
+            healthy(d, legit)
+            # not held until the handshake times out: the id was taken from the squatter
+            assert socket_counters(d)["id_reclaimed"] >= 1
+            assert "stalled handshake yields its interface id" in d.log()
     finally:
         seen = child.finish()
-        if sock is not None:
-            sock.close()
     assert seen["accepted"] >= 1
 
 
@@ -499,7 +441,7 @@ def test_fd_budget_bounds_a_peer_holding_many_rings_on_several_ids(attacked) -> 
     )
     resource.prlimit(d.proc.pid, resource.RLIMIT_NOFILE, (limit, limit))
     budget = limit - limit // 4  # what memifd's peers may hold together
-    rss0, fds0 = rss_kib(d.proc.pid), fd_total(d.proc.pid)
+    rss0, fds0 = rss_kib(d.proc.pid), fd_count(d.proc.pid)
 
     def hog(stopped: Callable[[], bool]) -> list[str]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (4096, resource.getrlimit(7)[1]))
@@ -513,27 +455,26 @@ def test_fd_budget_bounds_a_peer_holding_many_rings_on_several_ids(attacked) -> 
 
     child = spawn_as(NOBODY, hog)
     try:
-        keep_forwarding_until(d, legit, lambda: counters(d)["fd_refused"] >= 3 or child.done, 60)
-        held = fd_total(d.proc.pid)
+        keep_forwarding_until(
+            d, legit, lambda: socket_counters(d)["fd_refused"] >= 3 or child.done, 60
+        )
+        held = fd_count(d.proc.pid)
         healthy(d, legit)
         root = RawSlave(target, 1, s2m=150, m2s=150)  # another uid still gets its share
         try:
             assert root.handshake() == "connected"
-            peak = fd_total(d.proc.pid)
+            peak = fd_count(d.proc.pid)
         finally:
             root.close()
-        sock, iface = root_client(legit_name(d), 3)
-        try:
-            wait_connected(sock, iface, legit, d, 10)
-        finally:
-            sock.close()
+        with root_client(d, legit, legit_name(d), 3, 10):
+            pass
     finally:
         reasons = child.finish()
     print(f"\nnobody: {reasons}; memifd fds {fds0} -> {held} -> {peak} (+root), limit {limit}")
     # one uid holds at most half the budget: one id of 302 fds, not two
     assert reasons == ["connected"] + ["too many file descriptors"] * 3
     assert held <= fds0 + budget // 2 + 8 and peak < limit - 100
-    assert counters(d)["fd_refused"] == 3
+    assert socket_counters(d)["fd_refused"] == 3
     assert re.search(r"too many file descriptors \(this uid holds \d+, .*uid 65534", d.log())
     healthy(d, legit)
     assert rss_kib(d.proc.pid) < rss0 + 100_000
@@ -559,18 +500,15 @@ def test_secret_brute_force_is_throttled_and_logged(attacked) -> None:
     reasons = run_as(NOBODY, guess)
     assert reasons[:8] == ["incorrect secret"] * 8
     assert set(reasons[8:]) == {"too many failed secrets"}
-    c = counters(d)
+    c = socket_counters(d)
     assert (c["secret_failures"], c["secret_throttled"]) == (8, 32)
     log = d.log()
     assert re.search(r"uid 65534 backs off 10 s after 8 failed secrets \(pid \d+ uid 65534", log)
     # one line per reason and uid per period: the flood shows without filling the log
     assert log.count("incorrect secret") == 1 and log.count("too many failed secrets") <= 2
     healthy(d, legit)
-    sock, iface = root_client(target, 0, secret="right")  # another uid is not throttled
-    try:
-        wait_connected(sock, iface, legit, d, 10)
-    finally:
-        sock.close()
+    with root_client(d, legit, target, 0, 10, secret="right"):
+        pass  # another uid is not throttled
 
 
 def test_512_ring_handshake_completes_while_the_switch_forwards(attacked) -> None:

@@ -5,8 +5,8 @@ against a ``memifd`` process (the ``start`` fixture): raw CLI sockets sending wh
 memifctl sends, clients run as uid 65534 (``hostile_peer.spawn_as``), a memif peer
 flooding ARP replies from random addresses or frames from 70,000 source MACs, a peer
 whose names and DISCONNECT reason carry a newline.  Each test asserts that memifd stays
-up and answers its CLI, that a and b (two other ports, :mod:`test_isolation_datapath`'s
-honest pair) keep exchanging unicast, that memifd's memory and fds stay bounded, and
+up and answers its CLI, that a and b (two other ports, :mod:`attack_rig`'s honest
+pair) keep exchanging unicast, that memifd's memory and fds stay bounded, and
 that a counter names what happened; it prints its measurements.
 
 The tables and the request checks they rely on are also tested in-process, with
@@ -28,24 +28,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from helpers import Memifd, mac
-from hostile_peer import NOBODY, spawn_as
-from test_isolation_datapath import (
+from attack_rig import (
     BAD,
+    A,
+    B,
+    Flood,
     Legit,
     Peers,
-    Watch,
-    alive,
-    config,
-    cpu_seconds,
-    errors,
+    bridged_ports,
     frame,
     run_for,
-    setup,
+    start_with_hostile_peer,
 )
+from helpers import mac
+from hostile_peer import NOBODY, spawn_as
+from memifd_probe import Watch, alive, cpu_while, error_count
 
 import memif
-from memif import packet, wire
+from memif import packet
 from memif.daemon.commands import Context, execute
 from memif.daemon.server import MAX_CLIENTS_PER_UID, MAX_DEPTH, MAX_REQUEST, request_problem
 from memif.daemon.show import MAX_ROWS
@@ -54,9 +54,6 @@ from memif.text import escape
 from memif.vswitch import Switch
 from memif.vswitch.l2fib import DEFAULT_IF_LIMIT, L2Fib, fib_key
 from memif.vswitch.neighbor import NeighborTable
-
-A, B = "memif1/0", "memif2/0"
-NEXT = wire.DESC_FLAG_NEXT
 
 
 # --------------------------------------------------------------------------- helpers
@@ -92,24 +89,6 @@ def closed_by_peer(s: socket.socket, timeout: float = 10.0) -> bool:
     return True
 
 
-class Flood:
-    """An attack step for ``run_for``: the next ``chunk`` of ``frames`` from the hostile
-    peer ``port`` (as many as its ring takes), and whatever it received thrown away."""
-
-    def __init__(self, port: memif.Interface, frames: list[bytes], chunk: int) -> None:
-        self.port, self.frames, self.chunk = port, frames, chunk
-        self.sent = 0
-
-    def __call__(self) -> None:
-        if self.sent < len(self.frames):
-            self.sent += self.port.send(self.frames[self.sent : self.sent + self.chunk])
-        self.port.recv()
-
-
-def counter(d: Memifd, node: str, error: str) -> int:
-    return errors(d).get((node, error), 0)
-
-
 def public_dir() -> str:
     """A directory uid 65534 can reach (pytest's tmp_path is root-only)."""
     path = tempfile.mkdtemp(prefix="memifd-cli-", dir="/tmp")
@@ -125,7 +104,7 @@ def test_deep_and_oversize_cli_requests_get_one_line_errors(start) -> None:
     """A request nested 1,000 deep (RecursionError, uncaught: "memifd failed" before),
     one nested 10,000 deep, a 100 KiB line and a 2 MiB line without newline: each gets
     a one-line error, memifd stays up and keeps forwarding, cli bad-request counts them."""
-    d, peers, legit, _, _ = setup(start)
+    d, peers, legit, _, _ = start_with_hostile_peer(start)
     try:
         watch = Watch(d)
         with raw_cli(d.cli_path) as s:
@@ -160,10 +139,10 @@ def test_deep_and_oversize_cli_requests_get_one_line_errors(start) -> None:
                 pass  # memifd stopped reading at its limit and closed
             assert reply_lines(s) == [{"ok": False, "output": TOO_LONG, "data": None}]
             assert closed_by_peer(s)
-        run_for(0.5, peers, legit, lambda: None)
+        run_for(0.5, legit, lambda: None)
         alive(d)
         mem = watch.bounded("bad requests")
-        bad = counter(d, "cli", "bad-request")
+        bad = error_count(d, "cli", "bad-request")
         print(
             f"\ndeep/oversize CLI requests: refused in {took * 1000:.1f} ms; {bad} counted; {mem}"
         )
@@ -180,15 +159,15 @@ def test_a_client_that_never_reads_its_replies_is_held_back(start) -> None:
     spinning, no memory growth) and serves the operator; once the client reads, every
     reply arrives, in order."""
     d = start([])
-    pid = d.proc.pid
     watch = Watch(d)
+
+    def operator() -> None:  # the operator is served meanwhile
+        assert d.ok("show version")["ok"]
+        time.sleep(0.05)
+
     with raw_cli(d.cli_path, timeout=30) as s:
         s.sendall(b'{"command": "help"}\n' * 600)
-        c0, w0 = cpu_seconds(pid), time.monotonic()
-        while time.monotonic() - w0 < 1.0:
-            assert d.ok("show version")["ok"]  # the operator is served meanwhile
-            time.sleep(0.05)
-        cpu = (cpu_seconds(pid) - c0) / (time.monotonic() - w0)
+        cpu = cpu_while(d.proc.pid, 1.0, operator)
         mem = watch.bounded("unread replies")
         replies = reply_lines(s, 600)
     print(f"\n600 unread replies: memifd CPU {cpu:.0%} while held back; {mem}")
@@ -206,7 +185,7 @@ def test_a_port_whose_handling_raises_is_disconnected_alone(start) -> None:
     peer alone is disconnected (and reconnects), and a and b keep forwarding."""
     a_name, b_name, bad_name = (unique_name(f"contain-{k}") for k in "abx")
     d = start(
-        config(a_name, b_name)
+        bridged_ports(a_name, b_name)
         + [
             f"create memif socket id 3 filename {bad_name}",
             "create interface memif id 0 socket-id 3 master",
@@ -216,15 +195,12 @@ def test_a_port_whose_handling_raises_is_disconnected_alone(start) -> None:
         program=(str(Path(__file__).with_name("faulty_memifd.py")),),
         env={"MEMIFD_FAULT_PORT": BAD},
     )
-    hostile = memif.Socket(bad_name, app_name="faulty-port-peer")
-    bad = hostile.create_interface(role="client", id=0)
     peers = Peers()
-    peers.sockets.append(hostile)
+    bad = peers.open(bad_name, "faulty-port-peer").create_interface(role="client", id=0)
     a, b = peers.add(a_name, "peer-a"), peers.add(b_name, "peer-b")
     try:
-        peers.pump(lambda: a.connected and b.connected and bad.connected, "connect")
-        legit = Legit(a, b)
-        legit.learn(peers)
+        peers.pump(lambda: bad.connected, "the faulty port's peer connected")
+        legit = Legit.connect(peers, a, b)
         watch = Watch(d)
         sent = 0
 
@@ -233,15 +209,14 @@ def test_a_port_whose_handling_raises_is_disconnected_alone(start) -> None:
             if bad.connected and sent < 5:
                 sent += bad.send([mac(9) + mac(8) + b"\x08\x00" + bytes(50)])
 
-        t0 = run_for(3.0, peers, legit, attack)
+        t0 = run_for(3.0, legit, attack)
         alive(d)
         mem = watch.bounded("port exceptions")
-        failed = counter(d, "main-loop", "port-exception")
+        failed = error_count(d, "main-loop", "port-exception")
         log = d.log()
         print(
             f"\nfaults injected on one port: {sent} frames sent, {failed} port "
-            f"exceptions contained; a->b loss {legit.loss:.1%}, longest gap "
-            f"{legit.longest_gap(t0) * 1000:.0f} ms; {mem}"
+            f"exceptions contained; {legit.report(t0)}; {mem}"
         )
         assert sent >= 1 and failed >= 1
         assert f"memif-input: {BAD} failed on this port: disconnecting its peer" in log
@@ -272,7 +247,7 @@ def test_arp_reply_flood_does_not_grow_the_neighbour_table(start) -> None:
     ``show ip neighbors`` answers at once, arp-input not-requested counts them and the
     log says so once; a and b keep forwarding.  Before: RSS 34 -> 894 MB in 20 s and
     ``show ip neighbors`` blocked the loop for over a minute."""
-    d, peers, legit, bad, _ = setup(start, ring_size=2048)
+    d, peers, legit, bad, _ = start_with_hostile_peer(start, ring_size=2048)
     try:
         d.ok(f"set interface l3 {BAD}")
         d.ok(f"set interface ip address {BAD} 10.9.0.1/24")
@@ -286,19 +261,19 @@ def test_arp_reply_flood_does_not_grow_the_neighbour_table(start) -> None:
             replies.append(packet.ethernet(bytes(6), sha, packet.ETH_P_ARP, arp))
         watch = Watch(d)
         attack = Flood(bad, replies, 512)
-        t0 = run_for(3.0, peers, legit, attack)
+        t0 = run_for(3.0, legit, attack)
         sent = attack.sent
-        peers.pump(lambda: counter(d, "arp-input", "not-requested") >= sent * 0.9, "counted")
+        peers.pump(lambda: error_count(d, "arp-input", "not-requested") >= sent * 0.9, "counted")
         t1 = time.monotonic()
         shown = d.ok("show ip neighbors")
         took = time.monotonic() - t1
         alive(d)
         mem = watch.bounded("ARP flood")
-        refused = counter(d, "arp-input", "not-requested")
+        refused = error_count(d, "arp-input", "not-requested")
         print(
             f"\nARP reply flood: {sent} sent, {refused} refused as not-requested, table "
-            f"{len(shown['data'])} entries, show ip neighbors {took * 1000:.0f} ms; a->b "
-            f"loss {legit.loss:.1%}, longest gap {legit.longest_gap(t0) * 1000:.0f} ms; {mem}"
+            f"{len(shown['data'])} entries, show ip neighbors {took * 1000:.0f} ms; "
+            f"{legit.report(t0)}; {mem}"
         )
         assert sent > 20_000  # the attack ran
         assert shown["data"] == [] and shown["output"] == "no neighbors"  # nothing to walk
@@ -401,19 +376,19 @@ def test_mac_flood_from_one_port_cannot_fill_the_table(start) -> None:
     limit, l2-learn counts "L2 learn limit exceeded", the log names the port; a host new
     on port a is still learned, so b's unicast to it goes to a only (before: the table
     was full, it flooded to the attacker); with a short mac-age its entries age out."""
-    d, peers, legit, bad, _ = setup(start, ring_size=4096)
+    d, peers, legit, bad, _ = start_with_hostile_peer(start, ring_size=4096)
     try:
         flood = [frame(mac_int(k), mac_int(k), k) for k in range(70_000)]
         watch = Watch(d)
         attack = Flood(bad, flood, 1024)
-        t0 = run_for(3.0, peers, legit, attack)
+        t0 = run_for(3.0, legit, attack)
         while attack.sent < len(flood):
             attack()
             peers.poll()
         sent = attack.sent
         peers.pump(lambda: d.interfaces()[BAD]["rx_packets"] >= sent * 0.9, "flood taken")
         learned = int(d.ok("show l2fib")["output"].split()[0])
-        exceeded = counter(d, "l2-learn", "limit")
+        exceeded = error_count(d, "l2-learn", "limit")
         # a host new behind port a, then b's unicast to it: learned, so not flooded
         newcomer = bytes.fromhex("02bb00000021")
         legit.a.send([frame(packet.BROADCAST, newcomer, 1)])
@@ -427,8 +402,7 @@ def test_mac_flood_from_one_port_cannot_fill_the_table(start) -> None:
         mem = watch.bounded("MAC flood")
         print(
             f"\nMAC flood: {sent} source MACs from {BAD}, table {learned} entries, "
-            f"{exceeded} packets' MACs over the limit; a->b loss {legit.loss:.1%}, longest "
-            f"gap {legit.longest_gap(t0) * 1000:.0f} ms; {mem}"
+            f"{exceeded} packets' MACs over the limit; {legit.report(t0)}; {mem}"
         )
         assert sent == 70_000
         assert learned <= DEFAULT_IF_LIMIT + 3  # the hostile port's, a's, b's, the newcomer
@@ -481,10 +455,10 @@ def test_idle_root_clients_cannot_lock_the_operator_out(start) -> None:
         t0 = time.monotonic()
         assert d.ok("show version")["ok"]
         took = time.monotonic() - t0
-        evicted = counter(d, "cli", "evicted")
+        evicted = error_count(d, "cli", "evicted")
         assert evicted >= 64 - MAX_CLIENTS_PER_UID
         assert all(closed_by_peer(s) for s in held)  # the idle timeout closes the rest
-        timed_out = counter(d, "cli", "idle-timeout")
+        timed_out = error_count(d, "cli", "idle-timeout")
         print(
             f"\n64 idle root clients: operator answered in {took * 1000:.0f} ms; "
             f"{evicted} evicted, {timed_out} idle timeouts"
@@ -503,11 +477,7 @@ def _nobody_holds(path: str, n: int, closed: int) -> Callable[[Callable[[], bool
     closing it, ``closed`` (nothing said), or ``held``."""
 
     def run(stopped: Callable[[], bool]) -> list[str]:
-        socks = []
-        for _ in range(n):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(path)
-            socks.append(s)
+        socks = [raw_cli(path) for _ in range(n)]
         fates = ["held"] * n
         said = [b""] * n
         end = time.monotonic() + 10.0
@@ -540,7 +510,7 @@ def test_one_uid_cannot_take_every_cli_slot(start) -> None:
     print(f"\n40 idle clients of uid 65534: {held} held, {len(fates) - held} closed")
     assert held == MAX_CLIENTS_PER_UID and fates[:extra] == ["closed"] * extra
     assert d.ok("show version")["ok"]
-    assert counter(d, "cli", "evicted") == extra
+    assert error_count(d, "cli", "evicted") == extra
     assert re.search(rf"CLI: closing idle client \d+ \(pid \d+ uid {NOBODY} gid", d.log())
     alive(d)
 
@@ -559,7 +529,7 @@ def test_strangers_are_refused_on_the_cli_socket_by_credentials(start) -> None:
         "data": None,
     }
     assert re.search(rf"CLI: refused pid \d+ uid {NOBODY} gid {NOBODY}: access denied", d.log())
-    assert counter(d, "cli", "access-denied") == 1
+    assert error_count(d, "cli", "access-denied") == 1
     alive(d)
     assert re.search(r"open files limit \d+ \(hard \d+\)", d.log())
 

@@ -13,245 +13,40 @@ bounded, and that a counter names what happened; it prints its measurements.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from attack_rig import (
+    BAD,
+    A,
+    B,
+    Legit,
+    Paced,
+    Peers,
+    bridged_ports,
+    frame,
+    run_for,
+    start_ports,
+    start_with_hostile_peer,
+)
 from helpers import Memifd, SwitchRig, mac
-from hostile_peer import NOBODY, Child, spawn_as
+from hostile_peer import NOBODY, Child, library_client, spawn_as
+from memifd_probe import Watch, alive, cpu_while, error_count, errors
 
-import memif
 from memif import packet, wire
-from memif.queue import RxBatch
-from memif.testing import pair, unique_name
+from memif.queue import RxBatch, TxQueue
+from memif.testing import drive, pair, unique_name
 
 NEXT = wire.DESC_FLAG_NEXT
-A, B, BAD = "memif1/0", "memif2/0", "memif3/0"
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-# --------------------------------------------------------------------------- memifd's side
-def rss_kib(pid: int, what: str = "VmRSS") -> int:
-    """A process's resident memory, KiB: ``VmRSS`` (all) or ``RssAnon`` (its own,
-    without the peers' shared memory it maps and reads)."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(what + ":"):
-                return int(line.split()[1])
-    raise AssertionError(f"no {what}")
-
-
-def n_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def errors(d: Memifd) -> dict[tuple[str, str], int]:
-    """``show errors`` as (node, error) -> count."""
-    return {(e["node"], e["error"]): e["count"] for e in d.ok("show errors")["data"]}
-
-
-def alive(d: Memifd) -> None:
-    """memifd runs and answers its CLI."""
-    assert d.proc.poll() is None, d.log()
-    assert d.ok("show version")["data"]["uptime_seconds"] >= 0
-
-
-def config(*sockets: str, more: tuple[str, ...] = ()) -> list[str]:
-    """Master ports memif<k>/0 on socket ``k`` (from 1), bridged in bd 1, admin-up."""
-    lines = []
-    for k, name in enumerate(sockets, 1):
-        lines += [
-            f"create memif socket id {k} filename {name}",
-            f"create interface memif id 0 socket-id {k} master",
-            f"set interface l2 bridge memif{k}/0 1",
-            f"set interface state memif{k}/0 up",
-        ]
-    return ["create bridge-domain 1 learn 1", *lines, *more]
-
-
-# --------------------------------------------------------------------------- the peers
-@dataclass
-class Peers:
-    """Client peers of memifd's ports, one socket each, pumped from this thread."""
-
-    sockets: list[memif.Socket] = field(default_factory=list)
-
-    def add(self, name: str, app: str, role: str = "client", **options: object) -> memif.Interface:
-        sock = memif.Socket(name, app_name=app)
-        self.sockets.append(sock)
-        return sock.create_interface(role=role, id=0, reconnect_interval=0.1, **options)
-
-    def poll(self) -> None:
-        for s in self.sockets:
-            s.poll(0)
-
-    def pump(self, until: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-        end = time.monotonic() + timeout
-        while not until():
-            assert time.monotonic() < end, f"timed out waiting for {what}"
-            for s in self.sockets:
-                s.poll(0.002)
-
-    def close(self) -> None:
-        for s in self.sockets:
-            s.close()
-
-
-def frame(dst: bytes, src: bytes, tag: int, size: int = 64) -> bytes:
-    return packet.ethernet(dst, src, 0x88B5, tag.to_bytes(4, "big").ljust(size - 14, b"."))
-
-
-def tag_of(f: bytes) -> int:
-    return int.from_bytes(f[14:18], "big")
-
-
-@dataclass
-class Legit:
-    """a -> b unicast in paced bursts: what arrived, when, and the longest silence."""
-
-    a: memif.Interface
-    b: memif.Interface
-    sent: int = 0
-    tried: int = 0
-    got: list[int] = field(default_factory=list)
-    arrivals: list[float] = field(default_factory=list)
-
-    def learn(self, peers: Peers) -> None:
-        """a and b announce their MACs, so a -> b is unicast."""
-        self.b.send([frame(packet.BROADCAST, mac(2), 0)])
-        self.a.send([frame(packet.BROADCAST, mac(1), 0)])
-        heard: set[int] = set()
-
-        def both() -> bool:
-            heard.update(k for k, who in enumerate((self.a, self.b)) if who.recv())
-            return len(heard) == 2
-
-        peers.pump(both, "learning")
-
-    def burst(self, n: int) -> None:
-        frames = [frame(mac(2), mac(1), self.tried + k) for k in range(n)]
-        self.tried += n
-        self.sent += self.a.send(frames)
-
-    def drain(self) -> None:
-        for who in (self.a, self.b):
-            if not who.connected:
-                continue
-            for f in who.recv():
-                if who is self.b and f[:6] == mac(2):
-                    self.got.append(tag_of(f))
-                    self.arrivals.append(time.monotonic())
-
-    @property
-    def loss(self) -> float:
-        return 1.0 - len(self.got) / max(self.tried, 1)
-
-    def longest_gap(self, start: float) -> float:
-        times = [start, *self.arrivals]
-        return max(np.diff(times)) if len(times) > 1 else float("inf")
-
-
-def run_for(seconds: float, peers: Peers, legit: Legit, attack: Callable[[], None]) -> float:
-    """``seconds`` of a -> b bursts (8 frames every 2 ms), ``attack`` each turn; then
-    wait for the stragglers.  Returns when the traffic started."""
-    t0 = time.monotonic()
-    next_burst = t0
-    while time.monotonic() - t0 < seconds:
-        now = time.monotonic()
-        if now >= next_burst:
-            legit.burst(8)
-            next_burst = now + 0.002
-        attack()
-        peers.poll()
-        legit.drain()
-    end = time.monotonic() + 3.0
-    while len(legit.got) < legit.sent and time.monotonic() < end:
-        peers.poll()
-        legit.drain()
-    return t0
-
-
-@dataclass
-class Watch:
-    """memifd's memory and fds when an attack starts."""
-
-    d: Memifd
-    rss: int = 0
-    anon: int = 0
-    fds: int = 0
-
-    def __post_init__(self) -> None:
-        pid = self.d.proc.pid
-        self.rss, self.anon, self.fds = rss_kib(pid), rss_kib(pid, "RssAnon"), n_fds(pid)
-
-    def bounded(self, what: str) -> str:
-        """Assert memifd's own memory grew by under 32 MiB and its fds by under 8
-        (pages of a peer's shared memory that memifd read count in VmRSS, not here);
-        describe both."""
-        pid = self.d.proc.pid
-        rss, anon, fds = rss_kib(pid), rss_kib(pid, "RssAnon"), n_fds(pid)
-        assert anon - self.anon < 32 * 1024, f"{what}: RssAnon {self.anon} -> {anon} KiB"
-        assert fds - self.fds < 8, f"{what}: fds {self.fds} -> {fds}"
-        return (
-            f"RssAnon {self.anon // 1024} -> {anon // 1024} MiB (VmRSS {self.rss // 1024} -> "
-            f"{rss // 1024}), fds {self.fds} -> {fds}"
-        )
-
-
-def setup(
-    start, *, hostile_first: bool = False, **bad_options: object
-) -> tuple[Memifd, Peers, Legit, memif.Interface, str]:
-    """memifd with ports a, b and a hostile one (created first: polled first each turn,
-    or last: memif3/0), every peer connected; returns the hostile port's name too."""
-    d, peers, legit, bad_name = start_ports(start, hostile_first=hostile_first)
-    bad = peers.add(bad_name, "hostile", **bad_options)
-    peers.pump(lambda: bad.connected, "hostile connected")
-    return d, peers, legit, bad, "memif1/0" if hostile_first else BAD
-
-
-def start_ports(
-    start, *, hostile_first: bool = False, hostile_uid: int = 0
-) -> tuple[Memifd, Peers, Legit, str]:
-    """memifd with ports a, b (connected, MACs learned) and one for a hostile peer,
-    whose socket admits ``hostile_uid``; returns the hostile socket's name."""
-    a_name, b_name, bad_name = (unique_name(f"iso-{k}") for k in "ab!")
-    order = [bad_name, a_name, b_name] if hostile_first else [a_name, b_name, bad_name]
-    lines = config(*order)
-    if hostile_uid:
-        at = lines.index(f"create memif socket id {order.index(bad_name) + 1} filename {bad_name}")
-        lines[at] += f" allow-uid {hostile_uid}"
-    d = start(lines)
-    peers = Peers()
-    a = peers.add(a_name, "peer-a")
-    b = peers.add(b_name, "peer-b")
-    peers.pump(lambda: a.connected and b.connected, "connect")
-    legit = Legit(a, b)
-    legit.learn(peers)
-    return d, peers, legit, bad_name
 
 
 def post_one_byte_buffers(name: str, stopped: Callable[[], bool]) -> int:
     """The hostile slave: connect, post 1-byte receive buffers on a 4096-slot ring and
     keep posting them until ``stopped()``; returns the frames it received."""
-    sock = memif.Socket(name, app_name="hostile")
-    try:
-        bad = sock.create_interface(
-            role="client", id=0, ring_size=4096, buffer_size=2048, reconnect_interval=0.1
-        )
-        end = time.monotonic() + 15
-        while not bad.connected:
-            assert time.monotonic() < end, f"not connected: {bad.local_disc_reason}"
-            sock.poll(0.01)
+    with library_client(name, ring_size=4096, buffer_size=2048) as (sock, bad):
         posted = bad.rx_queues[0].ring  # the slave's M2S ring: the buffers it posts
         posted.d_length[:] = 1
         got = 0
@@ -261,8 +56,24 @@ def post_one_byte_buffers(name: str, stopped: Callable[[], bool]) -> int:
                 got += len(bad.recv())  # take what it got, post 1-byte buffers again
                 posted.d_length[:] = 1
         return got
+
+
+@contextmanager
+def hostile_child(
+    start, uid: int, slave: Callable[[str, Callable[[], bool]], int]
+) -> Iterator[tuple[Memifd, Peers, Legit, Child]]:
+    """memifd with ports a, b and a hostile one, whose peer is ``slave(socket name,
+    stopped)`` in a child as ``uid``; yielded once that port is up (or the child ended).
+    On exit the peers are closed and the child is finished."""
+    d, peers, legit, bad_name = start_ports(start, hostile_uid=uid)
+    child = spawn_as(uid, lambda stopped: slave(bad_name, stopped))
+    try:
+        peers.pump(lambda: child.done or d.interfaces()[BAD]["link_up"], "hostile connected")
+        yield d, peers, legit, child
     finally:
-        sock.close()
+        peers.close()
+        if not child.done:
+            child.finish()
 
 
 # --------------------------------------------------------------------------- item 4
@@ -317,48 +128,31 @@ def test_one_byte_receive_buffers_do_not_stall_the_switch(start, uid: int) -> No
     flooded 1500-byte frames (4 kpps) while a sends b 4 kpps of unicast: the switch
     neither chains one byte per slot nor stalls; the copies for the hostile port are
     dropped by name."""
-    d, peers, legit, bad_name = start_ports(start, hostile_uid=uid)
-    child: Child = spawn_as(uid, lambda stopped: post_one_byte_buffers(bad_name, stopped))
-    try:
-        peers.pump(lambda: child.done or d.interfaces()[BAD]["link_up"], "hostile connected")
+    with hostile_child(start, uid, post_one_byte_buffers) as (d, peers, legit, child):
         watch = Watch(d)
         flood = [frame(packet.BROADCAST, mac(1), k, 1500) for k in range(8)]
-
-        paced = [0, time.monotonic()]  # frames flooded, when the next 8 are due
-
-        def attack() -> None:
-            if time.monotonic() >= paced[1]:  # 8 every 2 ms, as a -> b
-                paced[0] += legit.a.send(flood)  # flooded to b and to the hostile port
-                paced[1] += 0.002
-
-        t0 = run_for(3.0, peers, legit, attack)
+        attack = Paced(legit.a, flood)  # flooded to b and to the hostile port
+        t0 = run_for(3.0, legit, attack)
         gap, loss = legit.longest_gap(t0), legit.loss
         alive(d)
         mem = watch.bounded("1-byte buffers")
         assert d.interfaces()[BAD]["link_up"]  # it was there all along
         child.finish()
-        errs = errors(d)
-        dropped = errs.get((f"{BAD}-output", "rx-buffer-too-small"), 0)
+        dropped = error_count(d, f"{BAD}-output", "rx-buffer-too-small")
         print(
-            f"\n1-byte receive buffers (uid {uid}): a->b {len(legit.got)}/{legit.tried} delivered "
-            f"(loss {loss:.1%}), longest gap {gap * 1000:.0f} ms; {paced[0]} frames flooded, "
-            f"{dropped} copies for the hostile port "
-            f"dropped as rx-buffer-too-small; {mem}"
+            f"\n1-byte receive buffers (uid {uid}): {legit.report(t0)}; {attack.sent} frames "
+            f"flooded, {dropped} copies for the hostile port dropped as rx-buffer-too-small; {mem}"
         )
         assert gap < 0.5 and loss < 0.05, (gap, loss)
-        assert dropped > paced[0] // 2
+        assert dropped > attack.sent // 2
         assert d.interfaces()[BAD]["tx_errors"] >= dropped
-    finally:
-        peers.close()
-        if not child.done:
-            child.finish()
 
 
 def test_chained_frames_still_go_over_ordinary_buffers(start) -> None:
     """9000-byte frames over 2048-byte buffers, both ways through the switch: chained
     on receive, one pool buffer inside, chained again on transmit, byte for byte."""
     names = [unique_name(f"jumbo-{k}") for k in range(2)]
-    d = start(config(*names))
+    d = start(bridged_ports(*names))
     peers = Peers()
     a = peers.add(names[0], "peer-a", buffer_size=2048)
     b = peers.add(names[1], "peer-b", buffer_size=2048)
@@ -386,13 +180,7 @@ def unterminated_chain(name: str, stopped: Callable[[], bool]) -> int:
     """The hostile slave: publish one 64-byte piece flagged NEXT and nothing after it
     until ``stopped()``; then end the chain (a second piece, the same 64 bytes) and
     wait until memifd took it.  Returns the slots memifd released."""
-    sock = memif.Socket(name, app_name="hostile")
-    try:
-        bad = sock.create_interface(role="client", id=0, reconnect_interval=0.1)
-        end = time.monotonic() + 15
-        while not bad.connected:
-            assert time.monotonic() < end, f"not connected: {bad.local_disc_reason}"
-            sock.poll(0.01)
+    with library_client(name) as (sock, bad):
         q = bad.tx_queues[0]
         ring = q.ring  # the slave's S2M ring: what it sends
         q.alloc(1).buffer(0)[:64] = np.frombuffer(frame(packet.BROADCAST, mac(3), 7), np.uint8)
@@ -407,13 +195,9 @@ def unterminated_chain(name: str, stopped: Callable[[], bool]) -> int:
         ring.d_flags[s2], ring.d_length[s2] = 0, 64
         ring.head = ring.head + 1
         ring.kick()
-        end = time.monotonic() + 15
-        while ring.tail != ring.head:
-            assert time.monotonic() < end, "memifd never took the finished chain"
-            sock.poll(0.01)
+        taken = drive(sock, until=lambda: ring.tail == ring.head, timeout=15)
+        assert taken, "memifd never took the finished chain"
         return ring.tail
-    finally:
-        sock.close()
 
 
 @pytest.mark.parametrize("uid", [0, NOBODY], ids=["root", "nobody"])
@@ -421,20 +205,16 @@ def test_an_unterminated_chain_does_not_spin_the_loop(start, uid: int) -> None:
     """One descriptor with NEXT, never followed (a child as root or nobody): memifd
     sleeps (CPU far under one core), says so in show errors (memif-input
     chain-incomplete), forwards for others, and takes the chain once it ends."""
-    d, peers, legit, bad_name = start_ports(start, hostile_uid=uid)
-    child = spawn_as(uid, lambda stopped: unterminated_chain(bad_name, stopped))
-    try:
-        pid = d.proc.pid
-        peers.pump(lambda: child.done or d.interfaces()[BAD]["link_up"], "hostile connected")
-        # its descriptor is published right after it connects: memifd may have been
-        # busy for it from then on; measure from now
-        c0, w0 = cpu_seconds(pid), time.monotonic()
-        end = w0 + 2.0
-        while time.monotonic() < end:  # idle, but our control socket answers
+    with hostile_child(start, uid, unterminated_chain) as (d, peers, legit, child):
+
+        def idle() -> None:  # idle, but our control socket answers
             peers.poll()
             time.sleep(0.01)
-        cpu = (cpu_seconds(pid) - c0) / (time.monotonic() - w0)
-        waits = errors(d).get(("memif-input", "chain-incomplete"), 0)
+
+        # its descriptor is published right after it connects: memifd may have been
+        # busy for it from then on; measure from now
+        cpu = cpu_while(d.proc.pid, 2.0, idle)
+        waits = error_count(d, "memif-input", "chain-incomplete")
         print(
             f"\nunterminated chain (uid {uid}): memifd CPU {cpu:.0%} of a core over 2 s; "
             f"{waits} chain-incomplete"
@@ -442,17 +222,13 @@ def test_an_unterminated_chain_does_not_spin_the_loop(start, uid: int) -> None:
         assert cpu < 0.5, f"memifd at {cpu:.0%} CPU with a pending chain"
         assert waits >= 1  # show errors: memif-input chain-incomplete
         watch = Watch(d)
-        run_for(1.0, peers, legit, lambda: None)
+        run_for(1.0, legit, lambda: None)
         assert legit.loss < 0.05
         watch.bounded("pending chain")
         child.finish()  # the chain's end: one 128-byte packet, flooded to a and b
         peers.pump(lambda: d.interfaces()[BAD]["rx_packets"] >= 1, "the chain's end")
         assert d.interfaces()[BAD]["rx_bytes"] == 128
         alive(d)
-    finally:
-        peers.close()
-        if not child.done:
-            child.finish()
 
 
 # --------------------------------------------------------------------------- item 9
@@ -461,7 +237,7 @@ def test_configurations_that_drain_the_pool_are_refused(start) -> None:
     is refused with the arithmetic; so is one more zero-copy port than the pool keeps a
     reserve for; the ports that fit keep forwarding."""
     names = [unique_name(f"pool-{k}") for k in range(2)]
-    d = start(config(*names), buffers=32768)
+    d = start(bridged_ports(*names), buffers=32768)
     d.ok("create memif socket id 9 filename " + unique_name("pool-slave"))
     said = d.fails("create interface memif id 0 socket-id 9 slave rx-queues 8 ring-size 4096")
     print(f"\nrefused: {said}")
@@ -479,13 +255,45 @@ def test_configurations_that_drain_the_pool_are_refused(start) -> None:
     d.ok("create interface memif id 4 socket-id 9 slave no-zero-copy rx-queues 8 ring-size 4096")
     assert set(d.interfaces()) == {A, B, "memif9/1", "memif9/3", "memif9/4"}
     peers = Peers()
-    a, b = peers.add(names[0], "peer-a"), peers.add(names[1], "peer-b")
     try:
-        peers.pump(lambda: a.connected and b.connected, "connect")
-        legit = Legit(a, b)
-        legit.learn(peers)
-        run_for(0.5, peers, legit, lambda: None)
+        legit = Legit.connect(peers, peers.add(names[0], "peer-a"), peers.add(names[1], "peer-b"))
+        run_for(0.5, legit, lambda: None)
         assert legit.loss < 0.05
+    finally:
+        peers.close()
+
+
+ONE = np.frombuffer(frame(mac(3), mac(3), 3), np.uint8)
+"""The hostile peer's frame, to itself: filtered by l2-fwd, so what it costs is
+memifd's alone, not b's ring."""
+
+
+def keep_rings_full(start, what: str, refill: Callable[[TxQueue], None]) -> int:
+    """3 s of a -> b unicast while the hostile slave of a master port (polled first;
+    8 queues of 4096 slots; memifd's pool: 2048 buffers) keeps its transmit rings full
+    with ``refill(queue)`` and throws away what it receives.  Asserts memifd alive, its
+    memory bounded, a -> b loss under 10 % and no gap of 0.5 s; prints; returns the
+    frames memifd took from the hostile port."""
+    d, peers, legit, bad, hostile = start_with_hostile_peer(
+        start, hostile_first=True, rx_queues=8, tx_queues=8, ring_size=4096
+    )
+    try:
+        assert len(bad.tx_queues) == 8
+        watch = Watch(d)
+
+        def attack() -> None:
+            for q in bad.tx_queues:
+                refill(q)
+            if bad.rx_queues[0].pending():
+                bad.recv()
+
+        t0 = run_for(3.0, legit, attack)
+        alive(d)
+        mem = watch.bounded(what)
+        taken = d.interfaces()[hostile]["rx_packets"]
+        print(f"\n{what}: {legit.report(t0)}; hostile port rx {taken} frames; {mem}")
+        assert legit.loss < 0.1 and legit.longest_gap(t0) < 0.5
+        return taken
     finally:
         peers.close()
 
@@ -495,75 +303,31 @@ def test_a_peer_with_every_ring_full_takes_at_most_the_quota_per_turn(start) -> 
     2048 buffers) and keeps every ring full: memif-input takes at most the quota per
     port and turn from it (2 x 4096 x 8 = 64 Ki descriptors a turn before), so a still
     finds buffers and b gets its frames."""
-    d, peers, legit, bad, hostile = setup(
-        start, hostile_first=True, rx_queues=8, tx_queues=8, ring_size=4096
-    )
-    try:
-        assert len(bad.tx_queues) == 8
-        watch = Watch(d)
-        # to itself: filtered by l2-fwd, so the cost is memifd's alone, not b's ring
-        one = np.frombuffer(frame(mac(3), mac(3), 3), np.uint8)
-        flood = np.tile(one, (4096, 1))
+    flood = np.tile(ONE, (4096, 1))
 
-        def attack() -> None:  # refill every ring: one vector operation per queue
-            for q in bad.tx_queues:
-                if q.free_slots() > 1024:
-                    tx = q.alloc(4096, wrap=True)
-                    tx.fill(flood[: tx.count])
-                    q.tx_burst(tx, len(one))
-            if bad.rx_queues[0].pending():
-                bad.recv()
+    def refill(q: TxQueue) -> None:  # one vector operation per queue
+        if q.free_slots() > 1024:
+            tx = q.alloc(4096, wrap=True)
+            tx.fill(flood[: tx.count])
+            q.tx_burst(tx, len(ONE))
 
-        t0 = run_for(3.0, peers, legit, attack)
-        alive(d)
-        mem = watch.bounded("big rings")
-        taken = d.interfaces()[hostile]["rx_packets"]
-        print(
-            f"\n8 x 4096 full rings: a->b {len(legit.got)}/{legit.tried} delivered "
-            f"(loss {legit.loss:.1%}), longest gap {legit.longest_gap(t0) * 1000:.0f} ms; "
-            f"hostile port rx {taken}; {mem}"
-        )
-        assert taken > 4096  # the attack ran
-        assert legit.loss < 0.1 and legit.longest_gap(t0) < 0.5
-    finally:
-        peers.close()
+    assert keep_rings_full(start, "8 x 4096 full rings", refill) > 4096  # the attack ran
 
 
 def test_chains_of_one_byte_pieces_do_not_stall_the_switch(start) -> None:
     """The hostile slave sends every frame as 64 one-byte pieces, on 8 queues of 4096
     slots kept full: what memif-input assembles per turn is bounded, a and b go on."""
-    d, peers, legit, bad, hostile = setup(
-        start, hostile_first=True, rx_queues=8, tx_queues=8, ring_size=4096
-    )
-    try:
-        watch = Watch(d)
-        one = np.frombuffer(frame(mac(3), mac(3), 3), np.uint8)  # to itself: filtered
-        pieces = np.tile(one[:, None], (64, 1))  # byte k of a frame in slot k % 64
-        flags = np.tile(np.array([NEXT] * 63 + [0], np.uint16), 64)
+    pieces = np.tile(ONE[:, None], (64, 1))  # byte k of a frame in slot k % 64
+    flags = np.tile(np.array([NEXT] * 63 + [0], np.uint16), 64)
 
-        def attack() -> None:
-            for q in bad.tx_queues:
-                if q.free_slots() == q.size:
-                    tx = q.alloc(q.size, wrap=True)
-                    tx.fill(pieces[: tx.count])
-                    q.tx_burst(tx, 1, flags=flags)
-            if bad.rx_queues[0].pending():
-                bad.recv()
+    def refill(q: TxQueue) -> None:
+        if q.free_slots() == q.size:
+            tx = q.alloc(q.size, wrap=True)
+            tx.fill(pieces[: tx.count])
+            q.tx_burst(tx, 1, flags=flags)
 
-        t0 = run_for(3.0, peers, legit, attack)
-        alive(d)
-        mem = watch.bounded("one-byte chains")
-        taken = d.interfaces()[hostile]["rx_packets"]
-        gap = legit.longest_gap(t0)
-        print(
-            f"\n64 x 1-byte chains on 8 x 4096 rings: a->b {len(legit.got)}/{legit.tried} "
-            f"delivered (loss {legit.loss:.1%}), longest gap {gap * 1000:.0f} ms; "
-            f"hostile port rx {taken} frames; {mem}"
-        )
-        assert taken > 1024  # the attack ran
-        assert legit.loss < 0.1 and gap < 0.5
-    finally:
-        peers.close()
+    taken = keep_rings_full(start, "64 x 1-byte chains on 8 x 4096 rings", refill)
+    assert taken > 1024  # the attack ran
 
 
 def test_a_master_that_never_gives_back_holds_at_most_the_quota(start) -> None:
@@ -574,7 +338,7 @@ def test_a_master_that_never_gives_back_holds_at_most_the_quota(start) -> None:
     a_name, b_name, zc_name = (unique_name(f"zc-{k}") for k in "abz")
     zc_port = "memif3/0"
     d = start(
-        config(a_name, b_name)
+        bridged_ports(a_name, b_name)
         + [
             f"create memif socket id 3 filename {zc_name}",
             "create interface memif id 0 socket-id 3 slave tx-queues 3 ring-size 512",
@@ -586,28 +350,20 @@ def test_a_master_that_never_gives_back_holds_at_most_the_quota(start) -> None:
     a, b = peers.add(a_name, "peer-a"), peers.add(b_name, "peer-b")
     hoarder = peers.add(zc_name, "hoarder", role="server")
     try:
-        peers.pump(lambda: a.connected and b.connected and hoarder.connected, "connect")
-        legit = Legit(a, b)
-        legit.learn(peers)
+        peers.pump(lambda: hoarder.connected, "the hoarder connected")
+        legit = Legit.connect(peers, a, b)
         watch = Watch(d)
-        flood = [frame(packet.BROADCAST, mac(1), k) for k in range(8)]
-        paced = [0, time.monotonic()]
-
-        def attack() -> None:  # a floods; every queue of the hoarder fills and stays full
-            if time.monotonic() >= paced[1]:
-                paced[0] += a.send(flood)
-                paced[1] += 0.002
-
-        t0 = run_for(2.0, peers, legit, attack)
+        # a floods; every queue of the hoarder fills and stays full
+        attack = Paced(a, [frame(packet.BROADCAST, mac(1), k) for k in range(8)])
+        t0 = run_for(2.0, legit, attack)
         alive(d)
         mem = watch.bounded("hoarder")
         port = d.interfaces()[zc_port]
         held = port["buffers_held"]
-        no_buffers = errors(d).get(("memif-input", "no-buffers"), 0)
+        no_buffers = error_count(d, "memif-input", "no-buffers")
         print(
-            f"\nmaster never gives back: port holds {held} of 2048 pool buffers; a->b "
-            f"{len(legit.got)}/{legit.tried} delivered (loss {legit.loss:.1%}), longest gap "
-            f"{legit.longest_gap(t0) * 1000:.0f} ms; no-buffers {no_buffers}; {mem}"
+            f"\nmaster never gives back: port holds {held} of 2048 pool buffers; "
+            f"{legit.report(t0)}; no-buffers {no_buffers}; {mem}"
         )
         assert port["tx_packets"] >= 3 * 512  # every ring filled: some lent, some copied
         assert held <= 1024
@@ -682,7 +438,7 @@ def test_chained_frames_on_a_zero_copy_port_are_dropped_by_name(switch_rig) -> N
 def test_bad_descriptor_counters_reach_show_errors_and_outlive_the_peer(start) -> None:
     """Bad descriptors from the hostile peer: counted as memif-input errors and the
     port's drops, still there after it disconnects, gone with clear errors/interfaces."""
-    d, peers, legit, bad, _ = setup(start)
+    d, peers, legit, bad, _ = start_with_hostile_peer(start)
     try:
         ring = bad.tx_queues[0].ring
         size = bad.regions[-1].size
@@ -708,7 +464,7 @@ def test_bad_descriptor_counters_reach_show_errors_and_outlive_the_peer(start) -
 
         peers.pump(counted, "bad descriptors counted")
         assert d.interfaces()[BAD]["drops"] == 300
-        run_for(0.3, peers, legit, lambda: None)
+        run_for(0.3, legit, lambda: None)
         assert legit.loss < 0.05
         peers.sockets[2].close()  # the hostile peer leaves
         peers.sockets.pop()
