@@ -396,8 +396,13 @@ def test_mac_flood_from_one_port_cannot_fill_the_table(start) -> None:
         legit.b.send([frame(newcomer, bytes.fromhex("020000000002"), 2)])
         peers.pump(lambda: any(f[:6] == newcomer for f in legit.a.recv()), "unicast to a")
         after = int(d.ok("show l2fib")["output"].split()[0])
-        time.sleep(0.2)  # anything flooded would be in the hostile ring by now
-        leaked = [f for f in bad.recv() if f[:6] == newcomer]
+        # then a broadcast from b, which is flooded to the hostile port: a leaked copy of
+        # the unicast would reach that port's ring before it (one queue keeps order)
+        marker = frame(packet.BROADCAST, bytes.fromhex("020000000002"), 3)
+        legit.b.send([marker])
+        seen: list[bytes] = []
+        peers.pump(lambda: seen.extend(bad.recv()) or marker in seen, "marker at the attacker")
+        leaked = [f for f in seen if f[:6] == newcomer]
         alive(d)
         mem = watch.bounded("MAC flood")
         print(
