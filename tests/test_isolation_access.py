@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 import pytest
 from attack_rig import Legit, Peers
-from helpers import mac
+from helpers import Memifd, mac
 from hostile_peer import NOBODY, RawSlave, region_fd, run_as, spawn_as
 from memifd_probe import alive, fd_count, rss_kib, socket_counters
 
@@ -331,6 +331,40 @@ def test_library_client_refuses_a_listener_it_does_not_trust() -> None:
             assert client.local_disc_reason.startswith(f"listener access denied: uid {NOBODY}")
     finally:
         child.finish()
+
+
+def test_memifd_names_who_squats_its_abstract_name(tmp_path) -> None:
+    """Any local user can bind an abstract name before memifd does; nothing can stop
+    that, but memifd refuses to start on it and names the squatter (pid and uid)."""
+    name = unique_name("iso-presquat")
+
+    def squat(stopped: Callable[[], bool]) -> None:
+        lst = transport.listen(transport.parse_address(name))
+        while not stopped():
+            time.sleep(0.01)
+        lst.close()
+
+    def bound() -> bool:
+        try:
+            transport.connect(transport.parse_address(name)).close()
+            return True
+        except OSError:
+            return False
+
+    child = spawn_as(NOBODY, squat)
+    try:
+        end = time.monotonic() + 10
+        while not bound():
+            assert time.monotonic() < end, "the squatter never bound its name"
+            time.sleep(0.01)
+        d = Memifd(tmp_path, [f"create memif socket id 1 filename {name}"] + masters(0))
+        _, stderr = d.proc.communicate(timeout=30)
+    finally:
+        child.finish()
+    assert d.proc.returncode == 1
+    assert re.search(
+        rf"Active listener on {name} \(held by pid \d+ uid {NOBODY} gid {NOBODY}\)", stderr
+    ), stderr
 
 
 # --------------------------------------------------------------------------- 3. fair admission

@@ -17,6 +17,7 @@ import socket
 import stat
 
 from . import wire
+from .access import peer_credentials
 from .errors import ConfigError, SocketInUseError
 
 _FD_SIZE = array.array("i").itemsize
@@ -70,7 +71,9 @@ def listen(
             if exc.errno != errno.EADDRINUSE:
                 raise
             if is_abstract(address) or _has_listener(address):
-                raise SocketInUseError(f"Active listener on {display(address)}") from None
+                raise SocketInUseError(
+                    f"Active listener on {display(address)}{_holder(address)}"
+                ) from None
             os.unlink(address)
             sock.bind(address)
         if not is_abstract(address):
@@ -83,6 +86,22 @@ def listen(
     except BaseException:
         sock.close()
         raise
+
+
+def _holder(address: str | bytes) -> str:
+    """Who listens on ``address``, as `` (held by pid P uid U gid G)``, or ``""``.
+
+    An abstract name can be taken by any local user before we bind it: the message
+    names the squatter so an operator can find it.
+    """
+    probe = seqpacket()
+    try:
+        probe.connect(address)
+        return f" (held by {peer_credentials(probe)})"
+    except OSError:
+        return ""
+    finally:
+        probe.close()
 
 
 def _has_listener(path: str | bytes) -> bool:
