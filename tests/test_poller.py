@@ -1,0 +1,164 @@
+"""memif.poller.Poller with real eventfds and sockets: readiness, timeouts, fds past
+FD_SETSIZE, fds closed while registered, signals, bad input."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import select
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from memif.poller import Poller
+
+HIGH_FD = 1500
+
+
+@pytest.fixture
+def efds() -> Iterator[list[int]]:
+    fds = [os.eventfd(0, os.EFD_NONBLOCK) for _ in range(3)]
+    yield fds
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+@pytest.fixture
+def high_fd() -> Iterator[int]:
+    """An eventfd numbered 1500, past select's FD_SETSIZE (RLIMIT_NOFILE raised if needed)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft <= HIGH_FD:
+        if hard != resource.RLIM_INFINITY and hard <= HIGH_FD:
+            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} does not reach fd {HIGH_FD}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (HIGH_FD + 1, hard))
+    efd = os.eventfd(0, os.EFD_NONBLOCK)
+    try:
+        fd = os.dup2(efd, HIGH_FD)
+    finally:
+        os.close(efd)
+    yield fd
+    os.close(fd)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_ready_fds_are_returned_and_only_them(efds: list[int]) -> None:
+    a, b, c = efds
+    p = Poller(efds)
+    assert p.wait(0) == set()
+    os.eventfd_write(b, 1)
+    assert p.wait(0) == {b}
+    assert p.wait(None) == {b}  # level-triggered: still ready until read
+    os.eventfd_write(c, 1)
+    assert p.wait(5) == {b, c}
+    os.eventfd_read(b)
+    os.eventfd_read(c)
+    assert p.wait(0) == set()
+
+
+def test_a_timeout_returns_with_nothing_ready(efds: list[int]) -> None:
+    p = Poller(efds)
+    assert p.wait(0.0003) == set()  # below a millisecond
+    assert p.wait(0.02) == set()
+    assert p.wait(-1) == set()  # a deadline already past only looks
+    assert Poller().wait(0.001) == set()  # an empty poller just sleeps
+
+
+def test_a_write_from_another_thread_wakes_a_wait_without_timeout(efds: list[int]) -> None:
+    p = Poller([efds[0]])
+    writer = threading.Thread(target=os.eventfd_write, args=(efds[0], 1))
+    writer.start()
+    assert p.wait(None) == {efds[0]}
+    writer.join()
+
+
+def test_an_fd_past_fd_setsize_works(high_fd: int) -> None:
+    with pytest.raises(ValueError):
+        select.select([high_fd], [], [], 0)  # what the poller replaces refuses it
+    p = Poller([high_fd])
+    assert p.wait(0) == set()
+    os.eventfd_write(high_fd, 1)
+    assert p.wait(1) == {high_fd}
+    os.eventfd_read(high_fd)
+    assert p.wait(0.001) == set()
+
+
+def test_sockets_are_readable_on_data_and_on_hangup() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        p = Poller([b.fileno()])
+        assert p.wait(0) == set()
+        a.send(b"x")
+        assert p.wait(1) == {b.fileno()}
+        assert b.recv(1) == b"x"
+        assert p.wait(0) == set()
+        a.close()
+        assert p.wait(1) == {b.fileno()}  # EOF is readable
+        assert b.recv(1) == b""
+
+
+def test_a_closed_fd_is_reported_and_its_number_can_be_registered_again(efds: list[int]) -> None:
+    a, b, _ = efds
+    p = Poller([a, b])
+    os.close(a)
+    assert p.wait(1) == {a}  # POLLNVAL: its owner notices
+    p.unregister(a)
+    assert p.fds == (b,)
+    assert p.wait(0) == set()
+    fresh = os.eventfd(0, os.EFD_NONBLOCK)  # a new eventfd under the old number
+    if fresh != a:
+        os.dup2(fresh, a)
+        os.close(fresh)
+    p.register(a)
+    assert p.fds == (b, a)
+    assert p.wait(0) == set()
+    os.eventfd_write(a, 1)
+    assert p.wait(1) == {a}
+
+
+def test_registration_is_a_set_kept_across_waits(efds: list[int]) -> None:
+    a, b, c = efds
+    p = Poller()
+    p.register(a)
+    p.register(a)
+    p.update([b, c, b])
+    assert p.fds == (b, c)
+    assert len(p) == 2 and b in p and a not in p
+    p.update([b, c])
+    p.unregister(a)  # not registered: ignored
+    p.unregister(b)
+    assert p.fds == (c,)
+    os.eventfd_write(b, 1)
+    assert p.wait(0) == set()
+    os.eventfd_write(c, 1)
+    assert p.wait(0) == {c}
+    assert p.wait(0) == {c}
+
+
+def test_a_signal_ends_the_wait_early_with_nothing_ready(efds: list[int]) -> None:
+    caught: list[int] = []
+    old = signal.signal(signal.SIGALRM, lambda signum, frame: caught.append(signum))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.01, 0.01)  # until one lands inside the wait
+        try:
+            assert Poller(efds).wait(None) == set()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.signal(signal.SIGALRM, old)
+    assert caught
+
+
+@pytest.mark.parametrize("fd", [-1, "3", 2.0, True])
+def test_a_bad_fd_is_refused_in_one_line(fd: object) -> None:
+    with pytest.raises(ValueError, match=r"^poller: an fd is a non-negative int, got "):
+        Poller().register(fd)  # type: ignore[arg-type]
+
+
+def test_a_bad_timeout_is_refused_in_one_line() -> None:
+    with pytest.raises(ValueError, match=r"^poller: timeout must be seconds .* got nan$"):
+        Poller().wait(float("nan"))
