@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh) and run the whole test suite, testpmd interop included.
+# Set up (scripts/setup.sh), lint, check the import contracts between the layers (core <- switch
+# <- tools, in pyproject.toml), then run the whole test suite, testpmd interop included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 .venv/bin/ruff check src tests
+.venv/bin/lint-imports --no-logo --no-cache
 exec .venv/bin/python -m pytest -q "$@"
