@@ -280,7 +280,7 @@ def _queue_owner(rxq: RxQueue) -> AsyncSocket | None:
 
 def _alive(rxq: RxQueue) -> None:
     """Raise NotConnectedError when the queue's connection has been torn down."""
-    if rxq.ring.desc is None:
+    if not rxq.connected:
         raise NotConnectedError(f"rx queue {rxq.index} is gone: its connection ended")
 
 
@@ -404,7 +404,7 @@ class _QueueWaiter:
                         timer.cancel()
                 _alive(rxq)
         finally:
-            if was_polling and rxq.ring.desc is not None:
+            if was_polling and rxq.connected:
                 rxq.polling = True
 
 
@@ -512,7 +512,7 @@ class RxBatches:
 
     def _give_back(self) -> None:
         rxq, self._last = self._last, None
-        if rxq is not None and rxq.ring.desc is not None:
+        if rxq is not None and rxq.connected:
             rxq.refill()
 
     def _drop_waiter(self) -> None:

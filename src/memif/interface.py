@@ -257,8 +257,8 @@ class Interface:
                 if ring.cookie != wire.COOKIE:
                     kind = "tx" if offer.s2m else "rx"
                     raise ProtocolError(f"wrong cookie on {kind} ring {offer.index}")
-        except ProtocolError:
-            self._release_memory()
+        except ProtocolError as exc:
+            self._release_memory(str(exc))
             raise
         for s2m, i, ring in self.rings:
             if s2m:
@@ -294,9 +294,15 @@ class Interface:
             if was_up and self.on_disconnect:
                 self.on_disconnect(self, reason)
         finally:
-            self._release_memory()
+            self._release_memory(reason)
 
-    def _release_memory(self) -> None:
+    def _release_memory(self, reason: str) -> None:
+        """Unmap and close everything of the connection; its queues raise from now on."""
+        for kind, queues in (("rx", self.rx_queues), ("tx", self.tx_queues)):
+            for q in queues:
+                q.release(
+                    f"{kind} queue {q.index} of {self.name}: the interface disconnected ({reason})"
+                )
         self.rx_queues.clear()
         self.tx_queues.clear()
         for _, _, ring in self.rings:

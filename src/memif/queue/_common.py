@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, NoReturn, cast
 
 import numpy as np
 
 from .. import wire
+from ..errors import NotConnectedError
 from ..shm import Region, Ring
 
 _U16 = 0xFFFF
@@ -238,6 +240,37 @@ class SlotLayout:
         return [(lo, hi, self.grid[at : at + hi - lo, :width]) for at, lo, hi in pieces]
 
 
+class Released:
+    """Stands in for a torn-down queue's ring and memory: any use raises
+    :class:`~memif.NotConnectedError` with ``why``.
+
+    A queue swaps it in for its ring and its regions when the connection ends, so
+    every call that touches them fails with one clear error at no cost while the
+    connection is up (no flag is tested on the data path).
+    """
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def fail(self, *_: object, **__: object) -> NoReturn:
+        """Raise NotConnectedError(why)."""
+        raise NotConnectedError(self.why)
+
+    def __getattr__(self, name: str) -> NoReturn:
+        raise NotConnectedError(self.why)
+
+    __getitem__ = __setitem__ = __len__ = __iter__ = __array__ = fail
+
+
+def check_live(regions: Sequence[Any]) -> None:
+    """Raise NotConnectedError if ``regions`` (a queue's, shared with its batches)
+    were released with the connection."""
+    if regions and type(regions[0]) is Released:
+        regions[0].fail()
+
+
 def _read_descs(ring: Ring, start: int, n: int) -> np.ndarray:
     """Copy ``n`` descriptors from counter ``start`` out of shared memory."""
     s = start & ring.mask
@@ -288,7 +321,32 @@ class _Queue:
         self.stats = QueueStats()
         self.fault: str | None = None
         self._regions = [r.array for r in regions]
+        self._layout: SlotLayout | None = None  # where the buffer of each slot lies, if fixed
         self._sizes = np.array([r.size for r in regions], dtype=np.uint64)
+
+    @property
+    def connected(self) -> bool:
+        """False once the connection ended: every call then raises NotConnectedError."""
+        return type(self.ring) is not Released
+
+    def release(self, why: str) -> None:
+        """End of the connection (the interface calls it before unmapping): from now on
+        every call, and every batch handed out, raises NotConnectedError(``why``).
+
+        Counters (``stats``, ``fault``) stay readable.  Views already taken out of a
+        batch (``runs``, ``matrix``, ``buffers``) keep their memory, no longer shared.
+        """
+        gone = Released(why)
+        self.ring = cast(Ring, gone)
+        self._regions[:] = [cast(np.ndarray, gone)] * len(self._regions)
+        self._layout = None  # its grid is a view of the buffers
+
+    def _live(self) -> None:
+        """Raise NotConnectedError after :meth:`release` (for calls that may not touch
+        the ring; the others raise by touching it)."""
+        ring = self.ring
+        if type(ring) is Released:
+            ring.fail()
 
     @property
     def fd(self) -> int:

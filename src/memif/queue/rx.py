@@ -23,6 +23,7 @@ from ._common import (
     _Queue,
     _read_descs,
     byte_items,
+    check_live,
     pieces,
     ring_pieces,
     row_index,
@@ -55,7 +56,8 @@ class RxBatch:
     ``(count, max_length)`` zero-copy view of all packets (slot-contiguous fast path);
     ``runs`` gives the same as one view per stretch of evenly spaced buffers (two when
     the burst wraps the ring's end).  Views stay valid until the queue is refilled or
-    released.
+    released.  Once the connection is gone, whatever reads the packets raises
+    :class:`~memif.NotConnectedError`; the counts and lengths stay readable.
     """
 
     __slots__ = (
@@ -134,6 +136,7 @@ class RxBatch:
         """``(lo, hi, view)``: packets ``lo..hi`` as the rows of a zero-copy
         ``(hi - lo, max_length)`` view; None when chained, in several regions or
         not evenly spaced."""
+        check_live(self._regions)
         if not self._runs_done:
             self._runs_done = True
             n = len(self.lengths)
@@ -291,12 +294,14 @@ class RxQueue(_Queue):
 
     A master receives on S2M rings and releases by moving ``tail``; a slave receives
     on M2S rings and refills by posting its buffers again and moving ``head``.
+    Once the connection is gone (:attr:`connected` False) every method raises
+    :class:`~memif.NotConnectedError`.
     """
 
     def __init__(self, ring: Ring, regions: Sequence[Region], index: int, **options: Any) -> None:
         super().__init__(ring, regions, index, **options)
         self.headroom = 0
-        self._layout: SlotLayout | None = None  # the producer's buffer of each slot, if fixed
+        self._layout = None  # the producer's buffer of each slot, if fixed
         self._cursor = ring.tail  # consumer cursor: master's last_head, slave's last_tail
         #: the producer's counter when all it had published was an unfinished chain
         #: (nothing to take until it moves); None otherwise
@@ -363,6 +368,7 @@ class RxQueue(_Queue):
     @property
     def cursor(self) -> int:
         """Counter of the next descriptor to read (libmemif's last_head/last_tail)."""
+        self._live()
         return self._cursor
 
     # -- receive
@@ -547,11 +553,12 @@ class RxQueue(_Queue):
         straight into them and :meth:`rx_burst` reports their offsets.  Returns how
         many were posted (at most :meth:`free_to_post`).
         """
+        free = self.free_to_post()  # first: NotConnectedError once the connection is gone
         if self.is_master:
             raise ConfigError("only a client posts receive buffers")
         if not 0 <= region < len(self._sizes):
             raise ConfigError(f"region {region} does not exist (have {len(self._sizes)})")
-        n = min(len(offsets), self.free_to_post())
+        n = min(len(offsets), free)
         offsets = np.asarray(offsets[:n], dtype=np.uint32)
         if n and int(offsets.max()) + capacity > int(self._sizes[region]):
             raise ConfigError(f"a buffer lies outside region {region}")

@@ -19,6 +19,7 @@ from ._common import (
     SlotLayout,
     _bad_mask,
     _Queue,
+    check_live,
     pieces,
     ring_pieces,
     row_index,
@@ -36,7 +37,8 @@ class TxBatch:
     (two when the batch wraps the ring's end); None when the buffers lie anywhere.
     ``buffers`` is the one view of a single-run batch (always the case on a slave
     unless ``alloc(wrap=True)`` wrapped), else None: then use :meth:`buffer` or
-    :meth:`fill`.
+    :meth:`fill`.  Once the connection is gone, :meth:`buffer`, :meth:`fill` and
+    :meth:`copy_from` raise :class:`~memif.NotConnectedError`.
     """
 
     __slots__ = ("start", "count", "capacity", "runs", "buffers", "_regions", "_region", "_offset")
@@ -64,6 +66,11 @@ class TxBatch:
 
     def buffer(self, i: int) -> np.ndarray:
         """Zero-copy view of slot ``i``'s buffer (``capacity`` bytes)."""
+        check_live(self._regions)
+        return self._view(i)
+
+    def _view(self, i: int) -> np.ndarray:
+        """:meth:`buffer` of a batch known to be live."""
         if self.runs is not None:
             for lo, hi, view in self.runs:
                 if i < hi:
@@ -79,6 +86,7 @@ class TxBatch:
         application's buffer pool, say): each copy moves ``rows.itemsize`` bytes, at
         most :attr:`capacity`.  One row copy per run of evenly spaced buffers.
         """
+        check_live(self._regions)
         k, width = len(idx), rows.dtype.itemsize
         if width > self.capacity:
             raise ConfigError(f"rows of {width} bytes do not fit buffers of {self.capacity}")
@@ -93,6 +101,7 @@ class TxBatch:
 
     def fill(self, data: np.ndarray) -> None:
         """Copy a ``(count, width)`` array into the buffers (vectorized scatter)."""
+        check_live(self._regions)
         width = data.shape[1]
         if self.runs is not None:
             for lo, hi, view in self.runs:
@@ -126,6 +135,8 @@ class TxQueue(_Queue):
 
     A slave transmits on S2M rings into its own buffers and moves ``head``; a master
     transmits on M2S rings into the buffers the slave posted and moves ``tail``.
+    Once the connection is gone (:attr:`connected` False) every method raises
+    :class:`~memif.NotConnectedError`.
     """
 
     def __init__(self, ring: Ring, regions: Sequence[Region], index: int, **options: Any) -> None:
@@ -133,7 +144,7 @@ class TxQueue(_Queue):
         self._rewrite_desc = False  # set once zero-copy pointed slots elsewhere
         # The buffer of each slot: a slave's own, known from the start; for a master the
         # slave's, once learned from what it posts (and forgotten when that changes).
-        self._layout: SlotLayout | None = None
+        self._layout = None
         offsets = self._buf_offsets
         if not self.is_master and offsets is not None:
             region = self._buf_region
@@ -241,6 +252,7 @@ class TxQueue(_Queue):
         """
         n = batch.count if count is None else count
         if n == 0:
+            self._live()
             return 0
         ring = self.ring
         one = isinstance(lengths, int | np.integer)
@@ -338,6 +350,7 @@ class TxQueue(_Queue):
         free slots); the memory of packet ``k`` is the peer's until :attr:`in_flight`
         drops below ``published - k``.
         """
+        free = self.free_slots()  # first: NotConnectedError once the connection is gone
         if self.is_master:
             raise ConfigError("only a client transmits from its own memory (zero-copy)")
         offsets = np.asarray(offsets, dtype=np.uint32)
@@ -352,7 +365,7 @@ class TxQueue(_Queue):
         ):
             raise ConfigError(f"a packet lies outside region {region} or has length 0")
         ring = self.ring
-        n = min(len(offsets), self.free_slots())
+        n = min(len(offsets), free)
         start = ring.head
         for at, lo, hi in ring_pieces(start, n, ring.size):
             ring.d_region[at : at + hi - lo] = region
@@ -389,6 +402,8 @@ class TxQueue(_Queue):
                 sent += 1
         if sent:
             self.ring.kick()
+        else:
+            self._live()  # nothing touched the ring (no packets, or all empty)
         return sent
 
     def _send_one(self, data: np.ndarray) -> object:
@@ -411,7 +426,7 @@ class TxQueue(_Queue):
             plan.append((slot, pos, min(size, pos + slot.capacity)))
             pos = plan[-1][2]
         for j, (slot, lo, hi) in enumerate(plan):
-            slot.buffer(0)[: hi - lo] = data[lo:hi]
+            slot._view(0)[: hi - lo] = data[lo:hi]
             s = (start + j) & ring.mask
             ring.d_length[s] = hi - lo
             ring.d_flags[s] = wire.DESC_FLAG_NEXT if j < len(plan) - 1 else 0
