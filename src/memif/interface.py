@@ -84,6 +84,7 @@ class InterfaceDetails:
     rings: list[RingDetails] = field(default_factory=list)
     local_disc_reason: str = ""
     remote_disc_reason: str = ""
+    control_fd: int | None = None  # the control connection's socket, while there is one
 
 
 ConnectCallback = Callable[["Interface"], None]
@@ -369,4 +370,5 @@ class Interface:
             rings=rings,
             local_disc_reason=self.local_disc_reason,
             remote_disc_reason=self.remote_disc_reason,
+            control_fd=conn.sock.fileno() if conn else None,
         )

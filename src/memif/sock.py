@@ -171,6 +171,11 @@ class Socket:
         """True when this socket is bound and accepting."""
         return self._listener is not None
 
+    @property
+    def listener_fd(self) -> int | None:
+        """The listening socket's fd while :attr:`listening` (what ``show memif`` prints)."""
+        return None if self._listener is None else self._listener.fileno()
+
     def create_interface(
         self,
         config: InterfaceConfig | None = None,

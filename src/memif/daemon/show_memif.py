@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import Role, format_mac
+from ..interface import InterfaceDetails
 from ..sock import SocketCounters
 from ..text import escape
 from ..vswitch.memif_port import MemifPort
@@ -22,14 +23,10 @@ from .parse import Args
 from .show import MAX_ROWS, interface_data, mtu, selected_interfaces, table, truncated
 
 
-def _fds(port: MemifPort) -> tuple[int, int]:
+def _fds(port: MemifPort, det: InterfaceDetails) -> tuple[int, int]:
     """(listener fd, control connection fd) as VPP prints them; 0 when there is none."""
-    sock = port.iface.socket
-    listener = getattr(sock, "_listener", None)
-    conn = getattr(port.iface, "_conn", None)
-    lfd = listener.fileno() if listener is not None else 0
-    cfd = conn.sock.fileno() if conn is not None else 0
-    return max(lfd, 0), max(cfd, 0)
+    lfd, cfd = port.iface.socket.listener_fd, det.control_fd
+    return max(lfd or 0, 0), max(cfd or 0, 0)
 
 
 def _flags(port: MemifPort) -> list[str]:
@@ -84,7 +81,7 @@ def memif_data(ctx: Context, port: MemifPort, descriptors: int | None) -> dict[s
     counting the rest."""
     det = port.iface.details()
     left_out = 0
-    lfd, cfd = _fds(port)
+    lfd, cfd = _fds(port, det)
     master = port.iface.role is Role.SERVER
     rings = []
     by_key = {(s2m, i): ring for s2m, i, ring in port.iface.rings}
