@@ -4,7 +4,7 @@ A ``Poller`` holds a set of fds, registered once and waited on many times, and
 ``wait(timeout)`` returns the ones that became readable.  It is ``ppoll(2)``, called
 through ctypes, for two reasons:
 
-* no ``FD_SETSIZE`` limit: ``select.select`` refuses fds numbered 1024 and up, which a
+* no ``FD_SETSIZE`` limit: select(2) refuses fds numbered 1024 and up, which a
   process with many interfaces (or a raised ``RLIMIT_NOFILE``) hands out;
 * nanosecond timeouts: ``select.poll`` and ``select.epoll`` round a timeout up to whole
   milliseconds, which would stretch the tools' 100-500 microsecond naps to a millisecond.

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import ipaddress
 import json
-import select
 import signal
 import sys
 import time
@@ -17,6 +16,7 @@ from .. import AccessPolicy, Interface, RxQueue, Socket, testing
 from ..access import parse_gids, parse_uids
 from ..config import Role, parse_mac
 from ..errors import ConfigError
+from ..poller import Poller
 from ..wire import Mode
 
 DEFAULT_SOCKET = "/run/vpp/memif.sock"
@@ -188,13 +188,15 @@ def interface_error(exc: BaseException, socket: str) -> str:
     return str(exc)
 
 
-def wait_rx(sock: Socket, rxqs: Sequence[RxQueue], timeout: float) -> None:
+def wait_rx(poller: Poller, sock: Socket, rxqs: Sequence[RxQueue], timeout: float) -> None:
     """Sleep until the control socket or a receive queue's eventfd is readable, or ``timeout``.
 
-    The eventfds that fired are cleared; the control socket is served once in any case.
+    ``poller`` is the caller's, kept from call to call: it is set to exactly those fds,
+    which costs nothing more while they stay the same.  The eventfds that fired are
+    cleared; the control socket is served once in any case.
     """
-    sfd = sock.fileno()
-    ready, _, _ = select.select([sfd, *(q.fd for q in rxqs)], [], [], timeout)
+    poller.update([sock.fileno(), *(q.fd for q in rxqs)])
+    ready = poller.wait(timeout)
     for q in rxqs:
         if q.fd in ready:
             q.clear_interrupt()

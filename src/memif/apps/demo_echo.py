@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import select
 import signal
 import sys
 import time
@@ -20,6 +19,7 @@ import numpy as np
 
 from .. import wire
 from ..interface import Interface
+from ..poller import Poller
 from ..queue import RxBatch
 from ..sock import Socket
 from .burst import send_fitting, swap_macs
@@ -109,11 +109,10 @@ class Echo:
         return 1
 
 
-def _stdin_closed(fd: int) -> bool:
-    """True once the parent closed our stdin (or died)."""
+def _stdin_closed(stdin: Poller) -> bool:
+    """True once the parent closed our stdin (or died); ``stdin`` polls only that fd."""
     try:
-        ready, _, _ = select.select([fd], [], [], 0)
-        return bool(ready) and not os.read(fd, 4096)
+        return any(not os.read(fd, 4096) for fd in stdin.wait(0))
     except OSError:
         return True
 
@@ -133,10 +132,12 @@ def run_peer(args: argparse.Namespace) -> int:
             buffer_size=args.buffer_size,
             polling=True,
         )
+        stdin_only = Poller([stdin])
+        connecting = Poller([sock.fileno(), stdin])
         end = time.monotonic() + args.connect_timeout
         while not iface.connected and not stop:
-            ready, _, _ = select.select([sock.fileno(), stdin], [], [], 0.1)
-            if stdin in ready and _stdin_closed(stdin):
+            ready = connecting.wait(0.1)
+            if stdin in ready and _stdin_closed(stdin_only):
                 return 0
             sock.poll(0)
             if time.monotonic() > end:
@@ -144,6 +145,7 @@ def run_peer(args: argparse.Namespace) -> int:
                 return 1
         echo = Echo(iface)
         rxq = iface.rx_queues[0]
+        idle = Poller([rxq.fd, sock.fileno(), stdin])  # what an idle turn sleeps on
         next_house = busy_at = time.monotonic()
         while not stop:
             now = time.monotonic()
@@ -152,10 +154,10 @@ def run_peer(args: argparse.Namespace) -> int:
             if now >= next_house or now - busy_at > SPIN:
                 next_house = now + HOUSEKEEPING
                 sock.poll(0)
-                if not iface.connected or _stdin_closed(stdin):
+                if not iface.connected or _stdin_closed(stdin_only):
                     break
                 if now - busy_at > SPIN:
-                    sleep_rx(rxq, [sock.fileno(), stdin], 0.0005 if echo.busy else 0.1)
+                    sleep_rx(idle, rxq, 0.0005 if echo.busy else 0.1)
         result.update(
             echoed_packets=echo.packets,
             echoed_bytes=echo.bytes,

@@ -27,6 +27,7 @@ from .. import testing, transport
 from ..config import InterfaceConfig
 from ..errors import ConfigError
 from ..interface import Interface
+from ..poller import Poller
 from ..sock import Socket
 from .common import LiveLine, StopRequest
 from .demo_proc import Child, DemoError, memif_argv
@@ -173,6 +174,7 @@ def _traffic(
     last_t, last_rx, last_bytes = started, 0, 0
     busy_at = started
     c = client.c
+    wake = Poller([client.rxq.fd, sock.fileno()])  # what an idle turn sleeps on
     while True:
         now = time.monotonic()
         sending = now < stop_at and not stop
@@ -193,7 +195,7 @@ def _traffic(
                 live.update(_rate_line(now - started, c, mpps, gbps, errors))
                 last_t, last_rx, last_bytes = now, c.rx_packets, c.rx_bytes
             if not sending:
-                _drain(sock, client, 2.0)
+                _drain(sock, client, 2.0, wake)
                 end = time.monotonic()
                 errors = c.mismatches + sum(client.errors().values())
                 mpps = c.rx_packets / (end - started) / 1e6
@@ -202,11 +204,14 @@ def _traffic(
                     live.update(_rate_line(end - started, c, mpps, gbps, errors), force=True)
                 return end
             if idle:
-                sleep_rx(client.rxq, [sock.fileno()], 0.01)
+                sleep_rx(wake, client.rxq, 0.01)
 
 
-def _drain(sock: Socket, client: Client, patience: float) -> None:
-    """Receive what is still in flight; give up ``patience`` s after the last frame."""
+def _drain(sock: Socket, client: Client, patience: float, wake: Poller) -> None:
+    """Receive what is still in flight; give up ``patience`` s after the last frame.
+
+    Between frames it sleeps on ``wake`` (the receive eventfd and the control socket).
+    """
     c = client.c
     last = time.monotonic()
     while c.rx_packets + c.gaps < c.tx_packets and client.iface.connected:
@@ -215,7 +220,7 @@ def _drain(sock: Socket, client: Client, patience: float) -> None:
         elif time.monotonic() - last > patience:
             break
         else:
-            sleep_rx(client.rxq, [sock.fileno()], 0.01)
+            sleep_rx(wake, client.rxq, 0.01)
             sock.poll(0)
 
 

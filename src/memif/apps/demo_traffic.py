@@ -8,13 +8,13 @@ that comes back: length, addresses, sequence order and every payload byte.
 
 from __future__ import annotations
 
-import select
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import wire
 from ..interface import Interface
+from ..poller import Poller
 from ..queue import RxBatch, RxQueue, TxQueue
 
 #: Frame sizes, repeated in this order (frame ``seq`` has size ``SIZES[seq % 32]``).
@@ -292,15 +292,16 @@ class Client:
 
 
 # ---------------------------------------------------------------------- both processes
-def sleep_rx(rxq: RxQueue, fds: list[int], timeout: float) -> None:
-    """Sleep on the receive eventfd (interrupt mode) and ``fds`` until one is readable."""
+def sleep_rx(poller: Poller, rxq: RxQueue, timeout: float) -> None:
+    """Sleep on the receive eventfd (interrupt mode) and ``poller``'s other fds until one is
+    readable.  ``poller`` is the caller's, kept across calls; ``rxq.fd`` joins it if missing."""
+    poller.register(rxq.fd)
     rxq.polling = False
     try:
         rxq.clear_interrupt()
         if rxq.pending():
             return
-        ready, _, _ = select.select([rxq.fd, *fds], [], [], timeout)
-        if rxq.fd in ready:
+        if rxq.fd in poller.wait(timeout):
             rxq.clear_interrupt()
     finally:
         rxq.polling = True

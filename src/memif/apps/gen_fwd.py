@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import select
 import time
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from .. import wire
 from ..errors import MemifError
+from ..poller import Poller
 from ..queue import RxBatch, TxQueue
 from .burst import echo_burst, send_fitting, swap_macs
 from .common import LiveLine, StopRequest
@@ -45,7 +45,7 @@ class Generator:
         self.txq = list(iface.tx_queues)
         self.rxq = list(iface.rx_queues)
         self.streams = [_TxStream(q, i) for i, q in enumerate(self.txq)]
-        self.rx_fds = [q.fd for q in self.rxq]
+        self.rx_wake = Poller(q.fd for q in self.rxq)  # what an idle turn sleeps on
         self.polling = bool(args.polling)
         self.an = Analyzer(frames)
         self.burst = args.burst
@@ -290,10 +290,7 @@ class Generator:
             self.undrained = self.drained()
 
     def _sleep(self, timeout: float) -> None:
-        if not self.rx_fds:
-            time.sleep(timeout)
-            return
-        ready, _, _ = select.select(self.rx_fds, [], [], timeout)
+        ready = self.rx_wake.wait(timeout)  # with no rx queue: a plain sleep
         for q in self.rxq:
             if q.fd in ready:
                 q.clear_interrupt()

@@ -15,7 +15,6 @@ this module is the receive loop and the command.
 from __future__ import annotations
 
 import argparse
-import select
 import signal
 import sys
 import time
@@ -25,6 +24,7 @@ import numpy as np
 
 from ..errors import MemifError
 from ..pcap import DEFAULT_SNAPLEN, PcapWriter, linktype_for_mode
+from ..poller import Poller
 from ..queue import QueueStats, RxBatch
 from ..wire import Mode
 from .common import (
@@ -236,6 +236,7 @@ def _loop(args: argparse.Namespace, sock: Any, iface: Any, mon: Monitor) -> tupl
     period = args.interval if args.interval else (0.5 if tty else 5.0)
     block = None if args.json else Block(out, period)
     line = LiveLine(sys.stderr, period=period, enabled=args.json)
+    poller = Poller()  # what _wait sleeps on
     title = f"memif monitor  {args.socket} {args.role} id {args.id} {args.mode}"
     start = time.monotonic()
     deadline = None if args.duration is None else start + args.duration
@@ -302,7 +303,7 @@ def _loop(args: argparse.Namespace, sock: Any, iface: Any, mon: Monitor) -> tupl
                 timeout = min(0.1, max(0.0, next_control - now))
                 if deadline is not None:
                     timeout = min(timeout, max(0.0, deadline - now))
-                _wait(sock, iface, timeout)
+                _wait(poller, sock, iface, timeout)
     end = time.monotonic()
     if block is not None:
         draw(end, final=True)
@@ -310,14 +311,18 @@ def _loop(args: argparse.Namespace, sock: Any, iface: Any, mon: Monitor) -> tupl
     return stopped_by, end - start
 
 
-def _wait(sock: Any, iface: Any, timeout: float) -> None:
-    """Sleep until a queue is kicked, the control socket has work, or ``timeout``."""
+def _wait(poller: Poller, sock: Any, iface: Any, timeout: float) -> None:
+    """Sleep until a queue is kicked, the control socket has work, or ``timeout``.
+
+    ``poller`` is kept across calls and set to the fds of the moment.
+    """
     queues = iface.rx_queues if iface.connected else []
     if queues and all(q.polling for q in queues):
         return  # polling mode: spin
     fds = [q.fd for q in queues if not q.polling]
     try:
-        ready, _, _ = select.select([sock.fileno(), *fds], [], [], timeout)
+        poller.update([sock.fileno(), *fds])
+        ready = poller.wait(timeout)
     except (OSError, ValueError):
         return
     for q in queues:

@@ -24,6 +24,7 @@ from .. import packet as pkt
 from ..config import format_mac
 from ..errors import MemifError
 from ..interface import Interface
+from ..poller import Poller
 from ..sock import Socket
 from ..wire import Mode
 from .common import (
@@ -182,6 +183,7 @@ class Pinger:
     ) -> None:
         self.sock = sock
         self.iface = iface
+        self.poller = Poller()  # what wait() sleeps on: the control socket, the rx eventfds
         self.target = target
         self.source = source
         self.mac = mac
@@ -221,7 +223,7 @@ class Pinger:
             rxqs = self.iface.rx_queues if self.iface.connected else []
             if any(q.polling for q in rxqs):
                 left = min(left, 0.0002)
-            wait_rx(self.sock, rxqs, min(left, 0.25))
+            wait_rx(self.poller, self.sock, rxqs, min(left, 0.25))
 
     def _receive(self) -> None:
         if not self.iface.connected:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import select
 import signal
 import sys
 import time
@@ -35,6 +34,7 @@ from .. import packet as pkt
 from ..config import format_mac, random_mac
 from ..errors import MemifError
 from ..interface import Interface
+from ..poller import Poller
 from ..sock import Socket
 from ..wire import Mode
 from .common import (
@@ -166,10 +166,11 @@ def serve(
     """Answer on every queue of ``iface`` until ``time.monotonic()`` reaches ``until``.
 
     Busy bursts are processed back to back; when every queue is empty the loop sleeps in
-    ``select`` on the control socket and the queues' interrupt eventfds (or, for queues in
-    polling mode, spins with a short timeout).
+    a :class:`~memif.poller.Poller` on the control socket and the queues' interrupt eventfds
+    (or, for queues in polling mode, spins with a short timeout).
     """
-    sfd = sock.fileno()
+    idle = Poller()  # the control socket and the rx eventfds (see wait_rx)
+    control = Poller([sock.fileno()])  # polling mode: only the control socket wakes us
     last_ctl = 0.0
     was_up = iface.connected
     while True:
@@ -190,9 +191,9 @@ def serve(
                 last_ctl = now
                 sock.poll(0)
             if not got and polling:
-                select.select([sfd], [], [], 0.0005)
+                control.wait(0.0005)
         else:
-            wait_rx(sock, rxqs, 0.25 if until is None else max(0.0, min(0.25, until - now)))
+            wait_rx(idle, sock, rxqs, 0.25 if until is None else max(0.0, min(0.25, until - now)))
             last_ctl = time.monotonic()
         if iface.connected != was_up:
             was_up = iface.connected
