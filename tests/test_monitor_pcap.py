@@ -547,37 +547,32 @@ def test_replay_recorded_pace_rate_and_loop(tmp_path: Path) -> None:
         rate = cli(*f"{replay} --id 1 --rate 50 --loop 2".split())
         fast = cli(*f"{replay} --id 2 --speed 4 --loop 3".split())
         peer.wait_connected()
-        got = {i: ([], []) for i in (0, 1, 2)}
+        got: dict[int, list[bytes]] = {i: [] for i in (0, 1, 2)}
         end = time.monotonic() + 20
         while time.monotonic() < end and any(
-            len(got[i][0]) < n for i, n in ((0, 5), (1, 10), (2, 15))
+            len(got[i]) < n for i, n in ((0, 5), (1, 10), (2, 15))
         ):
             for i in (0, 1, 2):
                 batch = peer.ifaces[i].recv() if peer.ifaces[i].connected else []
-                got[i][0].extend(batch)
-                got[i][1].extend([time.monotonic()] * len(batch))
+                got[i].extend(batch)
             peer.sock.poll(0.001)
         results = [finish(p, peer) for p in (recorded, rate, fast)]
     finally:
         peer.close()
     for rc, _, err in results:
         assert rc == 0, err
-    assert got[0][0] == frames
-    assert got[1][0] == frames * 2
-    assert got[2][0] == frames * 3
+    assert got[0] == frames
+    assert got[1] == frames * 2
+    assert got[2] == frames * 3
 
     # The schedule is absolute (a replay that fell behind catches up), so the tool's own
-    # duration is the strict check; arrival spreads only show the packets were spaced: on a
-    # busy machine the first ones may leave late and bunch up, so a third of the schedule.
-    def spread(i: int) -> float:
-        return got[i][1][-1] - got[i][1][0]
-
+    # duration is the check: a replay that did not pace would end in milliseconds.  Arrival
+    # times here are not: on a loaded machine this reader may be starved and take every
+    # packet in one go, however well they were spaced when sent.
     # recorded pace: 4 gaps of 100 ms
     assert 0.4 <= json.loads(results[0][1])["duration"] <= 3.0
-    assert spread(0) >= 0.4 / 3
     # 10 packets at 50 pps: 9 gaps of 20 ms
     assert 0.18 <= json.loads(results[1][1])["duration"] <= 3.0
-    assert spread(1) >= 0.18 / 3
     # three loops at 4x: each loop 0.1 s, then a 25 ms gap (the mean gap, scaled)
     summary = json.loads(results[2][1])
     assert summary["loops"] == 3 and summary["packets"] == 15
