@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from .. import wire
 from ..access import AccessPolicy
 from ..config import Role, format_mac, parse_mac, random_mac
 from ..errors import MemifError
+from ..poller import Poller
 from ..ratelog import PerKeyLog
 from ..sock import Socket
 from ..text import escape
@@ -133,6 +133,8 @@ class Switch:
         self.started = self.now
         self.busy_ns = 0
         self._extra_fds: dict[int, Callable[[], None]] = {}
+        self._extra_poller = Poller()  # the extra fds, looked at by control()
+        self._idle_poller = Poller()  # every fd that ends sleep()
         self._last_control = 0.0
         self._last_age = self.now
         self._last_packet = self.now
@@ -577,7 +579,8 @@ class Switch:
                     "control-exception", f"memif socket {entry.filename}", entry.socket.poll, 0
                 )
         if self._extra_fds:
-            for fd in _wait_readable(list(self._extra_fds), 0):
+            self._extra_poller.update(self._extra_fds)
+            for fd in self._extra_poller.wait(0):
                 cb = self._extra_fds.get(fd)
                 if cb:
                     self._contained("control-exception", f"fd {fd}", cb)
@@ -684,7 +687,8 @@ class Switch:
             fds = [q.fd for q in queues] + list(self._extra_fds)
             fds += [e.socket.fileno() for e in self.sockets.values() if e.socket is not None]
             fds += [fd for p in self.host_ports.values() for fd in p.fds()]
-            ready = _wait_readable(fds, timeout)
+            self._idle_poller.update(fds)
+            ready = self._idle_poller.wait(timeout)
             for q in queues:
                 if q.fd in ready:
                     q.clear_interrupt()
@@ -747,14 +751,6 @@ class CountingDrop(ErrorDrop):
             if sw is not None:
                 sw.counters.drops += n
         super().process(idx)
-
-
-def _wait_readable(fds: list[int], timeout: float) -> set[int]:
-    """The fds that become readable within ``timeout`` (poll(2): no FD_SETSIZE limit)."""
-    poller = select.poll()
-    for fd in fds:
-        poller.register(fd, select.POLLIN)
-    return {fd for fd, _ in poller.poll(timeout * 1000)}
 
 
 def format_ip(raw: bytes) -> str:
