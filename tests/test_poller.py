@@ -14,6 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from memif import Socket, testing
+from memif.apps.common import wait_rx
 from memif.poller import Poller
 
 HIGH_FD = 1500
@@ -28,22 +30,31 @@ def efds() -> Iterator[list[int]]:
             os.close(fd)
 
 
+@contextlib.contextmanager
+def fds_up_to(n: int) -> Iterator[None]:
+    """RLIMIT_NOFILE raised past ``n`` for the block (skips when the hard limit is lower)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft <= n:
+        if hard != resource.RLIM_INFINITY and hard <= n:
+            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} does not reach fd {n}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n + 1, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 @pytest.fixture
 def high_fd() -> Iterator[int]:
-    """An eventfd numbered 1500, past select's FD_SETSIZE (RLIMIT_NOFILE raised if needed)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft <= HIGH_FD:
-        if hard != resource.RLIM_INFINITY and hard <= HIGH_FD:
-            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} does not reach fd {HIGH_FD}")
-        resource.setrlimit(resource.RLIMIT_NOFILE, (HIGH_FD + 1, hard))
-    efd = os.eventfd(0, os.EFD_NONBLOCK)
-    try:
-        fd = os.dup2(efd, HIGH_FD)
-    finally:
-        os.close(efd)
-    yield fd
-    os.close(fd)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    """An eventfd numbered 1500, past select's FD_SETSIZE (1024)."""
+    with fds_up_to(HIGH_FD):
+        efd = os.eventfd(0, os.EFD_NONBLOCK)
+        try:
+            fd = os.dup2(efd, HIGH_FD)
+        finally:
+            os.close(efd)
+        yield fd
+        os.close(fd)
 
 
 def test_ready_fds_are_returned_and_only_them(efds: list[int]) -> None:
@@ -85,6 +96,29 @@ def test_an_fd_past_fd_setsize_works(high_fd: int) -> None:
     assert p.wait(1) == {high_fd}
     os.eventfd_read(high_fd)
     assert p.wait(0.001) == set()
+
+
+def test_the_tools_wait_on_a_connection_whose_fds_are_all_past_fd_setsize() -> None:
+    """memif tools' wait_rx with the socket's and the queues' fds numbered over 1024."""
+    with fds_up_to(1200):
+        filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+        try:
+            path = testing.unique_name()
+            with Socket(path) as ssock, Socket(path) as csock:
+                server = ssock.create_interface(role="server", id=0)
+                client = csock.create_interface(role="client", id=0)
+                assert testing.drive(
+                    ssock, csock, until=lambda: server.connected and client.connected
+                )
+                rxq = client.rx_queues[0]
+                assert min(csock.fileno(), rxq.fd) > 1024
+                assert server.tx_queues[0].send([bytes(64)]) == 1
+                wait_rx(Poller(), csock, [rxq], 5)
+                assert rxq.clear_interrupt() == 0  # the kick that woke us was cleared
+                assert len(rxq.rx_burst(8)) == 1
+        finally:
+            for fd in filler:
+                os.close(fd)
 
 
 def test_sockets_are_readable_on_data_and_on_hangup() -> None:
