@@ -17,13 +17,13 @@ from ._common import (
     _EMPTY_U32,
     _U16,
     Pieces,
+    Released,
     Run,
     SlotLayout,
     _bad_mask,
     _Queue,
     _read_descs,
     byte_items,
-    check_live,
     pieces,
     ring_pieces,
     row_index,
@@ -136,7 +136,9 @@ class RxBatch:
         """``(lo, hi, view)``: packets ``lo..hi`` as the rows of a zero-copy
         ``(hi - lo, max_length)`` view; None when chained, in several regions or
         not evenly spaced."""
-        check_live(self._regions)
+        regions = self._regions  # check_live, inlined: this is read once per burst
+        if regions and type(regions[0]) is Released:
+            regions[0].fail()
         if not self._runs_done:
             self._runs_done = True
             n = len(self.lengths)
