@@ -15,6 +15,11 @@ moves nothing; the interface turns that into a DISCONNECT.  Nor does what the pe
 writes set the cost: chains are assembled and sent as vector operations however
 short their buffers, and a chain the peer leaves unfinished is read once, then
 neither read again nor reported :meth:`~RxQueue.ready` until the producer moves on.
+
+A queue lives as long as its connection: when the interface tears it down, every call
+on the queue, and every read or fill of a batch it handed out, raises
+:class:`~memif.NotConnectedError` naming the queue and why (``connected`` tells it
+without raising).  The interface's next connection has new queues.
 """
 
 from ._common import RX_ERRORS, TX_ERRORS, QueueStats, ring_slots, row_items, strided_view
