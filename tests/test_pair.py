@@ -663,6 +663,10 @@ def test_stale_socket_file_is_removed(tmp_path) -> None:
     assert not os.path.exists(path)  # removed on close
 
 
+#: how a refusal names the listener when it is this process
+HELD_BY_US = f" (held by pid {os.getpid()} uid {os.geteuid()} gid {os.getegid()})"
+
+
 def test_live_listener_is_refused(tmp_path) -> None:
     path = str(tmp_path / "live.sock")
     with memif.Socket(path) as first:
@@ -670,7 +674,7 @@ def test_live_listener_is_refused(tmp_path) -> None:
         other = memif.Socket(path)
         with pytest.raises(memif.SocketInUseError, match="^Active listener on ") as err:
             other.create_interface(role="server")
-        assert str(err.value) == f"Active listener on {path}"
+        assert str(err.value) == f"Active listener on {path}{HELD_BY_US}"
         other.close()
         assert os.path.exists(path)  # the live listener keeps its file
         with memif.Socket(path) as cs:  # ... and still works
@@ -685,7 +689,7 @@ def test_live_abstract_listener_is_refused() -> None:
         for spelling in (name, "abstract:" + name[1:]):
             with memif.Socket(spelling) as other, pytest.raises(memif.SocketInUseError) as err:
                 other.create_interface(role="server")
-            assert str(err.value) == f"Active listener on {name}"
+            assert str(err.value) == f"Active listener on {name}{HELD_BY_US}"
 
 
 def test_live_listener_of_another_socket_type_is_not_removed(tmp_path) -> None:
