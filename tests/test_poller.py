@@ -79,11 +79,14 @@ def test_a_timeout_returns_with_nothing_ready(efds: list[int]) -> None:
     assert Poller().wait(0.001) == set()  # an empty poller just sleeps
 
 
-def test_a_write_from_another_thread_wakes_a_wait_without_timeout(efds: list[int]) -> None:
+@pytest.mark.parametrize("forever", [None, float("inf"), 1e300])
+def test_a_write_from_another_thread_wakes_a_wait_without_timeout(
+    efds: list[int], forever: float | None
+) -> None:
     p = Poller([efds[0]])
     writer = threading.Thread(target=os.eventfd_write, args=(efds[0], 1))
     writer.start()
-    assert p.wait(None) == {efds[0]}
+    assert p.wait(forever) == {efds[0]}
     writer.join()
 
 

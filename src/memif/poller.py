@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import math
 import os
 import select
 from collections.abc import Iterable
@@ -34,6 +33,12 @@ class _Timespec(ctypes.Structure):
 #: struct pollfd: int fd; short events; short revents (8 bytes, no padding)
 _POLLFD_SIZE = 8
 _POLLIN = select.POLLIN
+
+#: a zero timeout: look without blocking (glibc's ppoll does not write to it)
+_NOW = _Timespec()
+_NOW_ADDR = ctypes.addressof(_NOW)
+#: longer than this (seconds, about 30 years) is forever, and fits any time_t
+_FOREVER = 1e9
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _ppoll = _libc.ppoll
@@ -88,11 +93,11 @@ class Poller:
     def wait(self, timeout: float | None = None) -> set[int]:
         """Sleep until a registered fd is readable or ``timeout`` seconds pass; the ready fds.
 
-        ``None`` (or infinity) waits forever; 0 or less only looks.  A signal ends the
+        ``None`` (or more than 30 years) waits forever; 0 or less only looks.  A signal ends the
         wait early with nothing ready (its Python handler runs right after), so a loop
         sees the flag its handler set.  An empty poller just sleeps for ``timeout``.
         """
-        if timeout is None or timeout == math.inf:
+        if timeout is None or timeout > _FOREVER:
             ts = None
         elif timeout > 0:
             sec = int(timeout)
@@ -100,8 +105,7 @@ class Poller:
             self._ts.tv_nsec = int((timeout - sec) * 1e9)
             ts = self._ts_addr
         elif timeout <= 0:
-            self._ts.tv_sec = self._ts.tv_nsec = 0
-            ts = self._ts_addr
+            ts = _NOW_ADDR
         else:
             raise ValueError(f"poller: timeout must be seconds (a number) or None, got {timeout!r}")
         n = _ppoll(self._addr, len(self._fds), ts, None)
