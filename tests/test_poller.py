@@ -190,7 +190,7 @@ def test_a_signal_ends_the_wait_early_with_nothing_ready(efds: list[int]) -> Non
     assert caught
 
 
-@pytest.mark.parametrize("fd", [-1, "3", 2.0, True])
+@pytest.mark.parametrize("fd", [-1, 1 << 31, "3", 2.0, True])
 def test_a_bad_fd_is_refused_in_one_line(fd: object) -> None:
     with pytest.raises(ValueError, match=r"^poller: an fd is a non-negative int, got "):
         Poller().register(fd)  # type: ignore[arg-type]

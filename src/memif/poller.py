@@ -93,9 +93,9 @@ class Poller:
     def wait(self, timeout: float | None = None) -> set[int]:
         """Sleep until a registered fd is readable or ``timeout`` seconds pass; the ready fds.
 
-        ``None`` (or more than 30 years) waits forever; 0 or less only looks.  A signal ends the
-        wait early with nothing ready (its Python handler runs right after), so a loop
-        sees the flag its handler set.  An empty poller just sleeps for ``timeout``.
+        ``None`` (or more than 30 years) waits forever; 0 or less only looks.  A signal
+        ends the wait early with nothing ready (its Python handler runs right after), so a
+        loop sees the flag its handler set.  An empty poller just sleeps for ``timeout``.
         """
         if timeout is None or timeout > _FOREVER:
             ts = None
@@ -131,6 +131,6 @@ class Poller:
 
 def _checked(fd: int) -> int:
     """``fd`` if it can be a file descriptor, else a one-line ValueError."""
-    if not isinstance(fd, int) or isinstance(fd, bool) or fd < 0:
+    if not isinstance(fd, int) or isinstance(fd, bool) or not 0 <= fd < 1 << 31:
         raise ValueError(f"poller: an fd is a non-negative int, got {fd!r}")
     return fd
