@@ -26,7 +26,11 @@ from memif import packet
 from memif.testing import drive, unique_name
 from memif.vswitch import Switch
 
-NOTICE = 1.0  # seconds within which a dead peer must be noticed
+NOTICE = 30.0
+"""Seconds a condition wait gives a dead peer to be noticed; generous, as the proof of
+promptness is not a wall-clock bound (a loaded machine can stall any process) but that the
+hangup itself is what noticed it: the socket's clock is stopped meanwhile (no timer can fire)
+and the reason is the one only EOF on the control socket gives."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -54,22 +58,43 @@ def gen(*args: str) -> subprocess.Popen:
     )
 
 
-def kill(proc: subprocess.Popen | int) -> float:
-    """SIGKILL the peer; returns the moment it was sent."""
-    t = time.monotonic()
+def kill(proc: subprocess.Popen | int) -> None:
+    """SIGKILL the peer and reap it: its every fd is closed when this returns."""
     if isinstance(proc, int):
         os.kill(proc, signal.SIGKILL)
         os.waitpid(proc, 0)
     else:
         proc.kill()
         proc.wait()
-    return t
 
 
-def noticed(sockets: list[memif.Socket], iface: memif.Interface, since: float) -> float:
-    """Drive until ``iface`` is down; returns how long after ``since`` that was."""
-    assert drive(*sockets, until=lambda: not iface.connected, timeout=5), "never noticed"
-    return time.monotonic() - since
+class StoppableClock:
+    """A ``memif.Socket`` clock: ``time.monotonic``, held still from :meth:`stop` to :meth:`run`."""
+
+    def __init__(self) -> None:
+        self.stopped_at: float | None = None
+
+    def __call__(self) -> float:
+        return time.monotonic() if self.stopped_at is None else self.stopped_at
+
+    def stop(self) -> None:
+        """Hold the time still: no deadline of the socket passes meanwhile."""
+        self.stopped_at = time.monotonic()
+
+    def run(self) -> None:
+        """Let the time run again (forward only: monotonic time went on)."""
+        self.stopped_at = None
+
+
+def noticed(sockets: list[memif.Socket], iface: memif.Interface, clock: StoppableClock) -> None:
+    """Drive until ``iface`` is down with the sockets' clock stopped (no timer of theirs can
+    fire, only the hangup can bring it down); the peer's EOF is the reason it gives."""
+    clock.stop()
+    try:
+        assert drive(*sockets, until=lambda: not iface.connected, timeout=NOTICE), "never noticed"
+    finally:
+        clock.run()
+    assert iface.remote_disc_reason == "connection closed by peer", iface.remote_disc_reason
 
 
 @pytest.fixture
@@ -89,7 +114,8 @@ def procs():
 def test_server_survives_killed_clients(procs) -> None:
     """``memif gen txonly`` clients killed mid-traffic, twice; the server takes the next."""
     path = unique_name("crash")
-    with memif.Socket(path, app_name="survivor") as ss:
+    clock = StoppableClock()
+    with memif.Socket(path, app_name="survivor", clock=clock) as ss:
         server = ss.create_interface(role="server", id=0, ring_size=256)
         before = counts()
         for round_ in range(2):
@@ -104,9 +130,8 @@ def test_server_survives_killed_clients(procs) -> None:
 
             assert drive(ss, until=traffic, timeout=20), f"round {round_}: {got} packets"
             assert counts()[2] > before[2]  # the client's regions are mapped now
-            took = noticed([ss], server, kill(procs[-1]))
-            assert took < NOTICE, took
-            assert server.remote_disc_reason == "connection closed by peer"
+            kill(procs[-1])
+            noticed([ss], server, clock)
             assert server.regions == [] and server.rx_queues == []
             after = counts()
             assert same_counts(before, after), (before, after)
@@ -117,7 +142,8 @@ def test_client_survives_killed_servers_and_reconnects(procs, tmp_path) -> None:
     """``memif gen rxonly`` servers killed mid-traffic (their socket file left behind)."""
     path = str(tmp_path / "memif.sock")
     frames = [packet.ethernet(b"\x02" * 6, b"\x04" * 6, 0x88B5, bytes(50))] * 64
-    with memif.Socket(path, app_name="survivor") as cs:
+    clock = StoppableClock()
+    with memif.Socket(path, app_name="survivor", clock=clock) as cs:
         client = cs.create_interface(role="client", id=0, ring_size=256, reconnect_interval=0.1)
         drive(cs, until=lambda: client.local_disc_reason.startswith("connect failed"))
         before = counts()
@@ -135,9 +161,8 @@ def test_client_survives_killed_servers_and_reconnects(procs, tmp_path) -> None:
                 return sent >= 5000 and client.tx_queues[0].in_flight < 256
 
             assert drive(cs, until=traffic, timeout=20), f"round {round_}: {sent} sent"
-            took = noticed([cs], client, kill(procs[-1]))
-            assert took < NOTICE, took
-            assert client.remote_disc_reason == "connection closed by peer"
+            kill(procs[-1])
+            noticed([cs], client, clock)
             assert os.path.exists(path)  # the dead server's socket file stays behind
             after = counts()
             assert same_counts(before, after), (before, after)
@@ -204,9 +229,9 @@ def test_switch_keeps_forwarding_while_a_peer_is_killed_repeatedly(procs, tmp_pa
             rx0 = ports["c"].counters.rx_packets
             procs.append(gen("txonly", *C_PEER, "--socket", path))
             turn(lambda rx0=rx0: ports["c"].link_up and ports["c"].counters.rx_packets > rx0 + 500)
-            since = kill(procs[-1])
-            turn(lambda: not ports["c"].link_up, timeout=5)
-            assert time.monotonic() - since < NOTICE
+            kill(procs[-1])
+            turn(lambda: not ports["c"].link_up, timeout=NOTICE)
+            # the reason only EOF on the control socket gives: the hangup noticed it
             assert c_port.iface.remote_disc_reason == "connection closed by peer"
             delivered = len(got["b"])
             for _ in range(20):  # more traffic with c gone
@@ -271,7 +296,8 @@ def test_connect_kill_cycles(role: str, cycles: int) -> None:
     reconnects to a new server process each cycle.
     """
     path = unique_name("cycles")
-    with memif.Socket(path, app_name="survivor") as sock:
+    clock = StoppableClock()
+    with memif.Socket(path, app_name="survivor", clock=clock) as sock:
         if role == "server":
             iface = sock.create_interface(role="server", id=0)
             peer = _client_peer
@@ -282,7 +308,6 @@ def test_connect_kill_cycles(role: str, cycles: int) -> None:
             peer = _server_peer
         frame = [bytes(60)] * 8
         checkpoints = []
-        slowest = 0.0
         t0 = time.monotonic()
         for k in range(cycles + 20):  # 20 warm-up cycles: imports, caches, arenas
             if k >= 20 and (k - 20) % 100 == 0:
@@ -301,23 +326,18 @@ def test_connect_kill_cycles(role: str, cycles: int) -> None:
                 return sent > 0 and iface.tx_queues[0].in_flight == 0  # the peer took them
 
             try:
-                assert drive(sock, until=traffic, timeout=5), f"cycle {k}"
+                assert drive(sock, until=traffic, timeout=NOTICE), f"cycle {k}"
             finally:
-                killed = kill(pid)
+                kill(pid)
             if k == 20:
                 assert counts()[2] > 0  # the connection's memory is mapped
-            slowest = max(slowest, noticed([sock], iface, killed))
+            noticed([sock], iface, clock)
         checkpoints.append(counts())
         took = time.monotonic() - t0
     fds = [c[0] for c in checkpoints]
     maps = [c[1] for c in checkpoints]
     memfds = [c[2] for c in checkpoints]
-    assert slowest < NOTICE, slowest
     assert max(fds) == fds[0] and max(memfds) == memfds[0] == 0, checkpoints
     assert max(maps) <= maps[0] + 2, checkpoints  # no growth, give or take an arena
     assert iface.connect_count == cycles + 20
-    assert took < 50, took  # the whole file stays under a minute even on a busy machine
-    print(
-        f"{role}: {cycles} cycles in {took:.1f} s, slowest notice {slowest * 1e3:.1f} ms, "
-        f"fds every 100 cycles {fds}, maps {maps}"
-    )
+    print(f"{role}: {cycles} cycles in {took:.1f} s, fds every 100 cycles {fds}, maps {maps}")
