@@ -2,7 +2,8 @@
 
 The CLI is a unix stream socket.  A client sends one request per line,
 ``{"command": "show interface", "json": false}``, and gets one reply line,
-``{"ok": true, "output": "...", "data": null}``.  The server lives inside the switch
+``{"ok": true, "output": "...", "data": null}`` (the schema, limits included, is
+:mod:`memif.ctl.schema`, which memifctl shares).  The server lives inside the switch
 loop: the listening socket and every client are watched with :meth:`Switch.add_fd`,
 every read and write is non-blocking with per-client buffers, and a command that takes
 time (``ping``) is a :class:`~.commands.Pending` polled each loop turn, so no client,
@@ -30,10 +31,8 @@ import contextlib
 import errno
 import functools
 import grp
-import json
 import logging
 import os
-import re
 import resource
 import signal
 import socket
@@ -47,7 +46,9 @@ from typing import Any
 import numpy as np
 
 from ..access import AccessPolicy, PeerCredentials, peer_credentials, raise_fd_limit
+from ..ctl import schema
 from ..ctl.main import default_runtime_dir
+from ..ctl.schema import MAX_DEPTH, MAX_REQUEST, SchemaError, request_problem
 from ..text import escape
 from ..vswitch.graph import Node
 from ..vswitch.memif_port import DEFAULT_VECTOR
@@ -56,8 +57,6 @@ from .commands import Context, Pending, Reply, execute
 
 log = logging.getLogger("memifd")
 
-MAX_REQUEST = 64 << 10  # bytes of one request line; a longer one is refused unparsed
-MAX_DEPTH = 8  # JSON nesting of a request ({"command": ...} is 1)
 MAX_OUTPUT = 16 << 20  # replies a client does not read: beyond this it is dropped
 OUTPUT_HIGH = 1 << 20  # unread replies past this: the client's next requests wait
 MAX_CLIENTS = 64
@@ -66,7 +65,15 @@ IDLE_TIMEOUT = 60.0  # seconds without a request before a client is closed
 READS_PER_TURN = 16  # recv calls per readable event, so one client cannot hog the loop
 REQUESTS_PER_TURN = 64  # requests answered per client per loop turn
 
-__all__ = ["CliServer", "Options", "default_runtime_dir", "run"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_REQUEST",
+    "CliServer",
+    "Options",
+    "default_runtime_dir",
+    "request_problem",
+    "run",
+]
 
 
 # ---------------------------------------------------------------------- CLI server
@@ -299,7 +306,7 @@ class CliServer:
             c.last_active = self.clock()
             if b"\n" not in c.inbuf and len(c.inbuf) > MAX_REQUEST:
                 self.counters["bad-request"] += 1
-                self._send(c, Reply(False, _TOO_LONG), False)
+                self._send(c, Reply(False, schema.TOO_LONG), False)
                 c.inbuf.clear()
                 c.eof = True
                 break
@@ -316,11 +323,9 @@ class CliServer:
         for _ in range(REQUESTS_PER_TURN):
             if c.closed or c.pending is not None or len(c.outbuf) >= OUTPUT_HIGH:
                 break
-            nl = c.inbuf.find(b"\n")
-            if nl < 0:
+            raw = schema.next_line(c.inbuf)
+            if raw is None:
                 break
-            raw = bytes(c.inbuf[:nl])
-            del c.inbuf[: nl + 1]
             if not raw.strip():
                 continue
             c.last_active = self.clock()
@@ -332,21 +337,14 @@ class CliServer:
         self._maybe_close(c)
 
     def _request(self, raw: bytes) -> tuple[bool, Reply | Pending]:
-        """Check, decode and run one request line."""
-        problem = request_problem(raw)
-        if problem is None:
-            try:
-                req = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError, RecursionError):
-                req = None
-            if not isinstance(req, dict) or not isinstance(req.get("command"), str):
-                problem = _BAD_REQUEST
-        if problem is not None:
+        """Check, decode (:mod:`memif.ctl.schema`) and run one request line."""
+        try:
+            req = schema.decode_request(raw)
+        except SchemaError as exc:
             self.counters["bad-request"] += 1
-            return False, Reply(False, problem)
-        want_json = bool(req.get("json", False))
-        log.debug("CLI: %s", escape(req["command"]))
-        return want_json, execute(self.ctx, req["command"])
+            return False, Reply(False, str(exc))
+        log.debug("CLI: %s", escape(req.command))
+        return req.json, execute(self.ctx, req.command)
 
     # ------------------------------------------------------------------ output
     def _send(self, c: _Client, reply: Reply, want_json: bool) -> None:
@@ -406,42 +404,18 @@ class CliServer:
             self._close(c)
 
 
-_BAD_REQUEST = (
-    'bad request: expected one JSON object per line, {"command": "<cli command>", "json": false}'
-)
-_TOO_LONG = f"bad request: longer than {MAX_REQUEST} bytes (a request is one line of JSON)"
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_OPEN, _CLOSE = np.frombuffer(b"{[", np.uint8), np.frombuffer(b"}]", np.uint8)
-
-
-def request_problem(raw: bytes) -> str | None:
-    """Why a request line is refused before it is parsed (too long, nested too deep), or None.
-
-    The nesting is measured on the line with its strings blanked out, in one vector
-    pass: no parser recursion is ever reached by a hostile line.
-    """
-    if len(raw) > MAX_REQUEST:
-        return _TOO_LONG
-    bare = np.frombuffer(_STRING.sub(b"", raw), np.uint8)
-    step = np.isin(bare, _OPEN).astype(np.int32) - np.isin(bare, _CLOSE).astype(np.int32)
-    depth = int(np.cumsum(step).max()) if len(step) else 0
-    if depth > MAX_DEPTH:
-        return f"bad request: JSON nested {depth} deep (at most {MAX_DEPTH})"
-    return None
-
-
 def _ready(c: _Client) -> bool:
     """A request of ``c`` can be answered now (the loop should not sleep)."""
     return c.pending is None and len(c.outbuf) < OUTPUT_HIGH and b"\n" in c.inbuf
 
 
 def _encode(reply: Reply, want_json: bool) -> bytes:
+    """The wire line of ``reply`` (:mod:`memif.ctl.schema`); ``data`` only if asked for."""
     try:
-        return json.dumps(reply.to_json(want_json)).encode() + b"\n"
-    except (TypeError, ValueError) as exc:  # a handler put something odd in data
+        return schema.encode_reply(schema.Reply(**reply.to_json(want_json)))
+    except SchemaError as exc:  # a handler put something odd in data
         log.exception("reply not serialisable")
-        failed = Reply(False, f"internal error: reply not serialisable: {exc}")
-        return json.dumps(failed.to_json(False)).encode() + b"\n"
+        return schema.encode_reply(schema.Reply(False, f"internal error: {exc}"))
 
 
 def _safe(fn: Any) -> None:
