@@ -8,7 +8,8 @@
 * No arguments, stdin not a terminal: one command per line from stdin.
 
 The protocol is one JSON object per line each way: ``{"command", "json"}`` out,
-``{"ok", "output", "data"}`` back.  This module talks to the daemon only through the
+``{"ok", "output", "data"}`` back, defined once in :mod:`memif.ctl.schema` (which memifd
+imports too).  This module talks to the daemon only through the
 socket: it never imports ``memif.daemon`` or ``memif.vswitch``.
 """
 
@@ -23,6 +24,8 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
+
+from .schema import Request, SchemaError, decode_reply, encode_request, next_line
 
 PROMPT = "memifctl# "
 HISTORY = "~/.memifctl_history"
@@ -91,29 +94,25 @@ class Client:
         self._buf = bytearray()
 
     def request(self, command: str, want_json: bool = False) -> dict[str, Any]:
-        """Send one command line; the reply object ``{"ok", "output", "data"}``."""
-        line = json.dumps({"command": command, "json": want_json}).encode() + b"\n"
+        """Send one command line; the reply object ``{"ok", "output", "data"}``
+        (:meth:`memif.ctl.schema.Reply.as_dict`)."""
         try:
-            self._sock.sendall(line)
-            while b"\n" not in self._buf:
+            self._sock.sendall(encode_request(Request(command, want_json)))
+            raw = next_line(self._buf)
+            while raw is None:
                 chunk = self._sock.recv(65536)
                 if not chunk:
                     raise CtlError(f"memifd at {self.path} closed the connection")
                 self._buf += chunk
+                raw = next_line(self._buf)
         except TimeoutError:
             raise CtlError(f"no reply from memifd at {self.path} in time") from None
         except OSError as exc:
             raise CtlError(f"lost memifd at {self.path}: {exc.strerror or exc}") from None
-        nl = self._buf.index(b"\n")
-        raw = bytes(self._buf[:nl])
-        del self._buf[: nl + 1]
         try:
-            reply = json.loads(raw)
-        except ValueError:
-            raise CtlError(f"memifd at {self.path} sent a line that is not JSON") from None
-        if not isinstance(reply, dict) or "ok" not in reply:
-            raise CtlError(f"memifd at {self.path} sent an unexpected reply")
-        return reply
+            return decode_reply(raw).as_dict()
+        except SchemaError as exc:
+            raise CtlError(f"memifd at {self.path}: {exc}") from None
 
     def close(self) -> None:
         """Close the connection."""
