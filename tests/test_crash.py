@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from clocks import StoppableClock
 from helpers import mac, memif_popen
 
 import memif
@@ -66,24 +67,6 @@ def kill(proc: subprocess.Popen | int) -> None:
     else:
         proc.kill()
         proc.wait()
-
-
-class StoppableClock:
-    """A ``memif.Socket`` clock: ``time.monotonic``, held still from :meth:`stop` to :meth:`run`."""
-
-    def __init__(self) -> None:
-        self.stopped_at: float | None = None
-
-    def __call__(self) -> float:
-        return time.monotonic() if self.stopped_at is None else self.stopped_at
-
-    def stop(self) -> None:
-        """Hold the time still: no deadline of the socket passes meanwhile."""
-        self.stopped_at = time.monotonic()
-
-    def run(self) -> None:
-        """Let the time run again (forward only: monotonic time went on)."""
-        self.stopped_at = None
 
 
 def noticed(sockets: list[memif.Socket], iface: memif.Interface, clock: StoppableClock) -> None:
