@@ -20,6 +20,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from clocks import ManualClock
 
 import memif
 from memif import transport, wire
@@ -279,16 +280,23 @@ def test_interrupt_mode_wakes_the_waiter(receiver: str) -> None:
         assert not readable(rxq.fd)  # wait() consumed the kick
         assert rx.recv() == [b"kick"]
 
-        # A blocked waiter wakes up soon after the peer sends from another thread.
-        timer = threading.Timer(0.05, tx.send, args=([b"late"],))
+        # A blocked waiter wakes up on the kick the peer sends from another thread: True is
+        # the kick (a timeout is False), and it came after the send, which was 0.05 s late.
+        sent_at: list[float] = []
+
+        def late() -> None:
+            tx.send([b"late"])
+            sent_at.append(time.monotonic())
+
+        timer = threading.Timer(0.05, late)
         t0 = time.monotonic()
         timer.start()
         try:
-            assert rxq.wait(5.0) is True
+            assert rxq.wait(30.0) is True
+            woke_at = time.monotonic()
         finally:
             timer.join()
-        elapsed = time.monotonic() - t0
-        assert 0.04 <= elapsed < 1.0, elapsed
+        assert woke_at - t0 >= 0.04 and sent_at, (woke_at - t0, sent_at)
         assert not readable(rxq.fd)  # wait() consumed the kick
         assert rx.recv() == [b"late"]
 
@@ -384,7 +392,15 @@ def test_region_layouts(single_region: bool) -> None:
 def test_reconnect_after_server_restart(kind: str, tmp_path) -> None:
     path = unique_name() if kind == "abstract" else str(tmp_path / "memif.sock")
     interval = 0.2
-    with memif.Socket(path, app_name="cli-app") as cs:
+    clock = ManualClock()  # the client's: a retry is due exactly one interval on
+
+    def held(*socks: memif.Socket) -> None:
+        """A few turns of the sockets with the client's clock standing still."""
+        for _ in range(5):
+            for s in socks:
+                s.poll(0)
+
+    with memif.Socket(path, app_name="cli-app", clock=clock) as cs:
         client = cs.create_interface(role="client", id=0, reconnect_interval=interval)
         ss = memif.Socket(path, app_name="srv-app")
         server = ss.create_interface(role="server", id=0)
@@ -395,23 +411,32 @@ def test_reconnect_after_server_restart(kind: str, tmp_path) -> None:
         assert drive(cs, until=lambda: not client.connected, timeout=2)
         assert client.remote_disc_reason == "interface deleted"
         assert client.rx_queues == [] and client.regions == []
-        t0 = time.monotonic()
         with memif.Socket(path, app_name="srv-app") as ss2:
             server = ss2.create_interface(role="server", id=0)
-            connect(ss2, cs, ifaces=[server, client], timeout=2)
-            assert time.monotonic() - t0 < interval + 0.5
+            due = client.next_retry
+            assert due == clock.now + interval  # one interval after the disconnect
+            clock.advance(interval * 0.9)
+            held(ss2, cs)
+            assert not client.connected and client.connect_count == 1  # not due yet
+            clock.now = due
+            connect(ss2, cs, ifaces=[server, client], timeout=30)  # due: it reconnects
             assert client.connect_count == 2 and server.connect_count == 1
             roundtrip(server, client, b"again")
         # restart 2: the server stays away for a while; the client keeps retrying
+        assert drive(cs, until=lambda: not client.connected, timeout=30)
+        assert client.next_retry == clock.now + interval
+        clock.now = client.next_retry
         assert drive(
-            cs, until=lambda: client.local_disc_reason.startswith("connect failed"), timeout=2
+            cs, until=lambda: client.local_disc_reason.startswith("connect failed"), timeout=30
         )
         assert not client.connected
-        t0 = time.monotonic()
         with memif.Socket(path, app_name="srv-app") as ss3:
             server = ss3.create_interface(role="server", id=0)
-            connect(ss3, cs, ifaces=[server, client], timeout=2)
-            assert time.monotonic() - t0 < interval + 0.5
+            assert client.next_retry == clock.now + interval  # one interval after the failure
+            held(ss3, cs)
+            assert not client.connected  # not due yet
+            clock.now = client.next_retry
+            connect(ss3, cs, ifaces=[server, client], timeout=30)
             assert client.connect_count == 3
             roundtrip(server, client, b"third")
 
@@ -491,19 +516,24 @@ def test_interface_deleted(deleted: str) -> None:
 
 def test_handshake_timeout_drops_a_silent_peer() -> None:
     path = unique_name()
-    with memif.Socket(path, app_name="srv-app") as ss:
+    clock = ManualClock()  # the server's: the deadline is checked exactly
+    start = clock.now  # the connection's deadline is start + 0.2
+    with memif.Socket(path, app_name="srv-app", clock=clock) as ss:
         server = ss.create_interface(role="server", id=0, handshake_timeout=0.2)
         raw = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         raw.connect(transport.parse_address(path))
         frames: list[bytes] = []
         closed = eof_collector(raw, frames)
-        t0 = time.monotonic()
         try:
-            assert drive(ss, until=closed, timeout=3)
+            assert drive(ss, until=lambda: closed() or len(frames) == 1, timeout=30)
+            clock.advance(0.19)
+            for _ in range(5):
+                ss.poll(0)
+            assert not closed() and len(ss._conns) == 1  # not due yet: still held
+            clock.now = start + 0.2
+            assert drive(ss, until=closed, timeout=30)  # due: dropped
         finally:
             raw.close()
-        elapsed = time.monotonic() - t0
-        assert 0.19 <= elapsed < 1.5, elapsed
         assert [wire.decode(f) for f in frames[:-1]] == [
             wire.Hello(name="srv-app"),
             wire.Disconnect("handshake timeout"),
