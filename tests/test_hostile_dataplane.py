@@ -36,7 +36,10 @@ N = 16  # ring slots in the pair tests
 BUF = 256
 NEXT = wire.DESC_FLAG_NEXT
 U32 = 1 << 32
-PROMPT = 0.5  # seconds any single data-path call may take
+PROMPT = 10.0
+"""Seconds any single data-path call may take: a hang guard, generous so that a loaded
+machine cannot trip it, while a call that loops on a hostile counter or blocks on an eventfd
+the peer filled never returns at all."""
 
 
 # --------------------------------------------------------------------------- checks
@@ -84,18 +87,16 @@ def errors_known(q) -> None:
     assert set(q.stats.errors) <= set(names), q.stats.errors
 
 
-def disconnected(local: memif.Interface, peer: memif.Interface, reason: str) -> float:
-    """Drive both sides until the local one dropped the link; returns how long it took."""
-    t0 = time.monotonic()
+def disconnected(local: memif.Interface, peer: memif.Interface, reason: str) -> None:
+    """Drive both sides until the local one dropped the link (the socket checks data-path
+    faults twice a second; the wait is a generous condition wait), for ``reason``."""
     assert drive(
         local.socket, peer.socket, until=lambda: not local.connected and not peer.connected,
-        timeout=3,
+        timeout=30,
     )  # fmt: skip
-    took = time.monotonic() - t0
     assert local.local_disc_reason == reason
     assert peer.remote_disc_reason == reason
     assert local.regions == [] and local.rx_queues == []  # its memory was released
-    return took
 
 
 # --------------------------------------------------------------------------- a hostile peer
@@ -270,8 +271,7 @@ def test_producer_counter_faults(link: Link) -> None:
     link.publish(link.produced() + N - 4)  # more than the slots the producer owns
     assert prompt(rxq.rx_burst).count == 0
     assert rxq.fault == "ring counter out of range"
-    took = disconnected(link.local, link.peer, "ring counter out of range")
-    assert took < 1.5
+    disconnected(link.local, link.peer, "ring counter out of range")
 
 
 @pytest.mark.parametrize("jump", [N + 1, 1000, 0x8000, 0xFFFF], ids=lambda j: f"+{j}")
@@ -280,7 +280,7 @@ def test_producer_counter_jumps(link: Link, jump: int) -> None:
     link.publish(link.produced() + jump)  # 0xFFFF is one step backwards
     assert rxq.pending() == 0
     assert prompt(rxq.rx_burst).count == 0 and rxq.stats.packets == 0
-    assert disconnected(link.local, link.peer, "ring counter out of range") < 1.5
+    disconnected(link.local, link.peer, "ring counter out of range")
 
 
 def test_consumer_counter_jump_faults_the_sender(link: Link) -> None:
@@ -301,7 +301,7 @@ def test_consumer_counter_jump_faults_the_sender(link: Link) -> None:
     if link.s2m:  # a client's zero-copy bookkeeping: nothing was given back
         assert txq.reclaim() == 0
     errors_known(txq)
-    assert disconnected(sender, link.local, "ring counter out of range") < 1.5
+    disconnected(sender, link.local, "ring counter out of range")
 
 
 @pytest.mark.parametrize(
@@ -333,7 +333,7 @@ def test_posted_buffers_outside_the_region(post: str, learned: bool) -> None:
         assert prompt(server.send, [b"z" * 600]) == 0  # chained over the bad slot
         assert txq.stats.packets == sent and ring.tail == tail  # nothing published
         errors_known(txq)
-        assert disconnected(server, client, "peer posted a buffer outside its regions") < 1.5
+        disconnected(server, client, "peer posted a buffer outside its regions")
 
 
 # --------------------------------------------------------------------------- eventfds
