@@ -292,7 +292,8 @@ def _bad_mask(
             return None
     in_range = region < len(sizes)
     limit = sizes[np.where(in_range, region, 0)]
-    return ~in_range | (length == 0) | (offset.astype(np.uint64) + length > limit)
+    bad: np.ndarray = ~in_range | (length == 0) | (offset.astype(np.uint64) + length > limit)
+    return bad
 
 
 class _Queue:
@@ -327,7 +328,8 @@ class _Queue:
     @property
     def connected(self) -> bool:
         """False once the connection ended: every call then raises NotConnectedError."""
-        return type(self.ring) is not Released
+        ring: object = self.ring  # a Released after release(), despite the annotation
+        return type(ring) is not Released
 
     def release(self, why: str) -> None:
         """End of the connection (the interface calls it before unmapping): from now on
@@ -344,7 +346,7 @@ class _Queue:
     def _live(self) -> None:
         """Raise NotConnectedError after :meth:`release` (for calls that may not touch
         the ring; the others raise by touching it)."""
-        ring = self.ring
+        ring: object = self.ring  # a Released after release(), despite the annotation
         if type(ring) is Released:
             ring.fail()
 

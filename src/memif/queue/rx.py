@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import select
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -136,7 +136,7 @@ class RxBatch:
         """``(lo, hi, view)``: packets ``lo..hi`` as the rows of a zero-copy
         ``(hi - lo, max_length)`` view; None when chained, in several regions or
         not evenly spaced."""
-        regions = self._regions  # check_live, inlined: this is read once per burst
+        regions: Sequence[object] = self._regions  # check_live, inlined: read once per burst
         if regions and type(regions[0]) is Released:
             regions[0].fail()
         if not self._runs_done:
@@ -412,31 +412,31 @@ class RxQueue(_Queue):
             return self._empty()
         recs = _read_descs(ring, self._cursor, n)
         pieces = ring_pieces(self._cursor, n, ring.size)
-        wrap = pieces[0][2]  # packets before the ring's end
+        wrap: int | None = pieces[0][2]  # packets before the ring's end
         # Fast path: flags, region and length live in each descriptor's first 8 bytes;
         # when they are the same everywhere one comparison checks all three.
         words = recs.view(np.uint64)[0::2]
         w0 = int(words[0])
         if not w0 & wire.DESC_FLAG_NEXT and not np.count_nonzero(words != w0):
-            region, length = (w0 >> 16) & 0xFFFF, w0 >> 32
+            w_region, w_length = (w0 >> 16) & 0xFFFF, w0 >> 32
             offset = recs["offset"]
             if (
-                region < len(self._sizes)
-                and length
-                and int(offset.max()) + length <= int(self._sizes[region])
+                w_region < len(self._sizes)
+                and w_length
+                and int(offset.max()) + w_length <= int(self._sizes[w_region])
             ):
                 self._cursor = (self._cursor + n) & _U16
                 self.stats.packets += n
-                self.stats.bytes += n * length
+                self.stats.bytes += n * w_length
                 return RxBatch(
                     self._regions,
                     recs["region"],
                     offset,
                     recs["length"],
-                    uniform_region=region,
+                    uniform_region=w_region,
                     wrap=wrap,
-                    runs=self._layout_runs(region, offset, length, pieces),
-                    nbytes=n * length,
+                    runs=self._layout_runs(w_region, offset, w_length, pieces),
+                    nbytes=n * w_length,
                 )
         flags = recs["flags"]
         if flags.any() and (flags & wire.DESC_FLAG_NEXT).any():
@@ -539,7 +539,8 @@ class RxQueue(_Queue):
             return n
         n = self.free_to_post()
         if n:
-            self._post(n, self._buf_region, self._buf_offsets, self._buf_size, canonical=True)
+            offsets = cast(np.ndarray, self._buf_offsets)  # a slave's, always set
+            self._post(n, self._buf_region, offsets, self._buf_size, canonical=True)
         return n
 
     def free_to_post(self) -> int:

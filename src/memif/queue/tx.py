@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -74,10 +74,12 @@ class TxBatch:
         if self.runs is not None:
             for lo, hi, view in self.runs:
                 if i < hi:
-                    return view[i - lo]
+                    row: np.ndarray = view[i - lo]
+                    return row
         off = int(self._offset[i])
         r = self._region if isinstance(self._region, int) else int(self._region[i])
-        return self._regions[r][off : off + self.capacity]
+        buf: np.ndarray = self._regions[r][off : off + self.capacity]
+        return buf
 
     def copy_from(self, rows: np.ndarray, idx: np.ndarray) -> None:
         """Fill buffer ``i`` with ``rows[idx[i]]``, for the first ``len(idx)`` buffers.
@@ -116,10 +118,13 @@ class TxBatch:
             uniform = True
         else:
             region = region[: len(data)]
-            uniform = len(region) and region[0] == region[-1] and (region == region[0]).all()
+            uniform = len(region) > 0 and bool(
+                region[0] == region[-1] and (region == region[0]).all()
+            )
             if uniform:
                 region = int(region[0])
-        for r in [region] if uniform else np.unique(region).tolist():
+        r: int
+        for r in [cast(int, region)] if uniform else np.unique(region).tolist():
             rows = slice(0, len(data)) if uniform else np.flatnonzero(region == r)
             offsets = self._offset[rows]
             grid = row_index(self._regions[r], offsets, width)
@@ -184,7 +189,7 @@ class TxQueue(_Queue):
             self._buf_size,
             self._regions,
             self._buf_region,
-            slot_values(self._buf_offsets, pieces, copy=False),
+            slot_values(cast(np.ndarray, self._buf_offsets), pieces, copy=False),
             None if layout is None else layout.runs(pieces, self._buf_size),
         )
 
@@ -267,7 +272,7 @@ class TxQueue(_Queue):
             nbytes = int(lengths.sum())
         for at, lo, hi in ring_pieces(batch.start, n, ring.size):
             end = at + hi - lo
-            ring.d_length[at:end] = lengths if one else lengths[lo:hi]
+            ring.d_length[at:end] = lengths if one else cast(np.ndarray, lengths)[lo:hi]
             ring.d_flags[at:end] = 0 if flags is None else flags[lo:hi]
             if not self.is_master and self._rewrite_desc:
                 ring.d_region[at:end] = self._buf_region
@@ -425,6 +430,7 @@ class TxQueue(_Queue):
                 return _FULL  # a bad posted buffer: the queue is faulted
             plan.append((slot, pos, min(size, pos + slot.capacity)))
             pos = plan[-1][2]
+        offsets = cast(np.ndarray, self._buf_offsets)  # a slave's, always set
         for j, (slot, lo, hi) in enumerate(plan):
             slot._view(0)[: hi - lo] = data[lo:hi]
             s = (start + j) & ring.mask
@@ -432,7 +438,7 @@ class TxQueue(_Queue):
             ring.d_flags[s] = wire.DESC_FLAG_NEXT if j < len(plan) - 1 else 0
             if not self.is_master:
                 ring.d_region[s] = self._buf_region
-                ring.d_offset[s] = self._buf_offsets[s]
+                ring.d_offset[s] = offsets[s]
         if self.is_master:
             ring.tail = start + len(plan)
         else:
