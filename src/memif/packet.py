@@ -176,7 +176,7 @@ class Parsed:
     dst: bytes
     src: bytes
     ethertype: int
-    arp: tuple | None = None  # (op, sha, spa, tha, tpa)
+    arp: tuple[int, bytes, bytes, bytes, bytes] | None = None  # (op, sha, spa, tha, tpa)
     ip_src: bytes | None = None
     ip_dst: bytes | None = None
     proto: int | None = None

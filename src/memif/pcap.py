@@ -25,7 +25,7 @@ import struct
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 import numpy as np
 
@@ -115,9 +115,10 @@ class Record:
         return len(self.data) < self.orig_len
 
 
-def _open(file: str | os.PathLike | BinaryIO, mode: str) -> tuple[BinaryIO, bool, str]:
+def _open(file: str | os.PathLike[str] | BinaryIO, mode: str) -> tuple[BinaryIO, bool, str]:
     if isinstance(file, str | os.PathLike):
-        return open(file, mode), True, os.fspath(file)  # noqa: SIM115 - closed by the owner
+        stream = cast(BinaryIO, open(file, mode))  # noqa: SIM115 - closed by the owner
+        return stream, True, os.fspath(file)
     return file, False, getattr(file, "name", "<stream>")
 
 
@@ -131,7 +132,7 @@ class PcapWriter:
 
     def __init__(
         self,
-        file: str | os.PathLike | BinaryIO,
+        file: str | os.PathLike[str] | BinaryIO,
         linktype: int = LINKTYPE_ETHERNET,
         *,
         snaplen: int = DEFAULT_SNAPLEN,
@@ -171,7 +172,9 @@ class PcapWriter:
 
         ``ts_ns`` defaults to now; ``orig_len`` to the packet's length.
         """
-        segs = list(packet) if isinstance(packet, list | tuple) else [packet]
+        segs: list[PacketLike] = (
+            list(packet) if isinstance(packet, list | tuple) else [cast(PacketLike, packet)]
+        )
         size = sum(_nbytes(s) for s in segs)
         incl = min(size, self.snaplen)
         hdr = self._header(
@@ -179,7 +182,8 @@ class PcapWriter:
             np.array([incl]),
             np.array([size if orig_len is None else orig_len]),
         )
-        self._f.write(b"".join([hdr.tobytes(), *_cut(segs, incl)]))
+        # numpy's stubs give ndarray __buffer__ only on Python 3.12+ (PacketLike's ndarray)
+        self._f.write(b"".join([hdr.tobytes(), *_cut(segs, incl)]))  # type: ignore[list-item]
         self.packets += 1
         self.bytes += incl
 
@@ -212,12 +216,12 @@ class PcapWriter:
             self._f.write(_records(hdr, _rows(batch, idx, int(incl.max())), incl).data)
         else:
             hb = hdr.tobytes()
-            parts: list = []
+            parts: list[bytes | PacketLike] = []
             k = _RECORD.itemsize
             for j, i in enumerate(idx.tolist()):
                 parts.append(hb[j * k : (j + 1) * k])
                 parts.extend(_cut(batch.segments(i), int(incl[j])))
-            self._f.write(b"".join(parts))
+            self._f.write(b"".join(parts))  # type: ignore[arg-type]  # ndarray: as above
         self.packets += len(idx)
         self.bytes += int(incl.sum())
         return len(idx)
@@ -285,7 +289,8 @@ def _cut(segs: Sequence[PacketLike], size: int) -> list[PacketLike]:
         n = _nbytes(s)
         if isinstance(s, np.ndarray):
             s = np.ascontiguousarray(s).reshape(-1).view(np.uint8)
-        out.append(s if n <= left else memoryview(s).cast("B")[:left])
+        # numpy's stubs give ndarray __buffer__ only on Python 3.12+
+        out.append(s if n <= left else memoryview(s).cast("B")[:left])  # type: ignore[arg-type]
         left -= n
     return out
 
@@ -298,7 +303,7 @@ class PcapReader:
     every complete record), unless ``strict=False``, which stops quietly instead.
     """
 
-    def __init__(self, file: str | os.PathLike | BinaryIO, *, strict: bool = True) -> None:
+    def __init__(self, file: str | os.PathLike[str] | BinaryIO, *, strict: bool = True) -> None:
         self._f, self._owned, self.name = _open(file, "rb")
         self.strict = strict
         try:
@@ -382,14 +387,14 @@ class PcapReader:
         self.close()
 
 
-def read_pcap(file: str | os.PathLike | BinaryIO, *, strict: bool = True) -> list[Record]:
+def read_pcap(file: str | os.PathLike[str] | BinaryIO, *, strict: bool = True) -> list[Record]:
     """Every record of a capture file."""
     with PcapReader(file, strict=strict) as r:
         return list(r)
 
 
 def write_pcap(
-    file: str | os.PathLike | BinaryIO,
+    file: str | os.PathLike[str] | BinaryIO,
     packets: Iterable[PacketLike | Record],
     linktype: int = LINKTYPE_ETHERNET,
     *,

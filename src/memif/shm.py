@@ -19,7 +19,9 @@ import mmap
 import os
 import select
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -175,7 +177,8 @@ class Ring:
             raise ProtocolError(f"ring at offset {offset} does not fit its region")
         self._words = region.array[offset : offset + hdr.itemsize].view(np.uint16)
         self._cookie = region.array[offset : offset + 4].view(np.uint32)
-        self._tail_word = hdr.fields["tail"][1] // 2
+        fields = cast("Mapping[str, tuple[np.dtype, int]]", hdr.fields)  # a record
+        self._tail_word = fields["tail"][1] // 2
         self.desc = np.ndarray(
             self.size, wire.DESC_DTYPE, buffer=region.array, offset=offset + hdr.itemsize
         )
@@ -184,7 +187,8 @@ class Ring:
         self.d_length = self.desc["length"]
         self.d_offset = self.desc["offset"]
         self.desc_words = self.desc.view(np.uint64)  # two words per descriptor: fast copies
-        self._hdr = memoryview(self._words)  # fast scalar access to flags/head/tail
+        # numpy's stubs give ndarray __buffer__ only on Python 3.12+; it is a buffer on 3.11
+        self._hdr = memoryview(self._words)  # type: ignore[arg-type]  # fast scalar access
 
     # Scalar counters: memoryview indexing is the cheapest access Python has.
     @property
