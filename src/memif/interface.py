@@ -181,7 +181,9 @@ class Interface:
         return self.rx_queues[queue].recv(max_packets)
 
     # ------------------------------------------------------------------ client side
-    def _client_setup(self, hello: wire.Hello) -> tuple[list, list, str]:
+    def _client_setup(
+        self, hello: wire.Hello
+    ) -> tuple[list[tuple[int, int]], list[tuple[wire.AddRing, int]], str]:
         """Negotiate with HELLO, allocate regions, rings and eventfds (client)."""
         cfg = self.config
         needed = self._first_pool_region + len(self.pools)
@@ -200,7 +202,7 @@ class Interface:
             self.regions.append(Region.create(size, f"{self.name} region {i}"))
         for pool in self.pools:
             self.regions.append(Region(pool.region.fd, pool.size, owns_fd=False))
-        rings_msgs = []
+        rings_msgs: list[tuple[wire.AddRing, int]] = []
         for s2m, count in ((True, layout.num_s2m), (False, layout.num_m2s)):
             for i in range(count):
                 efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -249,15 +251,20 @@ class Interface:
                 self.regions.append(
                     Region.map_offer(offer.index, offer.fd, offer.size, unsealed_ok=unsealed_ok)
                 )
-            for offer in req.rings:
-                region = self.regions[offer.region]
+            for ring_offer in req.rings:
+                region = self.regions[ring_offer.region]
                 ring = Ring(
-                    region, offer.offset, offer.log2_size, cfg.cacheline, offer.fd, offer.region
+                    region,
+                    ring_offer.offset,
+                    ring_offer.log2_size,
+                    cfg.cacheline,
+                    ring_offer.fd,
+                    ring_offer.region,
                 )
-                self.rings.append((offer.s2m, offer.index, ring))
+                self.rings.append((ring_offer.s2m, ring_offer.index, ring))
                 if ring.cookie != wire.COOKIE:
-                    kind = "tx" if offer.s2m else "rx"
-                    raise ProtocolError(f"wrong cookie on {kind} ring {offer.index}")
+                    kind = "tx" if ring_offer.s2m else "rx"
+                    raise ProtocolError(f"wrong cookie on {kind} ring {ring_offer.index}")
         except ProtocolError as exc:
             self._release_memory(str(exc))
             raise

@@ -20,6 +20,7 @@ import socket as _socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from . import proto, shm, transport, wire
 from .access import AccessPolicy, PeerCredentials, peer_credentials
@@ -495,7 +496,8 @@ class Socket:
     def _events(self, conn: _Conn, events: list[proto.Event]) -> None:
         for ev in events:
             match ev:
-                case proto.InitAccepted(slot=iface):
+                case proto.InitAccepted(slot=slot):
+                    iface = cast(Interface, slot)  # the slot a MasterPolicy names
                     conn.interface = iface
                     iface._conn = conn
                 case proto.HelloReceived(hello=hello):
@@ -503,6 +505,7 @@ class Socket:
                 case proto.ConnectRequested():
                     self._server_connect(conn, ev)
                 case proto.Connected(remote_if_name=name):
+                    assert conn.interface is not None  # a client's connection has one
                     conn.interface._client_connected(name)
                 case proto.Disconnected(reason=reason, by_peer=by_peer):
                     self._flush(conn)
@@ -511,7 +514,8 @@ class Socket:
         self._flush(conn)
 
     def _client_hello(self, conn: _Conn, hello: wire.Hello) -> None:
-        iface = conn.interface
+        iface, channel = conn.interface, conn.channel
+        assert iface is not None and isinstance(channel, proto.SlaveChannel)  # a client's
         try:
             regions, rings, if_name = iface._client_setup(hello)
         except ProtocolError as exc:  # HELLO's limits leave no room for this interface
@@ -520,16 +524,17 @@ class Socket:
         except (OSError, ValueError) as exc:
             self._events(conn, conn.channel.fail(f"cannot allocate memory: {exc}"))
             return
-        conn.channel.setup(regions, rings, if_name)
+        channel.setup(regions, rings, if_name)
 
     def _server_connect(self, conn: _Conn, req: proto.ConnectRequested) -> None:
-        iface = conn.interface
+        iface, channel = conn.interface, conn.channel
+        assert iface is not None and isinstance(channel, proto.MasterChannel)  # a server's
         try:
             iface._server_attach(req, unsealed_ok=self.access.trusts_unsealed(conn.cred))
         except ProtocolError as exc:
             self._events(conn, conn.channel.fail(str(exc)))
             return
-        conn.channel.accept(iface.name)
+        channel.accept(iface.name)
 
     def _flush(self, conn: _Conn) -> None:
         for msg, fd in conn.channel.messages_to_send():
