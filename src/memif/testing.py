@@ -13,6 +13,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from .interface import Interface
 from .sock import Socket
@@ -36,7 +37,7 @@ def drive(*sockets: Socket, until: Callable[[], bool], timeout: float = 5.0) -> 
 
 @contextlib.contextmanager
 def pair(
-    path: str | None = None, *, if_id: int = 0, connect: bool = True, **options: object
+    path: str | None = None, *, if_id: int = 0, connect: bool = True, **options: Any
 ) -> Iterator[tuple[Interface, Interface]]:
     """A connected (server, client) interface pair over real sockets and memory.
 
