@@ -403,18 +403,26 @@ def test_switch_ping_command_to_responder(start) -> None:
     responder = memif_popen("responder", "--socket", name, "--ip", "10.2.0.2", "--mac", MAC_R)
     try:
         d.wait_up("memif1/0", timeout=10)  # the responder connected
-        # a slow ping runs while the CLI keeps answering: the loop is not blocked
+
+        # a slow ping runs while the CLI keeps answering: the loop is not blocked. A blocked
+        # loop would answer only before the ping or after it, never with a counter midway.
+        def tx() -> int:
+            return d.interfaces()["memif1/0"]["tx_packets"]
+
+        before = tx()
         slow = subprocess.Popen(
-            memifctl_argv(d.cli_path, "ping", "10.2.0.2", "repeat", "3", "interval", "0.3"),
+            memifctl_argv(d.cli_path, "ping", "10.2.0.2", "repeat", "3", "interval", "1.0"),
             env=ENV,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(0.3)
-        t0 = time.monotonic()
-        assert d.ok("show version")["ok"] and time.monotonic() - t0 < 0.5
-        out, err = slow.communicate(timeout=10)
+        seen = []
+        while slow.poll() is None:
+            seen.append(tx())
+        after = tx()
+        assert any(before < n < after for n in seen), (before, seen, after)
+        out, err = slow.communicate(timeout=30)
         assert slow.returncode == 0, err
         lines = out.strip().splitlines()
         for seq in (1, 2, 3):
