@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 .venv/bin/ruff check src tests
 .venv/bin/lint-imports --no-logo --no-cache
+.venv/bin/mypy  # the core, strict (pyproject.toml [tool.mypy])
 exec .venv/bin/python -m pytest -q "$@"
