@@ -56,3 +56,10 @@ def switch_rig(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     yield make
     for r in rigs:
         r.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test against DPDK testpmd is slow too: ``-m "not slow"`` leaves every one out."""
+    for item in items:
+        if item.get_closest_marker("testpmd") is not None:
+            item.add_marker(pytest.mark.slow)

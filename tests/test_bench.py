@@ -16,6 +16,8 @@ from helpers import ENV, memif_argv
 
 from memif.apps import bench
 
+pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
+
 KEYS = {"pair", "frame", "burst", "mpps", "gbps", "ratio"}
 
 

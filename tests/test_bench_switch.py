@@ -16,6 +16,8 @@ from helpers import ENV, memif_argv
 from memif.apps import bench_switch
 from memif.apps.bench_common import choice_list
 
+pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
+
 KEYS = {"config", "frame", "mpps", "gbps", "ratio", "cpu", "busy", "nodes"}
 NODE_KEYS = {"calls", "vectors", "vectors_per_call", "ns_per_packet"}
 

@@ -2,11 +2,12 @@
 
 The peer is a real process: ``memif gen`` started as a subprocess, or a forked child
 that connects with the library (cheap enough for a thousand cycles).  After every kill
-the survivor must notice the disconnect at once (measured: well within a second, from
-the EOF on the control socket), give back every fd and mapping of the connection
-(``/proc/self/fd`` and ``/proc/self/maps`` are counted), and carry on: a client
-reconnects by itself when its server comes back, and a switch keeps forwarding between
-its other ports while one port's peer is killed again and again.
+the survivor must notice the disconnect by the EOF on the control socket itself (its
+socket's clock is held still meanwhile, so no timer can be what noticed it), give back
+every fd and mapping of the connection (``/proc/self/fd`` and ``/proc/self/maps`` are
+counted), and carry on: a client reconnects by itself when its server comes back, and a
+switch keeps forwarding between its other ports while one port's peer is killed again and
+again.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import memif
 from memif import packet
 from memif.testing import drive, unique_name
 from memif.vswitch import Switch
+
+pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
 
 NOTICE = 30.0
 """Seconds a condition wait gives a dead peer to be noticed; generous, as the proof of

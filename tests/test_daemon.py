@@ -87,6 +87,7 @@ def bridge_config(a: str, b: str, *more: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------- CLI
+@pytest.mark.slow
 def test_memifctl_one_shot_commands_and_exit_codes(start, tmp_path: Path) -> None:
     d = start(["create memif socket id 1 filename " + unique_name("memifd")])
     r = d.ctl("show", "version")
@@ -134,6 +135,7 @@ def test_memifctl_one_shot_commands_and_exit_codes(start, tmp_path: Path) -> Non
         (["ping", "10.0.0.300"], "bad address '10.0.0.300' for 'ping': expected a.b.c.d"),
     ],
 )
+@pytest.mark.slow
 def test_bad_commands_fail_with_one_line(start, words: list[str], needle: str) -> None:
     d = start([])
     r = d.ctl(*words)
@@ -242,6 +244,7 @@ def test_cli_socket_is_private_and_survives_garbage(start) -> None:
 
 
 # --------------------------------------------------------------------------- switching
+@pytest.mark.slow
 def test_bridge_forwarding_counters_fib_runtime_trace(start) -> None:
     a_name, b_name = unique_name("memifd-a"), unique_name("memifd-b")
     d = start(bridge_config(a_name, b_name, "trace add memif-input 5"))
@@ -390,6 +393,7 @@ def test_peer_pings_the_switch(start) -> None:
         p.close()
 
 
+@pytest.mark.slow
 def test_switch_ping_command_to_responder(start) -> None:
     name = unique_name("memifd-ping")
     d = start(

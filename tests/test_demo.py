@@ -19,6 +19,8 @@ from helpers import memifctl
 from memif import testing
 from memif.apps import demo
 
+pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
+
 
 def processes_mentioning(text: str) -> list[int]:
     """Pids whose command line contains ``text`` (leftover peers)."""

@@ -515,6 +515,7 @@ def assert_clean(lab: Lab, fds: int, maps: int) -> None:
     assert shared_maps() == maps or shared_maps(collect=True) == maps, "mapping leak"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_hostile_client_is_refused(lab: Lab, name: str) -> None:
     case = CASES[name]
@@ -559,6 +560,7 @@ def test_hostile_client_is_refused(lab: Lab, name: str) -> None:
         ("255 regions", [INIT0, *[region(i, 2 * R) for i in range(255)], S2M, M2S]),
     ],
 )  # fmt: skip
+@pytest.mark.slow
 def test_limits_that_are_accepted(lab: Lab, name: str, steps: list[Step]) -> None:
     """Fields at the edge that a server must accept: CONNECT succeeds, then the peer leaves."""
     fds, maps = fd_count(), shared_maps()
@@ -581,6 +583,7 @@ def test_limits_that_are_accepted(lab: Lab, name: str, steps: list[Step]) -> Non
     lab.fresh_client(0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", range(len(UP) + 1))
 @pytest.mark.parametrize("how", ["DISCONNECT", "close"])
 def test_peer_leaves_at_every_step(lab: Lab, stage: int, how: str) -> None:
@@ -844,6 +847,7 @@ CLIENT_CASES: dict[str, ClientCase] = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CLIENT_CASES))
 def test_hostile_master_is_refused(name: str) -> None:
     case = CLIENT_CASES[name]
@@ -1060,6 +1064,7 @@ def _random_sequence(lab: Lab, prefix: int, tail: list[tuple[bytes, list[str]]])
     assert_clean(lab, fds, maps)
 
 
+@pytest.mark.slow
 def test_random_message_sequences(lab: Lab) -> None:
     """Random mixes of valid and mutated messages with random fds, over a real socket."""
     _random_sequence(lab)

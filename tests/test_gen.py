@@ -139,6 +139,7 @@ def test_size_below_the_header_is_refused() -> None:
 # ------------------------------------------------------------------------------------ txonly
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("role", "queues"), [("client", 1), ("server", 2)])
 def test_txonly_count_is_exact_and_in_order(role: str, queues: int) -> None:
     n, path = 6000, unique()
@@ -241,6 +242,7 @@ def test_rxonly_counts_loss_reordering_duplicates_and_foreign() -> None:
 # ------------------------------------------------------------------------------------ io, macswap
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["io", "macswap"])
 def test_reflector_echoes(mode: str) -> None:
     path = unique()
@@ -263,6 +265,7 @@ def test_reflector_echoes(mode: str) -> None:
     assert (s["lost"], s["tx_drops"]) == (0, 0)
 
 
+@pytest.mark.slow
 def test_gen_to_gen_round_trip_latency() -> None:
     path, n = unique(), 3000
     refl = start_gen("macswap", "--socket", path, "--role", "server")

@@ -36,6 +36,8 @@ from memif import packet as pkt
 from memif.testing import unique_name
 from memif.testpmd import MemifPort, Testpmd
 
+pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
+
 CI = os.environ.get("CI") == "true"
 RUN = os.urandom(3).hex()  # in every kernel object's name: no clash with other runs
 MAC_R = "02:00:00:00:02:02"  # the memif responder's

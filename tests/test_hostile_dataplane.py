@@ -180,6 +180,7 @@ def bad_descriptors(sizes: list[int]) -> dict[str, tuple[tuple[int, int, int, in
 # --------------------------------------------------------------------------- descriptors
 
 
+@pytest.mark.slow
 def test_bad_descriptors_are_dropped_between_good_packets(link: Link) -> None:
     cases = bad_descriptors(region_sizes(link))
     expect: dict[str, int] = {}
@@ -450,6 +451,7 @@ def scribble(ring: Ring, s2m: bool, sizes: list[int], stop: Callable[[], bool], 
         i += 8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["thread", "process"])
 def test_peer_rewriting_descriptors_while_we_read(link: Link, how: str) -> None:
     """One second of rx_burst against a peer rewriting the ring under it."""
@@ -599,6 +601,7 @@ def clean_counters(r: Rig, a_drops: int = 0) -> None:
         assert c.tx_errors == 0 and c.drops == drops, (name, c)
 
 
+@pytest.mark.slow
 def test_switch_master_port_survives_a_hostile_client(rig) -> None:
     r = rig("master")
     bad = r.peer("bad")
@@ -681,6 +684,7 @@ def accounted(r: Rig) -> int:
     return n
 
 
+@pytest.mark.slow
 def test_switch_zero_copy_slave_port_survives_a_hostile_master(rig) -> None:
     r = rig("slave")
     pool = r.sw.pool

@@ -134,6 +134,7 @@ def unsealed_attack(target: str, kind: str) -> dict[str, str]:
         s.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["no-sealing", "seal-sealed", "dev-shm"])
 def test_unsealed_region_from_nobody_is_refused_by_memifd(attacked, kind: str) -> None:
     d, target, legit = attacked(masters(0), options=f"allow-uid {NOBODY}")
@@ -264,6 +265,7 @@ def test_bad_allow_lists_are_refused_with_one_line(start) -> None:
     assert "SIGBUS" in help_text and "allow-uid" in help_text
 
 
+@pytest.mark.slow
 def test_squatter_of_an_abstract_name_gets_nothing_from_a_zero_copy_slave(attacked) -> None:
     """A fake master as nobody listens on the name a memifd slave port connects to:
     memifd checks the listener's credentials and never sends INIT or its buffer pool."""
@@ -413,6 +415,7 @@ def test_pending_flood_from_one_uid_does_not_lock_out_another(attacked) -> None:
     assert re.search(r"too many pending connections from uid 65534 \(pid \d+ uid 65534", d.log())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("drip", [False, True], ids=["silent", "dripping"])
 def test_stalled_handshake_yields_its_interface_id(attacked, drip: bool) -> None:
     """A squatter sends INIT for the id a root client wants, then nothing (or one more

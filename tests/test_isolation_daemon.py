@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from attack_rig import (
     BAD,
     A,
@@ -153,6 +154,7 @@ def test_deep_and_oversize_cli_requests_get_one_line_errors(start) -> None:
         peers.close()
 
 
+@pytest.mark.slow
 def test_a_client_that_never_reads_its_replies_is_held_back(start) -> None:
     """A client pipelines 600 ``help`` requests (about 6 MB of replies) and reads
     nothing: memifd answers until 1 MiB waits for it, then stops reading from it (no
@@ -176,6 +178,7 @@ def test_a_client_that_never_reads_its_replies_is_held_back(start) -> None:
     alive(d)
 
 
+@pytest.mark.slow
 def test_a_port_whose_handling_raises_is_disconnected_alone(start) -> None:
     """A port whose receive raises (an injected fault: tests/faulty_memifd.py, since no
     real input known to us raises any more; the last one, a chained frame on a
@@ -241,6 +244,7 @@ def test_request_nesting_is_measured_without_parsing() -> None:
 
 
 # --------------------------------------------------------------------------- item 5
+@pytest.mark.slow
 def test_arp_reply_flood_does_not_grow_the_neighbour_table(start) -> None:
     """The hostile port (L3, 10.9.0.1/24) sends ARP replies from 40,000 random sender
     addresses: none is learned (the switch asked for none), the table stays empty,
@@ -371,6 +375,7 @@ def mac_int(k: int) -> bytes:
     return (0x02_AA_00_00_00_00 + k).to_bytes(6, "big")
 
 
+@pytest.mark.slow
 def test_mac_flood_from_one_port_cannot_fill_the_table(start) -> None:
     """The hostile port sends from 70,000 source MACs: it learns up to its interface
     limit, l2-learn counts "L2 learn limit exceeded", the log names the port; a host new
@@ -451,6 +456,7 @@ def test_learn_limits_per_interface_and_bridge_domain() -> None:
 
 
 # --------------------------------------------------------------------------- item 7 (CLI)
+@pytest.mark.slow
 def test_idle_root_clients_cannot_lock_the_operator_out(start) -> None:
     """64 idle CLI connections as root (the operator's own uid): the operator still gets
     in, because the uid's idlest connection makes room; the rest time out."""

@@ -121,6 +121,7 @@ def test_chained_gather_matches_each_packet_assembled() -> None:
             assert rows[i, : len(want)].tobytes() == want, (trial, i)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("uid", [0, NOBODY], ids=["root", "nobody"])
 def test_one_byte_receive_buffers_do_not_stall_the_switch(start, uid: int) -> None:
     """The hostile port (a child process as root or nobody) posts 1-byte receive
@@ -200,6 +201,7 @@ def unterminated_chain(name: str, stopped: Callable[[], bool]) -> int:
         return ring.tail
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("uid", [0, NOBODY], ids=["root", "nobody"])
 def test_an_unterminated_chain_does_not_spin_the_loop(start, uid: int) -> None:
     """One descriptor with NEXT, never followed (a child as root or nobody): memifd
@@ -298,6 +300,7 @@ def keep_rings_full(start, what: str, refill: Callable[[TxQueue], None]) -> int:
         peers.close()
 
 
+@pytest.mark.slow
 def test_a_peer_with_every_ring_full_takes_at_most_the_quota_per_turn(start) -> None:
     """The hostile slave of a master port opens 8 queues of 4096 slots (memifd's pool:
     2048 buffers) and keeps every ring full: memif-input takes at most the quota per
@@ -314,6 +317,7 @@ def test_a_peer_with_every_ring_full_takes_at_most_the_quota_per_turn(start) -> 
     assert keep_rings_full(start, "8 x 4096 full rings", refill) > 4096  # the attack ran
 
 
+@pytest.mark.slow
 def test_chains_of_one_byte_pieces_do_not_stall_the_switch(start) -> None:
     """The hostile slave sends every frame as 64 one-byte pieces, on 8 queues of 4096
     slots kept full: what memif-input assembles per turn is bounded, a and b go on."""
@@ -330,6 +334,7 @@ def test_chains_of_one_byte_pieces_do_not_stall_the_switch(start) -> None:
     assert taken > 1024  # the attack ran
 
 
+@pytest.mark.slow
 def test_a_master_that_never_gives_back_holds_at_most_the_quota(start) -> None:
     """memifd's zero-copy slave port lends pool buffers on transmit; its master never
     gives a slot back.  3 queues x 512 slots in flight + 512 posted would be the whole

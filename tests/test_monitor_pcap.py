@@ -440,6 +440,7 @@ FILTER_CASES = [
 ]
 
 
+@pytest.mark.slow
 def test_monitor_filters(tmp_path: Path) -> None:
     ids = range(1, len(FILTER_CASES) + 1)
     peer = Peer(ids=ids)
@@ -484,6 +485,7 @@ def test_monitor_filters(tmp_path: Path) -> None:
         assert summary["received"]["packets"] == len(FRAMES) + 1, opts
 
 
+@pytest.mark.slow
 def test_monitor_rejects_bad_filters() -> None:
     for opts, message in (
         (["--filter-proto", "bogus"], "bad --filter-proto"),
@@ -579,6 +581,7 @@ def test_replay_recorded_pace_rate_and_loop(tmp_path: Path) -> None:
     assert 0.35 <= summary["duration"] <= 3.0, summary
 
 
+@pytest.mark.slow
 def test_replay_waits_for_a_full_ring(tmp_path: Path) -> None:
     """More packets than the ring holds, as a server, into a slow reader: none lost."""
     path = tmp_path / "many.pcap"
@@ -627,6 +630,7 @@ def test_monitor_sigint_prints_summary_and_closes_pcap(tmp_path: Path) -> None:
     assert pcap_frames(path)[0] == ETH_FRAMES  # flushed and complete
 
 
+@pytest.mark.slow
 def test_monitor_display_on_a_terminal_and_in_a_pipe() -> None:
     peer = Peer(ids=(0, 1))
     master, slave = os.openpty()

@@ -214,6 +214,7 @@ def test_vectorized_api(direction: str) -> None:
         assert rxq.pending() == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("direction", ["s2m", "m2s"])
 def test_ring_wrap_every_sequence_number(direction: str) -> None:
     """More than 2 x 65536 packets through a 16-slot ring: the u16 counters wrap."""
@@ -388,6 +389,7 @@ def test_region_layouts(single_region: bool) -> None:
 # --------------------------------------------------------------------------- reconnects
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["abstract", "file"])
 def test_reconnect_after_server_restart(kind: str, tmp_path) -> None:
     path = unique_name() if kind == "abstract" else str(tmp_path / "memif.sock")
@@ -865,6 +867,7 @@ def fd_and_map_counts() -> tuple[int, int, int]:
     return len(os.listdir("/proc/self/fd")), len(maps), memfds
 
 
+@pytest.mark.slow
 def test_no_fd_or_mapping_leak_over_200_cycles() -> None:
     def pair_cycle(k: int) -> None:
         with pair(ring_size=64, single_region=bool(k & 1)) as (server, client):

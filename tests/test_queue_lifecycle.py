@@ -24,6 +24,8 @@ import memif
 from memif import NotConnectedError, testing
 from memif.queue import RxBatch, RxQueue, TxBatch, TxQueue, row_items
 
+pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
+
 PACKET = bytes(range(64))
 SENT = 4  # packets the peer sends right after connecting
 ROLES = ("server", "client")

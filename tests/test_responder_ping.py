@@ -76,6 +76,7 @@ def stop(proc: subprocess.Popen[str], sig: int = signal.SIGINT) -> tuple[dict, s
 # ----------------------------------------------------------------------------- ping <-> responder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("responder_role", ["server", "client"])
 def test_ping_answered_by_responder(responder_role: str) -> None:
     name = unique_name("ping")
@@ -133,6 +134,7 @@ def test_ping_ip_mode_polling_and_queues() -> None:
     assert counters["icmp_replies"] == 3 and counters["arp_replies"] == 0
 
 
+@pytest.mark.slow
 def test_ping_nobody_answers() -> None:
     """ARP for an address nobody owns fails: one clear line, exit 1 (no reply, as ping(8))."""
     name = unique_name("ping-none")
@@ -153,6 +155,7 @@ def test_ping_nobody_answers() -> None:
     assert counters["ignored"] == 4 and counters["arp_replies"] == 0
 
 
+@pytest.mark.slow
 def test_errors_are_one_line() -> None:
     res = run_memif("ping", "--socket", unique_name("nobody"), R_IP, "--connect-timeout", "0.3")
     assert res.returncode == 2

@@ -14,7 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers import ENV
+
+pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "soak.py"
 

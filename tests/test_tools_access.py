@@ -100,6 +100,7 @@ def stopped_stderr(proc: subprocess.Popen[str]) -> str:
 
 
 # --------------------------------------------------------------------------- server run by root
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "allow",
     [("--allow-uid", str(NOBODY)), ("--allow-uid", "0,nobody"), ("--allow-gid", str(NOBODY))],
@@ -116,6 +117,7 @@ def test_root_responder_answers_nobody_it_allows(allow: tuple[str, str]) -> None
     assert "access denied" not in err
 
 
+@pytest.mark.slow
 def test_root_responder_refuses_nobody_by_default() -> None:
     name = unique_name("tools-access")
     with root_responder(name, "--allow-uid", "1,2", "--allow-gid", "3") as proc:
@@ -134,6 +136,7 @@ def nobody_responder(name: str) -> Callable[[Callable[[], bool]], dict[str, obje
     return lambda stopped: tool(*argv)
 
 
+@pytest.mark.slow
 def test_root_ping_trusts_listener_of_nobody_only_when_allowed() -> None:
     name = unique_name("tools-access")
     child = spawn_as(NOBODY, nobody_responder(name))

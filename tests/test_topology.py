@@ -65,6 +65,8 @@ from memif.ctl.main import Client
 from memif.pcap import read_pcap
 from memif.testpmd import MemifPort, PortStats, Testpmd
 
+pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "deploy" / "memifd.conf"
 CONF_DIR = "/run/memif/"  # the socket directory memifd.conf names (a volume in compose.yaml)

@@ -169,6 +169,7 @@ def test_xconnect_both_ways(rig):
     assert r.errors()["no-l2-or-l3"] == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("direction", ["rx", "tx", "both"])
 def test_span_mirrors_exactly_the_selected_direction(rig, direction):
     r = rig()
@@ -470,6 +471,7 @@ def test_switch_sleeps_when_idle(rig):
     assert time.process_time() - cpu < 0.2 and turns < 50
 
 
+@pytest.mark.slow
 def test_a_packet_wakes_the_sleeping_switch(rig, monkeypatch):
     r = rig()
     a, b = r.add(), r.add()
@@ -487,6 +489,7 @@ def test_a_packet_wakes_the_sleeping_switch(rig, monkeypatch):
     assert b.peer.recv() == [f]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ring", ["rx", "tx"])
 def test_broken_peer_is_disconnected_and_other_ports_keep_forwarding(rig, ring):
     r = rig()
