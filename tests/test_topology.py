@@ -288,7 +288,6 @@ def test_bridge_with_span_monitor(topology: Topology, span: str) -> None:
     topo = topology
     copies = 2 if span == "both" else 1  # mirrored copies of each A <-> C frame
     mirrored_total = copies * (A_TO_C + C_TO_A)
-    started = time.monotonic()
     topo.start_memifd()
     topo.start_monitor()
     # Forwarding lcores on different CPUs: C busy-polls CPU 0, A CPU 1.
@@ -404,7 +403,6 @@ def test_bridge_with_span_monitor(topology: Topology, span: str) -> None:
     assert topo.stop_memifd() == 0, topo.log()
     left = [p for p in topo.sock.values() if os.path.exists(p)]
     assert not left and not os.path.exists(topo.cli_path), left
-    assert time.monotonic() - started < 60
 
 
 # ------------------------------------------------------------------------------ the recipe
