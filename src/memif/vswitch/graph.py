@@ -104,11 +104,19 @@ class Graph:
     def remove(self, node: Node) -> None:
         """Unregister a per-interface node (its id is retired, never reused)."""
         self.by_name.pop(node.node_name, None)
-        pending = self._pending[node.id]
+        self._free(self._pending[node.id])
+        self.nodes[node.id] = _Retired()
+
+    def discard(self) -> None:
+        """Free every queued vector (after a node failed mid-run): no buffer leaks."""
+        for pending in self._pending:
+            self._free(pending)
+        self._dirty = False
+
+    def _free(self, pending: list[np.ndarray]) -> None:
         if pending:
             self.pool.free(np.concatenate(pending))
             pending.clear()
-        self.nodes[node.id] = _Retired()
 
     def enqueue(self, node_id: int, idx: np.ndarray) -> None:
         """Queue a vector for a node."""

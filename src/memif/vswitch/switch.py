@@ -629,7 +629,7 @@ class Switch:
         n = self.input_poll()
         if n:
             if not self._contained("graph-exception", "graph", self.graph.run):
-                self._discard_pending()
+                self.graph.discard()
             self.busy_ns += time.perf_counter_ns() - t0
         if n >= ADAPTIVE_VECTOR:
             self._last_packet = self.now  # heavy traffic: keep polling
@@ -637,14 +637,6 @@ class Switch:
             # light or no traffic for a while: sleep until a peer kicks (interrupt mode)
             self.sleep(MAX_SLEEP)
         return n
-
-    def _discard_pending(self) -> None:
-        """After a graph failure: free every queued vector, so no buffer leaks."""
-        for pending in self.graph._pending:
-            if pending:
-                self.pool.free(np.concatenate(pending))
-                pending.clear()
-        self.graph._dirty = False
 
     def input_poll(self) -> int:
         """Run every input node (with its runtime figures); a failing one is contained."""
