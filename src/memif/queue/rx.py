@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import select
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
@@ -11,6 +10,7 @@ import numpy as np
 
 from .. import wire
 from ..errors import ConfigError
+from ..poller import Poller
 from ..shm import Region, Ring
 from ._common import (
     _EMPTY_U16,
@@ -30,17 +30,6 @@ from ._common import (
     row_items,
     strided_view,
 )
-
-
-def _readable(fd: int, timeout: float | None) -> bool:
-    """Wait up to ``timeout`` seconds (None: forever) for ``fd`` to be readable.
-
-    ``poll``, not ``select``: an eventfd numbered past FD_SETSIZE (1024) works too.
-    """
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(None if timeout is None else timeout * 1000))
-
 
 #: chained buffers shorter than this are assembled in one vector operation, longer
 #: ones copied one call each (a call costs about as much as copying this many bytes)
@@ -305,6 +294,7 @@ class RxQueue(_Queue):
         self.headroom = 0
         self._layout = None  # the producer's buffer of each slot, if fixed
         self._cursor = ring.tail  # consumer cursor: master's last_head, slave's last_tail
+        self._waiter = Poller([ring.eventfd])  # for wait() and clear_interrupt()
         #: the producer's counter when all it had published was an unfinished chain
         #: (nothing to take until it moves); None otherwise
         self._chain_wait: int | None = None
@@ -341,7 +331,7 @@ class RxQueue(_Queue):
             return 0
         except OSError:
             pass  # no RWF_NOWAIT for eventfds on this kernel (or the fd is gone)
-        if not _readable(fd, 0):
+        if not self._waiter.wait(0):
             return 0
         try:
             return os.eventfd_read(fd)
@@ -360,7 +350,7 @@ class RxQueue(_Queue):
             self.polling = False
         try:
             if not self.ready():
-                _readable(self.ring.eventfd, timeout)
+                self._waiter.wait(timeout)
             self.clear_interrupt()
         finally:
             if polling:
