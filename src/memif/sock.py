@@ -14,7 +14,6 @@ import dataclasses
 import functools
 import logging
 import os
-import resource
 import selectors
 import socket as _socket
 import time
@@ -24,7 +23,7 @@ from typing import cast
 
 from . import proto, shm, transport, wire
 from .access import AccessPolicy, PeerCredentials, peer_credentials
-from .admission import FD_BUDGET, FdBudget, SecretThrottle
+from .admission import FD_BUDGET, FdBudget, SecretThrottle, fd_soft_limit
 from .config import InterfaceConfig, Role
 from .errors import ConfigError, ProtocolError, UnsealedRegionError
 from .interface import BufferPool, ConnectCallback, DisconnectCallback, Interface
@@ -127,8 +126,7 @@ class Socket:
         self.counters = SocketCounters()
         self._warn = PerKeyLog(log, clock=clock)  # refusals: one line per reason and uid
         if max_pending_fds is None:
-            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-            max_pending_fds = soft // 2 if 0 < soft != resource.RLIM_INFINITY else 1 << 20
+            max_pending_fds = fd_soft_limit() // 2
         self.max_pending_fds = max_pending_fds
         self.address = transport.parse_address(path)
         if len(app_name.encode()) > wire.NAME_SIZE - 1:
