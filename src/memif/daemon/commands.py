@@ -19,9 +19,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from ..access import AccessPolicy, parse_gids, parse_uids
+from ..ctl.schema import Reply
 from ..errors import MemifError
 from ..vswitch.l2fib import DEFAULT_IF_LIMIT
 from ..vswitch.switch import Switch, SwitchError
@@ -35,19 +35,6 @@ REGISTRY = Registry()
 command = REGISTRY.command
 
 MAX_U32 = 0xFFFFFFFF
-
-
-@dataclass
-class Reply:
-    """One answer to one request: ``output`` is text; ``data`` is what ``--json`` shows."""
-
-    ok: bool = True
-    output: str = ""
-    data: Any = None
-
-    def to_json(self, with_data: bool) -> dict[str, Any]:
-        """The wire form: ``{"ok", "output", "data"}``."""
-        return {"ok": self.ok, "output": self.output, "data": self.data if with_data else None}
 
 
 class Pending:

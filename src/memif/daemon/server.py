@@ -40,7 +40,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -412,10 +412,10 @@ def _ready(c: _Client) -> bool:
 def _encode(reply: Reply, want_json: bool) -> bytes:
     """The wire line of ``reply`` (:mod:`memif.ctl.schema`); ``data`` only if asked for."""
     try:
-        return schema.encode_reply(schema.Reply(**reply.to_json(want_json)))
+        return schema.encode_reply(reply if want_json else replace(reply, data=None))
     except SchemaError as exc:  # a handler put something odd in data
         log.exception("reply not serialisable")
-        return schema.encode_reply(schema.Reply(False, f"internal error: {exc}"))
+        return schema.encode_reply(Reply(False, f"internal error: {exc}"))
 
 
 def _safe(fn: Any) -> None:
