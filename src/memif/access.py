@@ -142,8 +142,11 @@ class AccessPolicy:
         """True when memory from this peer may be used without a seal against shrinking."""
         return cred is not None and cred.uid in self.unsealed_uids
 
-    def refusal(self, cred: PeerCredentials) -> str:
-        """The DISCONNECT reason (and log text) for a peer that is not admitted."""
+    def refusal(self, cred: PeerCredentials | None) -> str:
+        """The DISCONNECT reason (and log text) for a peer that is not admitted
+        (``None``: its credentials could not be read)."""
+        if cred is None:
+            return "access denied: peer credentials unavailable"
         return f"access denied: uid {cred.uid} gid {cred.gid} not allowed on this socket"
 
     def describe(self) -> str:

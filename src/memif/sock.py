@@ -317,11 +317,7 @@ class Socket:
         """Why a newly accepted peer is refused (counted and logged), or None."""
         if cred is None or not self.access.admits(cred):
             self.counters.access_denied += 1
-            reason = (
-                self.access.refusal(cred)
-                if cred is not None
-                else "access denied: peer credentials unavailable"
-            )
+            reason = self.access.refusal(cred)
         elif self._pending() >= self.max_pending:
             self.counters.pending_refused += 1
             reason = "too many pending connections"
@@ -431,9 +427,7 @@ class Socket:
             # Whoever holds the name gets our memory: a squatter must not.
             sock.close()
             self.counters.access_denied += 1
-            reason = "listener " + (
-                self.access.refusal(cred) if cred else "access denied: credentials unavailable"
-            )
+            reason = "listener " + self.access.refusal(cred)
             self._log_refusal(reason, cred)
             self._retry_later(iface, now, reason)
             return
