@@ -298,6 +298,13 @@ def minutes(args: Args, key: str) -> int | float:
 
 
 MAX_LEARN_LIMIT = 1 << 24
+MAX_BD_ID = 0xFFFFFF  # VPP's bridge-domain ids are 24 bits; 0 is not a domain
+
+
+def bridge_domain(args: Args) -> int:
+    """The next word as a bridge-domain id, 1..16777215."""
+    return args.integer("bridge-domain id", 1, MAX_BD_ID)
+
 
 BD_FLAGS = {
     "learn": Args.flag01,
@@ -316,7 +323,7 @@ BD_FLAGS = {
     "create a bridge domain or change its flags",
 )
 def _create_bd(ctx: Context, args: Args) -> Reply:
-    bd_id = args.integer("bridge-domain id", 1, 0xFFFFFF)
+    bd_id = bridge_domain(args)
     opts = args.options(BD_FLAGS)
     bd = ctx.switch.create_bridge_domain(bd_id, **{k.replace("-", "_"): v for k, v in opts.items()})
     return Reply(output=str(bd.id), data={"bd_id": bd.id})
@@ -328,7 +335,7 @@ def _create_bd(ctx: Context, args: Args) -> Reply:
     "remove learned MACs not seen for <minutes> (0: never; the default, as VPP's)",
 )
 def _set_mac_age(ctx: Context, args: Args) -> str:
-    bd = args.integer("bridge-domain id", 1, 0xFFFFFF)
+    bd = bridge_domain(args)
     age = minutes(args, "mac-age")
     args.end()
     ctx.switch.set_mac_age(bd, age)
@@ -341,7 +348,7 @@ def _set_mac_age(ctx: Context, args: Args) -> str:
     "learned MACs the bridge domain may hold; more are not learned (L2 learn limit exceeded)",
 )
 def _set_bd_learn_limit(ctx: Context, args: Args) -> str:
-    bd = args.integer("bridge-domain id", 1, 0xFFFFFF)
+    bd = bridge_domain(args)
     limit = args.integer("learn-limit", 0, MAX_LEARN_LIMIT)
     args.end()
     if bd not in ctx.switch.tables.bds:
@@ -373,7 +380,7 @@ def _set_if_learn_limit(ctx: Context, args: Args) -> str:
 )
 def _set_bridge(ctx: Context, args: Args) -> str:
     sw = ctx.interface(args)
-    bd = args.integer("bridge-domain id", 1, 0xFFFFFF)
+    bd = bridge_domain(args)
     args.end()
     ctx.switch.set_bridge(sw.name, bd)
     return ""

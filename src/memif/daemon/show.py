@@ -24,7 +24,7 @@ from .. import __version__
 from ..config import format_mac
 from ..packet import ip4_str
 from ..vswitch.tables import L2Mode, SwInterface
-from .commands import Context, Mark, Reply, command
+from .commands import Context, Mark, Reply, bridge_domain, command
 from .parse import Args, CliError
 
 T = TypeVar("T")
@@ -162,7 +162,7 @@ def show_bridge_domain(ctx: Context, args: Args) -> Reply:
     sw = ctx.switch
     bd_id = None
     if args.peek() is not None and args.peek()[:1].isdigit():
-        bd_id = args.integer("bridge-domain id", 1, 0xFFFFFF)
+        bd_id = bridge_domain(args)
         if bd_id not in sw.tables.bds:
             raise CliError(f"no bridge domain {bd_id}")
     detail = args.try_keyword(["detail"]) is not None
