@@ -44,7 +44,10 @@ CONTROL_PERIOD = 0.01  # seconds between control-plane polls while busy
 IDLE_BEFORE_SLEEP = 0.002  # seconds of small vectors before sleeping on interrupts
 ADAPTIVE_VECTOR = 8  # a poll bringing fewer packets than this is "light" (VPP's adaptive mode)
 MAX_SLEEP = 0.1
-AGE_SCAN = 1.0  # seconds between scans of the MAC and neighbour tables for old entries
+AGE_SCAN = 1.0  # seconds between scans of the neighbour table (and at least between MAC scans)
+# MAC table scans per shortest mac-age: an entry goes at most 1/60 of its age late (VPP
+# scans once a minute, its shortest age); a scan of a full table takes ~10 ms
+AGE_SCANS_PER_AGE = 60
 
 
 class SwitchError(Exception):
@@ -137,6 +140,7 @@ class Switch:
         self._idle_poller = Poller()  # every fd that ends sleep()
         self._last_control = 0.0
         self._last_age = self.now
+        self._last_mac_age = self.now
         self._last_packet = self.now
         self._sleeping = False
         self.input = MemifInput(self)
@@ -586,10 +590,13 @@ class Switch:
                     self._contained("control-exception", f"fd {fd}", cb)
         if not 0.0 <= self.now - self._last_age < AGE_SCAN:  # due (or the clock was set)
             self._last_age = self.now
-            ages = {b.id: b.mac_age * 60.0 for b in self.tables.bds.values() if b.mac_age}
-            if ages:
-                self.fib.age(self.now, ages)
             self.neighbors.age(self.now)
+        ages = self.tables.max_age
+        if ages:
+            period = max(AGE_SCAN, min(ages.values()) / AGE_SCANS_PER_AGE)
+            if not 0.0 <= self.now - self._last_mac_age < period:
+                self._last_mac_age = self.now
+                self.fib.age(self.now, ages)
 
     def _contained(self, error: str, what: str, fn: Callable[..., object], *args: object) -> bool:
         """Run ``fn(*args)``; an exception is logged with its traceback (rate-limited)

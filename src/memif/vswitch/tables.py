@@ -156,5 +156,7 @@ class Tables:
         self.bridged = bridged = self.mode == int(L2Mode.BRIDGE)
         self.all_learn = bool(self.learn[bridged].all())
         self.all_forward = bool(self.forward[bridged].all())
-        self.ageing = any(bd.mac_age for bd in self.bds.values())  # l2-learn refreshes ages
+        # bd -> seconds a learned MAC lives unseen, for the domains that age
+        self.max_age = {bd.id: bd.mac_age * 60.0 for bd in self.bds.values() if bd.mac_age}
+        self.ageing = bool(self.max_age)  # l2-learn refreshes ages
         self.flood_ports = {bd.id: np.array(bd.members, np.int64) for bd in self.bds.values()}
