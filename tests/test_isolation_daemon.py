@@ -47,8 +47,9 @@ from memifd_probe import Watch, alive, cpu_while, error_count
 
 import memif
 from memif import packet
+from memif.ctl.schema import MAX_DEPTH, MAX_REQUEST, request_problem
 from memif.daemon.commands import Context, execute
-from memif.daemon.server import MAX_CLIENTS_PER_UID, MAX_DEPTH, MAX_REQUEST, request_problem
+from memif.daemon.server import MAX_CLIENTS_PER_UID
 from memif.daemon.show import MAX_ROWS
 from memif.testing import drive, unique_name
 from memif.text import escape

@@ -48,7 +48,7 @@ import numpy as np
 from ..access import AccessPolicy, PeerCredentials, peer_credentials, raise_fd_limit
 from ..ctl import schema
 from ..ctl.main import default_runtime_dir
-from ..ctl.schema import MAX_DEPTH, MAX_REQUEST, SchemaError, request_problem
+from ..ctl.schema import MAX_REQUEST, SchemaError
 from ..text import escape
 from ..vswitch.graph import Node
 from ..vswitch.memif_port import DEFAULT_VECTOR
@@ -65,15 +65,7 @@ IDLE_TIMEOUT = 60.0  # seconds without a request before a client is closed
 READS_PER_TURN = 16  # recv calls per readable event, so one client cannot hog the loop
 REQUESTS_PER_TURN = 64  # requests answered per client per loop turn
 
-__all__ = [
-    "MAX_DEPTH",
-    "MAX_REQUEST",
-    "CliServer",
-    "Options",
-    "default_runtime_dir",
-    "request_problem",
-    "run",
-]
+__all__ = ["CliServer", "Options", "default_runtime_dir", "run"]
 
 
 # ---------------------------------------------------------------------- CLI server
