@@ -50,13 +50,14 @@ class ArpInput(SwitchNode):
                 if why is None:
                     consumed.append(i)
                 else:
-                    refused["neighbor-limit" if why == "limit" else why].append(i)
+                    error = "neighbor-limit" if why == "limit" else why
+                    refused[error].append(i)
                     sw.ratelog.log(
-                        ("arp", iface.sw_if_index, why),
+                        ("arp", iface.sw_if_index, error),
                         "arp-input: %s: ARP reply from %s refused: %s",
                         iface.name,
                         packet.ip4_str(spa),
-                        self.errors["neighbor-limit" if why == "limit" else why],
+                        self.errors[error],
                     )
                 continue
             if op != packet.ARP_REQUEST or not ours:
