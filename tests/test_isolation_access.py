@@ -623,3 +623,32 @@ def test_library_fd_budget_is_charged_and_given_back() -> None:
         assert child.finish() == "connected"
         assert drive(ss, until=lambda: not srv.connected, timeout=5)
         assert budget.used == 0 and srv.connect_count == 1
+
+
+def test_fd_budget_refusals_log_one_line_whatever_their_counts(caplog) -> None:
+    """The refusal text carries the budget's counts; a peer that makes them differ
+    (here: another uid's connection raises "all peers") still gets one log line a period."""
+    path = unique_name("iso-lib-fdlog")
+    budget = FdBudget(limit=20, share=0.5)  # at most 10 fds per uid
+    with memif.Socket(path, access=AccessPolicy.of(uids=[NOBODY]), fd_budget=budget) as ss:
+        srv = ss.create_interface(role="server", id=0)
+        ss.create_interface(role="server", id=1)
+
+        def too_many(stopped: Callable[[], bool]) -> str:
+            return RawSlave(path, 1, s2m=5, m2s=5).handshake()  # 2 regions + 10 rings > 10
+
+        def refused(n: int, *socks: memif.Socket) -> None:
+            child = spawn_as(NOBODY, too_many)
+            assert drive(ss, *socks, until=lambda: ss.counters.fd_refused == n, timeout=10)
+            assert child.finish() == "too many file descriptors"
+
+        with caplog.at_level("WARNING", logger="memif"):
+            refused(1)
+            with memif.Socket(path) as cs:  # root holds fds now: the next refusal's counts differ
+                client = cs.create_interface(role="client", id=0)
+                assert drive(ss, cs, until=lambda: client.connected and srv.connected, timeout=10)
+                used = budget.used
+                refused(2, cs)
+                assert budget.used == used > 0
+    lines = [m for r in caplog.records if "too many file descriptors" in (m := r.getMessage())]
+    assert len(lines) == 1 and f"uid {NOBODY}" in lines[0], lines

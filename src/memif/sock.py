@@ -332,9 +332,16 @@ class Socket:
         self._log_refusal(reason, cred)
         return reason
 
-    def _log_refusal(self, reason: str, cred: PeerCredentials | None) -> None:
+    def _log_refusal(
+        self, reason: str, cred: PeerCredentials | None, kind: str | None = None
+    ) -> None:
+        """Log a refusal, at most once a period per ``kind`` (default: the reason) and uid.
+
+        A reason that carries numbers (counts, a peer-chosen index) names its ``kind``,
+        or each new number would be a new key and a peer could vary it to flood the log.
+        """
         peer = cred if cred is not None else "unknown peer"
-        key = (reason, cred.uid if cred is not None else None)
+        key = (kind or reason, cred.uid if cred is not None else None)
         self._warn.log(key, "memif socket %s: %s (%s)", self.display_name, reason, peer)
 
     @property
@@ -407,7 +414,7 @@ class Socket:
                 )
             except UnsealedRegionError as exc:
                 self.counters.unsealed_refused += 1
-                self._log_refusal(str(exc), cred)
+                self._log_refusal(str(exc), cred, kind="unsealed region")
                 raise
         elif (problem := transport.check_eventfd(fd)) is not None:
             raise ProtocolError(f"ring {msg.index}: bad interrupt fd ({problem})")
@@ -477,6 +484,7 @@ class Socket:
                     f"too many file descriptors (this uid holds {self.fd_budget.held(_owner(conn))}"
                     f", all peers {self.fd_budget.used} of {self.fd_budget.limit})",
                     conn.cred,
+                    kind="fd budget",
                 )
                 events += conn.channel.fail("too many file descriptors")
             else:
