@@ -243,7 +243,7 @@ def show_hardware(ctx: Context, args: Args) -> Reply:
 def _memif_hardware(ctx: Context, p: MemifPort) -> tuple[dict[str, Any], list[str]]:
     """A memif port's ``show hardware-interfaces`` data and lines."""
     iface, cfg = p.iface, p.iface.config
-    queues = []
+    queues: list[dict[str, Any]] = []
     for kind, qs in (("rx", iface.rx_queues), ("tx", iface.tx_queues)):
         for q in qs:
             queues.append(
@@ -280,11 +280,11 @@ def _memif_hardware(ctx: Context, p: MemifPort) -> tuple[dict[str, Any], list[st
         f"  configured: rx-queues {cfg.rx_queues} tx-queues {cfg.tx_queues} "
         f"ring-size {cfg.ring_size} buffer-size {cfg.buffer_size}",
     ]
-    for q in queues:
-        errs = "".join(f" {k} {v}" for k, v in sorted(q["errors"].items()))
+    for row in queues:
+        errs = "".join(f" {k} {v}" for k, v in sorted(row["errors"].items()))
         lines.append(
-            f"  {q['kind']} queue {q['queue']}: ring-size {q['ring_size']} "
-            f"packets {q['packets']} bytes {q['bytes']}{errs}"
+            f"  {row['kind']} queue {row['queue']}: ring-size {row['ring_size']} "
+            f"packets {row['packets']} bytes {row['bytes']}{errs}"
         )
     return d, lines
 
