@@ -15,6 +15,7 @@ this module is the receive loop and the command.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import time
@@ -35,6 +36,7 @@ from .common import (
     one_line_errors,
     open_interface,
     print_json,
+    wait_rx,
 )
 from .monitor_classify import (
     ARP,
@@ -319,17 +321,8 @@ def _wait(poller: Poller, sock: Any, iface: Any, timeout: float) -> None:
     queues = iface.rx_queues if iface.connected else []
     if queues and all(q.polling for q in queues):
         return  # polling mode: spin
-    fds = [q.fd for q in queues if not q.polling]
-    try:
-        poller.update([sock.fileno(), *fds])
-        ready = poller.wait(timeout)
-    except (OSError, ValueError):
-        return
-    for q in queues:
-        if q.fd in ready:
-            q.clear_interrupt()
-    if sock.fileno() in ready:
-        sock.poll(0)
+    with contextlib.suppress(OSError, ValueError):
+        wait_rx(poller, sock, [q for q in queues if not q.polling], timeout)
 
 
 def _report(
