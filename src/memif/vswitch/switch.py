@@ -384,7 +384,7 @@ class Switch:
         port that caused it and every other port keeps forwarding.
         """
         self.main_loop.error_counts["port-exception"] += 1
-        name = port.sw.name if getattr(port, "sw", None) is not None else "?"
+        name = port.sw.name if port.sw is not None else "?"  # None: not yet added
         self.ratelog.log(
             ("port-exception", name, where),
             "%s: %s failed on this port: disconnecting its peer",
@@ -649,7 +649,7 @@ class Switch:
         """Run every input node (with its runtime figures); a failing one is contained."""
         total = 0
         for node in self.inputs:
-            first_trace = self.graph._next_trace if self.graph.tracing else None
+            first_trace = self.graph.next_trace if self.graph.tracing else None
             t0 = time.perf_counter_ns()
             try:
                 n = node.poll()  # type: ignore[attr-defined]
@@ -661,7 +661,7 @@ class Switch:
                 node.calls += 1
                 node.vectors += n
                 total += n
-            if first_trace is not None and self.graph._next_trace != first_trace:
+            if first_trace is not None and self.graph.next_trace != first_trace:
                 self._trace_input(node, first_trace)
         return total
 
