@@ -477,7 +477,7 @@ class Switch:
         bd = self.tables.bds.get(bd_id)
         if bd is None:
             raise SwitchError(f"no bridge domain {bd_id}")
-        bd.mac_age = minutes  # type: ignore[assignment]
+        bd.mac_age = minutes
         self.tables.refresh()
 
     def set_if_learn_limit(self, name: str, limit: int | None) -> None:

@@ -85,7 +85,7 @@ class BridgeDomain:
     forward: bool = True
     flood: bool = True
     uu_flood: bool = True
-    mac_age: int = 0  # minutes, 0 = never
+    mac_age: float = 0  # minutes (fractions allowed), 0 = never
     members: list[int] = field(default_factory=list)
 
 
