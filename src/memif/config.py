@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import argparse
 import enum
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from . import wire
 from .errors import ConfigError
 from .proto import DEFAULT_HANDSHAKE_TIMEOUT
+
+T = TypeVar("T")
+
+
+def config_arg(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type from a parser that raises ConfigError: its message becomes the
+    one-line usage error (for the tools' and memifd's options)."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
 
 
 class Role(enum.Enum):

@@ -10,32 +10,15 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
-from typing import Any, NoReturn, TextIO, TypeVar
+from typing import Any, NoReturn, TextIO
 
 from .. import AccessPolicy, Interface, RxQueue, Socket, testing
 from ..access import parse_gids, parse_uids
-from ..config import Role, parse_mac
-from ..errors import ConfigError
+from ..config import Role, config_arg, parse_mac
 from ..poller import Poller
 from ..wire import Mode
 
 DEFAULT_SOCKET = "/run/vpp/memif.sock"
-
-T = TypeVar("T")
-
-
-def config_arg(parse: Callable[[str], T]) -> Callable[[str], T]:
-    """An argparse type from a parser that raises ConfigError: its message is the usage error."""
-
-    def convert(text: str) -> T:
-        try:
-            return parse(text)
-        except ConfigError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    convert.__name__ = parse.__name__
-    return convert
-
 
 _role = config_arg(lambda text: Role.parse(text).value)
 

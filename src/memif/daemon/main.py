@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 
 from ..access import parse_gids, parse_uids
-from ..errors import ConfigError
+from ..config import config_arg
 from ..vswitch.memif_port import DEFAULT_VECTOR
 from .server import (
     IDLE_TIMEOUT,
@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--socket-allow-uid",
-        type=_ids(parse_uids),
+        type=config_arg(parse_uids),
         default=frozenset(),
         metavar="U[,U..]",
         help="users (numbers or names) every memif socket admits besides root and memifd's "
@@ -107,14 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--socket-allow-gid",
-        type=_ids(parse_gids),
+        type=config_arg(parse_gids),
         default=frozenset(),
         metavar="G[,G..]",
         help="groups whose members every memif socket admits",
     )
     p.add_argument(
         "--socket-unsealed-uid",
-        type=_ids(parse_uids),
+        type=config_arg(parse_uids),
         default=frozenset(),
         metavar="U[,U..]",
         help="users besides root and memifd's uid whose memory is used even when it cannot "
@@ -122,18 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
-
-
-def _ids(parse: Callable[[str], frozenset[int]]) -> Callable[[str], frozenset[int]]:
-    """An option type: comma-separated ids or names, with a one-line error."""
-
-    def ids(text: str) -> frozenset[int]:
-        try:
-            return parse(text)
-        except ConfigError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return ids
 
 
 def _seconds(text: str) -> float:
