@@ -351,8 +351,6 @@ def _set_bd_learn_limit(ctx: Context, args: Args) -> str:
     bd = bridge_domain(args)
     limit = args.integer("learn-limit", 0, MAX_LEARN_LIMIT)
     args.end()
-    if bd not in ctx.switch.tables.bds:
-        raise CliError(f"no bridge domain {bd}")
     ctx.switch.set_bd_learn_limit(bd, limit)
     return ""
 

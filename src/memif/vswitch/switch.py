@@ -470,6 +470,8 @@ class Switch:
 
     def set_bd_learn_limit(self, bd_id: int, limit: int) -> None:
         """``set bridge-domain learn-limit <bd> <n>``: learned MACs the domain may hold."""
+        if bd_id not in self.tables.bds:
+            raise SwitchError(f"no bridge domain {bd_id}")
         self.fib.bd_limit[bd_id] = limit
 
     def set_mac_age(self, bd_id: int, minutes: float) -> None:
