@@ -17,7 +17,6 @@ import fcntl
 import mmap
 import os
 import pickle
-import select
 import socket
 import struct
 import time
@@ -27,6 +26,7 @@ from typing import Any
 
 import memif
 from memif import shm, transport, wire
+from memif.poller import Poller
 from memif.testing import drive
 
 NOBODY = 65534
@@ -69,7 +69,7 @@ class Child:
         self._result: tuple[str, Any] | None = None
 
     def _stopped(self) -> bool:
-        return bool(select.select([self._stop_r], [], [], 0)[0])
+        return bool(Poller([self._stop_r]).wait(0))
 
     @property
     def done(self) -> bool:
@@ -79,7 +79,7 @@ class Child:
         return self._result is not None
 
     def _read(self, timeout: float) -> None:
-        while select.select([self._res_r], [], [], timeout)[0]:
+        while Poller([self._res_r]).wait(timeout):
             chunk = os.read(self._res_r, 65536)
             if not chunk:
                 os.close(self._res_r)
