@@ -22,7 +22,6 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .admission import raise_fd_limit
 from .errors import ConfigError
 
 __all__ = [
@@ -31,7 +30,6 @@ __all__ = [
     "parse_gids",
     "parse_uids",
     "peer_credentials",
-    "raise_fd_limit",
 ]
 
 _SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux 4.13
@@ -142,17 +140,19 @@ class AccessPolicy:
         """True when memory from this peer may be used without a seal against shrinking."""
         return cred is not None and cred.uid in self.unsealed_uids
 
-    def refusal(self, cred: PeerCredentials | None) -> str:
-        """The DISCONNECT reason (and log text) for a peer that is not admitted
-        (``None``: its credentials could not be read)."""
+    def refusal(self, cred: PeerCredentials | None, where: str = "this socket") -> str:
+        """The DISCONNECT reason (and log text) for a peer that is not admitted on
+        ``where`` (``None``: its credentials could not be read)."""
         if cred is None:
             return "access denied: peer credentials unavailable"
-        return f"access denied: uid {cred.uid} gid {cred.gid} not allowed on this socket"
+        return f"access denied: uid {cred.uid} gid {cred.gid} not allowed on {where}"
 
-    def describe(self) -> str:
-        """One line for ``show memif`` and logs."""
+    def describe(self, memory: bool = True) -> str:
+        """One line for ``show memif`` and logs; ``memory=False`` leaves out whose
+        unsealed memory is trusted (for sockets that map none, like the CLI's)."""
         parts = ["uid " + ",".join(str(u) for u in sorted(self.uids))]
         if self.gids:
             parts.append("gid " + ",".join(str(g) for g in sorted(self.gids)))
-        parts.append("unsealed-uid " + ",".join(str(u) for u in sorted(self.unsealed_uids)))
+        if memory:
+            parts.append("unsealed-uid " + ",".join(str(u) for u in sorted(self.unsealed_uids)))
         return " ".join(parts)

@@ -45,7 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from ..access import AccessPolicy, PeerCredentials, peer_credentials, raise_fd_limit
+from ..access import AccessPolicy, PeerCredentials, peer_credentials
+from ..admission import raise_fd_limit
 from ..ctl import schema
 from ..ctl.main import default_runtime_dir
 from ..ctl.schema import MAX_REQUEST, SchemaError
@@ -172,7 +173,7 @@ class CliServer:
             "CLI listening on %s (mode %04o, admits %s)",
             self.path,
             self.mode,
-            self.policy.describe().split(" unsealed-uid")[0],
+            self.policy.describe(memory=False),
         )
 
     def close(self) -> None:
@@ -221,7 +222,7 @@ class CliServer:
         """None when ``cred`` may have a client slot (evicting the idlest client if
         every slot is taken), else (counter, one-line reason)."""
         if not self.policy.admits(cred):
-            return "access-denied", self.policy.refusal(cred).replace("socket", "CLI socket")
+            return "access-denied", self.policy.refusal(cred, "this CLI socket")
         mine = [c for c in self.clients.values() if c.cred and c.cred.uid == cred.uid]
         if len(mine) >= self.max_per_uid:  # the uid competes with itself only
             if self._evict([c for c in mine if c.idle], cred):
