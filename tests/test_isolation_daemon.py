@@ -23,6 +23,7 @@ import re
 import select
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +57,7 @@ from memif.text import escape
 from memif.vswitch import Switch
 from memif.vswitch.l2fib import DEFAULT_IF_LIMIT, L2Fib, fib_key
 from memif.vswitch.neighbor import NeighborTable
+from memif.vswitch.nodes_ip4 import MAX_PING_REPLIES
 
 
 # --------------------------------------------------------------------------- helpers
@@ -286,6 +288,66 @@ def test_arp_reply_flood_does_not_grow_the_neighbour_table(start) -> None:
         log = d.log()
         assert f"arp-input: {BAD}: ARP reply from" in log
         assert log.count("ARP reply from") < 10  # rate-limited, not one line per packet
+    finally:
+        peers.close()
+
+
+@pytest.mark.slow
+def test_echo_reply_flood_during_a_ping_is_bounded(start) -> None:
+    """While memifd's own ping waits for its target (which never answers ARP), the
+    hostile port floods ICMP echo replies to the switch's address, each with another
+    ident: at most MAX_PING_REPLIES are held for the ping, the rest count as
+    ip4-input ping-replies-full, the ping ends with its one-line error, memory stays
+    flat and a and b keep forwarding."""
+    d, peers, legit, bad, _ = start_with_hostile_peer(start, ring_size=2048)
+    try:
+        d.ok(f"set interface l3 {BAD}")
+        d.ok(f"set interface ip address {BAD} 10.9.0.1/24")
+        ours, theirs = bytes([10, 9, 0, 1]), bytes([10, 9, 0, 2])
+        replies = [
+            packet.ethernet(
+                bytes(6),
+                mac(3),
+                packet.ETH_P_IP,
+                packet.ipv4(
+                    theirs,
+                    ours,
+                    packet.PROTO_ICMP,
+                    packet.icmp_echo(packet.ICMP_ECHO_REPLY, k & 0xFFFF, k >> 16, bytes(8)),
+                ),
+            )
+            for k in range(20_000)
+        ]
+        watch = Watch(d)
+        result: dict[str, object] = {}
+        ping = threading.Thread(
+            target=lambda: result.update(d.cli("ping 10.9.0.2 repeat 2 interval 0.2")), daemon=True
+        )
+        ping.start()
+        attack = Flood(bad, replies, 512)
+
+        rounds = 0
+
+        def flood_while_pinging() -> None:  # round and round until the ping gives up
+            nonlocal rounds
+            if ping.is_alive() and attack.sent >= len(replies):
+                attack.sent, rounds = 0, rounds + 1
+            attack()
+
+        t0 = run_for(3.0, legit, flood_while_pinging)
+        peers.pump(lambda: flood_while_pinging() or not ping.is_alive(), "the ping ends")
+        alive(d)
+        mem = watch.bounded("echo reply flood")
+        full = error_count(d, "ip4-input", "ping-replies-full")
+        sent = rounds * len(replies) + attack.sent
+        print(
+            f"\necho reply flood during a ping: {sent} sent, {full} refused as "
+            f"ping-replies-full; ping: {result.get('output')!r}; {legit.report(t0)}; {mem}"
+        )
+        assert sent > MAX_PING_REPLIES  # more than the switch holds
+        assert full > 0  # the rest were refused, by name
+        assert result["ok"] is False and "no ARP reply from 10.9.0.2" in str(result["output"])
+        assert legit.loss < 0.05
     finally:
         peers.close()
 
