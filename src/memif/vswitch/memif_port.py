@@ -220,7 +220,6 @@ class MemifPort:
         if isinstance(slots, slice):
             lent = lent.copy()
         shadow[slots] = -1
-        self._n_posted -= int(np.count_nonzero(lent >= 0))
         # The usual case: every slot came back, unchained, with the buffer lent to it.
         if (
             len(batch) == consumed
@@ -230,10 +229,12 @@ class MemifPort:
             and int(batch.lengths.max()) <= pool.data_size
             and int(lent.min()) >= 0
         ):
+            self._n_posted -= consumed  # every slot held a lent buffer
             idx = lent
             pool.length[idx] = batch.lengths
             nbytes = batch.nbytes
         else:
+            self._n_posted -= int(np.count_nonzero(lent >= 0))
             idx = self._take_checked(node, batch, lent)
             nbytes = int(pool.length[idx].sum())
         self._post(qid, q)
