@@ -202,7 +202,7 @@ class Sender:
     """One sender run: paced frames of stream ``row``, numbered from 0, base from the table."""
 
     def __init__(self, sh: Shared, row: int, rate: float, size: int, src: bytes, dst: bytes):
-        from memif.apps.gen_frames import Frames
+        from memif.tools.gen.frames import Frames
 
         self.sh, self.row, self.rate = sh, row, rate
         self.frames = Frames([size], True, src, dst)
@@ -214,7 +214,7 @@ class Sender:
         self.depth = max(float(self.burst), rate * 0.01)
 
     def run(self, sock: Any, iface: Any, stop: _Flag) -> int:
-        from memif.apps.gen_frames import STREAM_SHIFT
+        from memif.tools.gen.frames import STREAM_SHIFT
 
         sh, row = self.sh, self.row
         q, rxq = iface.tx_queues[0], iface.rx_queues[0]
@@ -280,7 +280,7 @@ class Receiver:
     def __init__(
         self, sh: Shared, row: int, prev_high: int, bystander: bool, inject: bool = False
     ) -> None:
-        from memif.apps.gen_frames import HDR_LEN, MAGIC, SEQ_MASK, STREAM_SHIFT, Frames
+        from memif.tools.gen.frames import HDR_LEN, MAGIC, SEQ_MASK, STREAM_SHIFT, Frames
 
         self.sh, self.row, self.by = sh, row, bystander
         f = Frames([64])

@@ -15,15 +15,16 @@ if TYPE_CHECKING:
 
 @pytest.fixture(scope="session")
 def testpmd_binary() -> str:
-    """Path of DPDK testpmd, installed on demand; skip without it (fail when ``CI=true``)."""
-    from memif.testpmd import ensure_testpmd
+    """Path of DPDK testpmd (scripts/setup.sh installs it); skip without, fail under ``CI=true``."""
+    from memif.tools.testpmd import INSTALL_HINT, find_testpmd
 
-    try:
-        return ensure_testpmd()
-    except RuntimeError as exc:
+    found = find_testpmd()
+    if found is None:
+        why = f"DPDK testpmd is not installed (scripts/setup.sh or {INSTALL_HINT})"
         if os.environ.get("CI") == "true":
-            pytest.fail(f"DPDK testpmd is required under CI and is unavailable: {exc}")
-        pytest.skip(f"DPDK testpmd unavailable: {exc}")
+            pytest.fail(f"required under CI: {why}")
+        pytest.skip(why)
+    return found
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from helpers import ENV, memif_argv
 
-from memif.apps import bench
+from memif.tools.bench import cli as bench
 
 pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
 

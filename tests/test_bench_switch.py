@@ -13,8 +13,8 @@ import subprocess
 import pytest
 from helpers import ENV, memif_argv
 
-from memif.apps import bench_switch
-from memif.apps.bench_common import choice_list
+from memif.tools.bench import switch as bench_switch
+from memif.tools.bench.common import choice_list
 
 pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
 

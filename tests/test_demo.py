@@ -17,7 +17,7 @@ from helpers import memif_popen as memif_cmd
 from helpers import memifctl
 
 from memif import testing
-from memif.apps import demo
+from memif.tools.demo import cli as demo
 
 pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
 

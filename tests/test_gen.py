@@ -1,6 +1,6 @@
 """``memif gen`` run as a real process against this library's endpoints and against testpmd.
 
-The frames the tests build or check follow the header documented in ``memif.apps.gen``, written
+The frames the tests build or check follow the header documented in ``memif.tools.gen.cli``, written
 out here with ``struct`` (not with gen's own code): after Ethernet/IPv4/UDP, little-endian u32
 magic ``MGEN``, u64 ``stream << 56 | number``, u64 ``time.monotonic_ns()``.
 
@@ -25,7 +25,7 @@ from helpers import memif_popen
 import memif
 from memif import packet
 from memif.cli import build_parser
-from memif.testpmd import MemifPort, Testpmd
+from memif.tools.testpmd import MemifPort, Testpmd
 
 MAGIC = b"MGEN"
 HDR = 42  # our header's offset in an Ethernet/IPv4/UDP frame

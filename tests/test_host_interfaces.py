@@ -34,7 +34,7 @@ from helpers import ENV, Memifd
 import memif
 from memif import packet as pkt
 from memif.testing import unique_name
-from memif.testpmd import MemifPort, Testpmd
+from memif.tools.testpmd import MemifPort, Testpmd
 
 pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
 

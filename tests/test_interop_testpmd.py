@@ -1,6 +1,6 @@
 """Interoperability with DPDK testpmd (``net_memif``), an implementation nobody here wrote.
 
-Every test runs a real ``dpdk-testpmd`` (see ``memif.testpmd`` and ``/work/shared/peers.md``)
+Every test runs a real ``dpdk-testpmd`` (see ``memif.tools.testpmd`` and ``/work/shared/peers.md``)
 against this package, in both roles, and checks packet counts exactly on both sides and payloads
 byte for byte.
 
@@ -38,7 +38,7 @@ import pytest
 
 import memif
 from memif.testing import drive, unique_name
-from memif.testpmd import MemifPort, PortStats, Testpmd
+from memif.tools.testpmd import MemifPort, PortStats, Testpmd
 
 pytestmark = [pytest.mark.testpmd, pytest.mark.usefixtures("testpmd_binary")]
 

@@ -62,9 +62,9 @@ def test_the_copied_tree_keeps_every_contract(tree: Path) -> None:
     ("module", "code", "broken"),
     [
         # the core imports nothing of the tools ...
-        ("sock.py", "from .apps import common", "memif.sock -> memif.apps.common"),
+        ("sock.py", "from .tools import common", "memif.sock -> memif.tools.common"),
         ("wire.py", "from . import cli", "memif.wire -> memif.cli"),
-        ("packet.py", "from .testpmd import Testpmd", "memif.packet -> memif.testpmd"),
+        ("packet.py", "from .tools.testpmd import Testpmd", "memif.packet -> memif.tools.testpmd"),
         # ... nor of the switch, not even inside a function
         ("queue/rx.py", "def f():\n    from ..vswitch import pool", "memif.queue.rx -> "),
         ("aio.py", "from .daemon import parse", "memif.aio -> memif.daemon.parse"),
@@ -72,7 +72,7 @@ def test_the_copied_tree_keeps_every_contract(tree: Path) -> None:
         # the package's own __init__.py is the core too
         ("__init__.py", "from .vswitch import tables", "memif -> memif.vswitch.tables"),
         # the switch imports nothing of the tools
-        ("vswitch/switch.py", "from ..apps import gen", "memif.vswitch.switch -> memif.apps.gen"),
+        ("vswitch/switch.py", "from ..tools import gen", "memif.vswitch.switch -> memif.tools.gen"),
         ("daemon/show.py", "from .. import cli", "memif.daemon.show -> memif.cli"),
         # memifctl imports nothing of the daemon or the switch engine
         ("ctl/main.py", "from ..daemon import parse", "memif.ctl.main -> memif.daemon.parse"),

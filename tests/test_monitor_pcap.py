@@ -28,7 +28,7 @@ from helpers import memif_popen as cli
 
 import memif
 from memif import pcap
-from memif.apps import monitor
+from memif.tools.monitor import cli as monitor
 
 if os.environ.get("CI") == "true":
     import scapy.all as scapy  # a test dependency: missing under CI is a failure

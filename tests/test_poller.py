@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import pytest
 
 from memif import Socket, testing
-from memif.apps.common import wait_rx
 from memif.poller import Poller
+from memif.tools.common import wait_rx
 
 HIGH_FD = 1500
 

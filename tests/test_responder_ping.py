@@ -30,11 +30,11 @@ from helpers import ENV, memif_argv
 
 import memif
 from memif import packet as pkt
-from memif.apps import ping as ping_app
-from memif.apps.common import open_interface
-from memif.apps.responder import Responder
 from memif.cli import build_parser
 from memif.testing import drive, unique_name
+from memif.tools.common import open_interface
+from memif.tools.ping import cli as ping_app
+from memif.tools.ping.responder import Responder
 
 R_IP, R_MAC = "10.0.0.1", "02:00:00:00:00:aa"  # the responder
 OUR_IP, OUR_MAC = pkt.ip4("10.0.0.2"), bytes.fromhex("020000000001")
@@ -372,7 +372,7 @@ def test_ping_testpmd_icmpecho(testpmd_binary: str, testpmd_role: str, tmp_path:
     `memif ping` runs in this process (the same code as the command, through its parser) so that
     testpmd is told to ``stop`` before our side disconnects (testpmd crashes otherwise).
     """
-    from memif.testpmd import MemifPort, Testpmd
+    from memif.tools.testpmd import MemifPort, Testpmd
 
     path = str(tmp_path / "icmpecho.sock")
     tp_mac = "02:dd:00:00:00:01"

@@ -1,4 +1,4 @@
-"""Tests of memif.testpmd, the DPDK testpmd driver, with testpmd talking to testpmd.
+"""Tests of memif.tools.testpmd, the DPDK testpmd driver, with testpmd talking to testpmd.
 
 The parsing tests use output captured from DPDK 22.11's testpmd and need no testpmd. The tests
 marked ``testpmd`` run real testpmd instances; without testpmd they try to install it, then skip
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from memif.testpmd import (
+from memif.tools.testpmd import (
     MemifPort,
     Testpmd,
     TestpmdError,

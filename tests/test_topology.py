@@ -63,7 +63,7 @@ from helpers import ENV, memif_argv
 
 from memif.ctl.main import Client
 from memif.pcap import read_pcap
-from memif.testpmd import MemifPort, PortStats, Testpmd
+from memif.tools.testpmd import MemifPort, PortStats, Testpmd
 
 pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
 

@@ -1,39 +1,38 @@
-"""The ``memif`` command: one entry point, one module per subcommand.
+"""The ``memif`` command: one entry point, and a table of its subcommands.
 
-Every module under ``memif.apps`` that defines ``add_parser(subparsers)`` is a
-subcommand: it registers its options and sets ``func`` to a callable taking the
-parsed arguments and returning the exit status.
+:data:`SUBCOMMANDS` maps each subcommand to the tool module that implements it. That module
+defines ``add_parser(subparsers)``, which registers the subcommand's options and sets ``func``
+to a callable taking the parsed arguments and returning the exit status.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import pkgutil
 import sys
 
-from . import apps
-
-
-def subcommand_modules() -> list[str]:
-    """Names of the modules under ``memif.apps`` that provide a subcommand."""
-    names = []
-    for info in pkgutil.iter_modules(apps.__path__):
-        module = importlib.import_module(f"memif.apps.{info.name}")
-        if hasattr(module, "add_parser"):
-            names.append(info.name)
-    return sorted(names)
+#: Subcommand name -> the module registering it, in the order ``memif --help`` lists them.
+SUBCOMMANDS: dict[str, str] = {
+    "gen": "memif.tools.gen.cli",
+    "pcap-replay": "memif.tools.gen.replay",
+    "monitor": "memif.tools.monitor.cli",
+    "ping": "memif.tools.ping.cli",
+    "responder": "memif.tools.ping.responder",
+    "bench": "memif.tools.bench.cli",
+    "bench-switch": "memif.tools.bench.switch",
+    "demo": "memif.tools.demo.cli",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser with every subcommand registered."""
+    """The full argument parser with every subcommand of :data:`SUBCOMMANDS` registered."""
     parser = argparse.ArgumentParser(
         prog="memif", description="memif for Python: shared-memory packet interfaces"
     )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in subcommand_modules():
-        importlib.import_module(f"memif.apps.{name}").add_parser(sub)
+    for module in SUBCOMMANDS.values():
+        importlib.import_module(module).add_parser(sub)
     return parser
 
 

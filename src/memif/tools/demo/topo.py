@@ -28,8 +28,8 @@ import tempfile
 import time
 from typing import Any
 
-from ..ctl.main import Client, CtlError
-from .demo_proc import Child, DemoError, memif_argv
+from ...ctl.main import Client, CtlError
+from .proc import Child, DemoError, memif_argv
 
 IF_A, IF_C, IF_B = "memif1/0", "memif2/0", "memif3/0"
 MAC_A = "02:00:00:00:00:0a"  # as in docs/topology.md

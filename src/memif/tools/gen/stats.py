@@ -1,7 +1,7 @@
 """``memif gen``'s receive-side measurements: latency, per-stream sequences, the analyzer.
 
 Every received burst goes through :class:`Analyzer`: frames carrying the sequence header (see
-:mod:`memif.apps.gen_frames`) feed the per-stream loss, reordering and duplicate counters and
+:mod:`memif.tools.gen.frames`) feed the per-stream loss, reordering and duplicate counters and
 the latency samples; any other frame is counted as foreign.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..queue import RxBatch
-from .burst import heads
-from .gen_frames import HDR_LEN, MAGIC, SEQ_MASK, STREAM_SHIFT, Frames
+from ...queue import RxBatch
+from ..burst import heads
+from .frames import HDR_LEN, MAGIC, SEQ_MASK, STREAM_SHIFT, Frames
 
 _U32 = np.dtype("<u4")
 _I64 = np.dtype("<i8")

@@ -20,14 +20,14 @@ import sys
 import time
 from typing import Any, TextIO
 
-from .. import packet as pkt
-from ..config import format_mac
-from ..errors import MemifError
-from ..interface import Interface
-from ..poller import Poller
-from ..sock import Socket
-from ..wire import Mode
-from .common import (
+from ... import packet as pkt
+from ...config import format_mac
+from ...errors import MemifError
+from ...interface import Interface
+from ...poller import Poller
+from ...sock import Socket
+from ...wire import Mode
+from ..common import (
     add_connection_args,
     fail,
     host_mode,
@@ -39,7 +39,7 @@ from .common import (
     print_json,
     wait_rx,
 )
-from .ping_stats import PingResult, format_ms
+from .stats import PingResult, format_ms
 
 APP_NAME = "memif-ping"
 MAX_SIZE = 65535 - pkt.IP_HLEN - pkt.ICMP_ECHO_HLEN

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import packet as pk
-from ..config import format_mac
-from .monitor_classify import (
+from ... import packet as pk
+from ...config import format_mac
+from .classify import (
     ARP,
     ICMP,
     ICMP6,

@@ -23,15 +23,15 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from .. import testing, transport
-from ..config import InterfaceConfig
-from ..errors import ConfigError
-from ..interface import Interface
-from ..poller import Poller
-from ..sock import Socket
-from .common import LiveLine, StopRequest
-from .demo_proc import Child, DemoError, memif_argv
-from .demo_traffic import HOUSEKEEPING, SIZES, SPIN, Client, Counters, sleep_rx
+from ... import testing, transport
+from ...config import InterfaceConfig
+from ...errors import ConfigError
+from ...interface import Interface
+from ...poller import Poller
+from ...sock import Socket
+from ..common import LiveLine, StopRequest
+from .proc import Child, DemoError, memif_argv
+from .traffic import HOUSEKEEPING, SIZES, SPIN, Client, Counters, sleep_rx
 
 __all__ = ["Peer", "run_demo"]
 

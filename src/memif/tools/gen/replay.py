@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MemifError
-from ..pcap import PcapError, PcapReader, linktype_name, mode_accepts
-from ..queue import TxQueue
-from ..wire import Mode
-from .common import (
+from ...errors import MemifError
+from ...pcap import PcapError, PcapReader, linktype_name, mode_accepts
+from ...queue import TxQueue
+from ...wire import Mode
+from ..common import (
     LiveLine,
     StopRequest,
     add_connection_args,

@@ -30,10 +30,10 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from ..common import StopRequest
 from ..testpmd import MemifPort, PortStats, Testpmd
-from .common import StopRequest
-from .demo_proc import Child, DemoError, memif_argv
-from .demo_topo import IF_A, IF_B, IF_C, MAC_A, MAC_C, Topology
+from .proc import Child, DemoError, memif_argv
+from .topo import IF_A, IF_B, IF_C, MAC_A, MAC_C, Topology
 
 __all__ = ["Interrupted", "PythonPeers", "TestpmdPeers", "lcores"]
 

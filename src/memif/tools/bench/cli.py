@@ -51,7 +51,7 @@ parent reads. Gbit/s is frame bytes * 8 * packets per second (no preamble, inter
 FCS). ``ratio`` is Mpps divided by the testpmd-testpmd Mpps of the same frame and burst measured
 in the same run (it is measured first at each frame and burst), null when that pair is not run.
 
-The worker processes live in :mod:`memif.apps.bench_worker`; this module plans the points,
+The worker processes live in :mod:`memif.tools.bench.worker`; this module plans the points,
 runs testpmd, measures and prints.
 """
 
@@ -69,9 +69,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .. import wire
-from ..packet import checksum as _ip_checksum  # noqa: F401  (re-exported: the tests' oracle)
-from .bench_common import (
+from ... import wire
+from ...packet import checksum as _ip_checksum  # noqa: F401  (re-exported: the tests' oracle)
+from .common import (
     add_cpus_arg,
     add_frames_arg,
     add_testpmd_json_args,
@@ -84,7 +84,7 @@ from .bench_common import (
     testpmd_binary,
     two_cpus,
 )
-from .bench_worker import (
+from .worker import (
     BUFFER_SIZE,
     GO,
     LISTENING,

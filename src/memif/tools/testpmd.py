@@ -48,7 +48,6 @@ __all__ = [
     "Testpmd",
     "TestpmdError",
     "TestpmdTimeout",
-    "ensure_testpmd",
     "find_testpmd",
     "parse_link_up",
     "parse_port_stats",
@@ -60,7 +59,8 @@ TESTPMD = "/usr/bin/dpdk-testpmd"
 PROMPT = "testpmd> "
 """The interactive prompt that ends the output of every command."""
 
-APT_PACKAGES = ("dpdk-dev", "librte-net-memif23")
+#: Debian packages providing testpmd with the memif driver (scripts/setup.sh installs them).
+INSTALL_HINT = "apt-get install --no-install-recommends dpdk-dev librte-net-memif23"
 """Debian packages that provide testpmd and its memif driver."""
 
 _SUN_PATH_MAX = 108
@@ -84,41 +84,6 @@ def find_testpmd() -> str | None:
     if os.access(TESTPMD, os.X_OK):
         return TESTPMD
     return shutil.which("dpdk-testpmd")
-
-
-def ensure_testpmd() -> str:
-    """Return the path of testpmd, installing it with apt-get first when it is missing.
-
-    Installation (``apt-get update`` then ``apt-get install -y --no-install-recommends dpdk-dev
-    librte-net-memif23``) is only attempted when running as root and apt-get exists.
-
-    Raises:
-        RuntimeError: testpmd is still not available afterwards.
-    """
-    found = find_testpmd()
-    if found:
-        return found
-    apt = shutil.which("apt-get")
-    if apt is None:
-        raise RuntimeError(f"{TESTPMD} is missing and apt-get is not available to install it")
-    if os.geteuid() != 0:
-        raise RuntimeError(
-            f"{TESTPMD} is missing; install it as root with: apt-get install -y "
-            f"--no-install-recommends {' '.join(APT_PACKAGES)}"
-        )
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    steps = ([apt, "update"], [apt, "install", "-y", "--no-install-recommends", *APT_PACKAGES])
-    for argv in steps:
-        res = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        if res.returncode != 0:
-            tail = (res.stdout + res.stderr)[-2000:]
-            raise RuntimeError(
-                f"installing testpmd failed: {' '.join(argv)} exited {res.returncode}:\n{tail}"
-            )
-    found = find_testpmd()
-    if not found:
-        raise RuntimeError(f"{' '.join(APT_PACKAGES)} installed but {TESTPMD} is still missing")
-    return found
 
 
 _ROLE_ALIASES = {"server": "server", "client": "client", "master": "server", "slave": "client"}
@@ -344,7 +309,7 @@ class Testpmd:
         self.file_prefix = f"memif-py-{os.getpid()}-{next(_prefix_counter)}-{uuid.uuid4().hex[:8]}"
         binary = binary or find_testpmd()
         if binary is None:
-            raise TestpmdError(f"{TESTPMD} not found (see ensure_testpmd())")
+            raise TestpmdError(f"{TESTPMD} not found (install it: {INSTALL_HINT})")
 
         argv: list[str] = []
         stdbuf = shutil.which("stdbuf")

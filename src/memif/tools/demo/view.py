@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from .demo_topo import IF_A, IF_B, IF_C
-from .monitor_display import Block, si
+from ..monitor.display import Block, si
+from .topo import IF_A, IF_B, IF_C
 
 ROLES = {IF_A: "A", IF_C: "C", IF_B: "B"}
 KEYS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "drops", "tx_errors")

@@ -6,9 +6,9 @@ import shutil
 import time
 from typing import Any, TextIO
 
-from .. import packet as pk
-from ..pcap import PcapWriter
-from .monitor_stats import Stats, ethertype_key
+from ... import packet as pk
+from ...pcap import PcapWriter
+from .stats import Stats, ethertype_key
 
 
 def si(value: float, unit: str = "") -> str:

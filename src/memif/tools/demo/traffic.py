@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import wire
-from ..interface import Interface
-from ..poller import Poller
-from ..queue import RxBatch, RxQueue, TxQueue
+from ... import wire
+from ...interface import Interface
+from ...poller import Poller
+from ...queue import RxBatch, RxQueue, TxQueue
 
 #: Frame sizes, repeated in this order (frame ``seq`` has size ``SIZES[seq % 32]``).
 SIZES = (

@@ -3,16 +3,16 @@
 :class:`Responder` takes a received burst, decides per frame whether and how to answer, and
 writes the replies straight into transmit buffers in shared memory, published once per burst
 (the one copy is the request into the reply buffer; replies larger than one buffer go out
-chained).  It opens nothing and never waits: :mod:`memif.apps.responder` runs the loop.
+chained).  It opens nothing and never waits: :mod:`memif.tools.ping.responder` runs the loop.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import packet as pkt
-from ..queue import RxBatch, RxQueue, TxQueue
-from .burst import echo_burst
+from ... import packet as pkt
+from ...queue import RxBatch, RxQueue, TxQueue
+from ..burst import echo_burst
 
 BURST = 256
 

@@ -109,11 +109,11 @@ def two_cpus(cpus: Sequence[int] | None, roles: str) -> tuple[int, int]:
 
 def testpmd_binary(given: str | None, hint: str = "") -> str:
     """``--testpmd`` or the installed testpmd; ValueError (ending in ``hint``) if none."""
-    from ..testpmd import find_testpmd
+    from ..testpmd import INSTALL_HINT, find_testpmd
 
     found = given or find_testpmd()
     if found is None:
-        raise ValueError("dpdk-testpmd not found: install dpdk-dev and librte-net-memif23" + hint)
+        raise ValueError(f"dpdk-testpmd not found ({INSTALL_HINT})" + hint)
     return found
 
 

@@ -7,8 +7,8 @@ passes the filters to a pcap file, and redraw a small block in place on a termin
 Runs until Ctrl-C (the final summary is printed and the capture closed cleanly),
 ``--duration`` or ``--count``.
 
-The pieces: :mod:`memif.apps.monitor_classify` (headers and filters),
-:mod:`memif.apps.monitor_stats` (counters), :mod:`memif.apps.monitor_display` (the block);
+The pieces: :mod:`memif.tools.monitor.classify` (headers and filters),
+:mod:`memif.tools.monitor.stats` (counters), :mod:`memif.tools.monitor.display` (the block);
 this module is the receive loop and the command.
 """
 
@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MemifError
-from ..pcap import DEFAULT_SNAPLEN, PcapWriter, linktype_for_mode
-from ..poller import Poller
-from ..queue import QueueStats, RxBatch
-from ..wire import Mode
-from .common import (
+from ...errors import MemifError
+from ...pcap import DEFAULT_SNAPLEN, PcapWriter, linktype_for_mode
+from ...poller import Poller
+from ...queue import QueueStats, RxBatch
+from ...wire import Mode
+from ..common import (
     LiveLine,
     StopRequest,
     add_connection_args,
@@ -38,7 +38,7 @@ from .common import (
     print_json,
     wait_rx,
 )
-from .monitor_classify import (
+from .classify import (
     ARP,
     HEADER_BYTES,
     ICMP,
@@ -54,8 +54,8 @@ from .monitor_classify import (
     burst_headers,
     classify,
 )
-from .monitor_display import Block, render, si
-from .monitor_stats import Stats
+from .display import Block, render, si
+from .stats import Stats
 
 __all__ = [
     "ARP",

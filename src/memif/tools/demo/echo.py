@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from .. import wire
-from ..interface import Interface
-from ..poller import Poller
-from ..queue import RxBatch
-from ..sock import Socket
-from .burst import send_fitting, swap_macs
-from .demo_traffic import BURST, HOUSEKEEPING, SPIN, copy_rows, queue_errors, segment_rows, sleep_rx
+from ... import wire
+from ...interface import Interface
+from ...poller import Poller
+from ...queue import RxBatch
+from ...sock import Socket
+from ..burst import send_fitting, swap_macs
+from .traffic import BURST, HOUSEKEEPING, SPIN, copy_rows, queue_errors, segment_rows, sleep_rx
 
 
 class Echo:

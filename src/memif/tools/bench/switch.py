@@ -67,8 +67,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..vswitch.memif_port import DEFAULT_VECTOR
-from .bench_common import (
+from ...vswitch.memif_port import DEFAULT_VECTOR
+from .common import (
     add_cpus_arg,
     add_frames_arg,
     add_testpmd_json_args,
@@ -268,7 +268,7 @@ def node_figures(
 
 
 def _cpu_mhz() -> float:
-    from ..daemon.commands import cpu_mhz
+    from ...daemon.commands import cpu_mhz
 
     return cpu_mhz()[0]
 
@@ -339,8 +339,8 @@ def measure_reference(frame: int, opts: Options) -> dict[str, Any]:
 
 def measure_switch(config: Config, frame: int, opts: Options, log: Callable[[str], None]) -> dict:
     """The loop driver's two ports bridged by the Python switch running in this thread."""
+    from ...vswitch import Switch
     from ..testpmd import MemifPort, Testpmd
-    from ..vswitch import Switch
 
     sock = f"@memif-bench-switch-{os.getpid()}-{next(_names)}"
     runtime = tempfile.mkdtemp(prefix="rt-", dir=opts.workdir)

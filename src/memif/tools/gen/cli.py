@@ -49,9 +49,9 @@ import argparse
 import math
 from typing import Any
 
-from .. import wire
-from ..errors import MemifError
-from .common import (
+from ... import wire
+from ...errors import MemifError
+from ..common import (
     add_connection_args,
     fail,
     ipv4_arg,
@@ -60,8 +60,8 @@ from .common import (
     open_interface,
     print_json,
 )
-from .gen_frames import IMIX, Frames
-from .gen_fwd import Generator
+from .frames import IMIX, Frames
+from .fwd import Generator
 
 MODES = ("txonly", "rxonly", "io", "macswap")
 

@@ -16,7 +16,7 @@ packets, and ``--reflect`` sends every packet back unchanged.
 
 Replies are written straight into the transmit buffers in shared memory and published once
 per burst; the one copy is the request into the reply buffer.  Replies larger than one
-transmit buffer go out chained.  That packet logic is :mod:`memif.apps.icmp_proto`; this
+transmit buffer go out chained.  That packet logic is :mod:`memif.tools.ping.icmp`; this
 module is the loop and the command.
 """
 
@@ -30,14 +30,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from .. import packet as pkt
-from ..config import format_mac, random_mac
-from ..errors import MemifError
-from ..interface import Interface
-from ..poller import Poller
-from ..sock import Socket
-from ..wire import Mode
-from .common import (
+from ... import packet as pkt
+from ...config import format_mac, random_mac
+from ...errors import MemifError
+from ...interface import Interface
+from ...poller import Poller
+from ...sock import Socket
+from ...wire import Mode
+from ..common import (
     LiveLine,
     add_connection_args,
     fail,
@@ -50,7 +50,7 @@ from .common import (
     print_json,
     wait_rx,
 )
-from .icmp_proto import Responder
+from .icmp import Responder
 
 APP_NAME = "memif-responder"
 DEFAULT_IP = "192.168.1.2"  # libmemif's icmp_responder answers on this address

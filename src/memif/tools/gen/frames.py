@@ -1,7 +1,7 @@
 """``memif gen``'s frames: the sequence header, the size pattern, one template per size.
 
 The header (magic, stream and packet number, transmit stamp) is documented in
-:mod:`memif.apps.gen`; its constants are defined here.
+:mod:`memif.tools.gen.cli`; its constants are defined here.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import struct
 
 import numpy as np
 
-from .. import packet
+from ... import packet
 
 MAGIC = int.from_bytes(b"MGEN", "little")
 HDR_LEN = 20

@@ -13,10 +13,10 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .. import packet as pk
-from ..config import format_mac, parse_mac
-from ..queue import RxBatch
-from .burst import heads
+from ... import packet as pk
+from ...config import format_mac, parse_mac
+from ...queue import RxBatch
+from ..burst import heads
 
 #: Bytes of each packet looked at: enough for two VLAN tags, an IPv4 header with
 #: options or an IPv6 header with a few extension headers, and the ports.

@@ -1,7 +1,7 @@
 """``memif gen``'s forwarding engine: transmit, receive, reflect, pace, drain, report.
 
 One :class:`Generator` drives one connected interface in one of testpmd's forwarding modes
-(``txonly``, ``rxonly``, ``io``, ``macswap``; see :mod:`memif.apps.gen`) and turns its counters
+(``txonly``, ``rxonly``, ``io``, ``macswap``; see :mod:`memif.tools.gen.cli`) and turns its counters
 into the summary dictionary.
 """
 
@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from .. import wire
-from ..errors import MemifError
-from ..poller import Poller
-from ..queue import RxBatch, TxQueue
-from .burst import echo_burst, send_fitting, swap_macs
-from .common import LiveLine, StopRequest
-from .gen_frames import HDR_LEN, STREAM_SHIFT, Frames
-from .gen_stats import Analyzer
+from ... import wire
+from ...errors import MemifError
+from ...poller import Poller
+from ...queue import RxBatch, TxQueue
+from ..burst import echo_burst, send_fitting, swap_macs
+from ..common import LiveLine, StopRequest
+from .frames import HDR_LEN, STREAM_SHIFT, Frames
+from .stats import Analyzer
 
 
 class _TxStream:

@@ -2,7 +2,7 @@
 
 A worker is a ``spawn`` child (:func:`worker_main`) that opens one memif (the receiver as the
 server, the sender as the client) and runs :func:`send_loop` or :func:`receive_loop` (see
-:mod:`memif.apps.bench` for what they do per burst). Parent and workers share one control
+:mod:`memif.tools.bench.cli` for what they do per burst). Parent and workers share one control
 block of int64 slots (below): flags one way, counters the other. :class:`Workers` is the
 parent's side: start, wait for a slot, check, stop.
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import packet, wire
+from ... import packet, wire
 
 SEQ_OFFSET = 42
 """Byte offset of the u64 sequence number: the first byte of the UDP payload."""
@@ -151,7 +151,7 @@ def worker_main(
     role: str, path: str, frame: int, burst: int, ring_size: int, cpu: int, rx_read: str, raw: Any
 ) -> None:
     """Entry point of a child process: one Python side of a pair, pinned to ``cpu``."""
-    from ..sock import Socket
+    from ...sock import Socket
 
     ctl = _control(raw)
     try:

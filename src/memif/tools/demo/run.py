@@ -21,12 +21,12 @@ import sys
 import time
 from typing import Any
 
-from ..testpmd import TestpmdError, find_testpmd
-from .common import StopRequest
-from .demo_peers import Interrupted, PythonPeers, TestpmdPeers
-from .demo_proc import DemoError, ignore_signals
-from .demo_topo import IF_A, IF_B, IF_C, Topology
-from .demo_view import LiveView, print_summary, summarize
+from ..common import StopRequest
+from ..testpmd import INSTALL_HINT, TestpmdError, find_testpmd
+from .peers import Interrupted, PythonPeers, TestpmdPeers
+from .proc import DemoError, ignore_signals
+from .topo import IF_A, IF_B, IF_C, Topology
+from .view import LiveView, print_summary, summarize
 
 SETTLE = 5.0  # longest wait for the counters to stop moving at the end
 
@@ -41,8 +41,7 @@ def choose_peers(args: argparse.Namespace, topo: Topology) -> Peers:
     if binary is None:
         if args.peers == "testpmd":
             raise DemoError(
-                "dpdk-testpmd not found (apt-get install --no-install-recommends dpdk-dev "
-                "librte-net-memif23), or use --peers python"
+                f"dpdk-testpmd not found ({INSTALL_HINT}), or use --peers python"
             )
         return PythonPeers(topo, args)
     return TestpmdPeers(topo, args, binary)

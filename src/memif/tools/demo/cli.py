@@ -27,12 +27,12 @@ import argparse
 import sys
 from typing import Any
 
-from ..errors import MemifError
-from .demo_echo import Echo, run_peer
-from .demo_pair import Peer, run_demo
-from .demo_proc import DemoError
-from .demo_run import run_topology
-from .demo_traffic import (
+from ...errors import MemifError
+from .echo import Echo, run_peer
+from .pair import Peer, run_demo
+from .proc import DemoError
+from .run import run_topology
+from .traffic import (
     CLIENT_MAC,
     SEQ_AT,
     SERVER_MAC,

@@ -1,1 +1,0 @@
-"""Command-line applications built on the memif library (one module per subcommand)."""

@@ -1,0 +1,1 @@
+"""Benchmarks against DPDK testpmd: ``memif bench`` and ``memif bench-switch``."""

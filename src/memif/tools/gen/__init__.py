@@ -1,0 +1,1 @@
+"""Traffic generator, forwarder and pcap replay: ``memif gen`` and ``memif pcap-replay``."""

@@ -1,0 +1,1 @@
+"""Mirror-port monitor with live counters and pcap capture: ``memif monitor``."""

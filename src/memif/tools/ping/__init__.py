@@ -1,0 +1,1 @@
+"""ICMP/ARP: ``memif ping`` and ``memif responder``."""
