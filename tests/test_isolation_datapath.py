@@ -411,7 +411,7 @@ def test_over_quota_transmit_is_copied_and_every_buffer_comes_home(switch_rig) -
     rig.close_peers()
     rig.run(lambda: not a_sw.link_up and not b_sw.link_up, "all down")
     assert pool.n_free == pool.n_buffers
-    assert len(np.unique(pool._free[: pool.n_free])) == pool.n_buffers
+    assert len(np.unique(pool.free_buffers())) == pool.n_buffers
 
 
 def test_chained_frames_on_a_zero_copy_port_are_dropped_by_name(switch_rig) -> None:

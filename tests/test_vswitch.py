@@ -353,7 +353,7 @@ def test_hostile_server_naming_one_buffer_twice_cannot_double_free(rig):
     r.close_peers()
     r.run(lambda: not a.sw.link_up and not b.sw.link_up, what="disconnect")
     assert pool.n_free == pool.n_buffers
-    assert len(np.unique(pool._free[: pool.n_free])) == pool.n_buffers
+    assert len(np.unique(pool.free_buffers())) == pool.n_buffers
 
 
 # ---------------------------------------------------------------------- control

@@ -285,7 +285,7 @@ class Registry:
 
     def _walk(self, words: Sequence[str]) -> tuple[_Node, list[str], int]:
         """Follow path words as far as they match; returns (node, matched words, used)."""
-        node, path = self._root, []
+        node, path = self._root, list[str]()
         for used, w in enumerate(words):
             if not node.children:
                 return node, path, used

@@ -161,7 +161,8 @@ def show_bridge_domain(ctx: Context, args: Args) -> Reply:
     """VPP's ``show bridge-domain``; ``detail`` lists members with their counters."""
     sw = ctx.switch
     bd_id = None
-    if args.peek() is not None and args.peek()[:1].isdigit():
+    first = args.peek()
+    if first is not None and first[:1].isdigit():
         bd_id = bridge_domain(args)
         if bd_id not in sw.tables.bds:
             raise CliError(f"no bridge domain {bd_id}")
@@ -394,8 +395,8 @@ def show_trace(ctx: Context, args: Args) -> Reply:
     if not data:
         return Reply(output="No packets in trace buffer", data=data)
     out = ["------------------- Start of thread 0 memifd -------------------"]
-    for d in data:
-        out += [f"Packet {d['packet']}", "", *d["lines"], ""]
+    for k, lines in sorted(traces):
+        out += [f"Packet {k}", "", *lines, ""]
     return Reply(output=_with_tail("\n".join(out).rstrip(), tail), data=data)
 
 

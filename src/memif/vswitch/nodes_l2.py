@@ -294,8 +294,9 @@ def l2_vector_reference(
     learn_keys, learn_ifs = [], []
     for rx, frame in packets:
         sw = tables.interfaces[rx]
-        if len(frame) >= MIN_FRAME and sw.mode is L2Mode.BRIDGE and tables.bds[sw.bd].learn:
-            learn_keys.append(int(fib_key(sw.bd, parse_ethernet_reference(frame)[1])))
+        bd_id = sw.bd if sw.mode is L2Mode.BRIDGE else None
+        if len(frame) >= MIN_FRAME and bd_id is not None and tables.bds[bd_id].learn:
+            learn_keys.append(int(fib_key(bd_id, parse_ethernet_reference(frame)[1])))
             learn_ifs.append(rx)
     new, drops = reference_learn_limited(fib, static, learn_keys, learn_ifs, limit)
     fib.clear()
@@ -305,10 +306,10 @@ def l2_vector_reference(
         sw = tables.interfaces[rx]
         if len(frame) < MIN_FRAME:
             out.append(("runt", []))
-        elif sw.mode is L2Mode.XCONNECT:
+        elif sw.mode is L2Mode.XCONNECT and sw.xconnect is not None:
             ok = sw.xconnect in usable
             out.append(("xconnect", [sw.xconnect]) if ok else ("interface-down", []))
-        elif sw.mode is not L2Mode.BRIDGE:
+        elif sw.mode is not L2Mode.BRIDGE or sw.bd is None:
             out.append(("no-l2-or-l3", []))  # (no addresses here: nothing for arp/ip4)
         else:
             bd = tables.bds[sw.bd]

@@ -75,6 +75,11 @@ class PacketPool:
         """Buffers available."""
         return self._n_free
 
+    def free_buffers(self) -> np.ndarray:
+        """A copy of the free stack: the index of every buffer available, each once
+        unless the pool was corrupted (what leak and double-free tests check)."""
+        return self._free[: self._n_free].copy()
+
     def alloc(self, n: int) -> np.ndarray:
         """Up to ``n`` buffer indices (fewer when the pool runs low)."""
         n = min(n, self._n_free)
