@@ -21,7 +21,7 @@ from .errors import (
     SocketInUseError,
     UnsealedRegionError,
 )
-from .interface import BufferPool, Interface, InterfaceDetails
+from .interface import BufferPool, Interface, InterfaceDetails, Listener
 from .queue import RxBatch, RxQueue, TxBatch, TxQueue
 from .sock import Socket, SocketCounters
 from .wire import Mode
@@ -35,6 +35,7 @@ __all__ = [
     "Interface",
     "InterfaceConfig",
     "InterfaceDetails",
+    "Listener",
     "MemifError",
     "Mode",
     "NotConnectedError",

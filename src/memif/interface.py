@@ -9,6 +9,7 @@ them all on disconnect.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from . import proto, wire
 from .config import InterfaceConfig, Role, format_mac
 from .errors import NotConnectedError, ProtocolError
 from .queue import RxQueue, TxQueue
+from .ratelog import PerKeyLog
 from .shm import Layout, Region, Ring
 
 if TYPE_CHECKING:
@@ -90,6 +92,43 @@ class InterfaceDetails:
 ConnectCallback = Callable[["Interface"], None]
 DisconnectCallback = Callable[["Interface", str], None]
 
+log = logging.getLogger("memif")
+#: a listener that raises at every connect must not write a line each time
+_listener_log = PerKeyLog(log)
+
+
+class Listener:
+    """One registered pair of connect/disconnect callbacks (:meth:`Interface.add_listener`).
+
+    ``on_connect(iface)`` runs once the data path is up; ``on_disconnect(iface, reason)``
+    runs when it goes down, before the queues are released (a listener may still
+    unregister their fds from its event loop).  :meth:`remove` unregisters it.
+    """
+
+    __slots__ = ("_registry", "on_connect", "on_disconnect")
+
+    def __init__(
+        self,
+        registry: list[Listener],
+        on_connect: ConnectCallback | None,
+        on_disconnect: DisconnectCallback | None,
+    ) -> None:
+        self._registry = registry
+        self.on_connect = on_connect
+        self.on_disconnect = on_disconnect
+
+    @property
+    def active(self) -> bool:
+        """True until :meth:`remove`."""
+        return any(entry is self for entry in self._registry)
+
+    def remove(self) -> None:
+        """Stop calling these callbacks (removing twice does nothing)."""
+        for i, entry in enumerate(self._registry):
+            if entry is self:
+                del self._registry[i]
+                return
+
 
 class Interface:
     """A memif interface; use its ``rx_queues``/``tx_queues`` once ``connected``."""
@@ -105,8 +144,10 @@ class Interface:
     ) -> None:
         self.socket = socket
         self.config = config
-        self.on_connect = on_connect
-        self.on_disconnect = on_disconnect
+        self._listeners: list[Listener] = []
+        self._listener_errors = 0
+        if on_connect is not None or on_disconnect is not None:
+            self.add_listener(on_connect=on_connect, on_disconnect=on_disconnect)
         self.pools = list(pools)
         self.name = config.name or f"memif{config.id}"
         self.rx_queues: list[RxQueue] = []
@@ -149,6 +190,11 @@ class Interface:
             return "connected"
         return "connecting" if self._conn is not None else "disconnected"
 
+    @property
+    def listener_errors(self) -> int:
+        """Exceptions raised by listeners so far (each is logged, then the next runs)."""
+        return self._listener_errors
+
     def pool_region(self, pool: BufferPool) -> int:
         """Region index a shared pool got in the current connection."""
         return self._first_pool_region + self.pools.index(pool)
@@ -157,6 +203,47 @@ class Interface:
     def _first_pool_region(self) -> int:
         """Pools follow our own regions: rings and buffers in one (VPP) or two (libmemif)."""
         return 1 if self.config.single_region else 2
+
+    # ------------------------------------------------------------------ listeners
+    def add_listener(
+        self,
+        *,
+        on_connect: ConnectCallback | None = None,
+        on_disconnect: DisconnectCallback | None = None,
+    ) -> Listener:
+        """Call ``on_connect(iface)`` at each connect, ``on_disconnect(iface, reason)``
+        at each disconnect; returns the :class:`Listener`, whose ``remove()`` ends that.
+
+        Listeners run in the order they were added, from :meth:`Socket.poll`.  One that
+        raises is logged (rate-limited, on the ``memif`` logger) and counted in
+        :attr:`listener_errors`; the others still run and the socket goes on.  The
+        ``on_connect``/``on_disconnect`` options of ``create_interface`` are the first
+        listener.
+        """
+        listener = Listener(self._listeners, on_connect, on_disconnect)
+        self._listeners.append(listener)
+        return listener
+
+    def _notify(self, reason: str | None) -> None:
+        """Run every listener's connect (``reason`` None) or disconnect callback."""
+        for listener in tuple(self._listeners):
+            try:
+                if reason is None:
+                    if listener.on_connect is not None:
+                        listener.on_connect(self)
+                elif listener.on_disconnect is not None:
+                    listener.on_disconnect(self, reason)
+            except Exception:  # a listener's bug must not break the socket
+                self._listener_errors += 1
+                kind = "connect" if reason is None else "disconnect"
+                _listener_log.log(
+                    (self.socket.path, self.id, kind),
+                    "memif %s: a %s listener raised",
+                    self.name,
+                    kind,
+                    level=logging.ERROR,
+                    exc_info=True,
+                )
 
     # ------------------------------------------------------------------ rx mode
     def set_rx_mode(self, queue: int, polling: bool) -> None:
@@ -285,8 +372,7 @@ class Interface:
             q.polling = self._polling.get(q.index, self.config.polling)
         self._connected = True
         self.connect_count += 1
-        if self.on_connect:
-            self.on_connect(self)
+        self._notify(None)
 
     def _down(self, reason: str, by_peer: bool) -> None:
         """Forget the connection and release its memory (called by the socket)."""
@@ -299,8 +385,8 @@ class Interface:
         self._conn = None
         try:
             # Before teardown: the callback may still unregister queue fds from its loop.
-            if was_up and self.on_disconnect:
-                self.on_disconnect(self, reason)
+            if was_up:
+                self._notify(reason)
         finally:
             self._release_memory(reason)
 
