@@ -1,0 +1,449 @@
+"""The event loop primitive: one turn of work, then a sleep until the next deadline.
+
+Every loop of the package has the same shape: receive from some queues, serve the memif
+control plane (:meth:`memif.Socket.poll`) now and then, run timers, and when nothing
+arrives for a while sleep on the queues' interrupt eventfds and the control fds.  An
+:class:`EventLoop` is that loop, written once::
+
+    loop = EventLoop()
+    loop.add_socket(sock)                       # its control fd and its timers
+    loop.add_rx(rxq, handler, RxMode.ADAPTIVE)  # handler(rxq) -> packets handled
+    loop.run(until=lambda: stop)
+
+or, for a loop that keeps its own receive code, one turn at a time::
+
+    while not stop:
+        work = my_receive()                     # the caller's own rx_burst calls
+        deadline = loop.run_once(work=work)     # control, timers; when to run again
+        loop.sleep(deadline)                    # returns at once while busy
+
+:meth:`~EventLoop.run_once` never sleeps and never reads a clock it was not given (pass
+``now``, or the loop reads its injected ``clock``), so a test drives it with a fake clock
+and real fds.  :meth:`~EventLoop.sleep` is the only place it blocks, in its
+:class:`~memif.poller.Poller` (``ppoll(2)``: any fd number, sub-millisecond timeouts).
+
+**Receive modes** (VPP's ``set interface rx-mode``), per queue:
+
+* :attr:`RxMode.POLLING`: the queue's MASK_INT is set (the peer writes no eventfd) and
+  the loop never sleeps while the queue is registered: lowest latency, a whole CPU.
+* :attr:`RxMode.INTERRUPT`: MASK_INT clear, the peer kicks the eventfd after every burst;
+  the loop sleeps as soon as a turn finds no work.
+* :attr:`RxMode.ADAPTIVE`: polling while busy; after ``idle_after`` seconds without work
+  the queue is switched to interrupt mode for the sleep and back to polling after it.
+
+A turn "has work" when the handlers (and the caller's ``work``) moved at least
+``busy_vector`` packets: a trickle of small vectors does not keep an adaptive loop
+spinning (the switch uses 8, as VPP's adaptive mode does).
+
+**Control plane.**  While busy, registered sockets are polled every ``control_period``
+seconds, and extra fds are looked at (one zero-timeout ``ppoll``) as often; after a sleep,
+at once.  While idle the loop sleeps on the sockets' fds and the extra fds, and no longer
+than the sockets' own timers (:meth:`memif.Socket.next_timeout`), the loop's timers
+(:meth:`~EventLoop.call_at`) and ``max_sleep``.
+
+**Disconnects.**  A queue whose connection ended raises :class:`memif.NotConnectedError`
+on every call; the loop then drops it (:attr:`~EventLoop.rx_queues` no longer lists it).
+Queues belong to one connection: register the new ones after a reconnect
+(:meth:`~EventLoop.update_rx` does it cheaply from ``iface.rx_queues`` every turn).
+
+Not thread-safe: one thread runs a loop.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import math
+import time
+from collections.abc import Callable, Sequence
+
+from .errors import NotConnectedError
+from .poller import Poller
+from .queue import RxQueue
+from .sock import Socket
+
+__all__ = [
+    "CONTROL_PERIOD",
+    "IDLE_AFTER",
+    "MAX_SLEEP",
+    "EventLoop",
+    "RxHandler",
+    "RxMode",
+    "Timer",
+]
+
+#: Seconds between two control-plane polls while the loop is busy.
+CONTROL_PERIOD = 0.05
+#: Seconds without work before adaptive queues fall back to interrupts and the loop sleeps.
+IDLE_AFTER = 0.002
+#: Longest sleep, in seconds, when nothing else bounds it.
+MAX_SLEEP = 1.0
+
+#: An rx queue's handler: take what the queue has, return the packets handled (0: none).
+RxHandler = Callable[[RxQueue], int]
+
+
+class RxMode(enum.Enum):
+    """How a receive queue is served (VPP's ``rx-mode``)."""
+
+    POLLING = "polling"
+    INTERRUPT = "interrupt"
+    ADAPTIVE = "adaptive"
+
+    @classmethod
+    def parse(cls, text: str | RxMode) -> RxMode:
+        """``polling``, ``interrupt`` or ``adaptive`` (any case); ValueError otherwise."""
+        if isinstance(text, RxMode):
+            return text
+        try:
+            return cls(str(text).strip().lower())
+        except ValueError:
+            raise ValueError(
+                f"bad rx mode {text!r}: expected polling, interrupt or adaptive"
+            ) from None
+
+    @classmethod
+    def of(cls, rxq: RxQueue) -> RxMode:
+        """The mode a queue's own flag stands for: polling if MASK_INT is set, else
+        interrupt (how an interface configured with ``polling=`` leaves its queues)."""
+        return cls.POLLING if rxq.polling else cls.INTERRUPT
+
+
+class Timer:
+    """A callback due at a time of the loop's clock; :meth:`cancel` before it runs."""
+
+    __slots__ = ("when", "callback", "cancelled")
+
+    def __init__(self, when: float, callback: Callable[[], object]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Do not run the callback (a timer that ran already stays run)."""
+        self.cancelled = True
+
+    def __lt__(self, other: Timer) -> bool:
+        return self.when < other.when
+
+    def __repr__(self) -> str:
+        state = " cancelled" if self.cancelled else ""
+        return f"<Timer at {self.when:.6f}{state}>"
+
+
+class _Rx:
+    """One registered receive queue."""
+
+    __slots__ = ("rxq", "fd", "handler", "mode")
+
+    def __init__(self, rxq: RxQueue, handler: RxHandler | None, mode: RxMode) -> None:
+        self.rxq = rxq
+        self.fd = rxq.fd  # kept: after a disconnect the queue raises instead of telling it
+        self.handler = handler
+        self.mode = mode
+
+
+class EventLoop:
+    """Queues, sockets, fds and timers, served in turns (:meth:`run_once`) with sleeps
+    in between (:meth:`sleep`); :meth:`run` is both in a loop.
+
+    ``clock``: monotonic seconds (default ``time.monotonic``); every deadline is on it.
+    ``poller``: the waiter (default a new :class:`~memif.poller.Poller`).  The other
+    options are the defaults of this module's constants: see the module's docstring.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        poller: Poller | None = None,
+        idle_after: float = IDLE_AFTER,
+        control_period: float = CONTROL_PERIOD,
+        max_sleep: float = MAX_SLEEP,
+        busy_vector: int = 1,
+    ) -> None:
+        for name, value in (
+            ("idle_after", idle_after),
+            ("control_period", control_period),
+            ("max_sleep", max_sleep),
+        ):
+            if not value >= 0:
+                raise ValueError(f"event loop: {name} is seconds >= 0, got {value!r}")
+        if busy_vector < 1:
+            raise ValueError(f"event loop: busy_vector is packets >= 1, got {busy_vector!r}")
+        self.clock = clock
+        self.poller = poller if poller is not None else Poller()
+        self.idle_after = idle_after
+        self.control_period = control_period
+        self.max_sleep = max_sleep
+        self.busy_vector = busy_vector
+        #: the time of the current (or last) turn, on :attr:`clock`
+        self.now = clock()
+        #: turns run, sleeps that waited in the poller, and sleeps an fd ended
+        self.turns = 0
+        self.sleeps = 0
+        self.wakeups = 0
+        self._sockets: list[Socket] = []
+        self._readers: dict[int, Callable[[int], object]] = {}
+        self._reader_poller = Poller()  # the extra fds, looked at while busy
+        self._rx: dict[RxQueue, _Rx] = {}
+        self._entries: tuple[_Rx, ...] = ()  # self._rx's values, for the turn
+        self._handled: tuple[_Rx, ...] = ()  # those with a handler
+        self._polling = 0  # registered queues in polling mode
+        self._adaptive = 0
+        self._timers: list[Timer] = []
+        self._ready: set[int] = set()  # fds the last sleep found readable
+        self._control_at = -math.inf  # run control at the next turn
+        self._busy_at = -math.inf  # the last turn with work
+
+    # ------------------------------------------------------------------ registration
+    def add_socket(self, sock: Socket) -> None:
+        """Serve ``sock``'s control plane: its fd wakes a sleep, its timers bound it."""
+        if sock.closed:
+            raise ValueError(f"event loop: socket {sock.path} is closed")
+        if sock not in self._sockets:
+            self._sockets.append(sock)
+
+    def remove_socket(self, sock: Socket) -> None:
+        """Stop serving ``sock`` (not registered: nothing to do)."""
+        if sock in self._sockets:
+            self._sockets.remove(sock)
+
+    @property
+    def sockets(self) -> tuple[Socket, ...]:
+        """The registered sockets."""
+        return tuple(self._sockets)
+
+    def add_reader(self, fd: int, callback: Callable[[int], object]) -> None:
+        """Call ``callback(fd)`` in a turn after ``fd`` became readable (replaces a
+        callback already registered for ``fd``).  Level-triggered: the callback reads."""
+        self._reader_poller.register(fd)  # checks the fd
+        self._readers[fd] = callback
+
+    def remove_reader(self, fd: int) -> None:
+        """Forget ``fd`` (unknown: nothing to do).  Do it before closing the fd."""
+        self._readers.pop(fd, None)
+        self._reader_poller.unregister(fd)
+        self._ready.discard(fd)
+
+    def add_rx(
+        self,
+        rxq: RxQueue,
+        handler: RxHandler | None = None,
+        mode: RxMode | str | None = None,
+    ) -> None:
+        """Serve ``rxq`` in ``mode`` (default :meth:`RxMode.of` the queue).
+
+        ``handler(rxq)`` runs every turn and returns the packets it handled; without a
+        handler the caller receives by itself and tells :meth:`run_once` its ``work``,
+        the loop only arms and clears the queue's interrupt around sleeps.  Registering
+        a queue again changes its handler and mode.  Raises NotConnectedError for a
+        queue whose connection ended.
+        """
+        rx_mode = RxMode.of(rxq) if mode is None else RxMode.parse(mode)
+        entry = _Rx(rxq, handler, rx_mode)
+        rxq.polling = rx_mode is not RxMode.INTERRUPT
+        self._rx[rxq] = entry
+        self._changed()
+
+    def remove_rx(self, rxq: RxQueue) -> None:
+        """Stop serving ``rxq`` (unknown: nothing to do); its mode flag stays as it is."""
+        if self._rx.pop(rxq, None) is not None:
+            self._changed()
+
+    def update_rx(
+        self,
+        rxqs: Sequence[RxQueue],
+        handler: RxHandler | None = None,
+        mode: RxMode | str | None = None,
+    ) -> None:
+        """Make the registered queues exactly ``rxqs`` (e.g. ``iface.rx_queues`` of the
+        moment), new ones with ``handler`` and ``mode``; a comparison when unchanged."""
+        entries = self._entries
+        if len(entries) == len(rxqs) and all(
+            e.rxq is q for e, q in zip(entries, rxqs, strict=True)
+        ):
+            return
+        keep = set(rxqs)
+        for q in list(self._rx):
+            if q not in keep:
+                del self._rx[q]
+        self._changed()
+        for q in rxqs:
+            if q not in self._rx:
+                try:
+                    self.add_rx(q, handler, mode)
+                except NotConnectedError:
+                    continue
+
+    def set_rx_mode(self, rxq: RxQueue, mode: RxMode | str) -> None:
+        """Serve the registered ``rxq`` in ``mode`` from now on (KeyError if not registered)."""
+        entry = self._rx[rxq]
+        self.add_rx(rxq, entry.handler, mode)
+
+    def rx_mode(self, rxq: RxQueue) -> RxMode:
+        """The mode ``rxq`` is served in; KeyError if it is not registered."""
+        return self._rx[rxq].mode
+
+    @property
+    def rx_queues(self) -> tuple[RxQueue, ...]:
+        """The registered receive queues, in registration order."""
+        return tuple(e.rxq for e in self._entries)
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> Timer:
+        """Run ``callback()`` in the first turn at or after ``when`` (on :attr:`clock`)."""
+        timer = Timer(when, callback)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Timer:
+        """:meth:`call_at` ``delay`` seconds after the current turn's :attr:`now`."""
+        return self.call_at(self.now + delay, callback)
+
+    def _changed(self) -> None:
+        entries = tuple(self._rx.values())
+        self._entries = entries
+        self._handled = tuple(e for e in entries if e.handler is not None)
+        self._polling = sum(e.mode is RxMode.POLLING for e in entries)
+        self._adaptive = sum(e.mode is RxMode.ADAPTIVE for e in entries)
+
+    def _drop(self, entry: _Rx) -> None:
+        """Forget a queue whose connection ended."""
+        if self._rx.get(entry.rxq) is entry:
+            del self._rx[entry.rxq]
+            self._changed()
+
+    # ------------------------------------------------------------------ running
+    def run_once(self, now: float | None = None, work: int = 0) -> float:
+        """One turn: control when due, due timers, every handler; never sleeps.
+
+        ``now``: the turn's time (default: read :attr:`clock`).  ``work``: packets the
+        caller moved by itself this turn.  Returns the deadline of the next turn: ``now``
+        while busy (work this turn, a polling queue, or adaptive queues not yet idle for
+        ``idle_after``), else the earliest timer, socket timer or ``now + max_sleep``.
+        """
+        if now is None:
+            now = self.clock()
+        self.now = now
+        self.turns += 1
+        if now >= self._control_at:
+            self._control_at = now + self.control_period
+            self._control()
+        timers = self._timers
+        while timers and timers[0].when <= now:
+            timer = heapq.heappop(timers)
+            if not timer.cancelled:
+                timer.callback()
+        for entry in self._handled:
+            handler = entry.handler
+            assert handler is not None
+            try:
+                work += handler(entry.rxq)
+            except NotConnectedError:
+                self._drop(entry)
+        if work >= self.busy_vector:
+            self._busy_at = now
+            return now
+        if self._polling or (self._adaptive and now - self._busy_at < self.idle_after):
+            return now
+        return self._idle_deadline(now)
+
+    def sleep(self, deadline: float | None) -> bool:
+        """Wait until ``deadline`` (on :attr:`clock`; None: no limit) or until a queue
+        is kicked or a socket or extra fd is readable; True when an fd ended it.
+
+        Returns at once when the deadline has passed, a polling queue is registered, or
+        an adaptive queue has packets once armed.  Adaptive queues are in interrupt mode
+        for the sleep only; the eventfds that fired are cleared; the next turn serves
+        the control plane and the readable extra fds.
+        """
+        if self._polling:
+            return False
+        timeout = None if deadline is None else deadline - self.clock()
+        if timeout is not None and timeout <= 0:
+            return False
+        armed: list[_Rx] = []
+        fds = [s.fileno() for s in self._sockets if not s.closed]
+        fds += self._readers
+        try:
+            for entry in self._entries:
+                rxq = entry.rxq
+                try:
+                    if entry.mode is RxMode.ADAPTIVE:
+                        # Clear MASK_INT, forget old kicks, then look: a burst published
+                        # before the look is seen now, one after it kicks the eventfd.
+                        rxq.polling = False
+                        armed.append(entry)
+                        rxq.clear_interrupt()
+                        if rxq.ready():
+                            return False
+                    fds.append(entry.fd)
+                except NotConnectedError:
+                    self._drop(entry)
+            self.poller.update(fds)
+            self.sleeps += 1
+            ready = self.poller.wait(timeout)
+        finally:
+            for entry in armed:
+                try:
+                    entry.rxq.polling = True
+                except NotConnectedError:
+                    self._drop(entry)
+        self._control_at = -math.inf  # serve the control plane in the next turn
+        if not ready:
+            return False
+        self.wakeups += 1
+        for entry in self._entries:
+            if entry.fd in ready:
+                try:
+                    entry.rxq.clear_interrupt()
+                except NotConnectedError:
+                    self._drop(entry)
+        self._ready = ready
+        return True
+
+    def run(self, until: Callable[[], bool] | None = None, duration: float | None = None) -> None:
+        """Turn and sleep until ``until()`` is true or ``duration`` seconds passed."""
+        end = math.inf if duration is None else self.clock() + duration
+        while not (until is not None and until()):
+            deadline = self.run_once()
+            if self.now >= end:
+                return
+            if deadline > self.now:
+                self.sleep(min(deadline, end))
+
+    # ------------------------------------------------------------------ internals
+    def _control(self) -> None:
+        """Serve the extra fds that are readable and poll every socket once."""
+        ready, self._ready = self._ready, set()
+        if self._readers:
+            if not ready:
+                ready = self._reader_poller.wait(0)
+            for fd in ready:
+                callback = self._readers.get(fd)
+                if callback is not None:
+                    callback(fd)
+        if any(s.closed for s in self._sockets):
+            self._sockets = [s for s in self._sockets if not s.closed]
+        for sock in self._sockets:
+            sock.poll(0)
+
+    def _idle_deadline(self, now: float) -> float:
+        """When an idle loop must turn again: timers, socket timers, ``max_sleep``."""
+        deadline = now + self.max_sleep
+        timers = self._timers
+        while timers and timers[0].cancelled:
+            heapq.heappop(timers)
+        if timers:
+            deadline = min(deadline, timers[0].when)
+        for sock in self._sockets:
+            left = sock.next_timeout()
+            if left is not None:
+                deadline = min(deadline, now + left)
+        return max(deadline, now)
+
+    def __repr__(self) -> str:
+        return (
+            f"<EventLoop {len(self._sockets)} sockets, {len(self._rx)} rx queues, "
+            f"{len(self._readers)} fds, {len(self._timers)} timers>"
+        )

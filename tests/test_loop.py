@@ -1,0 +1,297 @@
+"""memif.loop.EventLoop with a fake clock and real queues, eventfds and sockets: deadlines
+per rx mode, sleeps that end on a kick, timers, extra fds, sockets, disconnects, bad input."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import pytest
+from clocks import ManualClock
+
+from memif import Interface, NotConnectedError, RxQueue, Socket, testing
+from memif.loop import EventLoop, RxMode
+from memif.poller import Poller
+
+FAR = 3600.0  # a deadline no test waits for: a sleep that reaches it would hang the test
+
+
+@pytest.fixture
+def link() -> Iterator[tuple[Interface, Interface]]:
+    with testing.pair() as (server, client):
+        yield server, client
+
+
+@pytest.fixture
+def efd() -> Iterator[int]:
+    fd = os.eventfd(0, os.EFD_NONBLOCK)
+    yield fd
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+class Drain:
+    """An rx handler that takes everything, refills, and counts what it took."""
+
+    def __init__(self) -> None:
+        self.packets: list[bytes] = []
+
+    def __call__(self, rxq: RxQueue) -> int:
+        batch = rxq.rx_burst(256)
+        n = batch.count
+        if n:
+            self.packets += batch.tolist()
+            rxq.refill()
+        return n
+
+
+def test_adaptive_polls_while_busy_then_sleeps_after_idle_after(link: tuple) -> None:
+    server, client = link
+    clock = ManualClock()
+    loop = EventLoop(clock=clock, idle_after=0.002, max_sleep=0.5)
+    rxq, drain = server.rx_queues[0], Drain()
+    loop.add_rx(rxq, drain, RxMode.ADAPTIVE)
+    assert rxq.polling  # MASK_INT set while busy: the peer saves its kicks
+
+    client.send([b"x" * 60])
+    assert loop.run_once(1000.0) == 1000.0  # work: run again at once
+    assert drain.packets == [b"x" * 60]
+    assert loop.run_once(1000.001) == 1000.001  # idle, but not for idle_after yet
+    assert loop.run_once(1000.0025) == pytest.approx(1000.5025)  # idle: sleep, max_sleep
+
+
+def test_a_trickle_below_busy_vector_does_not_keep_the_loop_polling(link: tuple) -> None:
+    server, client = link
+    loop = EventLoop(clock=ManualClock(), idle_after=0.0, max_sleep=0.5, busy_vector=8)
+    drain = Drain()
+    loop.add_rx(server.rx_queues[0], drain, RxMode.ADAPTIVE)
+    client.send([b"a"] * 3)
+    assert loop.run_once(10.0) == 10.5  # 3 packets: light, the loop may sleep
+    assert len(drain.packets) == 3
+    client.send([b"b"] * 8)
+    assert loop.run_once(11.0) == 11.0  # a full vector: busy
+
+
+def test_polling_queue_never_lets_the_loop_sleep(link: tuple) -> None:
+    server, _ = link
+    clock = ManualClock()
+    loop = EventLoop(clock=clock, idle_after=0.0)
+    rxq = server.rx_queues[0]
+    loop.add_rx(rxq, Drain(), "polling")
+    assert rxq.polling and loop.rx_mode(rxq) is RxMode.POLLING
+    assert loop.run_once(5.0) == 5.0
+    assert loop.sleep(clock() + FAR) is False
+    assert loop.sleeps == 0
+
+
+def test_interrupt_queue_sleeps_at_once_and_a_kick_ends_the_sleep(link: tuple) -> None:
+    server, client = link
+    clock = ManualClock()
+    loop = EventLoop(clock=clock, idle_after=1.0, max_sleep=0.25)
+    rxq, drain = server.rx_queues[0], Drain()
+    loop.add_rx(rxq, drain, RxMode.INTERRUPT)
+    assert not rxq.polling  # the peer kicks after every burst
+    deadline = loop.run_once(clock())
+    assert deadline == clock() + 0.25  # no idle_after spin in interrupt mode
+
+    client.send([b"ping"])  # kicks the eventfd
+    assert loop.sleep(clock() + FAR) is True
+    assert (loop.sleeps, loop.wakeups) == (1, 1)
+    assert rxq.clear_interrupt() == 0  # the kick was read by the sleep
+    assert loop.run_once(clock()) == clock()
+    assert drain.packets == [b"ping"]
+
+
+def test_adaptive_sleep_sees_a_burst_published_while_polling(link: tuple) -> None:
+    # MASK_INT was set (no kick): arming must look at the ring after clearing the flag
+    server, client = link
+    clock = ManualClock()
+    loop = EventLoop(clock=clock)
+    rxq = server.rx_queues[0]
+    loop.add_rx(rxq, mode=RxMode.ADAPTIVE)  # no handler: the caller receives
+    client.send([b"quiet"])
+    assert rxq.clear_interrupt() == 0  # really no kick
+    assert loop.sleep(clock() + FAR) is False  # returns at once: packets are ready
+    assert loop.sleeps == 0
+    assert rxq.polling  # back to polling after the (skipped) sleep
+    assert rxq.recv() == [b"quiet"]
+
+
+def test_adaptive_sleep_arms_interrupts_so_a_burst_during_the_sleep_kicks(link: tuple) -> None:
+    server, client = link
+    rxq = server.rx_queues[0]
+    seen: list[bool] = []
+
+    class PeerSendsWhileWeSleep(Poller):
+        """The injected waiter: the peer publishes just as the loop goes to sleep."""
+
+        def wait(self, timeout: float | None = None) -> set[int]:
+            seen.append(rxq.polling)
+            client.send([b"late"])  # MASK_INT must be clear now, or this would not kick
+            return super().wait(timeout)
+
+    clock = ManualClock()
+    loop = EventLoop(clock=clock, poller=PeerSendsWhileWeSleep())
+    loop.add_rx(rxq, mode=RxMode.ADAPTIVE)
+    assert loop.sleep(clock() + FAR) is True  # ended by the kick, not the (far) deadline
+    assert seen == [False]  # interrupt mode during the sleep ...
+    assert rxq.polling  # ... polling again after it
+    assert rxq.clear_interrupt() == 0  # the kick was cleared
+    assert rxq.recv() == [b"late"]
+
+
+def test_the_loop_is_deterministic_under_a_fake_clock_timers_run_in_order() -> None:
+    clock = ManualClock(100.0)
+    loop = EventLoop(clock=clock, max_sleep=10.0)
+    ran: list[str] = []
+    loop.call_at(100.3, lambda: ran.append("c"))
+    loop.call_at(100.1, lambda: ran.append("a"))
+    loop.call_at(100.2, lambda: ran.append("b"))
+    loop.call_at(100.15, lambda: ran.append("never")).cancel()
+    assert loop.run_once(100.0) == 100.1  # the earliest timer bounds the idle deadline
+    assert loop.run_once(100.2) == 100.3
+    assert ran == ["a", "b"]
+    clock.advance(0.5)
+    assert loop.run_once() == 110.5  # now read from the injected clock; max_sleep
+    assert ran == ["a", "b", "c"]
+    assert loop.now == 100.5 and loop.turns == 3
+
+
+def test_call_later_counts_from_the_turn() -> None:
+    loop = EventLoop(clock=ManualClock(7.0))
+    loop.run_once(8.0)
+    assert loop.call_later(0.5, lambda: None).when == 8.5
+
+
+def test_extra_fd_wakes_the_sleep_and_its_callback_runs_in_the_next_turn(efd: int) -> None:
+    clock = ManualClock()
+    loop = EventLoop(clock=clock)
+    got: list[int] = []
+    loop.add_reader(efd, lambda fd: got.append(os.eventfd_read(fd)))
+    loop.run_once()
+    os.eventfd_write(efd, 3)
+    assert loop.sleep(clock() + FAR) is True
+    assert got == []  # callbacks run in turns, not in sleeps
+    loop.run_once()
+    assert got == [3]
+    loop.remove_reader(efd)
+    os.eventfd_write(efd, 1)
+    assert loop.sleep(clock() + 0.001) is False  # forgotten: only the timeout ends it
+
+
+def test_extra_fds_are_looked_at_once_per_control_period_while_busy(efd: int) -> None:
+    clock = ManualClock()
+    loop = EventLoop(clock=clock, control_period=0.05)
+    calls: list[float] = []
+    loop.add_reader(efd, lambda fd: calls.append(loop.now))  # never read: stays readable
+    os.eventfd_write(efd, 1)
+    for t in (0.0, 0.01, 0.04, 0.05, 0.06, 0.11):
+        loop.run_once(1000.0 + t, work=1)
+    assert calls == [1000.0, 1000.05, 1000.11]
+
+
+def test_sleep_with_a_passed_deadline_returns_at_once(efd: int) -> None:
+    clock = ManualClock()
+    loop = EventLoop(clock=clock)
+    loop.add_reader(efd, lambda fd: None)
+    assert loop.sleep(clock() - 1) is False
+    assert loop.sleeps == 0
+
+
+def test_sockets_are_driven_and_their_timers_bound_the_sleep() -> None:
+    name = testing.unique_name()
+    with (
+        Socket(name, app_name="s") as ssock,
+        Socket(name, app_name="c") as csock,
+    ):
+        server = ssock.create_interface(role="server", id=0)
+        client = csock.create_interface(role="client", id=0)
+        loop = EventLoop(max_sleep=30.0)
+        loop.add_socket(ssock)
+        loop.add_socket(csock)
+        assert loop.sockets == (ssock, csock)
+        loop.run(until=lambda: server.connected and client.connected, duration=10.0)
+        assert server.connected and client.connected
+        # connected sockets check data-path faults twice a second: that bounds an idle sleep
+        assert loop.run_once() <= loop.now + 0.5
+        loop.remove_socket(csock)
+        assert loop.sockets == (ssock,)
+
+
+def test_a_closed_socket_is_dropped() -> None:
+    sock = Socket(testing.unique_name())
+    loop = EventLoop(clock=ManualClock())
+    loop.add_socket(sock)
+    sock.close()
+    loop.run_once()
+    assert loop.sockets == ()
+    with pytest.raises(ValueError, match="is closed"):
+        loop.add_socket(sock)
+
+
+def test_queues_of_an_ended_connection_are_dropped() -> None:
+    with testing.pair() as (server, client):
+        loop = EventLoop(clock=ManualClock())
+        watched, handled = server.rx_queues[0], client.rx_queues[0]
+        loop.add_rx(watched)  # no handler: dropped when a sleep arms it
+        loop.add_rx(handled, Drain())  # a handler: dropped when it raises
+        assert loop.rx_queues == (watched, handled)
+        server.disconnect()
+        testing.drive(server.socket, client.socket, until=lambda: not client.connected)
+        loop.run_once()
+        assert loop.rx_queues == (watched,)
+        loop.sleep(loop.clock() + 0.001)
+        assert loop.rx_queues == ()
+        with pytest.raises(NotConnectedError):
+            loop.add_rx(watched)
+
+
+def test_update_rx_follows_the_interface_s_queues_of_the_moment() -> None:
+    with testing.pair(rx_queues=2, tx_queues=2) as (server, _):
+        loop = EventLoop(clock=ManualClock())
+        loop.update_rx(server.rx_queues, mode="interrupt")
+        assert loop.rx_queues == tuple(server.rx_queues)
+        assert all(loop.rx_mode(q) is RxMode.INTERRUPT for q in server.rx_queues)
+        loop.set_rx_mode(server.rx_queues[1], RxMode.POLLING)
+        loop.update_rx(server.rx_queues)  # unchanged: modes kept
+        assert loop.rx_mode(server.rx_queues[1]) is RxMode.POLLING
+        loop.update_rx(server.rx_queues[:1])
+        assert loop.rx_queues == (server.rx_queues[0],)
+        loop.update_rx([])
+        assert loop.rx_queues == ()
+
+
+def test_default_mode_follows_the_queue_s_flag() -> None:
+    with testing.pair(server_polling=True) as (server, client):
+        loop = EventLoop()
+        loop.add_rx(server.rx_queues[0])
+        loop.add_rx(client.rx_queues[0])
+        assert loop.rx_mode(server.rx_queues[0]) is RxMode.POLLING
+        assert loop.rx_mode(client.rx_queues[0]) is RxMode.INTERRUPT
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"idle_after": -1.0}, "idle_after is seconds >= 0, got -1.0"),
+        ({"max_sleep": float("nan")}, "max_sleep is seconds >= 0, got nan"),
+        ({"busy_vector": 0}, "busy_vector is packets >= 1, got 0"),
+    ],
+)
+def test_bad_options_say_what_is_accepted(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        EventLoop(**options)
+
+
+def test_bad_rx_mode_says_what_is_accepted() -> None:
+    with pytest.raises(
+        ValueError, match="bad rx mode 'fast': expected polling, interrupt or adaptive"
+    ):
+        RxMode.parse("fast")
+    assert RxMode.parse(" Adaptive ") is RxMode.ADAPTIVE
+
+
+def test_bad_reader_fd_is_refused() -> None:
+    with pytest.raises(ValueError, match="an fd is a non-negative int"):
+        EventLoop().add_reader(-1, lambda fd: None)
