@@ -171,52 +171,77 @@ def parse_icmp_echo(l4: bytes) -> tuple[int, int, int, int, bytes] | None:
 
 @dataclass(frozen=True)
 class Parsed:
-    """The fields the tools look at; absent layers are None."""
+    """The fields the tools look at; absent layers are None.
+
+    This is the scalar reference of the vectorized :func:`memif.classify.classify`.
+    """
 
     dst: bytes
     src: bytes
-    ethertype: int
+    ethertype: int  # behind any VLAN tags
     arp: tuple[int, bytes, bytes, bytes, bytes] | None = None  # (op, sha, spa, tha, tpa)
     ip_src: bytes | None = None
     ip_dst: bytes | None = None
     proto: int | None = None
     ttl: int | None = None
-    l4: bytes = b""  # the IP payload
+    l4: bytes = b""  # the IP payload, up to the IP total length
     sport: int | None = None
     dport: int | None = None
+    vlans: tuple[int, ...] = ()  # the tags' TCIs, outer first
+    ihl: int | None = None  # the IPv4 header length, in bytes
+    total: int | None = None  # the IPv4 total length
+    frag: int | None = None  # the IPv4 flags and fragment offset
+
+
+#: How many VLAN tags :func:`parse` looks through (QinQ).
+MAX_VLAN_TAGS = 2
+_ARP_IP4_ETH = (1, ETH_P_IP, 6, 4)  # htype, ptype, hlen, plen of ARP for IPv4 over Ethernet
 
 
 def parse(frame: bytes) -> Parsed | None:
-    """Parse an Ethernet frame; None when it is shorter than an Ethernet header."""
+    """Parse an Ethernet frame; None when it is shorter than an Ethernet header.
+
+    Up to two VLAN tags are looked through.  ARP is decoded when it is ARP for IPv4 over
+    Ethernet; IPv4 when the header is whole and its IHL at least 5; transport ports when
+    the packet is not a later fragment and holds them.
+    """
     if len(frame) < ETH_HLEN:
         return None
     dst, src, et = _ETH.unpack_from(frame)
-    if et == ETH_P_ARP and len(frame) >= ETH_HLEN + ARP_HDR.size:
-        f = ARP_HDR.unpack_from(frame, ETH_HLEN)
-        return Parsed(dst, src, et, arp=(f[4], f[5], f[6], f[7], f[8]))
-    if et == ETH_P_IP and len(frame) >= ETH_HLEN + IP_HLEN:
-        return _parse_ip(frame, ETH_HLEN, dst, src)
-    return Parsed(dst, src, et)
+    off = ETH_HLEN
+    vlans: tuple[int, ...] = ()
+    while et in VLAN_TPIDS and len(vlans) < MAX_VLAN_TAGS and len(frame) >= off + 4:
+        tci, et = struct.unpack_from("!HH", frame, off)
+        vlans, off = (*vlans, tci), off + 4
+    if et == ETH_P_ARP and len(frame) >= off + ARP_HDR.size:
+        f = ARP_HDR.unpack_from(frame, off)
+        if f[:4] == _ARP_IP4_ETH:
+            return Parsed(dst, src, et, arp=(f[4], f[5], f[6], f[7], f[8]), vlans=vlans)
+    if et == ETH_P_IP and len(frame) >= off + IP_HLEN and frame[off] & 0xF >= 5:
+        return _parse_ip(frame, off, dst, src, vlans)
+    return Parsed(dst, src, et, vlans=vlans)
 
 
 def parse_ip(packet: bytes) -> Parsed | None:
     """Parse a bare IPv4 packet (memif ``ip`` mode: no Ethernet header).
 
-    None when it is shorter than an IPv4 header or not IPv4; ``dst``/``src`` are empty.
+    None when it is shorter than an IPv4 header, not IPv4 or its IHL is below 5;
+    ``dst``/``src`` are empty.
     """
-    if len(packet) < IP_HLEN or packet[0] >> 4 != 4:
+    if len(packet) < IP_HLEN or packet[0] >> 4 != 4 or packet[0] & 0xF < 5:
         return None
-    return _parse_ip(packet, 0, b"", b"")
+    return _parse_ip(packet, 0, b"", b"", ())
 
 
-def _parse_ip(frame: bytes, off: int, dst: bytes, src: bytes) -> Parsed:
-    vihl, _, total, _, _, ttl, proto, _, s, d = IPV4_HDR.unpack_from(frame, off)
+def _parse_ip(frame: bytes, off: int, dst: bytes, src: bytes, vlans: tuple[int, ...]) -> Parsed:
+    vihl, _, total, _, frag, ttl, proto, _, s, d = IPV4_HDR.unpack_from(frame, off)
     ihl = (vihl & 0xF) * 4
     end = min(len(frame), off + max(total, ihl))
     l4 = bytes(frame[off + ihl : end])
     sport = dport = None
-    if proto in (PROTO_TCP, PROTO_UDP) and len(l4) >= 4:
-        sport, dport = struct.unpack_from("!HH", l4)
+    first = not frag & 0x1FFF
+    if first and proto in (PROTO_TCP, PROTO_UDP) and len(frame) >= off + ihl + 4:
+        sport, dport = struct.unpack_from("!HH", frame, off + ihl)
     return Parsed(
         dst,
         src,
@@ -228,4 +253,8 @@ def _parse_ip(frame: bytes, off: int, dst: bytes, src: bytes) -> Parsed:
         l4=l4,
         sport=sport,
         dport=dport,
+        vlans=vlans,
+        ihl=ihl,
+        total=total,
+        frag=frag,
     )
