@@ -1,0 +1,334 @@
+"""A host's ARP and ICMP echo answerer, sans I/O: a burst of frames in, verdicts and replies out.
+
+One implementation for ``memif responder`` (libmemif's ``icmp_responder``), ``memif ping``
+(which answers ARP for its own address) and memifd's ``arp-input``/``ip4-input`` nodes.
+:meth:`ArpIcmpAnswerer.answer` classifies a whole burst with :func:`memif.classify.classify`
+and gives each frame a :class:`Verdict`; for the frames it answers, it builds the reply's
+head in one vectorized pass:
+
+* an ARP request for one of our addresses (ARP for IPv4 over Ethernet) gets an ARP reply
+  from our MAC (42 bytes, all head);
+* an ICMP echo request (type 8, code 0) to one of our addresses, with valid IPv4 header and
+  ICMP checksums and not a fragment, gets an echo reply: the request with its MAC and IP
+  addresses swapped, TTL 64, type 0 and both checksums updated for the changed words
+  (RFC 1624).  The head ends with the ICMP checksum; the rest of the reply (ICMP identifier,
+  sequence number and data) is the request's, byte for byte, so the caller copies it from the
+  request, or, writing the reply over the request in place, leaves it as it is.  Ethernet
+  padding after the IP total length is not part of the reply.
+
+Frames are never answered behind a VLAN tag (the host is untagged).  It opens nothing, keeps
+no state between bursts and never reads a clock.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import packet as pk
+from .classify import HEADER_BYTES, RUNT, Fields, classify
+
+__all__ = ["REPLY_HEAD", "TTL", "Answers", "ArpIcmpAnswerer", "Verdict", "verifies"]
+
+Array = npt.NDArray[Any]
+#: A packet's whole bytes, by its index in the burst (for checksums past the header rows).
+PacketAt = Callable[[int], bytes | npt.NDArray[np.uint8]]
+
+TTL = 64  #: the TTL of echo replies, as libmemif's icmp_responder and Linux set it
+#: Bytes of a reply head: Ethernet, an IPv4 header with the longest options, ICMP type to
+#: checksum.
+REPLY_HEAD = pk.ETH_HLEN + 60 + 4
+_ARP_REPLY_FIXED = np.frombuffer(bytes.fromhex("0806 0001 0800 0604 0002"), np.uint8)
+
+
+class Verdict(enum.IntEnum):
+    """What the answerer made of one frame."""
+
+    ANSWER_ARP = 1  #: an ARP request for one of our addresses: answered
+    ANSWER_ECHO = 2  #: an ICMP echo request to one of our addresses: answered
+    ARP_REPLY = 3  #: an ARP reply to one of our addresses (a neighbour to learn, or not)
+    ECHO_REPLY = 4  #: an ICMP echo reply to one of our addresses (an answer to a ping)
+    NOT_FOR_US = 5  #: another address, unicast to another MAC, VLAN-tagged, other ARP ops
+    MALFORMED = 6  #: cut short, bad IPv4 version, IHL or total length, not IPv4-Ethernet ARP
+    BAD_CHECKSUM = 7  #: the IPv4 header checksum, or an echo request's ICMP checksum, fails
+    UNSUPPORTED = 8  #: IPv4 but not ICMP echo (or a fragment); another ethertype
+
+
+@dataclass
+class Answers:
+    """The verdicts on a burst and the replies to write.
+
+    ``answered`` are the indices of the frames answered (verdict ANSWER_ARP or ANSWER_ECHO),
+    in order; row ``j`` of ``head`` is the start of the reply to frame ``answered[j]``, of
+    which ``head_length[j]`` bytes are written; the reply is ``length[j]`` bytes long, bytes
+    ``head_length[j]:length[j]`` being the request's own.
+    """
+
+    verdict: Array  #: uint8 per frame, a Verdict
+    fields: Fields  #: the burst's classification
+    answered: Array  #: int64 indices
+    head: Array  #: (len(answered), REPLY_HEAD) uint8
+    head_length: Array  #: int64
+    length: Array  #: int64
+
+    def count(self, verdict: Verdict) -> int:
+        """How many frames got ``verdict``."""
+        return int(np.count_nonzero(self.verdict == verdict))
+
+    def where(self, verdict: Verdict) -> Array:
+        """The indices of the frames that got ``verdict``."""
+        found: Array = np.flatnonzero(self.verdict == verdict)
+        return found
+
+    def reply(self, j: int, request: bytes | Array) -> bytes:
+        """Reply ``j`` whole, given its request's bytes (for callers that send ``bytes``)."""
+        h, n = int(self.head_length[j]), int(self.length[j])
+        return self.head[j, :h].tobytes() + bytes(request[h:n])
+
+
+class ArpIcmpAnswerer:
+    """Answers ARP and ICMP echo for ``addresses`` (4-byte IPv4 addresses) at ``mac``.
+
+    ``ethernet=False`` reads bare IPv4 packets (memif ``mode ip``: no ARP, no MAC).
+    ``check_mac``: a frame unicast to another MAC is NOT_FOR_US (a host on a shared
+    segment); memifd's nodes, behind its own ethernet-input, pass False.
+    """
+
+    def __init__(
+        self,
+        mac: bytes,
+        addresses: Iterable[bytes],
+        *,
+        ethernet: bool = True,
+        check_mac: bool = True,
+    ) -> None:
+        self.mac = bytes(mac)
+        if len(self.mac) != 6:
+            raise ValueError(f"MAC address of {len(self.mac)} bytes: expected 6")
+        addrs = [bytes(a) for a in addresses]
+        if any(len(a) != 4 for a in addrs):
+            raise ValueError("IPv4 addresses are 4 bytes each")
+        self.addresses = tuple(addrs)
+        self._ips = np.array([int.from_bytes(a, "big") for a in addrs], np.uint32)
+        self._mac = np.frombuffer(self.mac, np.uint8)
+        self.ethernet = ethernet
+        self.check_mac = check_mac
+        self._l3 = pk.ETH_HLEN if ethernet else 0
+
+    def answer(self, hdr: Array, lengths: Array, packet: PacketAt | None = None) -> Answers:
+        """Verdicts and replies for a burst.
+
+        ``hdr``: each frame's first bytes, one row each, :data:`~memif.classify.HEADER_BYTES`
+        wide (bytes past a frame's length are ignored); ``lengths``: the frames' lengths;
+        ``packet(i)``: frame ``i`` whole, read only to verify the ICMP checksum of an echo
+        request longer than its row (without it such requests are UNSUPPORTED).
+        """
+        if hdr.shape[1] < HEADER_BYTES and len(hdr):
+            raise ValueError(f"header rows of {hdr.shape[1]} bytes: {HEADER_BYTES} are needed")
+        f = classify(hdr, lengths, self.ethernet)
+        n = len(f)
+        verdict = np.full(n, Verdict.UNSUPPORTED, np.uint8)
+        verdict[f.ethertype == RUNT] = Verdict.MALFORMED
+        for_us = f.l3 == self._l3  # untagged
+        if self.ethernet and self.check_mac:
+            for_us &= (f.mac[:, :6] == self._mac).all(axis=1) | (f.mac[:, 0] & 1 == 1)
+
+        arp = f.ethertype == pk.ETH_P_ARP
+        if arp.any():
+            tpa = f.arp_ip[:, 4:8].copy().view(">u4")[:, 0]
+            mine = f.is_arp_ip & for_us & np.isin(tpa, self._ips)
+            verdict[arp] = Verdict.NOT_FOR_US
+            verdict[arp & ~f.is_arp_ip] = Verdict.MALFORMED
+            verdict[mine & (f.arp_op == pk.ARP_REQUEST)] = Verdict.ANSWER_ARP
+            verdict[mine & (f.arp_op == pk.ARP_REPLY)] = Verdict.ARP_REPLY
+
+        ip = f.ethertype == pk.ETH_P_IP
+        if ip.any():
+            self._ip4(hdr, f, ip, for_us, verdict, packet)
+
+        answered: Array = np.flatnonzero(
+            (verdict == Verdict.ANSWER_ARP) | (verdict == Verdict.ANSWER_ECHO)
+        )
+        head = np.zeros((len(answered), REPLY_HEAD), np.uint8)
+        head_length = np.zeros(len(answered), np.int64)
+        length = np.zeros(len(answered), np.int64)
+        if len(answered):
+            self._arp_replies(hdr, verdict, answered, head, head_length, length)
+            self._echo_replies(hdr, f, verdict, answered, head, head_length, length, packet)
+        return Answers(verdict, f, answered, head, head_length, length)
+
+    # ------------------------------------------------------------------ IPv4
+    def _ip4(
+        self,
+        hdr: Array,
+        f: Fields,
+        ip: Array,
+        for_us: Array,
+        verdict: Array,
+        packet: PacketAt | None,
+    ) -> None:
+        l3 = f.l3
+        version = hdr[np.arange(len(f)), np.minimum(l3, hdr.shape[1] - 1)] >> 4
+        whole = (
+            f.is_ip4
+            & (version == 4)
+            & (f.ip4_total >= f.ihl)
+            & (l3 + f.ip4_total <= f.length)
+            & (l3 + f.ihl <= hdr.shape[1])
+        )
+        verdict[ip] = Verdict.MALFORMED
+        rows = np.flatnonzero(whole)
+        if not len(rows):
+            return
+        ok = verifies(hdr[rows], l3[rows], l3[rows] + f.ihl[rows])
+        verdict[rows[~ok]] = Verdict.BAD_CHECKSUM
+        rows = rows[ok]
+        dst = f.ip4[rows, 4:8].copy().view(">u4")[:, 0]
+        mine = for_us[rows] & np.isin(dst, self._ips)
+        verdict[rows[~mine]] = Verdict.NOT_FOR_US
+        rows = rows[mine]
+        verdict[rows] = Verdict.UNSUPPORTED
+        echo = (
+            (f.l4proto[rows] == pk.PROTO_ICMP)
+            & (f.ip4_frag[rows] & 0x3FFF == 0)  # neither more fragments nor an offset
+            & (f.ip4_total[rows] >= f.ihl[rows] + pk.ICMP_ECHO_HLEN)
+        )
+        rows = rows[echo]
+        kind, code = f.icmp_type[rows], f.icmp_code[rows]
+        verdict[rows[kind == pk.ICMP_ECHO_REPLY]] = Verdict.ECHO_REPLY
+        rows = rows[(kind == pk.ICMP_ECHO_REQUEST) & (code == 0)]
+        if not len(rows):
+            return
+        start, end = f.l4[rows], l3[rows] + f.ip4_total[rows]
+        inside = end <= hdr.shape[1]
+        ok = np.zeros(len(rows), bool)
+        ok[inside] = verifies(hdr[rows[inside]], start[inside], end[inside])
+        for k in np.flatnonzero(~inside).tolist():
+            if packet is not None:
+                data = packet(int(rows[k]))
+                ok[k] = _verifies_bytes(bytes(data[int(start[k]) : int(end[k])]))
+        verdict[rows] = np.where(ok, Verdict.ANSWER_ECHO, Verdict.BAD_CHECKSUM)
+        if packet is None:
+            verdict[rows[~inside]] = Verdict.UNSUPPORTED
+
+    # ------------------------------------------------------------------ replies
+    def _arp_replies(
+        self,
+        hdr: Array,
+        verdict: Array,
+        answered: Array,
+        head: Array,
+        head_length: Array,
+        length: Array,
+    ) -> None:
+        sel = np.flatnonzero(verdict[answered] == Verdict.ANSWER_ARP)
+        if not len(sel):
+            return
+        req = hdr[answered[sel]]
+        out = head[sel]
+        e = pk.ETH_HLEN
+        out[:, 0:6] = req[:, e + 8 : e + 14]  # to the sender's hardware address
+        out[:, 6:12] = self._mac
+        out[:, 12:22] = _ARP_REPLY_FIXED
+        out[:, e + 8 : e + 14] = self._mac  # sender: us, at the address asked for
+        out[:, e + 14 : e + 18] = req[:, e + 24 : e + 28]
+        out[:, e + 18 : e + 28] = req[:, e + 8 : e + 18]  # target: the asker
+        head[sel] = out
+        head_length[sel] = length[sel] = e + pk.ARP_LEN
+
+    def _echo_replies(
+        self,
+        hdr: Array,
+        f: Fields,
+        verdict: Array,
+        answered: Array,
+        head: Array,
+        head_length: Array,
+        length: Array,
+        packet: PacketAt | None,
+    ) -> None:
+        sel = np.flatnonzero(verdict[answered] == Verdict.ANSWER_ECHO)
+        if not len(sel):
+            return
+        i = answered[sel]
+        out = hdr[i, :REPLY_HEAD].copy()
+        o = self._l3
+        if self.ethernet:
+            out[:, 0:6] = hdr[i, 6:12]
+            out[:, 6:12] = self._mac
+        ttl_proto = hdr[i, o + 8].astype(np.int64) << 8 | hdr[i, o + 9]
+        ip_sum = hdr[i, o + 10].astype(np.int64) << 8 | hdr[i, o + 11]
+        ip_sum = _adjust(ip_sum, ttl_proto, TTL << 8 | (ttl_proto & 0xFF))
+        out[:, o + 8] = TTL
+        out[:, o + 10] = ip_sum >> 8
+        out[:, o + 11] = ip_sum & 0xFF
+        out[:, o + 12 : o + 16] = hdr[i, o + 16 : o + 20]  # addresses swapped: the sum holds
+        out[:, o + 16 : o + 20] = hdr[i, o + 12 : o + 16]
+        rows = np.arange(len(i))
+        at = f.l4[i]
+        icmp_sum = hdr[i, at + 2].astype(np.int64) << 8 | hdr[i, at + 3]
+        code = hdr[i, at + 1].astype(np.int64)
+        icmp_sum = _adjust(
+            icmp_sum, pk.ICMP_ECHO_REQUEST << 8 | code, pk.ICMP_ECHO_REPLY << 8 | code
+        )
+        for k in np.flatnonzero(icmp_sum == 0).tolist():  # +0 or -0: which one, the data says
+            if _all_zero(hdr, packet, int(i[k]), int(at[k]) + 4, o + int(f.ip4_total[i[k]])):
+                icmp_sum[k] = 0xFFFF  # a message of zeros sums to +0: its checksum is ~0
+        out[rows, at] = pk.ICMP_ECHO_REPLY
+        out[rows, at + 2] = icmp_sum >> 8
+        out[rows, at + 3] = icmp_sum & 0xFF
+        head[sel] = out
+        head_length[sel] = at + 4
+        length[sel] = o + f.ip4_total[i]
+
+
+def verifies(rows: Array, start: Array, end: Array) -> Array:
+    """True per row where the Internet checksum over ``rows[j, start[j]:end[j]]`` verifies.
+
+    ``start`` must be even (the 16-bit words are aligned on the row's start); an odd
+    ``end`` is padded with a zero byte, as RFC 1071 says.  The one's-complement sum of the
+    words is their plain sum modulo 0xFFFF, which is 0 for data whose checksum holds.
+    """
+    if not len(rows):
+        return np.zeros(0, bool)
+    width = rows.shape[1]
+    cols = np.arange(width)
+    inside = (cols >= start[:, None]) & (cols < end[:, None])
+    data = np.where(inside, rows, 0).astype(np.uint8)
+    if width & 1:
+        data = np.pad(data, ((0, 0), (0, 1)))
+    words = data.view(">u2").sum(axis=1, dtype=np.int64)
+    ok: Array = words % 0xFFFF == 0
+    return ok
+
+
+def _all_zero(hdr: Array, packet: PacketAt | None, i: int, start: int, end: int) -> bool:
+    """True when bytes ``start:end`` of packet ``i`` are all zero."""
+    width = hdr.shape[1]
+    if hdr[i, start : min(end, width)].any():
+        return False
+    if end <= width:
+        return True
+    assert packet is not None  # a request longer than its row was verified through it
+    return not any(bytes(packet(i)[width:end]))
+
+
+def _verifies_bytes(data: bytes) -> bool:
+    """:func:`verifies` of one packet's bytes: one big-integer operation, no loop."""
+    if len(data) & 1:
+        data += b"\0"
+    return int.from_bytes(data, "big") % 0xFFFF == 0
+
+
+def _adjust(checksum: Array, old: Array | int, new: Array | int) -> Array:
+    """The checksums after one 16-bit word changed from ``old`` to ``new`` (RFC 1624 eqn 3)."""
+    s: Array = (~checksum & 0xFFFF) + (~np.asarray(old, np.int64) & 0xFFFF) + new
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    out: Array = ~s & 0xFFFF
+    return out
