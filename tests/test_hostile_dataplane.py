@@ -76,9 +76,15 @@ def check_batch(iface: memif.Interface, batch: RxBatch) -> None:
         assert sum(len(s) for s in segs) == int(batch.lengths[i]) <= bound
         for seg in segs:
             assert any(inside(seg, a) for a in arrays), "a view outside every region"
-    mat = batch.matrix
-    if mat is not None:
-        assert any(inside(mat, a) for a in arrays), "the matrix view leaves its region"
+    end = 0  # the runs cover every packet, in order
+    for lo, hi, rows in batch.runs:
+        assert lo == end and rows.shape[0] == hi - lo
+        end = hi
+        if batch.is_view:
+            assert any(inside(rows, a) for a in arrays), "a run's view leaves its region"
+    assert end == len(batch)
+    assert batch.matrix.shape[0] == len(batch)
+    assert batch.headers(64).shape == (len(batch), 64)
     assert batch.gather(64).shape == (len(batch), 64)  # the gather path stays in bounds too
 
 

@@ -405,7 +405,7 @@ def txonly_checker(length: int, chained_into: int | None = None) -> tuple[Callab
             want = [chained_into] * (length // chained_into) + [length % chained_into]
             segs = batch.seg_length
             if (
-                batch.first is None
+                not batch.chained
                 or len(segs) != len(batch) * len(want)
                 or (segs.reshape(len(batch), len(want)) != want).any()
             ):

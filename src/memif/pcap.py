@@ -201,9 +201,9 @@ class PcapWriter:
     ) -> int:
         """Write the packets of a received batch (``index`` picks some), chains whole.
 
-        Unchained packets go out as one array, built with whole-burst numpy copies from
-        the batch's views (or one gather); chained ones are written one by one.  Returns
-        how many were written.
+        The records go out as one array, built with whole-burst numpy copies from the
+        batch's :meth:`~memif.queue.RxBatch.headers` (views, or one gather that also
+        assembles chains).  Returns how many were written.
         """
         ts = time.time_ns() if ts_ns is None else ts_ns
         idx = np.arange(len(batch)) if index is None else np.asarray(index, dtype=np.intp)
@@ -212,16 +212,8 @@ class PcapWriter:
         lengths = batch.lengths[idx].astype(np.int64)
         incl = np.minimum(lengths, self.snaplen)
         hdr = self._header(ts, incl, lengths)
-        if batch.first is None:
-            self._f.write(_records(hdr, _rows(batch, idx, int(incl.max())), incl).data)
-        else:
-            hb = hdr.tobytes()
-            parts: list[bytes | PacketLike] = []
-            k = _RECORD.itemsize
-            for j, i in enumerate(idx.tolist()):
-                parts.append(hb[j * k : (j + 1) * k])
-                parts.extend(_cut(batch.segments(i), int(incl[j])))
-            self._f.write(b"".join(parts))  # type: ignore[arg-type]  # ndarray: as above
+        rows = batch.headers(int(incl.max()))[idx]
+        self._f.write(_records(hdr, rows, incl).data)
         self.packets += len(idx)
         self.bytes += int(incl.sum())
         return len(idx)
@@ -246,14 +238,6 @@ class PcapWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _rows(batch: RxBatch, idx: np.ndarray, width: int) -> np.ndarray:
-    """The first ``width`` bytes of the unchained packets ``idx`` of ``batch``, one row each."""
-    mat = batch.matrix
-    if mat is None or mat.shape[1] < width:
-        mat = batch.gather(width)
-    return mat[idx, :width]
 
 
 def _records(hdr: np.ndarray, rows: np.ndarray, incl: np.ndarray) -> np.ndarray:

@@ -156,6 +156,27 @@ def row_index(
 
 
 Run = tuple[int, int, np.ndarray]  # packets lo..hi are the rows of a strided view
+
+
+class _Indices:
+    """``0..n-1`` as a read-only intp array, cut from one cached arange (grown on
+    demand): an unchained batch's ``first`` at the cost of a slice, not an arange."""
+
+    __slots__ = ("values",)
+
+    def __init__(self) -> None:
+        self.values = np.arange(0, dtype=np.intp)
+
+    def __call__(self, n: int) -> np.ndarray:
+        if n > len(self.values):
+            values = np.arange(max(n, 2 * len(self.values), 1024), dtype=np.intp)
+            values.flags.writeable = False
+            self.values = values
+        return self.values[:n]
+
+
+#: ``indices(n)``: read-only ``np.arange(n)`` (intp), shared by every caller
+indices = _Indices()
 Pieces = list[tuple[int, int, int]]  # (slot, lo, hi) from ring_pieces
 
 
@@ -359,6 +380,13 @@ class _Queue:
     def size(self) -> int:
         """Ring size in slots."""
         return self.ring.size
+
+    @property
+    def buffer_size(self) -> int:
+        """Bytes each of this end's own buffers holds: the client's buffer size (its
+        ``buffer_size`` setting); 0 on the server, which owns no buffers (it reads and
+        fills those the client posts: see ``TxQueue.capacity``)."""
+        return self._buf_size
 
     def _fail(self, reason: str) -> int:
         self.fault = self.fault or reason

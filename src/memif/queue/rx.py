@@ -24,6 +24,7 @@ from ._common import (
     _Queue,
     _read_descs,
     byte_items,
+    indices,
     pieces,
     ring_pieces,
     row_index,
@@ -40,12 +41,16 @@ class RxBatch:
     """Packets received in one burst, as numpy arrays plus zero-copy views.
 
     ``lengths`` holds each packet's total length.  ``seg_region``, ``seg_offset`` and
-    ``seg_length`` describe every buffer, and ``first`` the index of each packet's
-    first buffer (``None`` when nothing is chained).  ``matrix``, when not None, is a
-    ``(count, max_length)`` zero-copy view of all packets (slot-contiguous fast path);
-    ``runs`` gives the same as one view per stretch of evenly spaced buffers (two when
-    the burst wraps the ring's end).  Views stay valid until the queue is refilled or
-    released.  Once the connection is gone, whatever reads the packets raises
+    ``seg_length`` describe every buffer, and :attr:`first` the index of each
+    packet's first buffer (``chained`` says whether any packet has more than one).
+    :attr:`runs` gives every packet as rows of 2-D arrays, :attr:`matrix` as one
+    ``(count, max_length)`` array and :meth:`headers` their first bytes: zero-copy
+    views of the shared buffers when they are evenly spaced (:attr:`is_view`), else
+    gathered copies.  None of them is ever None.
+
+    Views stay valid until the queue is refilled or released.  Used as a context
+    manager (``with rxq.receive(n) as rx:``), the batch refills its queue when the
+    block ends.  Once the connection is gone, whatever reads the packets raises
     :class:`~memif.NotConnectedError`; the counts and lengths stay readable.
     """
 
@@ -54,10 +59,12 @@ class RxBatch:
         "seg_region",
         "seg_offset",
         "seg_length",
-        "first",
+        "_first",
+        "_queue",
         "_regions",
         "_runs",
         "_runs_done",
+        "_copy",
         "_uniform_region",
         "_wrap",
         "_nbytes",
@@ -75,28 +82,56 @@ class RxBatch:
         wrap: int | None = None,
         runs: list[Run] | None = None,
         nbytes: int | None = None,
+        queue: RxQueue | None = None,
     ) -> None:
-        """``wrap``: index of the first packet past the ring's end (unchained bursts);
-        ``runs`` and ``nbytes``, when the queue knows them already."""
+        """``first``: each packet's first buffer, when any packet is chained (None:
+        one buffer each); ``wrap``: index of the first packet past the ring's end
+        (unchained bursts); ``runs`` and ``nbytes``, when the queue knows them already;
+        ``queue``: the queue the context manager refills."""
         self._regions = regions
+        self._queue = queue
         self._uniform_region = uniform_region
         self._wrap = wrap
         self.seg_region = seg_region
         self.seg_offset = seg_offset
         self.seg_length = seg_length
-        self.first = first
+        self._first = first
         self.lengths = seg_length if lengths is None else lengths
         self._runs = runs
         self._runs_done = runs is not None
+        self._copy: list[Run] | None = None  # runs gathered when no views are possible
         self._nbytes = nbytes
 
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def __enter__(self) -> RxBatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Refill the queue (every slot taken so far, as :meth:`RxQueue.refill`),
+        whether or not the block raised: the packets are consumed either way.  Nothing
+        to give back once the connection is gone, so then nothing is done."""
+        queue = self._queue
+        if queue is not None and queue.connected:
+            queue.refill()
+
     @property
     def count(self) -> int:
         """Number of packets."""
         return len(self.lengths)
+
+    @property
+    def chained(self) -> bool:
+        """True when some packet spans more than one buffer."""
+        return self._first is not None
+
+    @property
+    def first(self) -> np.ndarray:
+        """Index (intp) of each packet's first buffer in the ``seg_*`` arrays: ``0..n-1``
+        when nothing is chained (a read-only shared array, at no cost per burst)."""
+        first = self._first
+        return indices(len(self.lengths)) if first is None else first
 
     @property
     def nbytes(self) -> int:
@@ -115,23 +150,77 @@ class RxBatch:
         return self._uniform_region
 
     @property
-    def matrix(self) -> np.ndarray | None:
-        """Zero-copy ``(count, max_length)`` view, or None if buffers are not evenly spaced."""
-        runs = self.runs
-        return runs[0][2] if runs is not None and len(runs) == 1 else None
+    def runs(self) -> list[Run]:
+        """``(lo, hi, rows)``: packets ``lo..hi`` as the rows of a ``(hi - lo,
+        max_length)`` uint8 array, covering every packet in order ([] when none).
+
+        Zero-copy views of the shared buffers, one per stretch of evenly spaced
+        buffers (two when the burst wraps the ring's end), when :attr:`is_view`;
+        otherwise (chained, several regions, buffers anywhere) one run holding a
+        gathered copy of every packet, made on first use.  Bytes past a packet's
+        length are unspecified.
+        """
+        runs = self._view_runs()
+        if runs is not None:
+            return runs
+        if self._copy is None:
+            n = len(self)
+            self._copy = [(0, n, self.gather())] if n else []
+        return self._copy
 
     @property
-    def runs(self) -> list[Run] | None:
-        """``(lo, hi, view)``: packets ``lo..hi`` as the rows of a zero-copy
-        ``(hi - lo, max_length)`` view; None when chained, in several regions or
-        not evenly spaced."""
+    def is_view(self) -> bool:
+        """True when :attr:`runs` are views of the shared buffers (always, for an
+        empty batch), False when they are a copy."""
+        return self._view_runs() is not None or not len(self)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """Every packet as one ``(count, max_length)`` uint8 array: a zero-copy view
+        when :attr:`runs` is a single view, else a copy (made on each call)."""
+        runs = self.runs
+        if len(runs) == 1:
+            return runs[0][2]
+        if not runs:
+            return np.empty((0, 0), np.uint8)
+        return np.concatenate([rows for _, _, rows in runs])
+
+    def headers(self, width: int, out: np.ndarray | None = None) -> np.ndarray:
+        """The first ``width`` bytes of every packet as a ``(count, width)`` uint8 array.
+
+        A zero-copy view when the buffers allow it (one run of evenly spaced,
+        unchained buffers at least ``width`` long), else a copy: rows of a wrapped
+        burst moved run by run, chained packets from their first buffers when each
+        holds ``width`` bytes, else assembled (:meth:`gather`).  With ``out`` (at
+        least ``width`` columns) the rows are always copied into its first ``width``
+        columns and ``out`` is returned.  Bytes past a packet's length are
+        unspecified: mask with ``lengths`` when it matters.
+        """
+        if width < 0:
+            raise ConfigError(f"header width {width} must be 0 or more bytes")
+        runs = self._view_runs()
+        if runs is not None and runs and runs[0][2].shape[1] >= width:
+            if out is None:
+                if len(runs) == 1:
+                    return runs[0][2][:, :width]
+                out = np.empty((len(self), width), np.uint8)
+            for lo, hi, rows in runs:
+                out[lo:hi, :width] = rows[:, :width]
+            return out
+        first = self._first
+        if first is not None and len(first) and int(self.seg_length[first].min()) >= width:
+            return self.first_segments().gather(width, out)
+        return self.gather(width, out)
+
+    def _view_runs(self) -> list[Run] | None:
+        """The zero-copy runs, or None when the buffers do not allow them."""
         regions: Sequence[object] = self._regions  # check_live, inlined: read once per burst
         if regions and type(regions[0]) is Released:
             regions[0].fail()
         if not self._runs_done:
             self._runs_done = True
             n = len(self.lengths)
-            r = self.region if self.first is None and n else None
+            r = self.region if self._first is None and n else None
             if r is not None:
                 width = int(self.seg_length.max())
                 k = self._wrap
@@ -151,18 +240,19 @@ class RxBatch:
         ``lengths`` of the result are the first buffers' lengths; the views are the same
         shared memory.  For an unchained batch this is the batch itself.
         """
-        if self.first is None:
+        f = self._first
+        if f is None:
             return self
-        f = self.first
         return RxBatch(self._regions, self.seg_region[f], self.seg_offset[f], self.seg_length[f])
 
     def segments(self, i: int) -> list[np.ndarray]:
         """Zero-copy views of every buffer of packet ``i``."""
-        if self.first is None:
+        first = self._first
+        if first is None:
             lo, hi = i, i + 1
         else:
-            lo = int(self.first[i])
-            hi = int(self.first[i + 1]) if i + 1 < len(self.first) else len(self.seg_region)
+            lo = int(first[i])
+            hi = int(first[i + 1]) if i + 1 < len(first) else len(self.seg_region)
         return [
             self._regions[int(self.seg_region[k])][
                 int(self.seg_offset[k]) : int(self.seg_offset[k]) + int(self.seg_length[k])
@@ -198,10 +288,10 @@ class RxBatch:
         k, width = len(idx), rows.dtype.itemsize
         if k == 0:
             return
-        if self.first is not None:
+        if self._first is not None:
             rows[idx] = row_items(self.gather(width), width)[:k]
             return
-        runs = self.runs
+        runs = self._view_runs()
         if runs is not None and runs[0][2].shape[1] >= width:
             for lo, hi, view in runs:
                 hi = min(hi, k)
@@ -237,18 +327,19 @@ class RxBatch:
             out = np.zeros((n, width), np.uint8)
         if n == 0 or width == 0:
             return out
-        if self.first is None:
-            self.copy_into(row_items(out, width), np.arange(n))
+        first = self._first
+        if first is None:
+            self.copy_into(row_items(out, width), indices(n))
             return out
         seg_len = self.seg_length.astype(np.int64)
-        counts = np.diff(np.append(self.first, len(seg_len)))
+        counts = np.diff(np.append(first, len(seg_len)))
         begin = np.cumsum(seg_len) - seg_len
-        pos = begin - np.repeat(begin[self.first], counts)  # where each buffer goes
+        pos = begin - np.repeat(begin[first], counts)  # where each buffer goes
         row = np.repeat(np.arange(n), counts)
         keep = pos < width  # never assemble more than width bytes
         short = np.flatnonzero(keep & (seg_len < SHORT_PIECE))
         if len(short):
-            self._scatter_short(out, short, row[short] * width + pos[short])
+            self._scatter_short(out, short, row[short] * out.shape[1] + pos[short])
         long = np.flatnonzero(keep & (seg_len >= SHORT_PIECE))
         if len(long):
             regions = self._regions
@@ -281,7 +372,12 @@ class RxBatch:
 
 
 class RxQueue(_Queue):
-    """The consumer end of a ring: ``rx_burst``, then ``refill`` to give slots back.
+    """The consumer end of a ring: ``rx_burst``, then ``refill`` to give slots back,
+    or both in one block::
+
+        with rxq.receive(256) as rx:    # the packets: views into shared memory
+            handle(rx.headers(14), rx.lengths)
+        # the slots went back to the producer here
 
     A master receives on S2M rings and releases by moving ``tail``; a slave receives
     on M2S rings and refills by posting its buffers again and moving ``head``.
@@ -377,10 +473,23 @@ class RxQueue(_Queue):
         produced = self.ring.head if self.is_master else self.ring.tail
         return 0 if produced == self._chain_wait else self.pending()
 
+    def receive(self, max_packets: int = 256) -> RxBatch:
+        """:meth:`rx_burst`, for a ``with`` block that refills when it ends::
+
+            with rxq.receive(64) as rx:
+                ...  # read rx.runs, rx.matrix, rx.headers(n), rx[i]
+            # refilled here, also when the block raised (the packets are consumed)
+
+        Do not keep views of the packets past the block.  Zero-copy receive
+        (:meth:`refill_from`) posts its own buffers: use :meth:`rx_burst` there.
+        """
+        return self.rx_burst(max_packets)
+
     def rx_burst(self, max_packets: int = 256) -> RxBatch:
         """Take up to ``max_packets`` packets; bad ones are dropped and counted.
 
-        The returned views point into shared memory until :meth:`refill`.
+        The returned views point into shared memory until :meth:`refill` (or the end
+        of a ``with`` block on the batch, as :meth:`receive` shows).
         """
         ring = self.ring
         produced = ring.head if self.is_master else ring.tail
@@ -427,6 +536,7 @@ class RxQueue(_Queue):
                     wrap=wrap,
                     runs=self._layout_runs(w_region, offset, w_length, pieces),
                     nbytes=n * w_length,
+                    queue=self,
                 )
         flags = recs["flags"]
         if flags.any() and (flags & wire.DESC_FLAG_NEXT).any():
@@ -441,7 +551,7 @@ class RxQueue(_Queue):
             wrap = None  # packets are no longer slots
         self.stats.packets += len(length)
         self.stats.bytes += int(length.sum()) if len(length) else 0
-        return RxBatch(self._regions, region, offset, length, wrap=wrap)
+        return RxBatch(self._regions, region, offset, length, wrap=wrap, queue=self)
 
     def _layout_runs(
         self, region: int, offset: np.ndarray, width: int, pieces: Pieces
@@ -502,7 +612,7 @@ class RxQueue(_Queue):
             first = (np.cumsum(seg_counts) - seg_counts).astype(np.intp)
         self.stats.packets += len(lengths)
         self.stats.bytes += int(lengths.sum()) if len(lengths) else 0
-        return RxBatch(self._regions, region, offset, length, first, lengths)
+        return RxBatch(self._regions, region, offset, length, first, lengths, queue=self)
 
     def _count_bad(
         self, region: np.ndarray, offset: np.ndarray, length: np.ndarray, bad: np.ndarray
@@ -514,7 +624,7 @@ class RxQueue(_Queue):
         self.stats.count("bad_offset", int((bad & ~no_region & ~zero).sum()))
 
     def _empty(self) -> RxBatch:
-        return RxBatch(self._regions, _EMPTY_U16, _EMPTY_U32, _EMPTY_U32)
+        return RxBatch(self._regions, _EMPTY_U16, _EMPTY_U32, _EMPTY_U32, queue=self)
 
     def refill(self) -> int:
         """Give every taken slot back to the producer; returns how many.

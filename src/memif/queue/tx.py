@@ -32,16 +32,32 @@ from ._common import (
 class TxBatch:
     """Buffers in shared memory handed out by :meth:`TxQueue.alloc`, to fill in place.
 
-    ``runs`` lists ``(lo, hi, view)``: packets ``lo..hi`` go to the rows of a zero-copy
-    ``(hi - lo, capacity)`` uint8 view, one run per stretch of evenly spaced buffers
-    (two when the batch wraps the ring's end); None when the buffers lie anywhere.
-    ``buffers`` is the one view of a single-run batch (always the case on a slave
-    unless ``alloc(wrap=True)`` wrapped), else None: then use :meth:`buffer` or
-    :meth:`fill`.  Once the connection is gone, :meth:`buffer`, :meth:`fill` and
-    :meth:`copy_from` raise :class:`~memif.NotConnectedError`.
+    :attr:`buffers` is a ``(count, capacity)`` uint8 array to write the packets into,
+    :attr:`runs` the same as ``(lo, hi, rows)`` pieces: views of the shared buffers
+    when they are evenly spaced (:attr:`is_view`), else a staging array that
+    publishing (:meth:`commit`, :meth:`TxQueue.tx_burst`) writes into the buffers.
+    Neither is ever None.  Once ``buffers`` handed out a staging array, every write
+    (``runs``, :meth:`buffer`, :meth:`fill`, :meth:`copy_from`) goes through it.
+
+    As a context manager (``with txq.reserve(n) as tx:``) the batch publishes when
+    the block ends: see :meth:`__exit__`.  Once the connection is gone,
+    :meth:`buffer`, :meth:`fill`, :meth:`copy_from` and publishing raise
+    :class:`~memif.NotConnectedError`.
     """
 
-    __slots__ = ("start", "count", "capacity", "runs", "buffers", "_regions", "_region", "_offset")
+    __slots__ = (
+        "start",
+        "count",
+        "capacity",
+        "lengths",
+        "_runs",
+        "_staging",
+        "published",
+        "_queue",
+        "_regions",
+        "_region",
+        "offsets",
+    )
 
     def __init__(
         self,
@@ -51,32 +67,113 @@ class TxBatch:
         region: np.ndarray | int,
         offset: np.ndarray,
         runs: list[Run] | None,
+        queue: TxQueue | None = None,
     ) -> None:
+        """``runs``: the buffers as strided views, when they are evenly spaced (None:
+        anywhere); ``queue``: the queue :meth:`commit` publishes on."""
         self.start = start
         self.count = len(offset)
         self.capacity = capacity
-        self.runs = runs
-        self.buffers = runs[0][2] if runs is not None and len(runs) == 1 else None
+        #: what :meth:`commit` and a ``with`` block's end publish: one length for every
+        #: packet or one per buffer (None until the caller sets it)
+        self.lengths: np.ndarray | int | None = None
+        self._runs = runs
+        self._staging: np.ndarray | None = None
+        #: True once :meth:`commit` or :meth:`TxQueue.tx_burst` published the batch
+        self.published = False
+        self._queue = queue
         self._regions = regions
         self._region = region
-        self._offset = offset
+        #: offset of each buffer in its region
+        self.offsets = offset
 
     def __len__(self) -> int:
         return self.count
 
-    def buffer(self, i: int) -> np.ndarray:
-        """Zero-copy view of slot ``i``'s buffer (``capacity`` bytes)."""
+    def __enter__(self) -> TxBatch:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        """End of a ``with`` block: publish unless something says not to.
+
+        - the block raised: nothing more is published (the buffers stay free and the
+          next :meth:`TxQueue.reserve` hands them out again); the exception goes on;
+        - :meth:`commit` (or ``tx_burst``) ran in the block: nothing more;
+        - else, with :attr:`lengths` set: all :attr:`count` buffers are published;
+        - else nothing is (a batch whose lengths were never said is not sent).
+        """
+        if exc_type is None and not self.published and self.lengths is not None:
+            self.commit()
+
+    def commit(
+        self,
+        count: int | None = None,
+        *,
+        lengths: np.ndarray | int | None = None,
+        flags: np.ndarray | None = None,
+    ) -> int:
+        """Publish the first ``count`` buffers (all by default), as
+        :meth:`TxQueue.tx_burst` does, with ``lengths`` (default :attr:`lengths`);
+        returns how many.  Once per batch."""
+        queue = self._queue
+        if queue is None:
+            raise ConfigError("this batch belongs to no queue: publish it with tx_burst")
+        if self.published:
+            raise ConfigError("this batch was already published: reserve another")
+        lengths = self.lengths if lengths is None else lengths
+        if lengths is None:
+            raise ConfigError("commit needs the packets' lengths: pass lengths= or set .lengths")
+        return queue.tx_burst(self, lengths, count, flags)
+
+    @property
+    def is_view(self) -> bool:
+        """True when :attr:`buffers` are the shared buffers themselves (one run of evenly
+        spaced buffers), False when writes go to a staging array until publishing."""
+        runs = self._runs
+        return self._staging is None and runs is not None and len(runs) == 1
+
+    @property
+    def buffers(self) -> np.ndarray:
+        """The buffers as one ``(count, capacity)`` uint8 array to fill in place: a
+        zero-copy view when :attr:`is_view`, else a staging array (zeroed, made on
+        first use) that publishing writes into the buffers."""
+        staging = self._staging
+        if staging is not None:
+            return staging
+        runs = self._runs
+        if runs is not None and len(runs) == 1:
+            return runs[0][2]
         check_live(self._regions)
+        staging = self._staging = np.zeros((self.count, self.capacity), np.uint8)
+        return staging
+
+    @property
+    def runs(self) -> list[Run]:
+        """``(lo, hi, rows)``: buffers ``lo..hi`` as the rows of a ``(hi - lo, capacity)``
+        uint8 array, covering every buffer: one view per stretch of evenly spaced
+        buffers (two when the batch wraps the ring's end), else the staging
+        :attr:`buffers` as one run."""
+        runs = self._runs
+        if self._staging is None and runs is not None:
+            return runs
+        return [(0, self.count, self.buffers)]
+
+    def buffer(self, i: int) -> np.ndarray:
+        """Zero-copy view of slot ``i``'s buffer (``capacity`` bytes), or its staging row."""
+        check_live(self._regions)
+        if self._staging is not None:
+            row: np.ndarray = self._staging[i]
+            return row
         return self._view(i)
 
     def _view(self, i: int) -> np.ndarray:
-        """:meth:`buffer` of a batch known to be live."""
-        if self.runs is not None:
-            for lo, hi, view in self.runs:
+        """The shared buffer of slot ``i``, in a batch known to be live."""
+        if self._runs is not None:
+            for lo, hi, view in self._runs:
                 if i < hi:
                     row: np.ndarray = view[i - lo]
                     return row
-        off = int(self._offset[i])
+        off = int(self.offsets[i])
         r = self._region if isinstance(self._region, int) else int(self._region[i])
         buf: np.ndarray = self._regions[r][off : off + self.capacity]
         return buf
@@ -92,21 +189,39 @@ class TxBatch:
         k, width = len(idx), rows.dtype.itemsize
         if width > self.capacity:
             raise ConfigError(f"rows of {width} bytes do not fit buffers of {self.capacity}")
-        if self.runs is not None:
-            for lo, hi, view in self.runs:
+        runs = self._runs if self._staging is None else [(0, self.count, self._staging)]
+        if runs is not None:
+            for lo, hi, view in runs:
                 hi = min(hi, k)
                 if hi > lo:
                     row_items(view, width)[: hi - lo] = rows[idx[lo:hi]]
             return
         if k:
-            self.fill(rows[idx].view(np.uint8).reshape(k, width))
+            self._write(rows[idx].view(np.uint8).reshape(k, width))
 
     def fill(self, data: np.ndarray) -> None:
         """Copy a ``(count, width)`` array into the buffers (vectorized scatter)."""
         check_live(self._regions)
+        staging = self._staging
+        if staging is not None:
+            staging[: len(data), : data.shape[1]] = data
+            return
+        self._write(data)
+
+    def flush(self, count: int, width: int) -> None:
+        """Write the first ``count`` rows of the staging :attr:`buffers` (``width``
+        bytes each) into the shared buffers; nothing to do when there is no staging
+        array.  Publishing calls it."""
+        staging = self._staging
+        if staging is not None:
+            check_live(self._regions)
+            self._write(staging[:count, : min(width, self.capacity)])
+
+    def _write(self, data: np.ndarray) -> None:
+        """:meth:`fill` straight into the shared buffers."""
         width = data.shape[1]
-        if self.runs is not None:
-            for lo, hi, view in self.runs:
+        if self._runs is not None:
+            for lo, hi, view in self._runs:
                 hi = min(hi, len(data))
                 if hi > lo:
                     view[: hi - lo, :width] = data[lo:hi]
@@ -126,7 +241,7 @@ class TxBatch:
         r: int
         for r in [cast(int, region)] if uniform else np.unique(region).tolist():
             rows = slice(0, len(data)) if uniform else np.flatnonzero(region == r)
-            offsets = self._offset[rows]
+            offsets = self.offsets[rows]
             grid = row_index(self._regions[r], offsets, width)
             if grid is not None:  # whole rows of one grid: one row scatter
                 row_items(grid[0], width)[grid[1]] = row_items(data, width)[rows]
@@ -136,7 +251,12 @@ class TxBatch:
 
 
 class TxQueue(_Queue):
-    """The producer end of a ring: ``alloc`` buffers, fill them, ``tx_burst``.
+    """The producer end of a ring: ``alloc`` buffers, fill them, ``tx_burst``; or in
+    one block, published when it ends (nothing is, if it raises)::
+
+        with txq.reserve(64) as tx:      # up to 64 buffers, fewer when the ring is full
+            tx.buffers[:, :60] = frame   # fill in place
+            tx.lengths = 60              # one length for all, or one per buffer
 
     A slave transmits on S2M rings into its own buffers and moves ``head``; a master
     transmits on M2S rings into the buffers the slave posted and moves ``tail``.
@@ -166,11 +286,35 @@ class TxQueue(_Queue):
             return self._fail("ring counter out of range")
         return n if self.is_master else ring.size - n
 
+    @property
+    def capacity(self) -> int:
+        """Bytes the next buffer :meth:`alloc` hands out holds: :attr:`buffer_size` on
+        the client; on the server the length the client posted with the next free
+        slot, as checked by :meth:`alloc` (0 when it posted none, or a bad one)."""
+        if not self.is_master:
+            self._live()
+            return self._buf_size
+        return self.alloc(1).capacity
+
+    def reserve(self, count: int, *, wrap: bool = False) -> TxBatch:
+        """:meth:`alloc`, for a ``with`` block that publishes when it ends::
+
+            with txq.reserve(64) as tx:
+                tx.buffers[: tx.count, :60] = frames
+                tx.commit(k, lengths=60)  # publish the first k now (optional)
+            # without commit: all tx.count published with tx.lengths, if set
+
+        An exception in the block publishes nothing more; a batch left without
+        ``lengths`` and never committed is not sent (see :meth:`TxBatch.__exit__`).
+        """
+        return self.alloc(count, wrap=wrap)
+
     def alloc(self, count: int, *, wrap: bool = False) -> TxBatch:
         """Hand out up to ``count`` slot buffers.
 
         One contiguous run of the ring (it stops at the ring's end), or with ``wrap`` as
-        many as are free, across the end (then ``buffers`` is None: use ``runs``).
+        many as are free, across the end (then ``runs`` has two views, and ``buffers``
+        is a staging array).
         """
         ring = self.ring
         free = self.free_slots()  # checks the counters (faults when impossible)
@@ -191,6 +335,7 @@ class TxQueue(_Queue):
             self._buf_region,
             slot_values(cast(np.ndarray, self._buf_offsets), pieces, copy=False),
             None if layout is None else layout.runs(pieces, self._buf_size),
+            self,
         )
 
     def _alloc_posted(self, start: int, pieces: Pieces) -> TxBatch:
@@ -221,7 +366,7 @@ class TxQueue(_Queue):
                     self._layout = SlotLayout.learn(
                         self._regions[r], r, ring.size, at, int(offset[lo]), stride
                     )
-        return TxBatch(start, cap, self._regions, region[:n], offset[:n], runs)
+        return TxBatch(start, cap, self._regions, region[:n], offset[:n], runs, self)
 
     def _alloc_known_layout(self, start: int, pieces: Pieces) -> TxBatch | None:
         """Master: the posted slots as rows of the learned layout, or None."""
@@ -241,7 +386,8 @@ class TxQueue(_Queue):
         if cap == 0:
             return None
         offset = slot_values(layout.offsets, pieces, copy=False)  # ours: a view will do
-        return TxBatch(start, cap, self._regions, layout.region, offset, layout.runs(pieces, cap))
+        runs = layout.runs(pieces, cap)
+        return TxBatch(start, cap, self._regions, layout.region, offset, runs, self)
 
     def tx_burst(
         self,
@@ -254,10 +400,13 @@ class TxQueue(_Queue):
 
         ``lengths`` is one int for all or an array; ``flags`` (DESC_FLAG_NEXT) marks
         chained slots.  Kicks the eventfd once unless the consumer masked it.
+        A batch whose :attr:`~TxBatch.buffers` is a staging array is written into
+        its buffers first.
         """
         n = batch.count if count is None else count
         if n == 0:
             self._live()
+            batch.published = True
             return 0
         ring = self.ring
         one = isinstance(lengths, int | np.integer)
@@ -265,18 +414,22 @@ class TxQueue(_Queue):
             if not 0 < lengths <= batch.capacity:
                 raise ConfigError(f"length {lengths} must be 1..{batch.capacity}")
             nbytes = int(lengths) * n
+            width = int(lengths)
         else:
             lengths = np.asarray(lengths)[:n]
-            if int(lengths.max()) > batch.capacity or int(lengths.min()) <= 0:
+            width = int(lengths.max())
+            if width > batch.capacity or int(lengths.min()) <= 0:
                 raise ConfigError(f"lengths must be 1..{batch.capacity}")
             nbytes = int(lengths.sum())
+        batch.flush(n, width)
+        batch.published = True
         for at, lo, hi in ring_pieces(batch.start, n, ring.size):
             end = at + hi - lo
             ring.d_length[at:end] = lengths if one else cast(np.ndarray, lengths)[lo:hi]
             ring.d_flags[at:end] = 0 if flags is None else flags[lo:hi]
             if not self.is_master and self._rewrite_desc:
                 ring.d_region[at:end] = self._buf_region
-                ring.d_offset[at:end] = batch._offset[lo:hi]
+                ring.d_offset[at:end] = batch.offsets[lo:hi]
         if self.is_master:
             ring.tail = batch.start + n
         else:
@@ -432,7 +585,7 @@ class TxQueue(_Queue):
             pos = plan[-1][2]
         offsets = cast(np.ndarray, self._buf_offsets)  # a slave's, always set
         for j, (slot, lo, hi) in enumerate(plan):
-            slot._view(0)[: hi - lo] = data[lo:hi]
+            slot.buffer(0)[: hi - lo] = data[lo:hi]
             s = (start + j) & ring.mask
             ring.d_length[s] = hi - lo
             ring.d_flags[s] = wire.DESC_FLAG_NEXT if j < len(plan) - 1 else 0

@@ -11,17 +11,8 @@ from ..queue import RxBatch, TxQueue
 
 
 def heads(batch: RxBatch, width: int, out: np.ndarray | None = None) -> np.ndarray:
-    """The first ``width`` bytes of every packet, one row each (``RxBatch.gather``),
-    vectorized even when packets are chained.
-
-    A chained packet's header sits in its first buffer: when every first buffer holds at
-    least ``width`` bytes, the first buffers are gathered as one batch of unchained packets
-    (else ``gather`` assembles the packets one by one).
-    """
-    first = batch.first
-    if first is not None and len(first) and batch.seg_length[first].min() >= width:
-        batch = batch.first_segments()
-    return batch.gather(width, out)
+    """``batch.headers(width, out)``: kept until the monitor calls it directly."""
+    return batch.headers(width, out)
 
 
 def swap_macs(frames: np.ndarray, rows: Any = slice(None)) -> None:
@@ -47,11 +38,9 @@ def echo_burst(batch: RxBatch, q: TxQueue, *, swap: bool) -> int:
     packet is larger than ``q``'s buffers (the rest are the caller's); 0 for a chained batch.
     """
     n = len(batch)
-    if not n or batch.first is not None:
+    if not n or batch.chained:
         return 0
-    rows = batch.matrix
-    if rows is None:  # buffers not evenly spaced: one vectorized gather
-        rows = batch.gather()
+    rows = batch.matrix  # a view, or one vectorized gather when buffers lie anywhere
     done = 0
     while done < n:
         tb = q.alloc(n - done)
@@ -62,16 +51,10 @@ def echo_burst(batch: RxBatch, q: TxQueue, *, swap: bool) -> int:
         width = int(lengths.max())
         if width > tb.capacity:
             break
-        part = rows[done : done + k, :width]
-        if tb.buffers is None:
-            out = part.copy()
-        else:
-            out = tb.buffers[:k]
-            out[:, :width] = part
+        out = tb.buffers
+        out[:, :width] = rows[done : done + k, :width]
         if swap:
             swap_macs(out, slice(None) if int(lengths.min()) >= 12 else lengths >= 12)
-        if tb.buffers is None:
-            tb.fill(out)
         q.tx_burst(tb, lengths)
         done += k
     return done
@@ -84,7 +67,7 @@ def send_fitting(q: TxQueue, pkts: list[np.ndarray]) -> int:
     """
     if not pkts:
         return 0
-    cap = q.alloc(1).capacity
+    cap = q.capacity
     if not cap:
         return 0
     nseg = np.cumsum([-(-len(p) // cap) for p in pkts])

@@ -223,7 +223,7 @@ class MemifPort:
         # The usual case: every slot came back, unchained, with the buffer lent to it.
         if (
             len(batch) == consumed
-            and batch.first is None
+            and not batch.chained
             and batch.region == self.region
             and np.array_equal(batch.seg_offset, self._posted_at[qid][slots])
             and int(batch.lengths.max()) <= pool.data_size
@@ -245,7 +245,7 @@ class MemifPort:
         the lent buffers not kept go back to the pool."""
         pool = self.switch.pool
         idx = np.empty(0, INDEX)
-        if batch.first is not None:  # each frame must fit the one buffer posted for it
+        if batch.chained:  # each frame must fit the one buffer posted for it
             self._rx_drop(node, "zero-copy-chained", len(batch))
         elif len(batch):
             idx = pool.index_of(batch.seg_offset)

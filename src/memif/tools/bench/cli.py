@@ -29,7 +29,7 @@ the packet's sequence number as a little-endian u64.
 What the Python receiver does for every burst (:func:`receive_loop`)::
 
     batch = rx.rx_burst(burst)
-    rows = batch.matrix  (or batch.gather(width=50) when the buffers are not evenly spaced)
+    rows = batch.matrix                      # a view (a copy when the burst wrapped the ring)
     s = rows[:, 42:50].view(u64).sum()       # reads the sequence number of every packet
     check that the burst holds exactly next_seq, next_seq+1, ... (sum and last value)
     rx.refill()

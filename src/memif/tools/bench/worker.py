@@ -109,12 +109,8 @@ def receive_loop(rx: Any, frame: int, burst: int, ctl: memoryview, copy: bool = 
         n = len(batch)
         if not n:
             continue
-        if private is not None:
-            rows = batch.gather(frame, private)
-        else:
-            rows = batch.matrix
-            if rows is None:
-                rows = batch.gather(SEQ_END)
+        # a view of the buffers (a copy when the burst wrapped the ring), or private memory
+        rows = batch.matrix if private is None else batch.gather(frame, private)
         seq = rows[:n, SEQ_OFFSET:SEQ_END].view(np.uint64)
         total = int(seq.sum())
         last = int(seq[n - 1, 0])
@@ -176,7 +172,7 @@ def worker_main(
                 receive_loop(iface.rx_queues[0], frame, burst, ctl, copy=rx_read == "copy")
             else:
                 tx = iface.tx_queues[0]
-                if tx.alloc(1).buffers is None:
+                if not tx.alloc(1).is_view:
                     raise RuntimeError("transmit buffers are not one strided view")
                 ctl[PEER_POLLING] = int(bool(tx.ring.flags & wire.RING_FLAG_MASK_INT))
                 ctl[TX_READY] = 1

@@ -37,8 +37,10 @@ class Echo:
         self.iface = iface
         self.rxq = iface.rx_queues[0]
         self.txq = iface.tx_queues[0]
-        self.batch: RxBatch | None = None
-        self.rows: np.ndarray | None = None
+        self.batch: RxBatch | None = None  # the burst being echoed, held until all went out
+        self.rows = np.empty((0, 0), np.uint8)  # its buffers, one row each
+        self.first = self.ends = np.empty(0, np.int64)  # its frames' first and end buffers
+        self.seg_len = np.empty(0, np.uint32)
         self.next = 0
         self.packets = 0
         self.bytes = 0
@@ -50,39 +52,39 @@ class Echo:
 
     def step(self) -> int:
         """Echo what can be echoed now; returns how many frames went out."""
-        if self.batch is None:
+        batch = self.batch
+        if batch is None:
             batch = self.rxq.rx_burst(BURST)
             if not batch.count:
                 return 0
             self._hold(batch)
-        sent = self._send()
-        if self.next == self.batch.count:
-            self.batch = self.rows = None
+        sent = self._send(batch)
+        if self.next == batch.count:
+            self.batch = None
             self.rxq.refill()
         return sent
 
     def _hold(self, batch: RxBatch) -> None:
         self.batch = batch
-        n, nseg = batch.count, len(batch.seg_length)
-        self.first = np.arange(n) if batch.first is None else batch.first.astype(np.int64)
-        self.ends = np.append(self.first[1:], nseg)
+        self.first = batch.first.astype(np.int64)
+        self.ends = np.append(self.first[1:], len(batch.seg_length))
         self.seg_len = batch.seg_length
         self.rows = segment_rows(self.iface, batch, int(batch.seg_length.max()))
         self.next = 0
 
-    def _send(self) -> int:
-        txq, batch, i = self.txq, self.batch, self.next
+    def _send(self, batch: RxBatch) -> int:
+        txq, i = self.txq, self.next
         a = int(self.first[i])
         total = len(self.seg_len) - a
         free = txq.free_slots()
         if free == 0:
             return 0
         tx = txq.alloc(min(total, free))
-        if tx.count and (tx.buffers is None or int(self.seg_len[a:].max()) > tx.capacity):
-            return self._send_one(i)
+        if tx.count and int(self.seg_len[a:].max()) > tx.capacity:
+            return self._send_one(batch, i)
         fit = int(np.searchsorted(self.ends[i:] - a, tx.count, side="right"))
         if fit == 0:
-            return self._send_one(i) if tx.count else 0  # a chain across the ring's end
+            return self._send_one(batch, i) if tx.count else 0  # a chain across the ring's end
         b = int(self.ends[i + fit - 1])
         lengths = self.seg_len[a:b]
         dst = tx.buffers
@@ -97,9 +99,9 @@ class Echo:
         self.bytes += int(batch.lengths[i : i + fit].sum())
         return fit
 
-    def _send_one(self, i: int) -> int:
+    def _send_one(self, batch: RxBatch, i: int) -> int:
         """One frame on the copying path (a chain across the ring's end, odd buffers)."""
-        frame = np.array(self.batch[i])
+        frame = np.array(batch[i])
         swap_macs(frame)
         if not send_fitting(self.txq, [frame]):
             return 0

@@ -124,11 +124,7 @@ def segment_rows(iface: Interface, batch: RxBatch, width: int) -> np.ndarray:
     when the buffers are evenly spaced, else one vectorized gather (bytes past a buffer's
     length are unspecified)."""
     regions = [r.array for r in iface.regions]
-    segs = RxBatch(regions, batch.seg_region, batch.seg_offset, batch.seg_length)
-    rows = segs.matrix
-    if rows is not None and rows.shape[1] >= width:
-        return rows[:, :width]
-    return segs.gather(width)
+    return RxBatch(regions, batch.seg_region, batch.seg_offset, batch.seg_length).headers(width)
 
 
 # ---------------------------------------------------------------------- generator and checker
@@ -191,15 +187,9 @@ class Client:
         segidx = segidx[:nseg]
         lengths = bank.seg_len[segidx]
         stamps = seq_bytes(seq[:fit])
-        bufs = tx.buffers
-        if bufs is not None:
-            copy_rows(bufs, bank.rows[segidx], lengths)
-            bufs[starts[:fit], SEQ_AT : SEQ_AT + 4] = stamps
-        else:  # buffers not evenly spaced: slot by slot
-            for j in range(nseg):
-                tx.buffer(j)[: lengths[j]] = bank.rows[segidx[j], : lengths[j]]
-            for f in range(fit):
-                tx.buffer(int(starts[f]))[SEQ_AT : SEQ_AT + 4] = stamps[f]
+        bufs = tx.buffers  # a view, or staging that tx_burst writes out
+        copy_rows(bufs, bank.rows[segidx], lengths)
+        bufs[starts[:fit], SEQ_AT : SEQ_AT + 4] = stamps
         txq.tx_burst(tx, lengths, nseg, bank.seg_flags[segidx])
         self._sent(int(bank.sizes[slots[:fit]].sum()), fit)
         return fit
@@ -222,8 +212,7 @@ class Client:
     def check(self, batch: RxBatch) -> None:
         """Compare every frame of ``batch`` with what was sent under its number."""
         c, bank = self.c, self.rx_bank
-        n, nseg = batch.count, len(batch.seg_length)
-        first = np.arange(n) if batch.first is None else batch.first
+        n, nseg, first = batch.count, len(batch.seg_length), batch.first
         rows = segment_rows(self.iface, batch, max(HEADER, int(batch.seg_length.max())))
         head = rows[first, :HEADER]
         seq = np.ascontiguousarray(head[:, SEQ_AT : SEQ_AT + 4]).view(">u4").ravel()

@@ -21,7 +21,7 @@ all little-endian::
 Hot paths handle whole bursts with numpy: the frame template is written into every buffer of a
 burst with one assignment (once per ring slot only, as a client: its buffers are its own), and
 sequence numbers and stamps are written through ``uint64`` views of the burst matrix; receive
-reads the header columns of ``RxBatch.matrix`` (or a vectorized ``gather``). Jumbo frames go
+reads the header columns of ``RxBatch.headers`` (a view, or a vectorized gather). Jumbo frames go
 out as buffer chains: a fixed size with one vectorized write per segment, a size mix containing
 jumbo frames with ``TxQueue.send`` per packet.
 

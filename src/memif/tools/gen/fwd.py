@@ -83,11 +83,8 @@ class Generator:
             sent = self._tx_chained(st, n, batch.capacity) if f.fixed else self._tx_slow(st, n)
         else:
             width = f.max_size
-            rows = batch.buffers
-            if rows is None:
-                rows = np.empty((m, width), np.uint8)
-                rows[:] = f.template
-            elif st.primed is None:
+            rows = batch.buffers  # a view, or staging that tx_burst writes out
+            if st.primed is None or not batch.is_view:
                 rows[:m, :width] = f.template
             else:
                 s = batch.start & q.ring.mask
@@ -101,8 +98,6 @@ class Generator:
                 heads, lengths = f.mixed(st.sent, m)
                 rows[:m, : f.hdr] = heads
             f.stamp(rows, m, st.sid << STREAM_SHIFT | st.sent, time.monotonic_ns())
-            if batch.buffers is None:
-                batch.fill(rows)
             sent = q.tx_burst(batch, lengths)
         st.sent += sent
         return sent
@@ -133,13 +128,11 @@ class Generator:
         if not m:  # less than one chain before the ring's end: send one across it
             return self._tx_slow(st, 1)
         slots = m * k
-        rows = batch.buffers if batch.buffers is not None else np.empty((slots, cap), np.uint8)
+        rows = batch.buffers
         for j in range(k):
             lo, ln = j * cap, int(seg_len[j])
             rows[j:slots:k, :ln] = f.template[lo : lo + ln]
         f.stamp(rows[0:slots:k], m, st.sid << STREAM_SHIFT | st.sent, time.monotonic_ns())
-        if batch.buffers is None:
-            batch.fill(rows)
         q.tx_burst(batch, np.tile(seg_len, m), count=slots, flags=np.tile(seg_flags, m))
         return m
 
@@ -196,9 +189,7 @@ class Generator:
         n = len(batch)
         swap = self.mode == "macswap"
         done = echo_burst(batch, q, swap=swap)
-        if done < n and (
-            batch.first is not None or int(batch.lengths[done:].max()) > q.alloc(1).capacity
-        ):
+        if done < n and (batch.chained or int(batch.lengths[done:].max()) > q.capacity):
             pkts = []  # chained or bigger than the peer's buffers: frame by frame
             for i in range(done, n):
                 p = np.array(batch[i])

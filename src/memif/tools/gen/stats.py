@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from ...queue import RxBatch
-from ..burst import heads
 from .frames import HDR_LEN, MAGIC, SEQ_MASK, STREAM_SHIFT, Frames
 
 _U32 = np.dtype("<u4")
@@ -136,12 +135,7 @@ class Analyzer:
         n = len(batch)
         f = self.f
         end = f.hdr + HDR_LEN
-        rows = batch.matrix
-        if rows is None:
-            rows = heads(batch, end)
-        if rows.shape[1] < end:
-            self.foreign += n
-            return
+        rows = batch.headers(end)  # a view of the buffers, or one gather
         ours = rows[:, f.hdr : f.hdr + 4].view(_U32)[:, 0] == MAGIC
         if batch.lengths.min() < end:
             ours &= batch.lengths >= end
