@@ -208,8 +208,10 @@ class Lab:
     def others_untouched(self) -> None:
         assert self.healthy_srv.connected and self.healthy_srv.connect_count == 1
         assert self.healthy_srv.local_disc_reason == self.healthy_srv.remote_disc_reason == ""
-        conns = list(self.ss._conns.values())
-        assert len(conns) == 1 and conns[0] is self.healthy_srv._conn
+        conns = self.ss.connections()
+        assert len(conns) == 1 and conns[0].interface is self.healthy_srv
+        assert conns[0].phase == "connected"
+        assert conns[0].fd == self.healthy_srv.details().control_fd
 
     def fresh_client(self, if_id: int = 0) -> None:
         """A real client connects on ``if_id``, exchanges packets and leaves."""
@@ -602,7 +604,7 @@ def test_peer_leaves_at_every_step(lab: Lab, stage: int, how: str) -> None:
             assert peer.next() is None  # closed, and nothing answers a DISCONNECT
             assert len(peer.frames) == answered
         peer.close()
-        lab.drive(lambda: len(lab.ss._conns) == 1)
+        lab.drive(lambda: len(lab.ss.connections()) == 1)
     finally:
         kit.close()
     reason = f"leaving at {stage}" if how == "DISCONNECT" else "connection closed by peer"
@@ -644,7 +646,7 @@ def test_silent_peer_is_dropped_at_the_handshake_timeout(stage: int) -> None:
         for _ in range(3):  # the server's timers are checked at every poll of a round
             lab.traffic()
             peer.pump()
-        assert not peer.eof and lab.ss._pending() == 1
+        assert not peer.eof and lab.ss.pending_count == 1
         clock.now = start + 0.3
         lab.drive(lambda: (peer.pump(), peer.eof)[1], 30.0)
         assert peer.frames[-1] == wire.encode(Disconnect("handshake timeout"))
@@ -670,7 +672,7 @@ def test_flood_of_unfinished_handshakes() -> None:
         for _ in range(8):
             peers.append(Peer(lab))  # each got HELLO
         assert play(peers[1], kit, SETUP[:3], lab) == Ack()  # one gets as far as holding fds
-        assert len(lab.ss._conns) == 9 and lab.ss._pending() == 8
+        assert len(lab.ss.connections()) == 9 and lab.ss.pending_count == 8
         for _ in range(5):  # the ninth and later are refused at once, with a reason
             extra = Peer(lab, hello=False)
             assert extra.reply() == Disconnect("too many pending connections")
@@ -687,7 +689,7 @@ def test_flood_of_unfinished_handshakes() -> None:
                 lab.traffic()
                 for p in peers:
                     p.pump()
-            assert not any(p.eof for p in peers) and lab.ss._pending() == 8
+            assert not any(p.eof for p in peers) and lab.ss.pending_count == 8
             assert client.remote_disc_reason == "too many pending connections"
             clock.now = start + 0.5
 
@@ -1050,14 +1052,14 @@ def _random_sequence(lab: Lab, prefix: int, tail: list[tuple[bytes, list[str]]])
             if isinstance(msg, Connected):
                 event("connected")
         if not peer.eof:
-            [conn] = [c for c in lab.ss._conns.values() if c.interface is not lab.healthy_srv]
-            assert conn.channel.phase in (Phase.HANDSHAKE, Phase.CONNECTED)
-            assert lab.target.connected == (conn.channel.phase is Phase.CONNECTED)
+            [conn] = [c for c in lab.ss.connections() if c.interface is not lab.healthy_srv]
+            assert conn.phase in (Phase.HANDSHAKE.value, Phase.CONNECTED.value)
+            assert lab.target.connected == (conn.phase == Phase.CONNECTED.value)
         lab.traffic()
     finally:
         peer.close()
         kit.close()
-    lab.drive(lambda: len(lab.ss._conns) == 1)
+    lab.drive(lambda: len(lab.ss.connections()) == 1)
     assert not lab.target.connected and not lab.secret_srv.connected
     lab.traffic()
     lab.others_untouched()

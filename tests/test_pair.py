@@ -480,13 +480,13 @@ def test_refusal_reasons_on_both_sides(
             role="client", reconnect_interval=None, **{"id": 0, **client_opts}
         )
         assert drive(ss, cs, until=lambda: client.remote_disc_reason != "", timeout=2)
-        drive(ss, cs, until=lambda: not ss._conns, timeout=1)
+        drive(ss, cs, until=lambda: not ss.connections(), timeout=1)
         assert client.remote_disc_reason == reason and client.local_disc_reason == ""
         assert server.local_disc_reason == (reason if server_records else "")
         assert server.remote_disc_reason == ""
         assert not server.connected and not client.connected
         assert client.state == server.state == "disconnected"
-        assert client.regions == [] and client._eventfds == []
+        assert client.regions == [] and client.rings == [] and client.details().rings == []
 
 
 def test_secret_accepted_when_it_matches() -> None:
@@ -531,7 +531,7 @@ def test_handshake_timeout_drops_a_silent_peer() -> None:
             clock.advance(0.19)
             for _ in range(5):
                 ss.poll(0)
-            assert not closed() and len(ss._conns) == 1  # not due yet: still held
+            assert not closed() and len(ss.connections()) == 1  # not due yet: still held
             clock.now = start + 0.2
             assert drive(ss, until=closed, timeout=30)  # due: dropped
         finally:
@@ -540,7 +540,7 @@ def test_handshake_timeout_drops_a_silent_peer() -> None:
             wire.Hello(name="srv-app"),
             wire.Disconnect("handshake timeout"),
         ]
-        assert ss._conns == {} and server.state == "disconnected"
+        assert ss.connections() == [] and server.state == "disconnected"
         # The listener still works.
         with memif.Socket(path) as cs:
             client = cs.create_interface(role="client", id=0)
@@ -655,7 +655,7 @@ def test_hostile_slave_is_refused(case: str) -> None:
             assert raw.next() == b""  # and the server closed the connection
         finally:
             raw.close()
-        assert ss._conns == {} and not server.connected
+        assert ss.connections() == [] and not server.connected
         if case in ("wrong cookie", "bad ring offset"):  # INIT was accepted: it is recorded
             assert server.local_disc_reason == reason
         assert server.regions == [] and server.rings == []
@@ -816,8 +816,8 @@ def test_many_interfaces_on_one_socket_and_a_bad_client() -> None:
             raw.connect(transport.parse_address(path))
             raw.send(b"junk")
             raw.close()
-            drive(ss, cs, bad, until=lambda: len(ss._conns) == 5, timeout=2)
-        assert len(ss._conns) == 5
+            drive(ss, cs, bad, until=lambda: len(ss.connections()) == 5, timeout=2)
+        assert len(ss.connections()) == 5
         assert all(s.connected and s.local_disc_reason == "" for s in servers.values())
         assert all(c.connected for c in clients.values())
         assert all(s.connect_count == 1 for s in servers.values())

@@ -23,7 +23,7 @@ from .errors import (
 )
 from .interface import BufferPool, Interface, InterfaceDetails, Listener
 from .queue import RxBatch, RxQueue, TxBatch, TxQueue
-from .sock import Socket, SocketCounters
+from .sock import ConnectionDetails, Socket, SocketCounters
 from .wire import Mode
 
 __version__ = "0.1.0"
@@ -32,6 +32,7 @@ __all__ = [
     "AccessPolicy",
     "BufferPool",
     "ConfigError",
+    "ConnectionDetails",
     "Interface",
     "InterfaceConfig",
     "InterfaceDetails",

@@ -5,6 +5,10 @@ as in VPP.  :meth:`Socket.poll` does all control-plane work: accepting, reading
 messages, handshake timeouts, client reconnects and data-path faults.  The socket's
 :meth:`fileno` is an epoll fd that becomes readable whenever ``poll`` has work, so
 it plugs into any event loop.
+
+The socket owns each interface's link (:class:`memif._link.Link`: control
+connection, memory, queues, admin state, retry deadline) and is the only code that
+changes it; an :class:`~memif.Interface` reads it and asks the socket for changes.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from . import proto, shm, transport, wire
+from ._link import Connection, Link, Listener
 from .access import AccessPolicy, PeerCredentials, peer_credentials
 from .admission import FD_BUDGET, FdBudget, SecretThrottle, fd_soft_limit
 from .config import InterfaceConfig, Role
@@ -57,17 +62,15 @@ class SocketCounters:
         return dataclasses.asdict(self)
 
 
-@dataclass
-class _Conn:
-    """One control connection, the channel that speaks on it and what it holds."""
+@dataclass(frozen=True)
+class ConnectionDetails:
+    """One control connection of a socket (:meth:`Socket.connections`)."""
 
-    sock: _socket.socket
-    channel: proto.Channel
-    interface: Interface | None = None
-    cred: PeerCredentials | None = None  # the peer's, read at accept or connect
-    progress: float = 0.0  # when the peer last sent something
-    started: float = 0.0  # when the connection was made
-    charged: int = 0  # fds charged to the fd budget
+    fd: int  # the connection's socket
+    phase: str  # "handshake", "connecting" (a server mapping memory) or "connected"
+    interface: Interface | None  # the interface INIT named (a client's: its own)
+    peer: PeerCredentials | None  # read at accept or connect
+    fds_held: int  # fds the peer handed over, charged to the fd budget
 
 
 class Socket:
@@ -142,7 +145,8 @@ class Socket:
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._selector.register(self._wake_fd, selectors.EVENT_READ, self._wake_fd)
         self._listener: _socket.socket | None = None
-        self._conns: dict[int, _Conn] = {}
+        self._conns: dict[int, Connection] = {}  # by fd
+        self._links: dict[Interface, Link] = {}  # each interface's, while it exists
         self._closed = False
         self._progressed = False  # a handshake advanced in this poll()
 
@@ -204,13 +208,75 @@ class Socket:
             self._listener = transport.listen(self.address, mode=self._mode, gid=self._group)
             self._selector.register(self._listener, selectors.EVENT_READ, None)
         self.role = cfg.role
-        iface = Interface(
-            self, cfg, on_connect=on_connect, on_disconnect=on_disconnect, pools=pools
-        )
+        link = Link(cfg, pools)
+        if on_connect is not None or on_disconnect is not None:
+            link.listeners.append(Listener(link.listeners, on_connect, on_disconnect))
+        iface = Interface(self, link)
         self.interfaces[cfg.id] = iface
+        self._links[iface] = link
         if cfg.role is Role.CLIENT:
             self.wake()  # its first connect attempt is due now
         return iface
+
+    def set_admin(
+        self, iface: Interface, up: bool, *, reason: str = "interface admin down"
+    ) -> None:
+        """Admin up or down (:meth:`Interface.set_admin`); enable, disable, retry and
+        wake in one place."""
+        link = self._link(iface)
+        link.admin_up = up
+        if not up:
+            link.next_retry = None
+            self.disconnect(iface, reason)
+            return
+        if iface.role is Role.CLIENT and link.conn is None:
+            link.next_retry = self._clock()  # connect at the next poll
+        self.wake()
+
+    def disconnect(self, iface: Interface, reason: str = "disconnected by user") -> None:
+        """End ``iface``'s connection with DISCONNECT(``reason``) (:meth:`Interface.disconnect`);
+        a client then retries after its ``reconnect_interval``."""
+        link = self._links.get(iface)
+        if link is not None and link.conn is not None:
+            self._events(link.conn, link.conn.channel.fail(reason))
+        self.wake()  # the reconnect timer changed
+
+    def delete_interface(self, iface: Interface) -> None:
+        """Disconnect ``iface`` (reason "interface deleted") and remove it (``memif_delete``,
+        :meth:`Interface.delete`); deleting twice does nothing."""
+        link = self._links.get(iface)
+        if link is None:
+            return
+        link.admin_up = False
+        link.next_retry = None
+        self.disconnect(iface, "interface deleted")
+        del self._links[iface]
+        if self.interfaces.get(iface.id) is iface:
+            del self.interfaces[iface.id]
+
+    def connections(self) -> list[ConnectionDetails]:
+        """Every open control connection: unfinished handshakes and connected peers."""
+        return [
+            ConnectionDetails(
+                fd,
+                c.channel.phase.value,
+                c.interface,
+                c.cred,
+                c.charged,
+            )
+            for fd, c in self._conns.items()
+        ]
+
+    @property
+    def pending_count(self) -> int:
+        """Control connections whose handshake is not finished (``max_pending`` bounds them)."""
+        return self._pending()
+
+    def _link(self, iface: Interface) -> Link:
+        link = self._links.get(iface)
+        if link is None:
+            raise ConfigError(f"interface {iface.name} is not on socket {self.path} (deleted?)")
+        return link
 
     def poll(self, timeout: float | None = 0.0) -> None:
         """Do pending control work, waiting up to ``timeout`` seconds for some.
@@ -256,7 +322,7 @@ class Socket:
         if self._closed:
             return
         for iface in list(self.interfaces.values()):
-            self._delete(iface)
+            self.delete_interface(iface)
         for conn in list(self._conns.values()):
             self._drop(conn, "socket closed", False)
         if self._listener is not None:
@@ -308,7 +374,7 @@ class Socket:
             handshake_timeout=timeout,
             check_fd=functools.partial(self._check_offer_fd, cred),
         )
-        conn = _Conn(sock, channel, cred=cred, progress=now, started=now)
+        conn = Connection(sock, channel, cred=cred, progress=now, started=now)
         self._conns[sock.fileno()] = conn
         self._selector.register(sock, selectors.EVENT_READ, conn)
         self._flush(conn)
@@ -368,15 +434,16 @@ class Socket:
         iface = self.interfaces.get(if_id)
         if iface is None:
             raise ProtocolError("unmatched interface id")
-        if iface._conn is not None:
-            self._reclaim(iface._conn)
-        if iface._conn is not None:
+        link = self._links[iface]
+        if link.conn is not None:
+            self._reclaim(link.conn)
+        if link.conn is not None:
             raise ProtocolError("already connected")
-        if not iface.enabled:
+        if not link.admin_up:
             raise ProtocolError("interface is down")
         return proto.MasterPolicy(iface.config.mode, iface.config.secret, iface)
 
-    def _reclaim(self, holder: _Conn) -> None:
+    def _reclaim(self, holder: Connection) -> None:
         """End ``holder``'s handshake if it squats its interface id, so a new INIT may take it.
 
         A legitimate handshake sends its next message within milliseconds of our
@@ -419,12 +486,12 @@ class Socket:
         elif (problem := transport.check_eventfd(fd)) is not None:
             raise ProtocolError(f"ring {msg.index}: bad interrupt fd ({problem})")
 
-    def _connect(self, iface: Interface, now: float) -> None:
+    def _connect(self, iface: Interface, link: Link, now: float) -> None:
         cfg = iface.config
         try:
             sock = transport.connect(self.address)
         except OSError as exc:
-            self._retry_later(iface, now, f"connect failed: {exc.strerror or exc}")
+            self._retry_later(link, now, f"connect failed: {exc.strerror or exc}")
             return
         try:
             cred: PeerCredentials | None = peer_credentials(sock)
@@ -436,23 +503,23 @@ class Socket:
             self.counters.access_denied += 1
             reason = "listener " + self.access.refusal(cred)
             self._log_refusal(reason, cred)
-            self._retry_later(iface, now, reason)
+            self._retry_later(link, now, reason)
             return
         init = wire.Init(cfg.id, cfg.mode, cfg.secret, self.app_name)
         channel = proto.SlaveChannel(init, now=now, handshake_timeout=cfg.handshake_timeout)
-        conn = _Conn(sock, channel, iface, cred=cred, progress=now, started=now)
-        iface._conn = conn
-        iface.next_retry = None
+        conn = Connection(sock, channel, link, iface, cred=cred, progress=now, started=now)
+        link.conn = conn
+        link.next_retry = None
         self._conns[sock.fileno()] = conn
         self._selector.register(sock, selectors.EVENT_READ, conn)
 
-    def _retry_later(self, iface: Interface, now: float, reason: str) -> None:
+    def _retry_later(self, link: Link, now: float, reason: str) -> None:
         """A client's connect attempt failed: record why and when to try again."""
-        iface.local_disc_reason = reason
-        interval = iface.config.reconnect_interval
-        iface.next_retry = None if interval is None else now + interval
+        link.local_disc_reason = reason
+        interval = link.config.reconnect_interval
+        link.next_retry = None if interval is None else now + interval
 
-    def _readable(self, conn: _Conn) -> None:
+    def _readable(self, conn: Connection) -> None:
         try:
             got = transport.recv_message(conn.sock)
         except BlockingIOError:
@@ -478,10 +545,10 @@ class Socket:
             with contextlib.suppress(OSError):
                 os.close(fd)
         elif fd is not None:
-            if not self.fd_budget.charge(1, _owner(conn)):
+            if not self.fd_budget.charge(1, conn.owner):
                 self.counters.fd_refused += 1
                 self._log_refusal(
-                    f"too many file descriptors (this uid holds {self.fd_budget.held(_owner(conn))}"
+                    f"too many file descriptors (this uid holds {self.fd_budget.held(conn.owner)}"
                     f", all peers {self.fd_budget.used} of {self.fd_budget.limit})",
                     conn.cred,
                     kind="fd budget",
@@ -493,50 +560,78 @@ class Socket:
                     events += conn.channel.fail("too many file descriptors pending")
         self._events(conn, events)
 
-    def _events(self, conn: _Conn, events: list[proto.Event]) -> None:
+    def _events(self, conn: Connection, events: list[proto.Event]) -> None:
         for ev in events:
             match ev:
                 case proto.InitAccepted(slot=slot):
                     iface = cast(Interface, slot)  # the slot a MasterPolicy names
-                    conn.interface = iface
-                    iface._conn = conn
+                    conn.interface, conn.link = iface, self._links[iface]
+                    conn.link.conn = conn
                 case proto.HelloReceived(hello=hello):
                     self._client_hello(conn, hello)
                 case proto.ConnectRequested():
                     self._server_connect(conn, ev)
                 case proto.Connected(remote_if_name=name):
-                    assert conn.interface is not None  # a client's connection has one
-                    conn.interface._client_connected(name)
+                    assert conn.link is not None and conn.interface is not None  # a client's
+                    conn.link.client_connected(name)
+                    self._notify(conn.interface, conn.link, None)
                 case proto.Disconnected(reason=reason, by_peer=by_peer):
                     self._flush(conn)
                     self._drop(conn, reason, by_peer)
                     return
         self._flush(conn)
 
-    def _client_hello(self, conn: _Conn, hello: wire.Hello) -> None:
-        iface, channel = conn.interface, conn.channel
-        assert iface is not None and isinstance(channel, proto.SlaveChannel)  # a client's
+    def _client_hello(self, conn: Connection, hello: wire.Hello) -> None:
+        link, channel = conn.link, conn.channel
+        assert link is not None and isinstance(channel, proto.SlaveChannel)  # a client's
         try:
-            regions, rings, if_name = iface._client_setup(hello)
+            regions, rings = link.setup_client(hello)
         except ProtocolError as exc:  # HELLO's limits leave no room for this interface
             self._events(conn, conn.channel.fail(str(exc)))
             return
         except (OSError, ValueError) as exc:
             self._events(conn, conn.channel.fail(f"cannot allocate memory: {exc}"))
             return
-        channel.setup(regions, rings, if_name)
+        channel.setup(regions, rings, link.name)
 
-    def _server_connect(self, conn: _Conn, req: proto.ConnectRequested) -> None:
-        iface, channel = conn.interface, conn.channel
-        assert iface is not None and isinstance(channel, proto.MasterChannel)  # a server's
+    def _server_connect(self, conn: Connection, req: proto.ConnectRequested) -> None:
+        iface, link, channel = conn.interface, conn.link, conn.channel
+        assert iface is not None and link is not None  # INIT named them
+        assert isinstance(channel, proto.MasterChannel)  # a server's
         try:
-            iface._server_attach(req, unsealed_ok=self.access.trusts_unsealed(conn.cred))
+            link.attach_server(req, unsealed_ok=self.access.trusts_unsealed(conn.cred))
         except ProtocolError as exc:
             self._events(conn, conn.channel.fail(str(exc)))
             return
-        channel.accept(iface.name)
+        self._notify(iface, link, None)
+        channel.accept(link.name)
 
-    def _flush(self, conn: _Conn) -> None:
+    def _notify(self, iface: Interface, link: Link, reason: str | None) -> None:
+        """Run every listener's connect (``reason`` None) or disconnect callback.
+
+        A listener that raises is counted and logged (rate-limited); the rest still run.
+        """
+        for listener in tuple(link.listeners):
+            try:
+                if reason is None:
+                    if listener.on_connect is not None:
+                        listener.on_connect(iface)
+                elif listener.on_disconnect is not None:
+                    listener.on_disconnect(iface, reason)
+            except Exception:  # a listener's bug must not break the socket
+                link.listener_errors += 1
+                kind = "connect" if reason is None else "disconnect"
+                self._warn.log(
+                    ("listener", iface.id, kind),
+                    "memif socket %s: interface %s: a %s listener raised",
+                    self.display_name,
+                    link.name,
+                    kind,
+                    level=logging.ERROR,
+                    exc_info=True,
+                )
+
+    def _flush(self, conn: Connection) -> None:
         for msg, fd in conn.channel.messages_to_send():
             try:
                 transport.send_message(conn.sock, msg, fd)
@@ -545,7 +640,7 @@ class Socket:
                     self._events(conn, conn.channel.peer_closed())
                 return
 
-    def _drop(self, conn: _Conn, reason: str, by_peer: bool) -> None:
+    def _drop(self, conn: Connection, reason: str, by_peer: bool) -> None:
         """Close a connection and release what it held."""
         key = conn.sock.fileno()
         if self._conns.pop(key, None) is None:
@@ -553,26 +648,33 @@ class Socket:
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(conn.sock)
         conn.sock.close()
-        self.fd_budget.release(conn.charged, _owner(conn))
+        self.fd_budget.release(conn.charged, conn.owner)
         conn.charged = 0
-        iface = conn.interface
-        refused = getattr(conn.channel, "refused_slot", None)
-        if iface is None and isinstance(refused, Interface) and refused._conn is None:
-            # INIT named this interface but was refused (secret, mode): say why.
-            refused.local_disc_reason = reason
+        iface, link = conn.interface, conn.link
+        if link is None and isinstance(conn.channel, proto.MasterChannel):
+            slot = conn.channel.refused_slot
+            refused = self._links.get(slot) if isinstance(slot, Interface) else None
+            if refused is not None and refused.conn is None:
+                # INIT named this interface but was refused (secret, mode): say why.
+                refused.local_disc_reason = reason
         if not by_peer and reason in proto.SECRET_REFUSALS:
             self._secret_failed(conn, reason)
-        if iface is not None and iface._conn is conn:
-            iface.remote_app_name = conn.channel.remote_name
-            iface._down(reason, by_peer)
-            if iface.role is Role.CLIENT and iface.enabled and iface.config.reconnect_interval:
-                iface.next_retry = self._clock() + iface.config.reconnect_interval
+        if iface is not None and link is not None and link.conn is conn:
+            try:
+                if link.down(reason, by_peer):
+                    # Before teardown: a listener may still unregister queue fds.
+                    self._notify(iface, link, reason)
+            finally:
+                link.release_memory(reason)
+            interval = link.config.reconnect_interval
+            if iface.role is Role.CLIENT and link.admin_up and interval:
+                link.next_retry = self._clock() + interval
         # Mappings outlive their fds: the fds the peer sent are closed here, always.
         for fd in conn.channel.offered_fds():
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    def _secret_failed(self, conn: _Conn, reason: str) -> None:
+    def _secret_failed(self, conn: Connection, reason: str) -> None:
         """Count and log a wrong secret; enough of them back the peer's uid off."""
         self.counters.secret_failures += 1
         cred = conn.cred
@@ -587,44 +689,29 @@ class Socket:
                 cred,
             )
 
-    def _disconnect(self, iface: Interface, reason: str) -> None:
-        conn = iface._conn
-        if conn is not None:
-            self._events(conn, conn.channel.fail(reason))
-        self.wake()  # the reconnect timer changed
-
-    def _delete(self, iface: Interface) -> None:
-        iface.enabled = False
-        iface.next_retry = None
-        self._disconnect(iface, "interface deleted")
-        self.interfaces.pop(iface.id, None)
-
     # ------------------------------------------------------------------ timers
     def _next_deadline(self, now: float) -> float | None:
         times = [c.channel.deadline for c in self._conns.values() if c.channel.deadline]
         times += [
-            i.next_retry for i in self.interfaces.values() if i.next_retry is not None and i.enabled
+            link.next_retry
+            for link in self._links.values()
+            if link.next_retry is not None and link.admin_up and link.conn is None
         ]
-        if any(i.connected for i in self.interfaces.values()):
+        if any(link.connected for link in self._links.values()):
             times.append(now + 0.5)  # check data-path faults twice a second
         return max(0.0, min(times) - now) if times else None
 
     def _timers(self, now: float) -> None:
         for conn in list(self._conns.values()):
             self._events(conn, conn.channel.tick(now))
-        for iface in list(self.interfaces.values()):
-            if iface.connected and (reason := iface.fault()):
-                self._disconnect(iface, reason)
+        for iface, link in list(self._links.items()):
+            if link.connected and (reason := link.fault()):
+                self.disconnect(iface, reason)
             if (
                 iface.role is Role.CLIENT
-                and iface.enabled
-                and iface._conn is None
-                and iface.next_retry is not None
-                and now >= iface.next_retry
+                and link.admin_up
+                and link.conn is None
+                and link.next_retry is not None
+                and now >= link.next_retry
             ):
-                self._connect(iface, now)
-
-
-def _owner(conn: _Conn) -> int | None:
-    """Whose share of the fd budget a connection's fds count against: its peer's uid."""
-    return None if conn.cred is None else conn.cred.uid
+                self._connect(iface, link, now)

@@ -23,10 +23,9 @@ from .parse import Args
 from .show import MAX_ROWS, interface_data, mtu, selected_interfaces, table, truncated
 
 
-def _fds(port: MemifPort, det: InterfaceDetails) -> tuple[int, int]:
+def _fds(det: InterfaceDetails) -> tuple[int, int]:
     """(listener fd, control connection fd) as VPP prints them; 0 when there is none."""
-    lfd, cfd = port.iface.socket.listener_fd, det.control_fd
-    return max(lfd or 0, 0), max(cfd or 0, 0)
+    return max(det.listener_fd or 0, 0), max(det.control_fd or 0, 0)
 
 
 def _flags(port: MemifPort) -> list[str]:
@@ -79,12 +78,11 @@ def memif_data(ctx: Context, port: MemifPort, descriptors: int | None) -> dict[s
     """Everything ``show memif`` prints about one interface; with ``descriptors`` (a
     budget, not None) up to that many descriptors of its rings, ``descriptors_left_out``
     counting the rest."""
-    det = port.iface.details()
+    det = port.iface.details(descriptors=descriptors or 0)
     left_out = 0
-    lfd, cfd = _fds(port, det)
+    lfd, cfd = _fds(det)
     master = port.iface.role is Role.SERVER
     rings = []
-    by_key = {(s2m, i): ring for s2m, i, ring in port.iface.rings}
     # VPP lists the transmit queues first: M2S on a master, S2M on a slave.
     for r in sorted(det.rings, key=lambda r: (r.s2m == master, r.index)):
         ring: dict[str, Any] = {
@@ -98,10 +96,9 @@ def memif_data(ctx: Context, port: MemifPort, descriptors: int | None) -> dict[s
             "tail": r.tail,
             "flags": r.flags,
         }
-        shm = by_key.get((r.s2m, r.index))
-        if descriptors is not None and shm is not None and shm.desc is not None:
-            d = shm.desc[:descriptors]  # a view: only the rows shown are read
-            left_out += len(shm.desc) - len(d)
+        if descriptors is not None:
+            d = r.descriptors[:descriptors]  # details copied at most the budget per ring
+            left_out += r.ring_size - len(d)
             descriptors -= len(d)
             ring["descriptors"] = [
                 {"flags": int(f), "length": int(n), "region": int(g), "offset": int(o)}
@@ -222,7 +219,7 @@ def show_memif_socket(ctx: Context, args: Args) -> Reply:
 def show_hardware(ctx: Context, args: Args) -> Reply:
     """VPP's ``show hardware-interfaces``: one block per port, memif, tap or af_packet."""
     sw = ctx.switch
-    ports: dict[int, Any] = {**sw.ports, **sw.host_ports}
+    ports: dict[int, Any] = dict(sw.ports.items())
     wanted = {s.sw_if_index for s in selected_interfaces(ctx, args)}
     order = [i for i in sorted(ports) if i in wanted]
     tables = sw.tables.interfaces

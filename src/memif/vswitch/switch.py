@@ -297,7 +297,7 @@ class Switch:
         port.output_node = self.graph.add(MemifOutput(self, port))
         self.ports[sw_if_index] = port
         entry.interfaces.append(id)
-        iface.enabled = False  # admin-down until "set interface state up"
+        iface.set_admin(False)  # admin-down until "set interface state up"
         self.tables.add(sw)
         log.info("created %s (%s, socket %s)", name, r.vpp_name, entry.filename)
         return sw
@@ -425,11 +425,7 @@ class Switch:
         sw.admin_up = up
         port = self.ports.get(sw.sw_if_index)
         if port is not None:
-            port.iface.enabled = up
-            if up and port.iface.role is Role.CLIENT:
-                port.iface.next_retry = 0.0
-            if not up:
-                port.iface.disconnect("interface admin down")
+            port.iface.set_admin(up)
         host = self.host_ports.get(sw.sw_if_index)
         if host is not None:
             host.set_admin(up)
