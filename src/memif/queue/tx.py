@@ -422,7 +422,6 @@ class TxQueue(_Queue):
                 raise ConfigError(f"lengths must be 1..{batch.capacity}")
             nbytes = int(lengths.sum())
         batch.flush(n, width)
-        batch.published = True
         for at, lo, hi in ring_pieces(batch.start, n, ring.size):
             end = at + hi - lo
             ring.d_length[at:end] = lengths if one else cast(np.ndarray, lengths)[lo:hi]
@@ -434,6 +433,7 @@ class TxQueue(_Queue):
             ring.tail = batch.start + n
         else:
             ring.head = batch.start + n
+        batch.published = True
         if flags is None:
             self.stats.packets += n
         else:
