@@ -21,7 +21,7 @@ from helpers import SwitchRig, drain, mac
 
 import memif
 from memif import packet
-from memif.vswitch import switch as switch_module
+from memif.vswitch import mainloop
 from memif.vswitch.tables import SwInterface
 
 BD = 1
@@ -471,20 +471,36 @@ def test_switch_sleeps_when_idle(rig):
     assert time.process_time() - cpu < 0.2 and turns < 50
 
 
-def test_a_packet_wakes_the_sleeping_switch(rig, monkeypatch):
+def test_the_loop_asks_to_sleep_only_after_a_quiet_spell(rig):
+    """run_once(now) takes the time and returns the next turn's deadline: at once while
+    packets come (or came less than IDLE_BEFORE_SLEEP ago), MAX_SLEEP later after."""
     r = rig()
     a, b = r.add(), r.add()
     r.connect()
-    monkeypatch.setattr(switch_module, "MAX_SLEEP", 60.0)
+    loop = r.sw.loop
+    t = 1000.0
+    frames = [frame(packet.BROADCAST, a.mac, k) for k in range(mainloop.ADAPTIVE_VECTOR)]
+    assert a.peer.send(frames) == len(frames)
+    assert loop.run_once(t) == t and loop.packets == len(frames)  # busy: go on at once
+    assert r.sw.now == t  # the nodes' clock is the turn's
+    assert loop.run_once(t + mainloop.IDLE_BEFORE_SLEEP / 2) == t + mainloop.IDLE_BEFORE_SLEEP / 2
+    later = t + 2 * mainloop.IDLE_BEFORE_SLEEP
+    assert loop.run_once(later) == later + mainloop.MAX_SLEEP  # quiet: may sleep
+    assert r.collect()[b] == frames
+
+
+def test_a_packet_wakes_the_sleeping_switch(rig):
+    r = rig()
+    a, b = r.add(), r.add()
+    r.connect()
     f = frame(packet.BROADCAST, a.mac, "x")
-    time.sleep(0.01)  # idle: the next turn sleeps
     sender = threading.Timer(0.05, a.peer.send, [[f]])  # the peer, as if in its own process
     t0 = time.monotonic()
     sender.start()
-    r.sw.run_once()  # asleep in select until the peer's kick
+    r.sw.loop.sleep(60.0)  # asleep in ppoll until the peer's kick
     assert time.monotonic() - t0 < 30.0  # the kick woke it, not the end of its 60 s sleep
-    monkeypatch.undo()  # short sleeps again: the turns below end soon when idle
     sender.join()
+    assert all(q.polling for q in r.sw.interface(a.name).port.iface.rx_queues)  # polling again
     r.run(lambda: b.sw.counters.tx_packets == 1, what="forwarded")
     assert b.peer.recv() == [f]
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from memif.vswitch import Switch
-from memif.vswitch.graph import Graph, Node
+from memif.vswitch.graph import Graph, GraphError, Node
 from memif.vswitch.l2fib import L2Fib, fib_key, reference_learn, reference_learn_limited
 from memif.vswitch.nodes_l2 import (
     FLOOD,
@@ -260,6 +260,83 @@ def test_dispatch_keeps_order_within_each_next_and_loses_nothing(nexts, rnd):
     small_pool.close()
 
 
+# ---------------------------------------------------------------------- declared edges
+class Forwarder(Recorder):
+    """Declares its next nodes; sends everything to the first."""
+
+    next_nodes = ("r1", "error-drop")
+
+    def process(self, idx: np.ndarray) -> None:
+        self.got.extend(idx.tolist())
+        self.graph.enqueue(self.next[0], idx)
+
+
+class Misspelt(Recorder):
+    next_nodes = ("r1", "l2-leran")
+
+
+def test_next_nodes_are_resolved_once_when_the_graph_is_built():
+    pool = PacketPool(16, 64)
+    graph = Graph(pool)
+    fwd, r1 = Forwarder("fwd"), Recorder("r1")
+    graph.add(fwd)
+    graph.add(r1)  # declared before its target exists: resolved at build
+    graph.build()
+    assert fwd.next == (r1.id, graph.drop_node)
+    idx = pool.alloc(3)
+    graph.enqueue(fwd.id, idx)
+    graph.run()
+    assert fwd.got == r1.got == idx.tolist()
+    assert graph.edges() == {"error-drop": [], "fwd": ["r1", "error-drop"], "r1": []}
+    out = Recorder("r1-output")
+    graph.add(out)  # after build: resolved at once
+    graph.add_next(r1, out)
+    assert graph.edges()["r1"] == ["r1-output"]
+    graph.remove(out)
+    assert graph.edges()["r1"] == [] and "r1-output" not in graph.edges()
+    pool.close()
+
+
+def test_a_misspelt_next_node_fails_at_build_naming_both():
+    pool = PacketPool(16, 64)
+    graph = Graph(pool)
+    graph.add(Misspelt("mine"))
+    graph.add(Recorder("r1"))
+    with pytest.raises(GraphError) as exc:
+        graph.build()
+    message = str(exc.value)
+    assert message.startswith("node mine: next node 'l2-leran' does not exist (nodes: ")
+    assert "\n" not in message
+    built = Graph(pool)
+    built.add(Recorder("r1"))
+    built.build()
+    with pytest.raises(GraphError, match="^node late: next node 'l2-leran' does not exist"):
+        built.add(Misspelt("late"))  # a node added later is checked when it is added
+    pool.close()
+
+
+def test_the_switch_graph_declares_every_edge_it_uses(tmp_path):
+    sw = Switch(str(tmp_path / "run"), n_buffers=256, data_size=2048)
+    try:
+        sw.create_memif(id=1, role="master")
+        edges = sw.graph.edges()
+        assert edges["memif-input"] == ["ethernet-input", "span-input", "ip4-input", "error-drop"]
+        assert edges["ethernet-input"] == [
+            "l2-learn",
+            "l2-output",
+            "arp-input",
+            "ip4-input",
+            "error-drop",
+        ]
+        assert edges["l2-learn"] == ["l2-fwd"]
+        assert edges["l2-output"] == ["error-drop", "memif0/1-output"]
+        assert edges["memif0/1-output"] == ["l2-output", "error-drop"]
+        sw.delete_interface("memif0/1")
+        assert sw.graph.edges()["l2-output"] == ["error-drop"]
+    finally:
+        sw.close()
+
+
 # ---------------------------------------------------------------------- the whole L2 path
 class DummyPort:
     """Stands in for a memif port: a link state and an output node."""
@@ -477,8 +554,7 @@ def test_mac_ageing_keeps_hosts_that_keep_sending(tmp_path_factory):
         bench.inject([(a, _frame(1, MACS[1], MACS[0], 0, 5))], 0.0)
         bench.inject([(b, _frame(2, MACS[0], MACS[1], 0, 5))], 0.0)
         bench.inject([(a, _frame(3, MACS[1], MACS[0], 0, 5))], 50.0)  # a is still there
-        sw.now = 100.0
-        sw.control()  # ages: b was last heard 100 s ago, a 50 s ago
+        sw.control(100.0)  # ages: b was last heard 100 s ago, a 50 s ago
         assert _fib_dict(sw.fib) == {int(fib_key(1, MACS[0])): a}
         bench.inject([(b, _frame(4, MACS[0], MACS[1], 0, 5))], 100.0)
         assert bench.out[a][-1] == _frame(4, MACS[0], MACS[1], 0, 5)  # known: not flooded

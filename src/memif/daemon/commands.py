@@ -240,7 +240,7 @@ def _delete_memif(ctx: Context, args: Args) -> str:
     else:
         name = ctx.interface(args).name
     args.end()
-    ctx.switch.delete_interface(name)
+    ctx.switch.delete_interface(name, "memif")
     return ""
 
 

@@ -59,7 +59,7 @@ def _create_tap(ctx: Context, args: Args) -> Reply:
 
 def _of_kind(ctx: Context, args: Args, kind: str, what: str) -> SwInterface:
     sw = ctx.interface(args)
-    if getattr(sw.port, "kind", "memif") != kind:
+    if sw.port.kind != kind:
         raise CliError(f"{sw.name} is not a {what} interface")
     return sw
 
@@ -68,7 +68,7 @@ def _of_kind(ctx: Context, args: Args, kind: str, what: str) -> SwInterface:
 def _delete_tap(ctx: Context, args: Args) -> str:
     sw = _of_kind(ctx, args, "tap", "tap")
     args.end()
-    ctx.switch.delete_port(sw.name)
+    ctx.switch.delete_interface(sw.name, "tap")
     return ""
 
 
@@ -90,13 +90,13 @@ def _delete_host(ctx: Context, args: Args) -> str:
     sw = ctx.switch.tables.by_name.get(name)
     if sw is None or not isinstance(sw.port, HostPort):
         raise SwitchError(f"no host interface on {o['name']!r}")
-    ctx.switch.delete_port(name)
+    ctx.switch.delete_interface(name, HostPort.kind)
     return ""
 
 
 # ---------------------------------------------------------------------- show
 def _port_data(ctx: Context, sw: SwInterface) -> dict[str, Any]:
-    return {**interface_data(ctx, sw), "kind": sw.port.kind, **sw.port.details()}  # type: ignore[attr-defined]
+    return {**interface_data(ctx, sw), "kind": sw.port.kind, **sw.port.details()}
 
 
 def _ports(ctx: Context, args: Args, kind: str, what: str) -> list[SwInterface]:
@@ -104,12 +104,7 @@ def _ports(ctx: Context, args: Args, kind: str, what: str) -> list[SwInterface]:
         sws = [_of_kind(ctx, args, kind, what)]
         args.end()
         return sws
-    tables = ctx.switch.tables
-    return [
-        tables.interfaces[i]
-        for i in sorted(ctx.switch.host_ports)
-        if ctx.switch.host_ports[i].kind == kind
-    ]
+    return sorted((p.sw for p in ctx.switch.ports.of_kind(kind)), key=lambda s: s.sw_if_index)
 
 
 def _counters(d: dict[str, Any]) -> str:

@@ -7,6 +7,14 @@ and hands its packets on with :meth:`Graph.enqueue` (all to one node) or
 :meth:`Graph.run` processes pending vectors in node order until none remain and
 keeps VPP's runtime figures per node: calls, vectors, time.
 
+Nodes declare the nodes they hand packets to (``next_nodes``, VPP's
+``.next_nodes``); :meth:`Graph.build` resolves the names once into ``node.next``
+(graph ids, in declaration order, so a node enqueues to ``self.next[k]`` with a
+named index ``k`` and never looks a name up per vector).  A name that names no
+node fails at build with a :class:`GraphError` naming both.  Edges added later
+(an interface's output node behind l2-output) go through :meth:`Graph.add_next`;
+:meth:`Graph.edges` lists every edge for ``show vlib graph``.
+
 Tracing costs one attribute test per node call while off; when on, traced
 buffers carry a trace id and every node they visit appends a line.
 """
@@ -23,18 +31,28 @@ import numpy as np
 from .pool import PacketPool
 
 DISPATCH_RUNS = 16  # up to this many runs of one next node, dispatch by slices
+DROP = "error-drop"
+
+
+class GraphError(ValueError):
+    """The graph cannot be built as declared (a next node that does not exist)."""
 
 
 class Node:
-    """One graph node; subclasses set ``name`` and ``errors`` and implement ``process``."""
+    """One graph node; subclasses set ``name``, ``errors`` and ``next_nodes`` and
+    implement ``process``."""
 
     name: ClassVar[str] = "node"
     #: error name -> description, as ``show errors`` prints them
     errors: ClassVar[dict[str, str]] = {}
+    #: the nodes this one hands packets to, by name; ``self.next[k]`` is the graph id
+    #: of ``next_nodes[k]`` once the graph is built (subclasses name the indices)
+    next_nodes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self.graph: Graph = None  # type: ignore[assignment]  # set by Graph.add
         self.id = -1
+        self.next: tuple[int, ...] = ()  # graph ids of next_nodes (set by the graph)
         self.calls = 0
         self.vectors = 0
         self.ns = 0
@@ -90,22 +108,68 @@ class Graph:
         self.traces: dict[int, list[str]] = defaultdict(list)
         self._next_trace = 1
         self.tracing = False
+        self.built = False
+        self._added_next: list[list[int]] = []  # per node id: edges added by add_next
         self.drop_node = self.add(drop or ErrorDrop())
 
     def add(self, node: Node) -> int:
-        """Register a node; returns its id (also ``node.id``)."""
+        """Register a node; returns its id (also ``node.id``).
+
+        Once the graph is built, the node's next nodes are resolved at once (so they
+        must exist already).
+        """
         node.graph = self
         node.id = len(self.nodes)
         self.nodes.append(node)
         self.by_name[node.node_name] = node
         self._pending.append([])
+        self._added_next.append([])
+        if self.built:
+            self._resolve(node)
         return node.id
+
+    def build(self) -> None:
+        """Resolve every node's ``next_nodes``; GraphError names a missing one."""
+        for node in self.nodes:
+            self._resolve(node)
+        self.built = True
+
+    def _resolve(self, node: Node) -> None:
+        ids = []
+        for name in node.next_nodes:
+            target = self.by_name.get(name)
+            if target is None:
+                raise GraphError(
+                    f"node {node.node_name}: next node {name!r} does not exist"
+                    f" (nodes: {', '.join(sorted(self.by_name))})"
+                )
+            ids.append(target.id)
+        node.next = tuple(ids)
+
+    def add_next(self, node: Node, target: Node) -> None:
+        """Record an edge made at run time (VPP's ``vlib_node_add_next``): ``node``
+        hands packets to ``target`` by id (l2-output to an interface's output)."""
+        if target.id not in self._added_next[node.id]:
+            self._added_next[node.id].append(target.id)
+
+    def edges(self) -> dict[str, list[str]]:
+        """Node name -> the names of its next nodes (declared, then added), in order."""
+        out: dict[str, list[str]] = {}
+        for node in self.nodes:
+            if isinstance(node, _Retired):
+                continue
+            ids = [*node.next, *self._added_next[node.id]]
+            out[node.node_name] = [self.nodes[i].node_name for i in ids]
+        return out
 
     def remove(self, node: Node) -> None:
         """Unregister a per-interface node (its id is retired, never reused)."""
         self.by_name.pop(node.node_name, None)
         self._free(self._pending[node.id])
         self.nodes[node.id] = _Retired()
+        for added in self._added_next:
+            if node.id in added:
+                added.remove(node.id)
 
     def discard(self) -> None:
         """Free every queued vector (after a node failed mid-run): no buffer leaks."""

@@ -1,11 +1,12 @@
 """Ports to the Linux network stack: their shared nodes, and AF_PACKET host interfaces.
 
-A host port (:class:`~memif.vswitch.tap_port.TapPort`, :class:`HostPort`) fits the
-switch's :class:`~memif.vswitch.switch.Port` protocol.  Every port of a kind shares
-one input node (``tap-input``, ``host-input``: a :class:`KernelInput`) that the switch
-polls each turn; it asks each of its ports to read up to a vector of frames straight
-into pool buffers.  Each port has its own ``<name>-output`` node (a
-:class:`KernelOutput`) that writes frames one system call each.  Python has no
+A host port (:class:`~memif.vswitch.tap_port.TapPort`, :class:`HostPort`) is a device
+class behind the switch's :class:`~memif.vswitch.port.Port` protocol.  Every port of a
+kind shares one input node (``tap-input``, ``host-input``: the generic device-input
+with the kernel's errors) that the switch polls each turn; it asks each of its ports
+to read up to a vector of frames straight into pool buffers.  Each port has its own
+``<name>-output`` node (the generic interface-output, :class:`KernelOutput`) that
+writes frames one system call each.  Python has no
 ``recvmmsg``/``sendmmsg``: one call per frame is the floor.
 
 ``create host-interface name <linux-if>`` opens an ``AF_PACKET``/``SOCK_RAW`` socket
@@ -32,20 +33,20 @@ import fcntl
 import logging
 import socket
 import struct
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import numpy as np
 
 from ..config import format_mac, random_mac
 from ..packet import checksum
-from .graph import Node
-from .memif_port import MemifInput, MemifOutput
 from .pool import INDEX
+from .port import DeviceInput, InterfaceOutput
 from .switch import SwitchError
 from .tables import SwInterface
 
 if TYPE_CHECKING:
+    from .runtime import Runtime
     from .switch import Switch
 
 log = logging.getLogger("memifd")
@@ -77,13 +78,9 @@ TCP_FIN, TCP_PSH, TCP_CWR = 0x01, 0x08, 0x80
 
 
 # ---------------------------------------------------------------------- shared nodes
-class KernelInput(MemifInput):
-    """The input node of one kind of host port: polls each port of the kind.
+class KernelInput(DeviceInput):
+    """The input node of one kind of host port: the generic device-input, kernel errors."""
 
-    Dispatch after input (span-input, ethernet-input) is memif-input's.
-    """
-
-    kind = ""  # the Port.kind this node polls
     errors = {
         "no-buffers": "switch buffer pool exhausted",
         "too-big": "frame larger than a switch buffer",
@@ -91,16 +88,8 @@ class KernelInput(MemifInput):
         "interface-down": "interface admin-down",
     }
 
-    def poll(self) -> int:
-        """Receive on every port of this kind; returns frames taken."""
-        n = 0
-        for port in self.switch.host_ports.values():
-            if port.kind == self.kind:
-                n += port.poll(self)
-        return n
 
-
-class KernelOutput(MemifOutput):
+class KernelOutput(InterfaceOutput):
     """``<interface>-output`` of a host port: SPAN tx mirroring, then ``port.transmit``."""
 
     errors = {
@@ -123,12 +112,14 @@ def write_error(exc: OSError) -> str:
 
 
 class KernelPort:
-    """What host ports share: the switch, their interface, and frame-at-a-time output."""
+    """What host ports share: the runtime, their interface, frame-at-a-time output, and
+    the parts of the port protocol that are the same for every kernel device."""
 
-    kind = ""
+    kind: ClassVar[str] = ""
+    fault_action: ClassVar[str] = "kept open, the error recorded"
 
-    def __init__(self, switch: Switch) -> None:
-        self.switch = switch
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
         self.sw: SwInterface = None  # type: ignore[assignment]  # set by Switch.add_port
         self.output_node = 0  # set by Switch.add_port
         self.last_error = ""
@@ -136,16 +127,29 @@ class KernelPort:
     def close(self) -> None:
         """Release the kernel side (each kind)."""
 
+    def rx_interrupt(self) -> bool:
+        """Nothing to switch: the kernel's fd is readable when frames wait."""
+        return False
+
+    def rx_polling(self, ready: Collection[int]) -> None:
+        """Nothing to reset: reading the fd takes what woke the loop."""
+
+    def fault(self, reason: str) -> None:
+        """Handling the port raised: remember why (``show`` prints it)."""
+        self.last_error = reason
+
     def lost(self, why: str) -> None:
         """The kernel side is gone (device deleted): close, link down, stop polling it."""
         self.last_error = why
         self.close()
-        self.switch.tables.refresh()
+        self.rt.tables.refresh()
         log.warning("%s: %s: link down (delete it and create it again)", self.sw.name, why)
 
-    def send_each(self, node: Node, idx: np.ndarray, send: Callable[[np.ndarray], object]) -> None:
+    def send_each(
+        self, node: InterfaceOutput, idx: np.ndarray, send: Callable[[np.ndarray], object]
+    ) -> None:
         """``send(frame)`` each frame; count, drop failures by error name, free the rest."""
-        pool = self.switch.pool
+        pool = self.rt.pool
         data = pool.data
         ids = idx.tolist()
         failed: dict[str, list[int]] = {}
@@ -314,8 +318,8 @@ class HostPort(KernelPort):
 
     kind = "af_packet"
 
-    def __init__(self, switch: Switch, linux_if: str) -> None:
-        super().__init__(switch)
+    def __init__(self, rt: Runtime, linux_if: str) -> None:
+        super().__init__(rt)
         self.linux_if = check_ifname(linux_if)
         try:
             self.ifindex = socket.if_nametoindex(linux_if)
@@ -381,12 +385,12 @@ class HostPort(KernelPort):
             self.sock = None
 
     # ------------------------------------------------------------------ input
-    def poll(self, node: KernelInput) -> int:
+    def receive(self, node: DeviceInput) -> int:
         """Read up to a vector of frames into pool buffers and hand them to the graph."""
         sock = self.sock
         if sock is None:
             return 0
-        pool = self.switch.pool
+        pool = self.rt.pool
         idx = pool.alloc(VECTOR)
         if not len(idx):
             return 0
@@ -456,21 +460,22 @@ class HostPort(KernelPort):
         return node.deliver(self.sw, np.array(taken, INDEX))
 
     # ------------------------------------------------------------------ output
-    def transmit(self, node: Node, idx: np.ndarray) -> None:
+    def transmit(self, node: InterfaceOutput, idx: np.ndarray) -> None:
         """Send each frame on the socket (behind an all-zero virtio header)."""
         sock = self.sock
         if sock is None:
             node.drop(idx, "link-down")
             return
+        # (numpy arrays are buffers: the casts only tell the type checker)
         if self.vnet_hdr:
-            sendmsg = sock.sendmsg
+            sendmsg = cast("Callable[[tuple[bytes, np.ndarray]], int]", sock.sendmsg)
 
             def send(frame: np.ndarray) -> None:
                 sendmsg((NO_VNET, frame))
 
             self.send_each(node, idx, send)
         else:
-            self.send_each(node, idx, sock.send)
+            self.send_each(node, idx, cast("Callable[[np.ndarray], int]", sock.send))
 
     def details(self) -> dict[str, object]:
         """What ``show packet-sockets`` prints."""
@@ -509,10 +514,10 @@ def create_host_interface(switch: Switch, linux_if: str, hw_addr: bytes | None) 
     name = f"host-{linux_if}"
     if name in switch.tables.by_name:
         raise SwitchError(f"interface {name} already exists")
-    port = HostPort(switch, linux_if)
+    port = HostPort(switch.runtime, linux_if)
     try:
         switch.input_node(HostInput)
-        return switch.add_port(name, hw_addr or random_mac(), port, KernelOutput(switch, port))
+        return switch.add_port(name, hw_addr or random_mac(), port, KernelOutput)
     except BaseException:
         port.close()
         raise

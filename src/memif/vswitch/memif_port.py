@@ -1,4 +1,7 @@
-"""memif ports of the switch: the memif-input node and one output node per interface.
+"""memif ports of the switch: a device class (:class:`~.port.Port`) with its nodes.
+
+``memif-input`` and ``<interface>-output`` are the generic device-input and
+interface-output nodes (:mod:`.port`) with memif's errors.
 
 Copy mode moves each vector with one numpy row copy per direction: ring buffers
 into pool buffers on input, pool buffers into ring buffers on output.
@@ -21,20 +24,20 @@ interface's drops (received) or tx errors (sent); both outlive the connection.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Collection
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from ..config import Role
 from ..interface import Interface
 from ..queue import RX_ERRORS, RxQueue, TxQueue, ring_slots
-from .graph import Node
-from .nodes_l2 import SwitchNode, mirror
 from .pool import INDEX
+from .port import DeviceInput, InterfaceOutput
 from .tables import SwInterface
 
 if TYPE_CHECKING:
-    from .switch import Switch
+    from .runtime import Runtime
 
 #: descriptors memif-input takes from one queue per turn: a whole ring of the usual
 #: sizes.  VPP's frames hold 256; in Python each numpy call costs a microsecond or two
@@ -58,10 +61,11 @@ def _node_error(name: str) -> str:
 class MemifPort:
     """The memif side of one switch interface."""
 
-    kind = "memif"
+    kind: ClassVar[str] = "memif"
+    fault_action: ClassVar[str] = "disconnecting its peer"
 
-    def __init__(self, switch: Switch, socket_id: int, iface: Interface, zero_copy: bool):
-        self.switch = switch
+    def __init__(self, rt: Runtime, socket_id: int, iface: Interface, zero_copy: bool):
+        self.rt = rt
         self.socket_id = socket_id
         self.iface = iface
         self.zero_copy = zero_copy and iface.role is Role.CLIENT
@@ -90,6 +94,49 @@ class MemifPort:
         """The memif peer is connected."""
         return self.iface.connected
 
+    # ------------------------------------------------------------------ port protocol
+    def fds(self) -> list[int]:
+        """The receive queues' interrupt eventfds while connected."""
+        return [q.fd for q in self.iface.rx_queues] if self.iface.connected else []
+
+    def rx_interrupt(self) -> bool:
+        """Receive queues to interrupt mode (the peer kicks); True when one has
+        descriptors already (not an unfinished chain: sleeping on it would spin)."""
+        if not self.iface.connected:
+            return False
+        ready = False
+        for q in self.iface.rx_queues:
+            q.polling = False
+            ready = ready or q.ready() > 0
+        return ready
+
+    def rx_polling(self, ready: Collection[int]) -> None:
+        """Receive queues back to polling; reset the interrupts that woke the loop."""
+        if not self.iface.connected:
+            return
+        for q in self.iface.rx_queues:
+            if q.fd in ready:
+                q.clear_interrupt()
+            q.polling = True
+
+    def set_admin(self, up: bool) -> None:
+        """Admin-up enables the interface (a client connects at once); down disconnects."""
+        self.iface.set_admin(up)
+
+    def fault(self, reason: str) -> None:
+        """Handling the port raised: disconnect the peer (it reconnects afresh)."""
+        if self.iface.connected:
+            self.iface.disconnect(reason)
+
+    def close(self) -> None:
+        """Delete the interface (the peer sees a disconnect); lent buffers come back."""
+        self.iface.delete()
+        self.disconnected()
+
+    def details(self) -> dict[str, object]:
+        """What the switch adds to the memif's own details (``Interface.details``)."""
+        return {"socket_id": self.socket_id, "zero_copy": self.zero_copy, "held": self.held}
+
     # ------------------------------------------------------------------ connection
     def connected(self) -> None:
         """Called on connect: set up zero-copy buffers."""
@@ -97,7 +144,7 @@ class MemifPort:
         self._rx_rr = 0
         if not self.zero_copy:
             return
-        self.region = self.iface.pool_region(self.switch.pool.shared)
+        self.region = self.iface.pool_region(self.rt.pool.shared)
         self._posted = [np.full(q.size, -1, INDEX) for q in self.iface.rx_queues]
         self._posted_at = [np.zeros(q.size, np.uint32) for q in self.iface.rx_queues]
         self._in_flight = [deque() for _ in self.iface.tx_queues]
@@ -106,7 +153,7 @@ class MemifPort:
 
     def disconnected(self) -> None:
         """Called on disconnect: every pool buffer lent to the rings comes back."""
-        pool = self.switch.pool
+        pool = self.rt.pool
         for shadow in self._posted:
             pool.free(shadow[shadow >= 0])
         for fifo in self._in_flight:
@@ -117,7 +164,7 @@ class MemifPort:
         self._n_posted = self._n_in_flight = 0
 
     def _post(self, qid: int, q: RxQueue) -> None:
-        pool = self.switch.pool
+        pool = self.rt.pool
         want = min(q.free_to_post(), pool.quota_per_port - self.held)
         if want <= 0:
             return
@@ -132,14 +179,14 @@ class MemifPort:
         pool.free(idx[n:])
 
     # ------------------------------------------------------------------ input
-    def receive(self, node: MemifInput) -> int:
+    def receive(self, node: DeviceInput) -> int:
         """Move up to a vector of packets from each rx queue into the graph (one burst
         per queue and turn, as VPP's memif-input), at most ``PORT_VECTORS`` vectors of
         descriptors per port and turn (the next turn starts where this one stopped);
         returns the count."""
-        total, vector = 0, self.switch.vector_size
+        total, vector = 0, self.rt.vector_size
         queues = self.iface.rx_queues
-        budget = min(PORT_VECTORS * vector, self.switch.pool.quota_per_port)
+        budget = min(PORT_VECTORS * vector, self.rt.pool.quota_per_port)
         first = self._rx_rr % len(queues) if queues else 0
         for k in range(len(queues)):
             qid = (first + k) % len(queues)
@@ -164,7 +211,7 @@ class MemifPort:
             total += node.deliver(self.sw, idx, nbytes)
         return total
 
-    def _report(self, node: MemifInput, qid: int, q: RxQueue) -> None:
+    def _report(self, node: DeviceInput, qid: int, q: RxQueue) -> None:
         """Add what a queue dropped since last time to memif-input's errors and the
         interface's drops (they outlive the queue, which goes at disconnect)."""
         while len(self._seen) <= qid:  # queues this port was not told about
@@ -176,15 +223,15 @@ class MemifPort:
                 seen[name] = count
                 self._rx_drop(node, _node_error(name), new)
 
-    def _rx_drop(self, node: MemifInput, error: str, n: int) -> None:
+    def _rx_drop(self, node: DeviceInput, error: str, n: int) -> None:
         """Count ``n`` received frames dropped before the graph: a memif-input error and
         the interface's drops (both outlive the connection)."""
         node.error_counts[error] += n
         self.sw.counters.drops += n
 
-    def _take_copy(self, node: MemifInput, q: RxQueue, batch) -> tuple[np.ndarray, int]:
+    def _take_copy(self, node: DeviceInput, q: RxQueue, batch) -> tuple[np.ndarray, int]:
         """Copy a burst into pool buffers; returns them and their bytes."""
-        pool = self.switch.pool
+        pool = self.rt.pool
         n = len(batch)
         idx = pool.alloc(n)
         k = len(idx)
@@ -210,10 +257,10 @@ class MemifPort:
         return idx, nbytes
 
     def _take_zero_copy(
-        self, node: MemifInput, qid: int, q: RxQueue, batch, before: int, consumed: int
+        self, node: DeviceInput, qid: int, q: RxQueue, batch, before: int, consumed: int
     ) -> tuple[np.ndarray, int]:
         """Take the pool buffers a burst came back in; returns them and their bytes."""
-        pool = self.switch.pool
+        pool = self.rt.pool
         slots = ring_slots(before, consumed, q.size)
         shadow = self._posted[qid]
         lent = shadow[slots]
@@ -240,10 +287,10 @@ class MemifPort:
         self._post(qid, q)
         return idx, nbytes
 
-    def _take_checked(self, node: MemifInput, batch, lent: np.ndarray) -> np.ndarray:
+    def _take_checked(self, node: DeviceInput, batch, lent: np.ndarray) -> np.ndarray:
         """Keep each packet whose descriptor names a buffer lent to this queue, once;
         the lent buffers not kept go back to the pool."""
-        pool = self.switch.pool
+        pool = self.rt.pool
         idx = np.empty(0, INDEX)
         if batch.chained:  # each frame must fit the one buffer posted for it
             self._rx_drop(node, "zero-copy-chained", len(batch))
@@ -268,7 +315,7 @@ class MemifPort:
         return idx
 
     # ------------------------------------------------------------------ output
-    def transmit(self, node: MemifOutput, idx: np.ndarray) -> None:
+    def transmit(self, node: InterfaceOutput, idx: np.ndarray) -> None:
         """Send a vector of pool buffers; drops what does not fit, frees what was copied."""
         if not self.iface.connected or not self.iface.tx_queues:
             node.drop(idx, "not-connected")
@@ -276,7 +323,7 @@ class MemifPort:
         qid = self._rr % len(self.iface.tx_queues)
         self._rr += 1
         q = self.iface.tx_queues[qid]
-        lengths = self.switch.pool.length[idx]
+        lengths = self.rt.pool.length[idx]
         if self.zero_copy:
             sent, reason = self._send_zero_copy(qid, q, idx, lengths)
         else:
@@ -292,7 +339,7 @@ class MemifPort:
         """Row copies into the ring's buffers; frames larger than a ring buffer are
         chained (one vector operation for the rest of the vector).  Returns how many
         were sent and why the rest were not."""
-        pool = self.switch.pool
+        pool = self.rt.pool
         sent, reason = 0, "no-free-tx-slots"
         while sent < len(idx):
             tx = q.alloc(len(idx) - sent, wrap=True)
@@ -325,7 +372,7 @@ class MemifPort:
     ) -> tuple[int, str]:
         """Publish pool buffers themselves while the port is within its quota, then
         copy into the ring's own buffers.  Returns how many were sent and why not the rest."""
-        pool = self.switch.pool
+        pool = self.rt.pool
         fifo = self._in_flight[qid]
         done = q.reclaim()
         while done and fifo:  # free what the peer gave back, oldest first
@@ -356,10 +403,11 @@ class MemifPort:
         return sent + more, reason
 
 
-class MemifInput(Node):
+class MemifInput(DeviceInput):
     """Polls every memif rx queue of the switch (one node, as in VPP)."""
 
     name = "memif-input"
+    kind = MemifPort.kind
     errors = {
         "no-buffers": "switch buffer pool exhausted",
         "too-big": "frame larger than a switch buffer",
@@ -370,53 +418,9 @@ class MemifInput(Node):
         "chain-incomplete": "only an unfinished buffer chain on the ring: waiting for its end",
     }
 
-    def __init__(self, switch: Switch) -> None:
-        super().__init__()
-        self.switch = switch
 
-    def next_for(self, sw: SwInterface) -> int:
-        """ip4-input for ip-mode interfaces, else span-input or ethernet-input."""
-        by_name = self.graph.by_name
-        if sw.ip_mode:
-            return by_name["ip4-input"].id
-        if self.switch.tables.any_span_rx:
-            return by_name["span-input"].id
-        return by_name["ethernet-input"].id
-
-    def poll(self) -> int:
-        """Receive on every connected port; returns packets taken."""
-        n = 0
-        for port in list(self.switch.ports.values()):
-            if port.iface.connected:
-                try:
-                    n += port.receive(self)
-                except Exception:  # that port's fault: its peer goes, the others go on
-                    self.switch.port_failed(port, self.name)
-        return n
-
-    def deliver(self, sw: SwInterface, idx: np.ndarray, nbytes: int | None = None) -> int:
-        """Count frames received on ``sw`` (``nbytes`` of them, if known) and hand them to
-        the graph, or drop them when the interface is admin-down; returns how many."""
-        n = len(idx)
-        if not n:
-            return 0
-        switch = self.switch
-        switch.meta.rx_if[idx] = sw.sw_if_index
-        sw.counters.rx_packets += n
-        sw.counters.rx_bytes += int(switch.pool.length[idx].sum()) if nbytes is None else nbytes
-        if not sw.admin_up:
-            self.drop(idx, "interface-down")
-            return n
-        self.graph.trace_start(self.name, idx)
-        self.graph.enqueue(self.next_for(sw), idx)
-        return n
-
-    def process(self, idx: np.ndarray) -> None:  # an input node gets no vectors
-        self.graph.pool.free(idx)
-
-
-class MemifOutput(SwitchNode):
-    """``<interface>-output``: SPAN tx mirroring, then the port's transmit."""
+class MemifOutput(InterfaceOutput):
+    """``<interface>-output`` of a memif: SPAN tx mirroring, then the port's transmit."""
 
     errors = {
         "not-connected": "memif not connected",
@@ -425,19 +429,3 @@ class MemifOutput(SwitchNode):
             f"peer's receive buffers shorter than {MIN_CHAIN_BUFFER} bytes: frame not chained"
         ),
     }
-
-    def __init__(self, switch: Switch, port: MemifPort) -> None:
-        super().__init__(switch)
-        self.port = port
-
-    @property
-    def node_name(self) -> str:
-        """``memif0/1-output``."""
-        return f"{self.port.sw.name}-output"
-
-    def process(self, idx: np.ndarray) -> None:
-        sw = self.port.sw
-        if sw.spans:
-            own = idx[~self.meta.span_copy[idx]]  # copies are not mirrored again (no loops)
-            mirror(self, own, np.full(len(own), sw.sw_if_index), rx=False)
-        self.port.transmit(self, idx)

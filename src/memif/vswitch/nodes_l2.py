@@ -1,7 +1,9 @@
 """Layer-2 nodes: ethernet-input, span-input, l2-learn, l2-fwd, l2-flood, l2-output.
 
 Each node works on a whole vector with numpy; per-packet facts live in the
-switch's metadata arrays (``Meta``), indexed by buffer.  Every node has a
+runtime's metadata arrays (:class:`~.runtime.Meta`), indexed by buffer.  Nodes get
+the :class:`~.runtime.Runtime` (pool, metadata, tables, FIB, clock), not the switch,
+and declare their next nodes (``next_nodes``, resolved when the graph is built).  Every node has a
 plain-Python ``reference`` of its decision, which the property tests compare with
 the vector version on random frames.
 """
@@ -13,30 +15,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .graph import Node
+from .graph import DROP, ErrorDrop, Node
 from .l2fib import fib_key, reference_learn_limited
 from .tables import L2Mode
 
 if TYPE_CHECKING:
-    from .switch import Switch
+    from .runtime import Runtime
     from .tables import Tables
 
 ETH_P_ARP = 0x0806
 ETH_P_IP = 0x0800
 MIN_FRAME = 14
-
-
-class Meta:
-    """Per-buffer packet metadata shared by the nodes."""
-
-    def __init__(self, n_buffers: int) -> None:
-        self.rx_if = np.zeros(n_buffers, np.int64)
-        self.tx_if = np.zeros(n_buffers, np.int64)
-        self.dmac = np.zeros(n_buffers, np.uint64)
-        self.smac = np.zeros(n_buffers, np.uint64)
-        self.etype = np.zeros(n_buffers, np.uint16)
-        # a SPAN clone: never mirrored again (set by mirror, cleared at output)
-        self.span_copy = np.zeros(n_buffers, bool)
 
 
 def parse_ethernet(w0: np.ndarray, w1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -74,17 +63,13 @@ def mac_int(mac: bytes) -> int:
 
 
 class SwitchNode(Node):
-    """A node that knows its switch (tables, FIB, pool, metadata)."""
+    """A node of the switch: it works on the runtime (tables, FIB, pool, metadata, clock)."""
 
-    def __init__(self, switch: Switch) -> None:
+    def __init__(self, rt: Runtime) -> None:
         super().__init__()
-        self.switch = switch
-        self.meta = switch.meta
-        self.tables = switch.tables
-
-    def next_id(self, name: str) -> int:
-        """Node id of a named node."""
-        return self.graph.by_name[name].id
+        self.rt = rt
+        self.meta = rt.meta
+        self.tables = rt.tables
 
 
 class EthernetInput(SwitchNode):
@@ -96,9 +81,11 @@ class EthernetInput(SwitchNode):
         "no-l2-or-l3": "interface neither bridged, cross-connected nor addressed",
         "unknown-ethertype": "not ARP or IPv4 on an L3 interface",
     }
+    next_nodes = ("l2-learn", "l2-output", "arp-input", "ip4-input", DROP)
+    L2_LEARN, L2_OUTPUT, ARP, IP4 = range(4)
 
     def process(self, idx: np.ndarray) -> None:
-        pool, meta, t = self.graph.pool, self.meta, self.tables
+        pool, meta, t = self.rt.pool, self.meta, self.tables
         if int(pool.length[idx].min()) < MIN_FRAME:
             runt = pool.length[idx] < MIN_FRAME
             self.drop(idx[runt], "runt")
@@ -109,20 +96,21 @@ class EthernetInput(SwitchNode):
         meta.dmac[idx], meta.smac[idx] = dmac, smac
         rx = meta.rx_if[idx]
         bridged = t.bridged[rx]
+        nexts = self.next
         if bridged.all():
-            self.graph.enqueue(self.next_id("l2-learn"), idx)
+            self.graph.enqueue(nexts[self.L2_LEARN], idx)
             return
         meta.etype[idx] = etype
         mode = t.mode[rx]
-        self.graph.enqueue(self.next_id("l2-learn"), idx[bridged])
+        self.graph.enqueue(nexts[self.L2_LEARN], idx[bridged])
         xc = mode == _XCONNECT
         if xc.any():
             meta.tx_if[idx[xc]] = t.xconnect[rx[xc]]
-            self.graph.enqueue(self.next_id("l2-output"), idx[xc])
+            self.graph.enqueue(nexts[self.L2_OUTPUT], idx[xc])
         l3 = (mode == _L3) & t.has_ip[rx]
         arp, ip4 = l3 & (etype == ETH_P_ARP), l3 & (etype == ETH_P_IP)
-        self.graph.enqueue(self.next_id("arp-input"), idx[arp])
-        self.graph.enqueue(self.next_id("ip4-input"), idx[ip4])
+        self.graph.enqueue(nexts[self.ARP], idx[arp])
+        self.graph.enqueue(nexts[self.IP4], idx[ip4])
         self.drop(idx[l3 & ~arp & ~ip4], "unknown-ethertype")
         self.drop(idx[(mode == _L3) & ~t.has_ip[rx]], "no-l2-or-l3")
 
@@ -131,27 +119,30 @@ class SpanInput(SwitchNode):
     """Mirror received packets of SPAN sources (rx or both) to their destinations."""
 
     name = "span-input"
+    next_nodes = ("ethernet-input", "l2-output")
+    ETHERNET, L2_OUTPUT = range(2)
 
     def process(self, idx: np.ndarray) -> None:
-        mirror(self, idx, self.meta.rx_if[idx], rx=True)
-        self.graph.enqueue(self.next_id("ethernet-input"), idx)
+        mirror(self, idx, self.meta.rx_if[idx], self.next[self.L2_OUTPUT], rx=True)
+        self.graph.enqueue(self.next[self.ETHERNET], idx)
 
 
-def mirror(node: SwitchNode, idx: np.ndarray, src_if: np.ndarray, *, rx: bool) -> None:
-    """Clone packets of mirrored interfaces to each SPAN destination's l2-output."""
-    switch = node.switch
+def mirror(node: SwitchNode, idx: np.ndarray, src_if: np.ndarray, to: int, *, rx: bool) -> None:
+    """Clone packets of mirrored interfaces to each SPAN destination, through node ``to``
+    (l2-output)."""
+    rt = node.rt
     for src in np.unique(src_if).tolist():
-        spans = [s for s in switch.tables.interfaces[src].spans if (s.rx if rx else s.tx)]
+        spans = [s for s in rt.tables.interfaces[src].spans if (s.rx if rx else s.tx)]
         if not spans:
             continue
         sel = idx[src_if == src]
         for span in spans:
-            clones = switch.pool.clone(sel)
-            switch.meta.rx_if[clones] = src
-            switch.meta.tx_if[clones] = span.dst
-            switch.meta.span_copy[clones] = True
-            switch.span_packets += len(clones)
-            node.graph.enqueue(node.next_id("l2-output"), clones)
+            clones = rt.pool.clone(sel)
+            rt.meta.rx_if[clones] = src
+            rt.meta.tx_if[clones] = span.dst
+            rt.meta.span_copy[clones] = True
+            rt.span_packets += len(clones)
+            node.graph.enqueue(to, clones)
 
 
 class L2Learn(SwitchNode):
@@ -159,27 +150,29 @@ class L2Learn(SwitchNode):
 
     name = "l2-learn"
     errors = {"limit": "L2 learn limit exceeded"}  # VPP's l2-learn counter; not a drop
+    next_nodes = ("l2-fwd",)
+    L2_FWD = 0
 
     def process(self, idx: np.ndarray) -> None:
-        meta, t = self.meta, self.tables
-        fib = self.switch.fib
+        meta, t, rt = self.meta, self.tables, self.rt
+        fib = rt.fib
         refused = fib.limit_drops
         rx = meta.rx_if[idx]
         keys = None
         if t.all_learn:
             keys = t.bd_key[rx] | meta.smac[idx]
-            self.switch.fib.learn(keys, rx, self.switch.now)
+            fib.learn(keys, rx, rt.now)
         else:
             learn = t.learn[rx]
             if learn.any():
                 keys = t.bd_key[rx[learn]] | meta.smac[idx[learn]]
-                self.switch.fib.learn(keys, rx[learn], self.switch.now)
+                fib.learn(keys, rx[learn], rt.now)
         if t.ageing and keys is not None:  # a host that keeps sending does not age out
-            self.switch.fib.touch(keys, self.switch.now)
+            fib.touch(keys, rt.now)
         if fib.limit_drops != refused:  # counted, and logged naming the interface
             self.error_counts["limit"] += fib.limit_drops - refused
-            self.switch.learn_refused()
-        self.graph.enqueue(self.next_id("l2-fwd"), idx)
+            rt.learn_refused()
+        self.graph.enqueue(self.next[self.L2_FWD], idx)
 
 
 class L2Fwd(SwitchNode):
@@ -192,12 +185,14 @@ class L2Fwd(SwitchNode):
         "flood-disabled": "broadcast/multicast with flooding off",
         "uu-flood-disabled": "unknown unicast with uu-flood off",
     }
+    next_nodes = ("l2-output", "l2-flood", DROP)
+    L2_OUTPUT, L2_FLOOD = range(2)
 
     def process(self, idx: np.ndarray) -> None:
-        meta, t, sw = self.meta, self.tables, self.switch
+        meta, t = self.meta, self.tables
         rx = meta.rx_if[idx]
         dmac = meta.dmac[idx]
-        tx = sw.fib.lookup(t.bd_key[rx] | dmac)
+        tx = self.rt.fib.lookup(t.bd_key[rx] | dmac)
         multicast = (dmac >> np.uint64(40)) & np.uint64(1) == 1
         # Fast path: every destination known, unicast and elsewhere.  (The FIB can hold
         # a multicast MAC: learned from a bogus source address, or static.)
@@ -208,7 +203,7 @@ class L2Fwd(SwitchNode):
             and not np.count_nonzero(multicast)
         ):
             meta.tx_if[idx] = tx
-            self.graph.enqueue(self.next_id("l2-output"), idx)
+            self.graph.enqueue(self.next[self.L2_OUTPUT], idx)
             return
         decision = l2_decide(
             rx,
@@ -220,8 +215,8 @@ class L2Fwd(SwitchNode):
         )
         fwd = decision == FWD
         meta.tx_if[idx[fwd]] = tx[fwd]
-        self.graph.enqueue(self.next_id("l2-output"), idx[fwd])
-        self.graph.enqueue(self.next_id("l2-flood"), idx[decision == FLOOD])
+        self.graph.enqueue(self.next[self.L2_OUTPUT], idx[fwd])
+        self.graph.enqueue(self.next[self.L2_FLOOD], idx[decision == FLOOD])
         for code, error in _L2_ERRORS.items():
             self.drop(idx[decision == code], error)
 
@@ -332,12 +327,14 @@ class L2Flood(SwitchNode):
 
     name = "l2-flood"
     errors = {"no-members": "no other port in the bridge domain to flood to"}
+    next_nodes = ("l2-output", DROP)
+    L2_OUTPUT = 0
 
     def process(self, idx: np.ndarray) -> None:
-        meta, t, pool = self.meta, self.tables, self.graph.pool
+        meta, t, pool = self.meta, self.tables, self.rt.pool
         rx = meta.rx_if[idx]
         bds = t.bd[rx]
-        out = self.next_id("l2-output")
+        out = self.next[self.L2_OUTPUT]
         for b in np.unique(bds).tolist():
             in_bd = bds == b
             sel, sel_rx = idx[in_bd], rx[in_bd]
@@ -359,10 +356,15 @@ class L2Flood(SwitchNode):
 
 
 class L2Output(SwitchNode):
-    """Hand each packet to its tx interface's output node (``meta.tx_if``)."""
+    """Hand each packet to its tx interface's output node (``meta.tx_if``).
+
+    The interfaces' output nodes are its next nodes too, added with each interface
+    (``Graph.add_next``); it dispatches by the graph ids in ``Tables.output``.
+    """
 
     name = "l2-output"
     errors = {"interface-down": "tx interface admin-down or not connected"}
+    next_nodes = (DROP,)
 
     def process(self, idx: np.ndarray) -> None:
         t = self.tables
@@ -372,3 +374,25 @@ class L2Output(SwitchNode):
             self.drop(idx[~ok], "interface-down")
             idx, tx = idx[ok], tx[ok]
         self.graph.dispatch(idx, t.output[tx])
+
+
+class CountingDrop(ErrorDrop):
+    """error-drop that also counts ``drops`` on each packet's receive interface (VPP's).
+
+    A lost SPAN copy is not the source port's drop (the original went on): it shows
+    in ``show errors`` and, for a full ring, in the destination's tx errors.
+    """
+
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__()
+        self.rt = rt
+
+    def process(self, idx: np.ndarray) -> None:
+        interfaces = self.rt.tables.interfaces
+        meta = self.rt.meta
+        rx, counts = np.unique(meta.rx_if[idx[~meta.span_copy[idx]]], return_counts=True)
+        for i, n in zip(rx.tolist(), counts.tolist(), strict=True):
+            sw = interfaces.get(i)
+            if sw is not None:
+                sw.counters.drops += n
+        super().process(idx)

@@ -1,23 +1,21 @@
-"""The switch: memif sockets and ports, tables, the graph, and its main loop.
+"""The switch: its configuration facade over the runtime, the graph and the main loop.
 
-Configuration methods raise :class:`SwitchError` with a one-line message; the
-daemon's command handlers call them.  :meth:`Switch.run_once` is one turn of the
-main loop: control plane when due, every input, then the graph until empty.  When
-nothing arrives for a while the loop switches receive queues to interrupt mode and
-sleeps in poll(2) on their eventfds (and any registered fd), as VPP's adaptive mode
-does; the first kick switches them back to polling.  "Nothing" includes a trickle:
-polls that bring fewer than ``ADAPTIVE_VECTOR`` packets do not keep the loop
-spinning, so the switch's CPU use follows its load.
+:class:`Switch` holds the configuration: memif sockets, interfaces of every device
+class (one :class:`~.port.PortRegistry`, one delete path), bridge domains, cross-
+connects, SPAN, addresses.  Configuration methods raise :class:`SwitchError` with a
+one-line message; the daemon's command handlers call them.  The packet path's state
+is the :class:`~.runtime.Runtime` the nodes get; the loop that turns it is
+:class:`~.mainloop.MainLoop` (``switch.loop``); :meth:`Switch.run_once` is one turn of
+it on the system clock.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
@@ -25,25 +23,21 @@ from .. import wire
 from ..access import AccessPolicy
 from ..config import Role, format_mac, parse_mac, random_mac
 from ..errors import MemifError
-from ..poller import Poller
-from ..ratelog import PerKeyLog
+from ..interface import Interface
 from ..sock import Socket
 from ..text import escape
 from . import nodes_ip4, nodes_l2
-from .graph import ErrorDrop, Graph, Node
-from .l2fib import L2Fib
+from .graph import Graph
+from .mainloop import MainLoop
 from .memif_port import DEFAULT_VECTOR, MemifInput, MemifOutput, MemifPort
-from .neighbor import NeighborTable
-from .nodes_l2 import Meta
+from .nodes_l2 import CountingDrop
 from .pool import PacketPool
-from .tables import BridgeDomain, L2Mode, Span, SwInterface, Tables
+from .port import DeviceInput, InterfaceOutput, Port
+from .runtime import Runtime
+from .tables import BridgeDomain, L2Mode, Span, SwInterface
 
 log = logging.getLogger("memifd")
 
-CONTROL_PERIOD = 0.01  # seconds between control-plane polls while busy
-IDLE_BEFORE_SLEEP = 0.002  # seconds of small vectors before sleeping on interrupts
-ADAPTIVE_VECTOR = 8  # a poll bringing fewer packets than this is "light" (VPP's adaptive mode)
-MAX_SLEEP = 0.1
 AGE_SCAN = 1.0  # seconds between scans of the neighbour table (and at least between MAC scans)
 # MAC table scans per shortest mac-age: an entry goes at most 1/60 of its age late (VPP
 # scans once a minute, its shortest age); a scan of a full table takes ~10 ms
@@ -52,35 +46,6 @@ AGE_SCANS_PER_AGE = 60
 
 class SwitchError(Exception):
     """A configuration request that cannot be done; the text says why."""
-
-
-class Port(Protocol):
-    """A port that is not a memif (tap, host-interface): what the switch needs of it.
-
-    Every port of one kind shares an input node (``tap-input``, ``host-input``, made by
-    :meth:`Switch.input_node`), which the loop polls each turn; it calls ``poll(node)`` on
-    each of its ports, which moves up to a vector of received frames into pool buffers
-    and hands them to the graph, returning how many.  ``fds()`` become readable when
-    ``poll`` has something to take: the idle sleep waits on them.  ``output_node`` is the
-    graph id of the port's ``<name>-output`` node (set by :meth:`Switch.add_port`);
-    ``link_up`` feeds the interface state, ``set_admin`` follows ``set interface state``
-    and ``close`` releases the kernel side when the interface is deleted.
-    """
-
-    kind: str
-    sw: SwInterface
-    output_node: int
-
-    @property
-    def link_up(self) -> bool: ...
-
-    def poll(self, node: Node) -> int: ...
-
-    def fds(self) -> list[int]: ...
-
-    def set_admin(self, up: bool) -> None: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass
@@ -95,7 +60,12 @@ class SocketEntry:
 
 
 class Switch:
-    """A VPP-style L2 switch with memif ports."""
+    """A VPP-style L2 switch with memif, tap and AF_PACKET ports: the configuration.
+
+    ``runtime`` is what the nodes work on (its pool, metadata, tables, FIB, neighbour
+    table and port registry are also this object's attributes), ``graph`` the nodes,
+    ``loop`` the main loop.
+    """
 
     def __init__(
         self,
@@ -116,54 +86,64 @@ class Switch:
         self.socket_mode = socket_mode  # of the memif socket files the switch listens on
         self.socket_group = socket_group
         self.socket_access = socket_access or AccessPolicy()  # of sockets that name none
-        self.pool = PacketPool(n_buffers, data_size)
-        self.meta = Meta(n_buffers)
-        self.pool.flags_cleared_on_free.append(self.meta.span_copy)
-        self.fib = L2Fib()
-        self.tables = Tables()
-        self.graph = Graph(self.pool, CountingDrop(self))
+        rt = self.runtime = Runtime(PacketPool(n_buffers, data_size), vector_size, log)
+        self.pool, self.meta, self.tables = rt.pool, rt.meta, rt.tables
+        self.fib, self.neighbors, self.ratelog = rt.fib, rt.neighbors, rt.ratelog
+        self.ports = rt.ports  # sw_if_index -> port, every device class
+        self.graph = Graph(self.pool, CountingDrop(rt))
         self.sockets: dict[int, SocketEntry] = {
             0: SocketEntry(0, os.path.join(runtime_dir, "memif.sock"))
         }
-        self.ports: dict[int, MemifPort] = {}  # sw_if_index -> port
-        self.host_ports: dict[int, Port] = {}  # sw_if_index -> tap, host-interface, ...
-        self.neighbors = NeighborTable()
-        self.ratelog = PerKeyLog(log)  # lines a peer can trigger at packet rate
-        # (ident, seq, source address, arrival time, ttl) of echo replies to our pings
-        self.ping_replies: list[tuple[int, int, bytes, float, int]] = []
-        self.span_packets = 0
-        self.now = time.monotonic()
-        self.started = self.now
-        self.busy_ns = 0
-        self._extra_fds: dict[int, Callable[[], None]] = {}
-        self._extra_poller = Poller()  # the extra fds, looked at by control()
-        self._idle_poller = Poller()  # every fd that ends sleep()
-        self._last_control = 0.0
-        self._last_age = self.now
-        self._last_mac_age = self.now
-        self._last_packet = self.now
-        self._sleeping = False
-        self.input = MemifInput(self)
-        self.inputs: list[Node] = [self.input]  # input nodes polled each turn (.poll())
-        self.main_loop = MainLoop()
+        self.started = rt.now
+        self._last_age = rt.now
+        self._last_mac_age = rt.now
+        self.loop = MainLoop(rt, self.graph, self.control, self._control_fds, log)
         for node in (
-            self.main_loop,
-            self.input,
-            nodes_l2.SpanInput(self),
-            nodes_l2.EthernetInput(self),
-            nodes_l2.L2Learn(self),
-            nodes_l2.L2Fwd(self),
-            nodes_l2.L2Flood(self),
-            nodes_ip4.ArpInput(self),
-            nodes_ip4.Ip4Input(self),
-            nodes_l2.L2Output(self),
+            MemifInput(rt),
+            nodes_l2.SpanInput(rt),
+            nodes_l2.EthernetInput(rt),
+            nodes_l2.L2Learn(rt),
+            nodes_l2.L2Fwd(rt),
+            nodes_l2.L2Flood(rt),
+            nodes_ip4.ArpInput(rt),
+            nodes_ip4.Ip4Input(rt),
+            nodes_l2.L2Output(rt),
         ):
             self.graph.add(node)
+            if isinstance(node, DeviceInput):
+                self.loop.inputs.append(node)
+        self.graph.build()  # every declared next node resolved, or GraphError here
+        self.l2_output = self.graph.by_name[nodes_l2.L2Output.name]
+
+    # ------------------------------------------------------------------ runtime facts
+    @property
+    def now(self) -> float:
+        """The time of the current turn (the runtime's clock)."""
+        return self.runtime.now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self.runtime.now = value
+
+    @property
+    def ping_replies(self) -> list[tuple[int, int, bytes, float, int]]:
+        """Echo replies to the switch's own pings: (ident, seq, source, arrival, ttl)."""
+        return self.runtime.ping_replies
+
+    @property
+    def span_packets(self) -> int:
+        """SPAN copies made since start."""
+        return self.runtime.span_packets
+
+    @property
+    def busy_ns(self) -> int:
+        """Time the main loop spent on turns that moved packets."""
+        return self.loop.busy_ns
 
     # ------------------------------------------------------------------ lookups
     def memif_ports(self) -> list[MemifPort]:
         """Every memif port."""
-        return list(self.ports.values())
+        return [p for p in self.ports.of_kind(MemifPort.kind) if isinstance(p, MemifPort)]
 
     def interface(self, name: str) -> SwInterface:
         """An interface by name, or a SwitchError naming the known ones."""
@@ -253,7 +233,7 @@ class Switch:
         mac = parse_mac(hw_addr) if hw_addr else random_mac()
         zero_copy = zero_copy and r is Role.CLIENT
         if zero_copy:  # its receive buffers come from the pool: refuse what can drain it
-            posted = sum(p.commitment for p in self.ports.values())
+            posted = sum(p.commitment for p in self.memif_ports())
             refusal = self.pool.refusal(name, rx_queues, ring_size, posted)
             if refusal:
                 raise SwitchError(refusal)
@@ -284,79 +264,92 @@ class Switch:
                 pools=[self.pool.shared] if zero_copy else (),
                 post_rx_buffers=not zero_copy,
                 reconnect_interval=1.0,
-                on_connect=lambda i, s=sw_if_index: self._on_connect(s),
-                on_disconnect=lambda i, reason, s=sw_if_index: self._on_disconnect(s, reason),
+                on_connect=functools.partial(self._on_connect, sw_if_index),
+                on_disconnect=functools.partial(self._on_disconnect, sw_if_index),
             )
         except MemifError as exc:
             raise SwitchError(str(exc)) from None
         except OSError as exc:
             raise SwitchError(f"socket {entry.filename}: {exc.strerror or exc}") from None
-        port = MemifPort(self, socket_id, iface, zero_copy)
-        sw = SwInterface(sw_if_index, name, mac, port, ip_mode=iface.config.mode == wire.Mode.IP)
-        port.sw = sw
-        port.output_node = self.graph.add(MemifOutput(self, port))
-        self.ports[sw_if_index] = port
+        port = MemifPort(self.runtime, socket_id, iface, zero_copy)
         entry.interfaces.append(id)
         iface.set_admin(False)  # admin-down until "set interface state up"
-        self.tables.add(sw)
+        ip_mode = iface.config.mode == wire.Mode.IP
+        sw = self.add_port(name, mac, port, MemifOutput, sw_if_index=sw_if_index, ip_mode=ip_mode)
         log.info("created %s (%s, socket %s)", name, r.vpp_name, entry.filename)
         return sw
 
-    def delete_interface(self, name: str) -> None:
-        """``delete interface memif <if>``."""
+    def delete_interface(self, name: str, kind: str | None = None) -> None:
+        """Delete interface ``name`` of any device class (``kind``: only of that class).
+
+        The one delete path: the output node leaves the graph, the FIB and neighbour
+        entries behind the port go, the port is closed (a memif's peer sees a
+        disconnect, a tap device goes), and a memif socket no interface uses closes.
+        """
         sw = self.interface(name)
-        if sw.sw_if_index not in self.ports:
-            raise SwitchError(f"{name} is not a memif interface")
-        port = self.ports.pop(sw.sw_if_index)
-        port.iface.delete()
-        port.disconnected()
-        entry = self.sockets[port.socket_id]
-        entry.interfaces.remove(port.iface.id)
-        if not entry.interfaces and entry.socket is not None:
-            entry.socket.close()
-            entry.socket = None
-        self.graph.remove(self.graph.nodes[port.output_node])
-        self.fib.flush(sw_if_index=sw.sw_if_index)
-        self.neighbors.flush(sw.sw_if_index)
-        self.tables.remove(sw)
-        log.info("deleted %s", name)
-
-    def input_node(self, cls: Callable[[Switch], Node]) -> Node:
-        """The input node of a port kind (``cls.name``), added to the graph on first use."""
-        node = self.graph.by_name.get(cls.name)  # type: ignore[attr-defined]
-        if node is None:
-            node = cls(self)
-            self.graph.add(node)
-            self.inputs.append(node)
-        return node
-
-    def add_port(self, name: str, mac: bytes, port: Port, output: Node) -> SwInterface:
-        """Register a non-memif port as interface ``name`` (admin-down) with its output node."""
-        if name in self.tables.by_name:
-            raise SwitchError(f"interface {name} already exists")
-        sw = SwInterface(self.tables.new_index(), name, mac, port)
-        port.sw = sw
-        port.output_node = self.graph.add(output)
-        self.host_ports[sw.sw_if_index] = port
-        self.tables.add(sw)
-        log.info("created %s (%s)", name, port.kind)
-        return sw
-
-    def delete_port(self, name: str) -> None:
-        """Delete a non-memif port's interface and close the port."""
-        sw = self.interface(name)
-        port = self.host_ports.pop(sw.sw_if_index, None)
-        if port is None:
-            raise SwitchError(f"{name} is a memif interface: use 'delete interface memif'")
+        port = self.ports.get(sw.sw_if_index)
+        if port is None or (kind is not None and port.kind != kind):
+            what = f"a {port.kind}" if port is not None else "not a port's"
+            raise SwitchError(f"{name} is not a {kind} interface ({what} interface)")
+        self.ports.remove(sw.sw_if_index)
         self.graph.remove(self.graph.nodes[port.output_node])
         self.fib.flush(sw_if_index=sw.sw_if_index)
         self.neighbors.flush(sw.sw_if_index)
         self.tables.remove(sw)
         port.close()
+        if isinstance(port, MemifPort):
+            self._release_socket(port)
         log.info("deleted %s", name)
 
-    def _on_connect(self, sw_if_index: int) -> None:
+    def _release_socket(self, port: MemifPort) -> None:
+        """A memif left its socket: the socket closes when no interface uses it."""
+        entry = self.sockets[port.socket_id]
+        entry.interfaces.remove(port.iface.id)
+        if not entry.interfaces and entry.socket is not None:
+            entry.socket.close()
+            entry.socket = None
+
+    def input_node(self, cls: Callable[[Runtime], DeviceInput]) -> DeviceInput:
+        """The input node of a device class (``cls.name``), added to the graph and the
+        main loop on first use."""
+        node = self.graph.by_name.get(cls.name)  # type: ignore[attr-defined]
+        if isinstance(node, DeviceInput):
+            return node
+        node = cls(self.runtime)
+        self.graph.add(node)
+        self.loop.inputs.append(node)
+        return node
+
+    def add_port(
+        self,
+        name: str,
+        mac: bytes,
+        port: Port,
+        output: Callable[[Runtime, Port], InterfaceOutput],
+        *,
+        sw_if_index: int | None = None,
+        ip_mode: bool = False,
+    ) -> SwInterface:
+        """Register ``port`` as interface ``name`` (admin-down) with its output node
+        ``output(runtime, port)``, behind l2-output."""
+        if name in self.tables.by_name:
+            raise SwitchError(f"interface {name} already exists")
+        if sw_if_index is None:
+            sw_if_index = self.tables.new_index()
+        sw = SwInterface(sw_if_index, name, mac, port, ip_mode=ip_mode)
+        port.sw = sw
+        node = output(self.runtime, port)
+        port.output_node = self.graph.add(node)
+        self.graph.add_next(self.l2_output, node)
+        self.ports.add(sw_if_index, port)
+        self.tables.add(sw)
+        if not isinstance(port, MemifPort):
+            log.info("created %s (%s)", name, port.kind)
+        return sw
+
+    def _on_connect(self, sw_if_index: int, iface: Interface) -> None:
         port = self.ports[sw_if_index]
+        assert isinstance(port, MemifPort)
         port.connected()
         self.tables.refresh()
         log.info(  # names the peer chose: escaped, so they cannot forge log lines
@@ -366,9 +359,9 @@ class Switch:
             escape(port.iface.remote_app_name),
         )
 
-    def _on_disconnect(self, sw_if_index: int, reason: str) -> None:
+    def _on_disconnect(self, sw_if_index: int, iface: Interface, reason: str) -> None:
         port = self.ports.get(sw_if_index)
-        if port is None:
+        if not isinstance(port, MemifPort):
             return
         port.disconnected()
         self.fib.flush(sw_if_index=sw_if_index)
@@ -376,48 +369,9 @@ class Switch:
         self.tables.refresh()
         log.info("%s disconnected: %s", port.sw.name, escape(reason))
 
-    def port_failed(self, port: MemifPort, where: str) -> None:
-        """Contain an exception raised handling one port (call from an ``except``).
-
-        Logged with its traceback (rate-limited), counted as ``port-exception`` in
-        ``show errors``, and the port's peer is disconnected: the fault stays with the
-        port that caused it and every other port keeps forwarding.
-        """
-        self.main_loop.error_counts["port-exception"] += 1
-        name = port.sw.name if port.sw is not None else "?"  # None: not yet added
-        self.ratelog.log(
-            ("port-exception", name, where),
-            "%s: %s failed on this port: disconnecting its peer",
-            where,
-            name,
-            level=logging.ERROR,
-            exc_info=True,
-        )
-        try:
-            if port.iface.connected:
-                port.iface.disconnect("memifd internal error on this interface")
-        except Exception:
-            log.exception("%s: disconnect after a failure failed too", name)
-
-    def learn_refused(self) -> None:
-        """Log (rate-limited, per interface) what the MAC table refused to learn."""
-        for (sw_if_index, which), packets in self.fib.refused.items():
-            sw = self.tables.interfaces.get(sw_if_index)
-            limit = {
-                "table": self.fib.limit,
-                "interface": self.fib.interface_limit(sw_if_index),
-            }.get(which)
-            if limit is None and sw is not None and sw.bd is not None:
-                limit = self.fib.bd_limit.get(sw.bd)
-            self.ratelog.log(
-                ("learn-limit", sw_if_index, which),
-                "l2-learn: %s: L2 learn limit exceeded (%s limit %s): %d packets' MACs not learned",
-                sw.name if sw else f"sw_if_index {sw_if_index}",
-                which,
-                limit,
-                packets,
-            )
-        self.fib.refused.clear()
+    def port_failed(self, port: Port, where: str) -> None:
+        """Contain an exception raised handling one port (see :meth:`Runtime.port_failed`)."""
+        self.runtime.port_failed(port, where)
 
     def set_state(self, name: str, up: bool) -> None:
         """``set interface state <if> up|down``."""
@@ -425,10 +379,7 @@ class Switch:
         sw.admin_up = up
         port = self.ports.get(sw.sw_if_index)
         if port is not None:
-            port.iface.set_admin(up)
-        host = self.host_ports.get(sw.sw_if_index)
-        if host is not None:
-            host.set_admin(up)
+            port.set_admin(up)
         if not up:
             self.neighbors.flush(sw.sw_if_index)
         self.tables.refresh()
@@ -551,7 +502,7 @@ class Switch:
         self.meta.rx_if[i] = 0  # local0: sent by the switch itself
         self.meta.tx_if[i] = sw_if_index
         self.graph.trace_id[i] = 0
-        self.graph.enqueue(self.graph.by_name["l2-output"].id, idx)
+        self.graph.enqueue(self.l2_output.id, idx)
         self.graph.run()
         return True
 
@@ -563,191 +514,59 @@ class Switch:
     # ------------------------------------------------------------------ loop
     def add_fd(self, fd: int, callback: Callable[[], None]) -> None:
         """Watch ``fd`` (e.g. the CLI socket) from the main loop."""
-        self._extra_fds[fd] = callback
+        self.loop.add_fd(fd, callback)
 
     def remove_fd(self, fd: int) -> None:
         """Stop watching ``fd``."""
-        self._extra_fds.pop(fd, None)
+        self.loop.remove_fd(fd)
 
-    def control(self) -> None:
-        """Control-plane work: memif sockets, extra fds, FIB and neighbour ageing.
+    def control(self, now: float) -> None:
+        """Control-plane work at ``now``: memif sockets, FIB and neighbour ageing.
 
-        Each socket and each fd callback is contained on its own: an exception is
-        logged (rate-limited) and counted, and the others still get their turn.
+        Each socket is contained on its own: an exception is logged (rate-limited) and
+        counted, and the others still get their turn.
         """
         for entry in list(self.sockets.values()):
             if entry.socket is not None:
-                self._contained(
+                self.loop.contained(
                     "control-exception", f"memif socket {entry.filename}", entry.socket.poll, 0
                 )
-        if self._extra_fds:
-            self._extra_poller.update(self._extra_fds)
-            for fd in self._extra_poller.wait(0):
-                cb = self._extra_fds.get(fd)
-                if cb:
-                    self._contained("control-exception", f"fd {fd}", cb)
-        if not 0.0 <= self.now - self._last_age < AGE_SCAN:  # due (or the clock was set)
-            self._last_age = self.now
-            self.neighbors.age(self.now)
+        if not 0.0 <= now - self._last_age < AGE_SCAN:  # due (or the clock was set)
+            self._last_age = now
+            self.neighbors.age(now)
         ages = self.tables.max_age
         if ages:
             period = max(AGE_SCAN, min(ages.values()) / AGE_SCANS_PER_AGE)
-            if not 0.0 <= self.now - self._last_mac_age < period:
-                self._last_mac_age = self.now
-                self.fib.age(self.now, ages)
+            if not 0.0 <= now - self._last_mac_age < period:
+                self._last_mac_age = now
+                self.fib.age(now, ages)
 
-    def _contained(self, error: str, what: str, fn: Callable[..., object], *args: object) -> bool:
-        """Run ``fn(*args)``; an exception is logged with its traceback (rate-limited)
-        and counted as ``error`` of the main-loop node. True when it ran cleanly."""
-        try:
-            fn(*args)
-            return True
-        except Exception as exc:
-            self.failed(error, what, exc)
-            return False
+    def _control_fds(self) -> list[int]:
+        """The memif sockets' fds: control messages end the idle sleep."""
+        return [e.socket.fileno() for e in self.sockets.values() if e.socket is not None]
 
     def failed(self, error: str, what: str, exc: Exception) -> None:
-        """Count and log (with traceback, rate-limited) an exception the loop contained;
-        call from its ``except`` block."""
-        self.main_loop.error_counts[error] += 1
-        self.ratelog.log(
-            (error, what, type(exc).__name__),
-            "%s: %s: %s (contained, the loop goes on)",
-            what,
-            type(exc).__name__,
-            escape(str(exc)),
-            level=logging.ERROR,
-            exc_info=True,
-        )
+        """Count and log an exception the loop contained (see :meth:`MainLoop.failed`)."""
+        self.loop.failed(error, what, exc)
 
     def run_once(self) -> int:
-        """One turn: control when due, input from every port, the graph. Returns packets.
-
-        Never raises for what a peer or a packet did: failures are contained (logged,
-        counted in ``show errors`` under ``main-loop``) and the next turn runs.
-        """
-        t0 = time.perf_counter_ns()
-        self.now = time.monotonic()
-        if self.now - self._last_control >= CONTROL_PERIOD:
-            self._last_control = self.now
-            self.control()
-        n = self.input_poll()
-        if n:
-            if not self._contained("graph-exception", "graph", self.graph.run):
-                self.graph.discard()
-            self.busy_ns += time.perf_counter_ns() - t0
-        if n >= ADAPTIVE_VECTOR:
-            self._last_packet = self.now  # heavy traffic: keep polling
-        elif self.now - self._last_packet > IDLE_BEFORE_SLEEP:
-            # light or no traffic for a while: sleep until a peer kicks (interrupt mode)
-            self.sleep(MAX_SLEEP)
-        return n
-
-    def input_poll(self) -> int:
-        """Run every input node (with its runtime figures); a failing one is contained."""
-        total = 0
-        for node in self.inputs:
-            first_trace = self.graph.next_trace if self.graph.tracing else None
-            t0 = time.perf_counter_ns()
-            try:
-                n = node.poll()  # type: ignore[attr-defined]
-            except Exception as exc:
-                self.failed("input-exception", node.name, exc)
-                continue
-            if n:
-                node.ns += time.perf_counter_ns() - t0
-                node.calls += 1
-                node.vectors += n
-                total += n
-            if first_trace is not None and self.graph.next_trace != first_trace:
-                self._trace_input(node, first_trace)
-        return total
-
-    def _trace_input(self, node: Node, first: int) -> None:
-        """Start each packet traced from this poll with its input line (``memif: ...``)."""
-        graph, now = self.graph, time.strftime("%H:%M:%S")
-        kind = node.name.removesuffix("-input")
-        for i in np.flatnonzero(graph.trace_id >= first).tolist():
-            sw = self.tables.interfaces.get(int(self.meta.rx_if[i]))
-            where = f"{sw.name} sw_if_index {sw.sw_if_index}" if sw else "?"
-            line = f"{now}: {node.name}\n  {kind}: {where} {node.trace_line(i)}"
-            graph.traces[int(graph.trace_id[i])].insert(0, line)
-
-    def sleep(self, timeout: float) -> None:
-        """Block until a receive queue is kicked, a control fd is ready, or ``timeout``."""
-        queues = [q for p in self.memif_ports() if p.iface.connected for q in p.iface.rx_queues]
-        for q in queues:
-            q.polling = False
-        try:
-            if any(q.ready() for q in queues):  # not an unfinished chain: it would spin
-                return
-            fds = [q.fd for q in queues] + list(self._extra_fds)
-            fds += [e.socket.fileno() for e in self.sockets.values() if e.socket is not None]
-            fds += [fd for p in self.host_ports.values() for fd in p.fds()]
-            self._idle_poller.update(fds)
-            ready = self._idle_poller.wait(timeout)
-            for q in queues:
-                if q.fd in ready:
-                    q.clear_interrupt()
-            self._last_control = 0.0  # do control work next turn
-        finally:
-            for q in queues:
-                q.polling = True
+        """One turn of the main loop on the system clock (with its idle sleep, when due);
+        returns the packets it took in.  ``loop.run_once(now)`` is the turn alone."""
+        return self.loop.turn()
 
     def run(self, until: Callable[[], bool]) -> None:
         """Run until ``until()`` is true."""
-        while not until():
-            self.run_once()
+        self.loop.run(until)
 
     def close(self) -> None:
         """Delete every interface (peers see a disconnect), close sockets, free memory."""
         for sw in list(self.tables.interfaces.values()):
             if sw.sw_if_index in self.ports:
                 self.delete_interface(sw.name)
-            elif sw.sw_if_index in self.host_ports:
-                self.delete_port(sw.name)
         for entry in self.sockets.values():
             if entry.socket is not None:
                 entry.socket.close()
         self.pool.close()
-
-
-class MainLoop(Node):
-    """Counters of failures the main loop contained (``show errors``); never gets vectors."""
-
-    name = "main-loop"
-    errors = {
-        "port-exception": "exception handling a port: its peer was disconnected",
-        "input-exception": "exception in an input node: its turn was skipped",
-        "graph-exception": "exception in the graph: the turn's packets were dropped",
-        "control-exception": "exception in control-plane work (socket or CLI)",
-        "loop-exception": "exception in a main loop turn (contained)",
-    }
-
-    def process(self, idx: np.ndarray) -> None:
-        self.graph.pool.free(idx)
-
-
-class CountingDrop(ErrorDrop):
-    """error-drop that also counts ``drops`` on each packet's receive interface (VPP's).
-
-    A lost SPAN copy is not the source port's drop (the original went on): it shows
-    in ``show errors`` and, for a full ring, in the destination's tx errors.
-    """
-
-    def __init__(self, switch: Switch) -> None:
-        super().__init__()
-        self.switch = switch
-
-    def process(self, idx: np.ndarray) -> None:
-        interfaces = self.switch.tables.interfaces
-        meta = self.switch.meta
-        rx, counts = np.unique(meta.rx_if[idx[~meta.span_copy[idx]]], return_counts=True)
-        for i, n in zip(rx.tolist(), counts.tolist(), strict=True):
-            sw = interfaces.get(i)
-            if sw is not None:
-                sw.counters.drops += n
-        super().process(idx)
 
 
 def format_ip(raw: bytes) -> str:

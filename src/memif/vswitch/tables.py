@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .port import Port
 
 
 class L2Mode(enum.IntEnum):
@@ -55,7 +59,7 @@ class SwInterface:
     sw_if_index: int
     name: str
     mac: bytes
-    port: object  # MemifPort or another kind with .output_node and .kind
+    port: Port  # the device side: memif, tap, af_packet (see memif.vswitch.port)
     admin_up: bool = False
     mode: L2Mode = L2Mode.L3
     bd: int | None = None
@@ -68,7 +72,7 @@ class SwInterface:
     @property
     def link_up(self) -> bool:
         """True when the port's peer is connected."""
-        return bool(getattr(self.port, "link_up", False))
+        return self.port.link_up
 
     @property
     def state(self) -> str:
@@ -140,7 +144,7 @@ class Tables:
         self.has_ip = np.zeros(n, bool)
         for i, sw in self.interfaces.items():
             self.mode[i] = sw.mode
-            self.output[i] = getattr(sw.port, "output_node", 0)
+            self.output[i] = sw.port.output_node
             self.usable[i] = sw.admin_up and sw.link_up
             self.span_rx[i] = any(s.rx for s in sw.spans)
             self.has_ip[i] = bool(sw.ip4)

@@ -20,12 +20,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import shutil
 import socket
 import struct
 import subprocess
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -42,10 +44,12 @@ from .host_port import (
     link_mtu,
     set_link_up,
 )
+from .port import DeviceInput, InterfaceOutput
 from .switch import SwitchError
 from .tables import SwInterface
 
 if TYPE_CHECKING:
+    from .runtime import Runtime
     from .switch import Switch
 
 TUN_PATH = "/dev/net/tun"
@@ -71,8 +75,8 @@ class TapPort(KernelPort):
 
     kind = "tap"
 
-    def __init__(self, switch: Switch, id: int, fd: int, host_if_name: str) -> None:
-        super().__init__(switch)
+    def __init__(self, rt: Runtime, id: int, fd: int, host_if_name: str) -> None:
+        super().__init__(rt)
         self.id = id
         self.fd = fd
         self.host_if_name = host_if_name
@@ -103,12 +107,12 @@ class TapPort(KernelPort):
             self.fd = -1
 
     # ------------------------------------------------------------------ data path
-    def poll(self, node: KernelInput) -> int:
+    def receive(self, node: DeviceInput) -> int:
         """Read up to a vector of frames into pool buffers and hand them to the graph."""
         fd = self.fd
         if fd < 0:
             return 0
-        pool = self.switch.pool
+        pool = self.rt.pool
         idx = pool.alloc(VECTOR)
         data, length, readv = pool.data, pool.length, os.readv
         n = 0
@@ -130,13 +134,13 @@ class TapPort(KernelPort):
             pool.free(idx[n:])
         return node.deliver(self.sw, idx[:n])
 
-    def transmit(self, node: KernelOutput, idx: np.ndarray) -> None:
+    def transmit(self, node: InterfaceOutput, idx: np.ndarray) -> None:
         """Write each frame to the tap."""
         if self.fd < 0:
             node.drop(idx, "link-down")
             return
-        fd, write = self.fd, os.write
-        self.send_each(node, idx, lambda frame: write(fd, frame))
+        write = cast("Callable[[int, np.ndarray], int]", os.write)  # arrays are buffers
+        self.send_each(node, idx, functools.partial(write, self.fd))
 
     def details(self) -> dict[str, object]:
         """What ``show tap`` prints."""
@@ -228,7 +232,7 @@ def create_tap(
 ) -> SwInterface:
     """``create tap ...`` -> interface ``tap<id>`` (admin-down, host side up)."""
     if id is None:
-        used = {p.id for p in switch.host_ports.values() if isinstance(p, TapPort)}
+        used = {p.id for p in switch.ports.of_kind(TapPort.kind) if isinstance(p, TapPort)}
         id = next(n for n in range(len(used) + 1) if n not in used)
     name = f"tap{id}"
     if name in switch.tables.by_name:
@@ -260,10 +264,10 @@ def create_tap(
             where = ["-n", host_ns] if host_ns is not None else []
             prefix = f"{ip4_str(host_ip4[0])}/{host_ip4[1]}"
             ip_command(*where, "addr", "add", prefix, "dev", ifname)
-        port = TapPort(switch, id, fd, ifname)
+        port = TapPort(switch.runtime, id, fd, ifname)
         port.host_ns, port.host_ip4, port.host_mac, port.mtu = host_ns, host_ip4, mac, mtu
         switch.input_node(TapInput)
-        return switch.add_port(name, hw_addr or random_mac(), port, KernelOutput(switch, port))
+        return switch.add_port(name, hw_addr or random_mac(), port, KernelOutput)
     except BaseException:
         with contextlib.suppress(OSError):
             os.close(fd)

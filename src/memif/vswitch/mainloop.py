@@ -1,0 +1,228 @@
+"""The switch's main loop, apart from its configuration (VPP's ``vlib_main_loop``).
+
+:meth:`MainLoop.run_once` is one turn at a time the caller gives (``now``): control
+work when due, every device-input node, then the graph until empty.  It never reads
+the clock for the switch's logic and never sleeps: it returns the deadline of the
+next turn, ``now`` while packets keep coming, later once the loop has been idle.
+:meth:`MainLoop.sleep` is the idle wait: receive queues go to interrupt mode and the
+loop sleeps in ppoll(2) on their eventfds (and the control fds) until a kick or the
+timeout, as VPP's adaptive mode does; the first kick switches them back to polling.
+"Idle" includes a trickle: turns that bring fewer than ``ADAPTIVE_VECTOR`` packets do
+not keep the loop spinning, so the switch's CPU use follows its load.
+:meth:`MainLoop.turn` joins the two with the system clock (what the daemon runs).
+
+The shape is the core's event-loop contract (``run_once(now) -> next deadline``, an
+injected clock), so the loop can sit on a core poller when there is one.
+
+Failures are contained here, in one place: an exception in control work, an input
+node or the graph is logged (rate-limited, with its traceback) and counted under the
+``main-loop`` node's errors, and the next turn runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from ..poller import Poller
+from ..text import escape
+from .graph import Graph, Node
+from .port import DeviceInput
+from .runtime import Runtime
+
+CONTROL_PERIOD = 0.01  # seconds between control-plane polls while busy
+IDLE_BEFORE_SLEEP = 0.002  # seconds of small vectors before sleeping on interrupts
+ADAPTIVE_VECTOR = 8  # a poll bringing fewer packets than this is "light" (VPP's adaptive mode)
+MAX_SLEEP = 0.1  # the longest idle sleep (seconds)
+
+
+class MainLoopNode(Node):
+    """Counters of failures the main loop contained (``show errors``); never gets vectors."""
+
+    name = "main-loop"
+    errors = {
+        "port-exception": "exception handling a port: its peer was disconnected",
+        "input-exception": "exception in an input node: its turn was skipped",
+        "graph-exception": "exception in the graph: the turn's packets were dropped",
+        "control-exception": "exception in control-plane work (socket or CLI)",
+        "loop-exception": "exception in a main loop turn (contained)",
+    }
+
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__()
+        self.error_counts = rt.loop_errors  # one counter: the runtime's
+        self.rt = rt
+
+    def process(self, idx: np.ndarray) -> None:
+        self.rt.pool.free(idx)
+
+
+class MainLoop:
+    """Turns of the switch: control when due, the device inputs, the graph.
+
+    ``control(now)`` is the switch's control work (memif sockets, ageing), run every
+    ``CONTROL_PERIOD`` and after each sleep; ``control_fds()`` the fds that should end a
+    sleep for it (listening and connected memif sockets).  Fds added with
+    :meth:`add_fd` (the CLI socket) are watched too, their callbacks run with the
+    control work.
+    """
+
+    def __init__(
+        self,
+        rt: Runtime,
+        graph: Graph,
+        control: Callable[[float], None],
+        control_fds: Callable[[], list[int]],
+        log: logging.Logger,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rt = rt
+        self.graph = graph
+        self.control = control
+        self.control_fds = control_fds
+        self.log = log
+        self.clock = clock
+        self.node = MainLoopNode(rt)
+        graph.add(self.node)
+        self.inputs: list[DeviceInput] = []  # input nodes polled each turn
+        self.busy_ns = 0  # time spent on turns that moved packets
+        self.packets = 0  # what the last turn took in
+        self._extra_fds: dict[int, Callable[[], None]] = {}
+        self._extra_poller = Poller()  # the extra fds, looked at with the control work
+        self._idle_poller = Poller()  # every fd that ends sleep()
+        self._last_control = -math.inf
+        self._last_packet = rt.now
+
+    # ------------------------------------------------------------------ fds
+    def add_fd(self, fd: int, callback: Callable[[], None]) -> None:
+        """Watch ``fd`` (e.g. the CLI socket): ``callback()`` when it is readable."""
+        self._extra_fds[fd] = callback
+
+    def remove_fd(self, fd: int) -> None:
+        """Stop watching ``fd``."""
+        self._extra_fds.pop(fd, None)
+
+    def poll_fds(self) -> None:
+        """Run the callback of each extra fd that is readable (each contained)."""
+        if self._extra_fds:
+            self._extra_poller.update(self._extra_fds)
+            for fd in self._extra_poller.wait(0):
+                cb = self._extra_fds.get(fd)
+                if cb:
+                    self.contained("control-exception", f"fd {fd}", cb)
+
+    # ------------------------------------------------------------------ turns
+    def run_once(self, now: float) -> float:
+        """One turn at time ``now``; returns when the next should start (``now``: at once).
+
+        Never raises for what a peer or a packet did: failures are contained (logged,
+        counted in ``show errors`` under ``main-loop``) and the next turn runs.
+        """
+        t0 = time.perf_counter_ns()
+        self.rt.now = now
+        if now - self._last_control >= CONTROL_PERIOD:
+            self._last_control = now
+            self.control(now)
+            self.poll_fds()
+        n = self.packets = self.input_poll()
+        if n:
+            if not self.contained("graph-exception", "graph", self.graph.run):
+                self.graph.discard()
+            self.busy_ns += time.perf_counter_ns() - t0
+        if n >= ADAPTIVE_VECTOR:
+            self._last_packet = now  # heavy traffic: keep polling
+            return now
+        if now - self._last_packet > IDLE_BEFORE_SLEEP:
+            return now + MAX_SLEEP  # light or no traffic for a while: sleep on interrupts
+        return now
+
+    def turn(self) -> int:
+        """One turn on the loop's clock, then the idle sleep if one is due; returns the
+        packets the turn took in."""
+        now = self.clock()
+        deadline = self.run_once(now)
+        if deadline > now:
+            self.sleep(deadline - now)
+        return self.packets
+
+    def run(self, until: Callable[[], bool]) -> None:
+        """Turn until ``until()`` is true."""
+        while not until():
+            self.turn()
+
+    def input_poll(self) -> int:
+        """Run every input node (with its runtime figures); a failing one is contained."""
+        total = 0
+        graph = self.graph
+        for node in self.inputs:
+            first_trace = graph.next_trace if graph.tracing else None
+            t0 = time.perf_counter_ns()
+            try:
+                n = node.poll()
+            except Exception as exc:
+                self.failed("input-exception", node.name, exc)
+                continue
+            if n:
+                node.ns += time.perf_counter_ns() - t0
+                node.calls += 1
+                node.vectors += n
+                total += n
+            if first_trace is not None and graph.next_trace != first_trace:
+                self._trace_input(node, first_trace)
+        return total
+
+    def _trace_input(self, node: Node, first: int) -> None:
+        """Start each packet traced from this poll with its input line (``memif: ...``)."""
+        graph, now = self.graph, time.strftime("%H:%M:%S")
+        kind = node.name.removesuffix("-input")
+        for i in np.flatnonzero(graph.trace_id >= first).tolist():
+            sw = self.rt.tables.interfaces.get(int(self.rt.meta.rx_if[i]))
+            where = f"{sw.name} sw_if_index {sw.sw_if_index}" if sw else "?"
+            line = f"{now}: {node.name}\n  {kind}: {where} {node.trace_line(i)}"
+            graph.traces[int(graph.trace_id[i])].insert(0, line)
+
+    def sleep(self, timeout: float) -> None:
+        """Block until a receive queue is kicked, a control fd is ready, or ``timeout``."""
+        ports = self.rt.ports.values()
+        ready: set[int] = set()
+        try:
+            if [p for p in ports if p.rx_interrupt()]:  # every port switched, then looked at
+                return
+            fds = [fd for p in ports for fd in p.fds()]
+            fds += list(self._extra_fds)
+            fds += self.control_fds()
+            self._idle_poller.update(fds)
+            ready = self._idle_poller.wait(timeout)
+            self._last_control = -math.inf  # do control work next turn
+        finally:
+            for p in ports:
+                p.rx_polling(ready)
+
+    # ------------------------------------------------------------------ containment
+    def contained(self, error: str, what: str, fn: Callable[..., object], *args: object) -> bool:
+        """Run ``fn(*args)``; an exception is logged with its traceback (rate-limited)
+        and counted as ``error`` of the main-loop node. True when it ran cleanly."""
+        try:
+            fn(*args)
+            return True
+        except Exception as exc:
+            self.failed(error, what, exc)
+            return False
+
+    def failed(self, error: str, what: str, exc: Exception) -> None:
+        """Count and log (with traceback, rate-limited) an exception the loop contained;
+        call from its ``except`` block."""
+        self.rt.loop_errors[error] += 1
+        self.rt.ratelog.log(
+            (error, what, type(exc).__name__),
+            "%s: %s: %s (contained, the loop goes on)",
+            what,
+            type(exc).__name__,
+            escape(str(exc)),
+            level=logging.ERROR,
+            exc_info=True,
+        )
