@@ -237,8 +237,10 @@ def test_completer_follows_abbreviations() -> None:
             "tap",
             "trace",
             "version",
+            "vlib",
         ]
     )
+    assert comp.candidates("sh vl") == ["vlib"] and comp.candidates("sh vlib ") == ["graph"]
     assert comp.candidates("set int s") == ["span", "state"]
     assert comp.candidates("s int") == []  # ambiguous so far: nothing to offer
     assert comp.candidates("show memif ") == ["socket"]
@@ -290,3 +292,28 @@ def test_memifctl_imports_neither_daemon_nor_switch() -> None:
         check=True,
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_show_vlib_graph_lists_each_nodes_next_and_previous(switch: Switch) -> None:
+    ctx = Context(switch)
+    switch.create_memif(id=1, role="master")
+    r = execute(ctx, "show vlib graph")
+    assert r.ok
+    lines = r.output.splitlines()
+    assert lines[0].split() == ["Name", "Next", "Previous"]
+    # VPP's layout: 26-column Name, Next (with the next index), Previous
+    assert "l2-fwd                    l2-output [0]             l2-learn" in lines
+    assert "                          l2-flood [1]" in lines
+    rows = {d["name"]: d for d in r.data}
+    assert rows["l2-output"]["next"] == ["error-drop", "memif0/1-output"]
+    assert rows["memif0/1-output"]["previous"] == ["l2-output"]
+    assert rows["l2-learn"] == {
+        "name": "l2-learn",
+        "next": ["l2-fwd"],
+        "previous": ["ethernet-input"],
+    }
+    one = execute(ctx, "show vlib graph l2-learn")
+    assert one.data == [rows["l2-learn"]] and one.output.splitlines()[1].startswith("l2-learn ")
+    bad = execute(ctx, "show vlib graph l2-lern")
+    assert not bad.ok and bad.output.startswith("unknown node 'l2-lern'")
+    assert "show vlib graph" in execute(ctx, "show ?").output

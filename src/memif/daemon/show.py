@@ -344,6 +344,34 @@ def show_runtime(ctx: Context, args: Args) -> Reply:
     return Reply(output="\n".join(text), data=data)
 
 
+@command("show vlib graph", "[<node>]", "graph nodes with their next and previous nodes")
+def show_vlib_graph(ctx: Context, args: Args) -> Reply:
+    """VPP's ``show vlib graph``: each node's next nodes (with their next index) and the
+    nodes that hand it packets."""
+    edges = ctx.switch.graph.edges()
+    names = list(edges)
+    if args:
+        names = [args.keyword(names, "node")]
+        args.end()
+    previous: dict[str, list[str]] = {name: [] for name in edges}
+    for name, nexts in edges.items():
+        for n in nexts:
+            previous[n].append(name)
+    head = "".join(f"{h:^{GRAPH_COLUMN}}" for h in ("Name", "Next", "Previous"))
+    data, lines = [], [head.rstrip()]
+    for name in names:
+        nexts = [f"{n} [{k}]" for k, n in enumerate(edges[name])]
+        prev = previous[name]
+        data.append({"name": name, "next": edges[name], "previous": prev})
+        for k in range(max(1, len(nexts), len(prev))):
+            row = [name if k == 0 else "", *(c[k] if k < len(c) else "" for c in (nexts, prev))]
+            lines.append("".join(f"{c:<{GRAPH_COLUMN}}" for c in row).rstrip())
+    return Reply(output="\n".join(lines), data=data)
+
+
+GRAPH_COLUMN = 26  # VPP's column width in show vlib graph
+
+
 # ---------------------------------------------------------------------- span, neighbors
 @command("show span", "", "SPAN (port mirroring) sessions")
 def show_span(ctx: Context, args: Args) -> Reply:
