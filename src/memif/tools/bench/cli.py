@@ -265,7 +265,11 @@ def measure(point: Point, opts: Options) -> Result:
             tx_tp.start()
         if workers and point.sender == "python":
             workers.ctl[GO] = 1
-        read = _python_counter(workers.ctl) if rx_tp is None else _testpmd_counter(rx_tp)
+        if rx_tp is not None:
+            read = _testpmd_counter(rx_tp)
+        else:  # the receiver is a Python worker
+            assert workers is not None
+            read = _python_counter(workers.ctl)
         extra = _window(read, opts, workers.check if workers else None)
         # testpmd crashes if its peer leaves while it forwards: stop it before anyone leaves
         for tp in (tx_tp, rx_tp):

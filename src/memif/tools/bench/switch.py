@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import functools
 import gc
 import io
 import itertools
@@ -65,7 +66,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ...vswitch.memif_port import DEFAULT_VECTOR
 from .common import (
@@ -202,7 +203,10 @@ def _thread_schedstat() -> tuple[int, int] | None:
         return None
 
 
-def _while_switching(sw: Any, fn: Callable[[], Any], timeout: float = 60.0) -> Any:
+_T = TypeVar("_T")
+
+
+def _while_switching(sw: Any, fn: Callable[[], _T], timeout: float = 60.0) -> _T:
     """Call ``fn`` in a thread while this thread keeps the switch running; return its value.
 
     testpmd commands block, and a memif peer needs the switch to answer its handshake (or to
@@ -225,7 +229,8 @@ def _while_switching(sw: Any, fn: Callable[[], Any], timeout: float = 60.0) -> A
             raise TimeoutError(f"no answer within {timeout} s")
     if "error" in box:
         raise box["error"]
-    return box.get("value")
+    value: _T = box["value"]
+    return value
 
 
 def _node_snapshot(sw: Any) -> dict[str, tuple[int, int, int]]:
@@ -312,9 +317,9 @@ def measure_reference(frame: int, opts: Options) -> dict[str, Any]:
             **_driver_args(frame, opts),
         )
         assert driver.forwarding_lcores == [opts.loop_cpu]
-        for tp in (middle, driver):
+        for linked in (middle, driver):
             for port in (0, 1):
-                tp.wait_link_up(port, _WAIT)
+                linked.wait_link_up(port, _WAIT)
         middle.start()
         driver.start_tx_first(opts.prime)
         time.sleep(opts.warmup)
@@ -344,10 +349,13 @@ def measure_switch(config: Config, frame: int, opts: Options, log: Callable[[str
 
     sock = f"@memif-bench-switch-{os.getpid()}-{next(_names)}"
     runtime = tempfile.mkdtemp(prefix="rt-", dir=opts.workdir)
+    role = config.switch_role
+    if role is None:
+        raise ValueError(f"{config.name} puts no switch in the loop: measure_reference runs it")
     sw = Switch(runtime_dir=runtime, app_name="memif-bench-switch", vector_size=opts.vector_size)
-    driver = None
+    driver: Testpmd | None = None
     allowed = os.sched_getaffinity(0)
-    testpmd_role = "client" if config.switch_role == "master" else "server"
+    testpmd_role = "client" if role == "master" else "server"
     ports = [
         MemifPort(
             testpmd_role,
@@ -367,7 +375,7 @@ def measure_switch(config: Config, frame: int, opts: Options, log: Callable[[str
             sw.create_memif(
                 id=i,
                 socket_id=1,
-                role=config.switch_role,
+                role=role,
                 buffer_size=BUFFER_SIZE,
                 zero_copy=config.switch_zero_copy,
             )
@@ -385,7 +393,7 @@ def measure_switch(config: Config, frame: int, opts: Options, log: Callable[[str
                 raise TimeoutError(f"switch links still down after {_WAIT} s")
             sw.run_once()
         for port in (0, 1):
-            _while_switching(sw, lambda p=port: driver.wait_link_up(p, _WAIT))
+            _while_switching(sw, functools.partial(driver.wait_link_up, port, _WAIT))
         zc = [p.zero_copy for p in sw.memif_ports()]
         if zc != [config.switch_zero_copy] * 2:
             raise RuntimeError(f"switch ports zero-copy {zc}, wanted {config.switch_zero_copy}")
@@ -503,7 +511,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_frames_arg(p)
     p.add_argument(
         "--configs",
-        type=choice_list(CONFIGS, "configuration"),
+        type=choice_list(list(CONFIGS), "configuration"),
         default=list(CONFIGS),
         metavar="LIST",
         help=f"configurations (default {','.join(CONFIGS)})",

@@ -67,8 +67,10 @@ class Peer:
 
     def stop(self) -> dict[str, Any]:
         """Close its stdin (its signal to stop), wait, kill if needed; its report or {}."""
-        with contextlib.suppress(OSError):
-            self.child.proc.stdin.close()
+        stdin = self.child.proc.stdin
+        if stdin is not None:
+            with contextlib.suppress(OSError):
+                stdin.close()
         if self.child.wait(5) is None:
             self.child.stop(signal.SIGTERM, 2)
         report = self.child.report()

@@ -40,9 +40,7 @@ def choose_peers(args: argparse.Namespace, topo: Topology) -> Peers:
     binary = find_testpmd()
     if binary is None:
         if args.peers == "testpmd":
-            raise DemoError(
-                f"dpdk-testpmd not found ({INSTALL_HINT}), or use --peers python"
-            )
+            raise DemoError(f"dpdk-testpmd not found ({INSTALL_HINT}), or use --peers python")
         return PythonPeers(topo, args)
     return TestpmdPeers(topo, args, binary)
 
@@ -65,8 +63,10 @@ def run_topology(args: argparse.Namespace) -> int:
             try:
                 peers = choose_peers(args, topo)
                 topo.start_memifd(args.connect_timeout)
+                assert topo.memifd is not None  # started
                 pids["memifd"] = topo.memifd.pid
                 topo.start_monitor(args.connect_timeout)
+                assert topo.monitor is not None  # started
                 pids["monitor"] = topo.monitor.pid
                 try:
                     peers.connect(stop)

@@ -87,5 +87,5 @@ class Frames:
         """One frame of size index ``k`` (for the per-packet path)."""
         f = self.template[: self.sizes[k]].copy()
         f[: self.hdr] = self.heads[k]
-        struct.pack_into("<QQ", f, self.seq_off, seq, ts)
+        f[self.seq_off : self.seq_off + 16] = np.frombuffer(struct.pack("<QQ", seq, ts), np.uint8)
         return f

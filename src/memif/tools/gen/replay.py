@@ -186,7 +186,7 @@ class Replay:
                     self._transmit(pending, stop)
                     pending = []
             self._transmit(pending, stop)
-        span = 0.0 if first_ns is None else (last_ns - first_ns) / 1e9
+        span = 0.0 if first_ns is None or last_ns is None else (last_ns - first_ns) / 1e9
         return span, count
 
     # -- sending

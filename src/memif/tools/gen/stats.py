@@ -48,14 +48,14 @@ class Latency:
             self.samples.append(lat)
             if self.count > self.keep:  # from now on, a histogram only
                 self.hist = np.zeros(self.BINS, np.int64)
-                self._bin(np.concatenate(self.samples))
+                self._bin(self.hist, np.concatenate(self.samples))
                 self.samples = []
         else:
-            self._bin(lat)
+            self._bin(self.hist, lat)
 
-    def _bin(self, lat: np.ndarray) -> None:
+    def _bin(self, hist: np.ndarray, lat: np.ndarray) -> None:
         bins = (np.log2(lat + 1.0) * self.PER_OCTAVE).astype(np.intp)
-        self.hist += np.bincount(bins, minlength=self.BINS)[: self.BINS]
+        hist += np.bincount(bins, minlength=self.BINS)[: self.BINS]
 
     def percentile(self, p: float) -> float | None:
         """The ``p``-th percentile in ns (None without samples)."""
