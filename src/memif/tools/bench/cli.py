@@ -70,7 +70,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ... import wire
-from ...packet import checksum as _ip_checksum  # noqa: F401  (re-exported: the tests' oracle)
 from .common import (
     add_cpus_arg,
     add_frames_arg,
