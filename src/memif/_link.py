@@ -129,6 +129,14 @@ class Link:
             return "connected"
         return "connecting" if self.conn is not None else "disconnected"
 
+    def add_listener(
+        self, on_connect: ConnectCallback | None, on_disconnect: DisconnectCallback | None
+    ) -> Listener:
+        """Register a listener after the others (the socket calls them in order)."""
+        listener = Listener(self.listeners, on_connect, on_disconnect)
+        self.listeners.append(listener)
+        return listener
+
     def set_rx_mode(self, queue: int, polling: bool) -> None:
         """Remember the rx mode of ``queue`` and apply it to the current queue."""
         self.polling[queue] = polling

@@ -244,9 +244,7 @@ class Interface:
         ``on_connect``/``on_disconnect`` options of ``create_interface`` are the first
         listener.
         """
-        listener = Listener(self._link.listeners, on_connect, on_disconnect)
-        self._link.listeners.append(listener)
-        return listener
+        return self._link.add_listener(on_connect, on_disconnect)
 
     def set_admin(self, up: bool, *, reason: str = "interface admin down") -> None:
         """Admin up or down (VPP's ``set interface state``).

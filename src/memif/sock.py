@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from . import proto, shm, transport, wire
-from ._link import Connection, Link, Listener
+from ._link import Connection, Link
 from .access import AccessPolicy, PeerCredentials, peer_credentials
 from .admission import FD_BUDGET, FdBudget, SecretThrottle, fd_soft_limit
 from .config import InterfaceConfig, Role
@@ -210,7 +210,7 @@ class Socket:
         self.role = cfg.role
         link = Link(cfg, pools)
         if on_connect is not None or on_disconnect is not None:
-            link.listeners.append(Listener(link.listeners, on_connect, on_disconnect))
+            link.add_listener(on_connect, on_disconnect)
         iface = Interface(self, link)
         self.interfaces[cfg.id] = iface
         self._links[iface] = link
