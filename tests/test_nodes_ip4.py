@@ -1,0 +1,128 @@
+"""memifd's arp-input and ip4-input over a real switch and real memif peers.
+
+What memif.arp_icmp decides, seen from the switch: replies written in place and sent back,
+replies to the switch's own pings kept for its ``ping``, ARP replies it did not ask for
+refused, and every frame not answered counted under its ``show errors`` name.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from helpers import SwitchRig, drain, mac
+from scapy.layers.inet import ICMP, IP
+from scapy.layers.l2 import Ether
+
+import memif
+from memif import packet
+
+SW_IP, SW_IP2, PEER_IP = packet.ip4("10.0.0.1"), packet.ip4("10.8.0.1"), packet.ip4("10.0.0.2")
+
+
+class Rig(SwitchRig):
+    """A switch with one L3 memif (10.0.0.1/24 and 10.8.0.1/16) and its peer."""
+
+    def __init__(self, tmp_path: Any) -> None:
+        super().__init__(tmp_path, "master", "nodes-ip4", n_buffers=1024, data_size=4096)
+        self.sw_if, self.peer = self.create_port(
+            1, {"mac": mac(1), "reconnect_interval": 0.1}, bd=None, ring_size=256
+        )
+        self.sw.set_ip(self.sw_if.name, SW_IP, 24)
+        self.sw.set_ip(self.sw_if.name, SW_IP2, 16)
+        self.run(lambda: self.peer.connected and self.sw_if.link_up, what="connect")
+
+    def exchange(self, frames: list[bytes]) -> list[bytes]:
+        """Send from the peer, let the switch take them all, return what came back."""
+        before = self.sw_if.counters.rx_packets
+        assert self.peer.send(frames) == len(frames)
+        self.run(lambda: self.sw_if.counters.rx_packets >= before + len(frames), what="rx")
+        self.sw.run_once()
+        return drain(self.peer)
+
+
+@pytest.fixture
+def rig(switch_rig: Callable[..., Any]) -> Rig:
+    return functools.partial(switch_rig, Rig)()  # type: ignore[no-any-return]
+
+
+def _echo(dst: bytes = SW_IP, kind: int = packet.ICMP_ECHO_REQUEST, seq: int = 1, *,
+          sw_mac: bytes, ttl: int = 64) -> bytes:  # fmt: skip
+    icmp = packet.icmp_echo(kind, 0x4242, seq, b"switch data")
+    ip = packet.ipv4(PEER_IP, dst, packet.PROTO_ICMP, icmp, ttl=ttl, ident=seq)
+    return packet.ethernet(sw_mac, mac(1), packet.ETH_P_IP, ip)
+
+
+def test_answers_checks_and_counts(rig: Rig) -> None:
+    sw_mac = rig.sw_if.mac
+    # ARP for the second address, and echo to both: answered, checksums as scapy has them
+    replies = rig.exchange([
+        packet.arp_request(mac(1), PEER_IP, SW_IP2),
+        _echo(sw_mac=sw_mac, seq=1),
+        _echo(SW_IP2, sw_mac=sw_mac, seq=2, ttl=3),
+    ])  # fmt: skip
+    assert replies[0] == packet.arp_reply(sw_mac, SW_IP2, mac(1), PEER_IP)
+    for reply, src, seq in zip(replies[1:], ("10.0.0.1", "10.8.0.1"), (1, 2), strict=True):
+        p = Ether(reply)
+        del p[IP].chksum
+        del p[ICMP].chksum
+        assert bytes(Ether(bytes(p))) == reply  # scapy computes the same checksums
+        assert (p[IP].src, p[IP].dst, p[IP].ttl, p[ICMP].type, p[ICMP].seq) == (
+            src, "10.0.0.2", 64, 0, seq
+        )  # fmt: skip
+
+    # not answered, each under its name
+    bad_sum = bytearray(_echo(sw_mac=sw_mac))
+    bad_sum[14 + 8] = 1  # TTL changed: the header checksum fails
+    fragment = bytearray(_echo(sw_mac=sw_mac))
+    fragment[14 + 6] = 0x20  # more fragments
+    fragment[14 + 10 : 14 + 12] = b"\0\0"
+    fragment[14 + 10 : 14 + 12] = packet.checksum(bytes(fragment[14:34])).to_bytes(2, "big")
+    ihl4 = bytearray(_echo(sw_mac=sw_mac))
+    ihl4[14] = 0x44
+    before = rig.errors()
+    out = rig.exchange([
+        bytes(bad_sum), bytes(fragment), bytes(ihl4),
+        _echo(packet.ip4("10.0.0.9"), sw_mac=sw_mac),
+        packet.arp_request(mac(1), PEER_IP, packet.ip4("10.0.0.9")),
+    ])  # fmt: skip
+    assert out == []
+    after = rig.errors()
+    grew = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    assert {k: v for k, v in grew.items() if v} == {
+        "bad-checksum": 1, "unsupported": 1, "malformed": 1, "not-for-us": 2
+    }  # fmt: skip
+
+
+def test_echo_replies_and_arp_replies_are_for_the_switch(rig: Rig) -> None:
+    sw_mac = rig.sw_if.mac
+    out = rig.exchange([
+        _echo(kind=packet.ICMP_ECHO_REPLY, seq=5, sw_mac=sw_mac),
+        packet.arp_reply(mac(1), PEER_IP, sw_mac, SW_IP),  # nobody asked
+    ])  # fmt: skip
+    assert out == []
+    assert rig.sw.ping_replies[-1][:3] == (0x4242, 5, PEER_IP)
+    assert rig.sw.ping_replies[-1][4] == 64  # the reply's TTL
+    assert rig.errors()["not-requested"] == 1
+    sw_if_index = rig.sw_if.sw_if_index
+    rig.sw.runtime.neighbors.request(sw_if_index, PEER_IP, rig.sw.now)
+    rig.exchange([packet.arp_reply(mac(1), PEER_IP, sw_mac, SW_IP)])  # asked: learned
+    assert rig.sw.runtime.neighbors.get(sw_if_index, PEER_IP) == mac(1)
+
+
+def test_ip_mode_answers_bare_packets(switch_rig: Callable[..., Any]) -> None:
+    r = switch_rig(SwitchRig, "master", "nodes-ip4-ip", n_buffers=1024, data_size=4096)
+    s, peer = r.create_port(1, {"mode": "ip"}, bd=None, mode="ip", ring_size=256)
+    r.sw.set_ip(s.name, SW_IP, 24)
+    r.run(lambda: peer.connected and s.link_up, what="connect")
+    request = _echo(sw_mac=bytes(6))[14:]
+    assert peer.send([request]) == 1
+    r.run(lambda: s.counters.tx_packets >= 1, what="reply")
+    (reply,) = drain(peer)
+    p = IP(reply)
+    assert (p.src, p.dst, p[ICMP].type, bytes(p[ICMP].payload)) == (
+        "10.0.0.1", "10.0.0.2", 0, b"switch data"
+    )  # fmt: skip
+    assert isinstance(peer, memif.Interface)
