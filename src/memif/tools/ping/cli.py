@@ -20,10 +20,15 @@ import sys
 import time
 from typing import Any, TextIO
 
+import numpy as np
+
 from ... import packet as pkt
+from ...arp_icmp import Answers, ArpIcmpAnswerer, Verdict
+from ...classify import HEADER_BYTES, Fields
 from ...config import format_mac
 from ...errors import MemifError
 from ...interface import Interface
+from ...pingsession import PingSession
 from ...poller import Poller
 from ...sock import Socket
 from ...wire import Mode
@@ -166,7 +171,13 @@ def add_parser(subparsers: Any) -> None:
 
 
 class Pinger:
-    """ARP and ICMP echo over one connected interface (the sockets stay the caller's)."""
+    """ARP and ICMP echo over one connected interface (the sockets stay the caller's).
+
+    The packet logic is the core's: a :class:`~memif.pingsession.PingSession` says what to
+    send when and matches the replies; an :class:`~memif.arp_icmp.ArpIcmpAnswerer` for our
+    address reads each received burst (ARP requests for us are answered, ARP from the target
+    tells its MAC, echo replies go to the session).  This class does the I/O and prints.
+    """
 
     def __init__(
         self,
@@ -188,17 +199,18 @@ class Pinger:
         self.source = source
         self.mac = mac
         self.l2 = l2
+        self.size = size
         self.out = out
         self.quiet = quiet
         self.ident = random.randrange(1, 0x10000)
-        self.data = bytes(i & 0xFF for i in range(size))
+        self.answerer = ArpIcmpAnswerer(mac, [source], ethernet=l2)
+        self.session: PingSession | None = None
         self.target_mac: bytes | None = None
-        self.sent: dict[int, float] = {}  # seq -> send time (perf_counter)
-        self.got: set[int] = set()
         self.result = PingResult(pkt.ip4_str(target), pkt.ip4_str(source))
 
     # ------------------------------------------------------------------ I/O
-    def _say(self, line: str) -> None:
+    def say(self, line: str) -> None:
+        """Print ``line`` to the output (none with --json)."""
         if self.out is not None:
             print(line, file=self.out, flush=True)
 
@@ -230,113 +242,87 @@ class Pinger:
             return
         for rxq in self.iface.rx_queues:
             while True:
-                batch = rxq.rx_burst(256)
-                if not len(batch):
-                    break
-                now = time.perf_counter()
-                try:
-                    for frame in batch.tolist():
-                        self._frame(frame, now)
-                finally:
-                    rxq.refill()
+                with rxq.receive(256) as batch:
+                    if not len(batch):
+                        break
+                    now = time.perf_counter()
+                    rows = batch.headers(HEADER_BYTES)
+                    answers = self.answerer.answer(rows, batch.lengths, batch.__getitem__)
+                    self._arp(rows, answers)
+                    for i in answers.where(Verdict.ECHO_REPLY).tolist():
+                        self._echo_reply(bytes(batch[i]), answers.fields, i, now)
 
-    def _frame(self, frame: bytes, now: float) -> None:
-        if self.l2:
-            p = pkt.parse(frame)
-            if p is None or (p.dst != self.mac and not pkt.is_group(p.dst)):
-                return
-            if p.arp is not None:
-                self._arp(p.arp)
-                return
-        else:
-            p = pkt.parse_ip(frame)
-            if p is None:
-                return
-        if p.proto != pkt.PROTO_ICMP or p.ip_src != self.target or p.ip_dst != self.source:
-            return
-        echo = pkt.parse_icmp_echo(p.l4)
-        if echo is None:
-            return
-        kind, _, ident, seq, data = echo
-        if kind != pkt.ICMP_ECHO_REPLY or ident != self.ident or seq not in self.sent:
-            return
-        rtt = (now - self.sent[seq]) * 1000.0
-        notes = ""
-        if pkt.checksum(p.l4):
-            notes += " (BAD CHECKSUM!)"
-        if seq in self.got:
-            self.result.duplicates += 1
-            notes += " (DUP!)"
-        elif data != self.data[: len(data)] or len(data) != len(self.data):
-            self.result.corrupted += 1
-            notes += " (BAD DATA!)"
-        else:
-            self.got.add(seq)
-            self.result.received += 1
-            self.result.rtts.append(rtt)
-        if not self.quiet:
-            self._say(
-                f"{len(p.l4)} bytes from {self.result.target}: icmp_seq={seq} ttl={p.ttl} "
-                f"time={format_ms(rtt)} ms{notes}"
-            )
+    def _arp(self, rows: np.ndarray, answers: Answers) -> None:
+        """ARP requests for our address are answered; the target's ARP tells its MAC."""
+        e = pkt.ETH_HLEN
+        for i in answers.where(Verdict.ARP_REPLY).tolist():
+            if rows[i, e + 14 : e + 18].tobytes() == self.target:
+                self._resolved(rows[i, e + 8 : e + 14].tobytes())
+        for j, i in enumerate(answers.answered.tolist()):
+            if answers.verdict[i] != Verdict.ANSWER_ARP:
+                continue  # (echo requests to us are not answered here)
+            if rows[i, e + 14 : e + 18].tobytes() == self.target:  # the target asks for us
+                self._resolved(rows[i, e + 8 : e + 14].tobytes())
+            self._send(answers.head[j, : answers.head_length[j]].tobytes())
 
-    def _arp(self, fields: tuple) -> None:
-        op, sha, spa, _, tpa = fields
-        # An answer from the target, or the target asking for us, tells its MAC.
-        if spa == self.target and (
-            op == pkt.ARP_REPLY or (op == pkt.ARP_REQUEST and tpa == self.source)
-        ):
-            self.target_mac = self.target_mac or sha
-        if op == pkt.ARP_REQUEST and tpa == self.source:
-            self._send(pkt.arp_reply(self.mac, self.source, sha, spa))
+    def _resolved(self, mac: bytes) -> None:
+        self.target_mac = self.target_mac or mac
+        if self.session is not None:
+            self.session.resolved(self.target_mac, time.perf_counter())
+
+    def _echo_reply(self, frame: bytes, f: Fields, i: int, now: float) -> None:
+        session = self.session
+        if session is None:
+            return
+        start, end = int(f.l4[i]), int(f.l3[i]) + int(f.ip4_total[i])
+        l4 = frame[start:end]
+        src = f.ip4[i, :4].tobytes()
+        got = session.echo_reply(int(f.icmp_ident[i]), int(f.icmp_seq[i]), src, now, l4[8:])
+        if got is None or self.quiet:
+            return
+        notes = " (BAD CHECKSUM!)" if pkt.checksum(l4) else ""
+        notes += " (DUP!)" if got.duplicate else " (BAD DATA!)" if got.corrupted else ""
+        self.say(
+            f"{len(l4)} bytes from {self.result.target}: icmp_seq={got.seq} ttl={f.ttl[i]} "
+            f"time={format_ms(got.rtt * 1000.0)} ms{notes}"
+        )
 
     # ------------------------------------------------------------------ steps
-    def resolve(self, tries: int, timeout: float) -> bytes | None:
-        """The target's MAC from ARP: up to ``tries`` requests ``timeout`` apart."""
-        request = pkt.arp_request(self.mac, self.source, self.target)
-        for _ in range(tries):
-            self._send(request)
-            self.wait(time.perf_counter() + timeout, until=lambda: self.target_mac is not None)
-            if self.target_mac is not None:
-                self.result.target_mac = format_mac(self.target_mac)
-                return self.target_mac
-        return None
-
-    def echo_request(self, seq: int) -> bytes:
-        """The frame (or bare IP packet) of echo request ``seq``."""
-        icmp = pkt.icmp_echo(pkt.ICMP_ECHO_REQUEST, self.ident, seq & 0xFFFF, self.data)
-        ip = pkt.ipv4(self.source, self.target, pkt.PROTO_ICMP, icmp, ident=seq & 0xFFFF)
-        if not self.l2:
-            return ip
-        assert self.target_mac is not None
-        return pkt.ethernet(self.target_mac, self.mac, pkt.ETH_P_IP, ip)
-
-    def run(self, count: int | None, interval: float, timeout: float) -> PingResult:
-        """Send ``count`` requests (None: until interrupted) and collect the replies."""
+    def run(self, session: PingSession) -> PingResult:
+        """Drive ``session`` (ARP, then its echo requests) until it is done or interrupted."""
+        self.session = session
+        if self.target_mac is not None:  # the target asked for us while we waited
+            session.resolved(self.target_mac, time.perf_counter())
         res = self.result
-        start = time.perf_counter()
-        seq = 0
+        start: float | None = None
         try:
-            while count is None or seq < count:
-                seq += 1
-                wire_seq = seq & 0xFFFF
-                self.sent.pop(wire_seq, None)
-                self.got.discard(wire_seq)
-                frame = self.echo_request(wire_seq)
-                res.transmitted += 1
-                self.sent[wire_seq] = time.perf_counter()
-                if not self._send(frame):
-                    why = "memif is down" if not self.iface.connected else "transmit ring full"
-                    print(f"memif: icmp_seq={wire_seq} not sent: {why}", file=sys.stderr)
-                if count is not None and seq >= count:
-                    break
-                self.wait(self.sent[wire_seq] + interval)
-            last = time.perf_counter()
-            self.wait(last + timeout, until=lambda: res.received >= res.transmitted)
+            while not session.done:
+                now = time.perf_counter()
+                for sent in session.poll(now):
+                    if sent.seq is not None and start is None:
+                        start = now
+                    if not self._send(sent.frame) and sent.seq is not None:
+                        why = "memif is down" if not self.iface.connected else "transmit ring full"
+                        print(f"memif: icmp_seq={sent.seq} not sent: {why}", file=sys.stderr)
+                deadline = session.next_deadline()
+                if deadline is not None:
+                    self.wait(deadline, until=lambda: _due(session))
         except KeyboardInterrupt:
-            pass
-        res.time_ms = (time.perf_counter() - start) * 1000.0
+            session.stop()
+        st = session.stats
+        res.transmitted, res.received = st.transmitted, st.received
+        res.duplicates, res.corrupted = st.duplicates, st.corrupted
+        res.rtts = [t * 1000.0 for t in st.rtts]
+        if self.target_mac is not None:
+            res.target_mac = format_mac(self.target_mac)
+        res.time_ms = 0.0 if start is None else (time.perf_counter() - start) * 1000.0
         return res
+
+
+def _due(session: PingSession) -> bool:
+    """True when the session has something to do now (or ended)."""
+    deadline = session.next_deadline()
+    return deadline is None or deadline <= time.perf_counter()
 
 
 def ping(
@@ -364,28 +350,35 @@ def ping(
     )
     res = pinger.result
     target = res.target
-    pinger._say(
+    pinger.say(
         f"PING {target} ({target}) from {res.source} {iface.name}: "
         f"{args.size}({args.size + pkt.IP_HLEN + pkt.ICMP_ECHO_HLEN}) bytes of data."
     )
     # A server may transmit only once the client posted its buffers, just after connecting.
     pinger.wait(time.perf_counter() + 1.0, until=pinger.can_send)
-    if l2:
-        try:
-            found = pinger.resolve(args.arp_tries, args.timeout)
-        except KeyboardInterrupt:
-            found = None
-        if found is None:
-            res.error = (
-                f"no ARP reply from {target} (asked {args.arp_tries} "
-                f"time{'s' if args.arp_tries > 1 else ''} from {res.source}, "
-                f"{args.timeout:g} s apart)"
-            )
-            if args.json:
-                print_json(res.summary())
-            fail(res.error)
-            return 1
-    pinger.run(args.count, args.interval, args.timeout)
+    session = PingSession(
+        source,
+        args.target,
+        ident=pinger.ident,
+        mac=mac if l2 else None,
+        count=args.count,
+        interval=args.interval,
+        linger=args.timeout,
+        size=args.size,
+        arp_tries=args.arp_tries,
+        arp_timeout=args.timeout,
+    )
+    pinger.run(session)
+    if l2 and pinger.target_mac is None:
+        res.error = (
+            f"no ARP reply from {target} (asked {args.arp_tries} "
+            f"time{'s' if args.arp_tries > 1 else ''} from {res.source}, "
+            f"{args.timeout:g} s apart)"
+        )
+        if args.json:
+            print_json(res.summary())
+        fail(res.error)
+        return 1
     if args.json:
         print_json(res.summary())
     else:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from ...pingsession import rtt_summary
 
 
 def format_ms(ms: float) -> str:
@@ -42,12 +43,7 @@ class PingResult:
 
     def rtt_stats(self) -> tuple[float, float, float, float] | None:
         """``(min, avg, max, mdev)`` in ms, mdev as ping(8) computes it; None without replies."""
-        if not self.rtts:
-            return None
-        n = len(self.rtts)
-        avg = sum(self.rtts) / n
-        mdev = math.sqrt(max(0.0, sum(t * t for t in self.rtts) / n - avg * avg))
-        return min(self.rtts), avg, max(self.rtts), mdev
+        return rtt_summary(self.rtts)
 
     def summary(self) -> dict[str, Any]:
         """The ``--json`` object."""
