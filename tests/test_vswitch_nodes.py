@@ -29,6 +29,8 @@ from memif.vswitch.nodes_l2 import (
     parse_ethernet_reference,
 )
 from memif.vswitch.pool import PacketPool
+from memif.vswitch.port import DeviceInput, InterfaceOutput
+from memif.vswitch.switch import SwitchError
 from memif.vswitch.tables import SwInterface
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -561,3 +563,102 @@ def test_mac_ageing_keeps_hosts_that_keep_sending(tmp_path_factory):
         assert bench.errors() == {}
     finally:
         bench.close()
+
+
+# ---------------------------------------------------------------------- one port protocol
+class FakeInput(DeviceInput):
+    """The device-input of a device class written for this test."""
+
+    name = "fake-input"
+    kind = "fake"
+    errors = {"interface-down": "interface admin-down"}
+
+
+class FakePort:
+    """A device class of its own behind the Port protocol: frames in lists."""
+
+    kind = "fake"
+    fault_action = "noting it"
+
+    def __init__(self, rt) -> None:
+        self.rt = rt
+        self.sw: SwInterface | None = None
+        self.output_node = 0
+        self.rx: list[bytes] = []
+        self.tx: list[bytes] = []
+        self.fail = False
+        self.faults: list[str] = []
+        self.admin: list[bool] = []
+        self.closed = False
+
+    @property
+    def link_up(self) -> bool:
+        return not self.closed
+
+    def receive(self, node: DeviceInput) -> int:
+        if self.fail:
+            raise RuntimeError("broken device")
+        pool = self.rt.pool
+        idx = pool.alloc(len(self.rx))
+        for i, f in zip(idx.tolist(), self.rx, strict=True):
+            pool.data[i, : len(f)] = np.frombuffer(f, np.uint8)
+            pool.length[i] = len(f)
+        self.rx = []
+        return node.deliver(self.sw, idx)
+
+    def transmit(self, node: InterfaceOutput, idx: np.ndarray) -> None:
+        self.tx += [self.rt.pool.packet(i) for i in idx.tolist()]
+        self.rt.pool.free(idx)
+
+    def rx_queues(self) -> tuple[()]:
+        return ()
+
+    def fds(self) -> list[int]:
+        return []
+
+    def set_admin(self, up: bool) -> None:
+        self.admin.append(up)
+
+    def fault(self, reason: str) -> None:
+        self.faults.append(reason)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def details(self) -> dict[str, object]:
+        return {}
+
+
+def test_a_new_device_class_is_a_port_like_any_other(tmp_path):
+    sw = Switch(str(tmp_path / "run"), n_buffers=256, data_size=2048)
+    try:
+        node = sw.input_node(FakeInput)
+        assert sw.input_node(FakeInput) is node  # one input node per device class
+        a, b, c = FakePort(sw.runtime), FakePort(sw.runtime), FakePort(sw.runtime)
+        for name, port in (("fake0", a), ("fake1", b), ("fake2", c)):
+            sw.add_port(name, bytes(6), port, InterfaceOutput)
+            sw.set_state(name, True)
+            sw.set_bridge(name, 1)
+        assert a.admin == [True] and sw.ports.of_kind("fake") == (a, b, c)
+        assert sw.graph.edges()["fake-input"][0] == "ethernet-input"
+        bcast = _frame(1, MACS[5], MACS[0], 10, 5)
+        a.rx = [bcast]
+        sw.loop.run_once(10.0)
+        assert b.tx == c.tx == [bcast] and a.tx == []
+        # a device that raises is contained on its own: counted, told, the others go on
+        a.fail, b.rx = True, [_frame(2, MACS[0], MACS[1], 10, 5)]
+        sw.loop.run_once(11.0)
+        assert sw.runtime.loop_errors["port-exception"] == 1
+        assert a.faults == ["memifd internal error on this interface"]
+        assert a.tx == [_frame(2, MACS[0], MACS[1], 10, 5)]  # b's frame, to a (learned)
+        # one delete path for every class; the kind is checked when given
+        with pytest.raises(SwitchError, match="^fake1 is not a memif interface"):
+            sw.delete_interface("fake1", "memif")
+        sw.delete_interface("fake1", "fake")
+        assert b.closed and "fake1" not in sw.tables.by_name and 2 not in sw.ports
+        assert sw.ports.of_kind("fake") == (a, c)
+        assert "fake1-output" not in sw.graph.edges()["l2-output"]
+        sw.close()  # deletes the rest
+        assert a.closed and c.closed and len(sw.ports) == 0
+    finally:
+        sw.close()

@@ -33,13 +33,14 @@ import fcntl
 import logging
 import socket
 import struct
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, ClassVar, cast
 
 import numpy as np
 
 from ..config import format_mac, random_mac
 from ..packet import checksum
+from ..queue import RxQueue
 from .pool import INDEX
 from .port import DeviceInput, InterfaceOutput
 from .switch import SwitchError
@@ -127,12 +128,9 @@ class KernelPort:
     def close(self) -> None:
         """Release the kernel side (each kind)."""
 
-    def rx_interrupt(self) -> bool:
-        """Nothing to switch: the kernel's fd is readable when frames wait."""
-        return False
-
-    def rx_polling(self, ready: Collection[int]) -> None:
-        """Nothing to reset: reading the fd takes what woke the loop."""
+    def rx_queues(self) -> Sequence[RxQueue]:
+        """None: the kernel's fd (``fds``) is readable when frames wait."""
+        return ()
 
     def fault(self, reason: str) -> None:
         """Handling the port raised: remember why (``show`` prints it)."""

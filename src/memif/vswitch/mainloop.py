@@ -11,8 +11,11 @@ timeout, as VPP's adaptive mode does; the first kick switches them back to polli
 not keep the loop spinning, so the switch's CPU use follows its load.
 :meth:`MainLoop.turn` joins the two with the system clock (what the daemon runs).
 
-The shape is the core's event-loop contract (``run_once(now) -> next deadline``, an
-injected clock), so the loop can sit on a core poller when there is one.
+The deadline, the adaptive receive mode, the sleep and the extra fds are the core's
+:class:`memif.loop.EventLoop` (``events``): every memif receive queue of a connected
+port is registered with it in adaptive mode, the device inputs receive by themselves
+and tell it their work.  What the switch adds around it: its control work (memif
+sockets, ageing), its input nodes and graph, and the containment of failures.
 
 Failures are contained here, in one place: an exception in control work, an input
 node or the graph is logged (rate-limited, with its traceback) and counted under the
@@ -28,7 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..poller import Poller
+from ..loop import EventLoop, RxMode
 from ..text import escape
 from .graph import Graph, Node
 from .port import DeviceInput
@@ -66,9 +69,9 @@ class MainLoop:
 
     ``control(now)`` is the switch's control work (memif sockets, ageing), run every
     ``CONTROL_PERIOD`` and after each sleep; ``control_fds()`` the fds that should end a
-    sleep for it (listening and connected memif sockets).  Fds added with
-    :meth:`add_fd` (the CLI socket) are watched too, their callbacks run with the
-    control work.
+    sleep for it (the memif sockets).  Fds added with :meth:`add_fd` (the CLI socket)
+    are watched too, their callbacks run as often.  Call :meth:`ports_changed` when a
+    port is added, removed, connected or disconnected.
     """
 
     def __init__(
@@ -91,29 +94,48 @@ class MainLoop:
         self.inputs: list[DeviceInput] = []  # input nodes polled each turn
         self.busy_ns = 0  # time spent on turns that moved packets
         self.packets = 0  # what the last turn took in
-        self._extra_fds: dict[int, Callable[[], None]] = {}
-        self._extra_poller = Poller()  # the extra fds, looked at with the control work
-        self._idle_poller = Poller()  # every fd that ends sleep()
+        self.events = EventLoop(
+            clock=clock,
+            idle_after=IDLE_BEFORE_SLEEP,
+            control_period=CONTROL_PERIOD,
+            max_sleep=MAX_SLEEP,
+            busy_vector=ADAPTIVE_VECTOR,
+        )
+        self._extra_fds: set[int] = set()  # fds with callbacks (add_fd)
+        self._wake_fds: set[int] = set()  # fds that only end a sleep (sockets, kernel ports)
         self._last_control = -math.inf
-        self._last_packet = rt.now
 
     # ------------------------------------------------------------------ fds
     def add_fd(self, fd: int, callback: Callable[[], None]) -> None:
         """Watch ``fd`` (e.g. the CLI socket): ``callback()`` when it is readable."""
-        self._extra_fds[fd] = callback
+        self._wake_fds.discard(fd)
+        self._extra_fds.add(fd)
+        self.events.add_reader(
+            fd, lambda _fd: self.contained("control-exception", f"fd {fd}", callback)
+        )
 
     def remove_fd(self, fd: int) -> None:
-        """Stop watching ``fd``."""
-        self._extra_fds.pop(fd, None)
+        """Stop watching ``fd`` (before closing it)."""
+        self._extra_fds.discard(fd)
+        self.events.remove_reader(fd)
 
-    def poll_fds(self) -> None:
-        """Run the callback of each extra fd that is readable (each contained)."""
-        if self._extra_fds:
-            self._extra_poller.update(self._extra_fds)
-            for fd in self._extra_poller.wait(0):
-                cb = self._extra_fds.get(fd)
-                if cb:
-                    self.contained("control-exception", f"fd {fd}", cb)
+    def ports_changed(self) -> None:
+        """Serve the receive queues of the ports as they are now (adaptive mode) and
+        wake on their fds and the sockets' (which come and go with ports)."""
+        queues = [q for p in self.rt.ports.values() for q in p.rx_queues()]
+        self.events.update_rx(queues, mode=RxMode.ADAPTIVE)
+        self._sync_wake_fds()
+
+    def _sync_wake_fds(self) -> None:
+        """Make the fds that only end a sleep those of the sockets and kernel ports now."""
+        want = set(self.control_fds())
+        want.update(fd for p in self.rt.ports.values() for fd in p.fds())
+        want -= self._extra_fds
+        for fd in self._wake_fds - want:
+            self.events.remove_reader(fd)
+        for fd in want - self._wake_fds:
+            self.events.add_reader(fd, _ignore)
+        self._wake_fds = want
 
     # ------------------------------------------------------------------ turns
     def run_once(self, now: float) -> float:
@@ -127,18 +149,13 @@ class MainLoop:
         if now - self._last_control >= CONTROL_PERIOD:
             self._last_control = now
             self.control(now)
-            self.poll_fds()
         n = self.packets = self.input_poll()
         if n:
             if not self.contained("graph-exception", "graph", self.graph.run):
                 self.graph.discard()
             self.busy_ns += time.perf_counter_ns() - t0
-        if n >= ADAPTIVE_VECTOR:
-            self._last_packet = now  # heavy traffic: keep polling
-            return now
-        if now - self._last_packet > IDLE_BEFORE_SLEEP:
-            return now + MAX_SLEEP  # light or no traffic for a while: sleep on interrupts
-        return now
+        # the extra fds when due; now while busy (a trickle is not busy), else a sleep's end
+        return self.events.run_once(now, work=n)
 
     def turn(self) -> int:
         """One turn on the loop's clock, then the idle sleep if one is due; returns the
@@ -186,21 +203,14 @@ class MainLoop:
             graph.traces[int(graph.trace_id[i])].insert(0, line)
 
     def sleep(self, timeout: float) -> None:
-        """Block until a receive queue is kicked, a control fd is ready, or ``timeout``."""
-        ports = self.rt.ports.values()
-        ready: set[int] = set()
-        try:
-            if [p for p in ports if p.rx_interrupt()]:  # every port switched, then looked at
-                return
-            fds = [fd for p in ports for fd in p.fds()]
-            fds += list(self._extra_fds)
-            fds += self.control_fds()
-            self._idle_poller.update(fds)
-            ready = self._idle_poller.wait(timeout)
-            self._last_control = -math.inf  # do control work next turn
-        finally:
-            for p in ports:
-                p.rx_polling(ready)
+        """Block until a receive queue is kicked, a control fd is ready, or ``timeout``.
+
+        Receive queues are in interrupt mode for the sleep only; one that has packets
+        once armed ends it at once.  The next turn does the control work.
+        """
+        self._sync_wake_fds()
+        self.events.sleep(self.clock() + timeout)
+        self._last_control = -math.inf
 
     # ------------------------------------------------------------------ containment
     def contained(self, error: str, what: str, fn: Callable[..., object], *args: object) -> bool:
@@ -226,3 +236,7 @@ class MainLoop:
             level=logging.ERROR,
             exc_info=True,
         )
+
+
+def _ignore(fd: int) -> None:
+    """The callback of an fd that only ends a sleep (its owner is served elsewhere)."""

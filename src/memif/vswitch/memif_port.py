@@ -24,7 +24,7 @@ interface's drops (received) or tx errors (sent); both outlive the connection.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -95,29 +95,13 @@ class MemifPort:
         return self.iface.connected
 
     # ------------------------------------------------------------------ port protocol
+    def rx_queues(self) -> Sequence[RxQueue]:
+        """The receive queues while connected (the main loop arms their interrupts)."""
+        return self.iface.rx_queues if self.iface.connected else ()
+
     def fds(self) -> list[int]:
-        """The receive queues' interrupt eventfds while connected."""
-        return [q.fd for q in self.iface.rx_queues] if self.iface.connected else []
-
-    def rx_interrupt(self) -> bool:
-        """Receive queues to interrupt mode (the peer kicks); True when one has
-        descriptors already (not an unfinished chain: sleeping on it would spin)."""
-        if not self.iface.connected:
-            return False
-        ready = False
-        for q in self.iface.rx_queues:
-            q.polling = False
-            ready = ready or q.ready() > 0
-        return ready
-
-    def rx_polling(self, ready: Collection[int]) -> None:
-        """Receive queues back to polling; reset the interrupts that woke the loop."""
-        if not self.iface.connected:
-            return
-        for q in self.iface.rx_queues:
-            if q.fd in ready:
-                q.clear_interrupt()
-            q.polling = True
+        """None besides the receive queues' eventfds."""
+        return []
 
     def set_admin(self, up: bool) -> None:
         """Admin-up enables the interface (a client connects at once); down disconnects."""

@@ -15,11 +15,12 @@ Every port, whatever its class, lives in one :class:`PortRegistry` keyed by
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
+from ..queue import RxQueue
 from .graph import DROP
 from .nodes_l2 import SwitchNode, mirror
 from .tables import SwInterface
@@ -36,8 +37,8 @@ class Port(Protocol):
     adds it.  ``receive`` moves up to a vector of received frames into the graph
     (through ``node.deliver``) and returns how many; ``transmit`` sends a vector of
     pool buffers, counting and dropping (through ``node.drop``) what it cannot.  The
-    idle sleep waits on ``fds()`` after ``rx_interrupt()`` (True: something is ready
-    already, do not sleep) and calls ``rx_polling(ready)`` when it wakes.
+    main loop serves ``rx_queues()`` (memif receive queues: polling while busy, their
+    interrupts armed for the idle sleep) and wakes on ``fds()`` (a kernel device's fd).
     ``set_admin`` follows ``set interface state``, ``fault`` is told when handling the
     port raised (``fault_action`` says what it does, for the log), ``close`` releases
     it when the interface is deleted, ``details`` is what its ``show`` prints.
@@ -55,11 +56,9 @@ class Port(Protocol):
 
     def transmit(self, node: InterfaceOutput, idx: np.ndarray) -> None: ...
 
+    def rx_queues(self) -> Sequence[RxQueue]: ...
+
     def fds(self) -> list[int]: ...
-
-    def rx_interrupt(self) -> bool: ...
-
-    def rx_polling(self, ready: Collection[int]) -> None: ...
 
     def set_admin(self, up: bool) -> None: ...
 

@@ -299,6 +299,7 @@ class Switch:
         port.close()
         if isinstance(port, MemifPort):
             self._release_socket(port)
+        self.loop.ports_changed()
         log.info("deleted %s", name)
 
     def _release_socket(self, port: MemifPort) -> None:
@@ -343,6 +344,7 @@ class Switch:
         self.graph.add_next(self.l2_output, node)
         self.ports.add(sw_if_index, port)
         self.tables.add(sw)
+        self.loop.ports_changed()
         if not isinstance(port, MemifPort):
             log.info("created %s (%s)", name, port.kind)
         return sw
@@ -351,6 +353,7 @@ class Switch:
         port = self.ports[sw_if_index]
         assert isinstance(port, MemifPort)
         port.connected()
+        self.loop.ports_changed()
         self.tables.refresh()
         log.info(  # names the peer chose: escaped, so they cannot forge log lines
             "%s connected to '%s' (%s)",
@@ -364,6 +367,7 @@ class Switch:
         if not isinstance(port, MemifPort):
             return
         port.disconnected()
+        self.loop.ports_changed()
         self.fib.flush(sw_if_index=sw_if_index)
         self.neighbors.flush(sw_if_index)
         self.tables.refresh()
