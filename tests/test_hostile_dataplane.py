@@ -742,7 +742,7 @@ def test_switch_zero_copy_slave_port_survives_a_hostile_master(rig) -> None:
     assert r.up("bad")
     # Lent buffers all came back: posted again on the ring, nothing lost, nothing doubled.
     assert pool.n_free + accounted(r) == pool.n_buffers
-    assert len(np.unique(pool._free[: pool.n_free])) == pool.n_free
+    assert len(np.unique(pool.free_buffers())) == pool.n_free
     r.forward(512)
 
     # Counter faults on the zero-copy port, both rings: the link drops, the pool is whole.
@@ -764,4 +764,4 @@ def test_switch_zero_copy_slave_port_survives_a_hostile_master(rig) -> None:
     r.close_peers()  # every port down: every buffer home, each once
     r.run(lambda: not any(p.link_up for p in r.sw.ports.values()), "all down")
     assert pool.n_free == pool.n_buffers
-    assert len(np.unique(pool._free[: pool.n_free])) == pool.n_buffers
+    assert len(np.unique(pool.free_buffers())) == pool.n_buffers
