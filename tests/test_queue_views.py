@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memif.errors import ConfigError
-from memif.queue import RxBatch, TxBatch, row_items, strided_view
-from memif.queue._common import row_index
+from memif.queue import RxBatch, TxBatch, row_index, row_items, strided_view
 
 REGION = 64 * 1024
 

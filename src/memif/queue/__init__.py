@@ -16,13 +16,29 @@ writes set the cost: chains are assembled and sent as vector operations however
 short their buffers, and a chain the peer leaves unfinished is read once, then
 neither read again nor reported :meth:`~RxQueue.ready` until the producer moves on.
 
+A batch never answers None: :class:`RxBatch` gives every packet as ``runs``,
+``matrix`` and ``headers(width)`` (zero-copy views of the shared buffers when they are
+evenly spaced, ``is_view``; else gathered copies) and ``first`` as an index array;
+:class:`TxBatch` gives ``buffers`` and ``runs`` to fill (the buffers themselves, or a
+staging array publishing writes out).  ``with rxq.receive(n) as rx:`` refills when the
+block ends; ``with txq.reserve(n) as tx:`` publishes then what ``tx.lengths`` (or
+``tx.commit``) says, and nothing if the block raised.
+
 A queue lives as long as its connection: when the interface tears it down, every call
 on the queue, and every read or fill of a batch it handed out, raises
 :class:`~memif.NotConnectedError` naming the queue and why (``connected`` tells it
 without raising).  The interface's next connection has new queues.
 """
 
-from ._common import RX_ERRORS, TX_ERRORS, QueueStats, ring_slots, row_items, strided_view
+from ._common import (
+    RX_ERRORS,
+    TX_ERRORS,
+    QueueStats,
+    ring_slots,
+    row_index,
+    row_items,
+    strided_view,
+)
 from .rx import RxBatch, RxQueue
 from .tx import TxBatch, TxQueue
 
@@ -35,6 +51,7 @@ __all__ = [
     "TxBatch",
     "TxQueue",
     "ring_slots",
+    "row_index",
     "row_items",
     "strided_view",
 ]
