@@ -3,21 +3,21 @@
 The interface is the one whose subnet holds the target (or ``source <interface>``).
 On an Ethernet interface the target's MAC comes from the switch's neighbour table,
 resolved first with ARP requests (``Switch.neighbors`` learns a reply only to a
-request it sent).  Echo requests go out every ``interval`` seconds through
-:meth:`Switch.send_frame`; replies arrive in ``Switch.ping_replies`` while the switch
-keeps forwarding, and the server polls the :class:`PingOp` each loop turn until it
-has its answer.
+request it sent).  What to send when, the matching of replies and the statistics are
+a :class:`memif.pingsession.PingSession`'s (``memif ping``'s too); this module moves
+its frames: they go out through :meth:`Switch.send_frame`, replies arrive in
+``Switch.ping_replies`` while the switch keeps forwarding, and the server polls the
+:class:`PingOp` each loop turn until it has its answer.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-import time
 from typing import Any
 
-from .. import packet
 from ..packet import ip4_str
+from ..pingsession import PingSession, State
 from ..vswitch.tables import L2Mode, SwInterface
 from .commands import Context, Pending, Reply, command
 from .parse import Args, CliError, integer
@@ -64,79 +64,41 @@ class PingOp(Pending):
         self.switch = ctx.switch
         self.target = target
         self.sw = sw
-        self.source_ip = source_ip
-        self.repeat = repeat
-        self.interval = interval
-        self.payload = bytes(i & 0xFF for i in range(size))
         self.ident = int.from_bytes(os.urandom(2), "big")
-        self.sent: dict[int, float] = {}  # seq -> send time
-        self.replies: dict[int, float] = {}  # seq -> round trip seconds
+        self.session = PingSession(
+            source_ip,
+            target,
+            ident=self.ident,
+            mac=None if sw.ip_mode else sw.mac,
+            count=repeat,
+            interval=interval,
+            linger=max(interval, MIN_WAIT),
+            size=size,
+            arp_tries=ARP_TRIES,
+            arp_timeout=ARP_RETRY,
+        )
         self.lines: list[str] = []
-        self.neighbor: bytes | None = None
-        self.arp_tries = 0
-        self.arp_sent = 0.0
-        self.next_send = 0.0
         self.done = False
         ctx.pings.append(self)
-
-    # ------------------------------------------------------------------ frames
-    def _send_arp(self, now: float) -> None:
-        self.arp_tries += 1
-        self.arp_sent = now
-        frame = packet.arp_request(self.sw.mac, self.source_ip, self.target)
-        self.switch.neighbors.request(self.sw.sw_if_index, self.target, self.switch.now)
-        self.switch.send_frame(self.sw.sw_if_index, frame)
-
-    def _send_echo(self, seq: int) -> None:
-        icmp = packet.icmp_echo(packet.ICMP_ECHO_REQUEST, self.ident, seq, self.payload)
-        frame = packet.ipv4(self.source_ip, self.target, packet.PROTO_ICMP, icmp, ident=seq)
-        if not self.sw.ip_mode:
-            assert self.neighbor is not None
-            frame = packet.ethernet(self.neighbor, self.sw.mac, packet.ETH_P_IP, frame)
-        self.sent[seq] = time.monotonic()
-        self.switch.send_frame(self.sw.sw_if_index, frame)
-
-    # ------------------------------------------------------------------ progress
-    def _resolve(self, now: float) -> Reply | None:
-        """ARP until the neighbour is known; an error reply when it never answers."""
-        if self.sw.ip_mode:
-            self.neighbor = b""
-            return None
-        mac = self.switch.neighbors.get(self.sw.sw_if_index, self.target)
-        if mac is not None:
-            self.neighbor = mac
-            self.next_send = now
-            return None
-        if self.arp_tries == 0 or now - self.arp_sent >= ARP_RETRY:
-            if self.arp_tries >= ARP_TRIES:
-                return self._finish(
-                    Reply(
-                        False,
-                        f"no ARP reply from {ip4_str(self.target)} on {self.sw.name} "
-                        f"after {ARP_TRIES} requests",
-                    )
-                )
-            self._send_arp(now)
-        return None
 
     def _collect(self) -> None:
         """Take this ping's echo replies out of ``Switch.ping_replies``."""
         keep = []
         running = {p.ident for p in self.ctx.pings if isinstance(p, PingOp)}
+        size = 8 + len(self.session.payload)
         for entry in self.switch.ping_replies:
             ident, seq, src, t = entry[:4]
-            if ident != self.ident or src != self.target or seq not in self.sent:
+            got = self.session.echo_reply(ident, seq, src, t)
+            if got is None:
                 if ident in running and ident != self.ident:  # another ping's
                     keep.append(entry)
                 continue
-            if seq in self.replies:
-                continue  # a duplicate
-            rtt = max(t - self.sent[seq], 0.0)
-            self.replies[seq] = rtt
+            if got.duplicate:
+                continue
             ttl = f" ttl={entry[4]}" if len(entry) > 4 else ""
             self.lines.append(
-                f"{8 + len(self.payload)} bytes from {ip4_str(src)}: icmp_seq={seq}{ttl} "
-                f"time={rtt * 1000:.3f} ms"
+                f"{size} bytes from {ip4_str(src)}: icmp_seq={seq}{ttl} "
+                f"time={got.rtt * 1000:.3f} ms"
             )
         self.switch.ping_replies[:] = keep
 
@@ -144,25 +106,32 @@ class PingOp(Pending):
         """Advance: resolve, send what is due, collect replies; the reply when done."""
         if self.done:
             return None
-        if self.neighbor is None:
-            failed = self._resolve(now)
-            if failed is not None or self.neighbor is None:
-                return failed
-        self._collect()
-        while len(self.sent) < self.repeat and now >= self.next_send:
-            self._send_echo(len(self.sent) + 1)
-            self.next_send += self.interval
-            if self.next_send < now:  # the loop was late: do not burst to catch up
-                self.next_send = now + self.interval
-        if len(self.sent) < self.repeat:
-            return None
-        last = max(self.sent.values())
-        if len(self.replies) < len(self.sent) and now < last + max(self.interval, MIN_WAIT):
+        session, index = self.session, self.sw.sw_if_index
+        if session.target_mac is None and not self.sw.ip_mode:
+            mac = self.switch.neighbors.get(index, self.target)
+            if mac is not None:
+                session.resolved(mac, now)
+        if session.state is not State.RESOLVING:  # (until then, replies wait for it)
+            self._collect()
+        for sent in session.poll(now):
+            if sent.seq is None:  # an ARP request: its reply may be learned
+                self.switch.neighbors.request(index, self.target, self.switch.now)
+            self.switch.send_frame(index, sent.frame)
+        if session.unresolved:
+            return self._finish(
+                Reply(
+                    False,
+                    f"no ARP reply from {ip4_str(self.target)} on {self.sw.name} "
+                    f"after {ARP_TRIES} requests",
+                )
+            )
+        if not session.done:
             return None
         return self._finish(self._summary())
 
     def _summary(self) -> Reply:
-        sent, got = len(self.sent), len(self.replies)
+        st = self.session.stats
+        sent, got = st.transmitted, st.received
         loss = round(100.0 * (sent - got) / sent) if sent else 100
         stats = f"Statistics: {sent} sent, {got} received, {loss}% packet loss"
         data: dict[str, Any] = {
@@ -171,7 +140,7 @@ class PingOp(Pending):
             "sent": sent,
             "received": got,
             "loss_percent": loss,
-            "rtt_ms": {str(k): round(v * 1000, 3) for k, v in sorted(self.replies.items())},
+            "rtt_ms": {str(k): round(v * 1000, 3) for k, v in sorted(st.rtt_by_seq.items())},
         }
         return Reply(output="\n".join([*self.lines, "", stats]).lstrip("\n"), data=data)
 
@@ -182,6 +151,7 @@ class PingOp(Pending):
     def cancel(self) -> None:
         """Stop; the last ping to stop drops any replies nobody waits for."""
         self.done = True
+        self.session.stop()
         if self in self.ctx.pings:
             self.ctx.pings.remove(self)
         if not self.ctx.pings:
