@@ -299,7 +299,7 @@ def test_m2s_fill_and_drain_across_wrap(memory) -> None:
 
     first = tx.alloc(16)
     assert (first.start, first.count, first.capacity) == (65530, 6, 256)
-    assert first.buffers is not None and first.buffers.shape == (6, 256)
+    assert first.is_view and first.buffers.shape == (6, 256)
     for i in range(6):
         first.buffers[i, :100] = np.frombuffer(payload(i, 100), np.uint8)
     assert tx.tx_burst(first, 100) == 6
