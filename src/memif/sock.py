@@ -14,7 +14,6 @@ changes it; an :class:`~memif.Interface` reads it and asks the socket for change
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import logging
 import os
@@ -25,41 +24,31 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from . import proto, shm, transport, wire
+from . import proto, transport, wire
+from ._gate import Gate, SocketCounters, pending
 from ._link import Connection, Link
 from .access import AccessPolicy, PeerCredentials, peer_credentials
 from .admission import FD_BUDGET, FdBudget, SecretThrottle, fd_soft_limit
 from .config import InterfaceConfig, Role
-from .errors import ConfigError, ProtocolError, UnsealedRegionError
+from .errors import ConfigError, ProtocolError
 from .interface import BufferPool, ConnectCallback, DisconnectCallback, Interface
-from .ratelog import PerKeyLog
+
+__all__ = [
+    "DEFAULT_APP_NAME",
+    "DEFAULT_MAX_PENDING",
+    "DEFAULT_MAX_PENDING_PER_UID",
+    "DEFAULT_STALL_RECLAIM",
+    "ConnectionDetails",
+    "Socket",
+    "SocketCounters",
+]
 
 DEFAULT_APP_NAME = "memif-python"
 DEFAULT_MAX_PENDING = 64  # handshakes a listening socket holds at once
 DEFAULT_MAX_PENDING_PER_UID = 8  # of which one peer uid may hold
 DEFAULT_STALL_RECLAIM = 1.0  # seconds without progress before a handshake yields its id
-_PEEK = _socket.MSG_PEEK | _socket.MSG_DONTWAIT
 HANDSHAKE_BURST = 0.002  # seconds one poll() may spend taking handshake messages
 HANDSHAKE_ANSWER = 0.0002  # seconds to wait for a peer's next handshake message
-
-log = logging.getLogger("memif")
-
-
-@dataclass
-class SocketCounters:
-    """What a socket refused, by reason (``show memif`` prints them)."""
-
-    access_denied: int = 0  # peer (or, for a client, listener) not admitted by the policy
-    unsealed_refused: int = 0  # region not sealed against shrinking, peer not trusted
-    pending_refused: int = 0  # too many unfinished handshakes, in total or from one uid
-    fd_refused: int = 0  # the process's fd budget for peers would overflow
-    secret_failures: int = 0  # INIT with a missing or wrong secret
-    secret_throttled: int = 0  # connections refused while their uid backs off
-    id_reclaimed: int = 0  # stalled handshakes that yielded their interface id
-
-    def as_dict(self) -> dict[str, int]:
-        """Every counter by name."""
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -115,23 +104,22 @@ class Socket:
         stall_reclaim: float = DEFAULT_STALL_RECLAIM,
         secret_throttle: SecretThrottle | None = None,
     ) -> None:
-        if max_pending < 1:
-            raise ConfigError(f"max_pending {max_pending} must be at least 1")
-        if max_pending_per_uid < 1:
-            raise ConfigError(f"max_pending_per_uid {max_pending_per_uid} must be at least 1")
         self.path = path
-        self.max_pending = max_pending
-        self.max_pending_per_uid = max_pending_per_uid
-        self.access = access if access is not None else AccessPolicy()
-        self.fd_budget = fd_budget if fd_budget is not None else FD_BUDGET
-        self.stall_reclaim = stall_reclaim
-        self.secret_throttle = secret_throttle if secret_throttle is not None else SecretThrottle()
-        self.counters = SocketCounters()
-        self._warn = PerKeyLog(log, clock=clock)  # refusals: one line per reason and uid
-        if max_pending_fds is None:
-            max_pending_fds = fd_soft_limit() // 2
-        self.max_pending_fds = max_pending_fds
         self.address = transport.parse_address(path)
+        self._gate = Gate(
+            transport.display(self.address),
+            clock=clock,
+            access=access if access is not None else AccessPolicy(),
+            max_pending=max_pending,
+            max_pending_per_uid=max_pending_per_uid,
+            max_pending_fds=fd_soft_limit() // 2 if max_pending_fds is None else max_pending_fds,
+            fd_budget=fd_budget if fd_budget is not None else FD_BUDGET,
+            stall_reclaim=stall_reclaim,
+            secret_throttle=secret_throttle if secret_throttle is not None else SecretThrottle(),
+        )
+        self.access = self._gate.access
+        #: what this socket refused, by reason
+        self.counters: SocketCounters = self._gate.counters
         if len(app_name.encode()) > wire.NAME_SIZE - 1:
             raise ConfigError(f"application name is longer than {wire.NAME_SIZE - 1} bytes")
         self.app_name = app_name
@@ -270,7 +258,7 @@ class Socket:
     @property
     def pending_count(self) -> int:
         """Control connections whose handshake is not finished (``max_pending`` bounds them)."""
-        return self._pending()
+        return pending(self._conns.values())
 
     def _link(self, iface: Interface) -> Link:
         link = self._links.get(iface)
@@ -354,7 +342,7 @@ class Socket:
             cred: PeerCredentials | None = peer_credentials(sock)
         except OSError:
             cred = None
-        refusal = self._admission(cred)
+        refusal = self._gate.refuse_peer(cred, self._conns.values())
         if refusal is not None:
             with contextlib.suppress(OSError):
                 transport.send_message(sock, wire.Disconnect(refusal))
@@ -372,119 +360,33 @@ class Socket:
             name=self.app_name,
             now=now,
             handshake_timeout=timeout,
-            check_fd=functools.partial(self._check_offer_fd, cred),
+            check_fd=functools.partial(self._gate.check_offer_fd, cred),
         )
         conn = Connection(sock, channel, cred=cred, progress=now, started=now)
         self._conns[sock.fileno()] = conn
         self._selector.register(sock, selectors.EVENT_READ, conn)
         self._flush(conn)
 
-    def _admission(self, cred: PeerCredentials | None) -> str | None:
-        """Why a newly accepted peer is refused (counted and logged), or None."""
-        if cred is None or not self.access.admits(cred):
-            self.counters.access_denied += 1
-            reason = self.access.refusal(cred)
-        elif self._pending() >= self.max_pending:
-            self.counters.pending_refused += 1
-            reason = "too many pending connections"
-        elif self._pending(cred.uid) >= self.max_pending_per_uid:
-            self.counters.pending_refused += 1
-            reason = f"too many pending connections from uid {cred.uid}"
-        elif self.secret_throttle.blocked(cred.uid, self._clock()):
-            self.counters.secret_throttled += 1
-            reason = "too many failed secrets"
-        else:
-            return None
-        self._log_refusal(reason, cred)
-        return reason
-
-    def _log_refusal(
-        self, reason: str, cred: PeerCredentials | None, kind: str | None = None
-    ) -> None:
-        """Log a refusal, at most once a period per ``kind`` (default: the reason) and uid.
-
-        A reason that carries numbers (counts, a peer-chosen index) names its ``kind``,
-        or each new number would be a new key and a peer could vary it to flood the log.
-        """
-        peer = cred if cred is not None else "unknown peer"
-        key = (kind or reason, cred.uid if cred is not None else None)
-        self._warn.log(key, "memif socket %s: %s (%s)", self.display_name, reason, peer)
-
     @property
     def display_name(self) -> str:
         """The socket's name as users write it (a path or ``@name``)."""
         return transport.display(self.address)
-
-    def _pending(self, uid: int | None = None) -> int:
-        """Connections whose handshake is not finished (from peer ``uid`` only, if given)."""
-        return sum(
-            1
-            for c in self._conns.values()
-            if c.channel.phase is not proto.Phase.CONNECTED
-            and (uid is None or (c.cred is not None and c.cred.uid == uid))
-        )
-
-    def _pending_fds(self) -> int:
-        """Fds held by unfinished server handshakes."""
-        return sum(
-            c.charged for c in self._conns.values() if c.channel.phase is not proto.Phase.CONNECTED
-        )
 
     def _lookup(self, if_id: int) -> proto.MasterPolicy:
         iface = self.interfaces.get(if_id)
         if iface is None:
             raise ProtocolError("unmatched interface id")
         link = self._links[iface]
-        if link.conn is not None:
-            self._reclaim(link.conn)
+        if link.conn is not None and self._gate.stalled(link.conn):
+            # It squats the id: end it, so this INIT may take the id.
+            self._events(
+                link.conn, link.conn.channel.fail("handshake stalled: interface id reclaimed")
+            )
         if link.conn is not None:
             raise ProtocolError("already connected")
         if not link.admin_up:
             raise ProtocolError("interface is down")
         return proto.MasterPolicy(iface.config.mode, iface.config.secret, iface)
-
-    def _reclaim(self, holder: Connection) -> None:
-        """End ``holder``'s handshake if it squats its interface id, so a new INIT may take it.
-
-        A legitimate handshake sends its next message within milliseconds of our
-        ACK and finishes well within a second.  One silent for ``stall_reclaim``
-        seconds (with nothing unread), or dripping messages for twice that, squats.
-        """
-        if holder.channel.phase is not proto.Phase.HANDSHAKE:
-            return
-        now = self._clock()
-        if now - holder.started < 2 * self.stall_reclaim:
-            if now - holder.progress < self.stall_reclaim:
-                return
-            try:
-                holder.sock.recv(1, _PEEK)
-                return  # it did send something; we have not read it yet
-            except OSError:
-                pass  # nothing to read (BlockingIOError), or gone: reclaim it
-        self.counters.id_reclaimed += 1
-        self._log_refusal("stalled handshake yields its interface id", holder.cred)
-        self._events(holder, holder.channel.fail("handshake stalled: interface id reclaimed"))
-
-    def _check_offer_fd(
-        self, cred: PeerCredentials, msg: wire.AddRegion | wire.AddRing, fd: int
-    ) -> None:
-        """Refuse a region that is not usable (or unsealed, untrusted) memory, a ring fd
-        that is no eventfd."""
-        if isinstance(msg, wire.AddRegion):
-            try:
-                shm.check_region_fd(
-                    msg.index,
-                    fd,
-                    msg.size,
-                    unsealed_ok=self.access.trusts_unsealed(cred),
-                    untrusted=f"uid {cred.uid} not trusted with unsealed memory",
-                )
-            except UnsealedRegionError as exc:
-                self.counters.unsealed_refused += 1
-                self._log_refusal(str(exc), cred, kind="unsealed region")
-                raise
-        elif (problem := transport.check_eventfd(fd)) is not None:
-            raise ProtocolError(f"ring {msg.index}: bad interrupt fd ({problem})")
 
     def _connect(self, iface: Interface, link: Link, now: float) -> None:
         cfg = iface.config
@@ -497,12 +399,8 @@ class Socket:
             cred: PeerCredentials | None = peer_credentials(sock)
         except OSError:
             cred = None
-        if cred is None or not self.access.admits(cred):
-            # Whoever holds the name gets our memory: a squatter must not.
+        if (reason := self._gate.refuse_listener(cred)) is not None:
             sock.close()
-            self.counters.access_denied += 1
-            reason = "listener " + self.access.refusal(cred)
-            self._log_refusal(reason, cred)
             self._retry_later(link, now, reason)
             return
         init = wire.Init(cfg.id, cfg.mode, cfg.secret, self.app_name)
@@ -544,20 +442,8 @@ class Socket:
         if fd is not None and not conn.channel.owns_fd(fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        elif fd is not None:
-            if not self.fd_budget.charge(1, conn.owner):
-                self.counters.fd_refused += 1
-                self._log_refusal(
-                    f"too many file descriptors (this uid holds {self.fd_budget.held(conn.owner)}"
-                    f", all peers {self.fd_budget.used} of {self.fd_budget.limit})",
-                    conn.cred,
-                    kind="fd budget",
-                )
-                events += conn.channel.fail("too many file descriptors")
-            else:
-                conn.charged += 1
-                if self._pending_fds() > self.max_pending_fds:
-                    events += conn.channel.fail("too many file descriptors pending")
+        elif fd is not None and (refusal := self._gate.charge_fd(conn, self._conns.values())):
+            events += conn.channel.fail(refusal)
         self._events(conn, events)
 
     def _events(self, conn: Connection, events: list[proto.Event]) -> None:
@@ -621,7 +507,7 @@ class Socket:
             except Exception:  # a listener's bug must not break the socket
                 link.listener_errors += 1
                 kind = "connect" if reason is None else "disconnect"
-                self._warn.log(
+                self._gate.log.log(
                     ("listener", iface.id, kind),
                     "memif socket %s: interface %s: a %s listener raised",
                     self.display_name,
@@ -648,8 +534,7 @@ class Socket:
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(conn.sock)
         conn.sock.close()
-        self.fd_budget.release(conn.charged, conn.owner)
-        conn.charged = 0
+        self._gate.release_fds(conn)
         iface, link = conn.interface, conn.link
         if link is None and isinstance(conn.channel, proto.MasterChannel):
             slot = conn.channel.refused_slot
@@ -658,7 +543,7 @@ class Socket:
                 # INIT named this interface but was refused (secret, mode): say why.
                 refused.local_disc_reason = reason
         if not by_peer and reason in proto.SECRET_REFUSALS:
-            self._secret_failed(conn, reason)
+            self._gate.secret_failed(conn.cred, reason)
         if iface is not None and link is not None and link.conn is conn:
             try:
                 if link.down(reason, by_peer):
@@ -673,21 +558,6 @@ class Socket:
         for fd in conn.channel.offered_fds():
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-    def _secret_failed(self, conn: Connection, reason: str) -> None:
-        """Count and log a wrong secret; enough of them back the peer's uid off."""
-        self.counters.secret_failures += 1
-        cred = conn.cred
-        self._log_refusal(reason, cred)
-        if cred is not None and self.secret_throttle.failed(cred.uid, self._clock()):
-            log.warning(
-                "memif socket %s: uid %d backs off %.0f s after %d failed secrets (%s)",
-                self.display_name,
-                cred.uid,
-                self.secret_throttle.backoff,
-                self.secret_throttle.limit,
-                cred,
-            )
 
     # ------------------------------------------------------------------ timers
     def _next_deadline(self, now: float) -> float | None:
