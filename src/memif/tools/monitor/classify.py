@@ -35,7 +35,6 @@ from ...classify import (
 )
 from ...config import format_mac, parse_mac
 from ...queue import RxBatch
-from ..burst import heads
 
 __all__ = [
     "ARP",
@@ -66,7 +65,7 @@ def burst_headers(batch: RxBatch, width: int = HEADER_BYTES) -> np.ndarray:
     n = len(batch)
     out = np.zeros((n, width), np.uint8)
     if n:
-        heads(batch, min(width, int(batch.lengths.max())), out)
+        batch.headers(min(width, int(batch.lengths.max())), out)
     return out
 
 

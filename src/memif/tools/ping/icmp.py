@@ -15,7 +15,7 @@ import numpy as np
 from ...arp_icmp import Answers, ArpIcmpAnswerer, Verdict
 from ...classify import HEADER_BYTES
 from ...queue import RxBatch, RxQueue, TxQueue
-from ..burst import echo_burst, heads
+from ..burst import echo_burst
 
 BURST = 256
 
@@ -38,7 +38,6 @@ class Responder:
         self.reflect = reflect
         self.l2 = l2
         self.answerer = ArpIcmpAnswerer(mac, [ip], ethernet=l2)
-        self._rows = np.zeros((BURST, HEADER_BYTES), np.uint8)  # header rows, reused
         self.rx = self.arp_replies = self.icmp_replies = self.reflected = 0
         self.ignored = self.tx_dropped = 0
 
@@ -67,37 +66,26 @@ class Responder:
     # ------------------------------------------------------------------ per burst
     def process(self, rxq: RxQueue, txq: TxQueue, burst: int = BURST) -> int:
         """Receive one burst on ``rxq``, answer on ``txq``, refill; returns frames taken."""
-        batch = rxq.rx_burst(burst)
-        n = len(batch)
-        if n == 0:
-            return 0
-        self.rx += n
-        try:
+        with rxq.receive(burst) as batch:  # refilled at the end, once every reply is written
+            n = len(batch)
+            if n == 0:
+                return 0
+            self.rx += n
             if self.reflect:
                 self._reflect(batch, txq)
-            else:
-                seen: dict[int, np.ndarray] = {}  # frames read whole, kept for the replies
+                return n
+            seen: dict[int, np.ndarray] = {}  # frames read whole, kept for the replies
 
-                def packet(i: int) -> np.ndarray:
-                    seen[i] = p = batch[i]
-                    return p
+            def packet(i: int) -> np.ndarray:
+                seen[i] = p = batch[i]
+                return p
 
-                answers = self.answerer.answer(self._headers(batch), batch.lengths, packet)
-                self.ignored += n - len(answers.answered)
-                if len(answers.answered):
-                    self._send(txq, self._jobs(batch, answers, seen))
-        finally:
-            rxq.refill()  # the views die here, after every reply was written
+            rows = batch.headers(HEADER_BYTES)  # a view of the buffers when they allow it
+            answers = self.answerer.answer(rows, batch.lengths, packet)
+            self.ignored += n - len(answers.answered)
+            if len(answers.answered):
+                self._send(txq, self._jobs(batch, answers, seen))
         return n
-
-    def _headers(self, batch: RxBatch) -> np.ndarray:
-        """The burst's header rows, gathered into a buffer kept across bursts."""
-        n = len(batch)
-        if n > len(self._rows):
-            self._rows = np.zeros((n, HEADER_BYTES), np.uint8)
-        rows = self._rows[:n]
-        heads(batch, min(HEADER_BYTES, int(batch.lengths.max())), rows)
-        return rows
 
     def _jobs(
         self, batch: RxBatch, answers: Answers, seen: dict[int, np.ndarray]
