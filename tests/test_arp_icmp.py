@@ -18,7 +18,7 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 
 from memif import packet as pkt
-from memif.arp_icmp import REPLY_HEAD, TTL, ArpIcmpAnswerer, Verdict, verifies
+from memif.arp_icmp import REPLY_HEAD, TTL, ArpIcmpAnswerer, Verdict, reference, verifies
 from memif.classify import HEADER_BYTES
 
 MAC, IP4 = bytes.fromhex("0200000000aa"), pkt.ip4("10.0.0.1")
@@ -268,3 +268,56 @@ def test_fuzz_verdicts_and_replies(frames: list[bytes]) -> None:
             assert reply == rechecked(reply)
         else:
             assert reply == pkt.arp_reply(MAC, IP4, reply[:6], reply[38:42])
+
+
+# ----------------------------------------------------------------------------- the reference
+def _with_options(frame: bytes, options: bytes) -> bytes:
+    """An echo request frame with IPv4 options (both checksums made whole again)."""
+    p = Ether(frame)
+    p[IP].options = [Raw(options)]  # type: ignore[assignment]
+    del p[IP].chksum, p[IP].ihl, p[IP].len
+    return bytes(Ether(bytes(p)))
+
+
+BASES = [
+    _echo(), _echo(7, b""), _echo(9, bytes(200)), _echo(0, b""),
+    _echo(kind=pkt.ICMP_ECHO_REPLY), _echo(frag=0x2000), _echo(dst=pkt.ip4("10.9.0.1")),
+    _echo(mac=pkt.BROADCAST), _echo(mac=bytes.fromhex("0200000000bb")),
+    _with_options(_echo(), b"\x94\x04\x00\x00"),
+    pkt.arp_request(PEER_MAC, PEER_IP, IP4), pkt.arp_reply(PEER_MAC, PEER_IP, MAC, IP4),
+    pkt.arp_request(PEER_MAC, PEER_IP, pkt.ip4("10.0.0.3")),
+    pkt.ethernet(pkt.BROADCAST, PEER_MAC, pkt.ETH_P_IPV6, bytes(40)),
+]  # fmt: skip
+
+
+@st.composite
+def frames(draw: st.DrawFn) -> bytes:
+    """A frame answered or not, then perhaps tagged, padded, mangled or cut short."""
+    f = draw(st.sampled_from(BASES))
+    if draw(st.integers(0, 5)) == 0:
+        f = f[:12] + b"\x81\x00\x00\x07" + f[12:]
+    if draw(st.booleans()):
+        f += bytes(draw(st.integers(0, 30)))  # Ethernet padding
+    for _ in range(draw(st.integers(0, 2))):
+        at = draw(st.integers(0, min(len(f), 60) - 1))
+        f = f[:at] + bytes([draw(st.integers(0, 255))]) + f[at + 1 :]
+    if draw(st.integers(0, 4)) == 0:
+        f = f[: draw(st.integers(0, len(f)))]
+    return f
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(frames(), min_size=1, max_size=24), st.booleans(), st.booleans(), st.booleans())
+def test_answer_matches_the_scalar_reference(
+    batch: list[bytes], check_mac: bool, second: bool, ip_mode: bool
+) -> None:
+    """Verdict and whole reply of every frame are the plain-Python reference's, whose
+    checksums are computed from scratch."""
+    addresses = [IP4, pkt.ip4("10.9.0.1")] if second else [IP4]
+    if ip_mode:
+        batch = [f[14:] for f in batch]
+    a = ArpIcmpAnswerer(MAC, addresses, ethernet=not ip_mode, check_mac=check_mac)
+    res, replies = answer(batch, a)
+    for i, f in enumerate(batch):
+        want = reference(f, MAC, addresses, ethernet=not ip_mode, check_mac=check_mac)
+        assert (Verdict(res.verdict[i]), replies.get(i)) == want, (i, f.hex())

@@ -33,7 +33,15 @@ import numpy.typing as npt
 from . import packet as pk
 from .classify import HEADER_BYTES, RUNT, Fields, classify
 
-__all__ = ["REPLY_HEAD", "TTL", "Answers", "ArpIcmpAnswerer", "Verdict", "verifies"]
+__all__ = [
+    "REPLY_HEAD",
+    "TTL",
+    "Answers",
+    "ArpIcmpAnswerer",
+    "Verdict",
+    "reference",
+    "verifies",
+]
 
 Array = npt.NDArray[Any]
 #: A packet's whole bytes, by its index in the burst (for checksums past the header rows).
@@ -286,6 +294,69 @@ class ArpIcmpAnswerer:
         head[sel] = out
         head_length[sel] = at + 4
         length[sel] = o + f.ip4_total[i]
+
+
+def reference(
+    frame: bytes,
+    mac: bytes,
+    addresses: Iterable[bytes],
+    *,
+    ethernet: bool = True,
+    check_mac: bool = True,
+) -> tuple[Verdict, bytes | None]:
+    """One frame's verdict and whole reply, plainly: the scalar reference of
+    :meth:`ArpIcmpAnswerer.answer`, built on :func:`memif.packet.parse` with every
+    checksum computed from scratch (the tests hold the vector code to it)."""
+    ours = {bytes(a) for a in addresses}
+    if ethernet:
+        p = pk.parse(frame)
+        if p is None:
+            return Verdict.MALFORMED, None
+        l3 = pk.ETH_HLEN + 4 * len(p.vlans)
+        for_us = not p.vlans and (not check_mac or p.dst == mac or pk.is_group(p.dst))
+        if p.ethertype == pk.ETH_P_ARP:
+            if p.arp is None:
+                return Verdict.MALFORMED, None
+            op, sha, spa, _, tpa = p.arp
+            if not for_us or tpa not in ours:
+                return Verdict.NOT_FOR_US, None
+            if op == pk.ARP_REQUEST:
+                return Verdict.ANSWER_ARP, pk.arp_reply(mac, tpa, sha, spa)
+            return (Verdict.ARP_REPLY if op == pk.ARP_REPLY else Verdict.NOT_FOR_US), None
+        if p.ethertype != pk.ETH_P_IP:
+            return Verdict.UNSUPPORTED, None
+    else:
+        if not frame:
+            return Verdict.MALFORMED, None
+        if frame[0] >> 4 != 4:
+            return Verdict.UNSUPPORTED, None
+        l3, for_us = 0, True
+    ip = frame[l3:]
+    if len(ip) < pk.IP_HLEN or ip[0] >> 4 != 4 or ip[0] & 0xF < 5:
+        return Verdict.MALFORMED, None
+    ihl, total = (ip[0] & 0xF) * 4, int.from_bytes(ip[2:4], "big")
+    if total < ihl or total > len(ip):
+        return Verdict.MALFORMED, None
+    if pk.checksum(ip[:ihl]):
+        return Verdict.BAD_CHECKSUM, None
+    if not for_us or ip[16:20] not in ours:
+        return Verdict.NOT_FOR_US, None
+    frag = int.from_bytes(ip[6:8], "big")
+    if ip[9] != pk.PROTO_ICMP or frag & 0x3FFF or total < ihl + pk.ICMP_ECHO_HLEN:
+        return Verdict.UNSUPPORTED, None
+    icmp = ip[ihl:total]
+    if icmp[0] == pk.ICMP_ECHO_REPLY:
+        return Verdict.ECHO_REPLY, None
+    if icmp[0] != pk.ICMP_ECHO_REQUEST or icmp[1] != 0:
+        return Verdict.UNSUPPORTED, None
+    if pk.checksum(icmp):
+        return Verdict.BAD_CHECKSUM, None
+    header = ip[:8] + bytes((TTL, ip[9], 0, 0)) + ip[16:20] + ip[12:16] + ip[20:ihl]
+    header = header[:10] + pk.checksum(header).to_bytes(2, "big") + header[12:]
+    echo = bytes((pk.ICMP_ECHO_REPLY, 0, 0, 0)) + icmp[4:]
+    echo = echo[:2] + pk.checksum(echo).to_bytes(2, "big") + echo[4:]
+    eth = frame[6:12] + mac + frame[12:14] if ethernet else b""
+    return Verdict.ANSWER_ECHO, eth + header + echo
 
 
 def verifies(rows: Array, start: Array, end: Array) -> Array:
