@@ -16,8 +16,10 @@ packets, and ``--reflect`` sends every packet back unchanged.
 
 Replies are written straight into the transmit buffers in shared memory and published once
 per burst; the one copy is the request into the reply buffer.  Replies larger than one
-transmit buffer go out chained.  That packet logic is :mod:`memif.tools.ping.icmp`; this
-module is the loop and the command.
+transmit buffer go out chained.  Which frames are answered, and the replies' headers, are
+:mod:`memif.arp_icmp`'s (the answerer memifd's ``arp-input`` and ``ip4-input`` use too);
+:mod:`memif.tools.ping.icmp` writes the replies into transmit buffers; this module is the
+loop and the command.
 """
 
 from __future__ import annotations
