@@ -28,20 +28,17 @@ def _fds(det: InterfaceDetails) -> tuple[int, int]:
     return max(det.listener_fd or 0, 0), max(det.control_fd or 0, 0)
 
 
-def _flags(port: MemifPort) -> list[str]:
-    iface = port.iface
+def _flags(port: MemifPort, det: InterfaceDetails) -> list[str]:
     flags = []
     if port.sw.admin_up:
         flags.append("admin-up")
-    if iface.role is Role.CLIENT:
+    if det.role == Role.CLIENT.value:
         flags.append("slave")
-    if iface.state == "connecting":
-        flags.append("connecting")
-    if iface.connected:
-        flags.append("connected")
+    if det.state in ("connecting", "connected"):
+        flags.append(det.state)
     if port.zero_copy:
         flags.append("zero-copy")
-    if iface.fault():
+    if det.fault:
         flags.append("error")
     return flags
 
@@ -118,7 +115,7 @@ def memif_data(ctx: Context, port: MemifPort, descriptors: int | None) -> dict[s
         "id": det.id,
         "role": "master" if master else "slave",
         "mode": det.mode,
-        "flags": _flags(port),
+        "flags": _flags(port, det),
         "state": det.state,
         "mac": format_mac(port.sw.mac),
         "remote_name": det.remote_app_name,
