@@ -4,7 +4,8 @@
   ethernet and ip mode, and across reconnects;
 * ping to an address nobody answers fails ARP with one clear line and exit status 1;
 * frames crafted here through the library get exactly the replies they should (checksums
-  verified with ``packet.checksum``), on every queue, and everything else is ignored;
+  verified with ``packet.checksum`` and recomputed by scapy), on every queue, and everything
+  else is ignored;
 * ``--reflect`` echoes arbitrary frames (runts and chained ones included) with MACs swapped;
 * ``memif ping`` gets answers from DPDK testpmd's ``icmpecho`` forwarding mode, an ARP and ICMP
   responder nobody here wrote (``@pytest.mark.testpmd``).
@@ -27,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import ENV, memif_argv
+from scapy.layers.inet import ICMP, IP
+from scapy.layers.l2 import Ether
 
 import memif
 from memif import packet as pkt
@@ -222,6 +225,9 @@ def _check_echo_reply(frame: bytes, request: bytes) -> None:
     echo, asked = pkt.parse_icmp_echo(p.l4), pkt.parse_icmp_echo(q.l4)
     assert echo is not None and asked is not None
     assert echo[0] == pkt.ICMP_ECHO_REPLY and echo[1:] == (0,) + asked[2:]
+    rebuilt = Ether(frame)
+    del rebuilt[IP].chksum, rebuilt[ICMP].chksum
+    assert bytes(Ether(bytes(rebuilt))) == frame  # the checksums scapy computes, exactly
 
 
 def _recv_n(sock: memif.Socket, iface: memif.Interface, n: int, queue: int = 0) -> list[bytes]:
