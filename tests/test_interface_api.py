@@ -227,3 +227,21 @@ def test_details_descriptor_snapshot() -> None:
         assert (tx.descriptors == before).all()
         with pytest.raises(memif.ConfigError, match="0 or more"):
             client.details(descriptors=-1)
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_a_listener_may_disconnect_from_on_connect(side: str) -> None:
+    """The connection ends cleanly, the peer sees the reason, and the next connect works."""
+    with pair(connect=False, client_reconnect_interval=0.05) as (server, client):
+        iface = server if side == "server" else client
+        peer = client if side == "server" else server
+        first = iface.add_listener(on_connect=lambda i: i.disconnect("not now"))
+        ss, cs = server.socket, client.socket
+        assert drive(ss, cs, until=lambda: peer.remote_disc_reason == "not now")
+        assert not iface.connected and iface.local_disc_reason == "not now"
+        assert iface.rx_queues == [] and iface.listener_errors == 0
+        first.remove()
+        assert drive(ss, cs, until=lambda: server.connected and client.connected)
+        assert client.send([b"y" * 64]) == 1
+        got: list[bytes] = []
+        assert drive(ss, cs, until=lambda: bool(got.extend(server.recv()) or got))

@@ -489,8 +489,8 @@ class Socket:
         except ProtocolError as exc:
             self._events(conn, conn.channel.fail(str(exc)))
             return
-        self._notify(iface, link, None)
-        channel.accept(link.name)
+        channel.accept(link.name)  # CONNECTED goes out at the next flush
+        self._notify(iface, link, None)  # which may already have ended the connection
 
     def _notify(self, iface: Interface, link: Link, reason: str | None) -> None:
         """Run every listener's connect (``reason`` None) or disconnect callback.
