@@ -416,7 +416,7 @@ class Bench:
             sw.pool.data[i, : len(frame)] = np.frombuffer(frame, np.uint8)
             sw.pool.length[i] = len(frame)
             sw.meta.rx_if[i] = rx_if
-        sw.now = now
+        sw.runtime.now = now  # the clock the nodes read (the main loop sets it each turn)
         sw.graph.enqueue(sw.graph.by_name["ethernet-input"].id, idx)
         sw.graph.run()
 

@@ -527,18 +527,19 @@ class Daemon:
     def serve(self) -> None:
         """The main loop, until SIGINT or SIGTERM."""
         switch = self.ctx.switch
+        loop = switch.loop
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         switch.add_fd(self._wake_r, self._drain)
         try:
             while self.stop_signal is None:
                 try:
-                    switch.run_once()
+                    loop.turn()
                     if self.cli.service():  # CLI backlog: make the next sleep return at once
                         with contextlib.suppress(OSError):
                             os.write(self._wake_w, b"\0")
                 except Exception as exc:  # nothing but a signal ends memifd
-                    switch.failed("loop-exception", "main loop", exc)
+                    loop.failed("loop-exception", "main loop", exc)
         finally:
             switch.remove_fd(self._wake_r)
             signal.set_wakeup_fd(old_wakeup)

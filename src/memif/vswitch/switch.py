@@ -118,12 +118,8 @@ class Switch:
     # ------------------------------------------------------------------ runtime facts
     @property
     def now(self) -> float:
-        """The time of the current turn (the runtime's clock)."""
+        """The time of the current turn (the runtime's clock, set by the main loop)."""
         return self.runtime.now
-
-    @now.setter
-    def now(self, value: float) -> None:
-        self.runtime.now = value
 
     @property
     def ping_replies(self) -> list[tuple[int, int, bytes, float, int]]:
@@ -373,10 +369,6 @@ class Switch:
         self.tables.refresh()
         log.info("%s disconnected: %s", port.sw.name, escape(reason))
 
-    def port_failed(self, port: Port, where: str) -> None:
-        """Contain an exception raised handling one port (see :meth:`Runtime.port_failed`)."""
-        self.runtime.port_failed(port, where)
-
     def set_state(self, name: str, up: bool) -> None:
         """``set interface state <if> up|down``."""
         sw = self.interface(name)
@@ -548,10 +540,6 @@ class Switch:
     def _control_fds(self) -> list[int]:
         """The memif sockets' fds: control messages end the idle sleep."""
         return [e.socket.fileno() for e in self.sockets.values() if e.socket is not None]
-
-    def failed(self, error: str, what: str, exc: Exception) -> None:
-        """Count and log an exception the loop contained (see :meth:`MainLoop.failed`)."""
-        self.loop.failed(error, what, exc)
 
     def run_once(self) -> int:
         """One turn of the main loop on the system clock (with its idle sleep, when due);
