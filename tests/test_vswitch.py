@@ -21,6 +21,7 @@ from helpers import SwitchRig, drain, mac
 
 import memif
 from memif import packet
+from memif.loop import RxMode
 from memif.vswitch import mainloop
 from memif.vswitch.tables import SwInterface
 
@@ -461,14 +462,17 @@ def test_switch_sleeps_when_idle(rig):
     r.connect()
     f = frame(packet.BROADCAST, a.mac, "x")
     assert r.exchange((a, [f])) == {a: [], b: [f]}
-    r.sw.run_once()  # the switch polls for 2 ms after the last packet, then sleeps
-    time.sleep(0.01)
-    cpu, end = time.process_time(), time.monotonic() + 0.5
-    turns = 0
-    while time.monotonic() < end:
-        r.sw.run_once()
-        turns += 1
-    assert time.process_time() - cpu < 0.2 and turns < 50
+    events = r.sw.loop.events
+    sleeps = events.sleeps
+    for _ in range(5):  # a trickle (fewer than ADAPTIVE_VECTOR packets) is idle too
+        assert r.sw.run_once() == 0
+    assert events.sleeps == sleeps + 5  # every idle turn waited in ppoll: no spinning
+    assert len(events.rx_queues) == 2  # each connected port's queue, served adaptively
+    assert all(events.rx_mode(q) is RxMode.ADAPTIVE for q in events.rx_queues)
+    assert all(q.polling for q in events.rx_queues)  # polling again after each sleep
+    r.sw.delete_interface(b.name)
+    assert events.rx_queues == tuple(r.sw.interface(a.name).port.rx_queues())
+    r.ports.remove(b)
 
 
 def test_the_loop_asks_to_sleep_only_after_a_quiet_spell(rig):
