@@ -11,7 +11,7 @@ import pytest
 from clocks import ManualClock
 
 from memif import Interface, NotConnectedError, RxQueue, Socket, testing
-from memif.loop import EventLoop, RxMode
+from memif.loop import EventLoop, RxMode, arm_rx
 from memif.poller import Poller
 
 FAR = 3600.0  # a deadline no test waits for: a sleep that reaches it would hang the test
@@ -295,3 +295,35 @@ def test_bad_rx_mode_says_what_is_accepted() -> None:
 def test_bad_reader_fd_is_refused() -> None:
     with pytest.raises(ValueError, match="an fd is a non-negative int"):
         EventLoop().add_reader(-1, lambda fd: None)
+
+
+def test_a_foreign_loop_drives_it_through_control_fds_and_ready(efd: int) -> None:
+    # what memif.aio does: the foreign loop waits on control_fds, then says which were ready
+    clock = ManualClock()
+    loop = EventLoop(clock=clock, control_period=60.0)
+    got: list[int] = []
+    loop.add_reader(efd, got.append)
+    with Socket(testing.unique_name()) as sock:
+        loop.add_socket(sock)
+        assert loop.control_fds == (sock.fileno(), efd)
+        os.eventfd_write(efd, 1)  # readable from now on: the callback does not read it
+        loop.run_once()  # the first turn serves control: asks the readers
+        assert got == [efd]
+        got.clear()
+        loop.run_once()  # control not due: nothing asked
+        assert got == []
+        loop.ready([efd])
+        loop.run_once()
+        assert got == [efd]
+
+
+def test_arm_rx_clears_old_kicks_and_says_when_packets_wait(link: tuple) -> None:
+    server, client = link
+    rxq = server.rx_queues[0]
+    rxq.polling = False
+    client.send([b"one"])  # kicks
+    assert arm_rx(rxq) is True  # packets: do not sleep
+    assert rxq.clear_interrupt() == 0  # the old kick is gone
+    assert not rxq.polling
+    rxq.recv()
+    assert arm_rx(rxq) is False

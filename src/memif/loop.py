@@ -55,7 +55,7 @@ import enum
 import heapq
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from .errors import NotConnectedError
 from .poller import Poller
@@ -70,6 +70,7 @@ __all__ = [
     "RxHandler",
     "RxMode",
     "Timer",
+    "arm_rx",
 ]
 
 #: Seconds between two control-plane polls while the loop is busy.
@@ -370,12 +371,8 @@ class EventLoop:
                 rxq = entry.rxq
                 try:
                     if entry.mode is RxMode.ADAPTIVE:
-                        # Clear MASK_INT, forget old kicks, then look: a burst published
-                        # before the look is seen now, one after it kicks the eventfd.
-                        rxq.polling = False
                         armed.append(entry)
-                        rxq.clear_interrupt()
-                        if rxq.ready():
+                        if arm_rx(rxq):
                             return False
                     fds.append(entry.fd)
                 except NotConnectedError:
@@ -401,6 +398,18 @@ class EventLoop:
                     self._drop(entry)
         self._ready = ready
         return True
+
+    def ready(self, fds: Iterable[int] = ()) -> None:
+        """Tell the loop that a foreign event loop found ``fds`` readable (or that
+        something changed): the next turn serves them and the control plane."""
+        self._ready.update(fds)
+        self._control_at = -math.inf
+
+    @property
+    def control_fds(self) -> tuple[int, ...]:
+        """What a foreign event loop watches for this loop: the sockets' fds, then the
+        extra fds (the queues' eventfds are :attr:`rx_queues`' ``fd``)."""
+        return (*(s.fileno() for s in self._sockets if not s.closed), *self._readers)
 
     def run(self, until: Callable[[], bool] | None = None, duration: float | None = None) -> None:
         """Turn and sleep until ``until()`` is true or ``duration`` seconds passed."""
@@ -447,3 +456,18 @@ class EventLoop:
             f"<EventLoop {len(self._sockets)} sockets, {len(self._rx)} rx queues, "
             f"{len(self._readers)} fds, {len(self._timers)} timers>"
         )
+
+
+def arm_rx(rxq: RxQueue) -> bool:
+    """Get ``rxq`` ready for a sleep on its eventfd; True when packets are ready (do not
+    sleep then).
+
+    Clears MASK_INT (interrupt mode: the peer kicks from now on), reads the eventfd to
+    forget old kicks, and only then looks at the ring: a burst published before the look
+    is seen now, one published after it leaves the eventfd readable.  An unfinished chain
+    already seen is not "ready" (:meth:`~memif.RxQueue.ready`), so it does not make a
+    loop spin.  Raises NotConnectedError once the queue's connection ended.
+    """
+    rxq.polling = False
+    rxq.clear_interrupt()
+    return rxq.ready() > 0
