@@ -48,7 +48,7 @@ class MainLoopNode(Node):
 
     name = "main-loop"
     errors = {
-        "port-exception": "exception handling a port: its peer was disconnected",
+        "port-exception": "exception handling a port: a memif's peer was disconnected",
         "input-exception": "exception in an input node: its turn was skipped",
         "graph-exception": "exception in the graph: the turn's packets were dropped",
         "control-exception": "exception in control-plane work (socket or CLI)",
