@@ -3,13 +3,14 @@ allow and copies otherwise, and the ``with`` forms that refill and publish."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
 import memif
-from memif import ConfigError, NotConnectedError
+from memif import ConfigError, NotConnectedError, pcap
 from memif.testing import drive, pair
 
 FRAMES = [bytes([k]) * 14 + bytes(range(k, k + 50)) for k in range(8)]  # 64 bytes each
@@ -277,3 +278,37 @@ def test_transmit_after_the_peer_left_raises_not_connected() -> None:
         with pytest.raises(NotConnectedError):
             _ = txq.capacity
         assert tx.count == 8 and not tx.published
+
+
+# --------------------------------------------------------------------------- a caller
+
+
+@pytest.mark.parametrize("snaplen", [65535, 200, 50])
+def test_pcap_writes_chained_and_scattered_batches_whole(
+    pool: memif.BufferPool, snaplen: int
+) -> None:
+    """PcapWriter.write_batch takes every batch through headers(): chained packets are
+    assembled and buffers anywhere gathered, in one vectorized write."""
+    with pair(buffer_size=128, client_pools=[pool]) as (server, client):
+        rxq = server.rx_queues[0]
+        chained = frames(3, 300) + frames(2, 90, seed=5)
+        assert client.send(chained) == 5
+        offsets = np.array([4, 1, 6], np.uint32) * 2048
+        scattered = frames(3, 120, seed=6)
+        for off, f in zip(offsets.tolist(), scattered, strict=True):
+            pool.array[off : off + 120] = np.frombuffer(f, np.uint8)
+        for sent, index in ((chained, None), (chained, [4, 0, 2]), (scattered, None)):
+            if sent is scattered:
+                assert client.tx_queues[0].tx_zero_copy(client.pool_region(pool), offsets, 120)
+            with rxq.receive() as rx:
+                assert rx.chained == (sent is chained) and not rx.is_view
+                out = io.BytesIO()
+                with pcap.PcapWriter(out, snaplen=snaplen) as w:
+                    picked = sent if index is None else [sent[i] for i in index]
+                    assert w.write_batch(rx, 7, index) == len(picked)
+                    w.flush()
+                    records = pcap.read_pcap(io.BytesIO(out.getvalue()))
+            assert [r.data for r in records] == [f[:snaplen] for f in picked]
+            assert [r.orig_len for r in records] == [len(f) for f in picked]
+            if sent is chained and index is None:
+                assert client.send(chained) == 5  # again, for the indexed write
