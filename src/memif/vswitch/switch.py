@@ -284,9 +284,10 @@ class Switch:
         """
         sw = self.interface(name)
         port = self.ports.get(sw.sw_if_index)
-        if port is None or (kind is not None and port.kind != kind):
-            what = f"a {port.kind}" if port is not None else "not a port's"
-            raise SwitchError(f"{name} is not a {kind} interface ({what} interface)")
+        if port is None:
+            raise SwitchError(f"{name} has no port to delete")
+        if kind is not None and port.kind != kind:
+            raise SwitchError(f"{name} is not a {kind} interface (it is a {port.kind} interface)")
         self.ports.remove(sw.sw_if_index)
         self.graph.remove(self.graph.nodes[port.output_node])
         self.fib.flush(sw_if_index=sw.sw_if_index)
