@@ -16,7 +16,7 @@ import pytest
 
 from memif import Socket, testing
 from memif.poller import Poller
-from memif.tools.common import wait_rx
+from memif.tools.common import control_loop, wait_rx
 
 HIGH_FD = 1500
 
@@ -102,7 +102,8 @@ def test_an_fd_past_fd_setsize_works(high_fd: int) -> None:
 
 
 def test_the_tools_wait_on_a_connection_whose_fds_are_all_past_fd_setsize() -> None:
-    """memif tools' wait_rx with the socket's and the queues' fds numbered over 1024."""
+    """The tools' wait (memif.loop.EventLoop) with the socket's and the queues' fds numbered
+    over 1024."""
     with fds_up_to(1200):
         filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
         try:
@@ -116,7 +117,7 @@ def test_the_tools_wait_on_a_connection_whose_fds_are_all_past_fd_setsize() -> N
                 rxq = client.rx_queues[0]
                 assert min(csock.fileno(), rxq.fd) > 1024
                 assert server.tx_queues[0].send([bytes(64)]) == 1
-                wait_rx(Poller(), csock, [rxq], 5)
+                wait_rx(control_loop(csock), [rxq], 5)
                 assert rxq.clear_interrupt() == 0  # the kick that woke us was cleared
                 assert len(rxq.rx_burst(8)) == 1
         finally:

@@ -15,7 +15,7 @@ from typing import Any, NoReturn, TextIO
 from .. import AccessPolicy, Interface, RxQueue, Socket, testing
 from ..access import parse_gids, parse_uids
 from ..config import Role, config_arg, parse_mac
-from ..poller import Poller
+from ..loop import EventLoop
 from ..wire import Mode
 
 DEFAULT_SOCKET = "/run/vpp/memif.sock"
@@ -171,19 +171,31 @@ def interface_error(exc: BaseException, socket: str) -> str:
     return str(exc)
 
 
-def wait_rx(poller: Poller, sock: Socket, rxqs: Sequence[RxQueue], timeout: float) -> None:
-    """Sleep until the control socket or a receive queue's eventfd is readable, or ``timeout``.
+def control_loop(sock: Socket, clock: Callable[[], float] = time.monotonic) -> EventLoop:
+    """A tool's :class:`~memif.loop.EventLoop`, serving ``sock``'s control plane (for
+    :func:`wait_rx`); ``clock`` is the one the tool's deadlines are on."""
+    loop = EventLoop(clock=clock)
+    loop.add_socket(sock)
+    return loop
 
-    ``poller`` is the caller's, kept from call to call: it is set to exactly those fds,
-    which costs nothing more while they stay the same.  The eventfds that fired are
-    cleared; the control socket is served once in any case.
+
+def wait_rx(loop: EventLoop, rxqs: Sequence[RxQueue], timeout: float, work: int = 0) -> None:
+    """A turn of a tool that receives by itself, and its sleep when idle.
+
+    ``loop`` is the tool's :class:`~memif.loop.EventLoop`, kept from call to call, with
+    the tool's socket added (:meth:`~memif.loop.EventLoop.add_socket`).  ``rxqs`` are the
+    interface's queues of the moment, each served in the mode its flag says (a polling
+    queue never lets the loop sleep); ``work`` is what the caller just received: a busy
+    turn does not sleep, and serves the control plane every
+    :data:`~memif.loop.CONTROL_PERIOD`.  Idle, it sleeps until a queue is kicked, the
+    control socket is readable, a timer of the socket is due, or ``timeout`` seconds,
+    and then serves the control plane once.
     """
-    poller.update([sock.fileno(), *(q.fd for q in rxqs)])
-    ready = poller.wait(timeout)
-    for q in rxqs:
-        if q.fd in ready:
-            q.clear_interrupt()
-    sock.poll(0)
+    loop.update_rx(rxqs)
+    deadline = loop.run_once(work=work)
+    if deadline > loop.now:
+        loop.sleep(min(deadline, loop.now + timeout))
+        loop.run_once()
 
 
 class StopRequest:

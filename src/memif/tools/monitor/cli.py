@@ -24,14 +24,15 @@ from typing import Any
 import numpy as np
 
 from ...errors import MemifError
+from ...loop import EventLoop
 from ...pcap import DEFAULT_SNAPLEN, PcapWriter, linktype_for_mode
-from ...poller import Poller
 from ...queue import QueueStats, RxBatch
 from ...wire import Mode
 from ..common import (
     LiveLine,
     StopRequest,
     add_connection_args,
+    control_loop,
     fail,
     one_line_errors,
     open_interface,
@@ -238,7 +239,7 @@ def _loop(args: argparse.Namespace, sock: Any, iface: Any, mon: Monitor) -> tupl
     period = args.interval if args.interval else (0.5 if tty else 5.0)
     block = None if args.json else Block(out, period)
     line = LiveLine(sys.stderr, period=period, enabled=args.json)
-    poller = Poller()  # what _wait sleeps on
+    loop = control_loop(sock)  # what _wait turns and sleeps in
     title = f"memif monitor  {args.socket} {args.role} id {args.id} {args.mode}"
     start = time.monotonic()
     deadline = None if args.duration is None else start + args.duration
@@ -305,7 +306,7 @@ def _loop(args: argparse.Namespace, sock: Any, iface: Any, mon: Monitor) -> tupl
                 timeout = min(0.1, max(0.0, next_control - now))
                 if deadline is not None:
                     timeout = min(timeout, max(0.0, deadline - now))
-                _wait(poller, sock, iface, timeout)
+                _wait(loop, iface, timeout)
     end = time.monotonic()
     if block is not None:
         draw(end, final=True)
@@ -313,16 +314,15 @@ def _loop(args: argparse.Namespace, sock: Any, iface: Any, mon: Monitor) -> tupl
     return stopped_by, end - start
 
 
-def _wait(poller: Poller, sock: Any, iface: Any, timeout: float) -> None:
-    """Sleep until a queue is kicked, the control socket has work, or ``timeout``.
+def _wait(loop: EventLoop, iface: Any, timeout: float) -> None:
+    """Sleep until a queue is kicked, the control socket has work, or ``timeout``
+    (queues in polling mode: return at once, the monitor spins).
 
-    ``poller`` is kept across calls and set to the fds of the moment.
+    ``loop`` is kept across calls and follows the queues of the moment.
     """
     queues = iface.rx_queues if iface.connected else []
-    if queues and all(q.polling for q in queues):
-        return  # polling mode: spin
-    with contextlib.suppress(OSError, ValueError):
-        wait_rx(poller, sock, [q for q in queues if not q.polling], timeout)
+    with contextlib.suppress(OSError):
+        wait_rx(loop, queues, timeout)
 
 
 def _report(

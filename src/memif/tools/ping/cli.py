@@ -29,11 +29,11 @@ from ...config import format_mac
 from ...errors import MemifError
 from ...interface import Interface
 from ...pingsession import PingSession
-from ...poller import Poller
 from ...sock import Socket
 from ...wire import Mode
 from ..common import (
     add_connection_args,
+    control_loop,
     fail,
     host_mode,
     interface_error,
@@ -194,7 +194,7 @@ class Pinger:
     ) -> None:
         self.sock = sock
         self.iface = iface
-        self.poller = Poller()  # what wait() sleeps on: the control socket, the rx eventfds
+        self.loop = control_loop(sock, time.perf_counter)  # what wait() turns and sleeps in
         self.target = target
         self.source = source
         self.mac = mac
@@ -233,9 +233,7 @@ class Pinger:
             if left <= 0:
                 return
             rxqs = self.iface.rx_queues if self.iface.connected else []
-            if any(q.polling for q in rxqs):
-                left = min(left, 0.0002)
-            wait_rx(self.poller, self.sock, rxqs, min(left, 0.25))
+            wait_rx(self.loop, rxqs, min(left, 0.25))  # polling queues: no sleep
 
     def _receive(self) -> None:
         if not self.iface.connected:

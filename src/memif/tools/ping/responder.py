@@ -36,12 +36,12 @@ from ... import packet as pkt
 from ...config import format_mac, random_mac
 from ...errors import MemifError
 from ...interface import Interface
-from ...poller import Poller
 from ...sock import Socket
 from ...wire import Mode
 from ..common import (
     LiveLine,
     add_connection_args,
+    control_loop,
     fail,
     host_mode,
     interface_error,
@@ -167,13 +167,11 @@ def serve(
 ) -> None:
     """Answer on every queue of ``iface`` until ``time.monotonic()`` reaches ``until``.
 
-    Busy bursts are processed back to back; when every queue is empty the loop sleeps in
-    a :class:`~memif.poller.Poller` on the control socket and the queues' interrupt eventfds
-    (or, for queues in polling mode, spins with a short timeout).
+    Busy bursts are processed back to back, the control plane served every 50 ms; when
+    every queue is empty the loop sleeps on the control socket and the queues' interrupt
+    eventfds (queues in polling mode: it spins).  See :func:`~memif.tools.common.wait_rx`.
     """
-    idle = Poller()  # the control socket and the rx eventfds (see wait_rx)
-    control = Poller([sock.fileno()])  # polling mode: only the control socket wakes us
-    last_ctl = 0.0
+    loop = control_loop(sock)
     was_up = iface.connected
     while True:
         now = time.monotonic()
@@ -187,16 +185,7 @@ def serve(
                 got += responder.process(rxq, txqs[qi % len(txqs)])
         if live is not None:
             live.update(responder.status())
-        polling = any(q.polling for q in rxqs)
-        if got or polling:
-            if now - last_ctl >= 0.05:  # keep the control plane alive while busy
-                last_ctl = now
-                sock.poll(0)
-            if not got and polling:
-                control.wait(0.0005)
-        else:
-            wait_rx(idle, sock, rxqs, 0.25 if until is None else max(0.0, min(0.25, until - now)))
-            last_ctl = time.monotonic()
+        wait_rx(loop, rxqs, 0.25 if until is None else max(0.0, min(0.25, until - now)), got)
         if iface.connected != was_up:
             was_up = iface.connected
             if was_up:
