@@ -16,7 +16,7 @@ import numpy as np
 
 from ... import wire
 from ...errors import MemifError
-from ...poller import Poller
+from ...loop import EventLoop
 from ...queue import RxBatch, TxQueue
 from ..burst import echo_burst, send_fitting, swap_macs
 from ..common import LiveLine, StopRequest
@@ -45,7 +45,8 @@ class Generator:
         self.txq = list(iface.tx_queues)
         self.rxq = list(iface.rx_queues)
         self.streams = [_TxStream(q, i) for i, q in enumerate(self.txq)]
-        self.rx_wake = Poller(q.fd for q in self.rxq)  # what an idle turn sleeps on
+        self.rx_wake = EventLoop(clock=time.perf_counter)  # what an idle turn sleeps on:
+        self.rx_wake.update_rx(self.rxq)  # the rx eventfds (queues in polling mode: no sleep)
         self.polling = bool(args.polling)
         self.an = Analyzer(frames)
         self.burst = args.burst
@@ -281,10 +282,10 @@ class Generator:
             self.undrained = self.drained()
 
     def _sleep(self, timeout: float) -> None:
-        ready = self.rx_wake.wait(timeout)  # with no rx queue: a plain sleep
-        for q in self.rxq:
-            if q.fd in ready:
-                q.clear_interrupt()
+        """Sleep until a receive queue is kicked (its eventfd is cleared) or ``timeout``;
+        with no receive queue, a plain sleep."""
+        wake = self.rx_wake
+        wake.sleep(wake.clock() + timeout)
 
     # ------------------------------------------------------------------ reporting
     def counters(self) -> tuple[int, int, int, int]:
