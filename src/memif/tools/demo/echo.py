@@ -19,6 +19,7 @@ import numpy as np
 
 from ... import wire
 from ...interface import Interface
+from ...loop import EventLoop
 from ...poller import Poller
 from ...queue import RxBatch
 from ...sock import Socket
@@ -147,7 +148,9 @@ def run_peer(args: argparse.Namespace) -> int:
                 return 1
         echo = Echo(iface)
         rxq = iface.rx_queues[0]
-        idle = Poller([rxq.fd, sock.fileno(), stdin])  # what an idle turn sleeps on
+        idle = EventLoop()  # what an idle turn sleeps on: rxq's eventfd (sleep_rx), the
+        idle.add_socket(sock)  # control socket, and stdin (read by _stdin_closed)
+        idle.add_reader(stdin, lambda fd: None)
         next_house = busy_at = time.monotonic()
         while not stop:
             now = time.monotonic()

@@ -27,7 +27,7 @@ from ... import testing, transport
 from ...config import InterfaceConfig
 from ...errors import ConfigError
 from ...interface import Interface
-from ...poller import Poller
+from ...loop import EventLoop
 from ...sock import Socket
 from ..common import LiveLine, StopRequest
 from .proc import Child, DemoError, memif_argv
@@ -176,7 +176,8 @@ def _traffic(
     last_t, last_rx, last_bytes = started, 0, 0
     busy_at = started
     c = client.c
-    wake = Poller([client.rxq.fd, sock.fileno()])  # what an idle turn sleeps on
+    wake = EventLoop()  # what an idle turn sleeps on: the rx eventfd (sleep_rx), the control
+    wake.add_socket(sock)  # socket
     while True:
         now = time.monotonic()
         sending = now < stop_at and not stop
@@ -209,7 +210,7 @@ def _traffic(
                 sleep_rx(wake, client.rxq, 0.01)
 
 
-def _drain(sock: Socket, client: Client, patience: float, wake: Poller) -> None:
+def _drain(sock: Socket, client: Client, patience: float, wake: EventLoop) -> None:
     """Receive what is still in flight; give up ``patience`` s after the last frame.
 
     Between frames it sleeps on ``wake`` (the receive eventfd and the control socket).

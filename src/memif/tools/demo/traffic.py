@@ -14,7 +14,7 @@ import numpy as np
 
 from ... import wire
 from ...interface import Interface
-from ...poller import Poller
+from ...loop import EventLoop, RxMode
 from ...queue import RxBatch, RxQueue, TxQueue
 
 #: Frame sizes, repeated in this order (frame ``seq`` has size ``SIZES[seq % 32]``).
@@ -281,19 +281,13 @@ class Client:
 
 
 # ---------------------------------------------------------------------- both processes
-def sleep_rx(poller: Poller, rxq: RxQueue, timeout: float) -> None:
-    """Sleep on the receive eventfd (interrupt mode) and ``poller``'s other fds until one is
-    readable.  ``poller`` is the caller's, kept across calls; ``rxq.fd`` joins it if missing."""
-    poller.register(rxq.fd)
-    rxq.polling = False
-    try:
-        rxq.clear_interrupt()
-        if rxq.pending():
-            return
-        if rxq.fd in poller.wait(timeout):
-            rxq.clear_interrupt()
-    finally:
-        rxq.polling = True
+def sleep_rx(loop: EventLoop, rxq: RxQueue, timeout: float) -> None:
+    """Sleep on the receive eventfd and ``loop``'s control fds until one is readable, or
+    ``timeout``.  ``loop`` is the caller's, kept across calls; it serves ``rxq`` adaptive
+    (polling, in interrupt mode for the sleep only), and takes it up if it is new."""
+    if loop.rx_queues != (rxq,):
+        loop.update_rx([rxq], mode=RxMode.ADAPTIVE)
+    loop.sleep(loop.clock() + timeout)
 
 
 def queue_errors(iface: Interface) -> dict[str, int]:
