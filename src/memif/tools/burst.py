@@ -1,5 +1,6 @@
-"""Burst helpers the traffic tools share: headers of a received burst, MAC swapping, echoing
-a burst back, and sending whole buffer chains."""
+"""Burst helpers the traffic tools share: MAC swapping, echoing a burst back, and sending
+whole buffer chains (``heads`` is ``RxBatch.headers`` under its old name, until its last
+callers, the monitor's classifier and the ping responder, call that)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ..queue import RxBatch, TxQueue
 
 
 def heads(batch: RxBatch, width: int, out: np.ndarray | None = None) -> np.ndarray:
-    """``batch.headers(width, out)``: kept until the monitor calls it directly."""
+    """``batch.headers(width, out)``."""
     return batch.headers(width, out)
 
 
