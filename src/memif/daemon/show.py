@@ -83,7 +83,7 @@ def selected_interfaces(ctx: Context, args: Args) -> list[SwInterface]:
 def mtu(ctx: Context, sw: SwInterface) -> int:
     """The largest L3 packet the switch's buffers (and a host port's Linux side) take."""
     size = ctx.switch.pool.data_size
-    own = getattr(sw.port, "mtu", None)  # tap, host-interface: the Linux interface's MTU
+    own = sw.port.mtu  # tap, host-interface: the Linux interface's MTU
     base = size if sw.ip_mode else size - 14
     return min(base, own) if own else base
 
@@ -118,7 +118,7 @@ def interface_data(ctx: Context, sw: SwInterface) -> dict[str, Any]:
         "drops": c.drops,
         "tx_errors": c.tx_errors,
         # pool buffers the port holds (zero-copy: posted and in flight; at most the quota)
-        "buffers_held": getattr(sw.port, "held", 0),
+        "buffers_held": sw.port.held,
     }
 
 

@@ -125,6 +125,11 @@ class KernelPort:
         self.output_node = 0  # set by Switch.add_port
         self.last_error = ""
 
+    @property
+    def held(self) -> int:
+        """0: frames are copied in and out, no pool buffer stays with the port."""
+        return 0
+
     def close(self) -> None:
         """Release the kernel side (each kind)."""
 

@@ -94,6 +94,11 @@ class MemifPort:
         """The memif peer is connected."""
         return self.iface.connected
 
+    @property
+    def mtu(self) -> int | None:
+        """None: no Linux side (the switch's buffers bound the frame size)."""
+        return None
+
     # ------------------------------------------------------------------ port protocol
     def rx_queues(self) -> Sequence[RxQueue]:
         """The receive queues while connected (the main loop arms their interrupts)."""

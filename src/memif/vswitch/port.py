@@ -39,7 +39,9 @@ class Port(Protocol):
     pool buffers, counting and dropping (through ``node.drop``) what it cannot.  The
     main loop serves ``rx_queues()`` (memif receive queues: polling while busy, their
     interrupts armed for the idle sleep) and wakes on ``fds()`` (a kernel device's fd).
-    ``set_admin`` follows ``set interface state``, ``fault`` is told when handling the
+    ``mtu`` is the Linux side's MTU (None: none), ``held`` the pool buffers the port
+    holds (a zero-copy memif's posted and lent ones).  ``set_admin`` follows ``set
+    interface state``, ``fault`` is told when handling the
     port raised (``fault_action`` says what it does, for the log), ``close`` releases
     it when the interface is deleted, ``details`` is what its ``show`` prints.
     """
@@ -51,6 +53,12 @@ class Port(Protocol):
 
     @property
     def link_up(self) -> bool: ...
+
+    @property
+    def mtu(self) -> int | None: ...
+
+    @property
+    def held(self) -> int: ...
 
     def receive(self, node: DeviceInput) -> int: ...
 
