@@ -157,12 +157,16 @@ def test_reconnect_state_is_read_only() -> None:
 def test_deleted_interface_refuses_set_admin() -> None:
     with memif.Socket(unique_name()) as ss:
         server = ss.create_interface(role="server")
+        kept = ss.create_interface(role="server", id=1)
+        assert not server.deleted
         server.delete()
         server.delete()  # twice: nothing more
-        assert ss.interfaces == {} and not server.admin_up
+        assert ss.interfaces == {1: kept} and server.deleted and not server.admin_up
+        assert not kept.deleted
         with pytest.raises(memif.ConfigError, match="deleted"):
             server.set_admin(True)
         server.disconnect()  # nothing to end: does nothing
+    assert kept.deleted  # the socket closed
 
 
 # --------------------------------------------------------------------------- details

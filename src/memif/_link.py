@@ -97,6 +97,7 @@ class Link:
         self.pools = list(pools)
         self.name = config.name or f"memif{config.id}"
         self.admin_up = admin_up
+        self.deleted = False  # removed from its socket (Interface.delete or Socket.close)
         #: a client's next connect attempt (None: none scheduled)
         self.next_retry: float | None = 0.0 if config.role is Role.CLIENT and admin_up else None
         self.conn: Connection | None = None

@@ -164,6 +164,12 @@ class Interface:
         return self._link.admin_up
 
     @property
+    def deleted(self) -> bool:
+        """True once removed from its socket (:meth:`delete`, or the socket closed): it will
+        never connect again."""
+        return self._link.deleted
+
+    @property
     def enabled(self) -> bool:
         """The same as :attr:`admin_up` (its older name)."""
         return self._link.admin_up

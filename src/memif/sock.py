@@ -237,6 +237,7 @@ class Socket:
             return
         link.admin_up = False
         link.next_retry = None
+        link.deleted = True
         self.disconnect(iface, "interface deleted")
         del self._links[iface]
         if self.interfaces.get(iface.id) is iface:
