@@ -3,9 +3,9 @@
 The switch and its peers share one thread: :class:`Rig` (a :class:`helpers.SwitchRig`)
 turns the switch's main loop (``Switch.run_once``) and polls the peers' control socket
 between turns; the peers' socket is also registered with the switch (``add_fd``), so a
-switch asleep in ``select`` wakes for the peers' control messages as it would for another
-process.
-"""
+switch asleep in ``ppoll`` wakes for the peers' control messages as it would for another
+process.  The main loop's own decisions are driven with an injected time
+(``switch.loop.run_once(now)``)."""
 
 from __future__ import annotations
 
