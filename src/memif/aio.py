@@ -1,8 +1,8 @@
-"""asyncio integration: drive a memif socket from an event loop and await packets.
+"""asyncio integration: drive a memif socket from an event loop, await packets and room.
 
-Nothing here busy-polls.  The control plane wakes on the socket's epoll fd
-(:meth:`memif.Socket.fileno`) and on its timers (reconnects, handshake timeouts,
-the data-path fault check); a receiver sleeps on its queue's interrupt eventfd::
+An adapter: the control plane is a :class:`memif.loop.EventLoop` whose fds and deadline
+asyncio watches, the receive side sleeps on the queues' interrupt eventfds in the asyncio
+loop, and disconnects are learnt from the interfaces' listeners.  Nothing busy-polls::
 
     import memif
     from memif import aio
@@ -18,12 +18,14 @@ The pieces:
 
 * :class:`AsyncSocket` wraps a :class:`memif.Socket`.  :meth:`~AsyncSocket.attach`
   (or ``async with``) registers the socket's fd with ``loop.add_reader`` and keeps one
-  ``loop.call_later`` timer at the socket's next deadline.  Every run of the control
-  plane wakes whoever waits for a change (connection, disconnection).
+  ``loop.call_at`` timer at the deadline its :class:`~memif.loop.EventLoop` returns
+  (reconnects, handshake timeouts, the data-path fault check).  Every run of the control
+  plane wakes whoever waits for a change (:meth:`AsyncSocket.changed`).
 * :func:`wait_connected` waits until an interface is up.
 * :func:`recv_batch` waits until a receive queue has packets and returns the
   :class:`~memif.RxBatch`; the caller refills.  :func:`rx_batches` is the same as an
   ``async for`` loop that refills for you; :func:`recv` returns ``bytes``.
+* :func:`wait_tx_free` waits until a transmit queue has free slots.
 
 **Interrupt mode.**  While a receiver sleeps, its queue is in interrupt mode (the
 ring's MASK_INT clear), so the peer kicks the eventfd after every burst.  A queue
@@ -32,22 +34,30 @@ only while someone awaits it and is switched back to polling before the batch is
 returned: the peer then saves the system call per burst while the application
 is busy, as VPP's adaptive mode does.
 
-**Wakeups.**  A waiter clears the eventfd, looks at the ring, registers the eventfd
-with the loop and looks at the ring once more before it sleeps, so a burst
-published at any point is seen (the eventfd stays readable until read).  As a
-safety net a waiter also looks at its ring each time the control plane runs,
-at least twice a second while connected.
+**Wakeups.**  A waiter arms its queue (:func:`memif.loop.arm_rx`: interrupt mode, old
+kicks forgotten, then a look at the ring) and only then sleeps on the eventfd, so a
+burst published at any point is seen: before the look it is taken, after it the
+eventfd is readable.  There is no periodic look: a lost wakeup would hang, not slow.
 
 **Disconnects.**  Queues belong to one connection: on every reconnect the interface
-builds new ones (``iface.rx_queues`` is a new list).  A waiter holding an
-:class:`~memif.RxQueue` raises :class:`memif.NotConnectedError` as soon as that
-queue's connection goes.  The functions that take an :class:`~memif.Interface`
-(:func:`recv`, :func:`rx_batches`) fetch the queue afresh and, with
-``reconnect=True``, wait for the next connection instead of raising.
+builds new ones (``iface.rx_queues`` is a new list).  An attached socket listens to
+its interfaces (:meth:`memif.Interface.add_listener`): at a disconnect, before the
+queues are released and their eventfds closed, it takes the sleepers' eventfds out of
+the asyncio loop and wakes them; they raise :class:`memif.NotConnectedError`.  The
+functions that take an :class:`~memif.Interface` (:func:`recv`, :func:`rx_batches`)
+fetch the queue afresh and, with ``reconnect=True``, wait for the next connection
+instead of raising.
 
-The eventfd is never handed to the loop directly: a waiter registers a private
-``dup`` of it, because the library closes a queue's eventfd when its connection
-ends, and an fd closed while registered in epoll would stay there.
+A queue whose socket is not attached (its control plane driven elsewhere) has no
+listener to say when its connection ends: its waiter sleeps on a ``dup`` of the
+eventfd (so the library closing the original cannot leave a closed fd in the asyncio
+loop) and looks at the queue twice a second.
+
+**Transmit.**  memif has no transmit-completion interrupt: the peer gives slots back
+without a kick.  :func:`wait_tx_free` therefore looks at the ring with a backoff
+(:data:`TX_POLL_MIN` doubling up to :data:`TX_POLL_MAX` seconds between looks: at most
+a hundred looks a second once the backoff settles) on asyncio timers, and raises
+:class:`memif.NotConnectedError` when the connection ends.
 
 One coroutine at a time may wait on a given queue: it is a consumer, like a
 thread calling ``rx_burst``.
@@ -58,30 +68,43 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from .config import InterfaceConfig, Role
 from .errors import NotConnectedError
-from .interface import Interface
-from .queue import RxBatch, RxQueue
+from .interface import Interface, Listener
+from .loop import EventLoop, arm_rx
+from .queue import RxBatch, RxQueue, TxQueue
 from .sock import Socket
 
 __all__ = [
+    "MAX_SLEEP",
+    "TX_POLL_MAX",
+    "TX_POLL_MIN",
     "AsyncSocket",
     "RxBatches",
     "recv",
     "recv_batch",
     "rx_batches",
     "wait_connected",
+    "wait_tx_free",
 ]
 
 #: Longest the control plane sleeps between two looks at its timers, in seconds: a
 #: safety net for changes made to the socket behind the AsyncSocket's back.
 MAX_SLEEP = 1.0
+#: First and longest wait, in seconds, between two looks for free transmit slots.
+TX_POLL_MIN = 0.0001
+TX_POLL_MAX = 0.01
 #: How often a waiter whose socket is not attached checks that its queue still exists.
 _LIVENESS = 0.5
 
+#: the AsyncSocket attached for a Socket
 _attached: weakref.WeakKeyDictionary[Socket, AsyncSocket] = weakref.WeakKeyDictionary()
+#: receive queues of a connection an attached socket's listener watches, and the socket
+_watched: weakref.WeakKeyDictionary[RxQueue, AsyncSocket] = weakref.WeakKeyDictionary()
+#: the waiter sleeping on a receive queue, if any
+_sleeping: weakref.WeakKeyDictionary[RxQueue, _QueueWaiter] = weakref.WeakKeyDictionary()
 
 
 class AsyncSocket:
@@ -109,9 +132,16 @@ class AsyncSocket:
         else:
             self.socket = Socket(socket, **options)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._fd = -1
+        self._events: EventLoop | None = None
+        self._fds: tuple[int, ...] = ()
         self._timer: asyncio.TimerHandle | None = None
         self._waiters: set[asyncio.Future[None]] = set()
+        self._listeners: dict[Interface, Listener] = {}
+
+    @classmethod
+    def of(cls, socket: Socket) -> AsyncSocket | None:
+        """The AsyncSocket attached for ``socket`` to an event loop, if any."""
+        return _attached.get(socket)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -123,6 +153,11 @@ class AsyncSocket:
     def loop(self) -> asyncio.AbstractEventLoop | None:
         """The loop this socket is attached to, if any."""
         return self._loop
+
+    @property
+    def events(self) -> EventLoop | None:
+        """The :class:`~memif.loop.EventLoop` that serves the control plane while attached."""
+        return self._events
 
     @property
     def interfaces(self) -> dict[int, Interface]:
@@ -145,11 +180,15 @@ class AsyncSocket:
         other = _attached.get(self.socket)
         if other is not None and other is not self:
             raise RuntimeError(f"socket {self.socket.path} is already attached")
-        self._fd = self.socket.fileno()
-        loop.add_reader(self._fd, self._service)
-        self._loop = loop
+        events = EventLoop(clock=loop.time, max_sleep=MAX_SLEEP)
+        events.add_socket(self.socket)
+        self._fds = events.control_fds
+        for fd in self._fds:
+            loop.add_reader(fd, self._service)
+        self._loop, self._events = loop, events
         _attached[self.socket] = self
-        self._schedule(0.0)  # a client's first connection attempt is due at once
+        self._follow_interfaces()
+        self.wake()  # a client's first connection attempt is due at once
         return self
 
     def detach(self) -> None:
@@ -157,14 +196,19 @@ class AsyncSocket:
         loop = self._loop
         if loop is None:
             return
-        self._loop = None
+        self._loop = self._events = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        loop.remove_reader(self._fd)
-        self._fd = -1
+        for fd in self._fds:
+            loop.remove_reader(fd)
+        self._fds = ()
         if _attached.get(self.socket) is self:
             del _attached[self.socket]
+        for iface, listener in list(self._listeners.items()):
+            listener.remove()
+            self._unwatch(iface)  # their sleepers go on unattached
+        self._listeners.clear()
         self._wake_waiters()
 
     def close(self) -> None:
@@ -182,13 +226,14 @@ class AsyncSocket:
     def create_interface(self, config: InterfaceConfig | None = None, **options: Any) -> Interface:
         """:meth:`memif.Socket.create_interface`, then :meth:`wake`."""
         iface = self.socket.create_interface(config, **options)
+        self._follow_interfaces()
         self.wake()
         return iface
 
     def wake(self) -> None:
         """Run the control plane soon, e.g. after changing the socket directly."""
         if self._loop is not None:
-            self._schedule(0.0)
+            self._schedule(self._loop.time())
 
     async def wait_connected(self, iface: Interface, timeout: float | None = None) -> Interface:
         """:func:`wait_connected` for one of this socket's interfaces."""
@@ -196,43 +241,102 @@ class AsyncSocket:
             raise ValueError(f"{iface.name} does not belong to {self.socket.path}")
         return await wait_connected(iface, timeout)
 
-    async def wait_changed(self, timeout: float | None = None) -> None:
-        """Wait until the control plane has run once more (anything may have changed)."""
-        async with asyncio.timeout(timeout):
-            await self._next_run()
+    async def wait_tx_free(
+        self, iface: Interface, n: int = 1, queue: int = 0, *, timeout: float | None = None
+    ) -> int:
+        """:func:`wait_tx_free` on ``iface``'s transmit queue ``queue`` (connected)."""
+        if iface.socket is not self.socket:
+            raise ValueError(f"{iface.name} does not belong to {self.socket.path}")
+        if not iface.connected:
+            raise NotConnectedError(f"{iface.name} is not connected")
+        return await wait_tx_free(_queue(iface, iface.tx_queues, queue, "tx"), n, timeout=timeout)
 
-    # ------------------------------------------------------------------ internals
-    def _next_run(self) -> asyncio.Future[None]:
+    def changed(self) -> asyncio.Future[None]:
         """A future resolved after the next run of the control plane (or on detach)."""
         loop = _running_loop_of(self)
-        fut = loop.create_future()
+        fut: asyncio.Future[None] = loop.create_future()
         self._waiters.add(fut)
         fut.add_done_callback(self._waiters.discard)
         return fut
 
-    def _schedule(self, delay: float) -> None:
+    async def wait_changed(self, timeout: float | None = None) -> None:
+        """Wait until the control plane has run once more (anything may have changed)."""
+        async with asyncio.timeout(timeout):
+            await self.changed()
+
+    # ------------------------------------------------------------------ internals
+    def _schedule(self, when: float) -> None:
         assert self._loop is not None
         if self._timer is not None:
+            if self._timer.when() <= when:
+                return  # an earlier run is due already
             self._timer.cancel()
-        self._timer = self._loop.call_later(delay, self._service)
+        self._timer = self._loop.call_at(when, self._service)
 
     def _service(self) -> None:
         """Do the socket's pending control work, then re-arm the timer."""
-        if self._loop is None:
+        events = self._events
+        if events is None:
             return
         if self.socket.closed:
             self.detach()
             return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = None
         try:
-            self.socket.poll(0)
+            events.ready()  # the fd fired or a timer is due: serve the control plane now
+            deadline = events.run_once()
         finally:
             if self._loop is not None:
                 if self.socket.closed:
                     self.detach()
                 else:
-                    delay = self.socket.next_timeout()
-                    self._schedule(MAX_SLEEP if delay is None else min(delay, MAX_SLEEP))
+                    self._follow_interfaces()
+                    self._schedule(self._loop.time() + MAX_SLEEP if deadline is None else deadline)
             self._wake_waiters()
+
+    def _follow_interfaces(self) -> None:
+        """Listen to every interface of the socket (created here or behind our back)."""
+        interfaces = self.socket.interfaces
+        if len(self._listeners) == len(interfaces) and all(
+            interfaces.get(i.id) is i for i in self._listeners
+        ):
+            return
+        for iface in list(self._listeners):
+            if interfaces.get(iface.id) is not iface:  # deleted
+                self._listeners.pop(iface).remove()
+                self._unwatch(iface)
+        for iface in interfaces.values():
+            if iface not in self._listeners:
+                self._listeners[iface] = iface.add_listener(
+                    on_connect=self._watch, on_disconnect=self._disconnected
+                )
+                if iface.connected:
+                    self._watch(iface)
+
+    def _watch(self, iface: Interface) -> None:
+        """Connected: the sleepers on these queues may use their eventfds directly."""
+        for q in iface.rx_queues:
+            _watched[q] = self
+
+    def _unwatch(self, iface: Interface) -> None:
+        """Stop watching ``iface``'s queues; wake their sleepers (they re-arm)."""
+        for q in iface.rx_queues if iface.connected else ():
+            if _watched.get(q) is self:
+                del _watched[q]
+                sleeper = _sleeping.get(q)
+                if sleeper is not None:
+                    sleeper.wake()
+
+    def _disconnected(self, iface: Interface, reason: str) -> None:
+        """Before the queues are released: take their eventfds out of the asyncio loop."""
+        for q in iface.rx_queues:
+            _watched.pop(q, None)
+            sleeper = _sleeping.get(q)
+            if sleeper is not None:
+                sleeper.wake()
 
     def _wake_waiters(self) -> None:
         waiters, self._waiters = self._waiters, set()
@@ -266,18 +370,6 @@ def _owner(sock: Socket) -> AsyncSocket:
     return owner
 
 
-def _queue_owner(rxq: RxQueue) -> AsyncSocket | None:
-    """The attached socket whose interface currently owns ``rxq``, if any."""
-    loop = asyncio.get_running_loop()
-    for owner in list(_attached.values()):
-        if owner.loop is not loop:
-            continue
-        for iface in owner.interfaces.values():
-            if any(q is rxq for q in iface.rx_queues):
-                return owner
-    return None
-
-
 def _alive(rxq: RxQueue) -> None:
     """Raise NotConnectedError when the queue's connection has been torn down."""
     if not rxq.connected:
@@ -296,19 +388,23 @@ def _can_connect(iface: Interface) -> None:
         raise NotConnectedError(f"{iface.name} will not reconnect ({reason})")
 
 
-def _on_eventfd(fd: int, fut: asyncio.Future[None]) -> None:
-    """Reader callback: clear the eventfd (it is level-triggered) and wake the waiter."""
-    try:
-        os.eventfd_read(fd)
-    except OSError:
-        pass
-    _resolve(fut)
-
-
 def _resolve(fut: asyncio.Future[None]) -> None:
     """Wake whoever awaits ``fut`` (once; later calls do nothing)."""
     if not fut.done():
         fut.set_result(None)
+
+
+_Q = TypeVar("_Q", RxQueue, TxQueue)
+
+
+def _queue(iface: Interface, queues: list[_Q], queue: int, what: str) -> _Q:
+    """``queues[queue]``, or an IndexError that says how many there are."""
+    try:
+        return queues[queue]
+    except IndexError:
+        raise IndexError(
+            f"{iface.name} has {len(queues)} {what} queues, no queue {queue}"
+        ) from None
 
 
 async def _connected_queue(iface: Interface, queue: int, reconnect: bool) -> RxQueue:
@@ -321,12 +417,7 @@ async def _connected_queue(iface: Interface, queue: int, reconnect: bool) -> RxQ
         if not reconnect:
             raise NotConnectedError(f"{iface.name} is not connected")
         await wait_connected(iface)
-    try:
-        return iface.rx_queues[queue]
-    except IndexError:
-        raise IndexError(
-            f"{iface.name} has {len(iface.rx_queues)} rx queues, no queue {queue}"
-        ) from None
+    return _queue(iface, iface.rx_queues, queue, "rx")
 
 
 # ---------------------------------------------------------------------- waiting
@@ -346,22 +437,30 @@ async def wait_connected(iface: Interface, timeout: float | None = None) -> Inte
             _can_connect(iface)
             if not owner.attached:
                 raise NotConnectedError(f"{iface.name}: socket detached from the event loop")
-            await owner._next_run()
+            await owner.changed()
     return iface
 
 
 class _QueueWaiter:
-    """Sleeps on one receive queue: a private dup of its eventfd plus the control plane."""
+    """Sleeps on one receive queue's eventfd in the running asyncio loop."""
 
     def __init__(self, rxq: RxQueue) -> None:
         _alive(rxq)
         self.rxq = rxq
         self.loop = asyncio.get_running_loop()
-        self.owner = _queue_owner(rxq)
-        self.fd = os.dup(rxq.fd)
+        self.fut: asyncio.Future[None] | None = None
+        self.fd = -1  # registered with the asyncio loop while sleeping
+        self.own_fd = -1  # our dup of the eventfd, for a queue no listener watches
+
+    def wake(self) -> None:
+        """Stop sleeping: out of the asyncio loop at once (the eventfd may close next)."""
+        self._unregister()
+        if self.fut is not None:
+            _resolve(self.fut)
 
     def close(self) -> None:
-        fd, self.fd = self.fd, -1
+        self._unregister()
+        fd, self.own_fd = self.own_fd, -1
         if fd >= 0:
             os.close(fd)
 
@@ -371,35 +470,41 @@ class _QueueWaiter:
         except Exception:  # interpreter shutdown
             pass
 
+    def _unregister(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            self.loop.remove_reader(fd)
+        if _sleeping.get(self.rxq) is self:
+            del _sleeping[self.rxq]
+
     async def next_batch(self, max_packets: int) -> RxBatch:
         """Wait for packets and take up to ``max_packets`` of them (non-empty batch)."""
         rxq, loop = self.rxq, self.loop
-        _alive(rxq)
-        was_polling = rxq.polling
-        if was_polling:
-            rxq.polling = False  # the producer kicks the eventfd from now on
+        was_polling = rxq.polling  # NotConnectedError once the connection ended
         try:
             while True:
-                # Clear the eventfd, register it, then look at the ring: a burst
-                # published before the look is taken now, one published after it
-                # leaves the eventfd readable and the loop wakes us.
-                rxq.clear_interrupt()
-                fut = loop.create_future()
-                loop.add_reader(self.fd, _on_eventfd, self.fd, fut)
-                timer = None
-                try:
+                if arm_rx(rxq):  # packets already: no sleep (the kick is forgotten)
                     batch = _burst(rxq, max_packets)
                     if batch.count:
                         return batch
-                    if self.owner is not None and self.owner.attached:
-                        self.owner._waiters.add(fut)  # woken by every control-plane run
-                    else:
-                        timer = loop.call_later(_LIVENESS, _resolve, fut)
+                    continue  # only bad descriptors, dropped: look again
+                fut = self.fut = loop.create_future()
+                timer = None
+                owner = _watched.get(rxq)
+                if owner is not None and owner.attached:
+                    self.fd = rxq.fd  # its listener takes it out before the core closes it
+                else:
+                    if self.own_fd < 0:
+                        self.own_fd = os.dup(rxq.fd)
+                    self.fd = self.own_fd
+                    timer = loop.call_later(_LIVENESS, _resolve, fut)
+                loop.add_reader(self.fd, _resolve, fut)
+                _sleeping[rxq] = self
+                try:
                     await fut
                 finally:
-                    loop.remove_reader(self.fd)
-                    if self.owner is not None:
-                        self.owner._waiters.discard(fut)
+                    self._unregister()
+                    self.fut = None
                     if timer is not None:
                         timer.cancel()
                 _alive(rxq)
@@ -451,7 +556,7 @@ class RxBatches:
     """Async iterator over received batches; see :func:`rx_batches`.
 
     Also an async context manager: leaving it (or :meth:`aclose`) refills the last
-    batch and releases the waiter's fd.
+    batch and releases the waiter.
     """
 
     def __init__(
@@ -584,3 +689,28 @@ async def recv(
             packets = batch.tolist()
             rxq.refill()
             return packets
+
+
+async def wait_tx_free(txq: TxQueue, n: int = 1, *, timeout: float | None = None) -> int:
+    """Wait until ``txq`` has at least ``n`` free slots; returns how many it has.
+
+    Returns at once when there are (no system call).  memif has no interrupt for
+    slots given back, so the ring is looked at again after :data:`TX_POLL_MIN` seconds,
+    then after twice as long each time, up to :data:`TX_POLL_MAX`.  Raises
+    :class:`memif.NotConnectedError` when the queue's connection ends and
+    ``TimeoutError`` after ``timeout`` seconds; ``n`` is 1 up to the ring's size.
+    """
+    size = txq.size  # NotConnectedError once the connection ended
+    if not 1 <= n <= size:
+        raise ValueError(f"wait_tx_free: n is 1 to the ring size {size}, got {n!r}")
+    free = txq.free_slots()
+    if free >= n:
+        return free
+    delay = TX_POLL_MIN
+    async with asyncio.timeout(timeout):
+        while True:
+            await asyncio.sleep(delay)
+            free = txq.free_slots()
+            if free >= n:
+                return free
+            delay = min(delay * 2, TX_POLL_MAX)
