@@ -300,14 +300,11 @@ class AsyncSocket:
     def _follow_interfaces(self) -> None:
         """Listen to every interface of the socket (created here or behind our back)."""
         interfaces = self.socket.interfaces
-        if len(self._listeners) == len(interfaces) and all(
-            interfaces.get(i.id) is i for i in self._listeners
-        ):
+        if len(self._listeners) == len(interfaces) and not any(i.deleted for i in self._listeners):
             return
-        for iface in list(self._listeners):
-            if interfaces.get(iface.id) is not iface:  # deleted
-                self._listeners.pop(iface).remove()
-                self._unwatch(iface)
+        for iface in [i for i in self._listeners if i.deleted]:
+            self._listeners.pop(iface).remove()
+            self._unwatch(iface)
         for iface in interfaces.values():
             if iface not in self._listeners:
                 self._listeners[iface] = iface.add_listener(
@@ -378,10 +375,9 @@ def _alive(rxq: RxQueue) -> None:
 
 def _can_connect(iface: Interface) -> None:
     """Raise NotConnectedError when ``iface`` will never come up by itself."""
-    sock = iface.socket
-    if sock.closed or sock.interfaces.get(iface.id) is not iface:
+    if iface.deleted:
         raise NotConnectedError(f"{iface.name} was deleted")
-    if not iface.enabled:
+    if not iface.admin_up:
         raise NotConnectedError(f"{iface.name} is disabled")
     if iface.role is Role.CLIENT and iface.state == "disconnected" and iface.next_retry is None:
         reason = iface.local_disc_reason or iface.remote_disc_reason or "no retry scheduled"
