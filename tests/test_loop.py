@@ -158,6 +158,20 @@ def test_the_loop_is_deterministic_under_a_fake_clock_timers_run_in_order() -> N
     assert loop.now == 100.5 and loop.turns == 3
 
 
+def test_a_timer_added_for_now_by_a_timer_runs_in_the_next_turn() -> None:
+    loop = EventLoop(clock=ManualClock(5.0))
+    ran: list[float] = []
+
+    def again() -> None:
+        ran.append(loop.now)
+        loop.call_later(0, again)  # due at once: must not keep this turn going
+
+    loop.call_at(5.0, again)
+    assert loop.run_once(5.0) == 5.0  # the new timer is due: run again at once
+    assert loop.run_once(5.0) == 5.0
+    assert ran == [5.0, 5.0]
+
+
 def test_call_later_counts_from_the_turn() -> None:
     loop = EventLoop(clock=ManualClock(7.0))
     loop.run_once(8.0)

@@ -331,10 +331,13 @@ class EventLoop:
             self._control_at = now + self.control_period
             self._control()
         timers = self._timers
-        while timers and timers[0].when <= now:
-            timer = heapq.heappop(timers)
-            if not timer.cancelled:
-                timer.callback()
+        if timers and timers[0].when <= now:
+            due = []  # those due now: one a callback adds for now runs in the next turn
+            while timers and timers[0].when <= now:
+                due.append(heapq.heappop(timers))
+            for timer in due:
+                if not timer.cancelled:
+                    timer.callback()
         for entry in self._handled:
             handler = entry.handler
             assert handler is not None
@@ -370,6 +373,8 @@ class EventLoop:
             for entry in self._entries:
                 rxq = entry.rxq
                 try:
+                    if not rxq.connected:
+                        raise NotConnectedError("its connection ended")
                     if entry.mode is RxMode.ADAPTIVE:
                         armed.append(entry)
                         if arm_rx(rxq):
