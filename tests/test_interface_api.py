@@ -147,7 +147,14 @@ def test_server_admin_down_refuses_until_up() -> None:
 
 def test_reconnect_state_is_read_only() -> None:
     with pair() as (server, client):
-        for name, value in (("enabled", False), ("admin_up", False), ("next_retry", 0.0)):
+        for name, value in (
+            ("enabled", False),
+            ("admin_up", False),
+            ("next_retry", 0.0),
+            ("name", "other"),
+            ("rx_queues", []),
+            ("socket", None),
+        ):
             with pytest.raises(AttributeError):
                 setattr(client, name, value)
         with pytest.raises(AttributeError):

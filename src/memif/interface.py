@@ -128,16 +128,33 @@ class Interface:
     """
 
     def __init__(self, socket: Socket, link: Link) -> None:
-        self.socket = socket
+        self._socket = socket
         self._link = link
-        self.config: InterfaceConfig = link.config
-        self.name: str = link.name
-        self.pools: list[BufferPool] = link.pools
 
     def __repr__(self) -> str:
         return f"<memif.Interface {self.name} {self.config.role.value} {self.state}>"
 
     # ------------------------------------------------------------------ properties
+    @property
+    def socket(self) -> Socket:
+        """The socket that drives this interface."""
+        return self._socket
+
+    @property
+    def config(self) -> InterfaceConfig:
+        """The configuration it was created with."""
+        return self._link.config
+
+    @property
+    def name(self) -> str:
+        """Its name: ``config.name``, or ``memif<id>``."""
+        return self._link.name
+
+    @property
+    def pools(self) -> Sequence[BufferPool]:
+        """The buffer pools it shares with the peer (``pools=`` at creation)."""
+        return tuple(self._link.pools)
+
     @property
     def role(self) -> Role:
         """Server or client."""
@@ -232,7 +249,7 @@ class Interface:
 
     def pool_region(self, pool: BufferPool) -> int:
         """Region index a shared pool got in the current connection."""
-        return self._link.first_pool_region + self.pools.index(pool)
+        return self._link.first_pool_region + self._link.pools.index(pool)
 
     # ------------------------------------------------------------------ control
     def add_listener(
