@@ -307,12 +307,12 @@ class Switch:
             entry.socket.close()
             entry.socket = None
 
-    def input_node(self, cls: Callable[[Runtime], DeviceInput]) -> DeviceInput:
+    def input_node(self, cls: type[DeviceInput]) -> DeviceInput:
         """The input node of a device class (``cls.name``), added to the graph and the
         main loop on first use."""
-        node = self.graph.by_name.get(cls.name)  # type: ignore[attr-defined]
-        if isinstance(node, DeviceInput):
-            return node
+        found = self.graph.by_name.get(cls.name)
+        if isinstance(found, DeviceInput):
+            return found
         node = cls(self.runtime)
         self.graph.add(node)
         self.loop.inputs.append(node)
