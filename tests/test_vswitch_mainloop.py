@@ -71,7 +71,7 @@ class Setup:
         self.rt = Runtime(PacketPool(1024, 64), 256, log)
         self.graph = Graph(self.rt.pool)
         self.controls: list[float] = []
-        self.loop = MainLoop(self.rt, self.graph, self.controls.append, list, log)
+        self.loop = MainLoop(self.rt, self.graph, self.controls.append, list)
         self.source, self.sink = Source(self.rt), Sink()
         self.graph.add(self.source)
         self.graph.add(self.sink)

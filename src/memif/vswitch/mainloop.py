@@ -80,14 +80,12 @@ class MainLoop:
         graph: Graph,
         control: Callable[[float], None],
         control_fds: Callable[[], list[int]],
-        log: logging.Logger,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rt = rt
         self.graph = graph
         self.control = control
         self.control_fds = control_fds
-        self.log = log
         self.clock = clock
         self.node = MainLoopNode(rt)
         graph.add(self.node)

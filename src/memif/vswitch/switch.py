@@ -97,7 +97,7 @@ class Switch:
         self.started = rt.now
         self._last_age = rt.now
         self._last_mac_age = rt.now
-        self.loop = MainLoop(rt, self.graph, self.control, self._control_fds, log)
+        self.loop = MainLoop(rt, self.graph, self.control, self._control_fds)
         for node in (
             MemifInput(rt),
             nodes_l2.SpanInput(rt),
