@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, NoReturn, TextIO
 
-from .. import AccessPolicy, Interface, RxQueue, Socket, testing
+from .. import AccessPolicy, Interface, RxQueue, Socket
 from ..access import parse_gids, parse_uids
 from ..config import Role, config_arg, parse_mac
 from ..loop import EventLoop
@@ -153,7 +153,8 @@ def open_interface(args: argparse.Namespace, app_name: str) -> tuple[Socket, Int
             polling=args.polling,
             reconnect_interval=0.2,
         )
-        if not testing.drive(sock, until=lambda: iface.connected, timeout=args.connect_timeout):
+        control_loop(sock).run(until=lambda: iface.connected, duration=args.connect_timeout)
+        if not iface.connected:
             reason = iface.remote_disc_reason or iface.local_disc_reason or "no peer"
             raise TimeoutError(
                 f"not connected after {args.connect_timeout:g} s on {args.socket} ({reason})"
