@@ -1,5 +1,8 @@
 """Waiting for file descriptors: :class:`Poller`, the package's one way to sleep on fds.
 
+:class:`memif.loop.EventLoop` is the loop built on it (rx modes, sockets, timers); use a
+``Poller`` alone to wait on a few fds of your own.
+
 A ``Poller`` holds a set of fds, registered once and waited on many times, and
 ``wait(timeout)`` returns the ones that became readable.  It is ``ppoll(2)``, called
 through ctypes, for two reasons:
