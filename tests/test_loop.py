@@ -13,6 +13,7 @@ from clocks import ManualClock
 from memif import Interface, NotConnectedError, RxQueue, Socket, testing
 from memif.loop import EventLoop, RxMode, arm_rx
 from memif.poller import Poller
+from memif.tools.common import control_loop, wait_rx
 
 FAR = 3600.0  # a deadline no test waits for: a sleep that reaches it would hang the test
 
@@ -341,3 +342,28 @@ def test_arm_rx_clears_old_kicks_and_says_when_packets_wait(link: tuple) -> None
     assert not rxq.polling
     rxq.recv()
     assert arm_rx(rxq) is False
+
+
+# ---------------------------------------------------------------------- the tools' turn
+
+
+def test_tools_wait_rx_sleeps_only_when_idle_and_serves_control_after(link: tuple) -> None:
+    server, client = link
+    loop = control_loop(server.socket)
+    rxq = server.rx_queues[0]
+    wait_rx(loop, [rxq], FAR, work=1)  # busy: no sleep
+    assert (loop.sleeps, loop.rx_queues) == (0, (rxq,))
+    client.send([b"kick"])
+    wait_rx(loop, [rxq], FAR)  # idle: sleeps, the kick ends it, control is served after
+    assert (loop.sleeps, loop.wakeups, loop.turns) == (1, 1, 3)
+    assert rxq.clear_interrupt() == 0
+    assert rxq.recv() == [b"kick"]
+    wait_rx(loop, [], 0.0)  # the queues of the moment: none (disconnected)
+    assert loop.rx_queues == ()
+
+
+def test_tools_wait_rx_never_sleeps_on_a_polling_queue() -> None:
+    with testing.pair(server_polling=True) as (server, _):
+        loop = control_loop(server.socket)
+        wait_rx(loop, server.rx_queues, FAR)
+        assert loop.sleeps == 0 and loop.turns == 1
