@@ -48,6 +48,10 @@ class Node:
     #: the nodes this one hands packets to, by name; ``self.next[k]`` is the graph id
     #: of ``next_nodes[k]`` once the graph is built (subclasses name the indices)
     next_nodes: ClassVar[tuple[str, ...]] = ()
+    #: after this node raised, the graph takes back the buffers of its vector that are
+    #: neither free nor queued (False for nodes that hand buffers out of the graph, to a
+    #: ring: those may still be lent)
+    reclaim_on_failure: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self.graph: Graph = None  # type: ignore[assignment]  # set by Graph.add
@@ -109,6 +113,7 @@ class Graph:
         self._next_trace = 1
         self.tracing = False
         self.built = False
+        self._failed: tuple[Node, np.ndarray] | None = None  # the node that raised, its vector
         self._added_next: list[list[int]] = []  # per node id: edges added by add_next
         self.drop_node = self.add(drop or ErrorDrop())
 
@@ -172,10 +177,17 @@ class Graph:
                 added.remove(node.id)
 
     def discard(self) -> None:
-        """Free every queued vector (after a node failed mid-run): no buffer leaks."""
+        """After a node failed mid-run: free every queued vector and, when the node
+        allows it (``reclaim_on_failure``), the buffers of its own vector that it had
+        neither freed nor queued, so a failure repeated by every packet of a peer does
+        not drain the pool."""
         for pending in self._pending:
             self._free(pending)
         self._dirty = False
+        failed, self._failed = self._failed, None
+        if failed is not None and failed[0].reclaim_on_failure:
+            kept = np.setdiff1d(failed[1], self.pool.free_buffers(), assume_unique=True)
+            self.pool.free(kept)
 
     def _free(self, pending: list[np.ndarray]) -> None:
         if pending:
@@ -216,7 +228,12 @@ class Graph:
                     continue
                 idx = pending[0] if len(pending) == 1 else np.concatenate(pending)
                 pending.clear()
-                self.call(self.nodes[node_id], idx)
+                node = self.nodes[node_id]
+                try:
+                    self.call(node, idx)
+                except BaseException:
+                    self._failed = (node, idx)  # for discard()
+                    raise
                 done += 1
         return done
 

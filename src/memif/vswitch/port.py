@@ -187,6 +187,7 @@ class InterfaceOutput(SwitchNode):
 
     next_nodes = ("l2-output", DROP)
     L2_OUTPUT = 0
+    reclaim_on_failure = False  # a zero-copy transmit may have lent buffers to a ring
 
     def __init__(self, rt: Runtime, port: Port) -> None:
         super().__init__(rt)
