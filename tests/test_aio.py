@@ -198,18 +198,21 @@ def test_rx_batches_follows_reconnects() -> None:
     async def main() -> None:
         async with pair() as (server, client):
             got: list[bytes] = []
+            received = asyncio.Event()
 
             async def consume() -> None:
                 async for batch in aio.rx_batches(server, reconnect=True):
                     got.extend(batch.tolist())
+                    received.set()
                     if len(got) == 3:
                         return
 
             task = asyncio.create_task(consume())
             for i in range(3):
                 await aio.wait_connected(client, timeout=5)
+                received.clear()
                 client.send([f"packet {i}".encode()])
-                await asyncio.sleep(0.05)
+                await asyncio.wait_for(received.wait(), 5)  # taken before the disconnect
                 client.disconnect("cycle")
             await asyncio.wait_for(task, 5)
             assert got == [b"packet 0", b"packet 1", b"packet 2"]
