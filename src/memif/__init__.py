@@ -22,6 +22,7 @@ from .errors import (
     UnsealedRegionError,
 )
 from .interface import BufferPool, Interface, InterfaceDetails, Listener
+from .loop import EventLoop, RxMode
 from .queue import RxBatch, RxQueue, TxBatch, TxQueue
 from .sock import ConnectionDetails, Socket, SocketCounters
 from .wire import Mode
@@ -33,6 +34,7 @@ __all__ = [
     "BufferPool",
     "ConfigError",
     "ConnectionDetails",
+    "EventLoop",
     "Interface",
     "InterfaceConfig",
     "InterfaceDetails",
@@ -44,6 +46,7 @@ __all__ = [
     "ProtocolError",
     "Role",
     "RxBatch",
+    "RxMode",
     "RxQueue",
     "Socket",
     "SocketCounters",
