@@ -274,7 +274,7 @@ def test_checker_catches_a_damaged_frame() -> None:
         echo.step()
         rxq = client.rx_queues[0]
         ring = rxq.ring
-        slot = (rxq._cursor + 3) & ring.mask  # the fourth frame waiting
+        slot = (rxq.cursor + 3) & ring.mask  # the fourth frame waiting
         region = client.regions[int(ring.d_region[slot])].array
         region[int(ring.d_offset[slot]) + 40] ^= 0x5A
         gen.receive()
