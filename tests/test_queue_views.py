@@ -92,6 +92,39 @@ def test_copy_into_matches_byte_copies(offsets, width, wrap, seed):
     assert not pool[np.setdiff1d(np.arange(64), idx)].any()
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    offsets=offsets_strategy,
+    length=st.integers(1, 200),
+    width=st.integers(0, 220),
+    wrap=st.integers(0, 40),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_headers_runs_and_matrix_match_byte_copies(offsets, length, width, wrap, seed):
+    """Whatever the buffers' layout: headers(width) holds each packet's first bytes (a view
+    of the region exactly when the layout allows), runs cover every packet in order and
+    matrix is their rows; nothing is None."""
+    rng = np.random.default_rng(seed)
+    region = rng.integers(0, 256, REGION, dtype=np.uint8)
+    lengths = np.minimum(length, REGION - offsets.astype(np.int64)).astype(np.uint32)
+    batch = RxBatch([region], np.zeros(len(offsets), np.uint16), offsets, lengths, wrap=wrap)
+    want = reference_rows(region, offsets, max(width, int(lengths.max())))
+    head = batch.headers(width)
+    assert head.shape == (len(offsets), width) and head.dtype == np.uint8
+    one_view = batch.is_view and len(batch.runs) == 1 and width <= int(lengths.max())
+    assert np.shares_memory(head, region) == (one_view and width > 0)
+    end = 0
+    for lo, hi, rows in batch.runs:
+        assert lo == end and rows.shape[0] == hi - lo
+        assert np.shares_memory(rows, region) == batch.is_view
+        end = hi
+    assert end == len(offsets) and batch.first.tolist() == list(range(len(offsets)))
+    matrix = batch.matrix
+    for k, n in enumerate(lengths.tolist()):  # bytes past a packet are unspecified
+        assert head[k, : min(n, width)].tolist() == want[k, : min(n, width)].tolist()
+        assert matrix[k, :n].tolist() == want[k, :n].tolist()
+
+
 @settings(max_examples=200, deadline=None)
 @given(offsets=offsets_strategy, width=st.integers(1, 64), seed=st.integers(0, 2**32 - 1))
 def test_copy_from_matches_byte_copies(offsets, width, seed):
