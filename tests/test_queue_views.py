@@ -141,6 +141,29 @@ def test_copy_from_matches_byte_copies(offsets, width, seed):
         assert reference_rows(region, offsets, width).tolist() == pool[idx].tolist()
 
 
+@settings(max_examples=200, deadline=None)
+@given(offsets=offsets_strategy, width=st.integers(1, 64), seed=st.integers(0, 2**32 - 1))
+def test_staged_buffers_land_where_their_offsets_say(offsets, width, seed):
+    """Buffers anywhere: ``buffers`` is a staging array (never None) that every write goes
+    through, and flush() scatters its rows to the buffers' offsets."""
+    offsets = disjoint_buffers(offsets, width)
+    if not len(offsets):
+        return
+    rng = np.random.default_rng(seed)
+    region = np.zeros(REGION, np.uint8)
+    batch = TxBatch(0, width, [region], 0, offsets, None)
+    assert not batch.is_view and batch.buffers.shape == (len(offsets), width)
+    assert not np.shares_memory(batch.buffers, region)
+    data = rng.integers(1, 256, (len(offsets), width), dtype=np.uint8)
+    batch.buffers[:] = data
+    batch.buffer(0)[:1] = 0  # through the staging row too
+    data[0, :1] = 0
+    assert len(batch.runs) == 1 and batch.runs[0][2] is batch.buffers
+    assert not region.any()  # nothing written before publishing
+    batch.flush(len(offsets), width)
+    assert reference_rows(region, offsets, width).tolist() == data.tolist()
+
+
 def test_copy_from_refuses_rows_wider_than_the_buffers():
     batch = TxBatch(0, 64, [np.zeros(REGION, np.uint8)], 0, np.array([0], np.uint32), None)
     with pytest.raises(ConfigError, match="do not fit"):
