@@ -5,6 +5,10 @@ function that wrote them: scapy recomputes every checksum of a reply and must fi
 bytes the answerer wrote; packet's builders must write the bytes scapy writes.  Then one
 table of verdicts, every way a frame is not answered, and a fuzz run whose only invariant is
 "a verdict per frame, replies whose checksums scapy accepts, never an exception".
+
+The answerer has two paths, vectorized and (bursts of at most ``small_burst`` frames) frame by
+frame: the table, the fuzz run and the reference run each path (``PATHS``), and both paths
+must give identical answers, byte for byte, on the same bursts.
 """
 
 from __future__ import annotations
@@ -18,12 +22,23 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 
 from memif import packet as pkt
-from memif.arp_icmp import REPLY_HEAD, TTL, ArpIcmpAnswerer, Verdict, reference, verifies
-from memif.classify import HEADER_BYTES
+from memif.arp_icmp import (
+    REPLY_HEAD,
+    SMALL_BURST,
+    TTL,
+    Answers,
+    ArpIcmpAnswerer,
+    Verdict,
+    reference,
+    verifies,
+)
+from memif.classify import HEADER_BYTES, Fields
 
 MAC, IP4 = bytes.fromhex("0200000000aa"), pkt.ip4("10.0.0.1")
 PEER_MAC, PEER_IP = bytes.fromhex("020000000001"), pkt.ip4("10.0.0.2")
 S_MAC, S_PEER_MAC = "02:00:00:00:00:aa", "02:00:00:00:00:01"
+#: ``small_burst`` of each path: always vectorized, always frame by frame (bursts here are short)
+PATHS = {"vectorized": 0, "frame-by-frame": 1000}
 
 
 def _rows(frames: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +161,8 @@ def _flip(frame: bytes, at: int) -> bytes:
     return frame[:at] + bytes([frame[at] ^ 0xFF]) + frame[at + 1 :]
 
 
-def test_verdicts() -> None:
+@pytest.mark.parametrize("small_burst", PATHS.values(), ids=PATHS.keys())
+def test_verdicts(small_burst: int) -> None:
     echo = _echo()
     cases = {
         "arp request": (pkt.arp_request(PEER_MAC, PEER_IP, IP4), Verdict.ANSWER_ARP),
@@ -189,7 +205,7 @@ def test_verdicts() -> None:
         "runt": (b"\x01\x02\x03", Verdict.MALFORMED),
     }  # fmt: skip
     frames = [f for f, _ in cases.values()]
-    res, replies = answer(frames)
+    res, replies = answer(frames, ArpIcmpAnswerer(MAC, [IP4], small_burst=small_burst))
     got = dict(zip(cases, (Verdict(v) for v in res.verdict.tolist()), strict=True))
     assert got == {name: want for name, (_, want) in cases.items()}
     assert res.count(Verdict.ANSWER_ECHO) == 3 and res.where(Verdict.ARP_REPLY).tolist() == [6]
@@ -225,14 +241,20 @@ def _rechecked_ip(packet: bytes) -> bytes:
     return bytes(IP(bytes(p)))
 
 
-def test_long_requests_are_verified_whole() -> None:
+@pytest.mark.parametrize("small_burst", PATHS.values(), ids=PATHS.keys())
+def test_long_requests_are_verified_whole(small_burst: int) -> None:
     """A request longer than the header rows is checked through ``packet(i)``."""
+    a = ArpIcmpAnswerer(MAC, [IP4], small_burst=small_burst)
     big = _echo(data=bytes(range(256)) * 8)
     bad = _flip(big, len(big) - 1)
-    res, replies = answer([big, bad])
-    assert res.verdict.tolist() == [Verdict.ANSWER_ECHO, Verdict.BAD_CHECKSUM]
+    icmp = pkt.icmp_echo(pkt.ICMP_ECHO_REQUEST, 0, 0, bytes(1000))  # all zero past the type
+    zeros = pkt.ethernet(MAC, PEER_MAC, pkt.ETH_P_IP, pkt.ipv4(PEER_IP, IP4, pkt.PROTO_ICMP, icmp))
+    res, replies = answer([big, bad, zeros], a)
+    assert res.verdict.tolist() == [Verdict.ANSWER_ECHO, Verdict.BAD_CHECKSUM, Verdict.ANSWER_ECHO]
     assert replies[0] == rechecked(replies[0]) and len(replies[0]) == len(big)
-    res, _ = answer([big], whole=False)  # without the whole packet it cannot be checked
+    assert replies[2] == rechecked(replies[2])  # a reply of zeros: its checksum is ~0, not 0
+    assert replies[2][14 + 20 + 2 : 14 + 24] == b"\xff\xff"
+    res, _ = answer([big], a, whole=False)  # without the whole packet it cannot be checked
     assert res.verdict.tolist() == [Verdict.UNSUPPORTED]
 
 
@@ -243,6 +265,8 @@ def test_bad_construction() -> None:
         ArpIcmpAnswerer(MAC, [b"\x0a\x00"])
     with pytest.raises(ValueError, match="128 are needed"):
         ArpIcmpAnswerer(MAC, [IP4]).answer(np.zeros((1, 64), np.uint8), np.array([64]))
+    with pytest.raises(ValueError, match="small_burst is frames >= 0"):
+        ArpIcmpAnswerer(MAC, [IP4], small_burst=-1)
 
 
 @st.composite
@@ -257,9 +281,9 @@ def mangled(draw: st.DrawFn) -> bytes:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(mangled(), min_size=1, max_size=20))
-def test_fuzz_verdicts_and_replies(frames: list[bytes]) -> None:
-    res, replies = answer(frames)
+@given(st.lists(mangled(), min_size=1, max_size=20), st.sampled_from(list(PATHS.values())))
+def test_fuzz_verdicts_and_replies(frames: list[bytes], small_burst: int) -> None:
+    res, replies = answer(frames, ArpIcmpAnswerer(MAC, [IP4], small_burst=small_burst))
     assert len(res.verdict) == len(frames)
     assert set(res.verdict.tolist()) <= set(Verdict)
     assert res.head.shape == (len(res.answered), REPLY_HEAD)
@@ -306,18 +330,72 @@ def frames(draw: st.DrawFn) -> bytes:
     return f
 
 
+@pytest.mark.parametrize("small_burst", PATHS.values(), ids=PATHS.keys())
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(frames(), min_size=1, max_size=24), st.booleans(), st.booleans(), st.booleans())
 def test_answer_matches_the_scalar_reference(
-    batch: list[bytes], check_mac: bool, second: bool, ip_mode: bool
+    small_burst: int, batch: list[bytes], check_mac: bool, second: bool, ip_mode: bool
 ) -> None:
     """Verdict and whole reply of every frame are the plain-Python reference's, whose
-    checksums are computed from scratch."""
+    checksums are computed from scratch; on either path."""
     addresses = [IP4, pkt.ip4("10.9.0.1")] if second else [IP4]
     if ip_mode:
         batch = [f[14:] for f in batch]
-    a = ArpIcmpAnswerer(MAC, addresses, ethernet=not ip_mode, check_mac=check_mac)
+    a = ArpIcmpAnswerer(
+        MAC, addresses, ethernet=not ip_mode, check_mac=check_mac, small_burst=small_burst
+    )
     res, replies = answer(batch, a)
     for i, f in enumerate(batch):
         want = reference(f, MAC, addresses, ethernet=not ip_mode, check_mac=check_mac)
         assert (Verdict(res.verdict[i]), replies.get(i)) == want, (i, f.hex())
+
+
+def _same(one: Answers, other: Answers) -> None:
+    for name in ("verdict", "answered", "head", "head_length", "length"):
+        mine, theirs = getattr(one, name), getattr(other, name)
+        assert (mine.dtype, mine.shape) == (theirs.dtype, theirs.shape), name
+        assert np.array_equal(mine, theirs), name
+
+
+def _copied(f: Fields) -> dict[str, np.ndarray]:
+    return {name: np.array(getattr(f, name)) for name in Fields.__dataclass_fields__}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.one_of(frames(), mangled()), max_size=SMALL_BURST + 4),
+    st.booleans(), st.booleans(), st.booleans(),
+)  # fmt: skip
+def test_both_paths_give_the_same_answers(
+    batch: list[bytes], check_mac: bool, ip_mode: bool, whole: bool
+) -> None:
+    """Frame by frame and vectorized, the answers are the same arrays, byte for byte: heads
+    whole (an echo head's bytes past its length are the request's, junk past a short frame
+    included), and the classification read from ``fields``."""
+    if ip_mode:
+        batch = [f[14:] for f in batch]
+    hdr, lengths = _rows(batch)
+    packet = (lambda i: batch[i]) if whole else None
+    vectorized, each = (
+        ArpIcmpAnswerer(
+            MAC, [IP4], ethernet=not ip_mode, check_mac=check_mac, small_burst=small_burst
+        ).answer(hdr, lengths, packet)
+        for small_burst in PATHS.values()
+    )
+    _same(vectorized, each)
+    want = _copied(vectorized.fields)  # (views of the rows, some of them)
+    hdr[:] = 0  # the rows are the caller's again: a small burst is classified from a copy
+    got = _copied(each.fields)
+    for name, value in want.items():
+        assert (value.dtype, value.tolist()) == (got[name].dtype, got[name].tolist()), name
+
+
+def test_small_bursts_take_the_small_path_by_default() -> None:
+    """The default ``small_burst`` and its edge: bursts up to it and past it agree."""
+    a = ArpIcmpAnswerer(MAC, [IP4])
+    assert a.small_burst == SMALL_BURST > 0
+    burst = [_echo(seq) for seq in range(SMALL_BURST + 1)]
+    for n in (1, SMALL_BURST, SMALL_BURST + 1):
+        res, replies = answer(burst[:n], a)
+        assert res.verdict.tolist() == [Verdict.ANSWER_ECHO] * n
+        assert all(reply == rechecked(reply) for reply in replies.values())

@@ -18,13 +18,21 @@ head in one vectorized pass:
 
 Frames are never answered behind a VLAN tag (the host is untagged).  It opens nothing, keeps
 no state between bursts and never reads a clock.
+
+**Small bursts.**  numpy costs a microsecond or more per call whatever the array size, and
+the vectorized pass makes about two hundred calls: some 230 us for a burst of one frame, more
+than the rest of a ping's round trip (it is about 1 us per frame more for a full burst).
+Frame by frame in plain Python it is 4 to 8 us a frame, so a burst of at most
+:data:`SMALL_BURST` frames (the answerer's ``small_burst``) is answered that way, with the
+same rules and the same :class:`Answers` (identical verdicts, heads and lengths: the tests
+run both paths against :func:`reference` and against each other).
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,6 +43,7 @@ from .classify import HEADER_BYTES, RUNT, Fields, classify
 
 __all__ = [
     "REPLY_HEAD",
+    "SMALL_BURST",
     "TTL",
     "Answers",
     "ArpIcmpAnswerer",
@@ -51,7 +60,12 @@ TTL = 64  #: the TTL of echo replies, as libmemif's icmp_responder and Linux set
 #: Bytes of a reply head: Ethernet, an IPv4 header with the longest options, ICMP type to
 #: checksum.
 REPLY_HEAD = pk.ETH_HLEN + 60 + 4
-_ARP_REPLY_FIXED = np.frombuffer(bytes.fromhex("0806 0001 0800 0604 0002"), np.uint8)
+#: Bursts of at most this many frames are answered frame by frame (see the module's
+#: docstring); the two paths cost the same at about 64 echo requests.
+SMALL_BURST = 32
+_ARP_REPLY_FIXED_BYTES = bytes.fromhex("0806 0001 0800 0604 0002")
+_ARP_REPLY_FIXED = np.frombuffer(_ARP_REPLY_FIXED_BYTES, np.uint8)
+_ARP_IP4_ETH = bytes.fromhex("0001 0800 0604")  # htype Ethernet, ptype IPv4, hlen 6, plen 4
 
 
 class Verdict(enum.IntEnum):
@@ -67,22 +81,38 @@ class Verdict(enum.IntEnum):
     UNSUPPORTED = 8  #: IPv4 but not ICMP echo (or a fragment); another ethertype
 
 
-@dataclass
 class Answers:
     """The verdicts on a burst and the replies to write.
 
     ``answered`` are the indices of the frames answered (verdict ANSWER_ARP or ANSWER_ECHO),
     in order; row ``j`` of ``head`` is the start of the reply to frame ``answered[j]``, of
     which ``head_length[j]`` bytes are written; the reply is ``length[j]`` bytes long, bytes
-    ``head_length[j]:length[j]`` being the request's own.
+    ``head_length[j]:length[j]`` being the request's own (so are an echo reply's head bytes
+    past ``head_length[j]``: a head written over its request leaves the request whole).
     """
 
-    verdict: Array  #: uint8 per frame, a Verdict
-    fields: Fields  #: the burst's classification
-    answered: Array  #: int64 indices
-    head: Array  #: (len(answered), REPLY_HEAD) uint8
-    head_length: Array  #: int64
-    length: Array  #: int64
+    def __init__(
+        self,
+        verdict: Array,
+        answered: Array,
+        head: Array,
+        head_length: Array,
+        length: Array,
+        fields: Fields | Callable[[], Fields],
+    ) -> None:
+        self.verdict = verdict  #: uint8 per frame, a Verdict
+        self.answered = answered  #: int64 indices
+        self.head = head  #: (len(answered), REPLY_HEAD) uint8
+        self.head_length = head_length  #: int64
+        self.length = length  #: int64
+        self._fields = fields
+
+    @functools.cached_property
+    def fields(self) -> Fields:
+        """The burst's classification (:func:`memif.classify.classify`); a small burst,
+        answered frame by frame, is classified on first use, from a copy of its rows."""
+        fields = self._fields
+        return fields if isinstance(fields, Fields) else fields()
 
     def count(self, verdict: Verdict) -> int:
         """How many frames got ``verdict``."""
@@ -105,6 +135,8 @@ class ArpIcmpAnswerer:
     ``ethernet=False`` reads bare IPv4 packets (memif ``mode ip``: no ARP, no MAC).
     ``check_mac``: a frame unicast to another MAC is NOT_FOR_US (a host on a shared
     segment); memifd's nodes, behind its own ethernet-input, pass False.
+    ``small_burst``: bursts of at most this many frames are answered frame by frame
+    (default :data:`SMALL_BURST`; 0: always vectorized), with the same results.
     """
 
     def __init__(
@@ -114,7 +146,10 @@ class ArpIcmpAnswerer:
         *,
         ethernet: bool = True,
         check_mac: bool = True,
+        small_burst: int = SMALL_BURST,
     ) -> None:
+        if small_burst < 0:
+            raise ValueError(f"small_burst is frames >= 0, got {small_burst!r}")
         self.mac = bytes(mac)
         if len(self.mac) != 6:
             raise ValueError(f"MAC address of {len(self.mac)} bytes: expected 6")
@@ -126,6 +161,7 @@ class ArpIcmpAnswerer:
         self._mac = np.frombuffer(self.mac, np.uint8)
         self.ethernet = ethernet
         self.check_mac = check_mac
+        self.small_burst = small_burst
         self._l3 = pk.ETH_HLEN if ethernet else 0
 
     def answer(self, hdr: Array, lengths: Array, packet: PacketAt | None = None) -> Answers:
@@ -138,6 +174,8 @@ class ArpIcmpAnswerer:
         """
         if hdr.shape[1] < HEADER_BYTES and len(hdr):
             raise ValueError(f"header rows of {hdr.shape[1]} bytes: {HEADER_BYTES} are needed")
+        if len(hdr) <= self.small_burst:
+            return self._answer_each(hdr, lengths, packet)
         f = classify(hdr, lengths, self.ethernet)
         n = len(f)
         verdict = np.full(n, Verdict.UNSUPPORTED, np.uint8)
@@ -168,7 +206,143 @@ class ArpIcmpAnswerer:
         if len(answered):
             self._arp_replies(hdr, verdict, answered, head, head_length, length)
             self._echo_replies(hdr, f, verdict, answered, head, head_length, length, packet)
-        return Answers(verdict, f, answered, head, head_length, length)
+        return Answers(verdict, answered, head, head_length, length, f)
+
+    # ------------------------------------------------------------------ frame by frame
+    def _answer_each(self, hdr: Array, lengths: Array, packet: PacketAt | None) -> Answers:
+        """:meth:`answer` for a small burst: the same rules, one frame at a time."""
+        verdicts: list[int] = []
+        answered: list[int] = []
+        heads: list[bytes | bytearray] = []
+        head_lengths: list[int] = []
+        reply_lengths: list[int] = []
+        width = hdr.shape[1]
+        for i, length in enumerate(np.asarray(lengths).tolist()):
+            verdict, head, head_length, reply_length = self._one(
+                hdr[i].tobytes(), length, width, i, packet
+            )
+            verdicts.append(verdict)
+            if head is not None:
+                answered.append(i)
+                heads.append(head)
+                head_lengths.append(head_length)
+                reply_lengths.append(reply_length)
+        rows, ethernet = hdr.copy(), self.ethernet  # the caller's rows may be refilled
+        lengths = np.array(lengths, np.int64)
+        return Answers(
+            np.array(verdicts, np.uint8),
+            np.array(answered, np.int64),
+            np.frombuffer(bytearray(b"".join(heads)), np.uint8).reshape(-1, REPLY_HEAD),
+            np.array(head_lengths, np.int64),
+            np.array(reply_lengths, np.int64),
+            lambda: classify(rows, lengths, ethernet),
+        )
+
+    def _one(
+        self, row: bytes, length: int, width: int, i: int, packet: PacketAt | None
+    ) -> tuple[int, bytes | bytearray | None, int, int]:
+        """``(verdict, reply head, head length, reply length)`` of frame ``i``, whose first
+        bytes are ``row`` (``width`` of them); the head is None when it is not answered."""
+        if self.ethernet:
+            if length < pk.ETH_HLEN:
+                return Verdict.MALFORMED, None, 0, 0
+            l3, et = pk.ETH_HLEN, row[12] << 8 | row[13]
+            for _ in range(pk.MAX_VLAN_TAGS):  # looked through, never answered behind
+                if et not in pk.VLAN_TPIDS or length < l3 + 4:
+                    break
+                l3 += 4
+                et = row[l3 - 2] << 8 | row[l3 - 1]
+            for_us = l3 == pk.ETH_HLEN and (
+                not self.check_mac or row[0] & 1 == 1 or row[0:6] == self.mac
+            )
+            if et == pk.ETH_P_ARP:
+                return self._arp(row, length, l3, for_us)
+            if et != pk.ETH_P_IP:
+                return Verdict.UNSUPPORTED, None, 0, 0
+        else:
+            if length < 1:
+                return Verdict.MALFORMED, None, 0, 0
+            if row[0] >> 4 != 4:
+                return Verdict.UNSUPPORTED, None, 0, 0
+            l3, for_us = 0, True
+        vihl = row[l3]
+        ihl, total = (vihl & 0xF) * 4, row[l3 + 2] << 8 | row[l3 + 3]
+        if (
+            length < l3 + pk.IP_HLEN
+            or ihl < pk.IP_HLEN
+            or vihl >> 4 != 4
+            or total < ihl
+            or l3 + total > length
+            or l3 + ihl > width
+        ):
+            return Verdict.MALFORMED, None, 0, 0
+        if not _verifies_bytes(row[l3 : l3 + ihl]):
+            return Verdict.BAD_CHECKSUM, None, 0, 0
+        if not for_us or row[l3 + 16 : l3 + 20] not in self.addresses:
+            return Verdict.NOT_FOR_US, None, 0, 0
+        at, end = l3 + ihl, l3 + total
+        if (
+            row[l3 + 9] != pk.PROTO_ICMP
+            or row[l3 + 6] & 0x3F  # more fragments, or an offset (with the next byte)
+            or row[l3 + 7]
+            or total < ihl + pk.ICMP_ECHO_HLEN
+        ):
+            return Verdict.UNSUPPORTED, None, 0, 0
+        if row[at] == pk.ICMP_ECHO_REPLY:
+            return Verdict.ECHO_REPLY, None, 0, 0
+        if row[at] != pk.ICMP_ECHO_REQUEST or row[at + 1] != 0:
+            return Verdict.UNSUPPORTED, None, 0, 0
+        if end <= width:
+            icmp = row[at:end]
+        elif packet is not None:
+            icmp = bytes(packet(i)[at:end])
+        else:  # longer than its row and no way to read it whole
+            return Verdict.UNSUPPORTED, None, 0, 0
+        if not _verifies_bytes(icmp):
+            return Verdict.BAD_CHECKSUM, None, 0, 0
+        return Verdict.ANSWER_ECHO, self._echo_head(row, l3, at, icmp), at + 4, end
+
+    def _arp(
+        self, row: bytes, length: int, l3: int, for_us: bool
+    ) -> tuple[int, bytes | bytearray | None, int, int]:
+        """:meth:`_one` for an ARP frame."""
+        if length < l3 + pk.ARP_LEN or row[l3 : l3 + 6] != _ARP_IP4_ETH:
+            return Verdict.MALFORMED, None, 0, 0
+        if not for_us or row[l3 + 24 : l3 + 28] not in self.addresses:
+            return Verdict.NOT_FOR_US, None, 0, 0
+        op = row[l3 + 6] << 8 | row[l3 + 7]
+        if op == pk.ARP_REPLY:
+            return Verdict.ARP_REPLY, None, 0, 0
+        if op != pk.ARP_REQUEST:
+            return Verdict.NOT_FOR_US, None, 0, 0
+        sender = row[l3 + 8 : l3 + 18]  # the asker's MAC and address: the reply's target
+        head = b"".join(
+            (sender[:6], self.mac, _ARP_REPLY_FIXED_BYTES, self.mac, row[l3 + 24 : l3 + 28])
+        )
+        head += sender
+        reply = l3 + pk.ARP_LEN
+        return Verdict.ANSWER_ARP, head + bytes(REPLY_HEAD - len(head)), reply, reply
+
+    def _echo_head(self, row: bytes, l3: int, at: int, icmp: bytes) -> bytearray:
+        """The head of the reply to the echo request ``row`` (ICMP message ``icmp``)."""
+        head = bytearray(row[:REPLY_HEAD])
+        if self.ethernet:
+            head[0:6] = row[6:12]
+            head[6:12] = self.mac
+        ttl_proto = row[l3 + 8] << 8 | row[l3 + 9]
+        ip_sum = row[l3 + 10] << 8 | row[l3 + 11]
+        ip_sum = _adjust_one(ip_sum, ttl_proto, TTL << 8 | (ttl_proto & 0xFF))
+        head[l3 + 8] = TTL
+        head[l3 + 10 : l3 + 12] = ip_sum.to_bytes(2, "big")
+        head[l3 + 12 : l3 + 16] = row[l3 + 16 : l3 + 20]  # addresses swapped: the sum holds
+        head[l3 + 16 : l3 + 20] = row[l3 + 12 : l3 + 16]
+        icmp_sum = row[at + 2] << 8 | row[at + 3]
+        icmp_sum = _adjust_one(icmp_sum, pk.ICMP_ECHO_REQUEST << 8, pk.ICMP_ECHO_REPLY << 8)
+        if icmp_sum == 0 and not any(icmp[4:]):  # a message of zeros: its checksum is ~0
+            icmp_sum = 0xFFFF
+        head[at] = pk.ICMP_ECHO_REPLY
+        head[at + 2 : at + 4] = icmp_sum.to_bytes(2, "big")
+        return head
 
     # ------------------------------------------------------------------ IPv4
     def _ip4(
@@ -409,6 +583,14 @@ def _verifies_bytes(data: bytes) -> bool:
     """:func:`verifies` of one packet's bytes: one big-integer operation, no loop."""
     value = int.from_bytes(data, "big")
     return (value << 8 if len(data) & 1 else value) % 0xFFFF == 0
+
+
+def _adjust_one(checksum: int, old: int, new: int) -> int:
+    """:func:`_adjust` of one checksum, in plain integers."""
+    s = (~checksum & 0xFFFF) + (~old & 0xFFFF) + new
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
 
 
 def _adjust(checksum: Array, old: Array | int, new: Array | int) -> Array:
