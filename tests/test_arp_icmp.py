@@ -345,9 +345,12 @@ def test_answer_matches_the_scalar_reference(
         MAC, addresses, ethernet=not ip_mode, check_mac=check_mac, small_burst=small_burst
     )
     res, replies = answer(batch, a)
+    whole = a.answer_frames([np.frombuffer(f, np.uint8) for f in batch])  # no header rows
+    whole_replies = {i: whole.reply(j, batch[i]) for j, i in enumerate(whole.answered.tolist())}
     for i, f in enumerate(batch):
         want = reference(f, MAC, addresses, ethernet=not ip_mode, check_mac=check_mac)
         assert (Verdict(res.verdict[i]), replies.get(i)) == want, (i, f.hex())
+        assert (Verdict(whole.verdict[i]), whole_replies.get(i)) == want, (i, f.hex())
 
 
 def _same(one: Answers, other: Answers) -> None:
@@ -388,6 +391,19 @@ def test_both_paths_give_the_same_answers(
     got = _copied(each.fields)
     for name, value in want.items():
         assert (value.dtype, value.tolist()) == (got[name].dtype, got[name].tolist()), name
+
+
+def test_answer_frames_copies_what_it_keeps() -> None:
+    """Answers of frames given as views stay right after the buffers are reused."""
+    frames = [_echo(1), pkt.arp_request(PEER_MAC, PEER_IP, IP4), b"\x01"]
+    buffers = [np.frombuffer(bytearray(f), np.uint8) for f in frames]
+    res = ArpIcmpAnswerer(MAC, [IP4]).answer_frames(buffers)
+    for b in buffers:
+        b[:] = 0
+    assert res.verdict.tolist() == [Verdict.ANSWER_ECHO, Verdict.ANSWER_ARP, Verdict.MALFORMED]
+    assert res.reply(1, frames[1]) == pkt.arp_reply(MAC, IP4, PEER_MAC, PEER_IP)
+    assert res.fields.length.tolist() == [len(f) for f in frames]
+    assert res.fields.icmp_seq.tolist()[0] == 1 and res.fields.arp_op.tolist()[1] == 1
 
 
 def test_small_bursts_take_the_small_path_by_default() -> None:

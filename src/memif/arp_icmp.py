@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,7 @@ __all__ = [
     "Answers",
     "ArpIcmpAnswerer",
     "Verdict",
+    "header_rows",
     "reference",
     "verifies",
 ]
@@ -175,7 +176,15 @@ class ArpIcmpAnswerer:
         if hdr.shape[1] < HEADER_BYTES and len(hdr):
             raise ValueError(f"header rows of {hdr.shape[1]} bytes: {HEADER_BYTES} are needed")
         if len(hdr) <= self.small_burst:
-            return self._answer_each(hdr, lengths, packet)
+            rows, ethernet = hdr.copy(), self.ethernet  # the caller's rows may be refilled
+            sizes = np.array(lengths, np.int64)
+            return self._answer_each(
+                [row.tobytes() for row in rows],
+                sizes.tolist(),
+                hdr.shape[1],
+                packet,
+                lambda: classify(rows, sizes, ethernet),
+            )
         f = classify(hdr, lengths, self.ethernet)
         n = len(f)
         verdict = np.full(n, Verdict.UNSUPPORTED, np.uint8)
@@ -209,17 +218,40 @@ class ArpIcmpAnswerer:
         return Answers(verdict, answered, head, head_length, length, f)
 
     # ------------------------------------------------------------------ frame by frame
-    def _answer_each(self, hdr: Array, lengths: Array, packet: PacketAt | None) -> Answers:
-        """:meth:`answer` for a small burst: the same rules, one frame at a time."""
+    def answer_frames(self, frames: Sequence[bytes | Array]) -> Answers:
+        """:meth:`answer` for frames given whole (``bytes`` or ``uint8`` arrays, views of
+        receive buffers say): a burst of at most ``small_burst`` of them is answered
+        without gathering header rows.  The answers keep no reference to the frames."""
+        if len(frames) > self.small_burst:
+            hdr, lengths = header_rows(frames)
+            return self.answer(hdr, lengths, frames.__getitem__)
+        data = [f if isinstance(f, bytes) else f.tobytes() for f in frames]
+        ethernet = self.ethernet
+        return self._answer_each(
+            data, [len(d) for d in data], None, None, lambda: classify(*header_rows(data), ethernet)
+        )
+
+    def _answer_each(
+        self,
+        rows: Sequence[bytes],
+        lengths: Sequence[int],
+        width: int | None,
+        packet: PacketAt | None,
+        fields: Callable[[], Fields],
+    ) -> Answers:
+        """:meth:`answer` for a small burst: the same rules, one frame at a time.
+
+        ``rows``: each frame's first ``width`` bytes, or (``width`` None) the whole frame.
+        """
         verdicts: list[int] = []
         answered: list[int] = []
         heads: list[bytes | bytearray] = []
         head_lengths: list[int] = []
         reply_lengths: list[int] = []
-        width = hdr.shape[1]
-        for i, length in enumerate(np.asarray(lengths).tolist()):
+        for i, row in enumerate(rows):
+            length = lengths[i]
             verdict, head, head_length, reply_length = self._one(
-                hdr[i].tobytes(), length, width, i, packet
+                row, length, length if width is None else width, i, packet
             )
             verdicts.append(verdict)
             if head is not None:
@@ -227,15 +259,13 @@ class ArpIcmpAnswerer:
                 heads.append(head)
                 head_lengths.append(head_length)
                 reply_lengths.append(reply_length)
-        rows, ethernet = hdr.copy(), self.ethernet  # the caller's rows may be refilled
-        lengths = np.array(lengths, np.int64)
         return Answers(
             np.array(verdicts, np.uint8),
             np.array(answered, np.int64),
             np.frombuffer(bytearray(b"".join(heads)), np.uint8).reshape(-1, REPLY_HEAD),
             np.array(head_lengths, np.int64),
             np.array(reply_lengths, np.int64),
-            lambda: classify(rows, lengths, ethernet),
+            fields,
         )
 
     def _one(
@@ -265,11 +295,12 @@ class ArpIcmpAnswerer:
             if row[0] >> 4 != 4:
                 return Verdict.UNSUPPORTED, None, 0, 0
             l3, for_us = 0, True
+        if length < l3 + pk.IP_HLEN:
+            return Verdict.MALFORMED, None, 0, 0
         vihl = row[l3]
         ihl, total = (vihl & 0xF) * 4, row[l3 + 2] << 8 | row[l3 + 3]
         if (
-            length < l3 + pk.IP_HLEN
-            or ihl < pk.IP_HLEN
+            ihl < pk.IP_HLEN
             or vihl >> 4 != 4
             or total < ihl
             or l3 + total > length
@@ -325,7 +356,7 @@ class ArpIcmpAnswerer:
 
     def _echo_head(self, row: bytes, l3: int, at: int, icmp: bytes) -> bytearray:
         """The head of the reply to the echo request ``row`` (ICMP message ``icmp``)."""
-        head = bytearray(row[:REPLY_HEAD])
+        head = bytearray(row[:REPLY_HEAD].ljust(REPLY_HEAD, b"\0"))  # (a short frame)
         if self.ethernet:
             head[0:6] = row[6:12]
             head[6:12] = self.mac
@@ -531,6 +562,16 @@ def reference(
     echo = echo[:2] + pk.checksum(echo).to_bytes(2, "big") + echo[4:]
     eth = frame[6:12] + mac + frame[12:14] if ethernet else b""
     return Verdict.ANSWER_ECHO, eth + header + echo
+
+
+def header_rows(frames: Sequence[bytes | Array]) -> tuple[Array, Array]:
+    """The header rows and lengths :meth:`ArpIcmpAnswerer.answer` takes, from whole frames:
+    each frame's first :data:`~memif.classify.HEADER_BYTES` bytes, zeros past its end."""
+    hdr = np.zeros((len(frames), HEADER_BYTES), np.uint8)
+    for i, f in enumerate(frames):
+        n = min(len(f), HEADER_BYTES)
+        hdr[i, :n] = np.frombuffer(f, np.uint8, n) if isinstance(f, bytes) else f[:n]
+    return hdr, np.array([len(f) for f in frames], np.int64)
 
 
 def verifies(rows: Array, start: Array, end: Array) -> Array:

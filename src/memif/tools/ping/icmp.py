@@ -4,11 +4,16 @@
 (the one ARP/ICMP answerer, memifd's too) decide which frames to answer and build the
 replies' heads, and writes the replies straight into transmit buffers in shared memory,
 published once per burst (the one copy is the request into the reply buffer; replies larger
-than one buffer go out chained).  It opens nothing and never waits:
+than one buffer go out chained).  A full burst is read through its header rows
+(:meth:`~memif.queue.RxBatch.headers`); a small one, a ping's, is handed over frame by frame
+(:meth:`~memif.arp_icmp.ArpIcmpAnswerer.answer_frames`), which costs a few microseconds where
+gathering rows and classifying them costs hundreds.  It opens nothing and never waits:
 :mod:`memif.tools.ping.responder` runs the loop.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -74,26 +79,39 @@ class Responder:
             if self.reflect:
                 self._reflect(batch, txq)
                 return n
-            seen: dict[int, np.ndarray] = {}  # frames read whole, kept for the replies
-
-            def packet(i: int) -> np.ndarray:
-                seen[i] = p = batch[i]
-                return p
-
-            rows = batch.headers(HEADER_BYTES)  # a view of the buffers when they allow it
-            answers = self.answerer.answer(rows, batch.lengths, packet)
+            if n <= self.answerer.small_burst:  # a ping's burst: no header rows to gather
+                frames = [batch[i] for i in range(n)]
+                answers = self.answerer.answer_frames(frames)
+                request: Callable[[int], np.ndarray] = frames.__getitem__
+            else:
+                answers, request = self._answer_burst(batch)
             self.ignored += n - len(answers.answered)
             if len(answers.answered):
-                self._send(txq, self._jobs(batch, answers, seen))
+                self._send(txq, self._jobs(request, answers))
         return n
 
+    def _answer_burst(self, batch: RxBatch) -> tuple[Answers, Callable[[int], np.ndarray]]:
+        """The answers to a whole burst, from its header rows, and each request by index
+        (those read whole already are not read twice)."""
+        seen: dict[int, np.ndarray] = {}  # frames read whole, kept for the replies
+
+        def packet(i: int) -> np.ndarray:
+            seen[i] = p = batch[i]
+            return p
+
+        def request(i: int) -> np.ndarray:
+            return seen[i] if i in seen else batch[i]
+
+        rows = batch.headers(HEADER_BYTES)  # a view of the buffers when they allow it
+        return self.answerer.answer(rows, batch.lengths, packet), request
+
     def _jobs(
-        self, batch: RxBatch, answers: Answers, seen: dict[int, np.ndarray]
+        self, request: Callable[[int], np.ndarray], answers: Answers
     ) -> list[tuple[np.ndarray, int, int, np.ndarray]]:
         """``(request, kind, reply length, reply head)`` of every frame answered, in order."""
         kinds = answers.verdict[answers.answered].tolist()
         return [
-            (seen[i] if i in seen else batch[i], _KIND[kind], length, answers.head[j, :head])
+            (request(i), _KIND[kind], length, answers.head[j, :head])
             for j, (i, kind, length, head) in enumerate(
                 zip(
                     answers.answered.tolist(),
