@@ -89,6 +89,14 @@ class MemifPort:
         (zero-copy), at most the pool's quota per port."""
         return self._n_posted + self._n_in_flight
 
+    def lent_buffers(self) -> np.ndarray:
+        """Pool buffers this zero-copy port has lent its peer, found from the rings' records
+        (not from :attr:`held`'s counters): those posted on each receive ring in slot order,
+        then those published on each transmit ring, oldest first."""
+        parts = [shadow[shadow >= 0] for shadow in self._posted]
+        parts += [idx for fifo in self._in_flight for idx in fifo]
+        return np.concatenate(parts).astype(INDEX) if parts else np.zeros(0, INDEX)
+
     @property
     def link_up(self) -> bool:
         """The memif peer is connected."""
