@@ -20,11 +20,8 @@ import sys
 import time
 from typing import Any, TextIO
 
-import numpy as np
-
 from ... import packet as pkt
 from ...arp_icmp import Answers, ArpIcmpAnswerer, Verdict
-from ...classify import HEADER_BYTES, Fields
 from ...config import format_mac
 from ...errors import MemifError
 from ...interface import Interface
@@ -244,23 +241,23 @@ class Pinger:
                     if not len(batch):
                         break
                     now = time.perf_counter()
-                    rows = batch.headers(HEADER_BYTES)
-                    answers = self.answerer.answer(rows, batch.lengths, batch.__getitem__)
-                    self._arp(rows, answers)
+                    frames = batch.tolist()  # a ping's bursts are small: copies, whole
+                    answers = self.answerer.answer_frames(frames)
+                    self._arp(frames, answers)
                     for i in answers.where(Verdict.ECHO_REPLY).tolist():
-                        self._echo_reply(bytes(batch[i]), answers.fields, i, now)
+                        self._echo_reply(frames[i], now)
 
-    def _arp(self, rows: np.ndarray, answers: Answers) -> None:
+    def _arp(self, frames: list[bytes], answers: Answers) -> None:
         """ARP requests for our address are answered; the target's ARP tells its MAC."""
         e = pkt.ETH_HLEN
         for i in answers.where(Verdict.ARP_REPLY).tolist():
-            if rows[i, e + 14 : e + 18].tobytes() == self.target:
-                self._resolved(rows[i, e + 8 : e + 14].tobytes())
+            if frames[i][e + 14 : e + 18] == self.target:
+                self._resolved(frames[i][e + 8 : e + 14])
         for j, i in enumerate(answers.answered.tolist()):
             if answers.verdict[i] != Verdict.ANSWER_ARP:
                 continue  # (echo requests to us are not answered here)
-            if rows[i, e + 14 : e + 18].tobytes() == self.target:  # the target asks for us
-                self._resolved(rows[i, e + 8 : e + 14].tobytes())
+            if frames[i][e + 14 : e + 18] == self.target:  # the target asks for us
+                self._resolved(frames[i][e + 8 : e + 14])
             self._send(answers.head[j, : answers.head_length[j]].tobytes())
 
     def _resolved(self, mac: bytes) -> None:
@@ -268,20 +265,21 @@ class Pinger:
         if self.session is not None:
             self.session.resolved(self.target_mac, time.perf_counter())
 
-    def _echo_reply(self, frame: bytes, f: Fields, i: int, now: float) -> None:
+    def _echo_reply(self, frame: bytes, now: float) -> None:
+        """An echo reply to our address (the answerer's verdict) goes to the session."""
         session = self.session
-        if session is None:
+        p = pkt.parse(frame) if self.l2 else pkt.parse_ip(frame)
+        echo = None if p is None else pkt.parse_icmp_echo(p.l4)
+        if session is None or p is None or p.ip_src is None or echo is None:
             return
-        start, end = int(f.l4[i]), int(f.l3[i]) + int(f.ip4_total[i])
-        l4 = frame[start:end]
-        src = f.ip4[i, :4].tobytes()
-        got = session.echo_reply(int(f.icmp_ident[i]), int(f.icmp_seq[i]), src, now, l4[8:])
+        _, _, ident, seq, data = echo
+        got = session.echo_reply(ident, seq, p.ip_src, now, data)
         if got is None or self.quiet:
             return
-        notes = " (BAD CHECKSUM!)" if pkt.checksum(l4) else ""
+        notes = " (BAD CHECKSUM!)" if pkt.checksum(p.l4) else ""
         notes += " (DUP!)" if got.duplicate else " (BAD DATA!)" if got.corrupted else ""
         self.say(
-            f"{len(l4)} bytes from {self.result.target}: icmp_seq={got.seq} ttl={f.ttl[i]} "
+            f"{len(p.l4)} bytes from {self.result.target}: icmp_seq={got.seq} ttl={p.ttl} "
             f"time={format_ms(got.rtt * 1000.0)} ms{notes}"
         )
 
