@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
+from footprint import footprint
 
 import memif
 from memif import aio, testing
@@ -17,10 +17,6 @@ from memif import aio, testing
 
 def run(coro_fn: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(coro_fn(), 30))
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 @asynccontextmanager
@@ -45,7 +41,7 @@ async def blocked(task: asyncio.Task, seconds: float = 0.05) -> None:
 
 def test_attach_connect_and_close() -> None:
     async def main() -> None:
-        fds = open_fds()
+        fds = footprint().fds
         async with pair() as (server, client):
             assert server.connected and client.connected
             owner = aio.AsyncSocket.of(server.socket)
@@ -55,7 +51,7 @@ def test_attach_connect_and_close() -> None:
             assert "attached" in repr(owner)
         assert not owner.attached and owner.events is None
         assert aio.AsyncSocket.of(server.socket) is None
-        assert open_fds() == fds
+        assert footprint().fds == fds
 
     run(main)
 
@@ -162,14 +158,14 @@ def test_awaiting_does_not_busy_poll() -> None:
 def test_disconnect_while_awaiting_raises_not_connected() -> None:
     async def main() -> None:
         async with pair() as (server, client):
-            fds = open_fds()
+            fds = footprint().fds
             task = asyncio.create_task(aio.recv_batch(server.rx_queues[0]))
             await blocked(task)
-            assert open_fds() == fds  # an attached socket's waiter sleeps on the eventfd itself
+            assert footprint().fds == fds  # an attached socket's waiter sleeps on the eventfd
             client.disconnect("bye")
             with pytest.raises(memif.NotConnectedError):
                 await asyncio.wait_for(task, 1)
-            assert open_fds() <= fds
+            assert footprint().fds <= fds
 
             with pytest.raises(memif.NotConnectedError):
                 await aio.recv(server)  # not connected, no reconnect: at once
@@ -407,17 +403,17 @@ def test_a_waiter_outlives_a_detach_of_its_socket() -> None:
         async with pair() as (server, client):
             s_cs = aio.AsyncSocket.of(server.socket)
             assert s_cs is not None
-            fds = open_fds()
+            fds = footprint().fds
             task = asyncio.create_task(aio.recv_batch(server.rx_queues[0]))
             await blocked(task)
             s_cs.detach()
             await blocked(task)
-            assert open_fds() == fds + 1  # the dup of the eventfd
+            assert footprint().fds == fds + 1  # the dup of the eventfd
             client.send([b"still here"])
             batch = await asyncio.wait_for(task, 5)
             assert batch.tolist() == [b"still here"]
             server.rx_queues[0].refill()
-            assert open_fds() == fds
+            assert footprint().fds == fds
             s_cs.attach()
 
     run(main)
@@ -431,10 +427,10 @@ def test_an_interface_created_behind_the_socket_s_back_is_listened_to() -> None:
             client = cs.create_interface(role="client", id=7)
             await aio.wait_connected(client, timeout=5)
             await aio.wait_connected(server, timeout=5)
-            fds = open_fds()
+            fds = footprint().fds
             task = asyncio.create_task(aio.recv_batch(server.rx_queues[0]))
             await blocked(task)
-            assert open_fds() == fds  # watched by ss's listener: no dup needed
+            assert footprint().fds == fds  # watched by ss's listener: no dup needed
             client.disconnect("bye")
             with pytest.raises(memif.NotConnectedError):
                 await asyncio.wait_for(task, 5)

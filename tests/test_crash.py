@@ -12,7 +12,6 @@ again.
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from collections.abc import Callable
 
 import pytest
 from clocks import StoppableClock
+from footprint import footprint
 from helpers import mac, memif_popen
 
 import memif
@@ -38,15 +38,6 @@ and the reason is the one only EOF on the control socket gives."""
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def counts() -> tuple[int, int, int]:
-    """Open fds, mapping lines, and memif memfd mappings of this process."""
-    gc.collect()
-    with open("/proc/self/maps") as f:
-        maps = f.readlines()
-    memfds = sum(1 for line in maps if "memfd:" in line)
-    return len(os.listdir("/proc/self/fd")), len(maps), memfds
 
 
 def same_counts(before: tuple[int, int, int], after: tuple[int, int, int]) -> bool:
@@ -103,7 +94,7 @@ def test_server_survives_killed_clients(procs) -> None:
     clock = StoppableClock()
     with memif.Socket(path, app_name="survivor", clock=clock) as ss:
         server = ss.create_interface(role="server", id=0, ring_size=256)
-        before = counts()
+        before = footprint()
         for round_ in range(2):
             procs.append(gen("txonly", "--socket", path, "--role", "client", "--ring-size", "256"))
             got = 0
@@ -115,11 +106,11 @@ def test_server_survives_killed_clients(procs) -> None:
                 return got >= 2000
 
             assert drive(ss, until=traffic, timeout=20), f"round {round_}: {got} packets"
-            assert counts()[2] > before[2]  # the client's regions are mapped now
+            assert footprint()[2] > before[2]  # the client's regions are mapped now
             kill(procs[-1])
             noticed([ss], server, clock)
             assert server.regions == [] and server.rx_queues == []
-            after = counts()
+            after = footprint()
             assert same_counts(before, after), (before, after)
         assert server.connect_count == 2
 
@@ -132,7 +123,7 @@ def test_client_survives_killed_servers_and_reconnects(procs, tmp_path) -> None:
     with memif.Socket(path, app_name="survivor", clock=clock) as cs:
         client = cs.create_interface(role="client", id=0, ring_size=256, reconnect_interval=0.1)
         drive(cs, until=lambda: client.local_disc_reason.startswith("connect failed"))
-        before = counts()
+        before = footprint()
         for round_ in range(3):
             procs.append(gen("rxonly", "--socket", path, "--role", "server"))
             assert drive(cs, until=lambda: client.connected, timeout=20), client.local_disc_reason
@@ -150,7 +141,7 @@ def test_client_survives_killed_servers_and_reconnects(procs, tmp_path) -> None:
             kill(procs[-1])
             noticed([cs], client, clock)
             assert os.path.exists(path)  # the dead server's socket file stays behind
-            after = counts()
+            after = footprint()
             assert same_counts(before, after), (before, after)
 
 
@@ -211,7 +202,7 @@ def test_switch_keeps_forwarding_while_a_peer_is_killed_repeatedly(procs, tmp_pa
                     got[name] += [f for f in more if f[:6] == own]  # not c's floods
 
         turn(lambda: a.connected and b.connected and ports["a"].link_up and ports["b"].link_up)
-        before = counts()
+        before = footprint()
         c_port = sw.ports[ports["c"].sw_if_index]
         after: list[tuple[int, int, int]] = []
         for _ in range(4):
@@ -226,7 +217,7 @@ def test_switch_keeps_forwarding_while_a_peer_is_killed_repeatedly(procs, tmp_pa
             for _ in range(20):  # more traffic with c gone
                 forward()
             assert len(got["b"]) > delivered
-            after.append(counts())
+            after.append(footprint())
         # No fd and no memfd mapping more after any kill.  Other map lines come and go with
         # the allocator (+-3 over four kills); the 1000-cycle test below counts them.
         for fds, _, memfds in after:
@@ -300,7 +291,7 @@ def test_connect_kill_cycles(role: str, cycles: int) -> None:
         t0 = time.monotonic()
         for k in range(cycles + 20):  # 20 warm-up cycles: imports, caches, arenas
             if k >= 20 and (k - 20) % 100 == 0:
-                checkpoints.append(counts())
+                checkpoints.append(footprint())
             pid = _child(lambda: peer(path))
             sent = 0
 
@@ -319,9 +310,9 @@ def test_connect_kill_cycles(role: str, cycles: int) -> None:
             finally:
                 kill(pid)
             if k == 20:
-                assert counts()[2] > 0  # the connection's memory is mapped
+                assert footprint()[2] > 0  # the connection's memory is mapped
             noticed([sock], iface, clock)
-        checkpoints.append(counts())
+        checkpoints.append(footprint())
         took = time.monotonic() - t0
     fds = [c[0] for c in checkpoints]
     maps = [c[1] for c in checkpoints]

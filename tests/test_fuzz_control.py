@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from clocks import ManualClock
+from footprint import footprint
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -62,13 +63,6 @@ DISK_DIR = os.path.dirname(os.path.abspath(__file__))  # not tmpfs: a file on a 
 
 
 # --------------------------------------------------------------------------- accounting
-
-
-def fd_count() -> int:
-    """Open fds, once garbage (earlier tests' unreferenced mappings and fds) is collected:
-    a baseline taken before a collection would count fds a collection later closes."""
-    gc.collect()
-    return len(os.listdir("/proc/self/fd"))
 
 
 def shared_maps(collect: bool = False) -> int:
@@ -513,7 +507,7 @@ def play(peer: Peer, kit: Kit, steps: Sequence[Step], lab: Lab) -> wire.Message 
 
 
 def assert_clean(lab: Lab, fds: int, maps: int) -> None:
-    assert fd_count() == fds, "fd leak"
+    assert footprint().fds == fds, "fd leak"
     assert shared_maps() == maps or shared_maps(collect=True) == maps, "mapping leak"
 
 
@@ -521,7 +515,7 @@ def assert_clean(lab: Lab, fds: int, maps: int) -> None:
 @pytest.mark.parametrize("name", list(CASES))
 def test_hostile_client_is_refused(lab: Lab, name: str) -> None:
     case = CASES[name]
-    fds, maps = fd_count(), shared_maps()
+    fds, maps = footprint().fds, shared_maps()
     kit = Kit()
     try:
         peer = Peer(lab)
@@ -565,7 +559,7 @@ def test_hostile_client_is_refused(lab: Lab, name: str) -> None:
 @pytest.mark.slow
 def test_limits_that_are_accepted(lab: Lab, name: str, steps: list[Step]) -> None:
     """Fields at the edge that a server must accept: CONNECT succeeds, then the peer leaves."""
-    fds, maps = fd_count(), shared_maps()
+    fds, maps = footprint().fds, shared_maps()
     kit = Kit()
     try:
         peer = Peer(lab)
@@ -589,7 +583,7 @@ def test_limits_that_are_accepted(lab: Lab, name: str, steps: list[Step]) -> Non
 @pytest.mark.parametrize("stage", range(len(UP) + 1))
 @pytest.mark.parametrize("how", ["DISCONNECT", "close"])
 def test_peer_leaves_at_every_step(lab: Lab, stage: int, how: str) -> None:
-    fds, maps = fd_count(), shared_maps()
+    fds, maps = footprint().fds, shared_maps()
     kit = Kit()
     try:
         peer = Peer(lab)
@@ -635,7 +629,7 @@ def test_silent_peer_is_dropped_at_the_handshake_timeout(stage: int) -> None:
     clock = ManualClock()
     lab = Lab(handshake_timeout=0.3, clock=clock)
     try:
-        fds, maps = fd_count(), shared_maps()
+        fds, maps = footprint().fds, shared_maps()
         kit = Kit()
         start = clock.now  # the connection's deadline is start + 0.3
         peer = Peer(lab)
@@ -666,7 +660,7 @@ def test_flood_of_unfinished_handshakes() -> None:
     lab = Lab(handshake_timeout=0.5, max_pending=8, clock=clock)
     peers: list[Peer] = []
     try:
-        fds, maps = fd_count(), shared_maps()
+        fds, maps = footprint().fds, shared_maps()
         start = clock.now  # every handshake's deadline is start + 0.5
         kit = Kit()
         for _ in range(8):
@@ -715,7 +709,7 @@ def test_flood_of_unfinished_handshakes() -> None:
 def test_pending_handshakes_hold_a_bounded_number_of_fds() -> None:
     lab = Lab(max_pending_fds=4)
     try:
-        fds, maps = fd_count(), shared_maps()
+        fds, maps = footprint().fds, shared_maps()
         kit = Kit()
         peer = Peer(lab)
         steps = [INIT0, REGION, S2M, ring(True, 1, offset=R), M2S]
@@ -858,7 +852,7 @@ def test_hostile_master_is_refused(name: str) -> None:
     kit = Kit()
     with memif.Socket(path, app_name="fuzz-client") as cs:
         try:
-            fds, maps = fd_count() - 1, shared_maps()  # - the raw listener, closed by then
+            fds, maps = footprint().fds - 1, shared_maps()  # - the raw listener, closed by then
             client = cs.create_interface(
                 role="client", id=0, rx_queues=2, tx_queues=2, ring_size=16,
                 reconnect_interval=0.05, handshake_timeout=5.0,
@@ -896,7 +890,7 @@ def test_hostile_master_is_refused(name: str) -> None:
 
 def assert_clean_client(fds: int, maps: int) -> None:
     assert shared_maps() == maps or shared_maps(collect=True) == maps, "mapping leak"
-    assert fd_count() == fds, "fd leak"
+    assert footprint().fds == fds, "fd leak"
 
 
 def test_master_limits_of_zero_rings_give_one_queue_each_way() -> None:
@@ -1026,7 +1020,7 @@ step_st = st.tuples(
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(prefix=st.integers(0, len(CANON)), tail=st.lists(step_st, max_size=6))
 def _random_sequence(lab: Lab, prefix: int, tail: list[tuple[bytes, list[str]]]) -> None:
-    fds, maps = fd_count(), shared_maps()
+    fds, maps = footprint().fds, shared_maps()
     kit = Kit()
     peer = Peer(lab)
     try:

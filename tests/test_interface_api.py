@@ -3,13 +3,13 @@ and ``details()``."""
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import select
 
 import pytest
 from clocks import ManualClock
+from footprint import footprint
 
 import memif
 from memif import wire
@@ -177,12 +177,6 @@ def test_deleted_interface_refuses_set_admin() -> None:
 
 
 # --------------------------------------------------------------------------- details
-def open_fds() -> int:
-    """This process's open fds (after collecting garbage that may hold some)."""
-    gc.collect()
-    return len(os.listdir("/proc/self/fd"))
-
-
 def test_details_before_and_after_connect() -> None:
     path = unique_name()
     with memif.Socket(path) as ss, memif.Socket(path) as cs:
@@ -190,7 +184,7 @@ def test_details_before_and_after_connect() -> None:
         client = cs.create_interface(
             role="client", id=3, rx_queues=1, tx_queues=2, reconnect_interval=None
         )
-        fds_before = open_fds()
+        fds_before = footprint().fds
         for iface in (server, client):
             d = iface.details()
             assert d.state == "disconnected" and d.rings == [] and d.regions == []
@@ -221,7 +215,7 @@ def test_details_before_and_after_connect() -> None:
         sd, cd = server.details(), client.details()
         assert sd.rings == cd.rings == [] and sd.control_fd is None
         assert sd.remote_disc_reason == cd.local_disc_reason == "done"
-        assert open_fds() == fds_before  # memory, eventfds and control sockets all closed
+        assert footprint().fds == fds_before  # memory, eventfds and control sockets all closed
 
 
 def test_details_descriptor_snapshot() -> None:

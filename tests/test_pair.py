@@ -8,7 +8,6 @@ byte.  Nothing is mocked.
 from __future__ import annotations
 
 import array
-import gc
 import os
 import select
 import socket
@@ -21,6 +20,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 from clocks import ManualClock
+from footprint import footprint
 
 import memif
 from memif import transport, wire
@@ -859,14 +859,6 @@ def test_socket_fileno_is_readable_when_work_is_pending() -> None:
         assert client.remote_disc_reason == "bye"
 
 
-def fd_and_map_counts() -> tuple[int, int, int]:
-    gc.collect()
-    with open("/proc/self/maps") as f:
-        maps = f.readlines()
-    memfds = sum(1 for line in maps if "memfd:" in line and "memif" in line)
-    return len(os.listdir("/proc/self/fd")), len(maps), memfds
-
-
 @pytest.mark.slow
 def test_no_fd_or_mapping_leak_over_200_cycles() -> None:
     def pair_cycle(k: int) -> None:
@@ -878,7 +870,7 @@ def test_no_fd_or_mapping_leak_over_200_cycles() -> None:
 
     for k in range(5):  # warm-up: imports, numpy caches, allocator arenas
         pair_cycle(k)
-    before = fd_and_map_counts()
+    before = footprint()
     assert before[2] == 0
     for k in range(100):
         pair_cycle(k)
@@ -888,9 +880,9 @@ def test_no_fd_or_mapping_leak_over_200_cycles() -> None:
         client = cs.create_interface(role="client", id=0, reconnect_interval=0.001)
         for k in range(100):
             connect(ss, cs, ifaces=[server, client])
-            assert fd_and_map_counts()[2] == 4  # two memfd regions, mapped by both sides
+            assert footprint()[2] == 4  # two memfd regions, mapped by both sides
             (client if k & 1 else server).disconnect("cycle")
             assert drive(ss, cs, until=lambda: not server.connected and not client.connected)
         assert server.connect_count == client.connect_count == 100
-    after = fd_and_map_counts()
+    after = footprint()
     assert after == before
