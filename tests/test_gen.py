@@ -307,7 +307,7 @@ def test_gen_to_gen_round_trip_latency() -> None:
     assert (s["tx_packets"], s["rx_packets"], s["lost"], s["reordered"]) == (n, n, 0, 0)
     assert s["streams"] == 2 and s["duplicates"] == 0
     assert s["latency"] == "round-trip" and 0 < s["p50_us"] <= s["p99_us"]
-    assert 0.2 < s["seconds"] < 2.0  # 3000 packets at 10000 pps
+    assert s["seconds"] > 0.2  # 3000 packets at 10000 pps take 0.3 s; a loaded machine, longer
     assert r["rx_packets"] == r["tx_packets"] == n and r["disconnected"]
 
 
@@ -368,8 +368,7 @@ def test_testpmd_txonly_to_gen_rxonly(testpmd_binary: str, tmp_path: Path) -> No
             time.sleep(0.5)
             tp.stop()
             sent = tp.port_stats(0).tx_packets
-            time.sleep(0.3)  # gen empties its ring
-            gen.send_signal(signal.SIGINT)
+            gen.send_signal(signal.SIGINT)  # gen takes what is in its rings before it ends
             s = result(gen)
     finally:
         gen.kill()

@@ -200,6 +200,19 @@ class Generator:
             done += send_fitting(q, pkts)
         self.tx_drops += n - done
 
+    def _take_delivered(self, now: float) -> None:
+        """At a stop: receive what the peer had already delivered into the rings, at most
+        one ring's worth per queue, so a Ctrl-C after the peer stopped counts every frame
+        it sent (not only those the last turn happened to read)."""
+        if not self.iface.connected:
+            return
+        for qid, q in enumerate(self.rxq):
+            budget = q.size
+            while budget > 0 and (got := self._rx(qid, min(self.burst, budget), now)):
+                budget -= got
+                if self.mode != "txonly":
+                    self.done += got
+
     # ------------------------------------------------------------------ loop
     def drained(self) -> int:
         """Slots sent and not yet taken back by the peer, over every tx queue that sent."""
@@ -226,6 +239,7 @@ class Generator:
         while True:
             if self.stop:
                 self.interrupted = phase != "linger"  # a cut linger is still a full run
+                self._take_delivered(time.perf_counter())
                 break
             now = time.perf_counter()
             work = 0
