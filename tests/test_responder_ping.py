@@ -313,11 +313,13 @@ def test_responder_answers_crafted_frames() -> None:
     }
 
 
-def test_reply_checksums_random_requests() -> None:
+@pytest.mark.parametrize("burst", [256, 7], ids=["full-bursts", "small-bursts"])
+def test_reply_checksums_random_requests(burst: int) -> None:
     """Replies to random echo requests (any TTL, ident, seq, size) all verify.
 
     The responder updates the checksums incrementally (RFC 1624); random headers and payloads
-    reach the sums' edge cases.  In-process: the ``Responder`` class over a real pair.
+    reach the sums' edge cases.  In-process: the ``Responder`` class over a real pair, taking
+    full bursts (answered from header rows) or small ones (frame by frame, as a ping's).
     """
     rng = np.random.default_rng(1)
     requests = []
@@ -332,7 +334,7 @@ def test_reply_checksums_random_requests() -> None:
         socks = (server.socket, client.socket)
         assert drive(*socks, until=lambda: server.tx_queues[0].free_slots() >= len(requests))
         assert client.send(requests) == len(requests)
-        while r.process(server.rx_queues[0], server.tx_queues[0]):
+        while r.process(server.rx_queues[0], server.tx_queues[0], burst):
             pass
         replies = client.recv(1024)
     assert r.icmp_replies == len(requests) == len(replies) and r.ignored == 0
