@@ -13,8 +13,6 @@ gathering rows and classifying them costs hundreds.  It opens nothing and never 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from ...arp_icmp import Answers, ArpIcmpAnswerer, Verdict
@@ -79,39 +77,30 @@ class Responder:
             if self.reflect:
                 self._reflect(batch, txq)
                 return n
+            seen: dict[int, np.ndarray] = {}  # frames read whole, kept for the replies
             if n <= self.answerer.small_burst:  # a ping's burst: no header rows to gather
-                frames = [batch[i] for i in range(n)]
-                answers = self.answerer.answer_frames(frames)
-                request: Callable[[int], np.ndarray] = frames.__getitem__
+                seen.update(enumerate(batch[i] for i in range(n)))
+                answers = self.answerer.answer_frames(list(seen.values()))
             else:
-                answers, request = self._answer_burst(batch)
+
+                def packet(i: int) -> np.ndarray:
+                    seen[i] = p = batch[i]
+                    return p
+
+                rows = batch.headers(HEADER_BYTES)  # a view of the buffers when they allow it
+                answers = self.answerer.answer(rows, batch.lengths, packet)
             self.ignored += n - len(answers.answered)
             if len(answers.answered):
-                self._send(txq, self._jobs(request, answers))
+                self._send(txq, self._jobs(batch, answers, seen))
         return n
 
-    def _answer_burst(self, batch: RxBatch) -> tuple[Answers, Callable[[int], np.ndarray]]:
-        """The answers to a whole burst, from its header rows, and each request by index
-        (those read whole already are not read twice)."""
-        seen: dict[int, np.ndarray] = {}  # frames read whole, kept for the replies
-
-        def packet(i: int) -> np.ndarray:
-            seen[i] = p = batch[i]
-            return p
-
-        def request(i: int) -> np.ndarray:
-            return seen[i] if i in seen else batch[i]
-
-        rows = batch.headers(HEADER_BYTES)  # a view of the buffers when they allow it
-        return self.answerer.answer(rows, batch.lengths, packet), request
-
     def _jobs(
-        self, request: Callable[[int], np.ndarray], answers: Answers
+        self, batch: RxBatch, answers: Answers, seen: dict[int, np.ndarray]
     ) -> list[tuple[np.ndarray, int, int, np.ndarray]]:
         """``(request, kind, reply length, reply head)`` of every frame answered, in order."""
         kinds = answers.verdict[answers.answered].tolist()
         return [
-            (request(i), _KIND[kind], length, answers.head[j, :head])
+            (seen[i] if i in seen else batch[i], _KIND[kind], length, answers.head[j, :head])
             for j, (i, kind, length, head) in enumerate(
                 zip(
                     answers.answered.tolist(),
