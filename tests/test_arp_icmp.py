@@ -351,6 +351,9 @@ def test_answer_matches_the_scalar_reference(
         want = reference(f, MAC, addresses, ethernet=not ip_mode, check_mac=check_mac)
         assert (Verdict(res.verdict[i]), replies.get(i)) == want, (i, f.hex())
         assert (Verdict(whole.verdict[i]), whole_replies.get(i)) == want, (i, f.hex())
+        verdict, head, length = a.answer_one(f)
+        reply = None if head is None else head + f[len(head) : length]
+        assert (verdict, reply) == want, (i, f.hex())
 
 
 def _same(one: Answers, other: Answers) -> None:

@@ -5,8 +5,8 @@
 replies' heads, and writes the replies straight into transmit buffers in shared memory,
 published once per burst (the one copy is the request into the reply buffer; replies larger
 than one buffer go out chained).  A full burst is read through its header rows
-(:meth:`~memif.queue.RxBatch.headers`); a small one, a ping's, is handed over frame by frame
-(:meth:`~memif.arp_icmp.ArpIcmpAnswerer.answer_frames`), which costs a few microseconds where
+(:meth:`~memif.queue.RxBatch.headers`); a small one, a ping's, is answered frame by frame
+(:meth:`~memif.arp_icmp.ArpIcmpAnswerer.answer_one`), which costs a few microseconds where
 gathering rows and classifying them costs hundreds.  It opens nothing and never waits:
 :mod:`memif.tools.ping.responder` runs the loop.
 """
@@ -77,22 +77,36 @@ class Responder:
             if self.reflect:
                 self._reflect(batch, txq)
                 return n
+            if n <= self.answerer.small_burst:  # a ping's burst: frame by frame
+                self._answer_each(batch, txq)
+                return n
             seen: dict[int, np.ndarray] = {}  # frames read whole, kept for the replies
-            if n <= self.answerer.small_burst:  # a ping's burst: no header rows to gather
-                seen.update(enumerate(batch[i] for i in range(n)))
-                answers = self.answerer.answer_frames(list(seen.values()))
-            else:
 
-                def packet(i: int) -> np.ndarray:
-                    seen[i] = p = batch[i]
-                    return p
+            def packet(i: int) -> np.ndarray:
+                seen[i] = p = batch[i]
+                return p
 
-                rows = batch.headers(HEADER_BYTES)  # a view of the buffers when they allow it
-                answers = self.answerer.answer(rows, batch.lengths, packet)
+            rows = batch.headers(HEADER_BYTES)  # a view of the buffers when they allow it
+            answers = self.answerer.answer(rows, batch.lengths, packet)
             self.ignored += n - len(answers.answered)
             if len(answers.answered):
                 self._send(txq, self._jobs(batch, answers, seen))
         return n
+
+    def _answer_each(self, batch: RxBatch, txq: TxQueue) -> None:
+        """A small burst, frame by frame (:meth:`~memif.arp_icmp.ArpIcmpAnswerer.answer_one`):
+        no header rows to gather, no arrays to build."""
+        jobs = []
+        answer = self.answerer.answer_one
+        for i in range(len(batch)):
+            p = batch[i]
+            verdict, head, length = answer(p.tobytes())
+            if head is None:
+                self.ignored += 1
+            else:
+                jobs.append((p, _KIND[verdict], length, np.frombuffer(head, np.uint8)))
+        if jobs:
+            self._send(txq, jobs)
 
     def _jobs(
         self, batch: RxBatch, answers: Answers, seen: dict[int, np.ndarray]
