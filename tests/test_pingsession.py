@@ -85,6 +85,19 @@ def test_replies_matched_duplicates_corrupted_and_strangers() -> None:
     assert s.done and s.echo_reply(0x1234, 1, DST, 0.4) is None and s.poll(9.0) == []
 
 
+def test_rtt_from_the_send_time_the_caller_tells() -> None:
+    """``sent_at`` moves a request's send time (the RTT's start), not the schedule."""
+    s = session(mac=None, count=2, interval=1.0)
+    (first,) = s.poll(5.0)
+    s.sent_at(1, 5.25)
+    s.sent_at(7, 5.5)  # not in flight: nothing happens
+    got = s.echo_reply(0x1234, 1, DST, 5.5)
+    assert got is not None and got.rtt == pytest.approx(0.25)
+    assert s.next_deadline() == 6.0 and [x.seq for x in s.poll(6.0)] == [2]
+    s.sent_at(1, 9.0)  # answered already: its RTT stays
+    assert s.stats.rtt_by_seq == {1: pytest.approx(0.25)}
+
+
 def test_sequence_numbers_wrap_at_16_bits() -> None:
     s = session(count=None, interval=0.0, mac=None)
     seqs = [x.seq for t in range(65537) for x in s.poll(float(t))]

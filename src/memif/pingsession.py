@@ -180,6 +180,14 @@ class PingSession:
             self.state = State.DONE
         return []
 
+    def sent_at(self, seq: int, when: float) -> None:
+        """Echo request ``seq`` left at ``when``, not at the ``now`` of the :meth:`poll` that
+        returned it: a caller that reads its clock again right before the send measures
+        round trips from there, as ping(8) does (the schedule keeps the poll's time).
+        Nothing happens for a request no longer in flight."""
+        if seq in self._sent:
+            self._sent[seq] = when
+
     def echo_request(self, seq: int) -> bytes:
         """The frame (or bare IPv4 packet) of echo request ``seq``, whose IP identification
         is ``seq`` too.

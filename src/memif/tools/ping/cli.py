@@ -295,9 +295,15 @@ class Pinger:
             while not session.done:
                 now = time.perf_counter()
                 for sent in session.poll(now):
-                    if sent.seq is not None and start is None:
+                    if sent.seq is None:  # ARP
+                        self._send(sent.frame)
+                        continue
+                    if start is None:
                         start = now
-                    if not self._send(sent.frame) and sent.seq is not None:
+                    at = time.perf_counter()  # the RTT starts at the send, as ping(8)'s
+                    if self._send(sent.frame):
+                        session.sent_at(sent.seq, at)
+                    else:
                         why = "memif is down" if not self.iface.connected else "transmit ring full"
                         print(f"memif: icmp_seq={sent.seq} not sent: {why}", file=sys.stderr)
                 deadline = session.next_deadline()
