@@ -25,7 +25,10 @@ than the rest of a ping's round trip (it is about 1 us per frame more for a full
 Frame by frame in plain Python it is 4 to 8 us a frame, so a burst of at most
 :data:`SMALL_BURST` frames (the answerer's ``small_burst``) is answered that way, with the
 same rules and the same :class:`Answers` (identical verdicts, heads and lengths: the tests
-run both paths against :func:`reference` and against each other).
+run both paths against :func:`reference` and against each other).  Callers holding whole
+frames skip the header rows: :meth:`~ArpIcmpAnswerer.answer_frames` (a burst of them, as
+:class:`Answers`) and :meth:`~ArpIcmpAnswerer.answer_one` (one frame, no arrays at all: what
+``memif responder`` does with a ping's bursts).
 """
 
 from __future__ import annotations
