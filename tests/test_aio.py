@@ -135,6 +135,7 @@ def test_rx_batches_refills_each_batch_and_keeps_order() -> None:
     run(main)
 
 
+@pytest.mark.slow
 def test_awaiting_does_not_busy_poll() -> None:
     async def main() -> None:
         async with pair() as (server, _client):

@@ -280,6 +280,7 @@ def mangled(draw: st.DrawFn) -> bytes:
     return base[: draw(st.integers(0, len(base)))] if draw(st.booleans()) else base
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(mangled(), min_size=1, max_size=20), st.sampled_from(list(PATHS.values())))
 def test_fuzz_verdicts_and_replies(frames: list[bytes], small_burst: int) -> None:
@@ -330,6 +331,7 @@ def frames(draw: st.DrawFn) -> bytes:
     return f
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("small_burst", PATHS.values(), ids=PATHS.keys())
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(frames(), min_size=1, max_size=24), st.booleans(), st.booleans(), st.booleans())
@@ -372,6 +374,7 @@ def _copied(f: Fields) -> dict[str, np.ndarray]:
     st.lists(st.one_of(frames(), mangled()), max_size=SMALL_BURST + 4),
     st.booleans(), st.booleans(), st.booleans(),
 )  # fmt: skip
+@pytest.mark.slow
 def test_both_paths_give_the_same_answers(
     batch: list[bytes], check_mac: bool, ip_mode: bool, whole: bool
 ) -> None:

@@ -134,6 +134,7 @@ def _check(batch: list[bytes], ethernet: bool, seed: int = 0) -> None:
             assert got == want, (name, i, frame.hex())
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(frames(), min_size=1, max_size=40), st.integers(0, 2**32))
 def test_classify_matches_parse(batch: list[bytes], seed: int) -> None:

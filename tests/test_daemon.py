@@ -316,6 +316,7 @@ def test_bridge_forwarding_counters_fib_runtime_trace(start) -> None:
         b.close()
 
 
+@pytest.mark.slow
 def test_slave_port_zero_copy_and_span(start) -> None:
     """A daemon slave port (zero-copy) bridged with a master port; SPAN to a third port."""
     a_name, b_name, c_name = (unique_name(f"memifd-{x}") for x in "abc")

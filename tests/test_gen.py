@@ -198,6 +198,7 @@ IMIX = [64, 594, 64, 64, 1518, 64, 594, 64, 64, 594, 64, 594]  # 7 x 64, 4 x 594
 @pytest.mark.parametrize(
     ("size", "expect"), [("64,512,1500", [64, 512, 1500] * 100), ("imix", IMIX * 25)]
 )
+@pytest.mark.slow
 def test_size_mix(size: str, expect: list[int]) -> None:
     path, n = unique(), len(expect)
     with Peer(path, "server") as peer:
@@ -217,6 +218,7 @@ def test_size_mix(size: str, expect: list[int]) -> None:
 @pytest.mark.parametrize(
     ("role", "size"), [("client", "9000"), ("server", "9000"), ("client", "64,9000")]
 )
+@pytest.mark.slow
 def test_jumbo_frames_go_out_chained(role: str, size: str) -> None:
     path, n = unique(), 300
     peer_role = "server" if role == "client" else "client"
@@ -234,6 +236,7 @@ def test_jumbo_frames_go_out_chained(role: str, size: str) -> None:
     assert big[HDR + 20 :] == bytes(i & 0xFF for i in range(9000 - HDR - 20))  # payload intact
 
 
+@pytest.mark.slow
 def test_sigint_prints_the_summary() -> None:
     path = unique()
     with Peer(path, "server") as peer:
@@ -248,6 +251,7 @@ def test_sigint_prints_the_summary() -> None:
 # ------------------------------------------------------------------------------------ rxonly
 
 
+@pytest.mark.slow
 def test_rxonly_counts_loss_reordering_duplicates_and_foreign() -> None:
     path = unique()
     seqs = [i for i in range(100) if i not in (5, 6, 7)]

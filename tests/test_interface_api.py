@@ -60,6 +60,7 @@ def test_removed_listener_is_not_called() -> None:
     assert calls == ["kept"]
 
 
+@pytest.mark.slow
 def test_a_raising_listener_stops_neither_the_others_nor_the_socket(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

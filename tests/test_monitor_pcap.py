@@ -499,6 +499,7 @@ def test_monitor_rejects_bad_filters() -> None:
 
 
 # --------------------------------------------------------------------------- ip mode
+@pytest.mark.slow
 def test_ip_mode_capture_and_replay(tmp_path: Path) -> None:
     path = tmp_path / "ip.pcap"
     peer = Peer(ids=(0, 1), mode="ip")
@@ -538,6 +539,7 @@ def test_ip_mode_capture_and_replay(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- replay pacing
+@pytest.mark.slow
 def test_replay_recorded_pace_rate_and_loop(tmp_path: Path) -> None:
     paced = tmp_path / "paced.pcap"
     frames = ETH_FRAMES[2:7]
@@ -611,6 +613,7 @@ def test_replay_waits_for_a_full_ring(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- stopping, display
+@pytest.mark.slow
 def test_monitor_sigint_prints_summary_and_closes_pcap(tmp_path: Path) -> None:
     path = tmp_path / "int.pcap"
     peer = Peer()

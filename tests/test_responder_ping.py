@@ -124,6 +124,7 @@ def test_ping_answered_by_responder(responder_role: str) -> None:
     assert "icmp replies 7" in err
 
 
+@pytest.mark.slow
 def test_ping_ip_mode_polling_and_queues() -> None:
     """No Ethernet header and no ARP in ip mode; polling queues; two queue pairs."""
     name = unique_name("ping-ip")
@@ -236,6 +237,7 @@ def _recv_n(sock: memif.Socket, iface: memif.Interface, n: int, queue: int = 0) 
     return got
 
 
+@pytest.mark.slow
 def test_responder_answers_crafted_frames() -> None:
     name = unique_name("crafted")
     with responder(
@@ -342,6 +344,7 @@ def test_reply_checksums_random_requests(burst: int) -> None:
         _check_echo_reply(frame, request)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("responder_role", ["server", "client"])
 def test_reflect_echoes_every_frame(responder_role: str) -> None:
     name = unique_name("reflect")

@@ -109,6 +109,7 @@ def rig(switch_rig):
 
 
 # ---------------------------------------------------------------------- bridging
+@pytest.mark.slow
 def test_bridge_floods_unknown_then_forwards_learned_unicast(rig):
     r = rig()
     a, b, c = r.add(), r.add(), r.add()
@@ -262,6 +263,7 @@ def _check_echo_reply(l3: bytes, ident: int, seq: int, data: bytes) -> None:
     assert packet.parse_icmp_echo(p.l4) == (packet.ICMP_ECHO_REPLY, 0, ident, seq, data)
 
 
+@pytest.mark.slow
 def test_arp_and_icmp_echo_are_answered_for_an_interface_address(rig):
     r = rig()
     a = r.add(bd=None)
@@ -358,6 +360,7 @@ def test_hostile_server_naming_one_buffer_twice_cannot_double_free(rig):
 
 
 # ---------------------------------------------------------------------- control
+@pytest.mark.slow
 def test_admin_down_drops_and_disconnects(rig):
     r = rig()
     a, b, c = r.add(), r.add(), r.add()
@@ -456,6 +459,7 @@ def test_trace_records_the_first_packets_through_each_node(rig):
     assert len(r.sw.graph.traces) == 3  # the budget is spent
 
 
+@pytest.mark.slow
 def test_switch_sleeps_when_idle(rig):
     r = rig()
     a, b = r.add(), r.add()

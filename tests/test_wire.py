@@ -357,6 +357,7 @@ _type_field = st.one_of(st.integers(0, 10), st.integers(0, 0xFFFF)).map(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None)
 @given(head=_type_field, body=st.binary(min_size=126, max_size=126))
 def test_random_128_bytes_decode_or_protocol_error(head, body):
@@ -369,6 +370,7 @@ def test_random_128_raw_bytes_decode_or_protocol_error(data):
     _decode_or_protocol_error(data)
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None)
 @given(data=st.binary(min_size=0, max_size=300))
 def test_random_length_bytes_decode_or_protocol_error(data):
@@ -438,6 +440,7 @@ MESSAGES = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(msg=MESSAGES)
 def test_round_trip(msg):
