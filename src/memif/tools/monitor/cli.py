@@ -7,9 +7,9 @@ passes the filters to a pcap file, and redraw a small block in place on a termin
 Runs until Ctrl-C (the final summary is printed and the capture closed cleanly),
 ``--duration`` or ``--count``.
 
-The pieces: :mod:`memif.tools.monitor.classify` (headers and filters),
-:mod:`memif.tools.monitor.stats` (counters), :mod:`memif.tools.monitor.display` (the block);
-this module is the receive loop and the command.
+The pieces: :mod:`memif.classify` (the header fields), :mod:`memif.tools.monitor.filters`
+(header rows and filters), :mod:`memif.tools.monitor.stats` (counters),
+:mod:`memif.tools.monitor.display` (the block); this module is the receive loop and the command.
 """
 
 from __future__ import annotations
@@ -23,6 +23,20 @@ from typing import Any
 
 import numpy as np
 
+from ...classify import (
+    ARP,
+    HEADER_BYTES,
+    ICMP,
+    ICMP6,
+    IP4_OTHER,
+    IP6_OTHER,
+    RUNT,
+    TCP4,
+    TCP6,
+    UDP4,
+    UDP6,
+    classify,
+)
 from ...errors import MemifError
 from ...loop import EventLoop
 from ...pcap import DEFAULT_SNAPLEN, PcapWriter, linktype_for_mode
@@ -39,23 +53,8 @@ from ..common import (
     print_json,
     wait_rx,
 )
-from .classify import (
-    ARP,
-    HEADER_BYTES,
-    ICMP,
-    ICMP6,
-    IP4_OTHER,
-    IP6_OTHER,
-    RUNT,
-    TCP4,
-    TCP6,
-    UDP4,
-    UDP6,
-    Filter,
-    burst_headers,
-    classify,
-)
 from .display import Block, render, si
+from .filters import Filter, burst_headers
 from .stats import Stats
 
 __all__ = [

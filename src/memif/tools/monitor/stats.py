@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 
 from ... import packet as pk
-from ...config import format_mac
-from .classify import (
+from ...classify import (
     ARP,
     ICMP,
     ICMP6,
@@ -26,6 +25,7 @@ from .classify import (
     UDP6,
     Fields,
 )
+from ...config import format_mac
 
 
 class Talkers:

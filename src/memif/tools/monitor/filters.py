@@ -1,9 +1,8 @@
 """``memif monitor``'s filters over the header fields of a burst.
 
-:func:`memif.classify.classify` (the core's header classifier, re-exported here) decodes the
-headers of a whole burst into :class:`~memif.classify.Fields`, one array per field;
-:func:`burst_headers` gathers the header rows it reads; :class:`Filter` turns ``--filter-*``
-options into a mask over those fields.
+:func:`burst_headers` gathers the header rows that :func:`memif.classify.classify` decodes
+into :class:`~memif.classify.Fields`, one array per field; :class:`Filter` turns
+``--filter-*`` options into a mask over those fields.
 """
 
 from __future__ import annotations
@@ -16,47 +15,13 @@ import numpy as np
 
 from ... import packet as pk
 from ...classify import (
-    ARP,
     HEADER_BYTES,
-    ICMP,
-    ICMP6,
-    IP4_OTHER,
-    IP6_OTHER,
-    N_CATEGORIES,
-    NOT_IP,
-    OTHER,
-    RUNT,
-    TCP4,
-    TCP6,
-    UDP4,
-    UDP6,
     Fields,
-    classify,
 )
 from ...config import format_mac, parse_mac
 from ...queue import RxBatch
 
-__all__ = [
-    "ARP",
-    "HEADER_BYTES",
-    "ICMP",
-    "ICMP6",
-    "IP4_OTHER",
-    "IP6_OTHER",
-    "NOT_IP",
-    "N_CATEGORIES",
-    "OTHER",
-    "PROTO_NAMES",
-    "RUNT",
-    "TCP4",
-    "TCP6",
-    "UDP4",
-    "UDP6",
-    "Fields",
-    "Filter",
-    "burst_headers",
-    "classify",
-]
+__all__ = ["PROTO_NAMES", "Filter", "burst_headers"]
 
 
 # --------------------------------------------------------------------------- headers
