@@ -126,3 +126,30 @@ def test_ip_mode_answers_bare_packets(switch_rig: Callable[..., Any]) -> None:
         "10.0.0.1", "10.0.0.2", 0, b"switch data"
     )  # fmt: skip
     assert isinstance(peer, memif.Interface)
+
+
+def test_one_packet_vectors_and_a_changed_address(rig: Rig) -> None:
+    """Each kind of frame alone in its vector (the small path: no classification unless
+    an echo reply needs it), and the answerer follows the interface's addresses and MAC
+    when they change after traffic (it is kept per interface, not built per vector)."""
+    sw_mac = rig.sw_if.mac
+    (reply,) = rig.exchange([_echo(sw_mac=sw_mac, seq=1)])
+    assert Ether(reply)[ICMP].type == 0
+    assert rig.exchange([_echo(kind=packet.ICMP_ECHO_REPLY, seq=9, sw_mac=sw_mac)]) == []
+    assert rig.sw.ping_replies[-1][:3] == (0x4242, 9, PEER_IP)
+    before = rig.errors().get("not-for-us", 0)
+    assert rig.exchange([_echo(packet.ip4("10.0.0.9"), sw_mac=sw_mac)]) == []
+    assert rig.errors()["not-for-us"] == before + 1
+
+    new_ip = packet.ip4("10.0.0.7")
+    rig.sw.set_ip(rig.sw_if.name, SW_IP, 24, delete=True)
+    rig.sw.set_ip(rig.sw_if.name, new_ip, 24)
+    rig.sw.set_mac(rig.sw_if.name, "02:00:00:00:00:77")
+    assert rig.exchange([_echo(sw_mac=sw_mac)]) == []  # the old address is gone
+    assert rig.errors()["not-for-us"] == before + 2
+    new_mac = bytes.fromhex("020000000077")
+    (arp,) = rig.exchange([packet.arp_request(mac(1), PEER_IP, new_ip)])
+    assert arp == packet.arp_reply(new_mac, new_ip, mac(1), PEER_IP)
+    (reply,) = rig.exchange([_echo(new_ip, sw_mac=new_mac, seq=2)])
+    p = Ether(reply)
+    assert (p.src, p[IP].src, p[ICMP].seq) == ("02:00:00:00:00:77", "10.0.0.7", 2)
