@@ -129,6 +129,39 @@ def test_bridge_floods_unknown_then_forwards_learned_unicast(rig):
     }
 
 
+def test_flood_of_one_packet_and_of_mixed_vectors_follows_the_members(rig):
+    """l2-flood: one packet (clones to every member but the last, which gets the
+    original), a vector from two ports at once (each packet to every member but its own
+    port, in order), and the members it floods to follow ports going down and up, and
+    new ports (its list of usable members is kept until the tables change)."""
+    r = rig()
+    a, b, c, d = r.add(), r.add(), r.add(), r.add()
+    r.connect()
+    flood = r.sw.graph.by_name["l2-flood"]
+    one = frame(packet.BROADCAST, a.mac, "one")
+    assert r.exchange((a, [one])) == {a: [], b: [one], c: [one], d: [one]}
+    r.sw.set_state(d.name, False)
+    two = frame(packet.BROADCAST, a.mac, "two")
+    assert r.exchange((a, [two])) == {a: [], b: [two], c: [two], d: []}
+    calls, vectors = flood.calls, flood.vectors
+    from_a = [frame(mac(9), a.mac, f"a{k}") for k in range(3)]
+    from_b = [frame(packet.BROADCAST, b.mac, f"b{k}") for k in range(2)]
+    out = r.exchange((a, from_a), (b, from_b))
+    assert out == {a: from_b, b: from_a, c: from_a + from_b, d: []}
+    assert (flood.calls - calls, flood.vectors - vectors) == (1, 5)  # one mixed vector
+    r.sw.set_state(d.name, True)
+    r.connect()
+    e = r.add()
+    r.connect()
+    three = frame(packet.BROADCAST, c.mac, "three")
+    assert r.exchange((c, [three])) == {a: [three], b: [three], c: [], d: [three], e: [three]}
+    r.sw.set_bridge(e.name, 2)  # alone in its domain: nowhere to flood
+    before = r.errors().get("no-members", 0)
+    assert r.exchange((e, [frame(packet.BROADCAST, e.mac, "alone")]))[a] == []
+    assert r.errors()["no-members"] == before + 1
+    assert r.sw.pool.n_free == r.sw.pool.n_buffers
+
+
 def test_bridge_keeps_order_and_handles_a_full_vector(rig):
     r = rig()
     a, b = r.add(), r.add()

@@ -21,7 +21,7 @@ from .. import packet
 from ..arp_icmp import REPLY_HEAD, Answers, ArpIcmpAnswerer, Verdict
 from ..classify import HEADER_BYTES
 from .graph import DROP
-from .nodes_l2 import SwitchNode
+from .nodes_l2 import SwitchNode, distinct
 from .pool import INDEX
 from .tables import SwInterface
 
@@ -145,7 +145,7 @@ def answer_by_interface(
     """``(interface, buffers, header rows, answers)`` for the buffers of ``idx`` each
     interface received (one group in the usual vector)."""
     pool, rx = node.rt.pool, node.meta.rx_if[idx]
-    groups = [int(rx[0])] if len(idx) and (rx == rx[0]).all() else np.unique(rx).tolist()
+    groups = distinct(rx)
     for sw_if_index in groups:
         sub = idx if len(groups) == 1 else idx[rx == sw_if_index]
         iface = node.tables.interfaces[sw_if_index]
