@@ -38,9 +38,9 @@ In the other modes loss is per stream, ``highest + 1 - unique``. The summary (``
 object on stdout) holds tx/rx packets, bytes, Mpps and Gbit/s (frame bytes), ``mpps``/``gbps``
 of the mode's main direction, ``lost``, ``reordered``, ``duplicates``, ``sequenced``,
 ``foreign``, ``tx_drops`` (reflected frames the tx ring had no room for), ``rx_errors`` (bad
-descriptors), latency ``min_us``/``p50_us``/``p99_us``/``max_us``/``mean_us`` (null when not
-measured), ``in_flight`` (slots the peer had not taken back at the end) and ``seconds`` (the
-traffic phase, without the drain and the linger).
+descriptors), latency ``min_us``/``p50_us``/``p99_us``/``p999_us``/``max_us``/``mean_us``
+(null when not measured), ``in_flight`` (slots the peer had not taken back at the end) and
+``seconds`` (the traffic phase, without the drain and the linger).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from typing import Any
 
 from ... import wire
 from ...errors import MemifError
+from ...loop import IDLE_AFTER
 from ..common import (
     add_connection_args,
     fail,
@@ -88,7 +89,8 @@ def format_summary(s: dict[str, Any]) -> str:
     if s["latency_samples"]:
         lines.append(
             f"  {s['latency']} latency us: min {s['min_us']} p50 {s['p50_us']} p99 {s['p99_us']} "
-            f"max {s['max_us']} mean {s['mean_us']} ({s['latency_samples']} samples)"
+            f"p99.9 {s['p999_us']} max {s['max_us']} mean {s['mean_us']} "
+            f"({s['latency_samples']} samples)"
         )
     else:
         lines.append("  latency: not measured")
@@ -249,6 +251,15 @@ def add_parser(subparsers: Any) -> None:
         type=ipv4_arg,
         default=bytes([198, 18, 0, 2]),
         help="destination IPv4 (default 198.18.0.2)",
+    )
+    g.add_argument(
+        "--rx-mode",
+        choices=("interrupt", "polling", "adaptive"),
+        default=None,
+        help="how an idle turn waits for packets: interrupt (sleep on the queue's eventfd), "
+        "polling (spin, a whole CPU), adaptive (spin while packets came in the last "
+        f"{IDLE_AFTER * 1000:g} ms, then sleep on interrupts); default interrupt, polling with "
+        "--polling",
     )
     g.add_argument("--quiet", "-q", action="store_true", help="no live line on stderr")
     p.set_defaults(func=run)

@@ -16,7 +16,7 @@ import numpy as np
 
 from ... import wire
 from ...errors import MemifError
-from ...loop import EventLoop
+from ...loop import IDLE_AFTER, EventLoop, RxMode
 from ...queue import RxBatch, TxQueue
 from ..burst import echo_burst, send_fitting, swap_macs
 from ..common import LiveLine, StopRequest
@@ -45,9 +45,14 @@ class Generator:
         self.txq = list(iface.tx_queues)
         self.rxq = list(iface.rx_queues)
         self.streams = [_TxStream(q, i) for i, q in enumerate(self.txq)]
+        #: interrupt (sleep on the rx eventfds when idle), polling (spin: no sleep), or
+        #: adaptive (spin while packets came within IDLE_AFTER, then sleep on interrupts)
+        self.rx_mode = RxMode.parse(args.rx_mode or ("polling" if args.polling else "interrupt"))
         self.rx_wake = EventLoop(clock=time.perf_counter)  # what an idle turn sleeps on:
-        self.rx_wake.update_rx(self.rxq)  # the rx eventfds (queues in polling mode: no sleep)
-        self.polling = bool(args.polling)
+        self.rx_wake.update_rx(self.rxq, mode=self.rx_mode)  # the rx eventfds
+        self.polling = self.rx_mode is RxMode.POLLING
+        self.adaptive = self.rx_mode is RxMode.ADAPTIVE
+        self.busy_at = -math.inf  # the last turn that moved packets (adaptive mode)
         self.an = Analyzer(frames)
         self.burst = args.burst
         self.count = args.count
@@ -279,9 +284,12 @@ class Generator:
                     self.live.update(self.live_text(now), force=True)
             if work:
                 idle = 0
+                self.busy_at = now
                 continue
             idle += 1
             if self.polling:  # busy-poll, as DPDK does: lowest latency, a whole CPU
+                continue
+            if self.adaptive and now - self.busy_at < IDLE_AFTER:  # still busy: poll on
                 continue
             timeout = self.wait  # tokens to wait for; frames coming back wake us up earlier
             if not timeout:
@@ -378,6 +386,7 @@ class Generator:
             "mean_us": round(lat.total / lat.count / 1000, 3) if lat.count else None,
             "p50_us": us(50),
             "p99_us": us(99),
+            "p999_us": us(99.9),
             "max_us": round(lat.max / 1000, 3) if lat.count else None,
             "in_flight": self.undrained,
             "interrupted": self.interrupted,
