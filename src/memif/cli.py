@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "responder": "memif.tools.ping.responder",
     "bench": "memif.tools.bench.cli",
     "bench-switch": "memif.tools.bench.switch",
+    "bench-latency": "memif.tools.bench.latency",
     "demo": "memif.tools.demo.cli",
 }
 
