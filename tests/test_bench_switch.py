@@ -60,6 +60,69 @@ def test_switch_and_reference_json(testpmd_binary: str) -> None:
     assert nodes["memif-input"]["vectors"] == sum(nodes[n]["vectors"] for n in outputs)
 
 
+@pytest.mark.testpmd
+def test_jumbo_frames_cross_the_switch_chained(testpmd_binary: str) -> None:
+    lines = run_bench_switch(
+        "--seconds", "0.5", "--warmup", "0.3", "--frames", "9000", "--configs", "master-copy",
+        "--testpmd", testpmd_binary,
+    )  # fmt: skip
+    [obj] = lines
+    assert obj["error"] is None, obj
+    assert (obj["config"], obj["frame"]) == ("master-copy", 9000)
+    assert obj["packets"] > 0 and obj["bytes"] == obj["packets"] * 9000, obj
+    assert obj["prime"] == 6  # as many bursts of 5-descriptor chains as fit a 1024-slot ring
+    assert obj["gbps"] == pytest.approx(obj["bytes"] * 8 / obj["seconds"] / 1e9, rel=1e-2)
+    assert obj["errors"] == {}, obj  # no chain refused, no ring fault
+    nodes = obj["nodes"]
+    outputs = [n for n in nodes if n.endswith("-output") and n != "l2-output"]
+    assert nodes["memif-input"]["vectors"] == sum(nodes[n]["vectors"] for n in outputs)
+
+
+@pytest.mark.testpmd
+def test_imix_circulates_a_mix(testpmd_binary: str) -> None:
+    [obj] = run_bench_switch(
+        "--seconds", "0.5", "--warmup", "0.3", "--frames", "imix", "--configs", "slave-zc",
+        "--testpmd", testpmd_binary,
+    )  # fmt: skip
+    assert obj["error"] is None, obj
+    assert obj["frame"] == "imix" and obj["prime"] == 24
+    assert obj["packets"] > 0
+    # between the smallest and the largest frame of the mix: neither size alone circulates
+    assert 64 < obj["bytes"] / obj["packets"] < 1518, obj
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--frames", "59"], "frame '59': expected a size 60..9216 or imix"),
+        (["--frames", "9217"], "frame '9217': expected a size 60..9216 or imix"),
+        (["--frames", "jumbo"], "frame 'jumbo': expected a size 60..9216 or imix"),
+        (["--prime", "0"], "--prime 0 must be 1..1024"),
+        (["--configs", "nope"], "unknown configuration 'nope'"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(args: list[str], message: str) -> None:
+    proc = subprocess.run(
+        memif_argv("bench-switch", *args),
+        capture_output=True, text=True, timeout=60, env=ENV, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_frame_list_and_priming() -> None:
+    assert bench_switch.frame_list("64, 9000,IMIX,64") == [64, 9000, "imix"]
+    assert bench_switch.segments(9000) == [2048, 2048, 2048, 2048, 808]
+    assert bench_switch.segments(2048) == [2048] and bench_switch.segments(64) == [64]
+    assert bench_switch.priming(64, 48) == [(64, 48)]  # one buffer: primed as asked
+    assert bench_switch.priming(9000, 48) == [(9000, 6)]  # 6 * 32 * 5 slots <= 1024
+    assert bench_switch.priming(4096, 2) == [(4096, 2)]
+    assert bench_switch.priming("imix", 48) == [(64, 14), (570, 8), (1518, 2)]
+    assert bench_switch.mean_frame("imix") == pytest.approx((7 * 64 + 4 * 570 + 1518) / 12)
+    assert bench_switch.mean_frame(9000) == 9000.0
+
+
 def test_plan_puts_the_reference_first() -> None:
     plan = bench_switch.plan([64, 1500], ["slave-zc", "reference", "master-zc"])
     assert [(c.name, f) for c, f in plan] == [

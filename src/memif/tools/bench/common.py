@@ -120,11 +120,22 @@ def testpmd_binary(given: str | None, hint: str = "") -> str:
 # ------------------------------------------------------------------------------------ results
 
 
-def set_rates(result: Any, packets: int, seconds: float, frame: int, extra: dict) -> None:
-    """Mpps and Gbit/s (frame bytes only) from a count, plus the other figures, rounded."""
+def set_rates(
+    result: Any,
+    packets: int,
+    seconds: float,
+    frame: float,
+    extra: dict,
+    nbytes: int | None = None,
+) -> None:
+    """Mpps and Gbit/s (frame bytes only) from a count, plus the other figures, rounded.
+
+    Gbit/s counts ``nbytes`` when the bytes were counted, else ``frame`` bytes per packet.
+    """
     pps = packets / seconds
     result.mpps = round(pps / 1e6, 4)
-    result.gbps = round(pps * frame * 8 / 1e9, 4)
+    bits = (packets * frame if nbytes is None else nbytes) * 8
+    result.gbps = round(bits / seconds / 1e9, 4)
     for key, value in extra.items():
         setattr(result, key, round(value, 4) if isinstance(value, float) else value)
 

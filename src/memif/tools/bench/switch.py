@@ -31,10 +31,24 @@ process's main thread, in-process) or the middle testpmd's forwarding lcore runs
 loop driver's forwarding lcore on LOOP. testpmd main lcores sit idle at their prompt and may
 share a CPU with anything.
 
+Frames (``--frames``): sizes from 60 to 9216 bytes, and ``imix``. Frames longer than a buffer
+(2048 bytes) are chained: testpmd sends them as mbuf chains of 2048-byte segments
+(``--txpkts=2048,2048,...``), which its memif driver writes over several descriptors in copy
+mode (or one descriptor per segment with ``zero-copy=yes``); the switch copies each chain into
+one of its 10240-byte pool buffers, and a slave switch with zero-copy posts those buffers on its
+receive rings, so its peer writes a jumbo frame into one descriptor. testpmd 22.11's memif driver
+overruns a ring with chained frames once the ring is full (the switch then disconnects it:
+"ring counter out of range"), so chained sizes are primed with at most as many bursts as fit one
+1024-slot ring (6 bursts of 32 at 9000 bytes). ``imix`` is the simple IMIX 7:4:1 of 64, 570 and
+1518-byte frames: the loop driver primes 7, 4 and 1 bursts (times 2) of each in turn (``set
+txpkts`` between them; ``--no-flush-rx`` keeps the frames already circulating at each restart),
+so the frames circulating keep that mix (the mean frame is 353.8 bytes).
+
 Measurement: connect, prime, run ``--warmup`` seconds, then count over ``--seconds``. The rate
-is packets forwarded in both directions per second: for the switch, the rx packets of both its
-interfaces; for the reference, the RX-packets of both ports of the middle testpmd (``show port
-stats``; the read time is the middle of the two commands). Gbit/s = frame bytes * 8 * packets/s.
+is packets forwarded in both directions per second: for the switch, the rx packets (and bytes)
+of both its interfaces; for the reference, the RX-packets (and RX-bytes) of both ports of the
+middle testpmd (``show port stats``; the read time is the middle of the two commands). Gbit/s =
+frame bytes counted * 8 / seconds (``bytes``: frame bytes without FCS).
 ``ratio`` = Mpps / the reference's Mpps at the same frame size in this run (the reference is
 measured first at each size). For the switch also, over the same window: ``cpu`` = process CPU
 time / wall time, ``busy`` = the switch's ``busy_ns`` (wall time of the loop turns that moved
@@ -71,10 +85,8 @@ from typing import Any, TypeVar
 from ...vswitch.memif_port import DEFAULT_VECTOR
 from .common import (
     add_cpus_arg,
-    add_frames_arg,
     add_testpmd_json_args,
     add_window_args,
-    check_frames,
     choice_list,
     set_rates,
     set_ratio,
@@ -84,8 +96,16 @@ from .common import (
 
 REFERENCE = "reference"
 MIN_FRAME = 60
-MAX_FRAME = 2048  # one buffer on every side
-BUFFER_SIZE = 2048
+MAX_FRAME = 9216  # the switch's jumbo frames (its pool buffers hold 10240 bytes)
+BUFFER_SIZE = 2048  # every ring buffer; longer frames are chained
+RING_SLOTS = 1024  # testpmd's (rsize 10) and the switch's rings
+BURST = 32  # testpmd's burst: what one primed burst holds
+IMIX = "imix"
+IMIX_MIX = ((64, 7), (570, 4), (1518, 1))
+"""The simple IMIX: (frame bytes, share), 7:4:1 of 64, 570 and 1518 bytes."""
+IMIX_SCALE = 2  # the loop driver primes 14, 8 and 2 bursts (384 frames per port)
+Frame = int | str
+"""A frame size in bytes, or ``"imix"``."""
 MAC = ("02:00:00:00:00:a0", "02:00:00:00:00:a1")
 """MAC addresses of the loop driver's ports 0 and 1."""
 _WAIT = 20.0  # seconds to wait for testpmd or a link
@@ -167,7 +187,7 @@ class Result:
     """One measurement, as printed by ``--json`` (one object per line)."""
 
     config: str
-    frame: int
+    frame: Frame
     mpps: float | None = None
     gbps: float | None = None
     ratio: float | None = None
@@ -176,6 +196,7 @@ class Result:
     nodes: dict[str, dict[str, float]] = field(default_factory=dict)
     description: str = ""
     packets: int | None = None
+    bytes: int | None = None
     seconds: float | None = None
     runq: float | None = None
     empty_polls: float | None = None
@@ -278,12 +299,44 @@ def _cpu_mhz() -> float:
     return cpu_mhz()[0]
 
 
-def _driver_args(frame: int, opts: Options) -> dict[str, Any]:
+def segments(frame: int) -> list[int]:
+    """The mbuf segments testpmd sends a ``frame``-byte frame in: 2048 bytes each but the last."""
+    full, rest = divmod(frame, BUFFER_SIZE)
+    return [BUFFER_SIZE] * full + ([rest] if rest else [])
+
+
+def mean_frame(frame: Frame) -> float:
+    """The mean frame size in bytes: the size itself, or the IMIX mix's weighted mean."""
+    if frame == IMIX:
+        return sum(f * w for f, w in IMIX_MIX) / sum(w for _, w in IMIX_MIX)
+    return float(frame)
+
+
+def priming(frame: Frame, prime: int) -> list[tuple[int, int]]:
+    """The loop driver's priming: ``(frame bytes, bursts per port)`` in order.
+
+    One size: ``prime`` bursts, at most as many as fit one ring when the frame is chained
+    (testpmd 22.11 overruns a full ring with chains). IMIX: 7, 4 and 1 times
+    ``IMIX_SCALE`` bursts of 64, 570 and 1518 bytes.
+    """
+    if frame == IMIX:
+        return [(f, w * IMIX_SCALE) for f, w in IMIX_MIX]
+    assert isinstance(frame, int)
+    slots = len(segments(frame))
+    if slots > 1:
+        prime = max(1, min(prime, RING_SLOTS // (slots * BURST)))
+    return [(frame, prime)]
+
+
+def _driver_args(frame: Frame, opts: Options) -> dict[str, Any]:
     """Testpmd keyword arguments of the loop driver (forwarding lcore on the LOOP CPU)."""
     extra = [] if opts.flood else [f"--eth-peer=0,{MAC[1]}", f"--eth-peer=1,{MAC[0]}"]
+    steps = priming(frame, opts.prime)
+    extra.append("--txpkts=" + ",".join(map(str, segments(steps[0][0]))))
+    if len(steps) > 1:  # the frames primed before a restart stay in the loop
+        extra.append("--no-flush-rx")
     return {
         "forward_mode": "io",
-        "txpkts": frame,
         "main_lcore": opts.switch_cpu,
         "lcores": (opts.switch_cpu, opts.loop_cpu),
         "extra_args": extra,
@@ -292,10 +345,22 @@ def _driver_args(frame: int, opts: Options) -> dict[str, Any]:
     }
 
 
+def prime_loop(driver: Any, frame: Frame, opts: Options, call: Callable[[Any], Any]) -> int:
+    """Prime the loop (``start tx_first``, one size after the other for IMIX) through
+    ``call`` (which runs a blocking testpmd command); returns the bursts primed per port."""
+    steps = priming(frame, opts.prime)
+    for i, (size, bursts) in enumerate(steps):
+        if i:  # stop forwarding (the loop's frames wait in the rings), change the size
+            call(driver.stop)
+            call(functools.partial(driver.cmd, "set txpkts " + ",".join(map(str, segments(size)))))
+        call(functools.partial(driver.start_tx_first, bursts))
+    return sum(b for _, b in steps)
+
+
 # ---------------------------------------------------------------------------------- measuring
 
 
-def measure_reference(frame: int, opts: Options) -> dict[str, Any]:
+def measure_reference(frame: Frame, opts: Options) -> dict[str, Any]:
     """testpmd#1 (clients, io, primed) <-> testpmd#2 (servers, io): packets through #2."""
     from ..testpmd import MemifPort, Testpmd
 
@@ -321,28 +386,31 @@ def measure_reference(frame: int, opts: Options) -> dict[str, Any]:
             for port in (0, 1):
                 linked.wait_link_up(port, _WAIT)
         middle.start()
-        driver.start_tx_first(opts.prime)
+        primed = prime_loop(driver, frame, opts, lambda fn: fn())
         time.sleep(opts.warmup)
 
-        def read() -> tuple[int, float]:
+        def read() -> tuple[int, int, float]:
             t0 = time.monotonic()
-            n = middle.port_stats(0).rx_packets + middle.port_stats(1).rx_packets
-            return n, (t0 + time.monotonic()) / 2
+            stats = [middle.port_stats(port) for port in (0, 1)]
+            t = (t0 + time.monotonic()) / 2
+            return sum(st.rx_packets for st in stats), sum(st.rx_bytes for st in stats), t
 
-        p0, t0 = read()
+        p0, b0, t0 = read()
         time.sleep(opts.seconds)
-        p1, t1 = read()
+        p1, b1, t1 = read()
         # testpmd may crash if its peer leaves while it forwards: stop both first
         driver.stop()
         middle.stop()
-        return {"packets": p1 - p0, "seconds": t1 - t0}
+        return {"packets": p1 - p0, "bytes": b1 - b0, "seconds": t1 - t0, "prime": primed}
     finally:
         for tp in (driver, middle):
             if tp is not None:
                 tp.close()
 
 
-def measure_switch(config: Config, frame: int, opts: Options, log: Callable[[str], None]) -> dict:
+def measure_switch(
+    config: Config, frame: Frame, opts: Options, log: Callable[[str], None]
+) -> dict[str, Any]:
     """The loop driver's two ports bridged by the Python switch running in this thread."""
     from ...vswitch import Switch
     from ..testpmd import MemifPort, Testpmd
@@ -399,11 +467,12 @@ def measure_switch(config: Config, frame: int, opts: Options, log: Callable[[str
             raise RuntimeError(f"switch ports zero-copy {zc}, wanted {config.switch_zero_copy}")
 
         os.sched_setaffinity(0, {opts.switch_cpu})  # this thread only: the switch's CPU
+        steps = ", ".join(f"{b} x {f} B" for f, b in priming(frame, opts.prime))
         log(
-            f"linked; vector size {opts.vector_size}, priming {opts.prime} bursts per port, "
+            f"linked; vector size {opts.vector_size}, priming bursts per port: {steps}, "
             f"warming up {opts.warmup:g} s"
         )
-        _while_switching(sw, lambda: driver.start_tx_first(opts.prime))
+        primed = prime_loop(driver, frame, opts, functools.partial(_while_switching, sw))
         gc.collect()
         end = time.monotonic() + opts.warmup
         while time.monotonic() < end:
@@ -416,6 +485,7 @@ def measure_switch(config: Config, frame: int, opts: Options, log: Callable[[str
         sched0 = _thread_schedstat()
         busy0, cpu0 = sw.busy_ns, time.process_time()
         rx0 = sum(c.rx_packets for c in counters)
+        bytes0 = sum(c.rx_bytes for c in counters)
         turns = empty = 0
         t0 = monotonic()
         end = t0 + opts.seconds
@@ -429,6 +499,7 @@ def measure_switch(config: Config, frame: int, opts: Options, log: Callable[[str
             profiler.disable()
         t1 = monotonic()
         rx1 = sum(c.rx_packets for c in counters)
+        bytes1 = sum(c.rx_bytes for c in counters)
         busy1, cpu1 = sw.busy_ns, time.process_time()
         sched1 = _thread_schedstat()
         nodes1, errors1 = _node_snapshot(sw), _error_snapshot(sw)
@@ -436,6 +507,8 @@ def measure_switch(config: Config, frame: int, opts: Options, log: Callable[[str
         errors = {k: v - errors0.get(k, 0) for k, v in errors1.items() if v != errors0.get(k, 0)}
         out = {
             "packets": rx1 - rx0,
+            "bytes": bytes1 - bytes0,
+            "prime": primed,
             "seconds": wall,
             "cpu": (cpu1 - cpu0) / wall,
             "busy": (busy1 - busy0) / 1e9 / wall,
@@ -464,7 +537,7 @@ def measure_switch(config: Config, frame: int, opts: Options, log: Callable[[str
             shutil.rmtree(runtime, ignore_errors=True)
 
 
-def measure(config: Config, frame: int, opts: Options, log: Callable[[str], None]) -> Result:
+def measure(config: Config, frame: Frame, opts: Options, log: Callable[[str], None]) -> Result:
     """Measure one configuration at one frame size; errors end up in ``Result.error``."""
     result = Result(
         config.name,
@@ -488,11 +561,35 @@ def measure(config: Config, frame: int, opts: Options, log: Callable[[str], None
     finally:
         result.loadavg = [round(x, 2) for x in os.getloadavg()]
     result.packets = figures.pop("packets")
-    set_rates(result, result.packets, figures["seconds"], frame, figures)
+    set_rates(
+        result,
+        result.packets,
+        figures["seconds"],
+        mean_frame(frame),
+        figures,
+        nbytes=figures["bytes"],
+    )
     return result
 
 
 # ---------------------------------------------------------------------------------- CLI
+
+
+def frame_list(text: str) -> list[Frame]:
+    """``"64,9000,imix"`` -> ``[64, 9000, "imix"]``, each size checked (an argparse type)."""
+    out: list[Frame] = []
+    for item in (x.strip().lower() for x in text.split(",")):
+        if item == IMIX:
+            out.append(IMIX)
+        elif item.isdigit() and MIN_FRAME <= int(item) <= MAX_FRAME:
+            out.append(int(item))
+        elif item:
+            raise argparse.ArgumentTypeError(
+                f"frame {item!r}: expected a size {MIN_FRAME}..{MAX_FRAME} or {IMIX}"
+            )
+    if not out:
+        raise argparse.ArgumentTypeError("expected at least one frame size")
+    return list(dict.fromkeys(out))
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -505,10 +602,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "of one testpmd in io forwarding with a primed loop, beside the same loop with a "
             "second testpmd in the middle (the reference). Configurations: "
             + "; ".join(f"{c.name}: {c.description}" for c in CONFIGS.values())
-            + ". Gbit/s = frame bytes * 8 * packets/s."
+            + ". Frames above 2048 bytes are chained over 2048-byte buffers; imix is 64, 570 "
+            "and 1518 bytes in 7:4:1. Gbit/s = frame bytes counted * 8 / seconds."
         ),
     )
-    add_frames_arg(p)
+    p.add_argument(
+        "--frames",
+        type=frame_list,
+        default=[64, 1500],
+        metavar="LIST",
+        help=f"frame sizes in bytes ({MIN_FRAME}..{MAX_FRAME}, chained above {BUFFER_SIZE}) "
+        f"or {IMIX} (64/570/1518 bytes in 7:4:1), default 64,1500",
+    )
     p.add_argument(
         "--configs",
         type=choice_list(list(CONFIGS), "configuration"),
@@ -559,7 +664,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _options(args: argparse.Namespace) -> Options:
-    check_frames(args.frames, MIN_FRAME, MAX_FRAME)
     if not 1 <= args.prime <= 1024:
         raise ValueError(f"--prime {args.prime} must be 1..1024")
     if args.profile < 0:
@@ -581,7 +685,7 @@ def _options(args: argparse.Namespace) -> Options:
     )
 
 
-def plan(frames: Sequence[int], configs: Sequence[str]) -> list[tuple[Config, int]]:
+def plan(frames: Sequence[Frame], configs: Sequence[str]) -> list[tuple[Config, Frame]]:
     """Every measurement, the reference first at each frame size."""
     order = [CONFIGS[c] for c in CONFIGS if c in configs]
     return [(c, f) for f in frames for c in order]
