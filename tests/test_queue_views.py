@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -185,3 +187,42 @@ def test_strided_view_takes_downward_strides():
     assert view is not None and view.shape == (3, 16)
     assert view.tolist() == reference_rows(region, offsets, 16).tolist()
     assert strided_view(region, np.array([100, 90], np.uint32), 16) is None  # overlap
+
+
+def test_server_one_packet_bursts_follow_the_buffers_the_client_posts():
+    """A server sending 1-packet bursts learns the client's buffer layout from the next
+    posted slot (a run of one slot shows no spacing) and drops it when the client posts
+    its buffers elsewhere: every frame lands whole in the buffer posted in its slot."""
+    from memif.testing import pair
+
+    with pair(ring_size=16, buffer_size=128) as (server, client):
+        txq, rxq = server.tx_queues[0], client.rx_queues[0]
+        seen: list[int] = []
+        regions: set[int | None] = set()
+
+        def one(k: int) -> int:
+            frame = bytes([k % 251]) * (60 + k % 60)
+            with txq.reserve(1) as tx:
+                assert tx.count == 1
+                tx.buffers[0, : len(frame)] = np.frombuffer(frame, np.uint8)
+                tx.lengths = len(frame)
+            batch = rxq.rx_burst(1)
+            assert batch.tolist() == [frame]
+            regions.add(batch.region)
+            return int(batch.seg_offset[0])
+
+        for k in range(40):  # the ring wraps twice; the client reposts its own buffers
+            seen.append(one(k))
+            rxq.refill()
+        (region,) = regions
+        assert region is not None
+        own = sorted(set(seen))
+        assert len(own) == 16
+        posted = deque(seen[24:40])  # what each slot holds, from the next one on
+        for k in range(40, 100):  # posted again in another order, one at a time
+            assert one(k) == posted.popleft()  # the frame went to the buffer of its slot
+            offset = own[(k * 5) % 16]
+            while offset in posted:
+                offset = own[(own.index(offset) + 1) % 16]
+            assert rxq.refill_from(region, np.array([offset], np.uint32), 128) == 1
+            posted.append(offset)

@@ -366,7 +366,24 @@ class TxQueue(_Queue):
                     self._layout = SlotLayout.learn(
                         self._regions[r], r, ring.size, at, int(offset[lo]), stride
                     )
+        if runs is not None and n == 1 and self._layout is None:
+            self._learn_from_next(start, int(region[0]), int(offset[0]))
         return TxBatch(start, cap, self._regions, region[:n], offset[:n], runs, self)
+
+    def _learn_from_next(self, start: int, region: int, first: int) -> None:
+        """Master: a run of one slot shows no spacing, so take it from the next posted
+        slot (a sender of 1-packet bursts would otherwise never learn the layout, and
+        pay the checks of unknown buffers on every burst).  Every later use still
+        checks the slots against it (:meth:`_alloc_known_layout`)."""
+        ring = self.ring
+        if (ring.head - start) & _U16 < 2:  # nothing posted after this slot
+            return
+        nxt = (start + 1) & ring.mask
+        if int(ring.d_region[nxt]) == region:
+            stride = int(ring.d_offset[nxt]) - first
+            self._layout = SlotLayout.learn(
+                self._regions[region], region, ring.size, start & ring.mask, first, stride
+            )
 
     def _alloc_known_layout(self, start: int, pieces: Pieces) -> TxBatch | None:
         """Master: the posted slots as rows of the learned layout, or None."""

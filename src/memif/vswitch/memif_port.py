@@ -327,7 +327,8 @@ class MemifPort:
             sent, reason = self._send_copy(q, idx, lengths)
         counters = self.sw.counters
         counters.tx_packets += sent
-        counters.tx_bytes += int(lengths[:sent].sum()) if sent else 0
+        if sent:
+            counters.tx_bytes += int(lengths[0]) if sent == 1 else int(lengths[:sent].sum())
         if sent < len(idx):
             counters.tx_errors += len(idx) - sent
             node.drop(idx[sent:], reason)
@@ -359,7 +360,7 @@ class MemifPort:
                 plen = plen[:k]
                 width = int(plen.max())
             tx.copy_from(pool.rows(width), idx[sent : sent + k])
-            q.tx_burst(tx, plen, count=k)
+            q.tx_burst(tx, width if k == 1 else plen, count=k)  # one: no reductions
             sent += k
         pool.free(idx[:sent])
         return sent, reason
