@@ -451,6 +451,20 @@ def _us(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f}"
 
 
+def machine_text(when: float) -> str:
+    """The CPU model, the CPU count, the load average now and the date of ``when`` (UTC):
+    what a chart of a run says of where it ran."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    load = os.getloadavg()[0]
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(when))
+    return f"{model}, {os.cpu_count()} CPUs, load {load:.1f}, {date}"
+
+
 def rate_text(rate: int) -> str:
     """``1000`` -> ``1k``, ``2000000`` -> ``2M``: a rate as the table and the chart print it."""
     if rate >= 1_000_000 and not rate % 1_000_000:
@@ -567,6 +581,7 @@ def run(args: argparse.Namespace) -> int:
             for p in points:
                 if p.path == "testpmd":
                     p.error = str(exc)
+    started = time.time()
     workdir = tempfile.mkdtemp(prefix="memif-bench-latency-")
     opts = Options(args.seconds, args.size, args.burst, workdir, testpmd, args.quiet)
     try:
@@ -586,8 +601,9 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from .latency_chart import plot
 
+        title = f"memif bench-latency, {args.size} B frames: {machine_text(started)}"
         try:
-            log(f"chart: {plot(results, args.plot)}")
+            log(f"chart: {plot(results, args.plot, title)}")
         except ChartError as exc:
             log(str(exc))
             return 1

@@ -25,7 +25,7 @@ def plot(points: Sequence[Point], path: str, title: str | None = None) -> Path:
     paths = list(dict.fromkeys(p.path for p in points)) or ["(none)"]
     rates = sorted({p.rate for p in points})
     fig, axes = plt.subplots(
-        1, len(paths), figsize=(5.2 * len(paths), 4.2), sharey=True, squeeze=False
+        1, len(paths), figsize=(5.2 * len(paths), 4.2), sharex=True, sharey=True, squeeze=False
     )
     for ax, name in zip(axes[0], paths, strict=True):
         mine = [p for p in ok if p.path == name]
