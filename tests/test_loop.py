@@ -104,6 +104,38 @@ def test_interrupt_queue_sleeps_at_once_and_a_kick_ends_the_sleep(link: tuple) -
     assert drain.packets == [b"ping"]
 
 
+def test_a_wake_up_by_kicks_alone_leaves_the_control_plane_to_its_period(
+    link: tuple, efd: int
+) -> None:
+    """A packet's wake-up does no control work; a control fd or the deadline ending the
+    sleep has the next turn serve the control plane at once."""
+    server, client = link
+    clock = ManualClock()
+    loop = EventLoop(clock=clock, idle_after=0.0, control_period=0.5, max_sleep=0.001)
+    calls: list[float] = []
+    loop.add_reader(efd, lambda fd: calls.append(loop.now))  # never read: stays readable
+    rxq, drain = server.rx_queues[0], Drain()
+    loop.add_rx(rxq, drain, RxMode.INTERRUPT)
+    loop.run_once(clock())  # control served once: not due again for 0.5 s
+    clock.advance(0.01)
+    loop.run_once(clock())
+    client.send([b"ping"])  # kicks
+    assert loop.sleep(clock() + FAR) is True and loop.woken_by_kicks
+    os.eventfd_write(efd, 1)  # readable after the sleep: left to the period
+    assert loop.run_once(clock()) == clock() and drain.packets == [b"ping"]
+    assert calls == [] and loop.control_fds == (efd,)
+    assert loop.sleep(clock() + FAR) is True and not loop.woken_by_kicks  # the extra fd
+    loop.run_once(clock())
+    assert calls == [clock()]
+    os.eventfd_read(efd)
+    clock.advance(0.01)
+    loop.run_once(clock())
+    assert loop.sleep(clock() + 0.001) is False and not loop.woken_by_kicks  # the deadline
+    os.eventfd_write(efd, 1)
+    loop.run_once(clock())
+    assert calls == [calls[0], clock()]  # served at once after the deadline's end
+
+
 def test_adaptive_sleep_sees_a_burst_published_while_polling(link: tuple) -> None:
     # MASK_INT was set (no kick): arming must look at the ring after clearing the flag
     server, client = link

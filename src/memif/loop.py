@@ -36,9 +36,11 @@ A turn "has work" when the handlers (and the caller's ``work``) moved at least
 spinning (the switch uses 8, as VPP's adaptive mode does).
 
 **Control plane.**  While busy, registered sockets are polled every ``control_period``
-seconds, and extra fds are looked at (one zero-timeout ``ppoll``) as often; after a sleep,
-at once.  While idle the loop sleeps on the sockets' fds and the extra fds, and no longer
-than the sockets' own timers (:meth:`memif.Socket.next_timeout`), the loop's timers
+seconds, and extra fds are looked at (one zero-timeout ``ppoll``) as often; after a sleep
+that a socket, an extra fd or the deadline ended, at once (one that receive queues' kicks
+alone ended leaves it to its period: a packet's wake-up does no control work).  While
+idle the loop sleeps on the sockets' fds and the extra fds, and no longer than the
+sockets' own timers (:meth:`memif.Socket.next_timeout`), the loop's timers
 (:meth:`~EventLoop.call_at`) and ``max_sleep``.
 
 **Disconnects.**  A queue whose connection ended raises :class:`memif.NotConnectedError`
@@ -194,6 +196,10 @@ class EventLoop:
         self._adaptive = 0
         self._timers: list[Timer] = []
         self._ready: set[int] = set()  # fds the last sleep found readable
+        self._sleep_fds: tuple[int, ...] | None = None  # what a sleep waits on (None: rebuild)
+        #: the last sleep was ended by receive queues' kicks alone (no socket, no extra
+        #: fd, not the deadline): its next turn leaves the control plane to its period
+        self.woken_by_kicks = False
         self._control_at = -math.inf  # run control at the next turn
         self._busy_at = -math.inf  # the last turn with work
 
@@ -204,11 +210,13 @@ class EventLoop:
             raise ValueError(f"event loop: socket {sock.path} is closed")
         if sock not in self._sockets:
             self._sockets.append(sock)
+            self._sleep_fds = None
 
     def remove_socket(self, sock: Socket) -> None:
         """Stop serving ``sock`` (not registered: nothing to do)."""
         if sock in self._sockets:
             self._sockets.remove(sock)
+            self._sleep_fds = None
 
     @property
     def sockets(self) -> tuple[Socket, ...]:
@@ -220,12 +228,14 @@ class EventLoop:
         callback already registered for ``fd``).  Level-triggered: the callback reads."""
         self._reader_poller.register(fd)  # checks the fd
         self._readers[fd] = callback
+        self._sleep_fds = None
 
     def remove_reader(self, fd: int) -> None:
         """Forget ``fd`` (unknown: nothing to do).  Do it before closing the fd."""
         self._readers.pop(fd, None)
         self._reader_poller.unregister(fd)
         self._ready.discard(fd)
+        self._sleep_fds = None
 
     def add_rx(
         self,
@@ -302,6 +312,7 @@ class EventLoop:
         return self.call_at(self.now + delay, callback)
 
     def _changed(self) -> None:
+        self._sleep_fds = None
         entries = tuple(self._rx.values())
         self._entries = entries
         self._handled = tuple(e for e in entries if e.handler is not None)
@@ -358,17 +369,23 @@ class EventLoop:
 
         Returns at once when the deadline has passed, a polling queue is registered, or
         an adaptive queue has packets once armed.  Adaptive queues are in interrupt mode
-        for the sleep only; the eventfds that fired are cleared; the next turn serves
-        the control plane and the readable extra fds.
+        for the sleep only; the eventfds that fired are cleared.  The next turn serves
+        the control plane and the readable extra fds when one of them, or the deadline,
+        ended the sleep; one that queues' kicks alone ended (:attr:`woken_by_kicks`)
+        leaves it to its period, so a packet's wake-up costs no control work.
         """
+        self.woken_by_kicks = False
         if self._polling:
             return False
         timeout = None if deadline is None else deadline - self.clock()
         if timeout is not None and timeout <= 0:
             return False
+        for sock in self._sockets:
+            if sock.closed:  # its fd is gone: wait on the others
+                self._sockets = [s for s in self._sockets if not s.closed]
+                self._sleep_fds = None
+                break
         armed: list[_Rx] = []
-        fds = [s.fileno() for s in self._sockets if not s.closed]
-        fds += self._readers
         try:
             for entry in self._entries:
                 rxq = entry.rxq
@@ -379,10 +396,16 @@ class EventLoop:
                         armed.append(entry)
                         if arm_rx(rxq):
                             return False
-                    fds.append(entry.fd)
                 except NotConnectedError:
                     self._drop(entry)
-            self.poller.update(fds)
+            fds = self._sleep_fds
+            if fds is None:
+                fds = self._sleep_fds = (
+                    *(s.fileno() for s in self._sockets),
+                    *self._readers,
+                    *(e.fd for e in self._entries),
+                )
+                self.poller.update(fds)
             self.sleeps += 1
             ready = self.poller.wait(timeout)
         finally:
@@ -391,17 +414,22 @@ class EventLoop:
                     entry.rxq.polling = True
                 except NotConnectedError:
                     self._drop(entry)
-        self._control_at = -math.inf  # serve the control plane in the next turn
-        if not ready:
+        if not ready:  # the deadline: timers are due
+            self._control_at = -math.inf
             return False
         self.wakeups += 1
+        kicked = 0
         for entry in self._entries:
             if entry.fd in ready:
+                kicked += 1
                 try:
                     entry.rxq.clear_interrupt()
                 except NotConnectedError:
                     self._drop(entry)
-        self._ready = ready
+        self.woken_by_kicks = kicked == len(ready)
+        if not self.woken_by_kicks:  # a socket or an extra fd: serve them in the next turn
+            self._ready = ready
+            self._control_at = -math.inf
         return True
 
     def ready(self, fds: Iterable[int] = ()) -> None:
@@ -439,6 +467,7 @@ class EventLoop:
                     callback(fd)
         if any(s.closed for s in self._sockets):
             self._sockets = [s for s in self._sockets if not s.closed]
+            self._sleep_fds = None
         for sock in self._sockets:
             sock.poll(0)
 
@@ -453,6 +482,8 @@ class EventLoop:
         for sock in self._sockets:
             left = sock.next_timeout()
             if left is not None:
+                if left <= 0:  # due: the next turn serves it (no spin until the period)
+                    self._control_at = -math.inf
                 deadline = min(deadline, now + left)
         return max(deadline, now)
 

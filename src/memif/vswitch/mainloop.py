@@ -68,9 +68,10 @@ class MainLoop:
     """Turns of the switch: control when due, the device inputs, the graph.
 
     ``control(now)`` is the switch's control work (memif sockets, ageing), run every
-    ``CONTROL_PERIOD`` and after each sleep; ``control_fds()`` the fds that should end a
-    sleep for it (the memif sockets).  Fds added with :meth:`add_fd` (the CLI socket)
-    are watched too, their callbacks run as often.  Call :meth:`ports_changed` when a
+    ``CONTROL_PERIOD`` and after each sleep that kicks alone did not end;
+    ``control_fds()`` the fds that should end a sleep for it (the memif sockets).  Fds
+    added with :meth:`add_fd` (the CLI socket) are watched too, their callbacks run as
+    often.  Call :meth:`ports_changed` when a
     port is added, removed, connected or disconnected.
     """
 
@@ -204,11 +205,13 @@ class MainLoop:
         """Block until a receive queue is kicked, a control fd is ready, or ``timeout``.
 
         Receive queues are in interrupt mode for the sleep only; one that has packets
-        once armed ends it at once.  The next turn does the control work.
+        once armed ends it at once.  The next turn does the control work unless kicks
+        alone ended the sleep (then it waits for its period, :data:`CONTROL_PERIOD`).
         """
         self._sync_wake_fds()
         self.events.sleep(self.clock() + timeout)
-        self._last_control = -math.inf
+        if not self.events.woken_by_kicks:  # kicks alone: a packet's wake-up, no control
+            self._last_control = -math.inf
 
     # ------------------------------------------------------------------ containment
     def contained(self, error: str, what: str, fn: Callable[..., object], *args: object) -> bool:
