@@ -205,6 +205,18 @@ def test_bad_descriptors_are_dropped_between_good_packets(link: Link) -> None:
 
 
 @pytest.mark.parametrize("case", list(bad_descriptors([1, 1])))
+def test_one_bad_descriptor_alone_in_its_burst(link: Link, case: str) -> None:
+    """A 1-packet burst skips the vector checks' reductions: it must reject it too."""
+    desc, counter = bad_descriptors(region_sizes(link))[case]
+    link.inject([desc])
+    assert link.rxq.rx_burst(1).tolist() == []
+    assert link.rxq.stats.errors == {counter: 1} and link.rxq.stats.packets == 0
+    link.rxq.refill()
+    assert link.peer.send([b"still fine"]) == 1
+    assert link.rxq.rx_burst(1).tolist() == [b"still fine"]
+
+
+@pytest.mark.parametrize("case", list(bad_descriptors([1, 1])))
 def test_a_whole_ring_of_one_bad_descriptor(link: Link, case: str) -> None:
     """Every slot the same bad descriptor: the vector fast path must reject it too."""
     desc, counter = bad_descriptors(region_sizes(link))[case]
@@ -506,6 +518,7 @@ def test_peer_rewriting_descriptors_while_we_read(link: Link, how: str) -> None:
     # peer publishes more: rewriting a published flag in place would end nothing), we drain,
     # and a clean descriptor it writes next is received as it should be.
     last = len(sizes) - 1
+    link.receive()  # what is complete, and (m2s) buffers posted for the peer to fill
     link.inject([(0, last, 64, 0)])
     link.receive()
     assert rxq.pending() == 0
