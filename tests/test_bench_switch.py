@@ -8,11 +8,15 @@ reference (testpmd in the middle), and checks its JSON Lines. It needs DPDK test
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import ENV, memif_argv
 
+from memif.tools.bench import sweep_traffic
 from memif.tools.bench import switch as bench_switch
 from memif.tools.bench.common import choice_list
 
@@ -109,6 +113,67 @@ def test_bad_options_exit_2_with_one_line(args: list[str], message: str) -> None
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert proc.stdout == ""
+
+
+def test_rate_sweep_points_and_chart(tmp_path: Path) -> None:
+    chart = tmp_path / "sweep.png"
+    proc = subprocess.run(
+        memif_argv(
+            "bench-switch", "--json", "--rates", "10,50", "--configs", "slave-zc",
+            "--modes", "adaptive", "--seconds", "0.3", "--warmup", "0.1", "--plot", str(chart),
+        ),
+        capture_output=True, text=True, timeout=120, env=ENV, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    points = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert [(p["config"], p["mode"], p["percent"]) for p in points] == [
+        ("slave-zc", "adaptive", None), ("slave-zc", "adaptive", 10), ("slave-zc", "adaptive", 50),
+    ]  # fmt: skip
+    assert proc.stderr.count("offered") == 3  # progress per point on stderr
+    peak = points[0]
+    for p in points:
+        assert p["error"] is None, p
+        assert p["frame"] == 64 and p["seconds"] > 0
+        assert p["delivered_pps"] > 0 and p["delivered_pps"] <= p["offered_pps"] * 1.05, p
+        assert 0 <= p["cpu"] <= 1.05, p
+        assert all(re.fullmatch(r"[a-z0-9/-]+/[a-z-]+", k) for k in p["drops"]), p["drops"]
+        assert all(v > 0 for v in p["drops"].values())
+        assert p["latency_p50_us"] > 0 and p["latency_p99_us"] >= p["latency_p50_us"]
+    for p in points[1:]:  # the rates asked are the percentages of the peak delivered
+        assert p["target_pps"] == pytest.approx(peak["delivered_pps"] * p["percent"] / 100)
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rates", "0"], "rate '0': expected percentages of the peak, 0 < p <= 100"),
+        (["--rates", "120"], "rate '120': expected percentages of the peak, 0 < p <= 100"),
+        (["--rates", "ten"], "rate 'ten': expected percentages of the peak"),
+        (["--rates", "50", "--configs", "reference"], "--configs reference: the rate sweep"),
+        (["--rates", "50", "--frames", "9000"], "--frames 9000: the rate sweep sends one buffer"),
+        (["--rates", "50", "--modes", "fast"], "unknown receive mode 'fast'"),
+        (["--rates", "50", "--plot", "out.txt"], "--plot out.txt: the file name must end with"),
+        (["--plot", "out.png"], "--plot draws the rate sweep: give --rates too"),
+    ],
+)
+def test_bad_sweep_options_exit_2_with_one_line(args: list[str], message: str) -> None:
+    proc = subprocess.run(
+        memif_argv("bench-switch", *args),
+        capture_output=True, text=True, timeout=60, env=ENV, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_latency_percentiles_from_the_histogram() -> None:
+    hist = np.zeros(sweep_traffic.BINS, np.int64)
+    ns = np.array([1000] * 98 + [100_000] * 2, np.int64)  # 1 us, and 2% at 100 us
+    np.add.at(hist, sweep_traffic.latency_bin(ns), 1)
+    assert sweep_traffic.percentile_us(hist, 50) == pytest.approx(1.0, rel=0.05)
+    assert sweep_traffic.percentile_us(hist, 99) == pytest.approx(100.0, rel=0.05)
+    assert sweep_traffic.percentile_us(np.zeros_like(hist), 50) is None
 
 
 def test_frame_list_and_priming() -> None:

@@ -83,6 +83,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from ...vswitch.memif_port import DEFAULT_VECTOR
+from . import sweep
 from .common import (
     add_cpus_arg,
     add_testpmd_json_args,
@@ -609,17 +610,43 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--frames",
         type=frame_list,
-        default=[64, 1500],
+        default=None,
         metavar="LIST",
         help=f"frame sizes in bytes ({MIN_FRAME}..{MAX_FRAME}, chained above {BUFFER_SIZE}) "
-        f"or {IMIX} (64/570/1518 bytes in 7:4:1), default 64,1500",
+        f"or {IMIX} (64/570/1518 bytes in 7:4:1), default 64,1500 (with --rates: 64, and "
+        f"at most {sweep.MAX_FRAME})",
     )
     p.add_argument(
         "--configs",
         type=choice_list(list(CONFIGS), "configuration"),
-        default=list(CONFIGS),
+        default=None,
         metavar="LIST",
-        help=f"configurations (default {','.join(CONFIGS)})",
+        help=f"configurations (default {','.join(CONFIGS)}; with --rates: "
+        f"{','.join(sweep.DEFAULT_CONFIGS)}, among {','.join(sweep.CONFIGS)})",
+    )
+    p.add_argument(
+        "--rates",
+        type=sweep.percent_list,
+        default=None,
+        metavar="LIST",
+        help="the rate sweep instead of the loop: offer these percentages of each "
+        "configuration's measured peak (e.g. 10,25,50,75,100) from a rate-limited Python "
+        "source through the switch to a Python sink; per point offered and delivered rate, "
+        "drops by reason, the switch's CPU and latency p50/p99",
+    )
+    p.add_argument(
+        "--modes",
+        type=choice_list(list(sweep.MODES), "receive mode"),
+        default=list(sweep.MODES),
+        metavar="LIST",
+        help=f"the switch's receive modes in the sweep (default {','.join(sweep.MODES)})",
+    )
+    p.add_argument(
+        "--plot",
+        default=None,
+        metavar="FILE",
+        help="with --rates: draw delivered rate, CPU and latency against the offered rate "
+        "into FILE (.png, .svg or .pdf; needs matplotlib)",
     )
     add_window_args(p, warmup=1.0, before="forward")
     p.add_argument(
@@ -658,7 +685,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="profile the switch over each window with cProfile and print the top N "
         "functions on stderr (slows the switch down)",
     )
-    add_testpmd_json_args(p, json_help="print JSON Lines, one per measurement")
+    add_testpmd_json_args(p, json_help="print JSON Lines, one per measurement (or point)")
     p.set_defaults(func=run)
     return p
 
@@ -740,12 +767,16 @@ def format_table(results: Sequence[Result]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``memif bench-switch``; returns 0, 1 if a measurement failed, 2 on bad options."""
+    if args.rates is not None:
+        return sweep.run(args)
     try:
+        if args.plot is not None:
+            raise ValueError("--plot draws the rate sweep: give --rates too")
         opts = _options(args)
     except ValueError as exc:
         print(f"memif bench-switch: {exc}", file=sys.stderr)
         return 2
-    points = plan(args.frames, args.configs)
+    points = plan(args.frames or [64, 1500], args.configs or list(CONFIGS))
     results: list[Result] = []
     reference: dict[int, float] = {}
     opts.workdir = tempfile.mkdtemp(prefix="memif-bench-switch-")
