@@ -226,3 +226,22 @@ def test_server_one_packet_bursts_follow_the_buffers_the_client_posts():
                 offset = own[(own.index(offset) + 1) % 16]
             assert rxq.refill_from(region, np.array([offset], np.uint32), 128) == 1
             posted.append(offset)
+
+
+def test_server_receives_one_packet_bursts_as_views_of_the_right_buffers():
+    """A server taking 1-packet bursts learns the client's slot layout from the next
+    slot's descriptor: each burst's header rows are views of the frame's own buffer."""
+    from memif.testing import pair
+
+    with pair(ring_size=16, buffer_size=128) as (server, client):
+        txq, rxq = client.tx_queues[0], server.rx_queues[0]
+        for k in range(40):  # the ring wraps twice
+            frame = bytes([k, 255 - k]) * (30 + k % 30)
+            assert txq.send([frame]) == 1
+            with rxq.receive(1) as batch:
+                assert batch.tolist() == [frame]
+                rows = batch.headers(16)
+                assert rows.tobytes() == frame[:16]
+                pool = np.zeros((2, 128), np.uint8)
+                batch.copy_into(row_items(pool, len(frame)), np.array([1]))
+                assert pool[1, : len(frame)].tobytes() == frame and not pool[0].any()

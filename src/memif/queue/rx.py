@@ -575,8 +575,15 @@ class RxQueue(_Queue):
         layout = self._layout
         if layout is None or layout.region != region or width > layout.grid.shape[1]:
             at, lo, hi = max(pieces, key=lambda p: p[2] - p[1])
-            first = int(offset[lo]) if hi - lo > 1 else 0
-            stride = int(offset[lo + 1]) - first if hi - lo > 1 else 0
+            first = int(offset[lo])
+            if hi - lo > 1:
+                stride = int(offset[lo + 1]) - first
+            else:  # one slot shows no spacing: the next slot's descriptor may (a 1-packet
+                # sender would never be learned otherwise); every burst checks it anyway
+                ring = self.ring
+                nxt = (at + 1) & ring.mask
+                same = int(ring.d_region[nxt]) == region
+                stride = int(ring.d_offset[nxt]) - first if same else 0
             if abs(stride) < width or int(offset[hi - 1]) - first != stride * (hi - lo - 1):
                 return None  # not evenly spaced (checked cheaply): no layout to learn
             layout = SlotLayout.learn(
