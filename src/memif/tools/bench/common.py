@@ -117,6 +117,17 @@ def testpmd_binary(given: str | None, hint: str = "") -> str:
     return found
 
 
+def thread_schedstat() -> tuple[int, int] | None:
+    """(ns on a CPU, ns runnable but waiting for one) of the calling thread, if available
+    (/proc/thread-self/schedstat): the wait is other load taking the thread's CPU."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            run, wait, _ = f.read().split()
+        return int(run), int(wait)
+    except (OSError, ValueError):
+        return None
+
+
 # ------------------------------------------------------------------------------------ results
 
 

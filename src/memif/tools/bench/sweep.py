@@ -17,14 +17,16 @@ sent plus refused by a full ring), the delivered rate (received by the sink), th
 reason (the switch's node errors as ``show errors`` names them, ``node/error``, plus the
 source's ``source/ring-full``), the switch's CPU utilisation (this process's CPU time / wall
 time over the window, from /proc/self/stat's utime+stime: the switch is the only thread that
-runs then), and the one-way latency p50/p99 from source to sink through the switch (send and
-receive times on the same clock, in the same process; a histogram of 16 bins per octave, so
-within 4.4%).
+runs then), ``runq`` (the time the switch was runnable but waited for its CPU / wall: other
+load on the machine, which makes the point unreliable when it is not near 0), and the
+one-way latency p50/p99 from source to sink through the switch (send and receive times on the
+same clock, in the same process; a histogram of 16 bins per octave, so within 4.4%).
 
 Receive modes (``--modes``): ``adaptive`` is memifd's main loop (its queues switch to
 interrupt mode and the loop sleeps in ppoll when idle or when turns bring fewer than 8
-frames, so its CPU follows the load); ``polling`` turns without ever sleeping (memifd's
-``set interface rx-mode polling`` keeps the same busy loop), the CPU at 100% at any rate.
+frames, so its CPU follows the load); ``polling`` turns the same loop without ever sleeping
+(as the loop benchmark does), the CPU at 100% at any rate. memifd itself has no ``set
+interface rx-mode`` command: it always runs the adaptive loop.
 Configurations (``--configs``): ``slave-zc`` (switch slaves with zero-copy, the default of
 VPP and memifd), ``slave-copy`` (slaves without zero-copy), ``master-copy`` (switch masters,
 the traffic process's clients in copy mode). Frames: one buffer at most (60..2048 bytes).
@@ -46,7 +48,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .charts import check_path, pyplot
-from .common import two_cpus
+from .common import thread_schedstat, two_cpus
 from .sweep_traffic import LISTENING, READY, Traffic, percentile_us
 
 CONFIGS = ("slave-zc", "slave-copy", "master-copy")
@@ -82,6 +84,7 @@ class SweepPoint:
     delivered_pps: float | None = None
     delivered_gbps: float | None = None
     cpu: float | None = None
+    runq: float | None = None  # share of the window the switch waited for its CPU
     drops: dict[str, int] = field(default_factory=dict)
     latency_p50_us: float | None = None
     latency_p99_us: float | None = None
@@ -175,12 +178,14 @@ class _Bench:
             self.turn()
         errors0 = _error_counts(self.sw)
         sent0, full0, rx0, bytes0, hist0 = traffic.snapshot()
+        sched0 = thread_schedstat()
         cpu0, t0 = _cpu_seconds(), time.monotonic()
         end = t0 + opts.seconds
         turn, monotonic = self.turn, time.monotonic
         while monotonic() < end:
             turn()
         cpu1, t1 = _cpu_seconds(), time.monotonic()
+        sched1 = thread_schedstat()
         sent1, full1, rx1, bytes1, hist1 = traffic.snapshot()
         errors1 = _error_counts(self.sw)
         if traffic.failed():
@@ -194,6 +199,8 @@ class _Bench:
         point.delivered_pps = round((rx1 - rx0) / wall, 1)
         point.delivered_gbps = round((bytes1 - bytes0) * 8 / wall / 1e9, 4)
         point.cpu = round((cpu1 - cpu0) / wall, 4)
+        if sched0 is not None and sched1 is not None:
+            point.runq = round((sched1[1] - sched0[1]) / 1e9 / wall, 4)
         point.drops = drops
         point.latency_p50_us = percentile_us(hist, 50)
         point.latency_p99_us = percentile_us(hist, 99)
@@ -342,7 +349,8 @@ def _progress(p: SweepPoint) -> str:
     drops = sum(p.drops.values())
     return (
         f"{rate}: offered {p.offered_pps or 0:.0f}/s, delivered {p.delivered_pps or 0:.0f}/s, "
-        f"cpu {100 * (p.cpu or 0):.0f}%, drops {drops}, p50 {_us(p.latency_p50_us)} us, "
+        f"cpu {100 * (p.cpu or 0):.0f}%, runq {100 * (p.runq or 0):.0f}%, drops {drops}, "
+        f"p50 {_us(p.latency_p50_us)} us, "
         f"p99 {_us(p.latency_p99_us)} us, load {p.loadavg[0] if p.loadavg else '-'}"
     )
 
@@ -351,7 +359,7 @@ def format_sweep(points: Sequence[SweepPoint]) -> str:
     """The human-readable table, one line per point."""
     lines = [
         f"{'config':<12} {'mode':<9} {'frame':>5} {'rate':>5} {'offered':>10} "
-        f"{'delivered':>10} {'cpu':>5} {'p50 us':>8} {'p99 us':>8}  drops"
+        f"{'delivered':>10} {'cpu':>5} {'runq':>5} {'p50 us':>8} {'p99 us':>8}  drops"
     ]
     for p in points:
         rate = "peak" if p.percent is None else f"{p.percent:g}%"
@@ -359,18 +367,20 @@ def format_sweep(points: Sequence[SweepPoint]) -> str:
             lines.append(f"{p.config:<12} {p.mode:<9} {p.frame:>5} failed: {p.error}")
             continue
         cpu = "-" if p.cpu is None else f"{100 * p.cpu:.0f}%"
+        runq = "-" if p.runq is None else f"{100 * p.runq:.0f}%"
         drops = ", ".join(f"{k} {v}" for k, v in p.drops.items()) or "0"
         lines.append(
             f"{p.config:<12} {p.mode:<9} {p.frame:>5} {rate:>5} {p.offered_pps or 0:>10.0f} "
-            f"{p.delivered_pps or 0:>10.0f} {cpu:>5} {_us(p.latency_p50_us):>8} "
+            f"{p.delivered_pps or 0:>10.0f} {cpu:>5} {runq:>5} {_us(p.latency_p50_us):>8} "
             f"{_us(p.latency_p99_us):>8}  {drops}"
         )
     lines += [
         "",
         "offered/delivered = frames/s the source offered (sent + refused by a full ring) and "
         "the sink received; rate = % of the peak (the source as fast as the ring takes);",
-        "cpu = the switch process's CPU time / wall; p50/p99 = one-way latency source -> "
-        "switch -> sink.",
+        "cpu = the switch process's CPU time / wall; runq = time the switch waited for its CPU "
+        "/ wall (other load: the point is unreliable when it is not near 0);",
+        "p50/p99 = one-way latency source -> switch -> sink.",
     ]
     return "\n".join(lines)
 

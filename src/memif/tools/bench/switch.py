@@ -92,6 +92,7 @@ from .common import (
     set_rates,
     set_ratio,
     testpmd_binary,
+    thread_schedstat,
     two_cpus,
 )
 
@@ -213,16 +214,6 @@ class Result:
 
 
 # ---------------------------------------------------------------------------------- helpers
-
-
-def _thread_schedstat() -> tuple[int, int] | None:
-    """(ns on a CPU, ns runnable but waiting for one) of the calling thread, if available."""
-    try:
-        with open("/proc/thread-self/schedstat") as f:
-            run, wait, _ = f.read().split()
-        return int(run), int(wait)
-    except (OSError, ValueError):
-        return None
 
 
 _T = TypeVar("_T")
@@ -483,7 +474,7 @@ def measure_switch(
         run_once, monotonic = sw.run_once, time.monotonic
         profiler = cProfile.Profile() if opts.profile else None
         nodes0, errors0 = _node_snapshot(sw), _error_snapshot(sw)
-        sched0 = _thread_schedstat()
+        sched0 = thread_schedstat()
         busy0, cpu0 = sw.busy_ns, time.process_time()
         rx0 = sum(c.rx_packets for c in counters)
         bytes0 = sum(c.rx_bytes for c in counters)
@@ -502,7 +493,7 @@ def measure_switch(
         rx1 = sum(c.rx_packets for c in counters)
         bytes1 = sum(c.rx_bytes for c in counters)
         busy1, cpu1 = sw.busy_ns, time.process_time()
-        sched1 = _thread_schedstat()
+        sched1 = thread_schedstat()
         nodes1, errors1 = _node_snapshot(sw), _error_snapshot(sw)
         wall = t1 - t0
         errors = {k: v - errors0.get(k, 0) for k, v in errors1.items() if v != errors0.get(k, 0)}
