@@ -436,7 +436,7 @@ FLAGS = ("learn", "forward", "flood", "uu_flood")
 
 
 @st.composite
-def scenarios(draw):
+def scenarios(draw, vector: tuple[int, int] = (0, 40)):
     n_if = draw(st.integers(2, 5))
     ifaces = []
     for i in range(n_if):
@@ -455,7 +455,8 @@ def scenarios(draw):
         st.integers(0, 40),  # payload bytes
         st.integers(0, 20),  # 0..2: a runt
     )
-    vectors = draw(st.lists(st.lists(st.tuples(st.integers(0, n_if - 1), frame), max_size=40)))
+    packet = st.tuples(st.integers(0, n_if - 1), frame)
+    vectors = draw(st.lists(st.lists(packet, min_size=vector[0], max_size=vector[1])))
     return ifaces, flags, statics, limit, vectors
 
 
@@ -494,6 +495,19 @@ def test_l2_pipeline_matches_a_packet_by_packet_learning_bridge(tmp_path_factory
     ethernet-input), then known unicast (l2-fwd), then flooded (l2-flood), each
     group in packet order; so order is kept per (source, destination) flow.
     """
+    check_l2_pipeline(tmp_path_factory, scenario)
+
+
+@SETTINGS
+@given(scenarios(vector=(1, 1)))
+def test_l2_pipeline_of_one_packet_vectors_matches_the_bridge(tmp_path_factory, scenario):
+    """The same with every vector one packet long: the nodes' 1-packet paths (l2-fwd's
+    plain decision, l2-flood's single receive port) decide as the reference does."""
+    check_l2_pipeline(tmp_path_factory, scenario)
+
+
+def check_l2_pipeline(tmp_path_factory, scenario) -> None:
+    """Run a scenario's vectors through the switch and hold it to the reference."""
     ifaces, flags, statics, limit, vectors = scenario
     bench = Bench(tmp_path_factory, [link for _, _, _, link in ifaces])
     sw, names, index = bench.sw, bench.names, bench.index

@@ -203,6 +203,9 @@ class L2Fwd(SwitchNode):
         rx = meta.rx_if[idx]
         dmac = meta.dmac[idx]
         tx = self.rt.fib.lookup(t.bd_key[rx] | dmac)
+        if len(idx) == 1:  # one packet: the plain decision, without a dozen numpy calls
+            self._one(idx, int(rx[0]), int(tx[0]), int(dmac[0]))
+            return
         multicast = (dmac >> np.uint64(40)) & np.uint64(1) == 1
         # Fast path: every destination known, unicast and elsewhere.  (The FIB can hold
         # a multicast MAC: learned from a bogus source address, or static.)
@@ -229,6 +232,21 @@ class L2Fwd(SwitchNode):
         self.graph.enqueue(self.next[self.L2_FLOOD], idx[decision == FLOOD])
         for code, error in _L2_ERRORS.items():
             self.drop(idx[decision == code], error)
+
+    def _one(self, idx: np.ndarray, rx: int, tx: int, dmac: int) -> None:
+        """A 1-packet vector: :func:`l2_decide_reference`'s decision, as the vector's."""
+        t = self.tables
+        decision = l2_decide_reference(
+            rx, tx, bool(dmac >> 40 & 1), bool(t.forward[rx]), bool(t.flood[rx]),
+            bool(t.uu_flood[rx]),
+        )  # fmt: skip
+        if decision == FWD:
+            self.meta.tx_if[idx] = tx
+            self.graph.enqueue(self.next[self.L2_OUTPUT], idx)
+        elif decision == FLOOD:
+            self.graph.enqueue(self.next[self.L2_FLOOD], idx)
+        else:
+            self.drop(idx, _L2_ERRORS[decision])
 
 
 FWD, FLOOD, FILTERED, NO_FORWARD, NO_FLOOD, NO_UU_FLOOD = range(6)
