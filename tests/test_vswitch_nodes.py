@@ -137,6 +137,8 @@ def test_learn_matches_reference_and_lookup_matches_dict(calls):
         assert changed == sum(1 for k in ref if before.get(k) != ref[k])
         probe = np.array(sorted({k for k, _ in pairs} | {int(fib_key(3, 7))}), np.uint64)
         assert fib.lookup(probe).tolist() == [ref.get(int(k), -1) for k in probe]
+        for k in probe:  # one key alone: the table itself
+            assert fib.lookup(probe[probe == k]).tolist() == [ref.get(int(k), -1)]
         for k, entry in fib.entries.items():  # moved or new entries carry the time
             if before.get(k) != ref[k]:
                 assert entry.last_seen == float(t)

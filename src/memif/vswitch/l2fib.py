@@ -100,6 +100,9 @@ class L2Fib:
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """Interface of each key, -1 where unknown."""
+        if len(keys) == 1:  # one packet: the table itself, without the sorted arrays' calls
+            entry = self.entries.get(int(keys[0]))
+            return np.array([-1 if entry is None else entry.sw_if_index], np.int64)
         self._sync()
         if len(self._keys) == 0:
             return np.full(len(keys), -1, np.int64)
@@ -111,6 +114,10 @@ class L2Fib:
         """Learn or move every (key, interface); returns how many entries changed."""
         if len(keys) == 0:
             return 0
+        if len(keys) == 1:  # one packet, the usual case: a known host where it was
+            entry = self.entries.get(int(keys[0]))
+            if entry is not None and entry.sw_if_index == int(sw_if[0]):
+                return 0
         current = self.lookup(keys)
         if not (current != sw_if).any():
             return 0

@@ -96,6 +96,8 @@ class EthernetInput(SwitchNode):
 
     def process(self, idx: np.ndarray) -> None:
         pool, meta, t = self.rt.pool, self.meta, self.tables
+        if len(idx) == 1 and self._one_bridged(idx):
+            return
         if int(pool.length[idx].min()) < MIN_FRAME:
             runt = pool.length[idx] < MIN_FRAME
             self.drop(idx[runt], "runt")
@@ -123,6 +125,23 @@ class EthernetInput(SwitchNode):
         self.graph.enqueue(nexts[self.IP4], idx[ip4])
         self.drop(idx[l3 & ~arp & ~ip4], "unknown-ethertype")
         self.drop(idx[(mode == _L3) & ~t.has_ip[rx]], "no-l2-or-l3")
+
+    def _one_bridged(self, idx: np.ndarray) -> bool:
+        """A 1-packet vector parsed plainly (:func:`parse_ethernet_reference`): a runt is
+        dropped, a bridged frame goes to l2-learn; False leaves the rest to the vector
+        path (cross-connect, L3)."""
+        i = int(idx[0])
+        pool, meta = self.rt.pool, self.meta
+        if int(pool.length[i]) < MIN_FRAME:
+            self.drop(idx, "runt")
+            return True
+        rx = int(meta.rx_if[i])
+        if not self.tables.bridged[rx]:
+            return False
+        dmac, smac, _ = parse_ethernet_reference(pool.data[i, :MIN_FRAME].tobytes())
+        meta.dmac[i], meta.smac[i] = dmac, smac
+        self.graph.enqueue(self.next[self.L2_LEARN], idx)
+        return True
 
 
 class SpanInput(SwitchNode):
