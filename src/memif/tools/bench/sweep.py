@@ -335,9 +335,9 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         from .sweep_chart import plot_sweep
 
-        path = plot_sweep(
-            points, args.plot, title=f"memif bench-switch --rates, {time.strftime('%Y-%m-%d')}"
-        )
+        load = os.getloadavg()[0]
+        title = f"memif bench-switch --rates, {time.strftime('%Y-%m-%d %H:%M')}, load {load:.1f}"
+        path = plot_sweep(points, args.plot, title=title)
         print(f"memif bench-switch: chart written to {path}", file=sys.stderr)
     return 1 if any(p.error for p in points) else 0
 

@@ -1,8 +1,9 @@
 """The rate sweep's chart (``memif bench-switch --rates ... --plot FILE``).
 
-Three panels against the offered rate, one line per configuration and receive mode: the
-delivered rate (with the ideal, delivered = offered, dashed), the switch's CPU utilisation,
-and the one-way latency p50 (solid) and p99 (dotted) on a log scale.
+Three panels against the offered rate, one line per configuration and receive mode through
+its percentage points (the peak, the source as fast as the ring takes, is a star of the same
+colour): the delivered rate (with the ideal, delivered = offered, dashed), the switch's CPU
+utilisation, and the one-way latency p50 (solid) and p99 (dotted) on a log scale.
 """
 
 from __future__ import annotations
@@ -28,10 +29,17 @@ def plot_sweep(points: Sequence[SweepPoint], path: str, title: str = "") -> Path
         x = [(p.offered_pps or 0.0) / 1e6 for p in pts]
         top = max(top, *x)
         label = f"{config} {mode}"
-        line = ax_rate.plot(x, [(p.delivered_pps or 0.0) / 1e6 for p in pts], "o-", label=label)
+        swept = [(xi, p) for xi, p in zip(x, pts, strict=True) if p.percent is not None]
+        sx = [xi for xi, _ in swept]
+        line = ax_rate.plot(sx, [(p.delivered_pps or 0.0) / 1e6 for _, p in swept], "o-",
+                            label=label)  # fmt: skip
         color = line[0].get_color()
-        ax_cpu.plot(x, [100 * (p.cpu or 0.0) for p in pts], "o-", color=color, label=label)
-        lat = [(xi, p) for xi, p in zip(x, pts, strict=True) if p.latency_p50_us is not None]
+        ax_cpu.plot(sx, [100 * (p.cpu or 0.0) for _, p in swept], "o-", color=color, label=label)
+        for xi, p in zip(x, pts, strict=True):
+            if p.percent is None:  # the peak
+                ax_rate.plot([xi], [(p.delivered_pps or 0.0) / 1e6], "*", color=color, ms=12)
+                ax_cpu.plot([xi], [100 * (p.cpu or 0.0)], "*", color=color, ms=12)
+        lat = [(xi, p) for xi, p in swept if p.latency_p50_us is not None]
         if lat:
             ax_lat.plot([xi for xi, _ in lat], [p.latency_p50_us for _, p in lat], "o-",
                         color=color, label=f"{label} p50")  # fmt: skip
