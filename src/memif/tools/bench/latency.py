@@ -14,9 +14,10 @@ The paths (``--paths``)::
 
 The receive modes (``--modes``) are those of :class:`memif.loop.RxMode`, applied to both
 sides that are this package's ``memif gen``: ``interrupt`` (sleep on the queue's eventfd when
-idle), ``polling`` (spin, a whole CPU each), ``adaptive`` (spin while packets came in the last
-``IDLE_AFTER``, then sleep on interrupts). memifd runs its own adaptive main loop whatever the
-mode, and testpmd always busy-polls: on those hops the mode is that of the ends only.
+idle), ``polling`` (spin, a whole CPU each), ``adaptive`` (spin while turns of
+``ADAPTIVE_VECTOR`` packets or more came within ``IDLE_AFTER``, else as ``interrupt``: memifd's
+rule). memifd runs its own adaptive main loop whatever the mode, and testpmd always
+busy-polls: on those hops the mode is that of the ends only.
 
 Per point: ``sent`` (frames handed to the ring), ``received`` (those that came back),
 ``lost`` (sent - received), the RTT ``min``/``p50``/``p99``/``p99.9``/``max``/``mean`` in

@@ -52,6 +52,7 @@ from typing import Any
 from ... import wire
 from ...errors import MemifError
 from ...loop import IDLE_AFTER
+from ...vswitch.mainloop import ADAPTIVE_VECTOR
 from ..common import (
     add_connection_args,
     fail,
@@ -257,8 +258,9 @@ def add_parser(subparsers: Any) -> None:
         choices=("interrupt", "polling", "adaptive"),
         default=None,
         help="how an idle turn waits for packets: interrupt (sleep on the queue's eventfd), "
-        "polling (spin, a whole CPU), adaptive (spin while packets came in the last "
-        f"{IDLE_AFTER * 1000:g} ms, then sleep on interrupts); default interrupt, polling with "
+        "polling (spin, a whole CPU), adaptive (spin while turns of "
+        f"{ADAPTIVE_VECTOR} packets or more came in the last {IDLE_AFTER * 1000:g} ms, as "
+        "memifd does; a trickle sleeps on interrupts); default interrupt, polling with "
         "--polling",
     )
     g.add_argument("--quiet", "-q", action="store_true", help="no live line on stderr")

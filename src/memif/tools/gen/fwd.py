@@ -18,6 +18,7 @@ from ... import wire
 from ...errors import MemifError
 from ...loop import IDLE_AFTER, EventLoop, RxMode
 from ...queue import RxBatch, TxQueue
+from ...vswitch.mainloop import ADAPTIVE_VECTOR
 from ..burst import echo_burst, send_fitting, swap_macs
 from ..common import LiveLine, StopRequest
 from .frames import HDR_LEN, STREAM_SHIFT, Frames
@@ -46,13 +47,14 @@ class Generator:
         self.rxq = list(iface.rx_queues)
         self.streams = [_TxStream(q, i) for i, q in enumerate(self.txq)]
         #: interrupt (sleep on the rx eventfds when idle), polling (spin: no sleep), or
-        #: adaptive (spin while packets came within IDLE_AFTER, then sleep on interrupts)
+        #: adaptive (spin while a turn moved ADAPTIVE_VECTOR packets or more within
+        #: IDLE_AFTER, as the switch's main loop does; else as interrupt)
         self.rx_mode = RxMode.parse(args.rx_mode or ("polling" if args.polling else "interrupt"))
         self.rx_wake = EventLoop(clock=time.perf_counter)  # what an idle turn sleeps on:
         self.rx_wake.update_rx(self.rxq, mode=self.rx_mode)  # the rx eventfds
         self.polling = self.rx_mode is RxMode.POLLING
         self.adaptive = self.rx_mode is RxMode.ADAPTIVE
-        self.busy_at = -math.inf  # the last turn that moved packets (adaptive mode)
+        self.busy_at = -math.inf  # the last turn that moved a full vector (adaptive mode)
         self.an = Analyzer(frames)
         self.burst = args.burst
         self.count = args.count
@@ -284,7 +286,8 @@ class Generator:
                     self.live.update(self.live_text(now), force=True)
             if work:
                 idle = 0
-                self.busy_at = now
+                if work >= ADAPTIVE_VECTOR:  # a trickle does not keep an adaptive loop busy
+                    self.busy_at = now
                 continue
             idle += 1
             if self.polling:  # busy-poll, as DPDK does: lowest latency, a whole CPU
