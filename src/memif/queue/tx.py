@@ -391,15 +391,24 @@ class TxQueue(_Queue):
         if layout is None or pieces[-1][2] == 0:
             return None
         ring = self.ring
-        if not layout.holds(ring.d_offset, pieces, by_slot=True) or any(
+        if pieces[-1][2] == 1:  # one slot: plain reads, no reductions (~1 us each)
+            at = pieces[0][0]
+            if int(ring.d_offset[at]) != int(layout.offsets[at]) or (
+                int(ring.d_region[at]) != layout.region
+            ):
+                self._layout = None  # the slave posts elsewhere now: learn again
+                return None
+            cap = min(layout.grid.shape[1], int(ring.d_length[at]))
+        elif not layout.holds(ring.d_offset, pieces, by_slot=True) or any(
             np.count_nonzero(ring.d_region[at : at + hi - lo] != layout.region)
             for at, lo, hi in pieces
         ):
             self._layout = None  # the slave posts elsewhere now: learn again
             return None
-        cap = layout.grid.shape[1]  # rows never overlap
-        for at, lo, hi in pieces:
-            cap = min(cap, int(ring.d_length[at : at + hi - lo].min()))
+        else:
+            cap = layout.grid.shape[1]  # rows never overlap
+            for at, lo, hi in pieces:
+                cap = min(cap, int(ring.d_length[at : at + hi - lo].min()))
         if cap == 0:
             return None
         offset = slot_values(layout.offsets, pieces, copy=False)  # ours: a view will do

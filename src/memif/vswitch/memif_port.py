@@ -237,7 +237,7 @@ class MemifPort:
             self._rx_drop(node, "no-buffers", n - k)
         if k:
             lengths = batch.lengths[:k]
-            longest = int(lengths.max())
+            longest = int(lengths[0] if k == 1 else lengths.max())  # one: no reduction
             width = min(longest, pool.data_size)
             batch.copy_into(pool.rows(width), idx)
             if longest <= pool.data_size:  # the usual case: one reduction decides
