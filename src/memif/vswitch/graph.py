@@ -207,7 +207,9 @@ class Graph:
         way): a few runs are enqueued as slices, otherwise one mask per next node.
         """
         n = len(idx)
-        if n == 0:
+        if n <= 1:
+            if n:  # one packet: no runs to find
+                self.enqueue(int(nexts[0]), idx)
             return
         change = np.flatnonzero(nexts[1:] != nexts[:-1])
         if len(change) < DISPATCH_RUNS:
