@@ -141,6 +141,9 @@ def test_rate_sweep_points_and_chart(tmp_path: Path) -> None:
         assert p["latency_p50_us"] > 0 and p["latency_p99_us"] >= p["latency_p50_us"]
     for p in points[1:]:  # the rates asked are the percentages of the peak delivered
         assert p["target_pps"] == pytest.approx(peak["delivered_pps"] * p["percent"] / 100)
+        # never above the rate asked: at most the lag a late source may carry into the window
+        late = sweep_traffic.LAG + sweep_traffic.BURST
+        assert p["offered_pps"] * p["seconds"] <= p["target_pps"] * p["seconds"] + late, p
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -9,7 +9,9 @@ receives on ``B``: the switch bridges them. It busy-polls its CPU.
 The source is a token bucket: at each turn it may send ``(now - start) * rate`` packets
 minus those already offered, at most a burst (``BURST``); what the switch's ring has no room
 for is counted as ``ring-full`` and not sent later (as a NIC drops what its ring cannot
-take), so the offered rate is exact to the clock whatever the switch does. Rate 0 sends as
+take). When this process falls more than ``LAG`` frames behind (its CPU taken), it skips
+them instead of sending a catch-up burst: the offered rate it reports (sent + ring-full) is
+then below the rate asked, never above it. Rate 0 sends as
 fast as the ring takes frames (the peak). Every frame carries its send time
 (``perf_counter_ns``, bytes 50..57); the sink adds each burst's one-way latencies (send to
 receive, through the switch) to a histogram of ``BINS_PER_OCTAVE`` bins per octave of
@@ -37,6 +39,9 @@ TS_OFFSET = SEQ_END
 TS_END = TS_OFFSET + 8
 BURST = 256
 """Most frames the source sends (and the sink takes) per burst."""
+LAG = 4 * BURST
+"""Frames the source may be late by (descheduled, say) before it skips them: it does not
+catch up in a burst, and what it skipped was not offered."""
 BINS_PER_OCTAVE = 16
 BINS = 40 * BINS_PER_OCTAVE  # up to 2**40 ns
 RING_SIZE = 1024
@@ -112,24 +117,32 @@ def run_traffic(tx: Any, rx: Any, rx_a: Any, frame: int, ctl: np.ndarray, hist: 
         now = clock()
         if ctl[EPOCH] != epoch:  # a new rate: the bucket starts empty now
             epoch, rate, start, offered = int(ctl[EPOCH]), int(ctl[RATE]), now, 0
-        want = BURST if not rate else min(BURST, (now - start) * rate // 1_000_000_000 - offered)
-        if want > 0:
-            batch = alloc(want)
+        want = BURST
+        if rate:
+            due = (now - start) * rate // 1_000_000_000
+            if due - offered > LAG:  # this process fell behind: no catching up in a burst
+                offered = due - BURST
+            want = min(BURST, due - offered)
+        left = want
+        while left > 0:  # one run of the ring, then the rest after its end
+            batch = alloc(left)
             n = batch.count
-            if n:
-                bufs = batch.buffers
-                bufs[:, :frame] = template
-                np.add(seqs[:n], seq, out=bufs[:n, SEQ_OFFSET:SEQ_END].view(np.uint64))
-                bufs[:n, TS_OFFSET:TS_END].view(np.uint64)[:] = clock()
-                tx_burst(batch, frame)
-                seq += n
-                sent += n
-                ctl[TX_PACKETS] = sent
-            if rate:
-                offered += want
-                if n < want:  # no room in the ring: those are lost, not sent later
-                    full += want - n
-                    ctl[RING_FULL] = full
+            if not n:
+                break
+            bufs = batch.buffers
+            bufs[:, :frame] = template
+            np.add(seqs[:n], seq, out=bufs[:n, SEQ_OFFSET:SEQ_END].view(np.uint64))
+            bufs[:n, TS_OFFSET:TS_END].view(np.uint64)[:] = clock()
+            tx_burst(batch, frame)
+            seq += n
+            sent += n
+            left -= n
+            ctl[TX_PACKETS] = sent
+        if rate and want > 0:
+            offered += want
+            if left:  # no room in the ring: those are lost, not sent later
+                full += left
+                ctl[RING_FULL] = full
         got = rx_burst(BURST)
         k = len(got)
         if k:
