@@ -49,5 +49,5 @@ def plot(points: Sequence[Point], path: str, title: str | None = None) -> Path:
         if mine:
             ax.legend(fontsize=7)
     axes[0][0].set_ylabel("share of round trips longer (1 - CDF)")
-    fig.suptitle(title or "memif bench-latency: RTT distributions")
+    fig.suptitle(title or "memif bench-latency: RTT distributions", y=1.02)
     return save(fig, path)
