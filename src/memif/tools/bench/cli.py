@@ -89,14 +89,13 @@ from .worker import (
     LISTENING,
     MIN_FRAME,
     PEER_POLLING,
-    RX_BYTES,
-    RX_PACKETS,
     RX_READY,
     SEQ_ERRORS,
     TX_READY,
     WAIT,
     Workers,
     build_frame,
+    rx_counters,
 )
 
 __all__ = ["PAIRS", "REFERENCE", "Options", "Point", "Result", "build_frame", "measure", "plan"]
@@ -180,7 +179,7 @@ def _testpmd_counter(tp: Any) -> Counter:
 
 def _python_counter(ctl: memoryview) -> Counter:
     def read() -> tuple[int, int, float]:
-        return ctl[RX_PACKETS], ctl[RX_BYTES], time.perf_counter()
+        return (*rx_counters(ctl), time.perf_counter())
 
     return read
 

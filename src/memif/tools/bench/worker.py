@@ -41,6 +41,7 @@ TX_PACKETS = 7  # sender: packets sent so far
 SEQ_ERRORS = 8  # receiver: bursts whose sequence numbers were not the expected ones
 PEER_POLLING = 9  # sender: 1 when the receiver masked interrupts (no eventfd write per burst)
 FAILED = 10  # a worker raised
+RX_SEQ = 11  # receiver: odd while it updates RX_PACKETS and RX_BYTES (a sequence lock)
 SLOTS = 16
 
 WAIT = 20.0
@@ -98,12 +99,13 @@ def receive_loop(rx: Any, frame: int, burst: int, ctl: memoryview, copy: bool = 
     """Receive in bursts of ``burst`` until ``ctl[STOP]`` is set, reading every packet.
 
     Reads each packet's sequence number (bytes 42..49) and checks the burst against the
-    expected run; publishes packets, bytes and sequence errors in ``ctl`` after every burst.
+    expected run; publishes packets, bytes and sequence errors in ``ctl`` after every burst
+    (packets and bytes under ``RX_SEQ``: read them with :func:`rx_counters`).
     With ``copy`` every whole frame (``frame`` bytes) is first copied into private memory.
     """
     rx_burst, refill, stats = rx.rx_burst, rx.refill, rx.stats
     private = np.zeros((burst, frame), np.uint8) if copy else None
-    packets = errors = expected = 0
+    packets = errors = expected = seq_lock = 0
     while not ctl[STOP]:
         batch = rx_burst(burst)
         n = len(batch)
@@ -121,8 +123,20 @@ def receive_loop(rx: Any, frame: int, burst: int, ctl: memoryview, copy: bool = 
         expected = last + 1
         refill()
         packets += n
+        ctl[RX_SEQ] = seq_lock = seq_lock + 1  # odd: the two counters are changing
         ctl[RX_PACKETS] = packets
         ctl[RX_BYTES] = stats.bytes
+        ctl[RX_SEQ] = seq_lock = seq_lock + 1
+
+
+def rx_counters(ctl: memoryview) -> tuple[int, int]:
+    """The receiver's (packets, bytes), read together: retried while it updates them."""
+    while True:
+        seq = ctl[RX_SEQ]
+        if not seq & 1:
+            packets, nbytes = ctl[RX_PACKETS], ctl[RX_BYTES]
+            if ctl[RX_SEQ] == seq:
+                return packets, nbytes
 
 
 # ---------------------------------------------------------------------------------------- workers
