@@ -16,7 +16,7 @@ import pytest
 from helpers import ENV, memif_argv
 
 from memif.cli import main
-from memif.tools.bench.latency import MODES, PERCENTILES, Point
+from memif.tools.bench.latency import MODES, PERCENTILES, Point, format_table, rate_text
 from memif.tools.bench.latency_chart import plot
 
 KEYS = {"path", "mode", "rate", "sent", "received", "lost", "min_us", "p50_us", "p99_us",
@@ -126,3 +126,20 @@ def test_bad_options_one_line(
     assert out == "" and len(err.strip().splitlines()) == 1, err
     assert err.startswith("memif bench-latency: ") or err.startswith("memif: bench-latency: ")
     assert says in err, err
+
+
+def test_chart_and_table_of_given_points(tmp_path: Path) -> None:
+    """The chart and the table from points alone (as a saved ``--json`` gives them): a failed
+    point is a table row with its error and no curve; the x axis spans what was measured."""
+    dist = [[0.0, 50.0], [50.0, 80.0], [99.0, 200.0], [100.0, 400.0]]
+    figures = {"min_us": 50.0, "p50_us": 80.0, "p99_us": 200.0, "p999_us": 300.0, "max_us": 400.0}
+    good = Point(
+        "direct", "interrupt", 10000, 64, sent=10, received=10, distribution=dist, **figures
+    )
+    bad = Point("testpmd", "polling", 1000, 64, error="dpdk-testpmd not found")
+    png = plot([good, bad], str(tmp_path / "c.png"), title="given")
+    assert png.read_bytes().startswith(PNG)
+    table = format_table([good, bad]).splitlines()
+    assert table[2].split()[:6] == ["direct", "interrupt", "10k", "10", "10", "0"]
+    assert table[3].endswith("failed: dpdk-testpmd not found")
+    assert [rate_text(r) for r in (999, 1000, 100000, 2_000_000)] == ["999", "1k", "100k", "2M"]
