@@ -314,12 +314,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"memif bench-switch: {exc}", file=sys.stderr)
         return 2
     series = [(c, m, f) for f in frames for c in configs for m in args.modes]
+    rates = ",".join(f"{r:g}" for r in args.rates)
     points: list[SweepPoint] = []
     opts.workdir = tempfile.mkdtemp(prefix="memif-bench-sweep-")
     try:
         for i, (config, mode, frame) in enumerate(series, 1):
             label = f"[{i}/{len(series)}] {config} {mode} frame={frame}"
-            print(f"{label}: peak, then {args.rates} % of it, {opts.seconds:g} s each ...",
+            print(f"{label}: peak, then {rates}% of it, {opts.seconds:g} s each ...",
                   file=sys.stderr, flush=True)  # fmt: skip
 
             def report(p: SweepPoint, label: str = label) -> None:
