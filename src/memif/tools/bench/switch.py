@@ -1,5 +1,8 @@
 """``memif bench-switch``: bridge throughput of the Python switch between two memif ports.
 
+With ``--rates`` it runs the rate sweep instead (:mod:`.sweep`: the switch's throughput, CPU,
+drops and latency at offered rates); what follows is the saturated loop.
+
 The loop (the classic way to measure a switch sitting between two memif ports): one DPDK
 testpmd, the *loop driver*, holds both memif ports in ``io`` forwarding and primes the loop
 with ``start tx_first N``: N bursts on each port. Everything it receives on one port it sends
@@ -595,7 +598,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "second testpmd in the middle (the reference). Configurations: "
             + "; ".join(f"{c.name}: {c.description}" for c in CONFIGS.values())
             + ". Frames above 2048 bytes are chained over 2048-byte buffers; imix is 64, 570 "
-            "and 1518 bytes in 7:4:1. Gbit/s = frame bytes counted * 8 / seconds."
+            "and 1518 bytes in 7:4:1. Gbit/s = frame bytes counted * 8 / seconds. With "
+            "--rates: the rate sweep instead, the switch's throughput, CPU, drops and latency "
+            "at percentages of its peak (no testpmd needed)."
         ),
     )
     p.add_argument(
