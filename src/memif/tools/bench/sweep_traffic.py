@@ -39,6 +39,10 @@ TS_OFFSET = SEQ_END
 TS_END = TS_OFFSET + 8
 BURST = 256
 """Most frames the source sends (and the sink takes) per burst."""
+CHUNK_NS = 100_000
+"""The source sends once a burst's worth of this many nanoseconds of its rate is due (at
+most ``BURST``, at least one frame): bursts of about 100 us, not one frame per turn, so a
+high rate costs the source (and the switch) a call per burst, as memif gen paces."""
 LAG = 4 * BURST
 """Frames the source may be late by (descheduled, say) before it skips them: it does not
 catch up in a burst, and what it skipped was not offered."""
@@ -112,17 +116,20 @@ def run_traffic(tx: Any, rx: Any, rx_a: Any, frame: int, ctl: np.ndarray, hist: 
     epoch = -1
     sent = full = received = nbytes = offered = seq = 0
     rate = start = 0
-    turns = 0
+    turns = chunk = 0
     while not ctl[STOP]:
         now = clock()
         if ctl[EPOCH] != epoch:  # a new rate: the bucket starts empty now
             epoch, rate, start, offered = int(ctl[EPOCH]), int(ctl[RATE]), now, 0
+            chunk = max(1, min(BURST, rate * CHUNK_NS // 1_000_000_000))
         want = BURST
         if rate:
             due = (now - start) * rate // 1_000_000_000
             if due - offered > LAG:  # this process fell behind: no catching up in a burst
                 offered = due - BURST
             want = min(BURST, due - offered)
+            if want < chunk:
+                want = 0
         left = want
         while left > 0:  # one run of the ring, then the rest after its end
             batch = alloc(left)
@@ -146,7 +153,7 @@ def run_traffic(tx: Any, rx: Any, rx_a: Any, frame: int, ctl: np.ndarray, hist: 
         got = rx_burst(BURST)
         k = len(got)
         if k:
-            ts = got.matrix[:k, TS_OFFSET:TS_END].view(np.uint64)[:, 0]
+            ts = got.headers(TS_END)[:k, TS_OFFSET:TS_END].copy().view(np.uint64)[:, 0]
             lat = clock() - ts.astype(np.int64)
             hist += np.bincount(latency_bin(lat), minlength=BINS)
             received += k
