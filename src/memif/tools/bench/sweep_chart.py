@@ -50,6 +50,9 @@ def plot_sweep(points: Sequence[SweepPoint], path: str, title: str = "") -> Path
     ax_cpu.set(xlabel="offered (Mpps)", ylabel="switch CPU (%)", title="CPU", ylim=(0, 105))
     ax_lat.set(xlabel="offered (Mpps)", ylabel="one-way latency (us)", title="latency")
     ax_lat.set_yscale("log")
+    short = plt.FuncFormatter(lambda v, _: f"{v:g}")  # 200, not 2 x 10^2
+    ax_lat.yaxis.set_major_formatter(short)
+    ax_lat.yaxis.set_minor_formatter(short)
     for ax in (ax_rate, ax_cpu, ax_lat):
         ax.grid(True, alpha=0.3)
         ax.set_xlim(left=0)
