@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .worker import SEQ_END, SEQ_OFFSET, build_frame
+from .worker import SEQ_END, SEQ_OFFSET, build_frame, wait_connected
 
 TS_OFFSET = SEQ_END
 """Byte offset of the u64 send time (``perf_counter_ns``) in every frame."""
@@ -49,7 +49,6 @@ catch up in a burst, and what it skipped was not offered."""
 BINS_PER_OCTAVE = 16
 BINS = 40 * BINS_PER_OCTAVE  # up to 2**40 ns
 RING_SIZE = 1024
-WAIT = 20.0
 MAC_A, MAC_B = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
 
 # Slots of the control block (int64 each).
@@ -84,16 +83,6 @@ def percentile_us(hist: np.ndarray, q: float) -> float | None:
 
 def _control(raw: Any) -> np.ndarray:
     return np.frombuffer(raw, np.int64)
-
-
-def _connect(sock: Any, ifaces: list[Any], ctl: np.ndarray) -> None:
-    deadline = time.monotonic() + WAIT
-    while not all(i.connected for i in ifaces):
-        if ctl[STOP]:
-            raise SystemExit(0)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the traffic interfaces did not connect within {WAIT} s")
-        sock.poll(0.01)
 
 
 def _send_learning(tx: Any, frame: np.ndarray) -> None:
@@ -183,7 +172,7 @@ def traffic_main(role: str, path: str, frame: int, cpu: int, raw: Any, raw_hist:
             for iface in ifaces:
                 iface.set_rx_mode(0, True)
             ctl[LISTENING] = 1
-            _connect(sock, ifaces, ctl)
+            wait_connected(sock, ifaces, ctl, STOP)
             a, b = ifaces
             template = build_frame(frame)
             _send_learning(b.tx_queues[0], template)

@@ -15,6 +15,7 @@ import os
 import struct
 import time
 import traceback
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -146,12 +147,15 @@ def _control(raw: Any) -> memoryview:
     return memoryview(raw).cast("B").cast("q")
 
 
-def _connect(sock: Any, iface: Any, ctl: memoryview) -> None:
+def wait_connected(sock: Any, ifaces: Sequence[Any], ctl: Any, stop: int = STOP) -> None:
+    """Poll ``sock`` until every interface of ``ifaces`` is connected (TimeoutError after
+    :data:`WAIT` s, saying why the first one is not); SystemExit(0) once ``ctl[stop]`` is set."""
     deadline = time.monotonic() + WAIT
-    while not iface.connected:
-        if ctl[STOP]:
+    while not all(i.connected for i in ifaces):
+        if ctl[stop]:
             raise SystemExit(0)
         if time.monotonic() > deadline:
+            iface = next(i for i in ifaces if not i.connected)
             reason = iface.local_disc_reason or iface.remote_disc_reason or iface.state
             raise TimeoutError(f"{iface.role.value} did not connect within {WAIT} s: {reason}")
         sock.poll(0.01)
@@ -178,7 +182,7 @@ def worker_main(
             iface.set_rx_mode(0, True)
             if server:
                 ctl[LISTENING] = 1
-            _connect(sock, iface, ctl)
+            wait_connected(sock, [iface], ctl)
             gc.collect()
             gc.disable()
             if server:
