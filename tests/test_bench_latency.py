@@ -108,6 +108,8 @@ def test_plot_png_and_svg(tmp_path: Path) -> None:
         (["--rates", "1000,x"], "comma-separated integers"),
         (["--rates", "0"], "--rates: 0 must be 1.."),
         (["--seconds", "-1"], "positive number"),
+        (["--seconds", "inf"], "finite positive number"),  # a point that never ends
+        (["--seconds", "nan"], "finite positive number"),
         (["--size", "40"], "--size 40 must be 62..2048"),
         (["--burst", "0"], "--burst 0 must be 1..256"),
         (["--plot", "lat.gif"], "must end with .png, .svg, .pdf"),

@@ -104,6 +104,10 @@ def test_imix_circulates_a_mix(testpmd_binary: str) -> None:
         (["--frames", "jumbo"], "frame 'jumbo': expected a size 60..9216 or imix"),
         (["--prime", "0"], "--prime 0 must be 1..1024"),
         (["--configs", "nope"], "unknown configuration 'nope'"),
+        (["--seconds", "inf"], "expected a finite positive number, not inf"),  # never ends
+        (["--warmup", "inf"], "expected a finite number >= 0, not inf"),
+        (["--warmup", "nan"], "expected a finite number >= 0, not nan"),
+        (["--warmup", "-1"], "expected a finite number >= 0, not -1"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(args: list[str], message: str) -> None:

@@ -367,7 +367,7 @@ def _options(args: argparse.Namespace) -> Options:
         testpmd = testpmd_binary(args.testpmd, ", or select --pairs python-python")
     return Options(
         seconds=args.seconds,
-        warmup=max(0.0, args.warmup),
+        warmup=args.warmup,
         ring_size=ring,
         tx_cpu=tx_cpu,
         rx_cpu=rx_cpu,

@@ -4,6 +4,7 @@ declarations, checking them, and turning a packet count into rates and ratios.""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -38,10 +39,18 @@ def choice_list(choices: Sequence[str], what: str) -> Callable[[str], list[str]]
 
 
 def positive(text: str) -> float:
-    """A number above zero (an argparse type)."""
+    """A finite number above zero (an argparse type): ``inf`` would never end a window."""
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, not {text}")
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, not {text}")
+    return value
+
+
+def non_negative(text: str) -> float:
+    """A finite number, zero or above (an argparse type)."""
+    value = float(text)
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, not {text}")
     return value
 
 
@@ -70,7 +79,7 @@ def add_window_args(p: argparse.ArgumentParser, *, warmup: float, before: str) -
     )
     p.add_argument(
         "--warmup",
-        type=float,
+        type=non_negative,
         default=warmup,
         metavar="S",
         help=f"time to {before} before measuring (default {warmup:g})",

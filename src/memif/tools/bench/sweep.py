@@ -298,7 +298,7 @@ def _options(args: argparse.Namespace) -> tuple[list[str], list[int], SweepOptio
     switch_cpu, loop_cpu = two_cpus(args.cpus, "the switch and the traffic")
     opts = SweepOptions(
         seconds=args.seconds,
-        warmup=max(0.0, args.warmup),
+        warmup=args.warmup,
         switch_cpu=switch_cpu,
         loop_cpu=loop_cpu,
     )

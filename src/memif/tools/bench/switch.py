@@ -697,7 +697,7 @@ def _options(args: argparse.Namespace) -> Options:
     testpmd = testpmd_binary(args.testpmd)
     return Options(
         seconds=args.seconds,
-        warmup=max(0.0, args.warmup),
+        warmup=args.warmup,
         prime=args.prime,
         flood=args.flood,
         vector_size=args.vector_size,
