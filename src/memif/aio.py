@@ -308,7 +308,7 @@ class AsyncSocket:
         for iface in interfaces.values():
             if iface not in self._listeners:
                 self._listeners[iface] = iface.add_listener(
-                    on_connect=self._watch, on_disconnect=self._disconnected
+                    on_connect=self._watch, on_disconnect=lambda i, _reason: self._unwatch(i)
                 )
                 if iface.connected:
                     self._watch(iface)
@@ -319,18 +319,12 @@ class AsyncSocket:
             _watched[q] = self
 
     def _unwatch(self, iface: Interface) -> None:
-        """Stop watching ``iface``'s queues; wake their sleepers (they re-arm)."""
-        for q in iface.rx_queues if iface.connected else ():
+        """Stop watching ``iface``'s queues and wake their sleepers: they take the eventfds
+        out of the asyncio loop at once and re-arm (on a dup), or raise when the connection
+        ended.  Also the disconnect listener: it runs before the queues are released."""
+        for q in iface.rx_queues:  # empty unless connected (or being disconnected)
             if _watched.get(q) is self:
                 del _watched[q]
-                sleeper = _sleeping.get(q)
-                if sleeper is not None:
-                    sleeper.wake()
-
-    def _disconnected(self, iface: Interface, reason: str) -> None:
-        """Before the queues are released: take their eventfds out of the asyncio loop."""
-        for q in iface.rx_queues:
-            _watched.pop(q, None)
             sleeper = _sleeping.get(q)
             if sleeper is not None:
                 sleeper.wake()
