@@ -18,6 +18,7 @@ from scapy.layers.l2 import Ether
 
 import memif
 from memif import packet
+from memif.vswitch.nodes_ip4 import LocalNode
 
 SW_IP, SW_IP2, PEER_IP = packet.ip4("10.0.0.1"), packet.ip4("10.8.0.1"), packet.ip4("10.0.0.2")
 
@@ -153,3 +154,33 @@ def test_one_packet_vectors_and_a_changed_address(rig: Rig) -> None:
     (reply,) = rig.exchange([_echo(new_ip, sw_mac=new_mac, seq=2)])
     p = Ether(reply)
     assert (p.src, p[IP].src, p[ICMP].seq) == ("02:00:00:00:00:77", "10.0.0.7", 2)
+
+
+def test_deleted_interfaces_leave_no_answerer(rig: Rig) -> None:
+    """The nodes' answerers of a deleted interface go when the next one is built (its
+    index is never reused): creating and deleting L3 interfaces does not grow them."""
+    for i in (2, 3, 4):
+        sw_if, peer = rig.create_port(
+            i, {"mac": mac(i), "reconnect_interval": 0.1}, bd=None, ring_size=256
+        )
+        ours, theirs = packet.ip4(f"10.{i}.0.1"), packet.ip4(f"10.{i}.0.2")
+        rig.sw.set_ip(sw_if.name, ours, 24)
+        rig.run(lambda: peer.connected and sw_if.link_up, what="connect")  # noqa: B023
+        icmp = packet.icmp_echo(packet.ICMP_ECHO_REQUEST, 7, 1, b"x")
+        echo = packet.ipv4(theirs, ours, packet.PROTO_ICMP, icmp)
+        frames = [
+            packet.arp_request(mac(i), theirs, ours),
+            packet.ethernet(sw_if.mac, mac(i), packet.ETH_P_IP, echo),
+        ]
+        assert peer.send(frames) == 2
+        rig.run(lambda: sw_if.counters.rx_packets >= 2, what="rx")  # noqa: B023
+        rig.sw.run_once()
+        assert len(drain(peer)) == 2  # both answered: each node built an answerer
+        rig.sw.delete_interface(sw_if.name)
+        peer.delete()
+    frames = [packet.arp_request(mac(1), PEER_IP, SW_IP), _echo(sw_mac=rig.sw_if.mac)]
+    assert len(rig.exchange(frames)) == 2  # the first interface's answerers: built now
+    for name in ("arp-input", "ip4-input"):
+        node = rig.sw.graph.by_name[name]
+        assert isinstance(node, LocalNode)
+        assert set(node.answerers) == {rig.sw_if.sw_if_index}
