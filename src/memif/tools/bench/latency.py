@@ -242,16 +242,16 @@ class Memifd:
         conf = os.path.join(workdir, "memifd.conf")
         with open(conf, "w", encoding="utf-8") as f:
             f.write(MEMIFD_CONFIG.format(dir=workdir))
+        cli = os.path.join(workdir, "cli.sock")
         argv = [sys.executable, "-m", "memif.daemon.main", "-c", conf]
-        argv += ["--cli-socket", os.path.join(workdir, "cli.sock"), "--runtime-dir", workdir]
+        argv += ["--cli-socket", cli, "--runtime-dir", workdir]
         argv += ["--log", os.path.join(workdir, "memifd.log")]
         self.cli: Client | None = None
         self.child = Child("memifd", argv, os.path.join(workdir, "memifd"))
         try:
-            _wait_path(self.a, self.child, "memifd")
-            _wait_path(self.b, self.child, "memifd")
-            _wait_path(argv[argv.index("--cli-socket") + 1], self.child, "memifd")
-            self.cli = Client(argv[argv.index("--cli-socket") + 1], timeout=_WAIT)
+            for path in (self.a, self.b, cli):
+                _wait_path(path, self.child, "memifd")
+            self.cli = Client(cli, timeout=_WAIT)
         except (CtlError, OSError) as exc:
             self.close()
             raise PointError(f"memifd's CLI: {exc}") from None
