@@ -361,12 +361,6 @@ def _owner(sock: Socket) -> AsyncSocket:
     return owner
 
 
-def _alive(rxq: RxQueue) -> None:
-    """Raise NotConnectedError when the queue's connection has been torn down."""
-    if not rxq.connected:
-        raise NotConnectedError(f"rx queue {rxq.index} is gone: its connection ended")
-
-
 def _can_connect(iface: Interface) -> None:
     """Raise NotConnectedError when ``iface`` will never come up by itself."""
     if iface.deleted:
@@ -435,7 +429,6 @@ class _QueueWaiter:
     """Sleeps on one receive queue's eventfd in the running asyncio loop."""
 
     def __init__(self, rxq: RxQueue) -> None:
-        _alive(rxq)
         self.rxq = rxq
         self.loop = asyncio.get_running_loop()
         self.fut: asyncio.Future[None] | None = None
@@ -472,7 +465,7 @@ class _QueueWaiter:
         rxq, loop = self.rxq, self.loop
         was_polling = rxq.polling  # NotConnectedError once the connection ended
         try:
-            while True:
+            while True:  # arm_rx raises NotConnectedError once the connection ended
                 if arm_rx(rxq):  # packets already: no sleep (the kick is forgotten)
                     batch = _burst(rxq, max_packets)
                     if batch.count:
@@ -497,24 +490,19 @@ class _QueueWaiter:
                     self.fut = None
                     if timer is not None:
                         timer.cancel()
-                _alive(rxq)
         finally:
             if was_polling and rxq.connected:
                 rxq.polling = True
 
 
 def _burst(rxq: RxQueue, max_packets: int) -> RxBatch:
-    """``rx_burst``; slots of packets dropped as bad (an empty batch) go back at once."""
+    """``rx_burst``; slots of packets dropped as bad (an empty batch) go back at once.
+    Raises NotConnectedError (the queue's own, with the reason) once the connection ended."""
     cursor = rxq.cursor
     batch = rxq.rx_burst(max_packets)
     if not batch.count and rxq.cursor != cursor:
         rxq.refill()
     return batch
-
-
-def _take(rxq: RxQueue, max_packets: int) -> RxBatch:
-    _alive(rxq)
-    return _burst(rxq, max_packets)
 
 
 async def recv_batch(
@@ -531,7 +519,7 @@ async def recv_batch(
     socket should be attached (:class:`AsyncSocket`) so that a disconnect is noticed
     at once; otherwise the waiter checks twice a second.
     """
-    batch = _take(rxq, max_packets)
+    batch = _burst(rxq, max_packets)
     if batch.count:
         return batch
     waiter = _QueueWaiter(rxq)
@@ -584,7 +572,7 @@ class RxBatches:
         while True:
             rxq = await self._current_queue()
             try:
-                batch = _take(rxq, self.max_packets)
+                batch = _burst(rxq, self.max_packets)
                 if not batch.count:
                     if self._waiter is None or self._waiter.rxq is not rxq:
                         self._drop_waiter()
