@@ -139,6 +139,42 @@ def test_ping_ip_mode_polling_and_queues() -> None:
 
 
 @pytest.mark.slow
+def test_ping_ends_while_the_peer_floods_it() -> None:
+    """A peer that keeps ping's receive ring full (echo replies to no request of its: ping
+    parses each one) does not keep it from sending its request, giving up after -W and
+    exiting 1."""
+    name = unique_name("ping-flood")
+    icmp = pkt.icmp_echo(pkt.ICMP_ECHO_REPLY, 0, 1, bytes(56))  # ping's ident is never 0
+    noise = pkt.ipv4(pkt.ip4(R_IP), OUR_IP, pkt.PROTO_ICMP, icmp)
+    with memif.Socket(name) as sock:
+        iface = sock.create_interface(role="server", id=0, mode="ip")
+        proc = subprocess.Popen(
+            memif_argv(
+                "ping", "--socket", name, "--mode", "ip", "-I", "10.0.0.2", R_IP, "-c", "1",
+                "-W", "0.2", "--json",
+            ),
+            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 20  # fails a ping that is still busy by then
+            flooded = 0
+            while proc.poll() is None and time.monotonic() < deadline:
+                if iface.connected:
+                    flooded += iface.send([noise] * 256)
+                sock.poll(0)
+            assert proc.poll() is not None, "ping never ended under the flood"
+            out, err = proc.communicate(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 1, err
+    summary = json.loads(out)
+    assert summary["transmitted"] == 1 and summary["received"] == 0
+    assert flooded > 256  # the flood ran while ping did
+
+
+@pytest.mark.slow
 def test_ping_nobody_answers() -> None:
     """ARP for an address nobody owns fails: one clear line, exit 1 (no reply, as ping(8))."""
     name = unique_name("ping-none")

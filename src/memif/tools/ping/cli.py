@@ -223,29 +223,33 @@ class Pinger:
     def wait(self, deadline: float, until: Any = None) -> None:
         """Handle arriving frames until ``deadline`` (perf_counter) or ``until()`` holds."""
         while True:
-            self._receive()
+            work = self._receive()
             if until is not None and until():
                 return
             left = deadline - time.perf_counter()
             if left <= 0:
                 return
             rxqs = self.iface.rx_queues if self.iface.connected else []
-            wait_rx(self.loop, rxqs, min(left, 0.25))  # polling queues: no sleep
+            wait_rx(self.loop, rxqs, min(left, 0.25), work)  # busy or polling: no sleep
 
-    def _receive(self) -> None:
+    def _receive(self) -> int:
+        """One burst from each receive queue, never more (a peer that keeps them full must
+        not keep the session from sending or ending); returns the frames taken."""
         if not self.iface.connected:
-            return
+            return 0
+        taken = 0
         for rxq in self.iface.rx_queues:
-            while True:
-                with rxq.receive(256) as batch:
-                    if not len(batch):
-                        break
-                    now = time.perf_counter()
-                    frames = batch.tolist()  # a ping's bursts are small: copies, whole
-                    answers = self.answerer.answer_frames(frames)
-                    self._arp(frames, answers)
-                    for i in answers.where(Verdict.ECHO_REPLY).tolist():
-                        self._echo_reply(frames[i], now)
+            with rxq.receive(256) as batch:
+                if not len(batch):
+                    continue
+                taken += len(batch)
+                now = time.perf_counter()
+                frames = batch.tolist()  # a ping's bursts are small: copies, whole
+                answers = self.answerer.answer_frames(frames)
+                self._arp(frames, answers)
+                for i in answers.where(Verdict.ECHO_REPLY).tolist():
+                    self._echo_reply(frames[i], now)
+        return taken
 
     def _arp(self, frames: list[bytes], answers: Answers) -> None:
         """ARP requests for our address are answered; the target's ARP tells its MAC."""
