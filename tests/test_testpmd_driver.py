@@ -1,8 +1,8 @@
 """Tests of memif.tools.testpmd, the DPDK testpmd driver, with testpmd talking to testpmd.
 
 The parsing tests use output captured from DPDK 22.11's testpmd and need no testpmd. The tests
-marked ``testpmd`` run real testpmd instances; without testpmd they try to install it, then skip
-(or fail when the environment variable CI is ``true``).
+marked ``testpmd`` run real testpmd instances; without testpmd (scripts/setup.sh installs it)
+they skip, or fail when the environment variable CI is ``true`` (the ``testpmd_binary`` fixture).
 """
 
 from __future__ import annotations
