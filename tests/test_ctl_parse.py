@@ -317,3 +317,15 @@ def test_show_vlib_graph_lists_each_nodes_next_and_previous(switch: Switch) -> N
     bad = execute(ctx, "show vlib graph l2-lern")
     assert not bad.ok and bad.output.startswith("unknown node 'l2-lern'")
     assert "show vlib graph" in execute(ctx, "show ?").output
+
+
+@pytest.mark.parametrize("minutes", ["nan", "inf", "-inf", "-1", "255.5", "1e999", "0x10", ""])
+def test_mac_age_refuses_what_is_not_0_to_255_minutes(switch: Switch, minutes: str) -> None:
+    """``mac-age`` takes fractions of a minute now: NaN, infinities and out-of-range
+    values are refused with one line and leave the domain's ageing as it was."""
+    ctx = Context(switch)
+    assert execute(ctx, "create bridge-domain 1").ok
+    assert execute(ctx, "set bridge-domain mac-age 1 0.5").ok
+    r = execute(ctx, f"set bridge-domain mac-age 1 {minutes}")
+    assert not r.ok and "\n" not in r.output and "mac-age" in r.output
+    assert switch.tables.bds[1].mac_age == 0.5 and switch.tables.max_age == {1: 30.0}
