@@ -53,7 +53,6 @@ __all__ = [
     "Verdict",
     "header_rows",
     "reference",
-    "update_checksum",
     "verifies",
 ]
 
@@ -377,13 +376,13 @@ class ArpIcmpAnswerer:
             head[6:12] = self.mac
         ttl_proto = row[l3 + 8] << 8 | row[l3 + 9]
         ip_sum = row[l3 + 10] << 8 | row[l3 + 11]
-        ip_sum = update_checksum(ip_sum, ttl_proto, TTL << 8 | (ttl_proto & 0xFF))
+        ip_sum = pk.update_checksum(ip_sum, ttl_proto, TTL << 8 | (ttl_proto & 0xFF))
         head[l3 + 8] = TTL
         head[l3 + 10 : l3 + 12] = ip_sum.to_bytes(2, "big")
         head[l3 + 12 : l3 + 16] = row[l3 + 16 : l3 + 20]  # addresses swapped: the sum holds
         head[l3 + 16 : l3 + 20] = row[l3 + 12 : l3 + 16]
         icmp_sum = row[at + 2] << 8 | row[at + 3]
-        icmp_sum = update_checksum(icmp_sum, pk.ICMP_ECHO_REQUEST << 8, pk.ICMP_ECHO_REPLY << 8)
+        icmp_sum = pk.update_checksum(icmp_sum, pk.ICMP_ECHO_REQUEST << 8, pk.ICMP_ECHO_REPLY << 8)
         if icmp_sum == 0 and not any(icmp[4:]):  # a message of zeros: its checksum is ~0
             icmp_sum = 0xFFFF
         head[at] = pk.ICMP_ECHO_REPLY
@@ -641,17 +640,9 @@ def _verifies_bytes(data: bytes) -> bool:
     return (value << 8 if len(data) & 1 else value) % 0xFFFF == 0
 
 
-def update_checksum(checksum: int, old: int, new: int) -> int:
-    """An Internet checksum after one 16-bit word of its data changed from ``old`` to ``new``
-    (RFC 1624 eqn 3), in plain integers: what :func:`_adjust` does for a whole burst."""
-    s = (~checksum & 0xFFFF) + (~old & 0xFFFF) + new
-    s = (s & 0xFFFF) + (s >> 16)
-    s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def _adjust(checksum: Array, old: Array | int, new: Array | int) -> Array:
-    """The checksums after one 16-bit word changed from ``old`` to ``new`` (RFC 1624 eqn 3)."""
+    """The checksums after one 16-bit word changed from ``old`` to ``new`` (RFC 1624 eqn 3):
+    :func:`memif.packet.update_checksum` for a whole burst."""
     s: Array = (~checksum & 0xFFFF) + (~np.asarray(old, np.int64) & 0xFFFF) + new
     s = (s & 0xFFFF) + (s >> 16)
     s = (s & 0xFFFF) + (s >> 16)

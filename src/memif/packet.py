@@ -112,6 +112,15 @@ def checksum(data: bytes | np.ndarray) -> int:
     return ~total & 0xFFFF
 
 
+def update_checksum(checksum: int, old: int, new: int) -> int:
+    """An Internet checksum after one 16-bit word of its data changed from ``old`` to ``new``
+    (RFC 1624 eqn 3), without summing the data again."""
+    s = (~checksum & 0xFFFF) + (~old & 0xFFFF) + new
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
 def ethernet(dst: bytes, src: bytes, ethertype: int, payload: bytes) -> bytes:
     """An Ethernet II frame."""
     return _ETH.pack(dst, src, ethertype) + payload

@@ -24,7 +24,6 @@ import math
 from dataclasses import dataclass, field
 
 from . import packet as pk
-from .arp_icmp import update_checksum
 
 __all__ = ["EchoReply", "PingSession", "PingStats", "Sent", "State", "rtt_summary"]
 
@@ -211,7 +210,7 @@ class PingSession:
         for at, word in ((l3 + 10, l3 + 4), (l4 + 2, l4 + 6)):  # (checksum, field) offsets
             frame[word : word + 2] = seq.to_bytes(2, "big")
             old = int.from_bytes(frame[at : at + 2], "big")
-            frame[at : at + 2] = update_checksum(old, 0, seq).to_bytes(2, "big")
+            frame[at : at + 2] = pk.update_checksum(old, 0, seq).to_bytes(2, "big")
         return bytes(frame)
 
     # ------------------------------------------------------------------ replies
