@@ -27,8 +27,8 @@ import pytest
 from helpers import memif_popen as cli
 
 import memif
+from memif import classify as cl
 from memif import pcap
-from memif.tools.monitor import cli as monitor
 
 if os.environ.get("CI") == "true":
     import scapy.all as scapy  # a test dependency: missing under CI is a failure
@@ -679,18 +679,18 @@ def test_monitor_display_on_a_terminal_and_in_a_pipe() -> None:
 # --------------------------------------------------------------------------- classify
 def test_classify_fields() -> None:
     frames = ETH_FRAMES
-    width = monitor.HEADER_BYTES
+    width = cl.HEADER_BYTES
     hdr = np.zeros((len(frames), width), np.uint8)
     for i, f in enumerate(frames):
         hdr[i, : min(len(f), width)] = np.frombuffer(f[:width], np.uint8)
-    f = monitor.classify(hdr, np.array([len(x) for x in frames]))
+    f = cl.classify(hdr, np.array([len(x) for x in frames]))
     names = "arp ipv4/icmp ipv4/tcp ipv4/udp ipv4/other ipv6/icmpv6 ipv6/tcp ipv6/udp ipv6/other"
-    order = (monitor.ARP, monitor.ICMP, monitor.TCP4, monitor.UDP4, monitor.IP4_OTHER)
-    order += (monitor.ICMP6, monitor.TCP6, monitor.UDP6, monitor.IP6_OTHER)
+    order = (cl.ARP, cl.ICMP, cl.TCP4, cl.UDP4, cl.IP4_OTHER)
+    order += (cl.ICMP6, cl.TCP6, cl.UDP6, cl.IP6_OTHER)
     by_category = dict(zip(order, names.split(), strict=True))
     labels = [by_category.get(int(c), "other") for c in f.category]
     assert labels == [lbl.split(":")[0] for lbl, _ in FRAMES]
-    assert f.ethertype[-1] == monitor.RUNT and f.ethertype[-2] == 0x88CC
+    assert f.ethertype[-1] == cl.RUNT and f.ethertype[-2] == 0x88CC
     assert f.vlan.tolist() == [i in (8, 9) for i in range(len(frames))]
     assert (f.sport[6], f.dport[6]) == (-1, -1)  # a later fragment has no ports
     assert (f.sport[9], f.dport[9]) == (22, 50000)  # behind two VLAN tags

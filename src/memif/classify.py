@@ -53,7 +53,6 @@ RUNT = -1  #: ethertype of a frame too short to have one
 NOT_IP = -2  #: ethertype given to an ip-mode packet that is neither IPv4 nor IPv6
 _IPV6_EXT = (0, 43, 60)  # hop-by-hop, routing, destination options
 _IPV6_FRAG = 44
-_VLAN_TAGS = 2  # QinQ at most
 
 
 @dataclass
@@ -133,7 +132,7 @@ def classify(hdr: Array, lengths: Array, ethernet: bool = True) -> Fields:
         mac = hdr[:, :12] if width >= 12 else np.zeros((n, 12), np.uint8)
         l3 = np.full(n, pk.ETH_HLEN, np.int64)
         et = _u16(hdr, rows, np.full(n, 12))
-        for _ in range(_VLAN_TAGS):
+        for _ in range(pk.MAX_VLAN_TAGS):
             tagged = (et == pk.ETH_P_8021Q) | (et == pk.ETH_P_8021AD) | (et == pk.ETH_P_QINQ)
             tagged &= length >= l3 + 4
             if not tagged.any():

@@ -23,20 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ...classify import (
-    ARP,
-    HEADER_BYTES,
-    ICMP,
-    ICMP6,
-    IP4_OTHER,
-    IP6_OTHER,
-    RUNT,
-    TCP4,
-    TCP6,
-    UDP4,
-    UDP6,
-    classify,
-)
+from ...classify import classify
 from ...errors import MemifError
 from ...loop import EventLoop
 from ...pcap import DEFAULT_SNAPLEN, PcapWriter, linktype_for_mode
@@ -57,23 +44,7 @@ from .display import Block, render, si
 from .filters import Filter, burst_headers
 from .stats import Stats
 
-__all__ = [
-    "ARP",
-    "HEADER_BYTES",
-    "ICMP",
-    "ICMP6",
-    "IP4_OTHER",
-    "IP6_OTHER",
-    "RUNT",
-    "TCP4",
-    "TCP6",
-    "UDP4",
-    "UDP6",
-    "Monitor",
-    "add_parser",
-    "classify",
-    "run",
-]
+__all__ = ["Monitor", "add_parser", "run"]
 
 BURST = 256
 
