@@ -4,8 +4,8 @@ The frames the tests build or check follow the header documented in ``memif.tool
 out here with ``struct`` (not with gen's own code): after Ethernet/IPv4/UDP, little-endian u32
 magic ``MGEN``, u64 ``stream << 56 | number``, u64 ``time.monotonic_ns()``.
 
-Tests marked ``testpmd`` use DPDK's testpmd (installed on demand; skipped without it, failing
-instead when the environment variable CI is ``true``).
+Tests marked ``testpmd`` use DPDK's testpmd (scripts/setup.sh installs it; skipped without it,
+failing instead when the environment variable CI is ``true``).
 """
 
 from __future__ import annotations

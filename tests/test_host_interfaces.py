@@ -8,8 +8,8 @@ pinger in Python when ping is not installed) and TCP over Python sockets.
 
 Needs root, ``/dev/net/tun`` (created with mknod when missing) and network namespaces:
 without root those tests are skipped; without kernel support they are skipped, or fail
-when ``CI`` is ``true``.  The testpmd test needs DPDK's testpmd (installed on demand, as
-the interop tests do).  The offload helpers (finishing checksums, GSO segmentation) are
+when ``CI`` is ``true``.  The testpmd test needs DPDK's testpmd (scripts/setup.sh installs
+it, as for the interop tests).  The offload helpers (finishing checksums, GSO segmentation) are
 also checked in-process against scapy, without root.
 """
 
