@@ -99,14 +99,20 @@ def byte_items(memory: np.ndarray, width: int) -> np.ndarray:
     return np.ndarray((n,), np.dtype((np.void, width)), buffer=memory, strides=(1,))
 
 
-def pieces(memory: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+def pieces(
+    memory: np.ndarray, starts: np.ndarray, width: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """``memory[s : s + width]`` for each start as rows of a ``(len(starts), width)``
     uint8 array, in one gather; windows running past the end are zero-padded.
 
-    Every start must lie inside ``memory``.
+    With ``out`` (``len(starts)`` rows of at least ``width`` contiguous bytes: a ring's
+    strided view, say) the windows land in its first ``width`` columns: no array
+    of the result's size to allocate and copy again.  Every start must lie inside
+    ``memory``.
     """
     k, size = len(starts), len(memory)
-    out = np.empty((k, width), np.uint8)
+    if out is None:
+        out = np.empty((k, width), np.uint8)
     if k == 0:
         return out
     starts = starts.astype(np.int64)

@@ -498,7 +498,11 @@ class TxQueue(_Queue):
         at = part * cap
         seg_len = np.minimum(lengths[pkt] - at, cap)
         starts = idx[pkt].astype(np.int64) * rows.shape[1] + at
-        tx.fill(pieces(rows.reshape(-1), starts, cap))
+        flat = rows.reshape(-1)
+        for lo, hi, view in tx.runs:  # gathered straight into the buffers (or staging)
+            hi = min(hi, total)
+            if hi > lo:
+                pieces(flat, starts[lo:hi], cap, out=view[: hi - lo])
         flags = np.full(total, wire.DESC_FLAG_NEXT, np.uint16)
         flags[ends - 1] = 0
         self.tx_burst(tx, seg_len, count=total, flags=flags)
