@@ -167,7 +167,7 @@ def test_second_daemon_refuses_a_live_cli_socket(start, tmp_path: Path) -> None:
     second = Memifd(tmp_path / "second", [], cli=first.cli_path)
     _, err = second.proc.communicate(timeout=20)
     assert second.proc.returncode == 1
-    assert f"memifd: {first.cli_path}: another memifd is serving" in err
+    assert f"memifd: CLI socket {first.cli_path}: another memifd is serving" in err
     assert first.ctl("show", "version").returncode == 0
 
 

@@ -16,6 +16,9 @@ from .proto import DEFAULT_HANDSHAKE_TIMEOUT
 
 T = TypeVar("T")
 
+#: VPP's default memif socket: memifd's socket 0 and every tool's ``--socket`` default.
+DEFAULT_SOCKET = "/run/vpp/memif.sock"
+
 
 def config_arg(parse: Callable[[str], T]) -> Callable[[str], T]:
     """An argparse type from a parser that raises ConfigError: its message becomes the

@@ -25,12 +25,14 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
+from .. import __version__
 from .schema import Request, SchemaError, decode_reply, encode_request, next_line
 
 PROMPT = "memifctl# "
 HISTORY = "~/.memifctl_history"
 EXIT_FAILED = 1  # the command ran and failed
 EXIT_NO_DAEMON = 2  # cannot reach memifd, or bad usage
+DEFAULT_TIMEOUT = 60.0  # seconds without an answer before giving up (a stopped daemon)
 
 __all__ = ["Client", "Completer", "CtlError", "default_runtime_dir", "default_socket", "main"]
 
@@ -83,6 +85,7 @@ class Client:
 
     def __init__(self, path: str, timeout: float | None = None) -> None:
         self.path = path
+        self.timeout = timeout
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             _connect(self._sock, path, timeout)
@@ -106,7 +109,10 @@ class Client:
                 self._buf += chunk
                 raw = next_line(self._buf)
         except TimeoutError:
-            raise CtlError(f"no reply from memifd at {self.path} in time") from None
+            raise CtlError(
+                f"no reply from memifd at {self.path} in {self.timeout:g} s "
+                "(is it stopped? --timeout S waits longer, 0 for ever)"
+            ) from None
         except OSError as exc:
             raise CtlError(f"lost memifd at {self.path}: {exc.strerror or exc}") from None
         try:
@@ -243,10 +249,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print show commands' data as JSON")
     p.add_argument(
-        "--timeout", type=float, default=None, metavar="S", help="give up after S seconds"
+        "--timeout",
+        type=_timeout,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"give up when memifd has not answered for S seconds (default {DEFAULT_TIMEOUT:g}; "
+        "0: wait for ever)",
+    )
+    p.add_argument(
+        "--version", action="version", version=f"memifctl (memif for Python) {__version__}"
     )
     p.add_argument("words", nargs=argparse.REMAINDER, help="the command, e.g. show interface")
     return p
+
+
+def _timeout(text: str) -> float | None:
+    """``--timeout``: seconds >= 0 (0: none)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 86400:  # nan and inf fail here too
+        raise argparse.ArgumentTypeError(f"{text}: expected 0..86400 seconds (0: wait for ever)")
+    return value
 
 
 def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None) -> int:
@@ -255,7 +280,7 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None) -> int:
     stdin = stdin or sys.stdin
     path = args.socket or default_socket()
     try:
-        with Client(path, args.timeout) as client:
+        with Client(path, args.timeout or None) as client:
             if args.words:
                 ok = show(client.request(" ".join(args.words), args.json), args.json)
                 return 0 if ok else EXIT_FAILED

@@ -1,4 +1,4 @@
-"""``memifd``: the switch daemon's entry point (options only; :mod:`.server` does the rest)."""
+"""``memifd``: the switch daemon's entry point (options only; :mod:`.process` runs it)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,13 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from .. import __version__
 from ..access import parse_gids, parse_uids
 from ..config import config_arg
+from ..ctl.main import default_runtime_dir
 from ..vswitch.memif_port import DEFAULT_VECTOR
-from .server import (
-    IDLE_TIMEOUT,
-    MAX_CLIENTS,
-    MAX_CLIENTS_PER_UID,
-    Options,
-    default_runtime_dir,
-    run,
-)
+from .process import LOG_LEVELS, Options, run
+from .server import IDLE_TIMEOUT, MAX_CLIENTS, MAX_CLIENTS_PER_UID
 
 EPILOG = """\
 The startup file holds CLI commands, one per line (# comments and blank lines are
@@ -28,6 +24,7 @@ number.  Example:
   set interface state memif1/0 up
   set interface l2 bridge memif1/0 1
 
+Socket id 0 is VPP's /run/vpp/memif.sock, every memif tool's default --socket.
 Every memif socket admits root and memifd's own uid; give each tenant its own socket
 and allow-uid (abstract names like @sw1 have no file permissions: only this check
 protects them).  Then: memifctl -s SOCKET show interface.  SIGINT or SIGTERM stops memifd cleanly.
@@ -53,7 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help=f"runtime directory for default sockets (default here: {default_runtime_dir()})",
     )
-    p.add_argument("--log", metavar="FILE", help="log to FILE instead of stderr")
+    p.add_argument(
+        "--log", metavar="FILE", help="log to FILE instead of stderr (reopened on SIGHUP)"
+    )
+    p.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help=f"log messages of LEVEL and above: {', '.join(LOG_LEVELS)} (default info)",
+    )
     p.add_argument(
         "--buffers",
         type=_int_in("buffers", 256, 1 << 22),
@@ -120,8 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="users besides root and memifd's uid whose memory is used even when it cannot "
         "be sealed against shrinking (hugetlbfs). RISK: such a peer can kill memifd with SIGBUS",
     )
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging (--log-level debug)")
+    p.add_argument("--version", action="version", version=_version())
     return p
+
+
+def _version() -> str:
+    return f"memifd (memif for Python) {__version__}"
 
 
 def _seconds(text: str) -> float:

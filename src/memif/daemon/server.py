@@ -1,4 +1,4 @@
-"""memifd's process: the CLI socket server and the lifecycle around the switch's main loop.
+"""memifd's CLI socket server, served from the switch's main loop.
 
 The CLI is a unix stream socket.  A client sends one request per line,
 ``{"command": "show interface", "json": false}``, and gets one reply line,
@@ -20,9 +20,7 @@ before it is parsed; and an exception serving one client closes that client only
 Refusals are logged with the peer's pid and uid and counted under ``cli`` in
 ``show errors``.
 
-:func:`run` is the whole process: logging, the runtime directory, the switch, the
-startup file, the CLI socket, SIGINT/SIGTERM, the loop, and a clean shutdown (peers get
-DISCONNECT, socket files are removed).
+:mod:`.process` runs the whole daemon around it.
 """
 
 from __future__ import annotations
@@ -30,14 +28,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import grp
 import logging
 import os
-import resource
-import signal
 import socket
 import stat
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -46,14 +40,10 @@ from typing import Any
 import numpy as np
 
 from ..access import AccessPolicy, PeerCredentials, peer_credentials
-from ..admission import raise_fd_limit
 from ..ctl import schema
-from ..ctl.main import default_runtime_dir
 from ..ctl.schema import MAX_REQUEST, SchemaError
 from ..text import escape
 from ..vswitch.graph import Node
-from ..vswitch.memif_port import DEFAULT_VECTOR
-from ..vswitch.switch import Switch
 from .commands import Context, Pending, Reply, execute
 
 log = logging.getLogger("memifd")
@@ -66,7 +56,7 @@ IDLE_TIMEOUT = 60.0  # seconds without a request before a client is closed
 READS_PER_TURN = 16  # recv calls per readable event, so one client cannot hog the loop
 REQUESTS_PER_TURN = 64  # requests answered per client per loop turn
 
-__all__ = ["CliServer", "Options", "default_runtime_dir", "run"]
+__all__ = ["CliServer", "poll_pending"]
 
 
 # ---------------------------------------------------------------------- CLI server
@@ -150,7 +140,8 @@ class CliServer:
     def start(self) -> None:
         """Bind (refusing if another memifd answers there) and start accepting."""
         parent = os.path.dirname(self.path) or "."
-        os.makedirs(parent, mode=0o755, exist_ok=True)
+        if not os.path.isdir(parent):  # never a directory tree made from a typo
+            raise OSError(errno.ENOENT, "no such directory", parent)
         _remove_stale(self.path)
         sock = socket.socket(
             socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
@@ -158,9 +149,9 @@ class CliServer:
         old = os.umask(0o777 & ~self.mode)  # never world-accessible, not even briefly
         try:
             sock.bind(self.path)
-        except OSError:
+        except OSError as exc:
             sock.close()
-            raise
+            raise OSError(exc.errno, exc.strerror, self.path) from None
         finally:
             os.umask(old)
         os.chmod(self.path, self.mode)
@@ -378,7 +369,7 @@ class CliServer:
 
     def _service(self, c: _Client, now: float) -> None:
         if c.pending is not None:
-            reply = _poll(c.pending, now)
+            reply = poll_pending(c.pending, now)
             if reply is not None:
                 c.pending = None
                 c.last_active = self.clock()
@@ -418,7 +409,8 @@ def _safe(fn: Any) -> None:
         log.exception("internal error")
 
 
-def _poll(op: Pending, now: float) -> Reply | None:
+def poll_pending(op: Pending, now: float) -> Reply | None:
+    """``op.poll(now)``; an exception is logged and becomes an error reply (op cancelled)."""
     try:
         return op.poll(now)
     except Exception as exc:
@@ -444,190 +436,3 @@ def _remove_stale(path: str) -> None:
     finally:
         probe.close()
     raise OSError(errno.EADDRINUSE, "another memifd is serving", path)
-
-
-# ---------------------------------------------------------------------- the process
-@dataclass
-class Options:
-    """What ``memifd`` is started with (see :mod:`.main`)."""
-
-    config: str | None = None
-    cli_socket: str | None = None
-    runtime_dir: str | None = None
-    log: str | None = None
-    buffers: int = 32768
-    vector_size: int = DEFAULT_VECTOR
-    verbose: bool = False
-    cli_group: str | None = None
-    cli_idle_timeout: float = IDLE_TIMEOUT
-    socket_mode: int = 0o660
-    socket_group: str | None = None
-    socket_allow_uid: frozenset[int] = frozenset()
-    socket_allow_gid: frozenset[int] = frozenset()
-    socket_unsealed_uid: frozenset[int] = frozenset()
-
-
-class StartupError(Exception):
-    """A startup-file command failed; the text names the file and line."""
-
-
-def setup_logging(options: Options) -> None:
-    """Log to stderr, or to ``--log FILE``."""
-    handler: logging.Handler = (
-        logging.FileHandler(options.log) if options.log else logging.StreamHandler(sys.stderr)
-    )
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s memifd[%(process)d] %(levelname)s: %(message)s")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if options.verbose else logging.INFO)
-
-
-def wait_for(ctx: Context, op: Pending) -> Reply:
-    """Run the switch until ``op`` has its reply (startup-file commands)."""
-    while True:
-        reply = _poll(op, time.monotonic())
-        if reply is not None:
-            return reply
-        ctx.switch.run_once()
-
-
-def run_startup(ctx: Context, path: str) -> None:
-    """Execute a startup file: one command per line; ``#`` comments and blank lines."""
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    for lineno, line in enumerate(lines, 1):
-        text = line.strip()
-        result = execute(ctx, text)  # a comment or blank line: an empty reply
-        reply = wait_for(ctx, result) if isinstance(result, Pending) else result
-        if not reply.ok:
-            raise StartupError(f"{path}:{lineno}: {reply.output}")
-        if reply.output:
-            log.info("%s:%d: %s: %s", path, lineno, text, reply.output.replace("\n", " | "))
-
-
-class Daemon:
-    """The switch, its CLI server, and the flags signals set."""
-
-    def __init__(self, ctx: Context, cli: CliServer) -> None:
-        self.ctx = ctx
-        self.cli = cli
-        self.stop_signal: int | None = None
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-
-    def _on_signal(self, signum: int, frame: object) -> None:
-        self.stop_signal = signum
-
-    def _drain(self) -> None:
-        with contextlib.suppress(OSError):
-            while os.read(self._wake_r, 512):
-                pass
-
-    def serve(self) -> None:
-        """The main loop, until SIGINT or SIGTERM."""
-        switch = self.ctx.switch
-        loop = switch.loop
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        switch.add_fd(self._wake_r, self._drain)
-        try:
-            while self.stop_signal is None:
-                try:
-                    loop.turn()
-                    if self.cli.service():  # CLI backlog: make the next sleep return at once
-                        with contextlib.suppress(OSError):
-                            os.write(self._wake_w, b"\0")
-                except Exception as exc:  # nothing but a signal ends memifd
-                    loop.failed("loop-exception", "main loop", exc)
-        finally:
-            switch.remove_fd(self._wake_r)
-            signal.set_wakeup_fd(old_wakeup)
-            for s, h in old.items():
-                signal.signal(s, h)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
-
-
-def shutdown(ctx: Context, cli: CliServer | None, reason: str = "memifd shutting down") -> None:
-    """Close the CLI, tell every memif peer why it is disconnected, close the switch."""
-    if cli is not None:
-        cli.close()
-    for port in ctx.switch.memif_ports():
-        if port.iface.connected:
-            _safe(lambda p=port: p.iface.disconnect(reason))
-    ctx.switch.close()
-
-
-def run(options: Options) -> int:
-    """The whole ``memifd`` process; returns its exit status."""
-    setup_logging(options)
-    soft = raise_fd_limit()  # before any socket opens: peers' fds count against it
-    log.info("open files limit %d (hard %d)", soft, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
-    runtime = options.runtime_dir or default_runtime_dir()
-    cli_path = options.cli_socket or os.path.join(runtime, "cli.sock")
-    gid, mode = None, 0o600
-    try:
-        if options.cli_group:
-            gid, mode = grp.getgrnam(options.cli_group).gr_gid, 0o660
-        os.makedirs(runtime, mode=0o755 if os.geteuid() == 0 else 0o700, exist_ok=True)
-        socket_gid = grp.getgrnam(options.socket_group).gr_gid if options.socket_group else None
-        switch = Switch(
-            runtime_dir=runtime,
-            n_buffers=options.buffers,
-            vector_size=options.vector_size,
-            socket_mode=options.socket_mode,
-            socket_group=socket_gid,
-            socket_access=AccessPolicy.of(
-                options.socket_allow_uid,
-                options.socket_allow_gid | ({socket_gid} if socket_gid is not None else set()),
-                options.socket_unsealed_uid,
-            ),
-        )
-    except (OSError, KeyError, ValueError) as exc:
-        return _fatal(options, f"cannot start: {_err(exc)}")
-    ctx = Context(switch)
-    cli = CliServer(
-        ctx,
-        cli_path,
-        mode=mode,
-        gid=gid,
-        policy=AccessPolicy.of(gids=() if gid is None else (gid,)),
-        idle_timeout=options.cli_idle_timeout,
-    )
-    try:
-        if options.config:
-            run_startup(ctx, options.config)
-        cli.start()
-    except (StartupError, OSError) as exc:
-        shutdown(ctx, None)
-        return _fatal(options, _err(exc))
-    log.info("memifd ready (runtime dir %s, %d buffers)", runtime, options.buffers)
-    daemon = Daemon(ctx, cli)
-    try:
-        daemon.serve()
-    except Exception:
-        log.exception("main loop failed")
-        shutdown(ctx, cli, "memifd failed")
-        return 1
-    name = signal.Signals(daemon.stop_signal).name if daemon.stop_signal else "?"
-    log.info("%s: shutting down", name)
-    shutdown(ctx, cli)
-    log.info("stopped")
-    return 0
-
-
-def _fatal(options: Options, message: str) -> int:
-    """Log why memifd cannot run (also on stderr when logging goes to a file)."""
-    log.error("%s", message)
-    if options.log:
-        print(f"memifd: {message}", file=sys.stderr)
-    return 1
-
-
-def _err(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
-    if isinstance(exc, KeyError):
-        return f"unknown group {exc.args[0]}"
-    return str(exc)

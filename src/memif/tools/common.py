@@ -14,11 +14,9 @@ from typing import Any, NoReturn, TextIO
 
 from .. import AccessPolicy, Interface, RxQueue, Socket
 from ..access import parse_gids, parse_uids
-from ..config import Role, config_arg, parse_mac
+from ..config import DEFAULT_SOCKET, Role, config_arg, parse_mac
 from ..loop import EventLoop
 from ..wire import Mode
-
-DEFAULT_SOCKET = "/run/vpp/memif.sock"
 
 _role = config_arg(lambda text: Role.parse(text).value)
 

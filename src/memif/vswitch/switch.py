@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import wire
 from ..access import AccessPolicy
-from ..config import Role, format_mac, parse_mac, random_mac
+from ..config import DEFAULT_SOCKET, Role, format_mac, parse_mac, random_mac
 from ..errors import MemifError
 from ..interface import Interface
 from ..sock import Socket
@@ -77,6 +77,7 @@ class Switch:
         socket_group: int | None = None,
         vector_size: int = DEFAULT_VECTOR,
         socket_access: AccessPolicy | None = None,
+        socket0: str = DEFAULT_SOCKET,
     ) -> None:
         if not 1 <= vector_size <= 1 << 16:
             raise ValueError(f"vector size {vector_size}: expected 1..{1 << 16}")
@@ -92,7 +93,7 @@ class Switch:
         self.ports = rt.ports  # sw_if_index -> port, every device class
         self.graph = Graph(self.pool, CountingDrop(rt))
         self.sockets: dict[int, SocketEntry] = {
-            0: SocketEntry(0, os.path.join(runtime_dir, "memif.sock"))
+            0: SocketEntry(0, socket0)  # VPP's /run/vpp/memif.sock, as the tools' default
         }
         self.started = rt.now
         self._last_age = rt.now
