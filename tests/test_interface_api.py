@@ -3,13 +3,16 @@ and ``details()``."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import select
+import subprocess
 
 import pytest
 from clocks import ManualClock
 from footprint import footprint
+from helpers import ENV, memif_argv
 
 import memif
 from memif import wire
@@ -251,3 +254,23 @@ def test_a_listener_may_disconnect_from_on_connect(side: str) -> None:
         assert client.send([b"y" * 64]) == 1
         got: list[bytes] = []
         assert drive(ss, cs, until=lambda: bool(got.extend(server.recv()) or got))
+
+
+def test_server_socket_in_a_missing_directory_is_a_memif_error_naming_the_path(tmp_path) -> None:
+    path = str(tmp_path / "missing" / "x.sock")
+    with memif.Socket(path) as sock, pytest.raises(memif.SocketPathError) as info:
+        sock.create_interface(role="server")
+    err = info.value
+    assert isinstance(err, memif.MemifError) and isinstance(err, OSError)
+    assert err.errno == errno.ENOENT
+    assert str(err) == f"bind {path}: No such file or directory"
+    assert err.filename == path and err.code == "MEMIF_ERR_SYSCALL"
+
+
+def test_tool_on_a_missing_directory_says_which_path(tmp_path) -> None:
+    path = str(tmp_path / "missing" / "x.sock")
+    r = subprocess.run(memif_argv("gen", "txonly", "--role", "server", "--socket", path,
+                                  "--count", "1"),
+                       env=ENV, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode != 0
+    assert r.stderr.strip() == f"memif: bind {path}: No such file or directory", r.stderr

@@ -19,6 +19,7 @@ from .errors import (
     NotConnectedError,
     ProtocolError,
     SocketInUseError,
+    SocketPathError,
     UnsealedRegionError,
 )
 from .interface import BufferPool, Interface, InterfaceDetails, Listener
@@ -51,6 +52,7 @@ __all__ = [
     "Socket",
     "SocketCounters",
     "SocketInUseError",
+    "SocketPathError",
     "TxBatch",
     "TxQueue",
     "UnsealedRegionError",

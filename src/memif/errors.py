@@ -47,6 +47,28 @@ class NotConnectedError(MemifError):
     code = "MEMIF_ERR_NOCONN"
 
 
+class SocketPathError(MemifError, OSError):
+    """A system call on a socket path failed (bind, chmod, chown).
+
+    Also an :class:`OSError`: ``errno``, ``strerror`` and ``filename`` (the path) are
+    the system's; the text names the operation and the path.
+    """
+
+    code = "MEMIF_ERR_SYSCALL"
+
+    def __init__(self, operation: str, path: str, cause: OSError) -> None:
+        OSError.__init__(self, cause.errno, cause.strerror, path)
+        self.operation = operation
+
+    def __str__(self) -> str:
+        return f"{self.operation} {self.filename}: {self.strerror}"
+
+    @property
+    def message(self) -> str:
+        """The human-readable text."""
+        return str(self)
+
+
 class SocketInUseError(MemifError):
     """Another process is already listening on the socket."""
 

@@ -18,7 +18,7 @@ import stat
 
 from . import wire
 from .access import peer_credentials
-from .errors import ConfigError, SocketInUseError
+from .errors import ConfigError, SocketInUseError, SocketPathError
 
 _FD_SIZE = array.array("i").itemsize
 # Room for a few fds: a hostile peer sending more must not make us leak them.
@@ -69,7 +69,7 @@ def listen(
             sock.bind(address)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
-                raise
+                raise SocketPathError("bind", display(address), exc) from None
             if is_abstract(address) or _has_listener(address):
                 raise SocketInUseError(
                     f"Active listener on {display(address)}{_holder(address)}"
@@ -77,10 +77,13 @@ def listen(
             os.unlink(address)
             sock.bind(address)
         if not is_abstract(address):
-            if mode is not None:
-                os.chmod(address, mode)
-            if gid is not None:
-                os.chown(address, -1, gid)
+            try:
+                if mode is not None:
+                    os.chmod(address, mode)
+                if gid is not None:
+                    os.chown(address, -1, gid)
+            except OSError as exc:
+                raise SocketPathError("set permissions of", display(address), exc) from None
         sock.listen(backlog)
         return sock
     except BaseException:
