@@ -55,7 +55,7 @@ from ..common import (
 from .icmp import Responder
 
 APP_NAME = "memif-responder"
-DEFAULT_IP = "192.168.1.2"  # libmemif's icmp_responder answers on this address
+DEFAULT_IP = "192.168.1.2"  # memif ping's default target (its own address: 192.168.1.1)
 
 EPILOG = f"""\
 examples:
@@ -72,8 +72,9 @@ examples:
   # echo every frame back with the MAC addresses swapped
   memif responder --role server --socket @pingme --reflect
 
-The default address is {DEFAULT_IP}, libmemif's icmp_responder's, and the default role is
-client, as icmp_responder connects to VPP.  Runs until interrupted (Ctrl-C, SIGTERM) or for
+The default address is {DEFAULT_IP} (libmemif's icmp_responder answers on 192.168.1.1:
+--ip 192.168.1.1 stands in for it), and the default role is client, as icmp_responder
+connects to VPP.  Runs until interrupted (Ctrl-C, SIGTERM) or for
 --duration seconds and keeps serving across reconnects.  Live counters go to stderr; --json
 prints a final summary object on stdout.  It waits for its peer as long as it runs unless
 --connect-timeout is given (exit status 1 if the peer did not come in time; an interrupt
