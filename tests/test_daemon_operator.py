@@ -230,3 +230,35 @@ def test_one_default_memif_socket(tmp_path: Path) -> None:
     for argv in ([*MEMIFD, "--help"], memif_argv("gen", "--help"), memif_argv("ping", "--help")):
         out = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=30).stdout
         assert DEFAULT_SOCKET in " ".join(out.split()), argv
+
+
+# ------------------------------------------------------------------ what the log says
+def test_cli_changes_and_refused_peers_are_logged_at_info(tmp_path: Path) -> None:
+    sock = tmp_path / "a.sock"
+    d = Memifd(tmp_path, [f"create memif socket id 1 filename {sock}",
+                          "create interface memif id 0 socket-id 1 master secret s3cret",
+                          "set interface state memif1/0 up"]).wait_ready()  # fmt: skip
+    try:
+        d.ok("create bridge-domain 7")
+        d.fails("set interface state memif9/9 up")
+        d.ok("show interface")
+        peer = memif.Socket(str(sock))
+        with peer:
+            wrong_id = peer.create_interface(role="client", id=7)
+            wrong_secret = peer.create_interface(role="client", id=0, secret="nope")
+            memif.testing.drive(peer, until=lambda: bool(
+                wrong_id.remote_disc_reason and wrong_secret.remote_disc_reason), timeout=15)
+        _wait(lambda: "unmatched interface id" in d.log(), "the refusal line")
+    finally:
+        d.stop()
+    log = d.log()
+    me = f"uid {os.getuid()}"
+    assert f"startup.conf:3: create memif socket id 1 filename {sock}: ok" in log
+    line = next(x for x in log.splitlines() if "create bridge-domain 7" in x)
+    assert " INFO: CLI (pid " in line and me in line and line.endswith(": ok"), line
+    line = next(x for x in log.splitlines() if "memif9/9" in x)
+    assert ": failed: " in line, line
+    assert "show interface" not in log
+    line = next(x for x in log.splitlines() if "unmatched interface id" in x)
+    assert f"memif socket {sock}: peer refused: unmatched interface id (pid" in line, line
+    assert "incorrect secret" in log

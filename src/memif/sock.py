@@ -545,6 +545,8 @@ class Socket:
                 refused.local_disc_reason = reason
         if not by_peer and reason in proto.SECRET_REFUSALS:
             self._gate.secret_failed(conn.cred, reason)
+        elif not by_peer and link is None:  # refused in the handshake (id, mode, version...)
+            self._gate.log_refusal(f"peer refused: {reason}", conn.cred, kind="handshake")
         if iface is not None and link is not None and link.conn is conn:
             try:
                 if link.down(reason, by_peer):

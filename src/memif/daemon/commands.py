@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from ..access import AccessPolicy, parse_gids, parse_uids
 from ..ctl.schema import Reply
 from ..errors import MemifError
+from ..text import escape
 from ..vswitch.l2fib import DEFAULT_IF_LIMIT
 from ..vswitch.switch import Switch, SwitchError
 from ..vswitch.tables import SwInterface
@@ -94,8 +95,31 @@ def cpu_mhz(path: str = "/proc/cpuinfo") -> tuple[float, str]:
 Result = str | Reply | Pending
 
 
-def execute(ctx: Context, line: str) -> Reply | Pending:
-    """Run one command line; never raises (errors become ``ok=False`` replies)."""
+def execute(ctx: Context, line: str, origin: str | None = None) -> Reply | Pending:
+    """Run one command line; never raises (errors become ``ok=False`` replies).
+
+    With ``origin`` (who sent it: a CLI client, a startup file line), a command that
+    changes state is logged at INFO with its outcome; ``show``, ``help`` and ``ping`` are not.
+    """
+    result = _execute(ctx, line)
+    if origin is not None and isinstance(result, Reply) and _changes_state(ctx, line):
+        outcome = "ok" if result.ok else f"failed: {result.output}"
+        log.info("%s: %s: %s", origin, escape(line.strip()), outcome)
+    return result
+
+
+READ_ONLY = ("show", "help", "ping")  # first words of commands that change nothing
+
+
+def _changes_state(ctx: Context, line: str) -> bool:
+    try:
+        words = tokenize(line)
+        return bool(words) and ctx.registry.lookup(words).command.path[0] not in READ_ONLY
+    except (CliError, ValueError):
+        return False  # not a command: it failed and changed nothing
+
+
+def _execute(ctx: Context, line: str) -> Reply | Pending:
     try:
         if line.lstrip().startswith("#"):  # before splitting: a comment may hold a lone quote
             return Reply()

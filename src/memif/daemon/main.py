@@ -27,7 +27,12 @@ number.  Example:
 Socket id 0 is VPP's /run/vpp/memif.sock, every memif tool's default --socket.
 Every memif socket admits root and memifd's own uid; give each tenant its own socket
 and allow-uid (abstract names like @sw1 have no file permissions: only this check
-protects them).  Then: memifctl -s SOCKET show interface.  SIGINT or SIGTERM stops memifd cleanly.
+protects them).  Then: memifctl -s SOCKET show interface.
+
+Signals: SIGINT or SIGTERM stops memifd cleanly (peers get DISCONNECT, socket files are
+removed); SIGHUP reopens the --log file (for logrotate) and is never fatal.  Under
+systemd (deploy/memifd.service, Type=notify): READY=1 once the startup file ran, WATCHDOG=1
+from the main loop when WatchdogSec is set, log lines with a syslog priority and no timestamp.
 """
 
 
@@ -124,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="U[,U..]",
         help="users besides root and memifd's uid whose memory is used even when it cannot "
         "be sealed against shrinking (hugetlbfs). RISK: such a peer can kill memifd with SIGBUS",
+    )
+    p.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (interfaces, memif queues, "
+        "nodes, errors, buffers, the process); needs the 'metrics' extra (prometheus_client)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging (--log-level debug)")
     p.add_argument("--version", action="version", version=_version())

@@ -27,10 +27,13 @@ from dataclasses import dataclass
 from ..access import AccessPolicy
 from ..admission import raise_fd_limit
 from ..ctl.main import default_runtime_dir
+from ..text import escape
 from ..vswitch.memif_port import DEFAULT_VECTOR
 from ..vswitch.switch import Switch
 from .commands import Context, Pending, Reply, execute
+from .metrics import INSTALL_HINT, MetricsServer, parse_listen
 from .server import IDLE_TIMEOUT, CliServer, poll_pending
+from .systemd import Notifier
 
 log = logging.getLogger("memifd")
 
@@ -59,6 +62,7 @@ class Options:
     socket_allow_uid: frozenset[int] = frozenset()
     socket_allow_gid: frozenset[int] = frozenset()
     socket_unsealed_uid: frozenset[int] = frozenset()
+    metrics: str | None = None  # HOST:PORT of the Prometheus endpoint
 
     @property
     def level(self) -> int:
@@ -172,8 +176,9 @@ def run_startup(ctx: Context, path: str) -> None:
         reply = wait_for(ctx, result) if isinstance(result, Pending) else result
         if not reply.ok:
             raise StartupError(f"{path}:{lineno}: {reply.output}")
-        if reply.output:
-            log.info("%s:%d: %s: %s", path, lineno, text, reply.output.replace("\n", " | "))
+        if text and not text.startswith("#"):
+            said = reply.output.replace("\n", " | ") or "ok"
+            log.info("%s:%d: %s: %s", path, lineno, escape(text), said)
 
 
 # ---------------------------------------------------------------------- the loop
@@ -182,10 +187,19 @@ class Daemon:
 
     STOP = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, ctx: Context, cli: CliServer, logs: Logging | None = None) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        cli: CliServer,
+        logs: Logging | None = None,
+        metrics: MetricsServer | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.ctx = ctx
         self.cli = cli
         self.logs = logs
+        self.metrics = metrics
+        self.notifier = notifier or Notifier({})
         self.stop_signal: int | None = None
         self.hangups = 0  # SIGHUPs not yet handled
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -219,6 +233,9 @@ class Daemon:
                     if self.hangups:
                         self._hangup()
                     loop.turn()
+                    self.notifier.tick()
+                    if self.metrics is not None:
+                        self.metrics.service()
                     if self.cli.service():  # CLI backlog: make the next sleep return at once
                         with contextlib.suppress(OSError):
                             os.write(self._wake_w, b"\0")
@@ -233,10 +250,17 @@ class Daemon:
             os.close(self._wake_w)
 
 
-def shutdown(ctx: Context, cli: CliServer | None, reason: str = "memifd shutting down") -> None:
-    """Close the CLI, tell every memif peer why it is disconnected, close the switch."""
+def shutdown(
+    ctx: Context,
+    cli: CliServer | None,
+    reason: str = "memifd shutting down",
+    metrics: MetricsServer | None = None,
+) -> None:
+    """Close the CLI and metrics, tell every memif peer why it goes, close the switch."""
     if cli is not None:
         cli.close()
+    if metrics is not None:
+        metrics.close()
     for port in ctx.switch.memif_ports():
         if port.iface.connected:
             try:
@@ -286,29 +310,52 @@ def run(options: Options) -> int:
         policy=AccessPolicy.of(gids=() if gid is None else (gid,)),
         idle_timeout=options.cli_idle_timeout,
     )
+    metrics: MetricsServer | None = None
     try:
         if options.config:
             run_startup(ctx, options.config)
         cli.start()
+        if options.metrics:
+            metrics = _metrics(ctx, options.metrics)
     except StartupError as exc:
-        shutdown(ctx, None)
+        shutdown(ctx, cli)
         return _fatal(options, str(exc))
     except OSError as exc:
-        shutdown(ctx, None)
+        shutdown(ctx, cli)
         return _fatal(options, f"CLI socket {_err(exc)}")
     log.info("memifd ready (runtime dir %s, %d buffers)", runtime, options.buffers)
-    daemon = Daemon(ctx, cli, logs)
+    notifier = Notifier()
+    notifier.notify("READY=1", f"STATUS=memifd ready, CLI on {cli_path}", f"MAINPID={os.getpid()}")
+    daemon = Daemon(ctx, cli, logs, metrics, notifier)
     try:
         daemon.serve()
     except Exception:
         log.exception("main loop failed")
-        shutdown(ctx, cli, "memifd failed")
+        notifier.notify("STOPPING=1", "STATUS=main loop failed")
+        shutdown(ctx, cli, "memifd failed", metrics)
         return 1
     name = signal.Signals(daemon.stop_signal).name if daemon.stop_signal else "?"
     log.info("%s: shutting down", name)
-    shutdown(ctx, cli)
+    notifier.notify("STOPPING=1", f"STATUS={name}: shutting down")
+    shutdown(ctx, cli, metrics=metrics)
     log.info("stopped")
     return 0
+
+
+def _metrics(ctx: Context, listen: str) -> MetricsServer:
+    """The Prometheus endpoint; StartupError (one line) when it cannot run."""
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        raise StartupError(f"--metrics {exc}") from None
+    try:
+        import prometheus_client  # noqa: F401  (the 'metrics' extra)
+    except ImportError:
+        raise StartupError(INSTALL_HINT) from None
+    try:
+        return MetricsServer(ctx, host, port)
+    except OSError as exc:
+        raise StartupError(f"--metrics {_err(exc)}") from None
 
 
 def _fatal(options: Options, message: str) -> int:

@@ -313,22 +313,23 @@ class CliServer:
             if not raw.strip():
                 continue
             c.last_active = self.clock()
-            want_json, result = self._request(raw)
+            want_json, result = self._request(raw, c)
             if isinstance(result, Pending):
                 c.pending, c.pending_json = result, want_json
             else:
                 self._send(c, result, want_json)
         self._maybe_close(c)
 
-    def _request(self, raw: bytes) -> tuple[bool, Reply | Pending]:
-        """Check, decode (:mod:`memif.ctl.schema`) and run one request line."""
+    def _request(self, raw: bytes, c: _Client) -> tuple[bool, Reply | Pending]:
+        """Check, decode (:mod:`memif.ctl.schema`) and run one request line; a command
+        that changes state is logged at INFO with the client's credentials."""
         try:
             req = schema.decode_request(raw)
         except SchemaError as exc:
             self.counters["bad-request"] += 1
             return False, Reply(False, str(exc))
         log.debug("CLI: %s", escape(req.command))
-        return req.json, execute(self.ctx, req.command)
+        return req.json, execute(self.ctx, req.command, origin=f"CLI ({c.cred})")
 
     # ------------------------------------------------------------------ output
     def _send(self, c: _Client, reply: Reply, want_json: bool) -> None:
