@@ -262,3 +262,28 @@ def test_cli_changes_and_refused_peers_are_logged_at_info(tmp_path: Path) -> Non
     line = next(x for x in log.splitlines() if "unmatched interface id" in x)
     assert f"memif socket {sock}: peer refused: unmatched interface id (pid" in line, line
     assert "incorrect secret" in log
+
+
+def test_completion_offers_interface_names_states_and_bridge_ids(tmp_path: Path) -> None:
+    from memif.ctl.main import Client, Completer, daemon_values
+
+    startup = [f"create memif socket id 1 filename {tmp_path / 'a.sock'}",
+               "create interface memif id 0 socket-id 1 master",
+               "create interface memif id 1 socket-id 1 master",
+               "create bridge-domain 7", "create bridge-domain 42"]  # fmt: skip
+    d = Memifd(tmp_path, startup).wait_ready()
+    try:
+        with Client(d.cli_path, timeout=20) as client:
+            comp = Completer(client.request("help", want_json=True)["data"], daemon_values(client))
+            # `show interface <TAB>` offers names too, so readline no longer inserts "address"
+            assert comp.candidates("show interface ") == ["address", "memif1/0", "memif1/1"]
+            assert comp.candidates("sh int memif1/0 ") == ["memif1/0", "memif1/1"]
+            assert comp.candidates("set interface state ") == ["memif1/0", "memif1/1"]
+            assert comp.candidates("set int state memif1/1 ") == ["down", "up"]
+            assert comp.candidates("set int state memif1/1 d") == ["down"]
+            assert comp.candidates("set int l2 bridge memif1/0 ") == ["42", "7"]
+            assert comp.candidates("trace add ") == ["memif-input"]
+            assert comp.candidates("set int state memif1/1 up ") == []
+            assert "l2-fwd" in comp.candidates("show vlib graph ")
+    finally:
+        d.stop()

@@ -22,7 +22,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
 from .. import __version__
@@ -133,32 +133,71 @@ class Client:
 
 # ---------------------------------------------------------------------- completion
 class Completer:
-    """Tab completion of command keywords, from the command list ``help --json`` gives.
+    """Tab completion from the command list ``help --json`` gives: keywords, then arguments.
 
-    Words already typed may be abbreviations, as the daemon accepts them.
+    Words already typed may be abbreviations, as the daemon accepts them.  After a command's
+    keywords, its usage says what comes next: literal words and alternatives (``up|down``,
+    ``detail``) are offered as they are, a placeholder (``<interface>``) by asking
+    ``values(placeholder)``, which the shell answers from the daemon (interface names,
+    bridge-domain ids, node names); a placeholder it does not know offers nothing.
     """
 
-    def __init__(self, commands: Iterable[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        commands: Iterable[dict[str, Any]],
+        values: Callable[[str], list[str]] | None = None,
+    ) -> None:
         self.tree: dict[str, Any] = {}
+        self.usage: dict[tuple[str, ...], list[list[str]]] = {}
         for cmd in commands:
             node = self.tree
-            for word in cmd.get("path", []):
+            path = tuple(cmd.get("path", []))
+            for word in path:
                 node = node.setdefault(word, {})
+            self.usage[path] = _usage_slots(str(cmd.get("usage", "")))
+        self.values = values or (lambda _placeholder: [])
 
     def candidates(self, line: str) -> list[str]:
-        """Keywords that complete the last (partial) word of ``line``."""
+        """Keywords or arguments that complete the last (partial) word of ``line``."""
         words = line.split()
         partial = "" if not words or line.endswith(" ") else words.pop()
         node = self.tree
+        path: list[str] = []
+        args: list[str] = []
         for w in words:
-            if w in node:
-                node = node[w]
+            if args or not node:
+                args.append(w)
                 continue
-            found = [k for k in node if k.startswith(w)]
+            found = [w] if w in node else [k for k in node if k.startswith(w)]
             if len(found) != 1:
-                return []
+                if tuple(path) not in self.usage:
+                    return []
+                args.append(w)  # the command's first argument
+                continue
+            path.append(found[0])
             node = node[found[0]]
-        return sorted(k for k in node if k.startswith(partial))
+        out = set() if args else {k for k in node if k.startswith(partial)}
+        for word in self._argument(tuple(path), len(args)):
+            if word.startswith(partial):
+                out.add(word)
+        return sorted(out)
+
+    def _argument(self, path: tuple[str, ...], position: int) -> list[str]:
+        slots = self.usage.get(path)
+        if not slots:
+            return []
+        if ["..."] in slots[: position + 1] or position >= len(slots):
+            if ["..."] not in slots:
+                return []
+            position = slots.index(["..."]) - 1  # "<interface> ...": more of the same
+        out: list[str] = []
+        for alternative in slots[position]:
+            if alternative.startswith("<"):
+                with contextlib.suppress(CtlError, OSError, ValueError):
+                    out += self.values(alternative)
+            elif alternative != "...":
+                out.append(alternative)
+        return out
 
     def readline_hook(self, text: str, state: int) -> str | None:
         """The function ``readline.set_completer`` takes."""
@@ -168,6 +207,38 @@ class Completer:
             line = readline.get_line_buffer()[: readline.get_endidx()]
             self._matches = [c + " " for c in self.candidates(line)]
         return self._matches[state] if state < len(self._matches) else None
+
+
+def _usage_slots(usage: str) -> list[list[str]]:
+    """``"<interface> up|down"`` -> ``[["<interface>"], ["up", "down"]]``: what each
+    argument position accepts (brackets dropped: optional words are offered too)."""
+    slots = []
+    for token in usage.replace("[", " ").replace("]", " ").split():
+        alternatives = [t for t in token.split("|") if t]
+        if alternatives:
+            slots.append(alternatives)
+    return slots
+
+
+INTERFACE_ARGS = ("<interface>", "<peer>", "<src>", "<dst>")
+
+
+def daemon_values(client: Client) -> Callable[[str], list[str]]:
+    """Placeholder values the daemon knows, asked for at each completion."""
+
+    def values(placeholder: str) -> list[str]:
+        if placeholder in INTERFACE_ARGS:
+            data = client.request("show interface", want_json=True).get("data") or []
+            return [str(d["name"]) for d in data]
+        if placeholder == "<bd>":
+            data = client.request("show bridge-domain", want_json=True).get("data") or []
+            return [str(d["bd_id"]) for d in data if isinstance(d, dict) and "bd_id" in d]
+        if placeholder == "<node>":
+            data = client.request("show runtime", want_json=True).get("data") or {}
+            return [str(n["name"]) for n in data.get("nodes", [])]
+        return []
+
+    return values
 
 
 # ---------------------------------------------------------------------- running
@@ -212,7 +283,7 @@ def interactive(client: Client, want_json: bool) -> int:
             commands = client.request("help", want_json=True).get("data") or []
         except CtlError:
             commands = []
-        completer = Completer(commands)
+        completer = Completer(commands, daemon_values(client))
         readline.set_completer_delims(" \t")
         readline.set_completer(completer.readline_hook)
         readline.parse_and_bind("tab: complete")

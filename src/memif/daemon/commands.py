@@ -480,7 +480,7 @@ def _clear_runtime(ctx: Context, args: Args) -> str:
 TRACE_INPUTS = ["memif-input"]
 
 
-@command("trace add", "<input-node> <count>", "trace the next <count> packets (memif-input)")
+@command("trace add", f"{'|'.join(TRACE_INPUTS)} <count>", "trace the next <count> packets")
 def _trace_add(ctx: Context, args: Args) -> str:
     node = args.keyword(TRACE_INPUTS, "input node")
     count = args.integer("count", 1, 100000)
