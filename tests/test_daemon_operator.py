@@ -282,7 +282,7 @@ def test_completion_offers_interface_names_states_and_bridge_ids(tmp_path: Path)
             assert comp.candidates("set int state memif1/1 ") == ["down", "up"]
             assert comp.candidates("set int state memif1/1 d") == ["down"]
             assert comp.candidates("set int l2 bridge memif1/0 ") == ["42", "7"]
-            assert comp.candidates("trace add ") == ["memif-input"]
+            assert comp.candidates("trace add ") == ["host-input", "memif-input", "tap-input"]
             assert comp.candidates("set int state memif1/1 up ") == []
             assert "l2-fwd" in comp.candidates("show vlib graph ")
     finally:

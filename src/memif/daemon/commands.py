@@ -477,7 +477,7 @@ def _clear_runtime(ctx: Context, args: Args) -> str:
     return ""
 
 
-TRACE_INPUTS = ["memif-input"]
+TRACE_INPUTS = ["memif-input", "tap-input", "host-input"]  # the device input nodes
 
 
 @command("trace add", f"{'|'.join(TRACE_INPUTS)} <count>", "trace the next <count> packets")

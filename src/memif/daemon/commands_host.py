@@ -16,11 +16,9 @@ from ..vswitch.host_port import HostPort, create_host_interface
 from ..vswitch.switch import SwitchError
 from ..vswitch.tables import SwInterface
 from ..vswitch.tap_port import create_tap
-from .commands import TRACE_INPUTS, Context, Reply, command
+from .commands import Context, Reply, command
 from .parse import Args, CliError, integer, word
 from .show import interface_data, table
-
-TRACE_INPUTS.extend(["tap-input", "host-input"])
 
 
 def _mac(args: Args, key: str) -> bytes:
