@@ -225,12 +225,15 @@ def test_completer_follows_abbreviations() -> None:
     assert comp.candidates("sh ") == sorted(
         [
             "bridge-domain",
+            "buffers",
             "errors",
             "hardware-interfaces",
             "interface",
             "ip",
             "l2fib",
+            "logging",
             "memif",
+            "node",
             "packet-sockets",
             "runtime",
             "span",

@@ -100,10 +100,11 @@ def test_memifctl_one_shot_commands_and_exit_codes(start, tmp_path: Path) -> Non
     assert d.ctl("set", "interface", "ip", "address", "memif1/3", "10.9.0.1/24").returncode == 0
     r = d.ctl("sh", "int")
     assert r.returncode == 0
-    assert re.search(r"^memif1/3\s+1\s+down\s+\d+\s+rx packets\s+0$", r.stdout, re.M), r.stdout
+    # State is the admin state (VPP's): up, though no peer is connected
+    assert re.search(r"^memif1/3\s+1\s+up\s+\d+\s+rx packets\s+0$", r.stdout, re.M), r.stdout
     assert "tx-error" in r.stdout and "drops" in r.stdout
     r = d.ctl("show", "interface", "address")
-    assert "memif1/3 (dn):" in r.stdout and "L3 10.9.0.1/24" in r.stdout
+    assert "memif1/3 (up):" in r.stdout and "L3 10.9.0.1/24" in r.stdout
     data = json.loads(d.ctl("show", "interface", json_out=True).stdout)
     assert data[0]["name"] == "memif1/3" and data[0]["mac"] == "02:fe:00:00:00:03"
     for key in ("state", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "drops"):

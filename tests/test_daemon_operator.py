@@ -287,3 +287,39 @@ def test_completion_offers_interface_names_states_and_bridge_ids(tmp_path: Path)
             assert "l2-fwd" in comp.candidates("show vlib graph ")
     finally:
         d.stop()
+
+
+def test_vpp_show_commands_buffers_logging_node_counters_admin_state(tmp_path: Path) -> None:
+    startup = [f"create memif socket id 1 filename {tmp_path / 'a.sock'}",
+               "create interface memif id 0 socket-id 1 master",
+               "create interface memif id 1 socket-id 1 master",
+               "set interface state memif1/0 up"]  # fmt: skip
+    d = Memifd(tmp_path, startup).wait_ready()
+    try:
+        # State is the admin state, as VPP's: memif1/0 is up with no peer (link down)
+        text = d.ok("show interface")["output"]
+        row = next(x for x in text.splitlines() if x.startswith("memif1/0 "))
+        assert row.split()[2] == "up", text
+        row = next(x for x in text.splitlines() if x.startswith("memif1/1 "))
+        assert row.split()[2] == "down", text
+        one = d.interfaces()["memif1/0"]
+        assert one["admin_up"] and not one["link_up"] and one["state"] == "down"
+        assert "memif1/0 (up):" in d.ok("show interface address")["output"]
+
+        buffers = d.ok("show buffers")
+        assert buffers["data"]["buffers"] == 2048  # the helper's --buffers
+        assert buffers["data"]["free"] + buffers["data"]["used"] == 2048
+        header = buffers["output"].splitlines()[0].split()
+        assert header[:2] == ["Pool", "Name"] and "Avail" in header
+
+        d.fails("set interface state memif9/9 up")
+        logged = d.ok("show logging")
+        assert any("memifd ready" in x for x in logged["data"]), logged["data"]
+        assert "failed: " in logged["data"][-1] and "memif9/9" in logged["data"][-1]
+        assert len(d.ok("show logging 2")["data"]) == 2
+        assert "expected an integer 1..512" in d.fails("show logging 0")
+
+        counters = d.ok("show node counters")
+        assert counters["data"] == d.ok("show errors")["data"]
+    finally:
+        d.stop()

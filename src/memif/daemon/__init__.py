@@ -7,7 +7,7 @@ Importing the package registers every command: configuration in :mod:`.commands`
 ``memifd`` entry point.
 """
 
-from . import commands, commands_host, ping, show, show_memif
+from . import commands, commands_host, ping, show, show_memif, show_system
 from .commands import REGISTRY, Context, Pending, Reply, execute
 
 __all__ = [
@@ -21,4 +21,5 @@ __all__ = [
     "ping",
     "show",
     "show_memif",
+    "show_system",
 ]

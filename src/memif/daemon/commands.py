@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,6 +64,9 @@ class Mark:
         return cls(time.monotonic(), time.process_time(), switch.busy_ns)
 
 
+LOG_LINES = 512  # log lines ``show logging`` keeps (the newest)
+
+
 class Context:
     """What command handlers work on: the switch plus the daemon's own bookkeeping."""
 
@@ -74,6 +78,7 @@ class Context:
         self.runtime_mark = self.started  # reset by "clear runtime"
         self.cpu_mhz, self.cpu_mhz_source = cpu_mhz()
         self.pings: list[Pending] = []  # pings in flight (they share switch.ping_replies)
+        self.recent_logs: deque[str] = deque(maxlen=LOG_LINES)  # show logging (the daemon's)
 
     def interface(self, args: Args) -> SwInterface:
         """The next word as an interface name."""

@@ -22,6 +22,7 @@ import resource
 import signal
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from ..access import AccessPolicy
@@ -30,7 +31,7 @@ from ..ctl.main import default_runtime_dir
 from ..text import escape
 from ..vswitch.memif_port import DEFAULT_VECTOR
 from ..vswitch.switch import Switch
-from .commands import Context, Pending, Reply, execute
+from .commands import LOG_LINES, Context, Pending, Reply, execute
 from .metrics import INSTALL_HINT, MetricsServer, parse_listen
 from .server import IDLE_TIMEOUT, CliServer, poll_pending
 from .systemd import Notifier
@@ -102,8 +103,10 @@ class Logging:
     def __init__(self, options: Options) -> None:
         self.path = options.log
         self.handler = self._open()  # StartupError when the file cannot be opened
+        self.recent: deque[str] = deque(maxlen=LOG_LINES)  # what show logging prints
+        self._ring = _RingHandler(self.recent)
         root = logging.getLogger()
-        root.handlers[:] = [self.handler]
+        root.handlers[:] = [self.handler, self._ring]
         root.setLevel(options.level)
 
     def _open(self) -> logging.Handler:
@@ -136,9 +139,27 @@ class Logging:
             return
         root = logging.getLogger()
         old, self.handler = self.handler, handler
-        root.handlers[:] = [handler]
+        root.handlers[:] = [handler, self._ring]
         old.close()
         log.info("SIGHUP: log file %s reopened", self.path)
+
+
+class _RingHandler(logging.Handler):
+    """Keeps the newest formatted records in a deque (``show logging``)."""
+
+    def __init__(self, ring: deque[str]) -> None:
+        super().__init__()
+        self.ring = ring
+        self.setFormatter(
+            logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s",
+                              "%Y/%m/%d %H:%M:%S")  # fmt: skip
+        )
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.ring.append(self.format(record))
+        except Exception:  # a record that cannot be formatted: not worth stopping for
+            self.handleError(record)
 
 
 # ---------------------------------------------------------------------- startup file
@@ -302,6 +323,7 @@ def run(options: Options) -> int:
     except (OSError, KeyError, ValueError) as exc:
         return _fatal(options, f"cannot start: {_err(exc)}")
     ctx = Context(switch)
+    ctx.recent_logs = logs.recent
     cli = CliServer(
         ctx,
         cli_path,

@@ -124,13 +124,16 @@ def interface_data(ctx: Context, sw: SwInterface) -> dict[str, Any]:
 
 @command("show interface", "[<interface> ...]", "interfaces with state and counters")
 def show_interface(ctx: Context, args: Args) -> Reply:
-    """VPP's ``show interface`` table."""
+    """VPP's ``show interface`` table: the State column is the admin state, as VPP's
+    (the link is in ``show hardware-interfaces``); ``--json`` has ``admin_up``, ``link_up``
+    and ``state`` (``up`` when both are)."""
     ifs = selected_interfaces(ctx, args)
     data = [interface_data(ctx, sw) for sw in ifs]
     rows = []
     for d in data:
         for i, (label, key) in enumerate(COUNTERS):
-            head = [d["name"], d["sw_if_index"], d["state"], d["mtu"]] if i == 0 else [""] * 4
+            admin = "up" if d["admin_up"] else "down"  # VPP's State: admin (link: show hardware)
+            head = [d["name"], d["sw_if_index"], admin, d["mtu"]] if i == 0 else [""] * 4
             rows.append([*head, label, d[key]])
     headers = ["Name", "Idx", "State", "MTU", "Counter", "Count"]
     return Reply(output=table(headers, rows, right="135") if rows else "no interfaces", data=data)
@@ -142,7 +145,7 @@ def show_interface_address(ctx: Context, args: Args) -> Reply:
     data = [interface_data(ctx, sw) for sw in selected_interfaces(ctx, args)]
     lines = []
     for d in data:
-        lines.append(f"{d['name']} ({'up' if d['state'] == 'up' else 'dn'}):")
+        lines.append(f"{d['name']} ({'up' if d['admin_up'] else 'dn'}):")
         if d["mode"] == "bridge":
             lines.append(f"  L2 bridge bd-id {d['bd_id']}")
         elif d["mode"] == "xconnect" and d["xconnect"] is not None:
