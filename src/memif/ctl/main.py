@@ -23,6 +23,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from importlib import resources
 from typing import Any, TextIO
 
 from .. import __version__
@@ -313,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="memifctl",
         description="Send CLI commands to memifd (like vppctl); no command: interactive.",
         epilog="examples: memifctl show interface; memifctl --json show memif; "
-        "memifctl set int state memif1/0 up",
+        "memifctl set int state memif1/0 up; memifctl --commands lists every command "
+        "(no daemon needed; man 8 memifctl too)",
     )
     p.add_argument(
         "-s", "--socket", default=None, metavar="PATH", help=f"CLI socket ({default_socket()})"
@@ -330,8 +332,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--version", action="version", version=f"memifctl (memif for Python) {__version__}"
     )
+    p.add_argument(
+        "--commands",
+        action="store_true",
+        help="list memifd's commands with their usage and exit (works without a daemon)",
+    )
     p.add_argument("words", nargs=argparse.REMAINDER, help="the command, e.g. show interface")
     return p
+
+
+def command_reference() -> list[dict[str, Any]]:
+    """memifd's commands (``path``, ``usage``, ``help``) as shipped with this package:
+    ``commands.json``, generated from the daemon's registry by scripts/reference.py."""
+    text = resources.files(__package__).joinpath("commands.json").read_text(encoding="utf-8")
+    return list(json.loads(text))
+
+
+def print_reference(want_json: bool) -> int:
+    """``memifctl --commands``: every command, its usage and help."""
+    ref = command_reference()
+    if want_json:
+        print(json.dumps(ref, indent=2))
+        return 0
+    for c in ref:
+        print(" ".join([*c["path"], c["usage"]]).rstrip())
+        print(f"    {c['help']}")
+    return 0
 
 
 def _timeout(text: str) -> float | None:
@@ -348,6 +374,8 @@ def _timeout(text: str) -> float | None:
 def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None) -> int:
     """Run memifctl; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.commands:
+        return print_reference(args.json)
     stdin = stdin or sys.stdin
     path = args.socket or default_socket()
     try:
