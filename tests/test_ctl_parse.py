@@ -90,7 +90,9 @@ def test_ambiguous_unknown_incomplete_messages() -> None:
         "ambiguous command 'set interface l': could be set interface l2, set interface l3"
     )
     msg = error("bogus")
-    assert msg.startswith("unknown command 'bogus': expected clear, create, delete, help, ping,")
+    assert msg.startswith(
+        "unknown command 'bogus': expected clear, create, delete, help, interface, no, ping,"
+    )
     msg = error("show nothing")
     assert msg.startswith(
         "unknown word 'nothing' in command 'show nothing': expected bridge-domain"
@@ -216,6 +218,8 @@ def test_completer_follows_abbreviations() -> None:
         "create",
         "delete",
         "help",
+        "interface",
+        "no",
         "ping",
         "set",
         "show",

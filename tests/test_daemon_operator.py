@@ -246,8 +246,11 @@ def test_cli_changes_and_refused_peers_are_logged_at_info(tmp_path: Path) -> Non
         with peer:
             wrong_id = peer.create_interface(role="client", id=7)
             wrong_secret = peer.create_interface(role="client", id=0, secret="nope")
-            memif.testing.drive(peer, until=lambda: bool(
-                wrong_id.remote_disc_reason and wrong_secret.remote_disc_reason), timeout=15)
+            memif.testing.drive(
+                peer,
+                until=lambda: bool(wrong_id.remote_disc_reason and wrong_secret.remote_disc_reason),
+                timeout=15,
+            )
         _wait(lambda: "unmatched interface id" in d.log(), "the refusal line")
     finally:
         d.stop()
@@ -276,7 +279,12 @@ def test_completion_offers_interface_names_states_and_bridge_ids(tmp_path: Path)
         with Client(d.cli_path, timeout=20) as client:
             comp = Completer(client.request("help", want_json=True)["data"], daemon_values(client))
             # `show interface <TAB>` offers names too, so readline no longer inserts "address"
-            assert comp.candidates("show interface ") == ["address", "memif1/0", "memif1/1"]
+            assert comp.candidates("show interface ") == [
+                "address",
+                "memif",
+                "memif1/0",
+                "memif1/1",
+            ]
             assert comp.candidates("sh int memif1/0 ") == ["memif1/0", "memif1/1"]
             assert comp.candidates("set interface state ") == ["memif1/0", "memif1/1"]
             assert comp.candidates("set int state memif1/1 ") == ["down", "up"]

@@ -28,8 +28,8 @@ from typing import Any, TextIO
 
 from .. import __version__
 from .schema import Request, SchemaError, decode_reply, encode_request, next_line
+from .submode import ConfigMode
 
-PROMPT = "memifctl# "
 HISTORY = "~/.memifctl_history"
 EXIT_FAILED = 1  # the command ran and failed
 EXIT_NO_DAEMON = 2  # cannot reach memifd, or bad usage
@@ -260,11 +260,14 @@ def show(reply: dict[str, Any], want_json: bool, where: str = "") -> bool:
 def run_lines(client: Client, lines: Iterable[str], want_json: bool, name: str) -> int:
     """Commands read from a file or pipe; the status is 1 if any failed."""
     status = 0
+    mode = ConfigMode()  # TNSR's config-memif sub-mode
     for lineno, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith("#"):
+        step = mode.feed(line)
+        if step.command is None:
             continue
-        if not show(client.request(text, want_json), want_json, f"{name}:{lineno}: "):
+        if show(client.request(step.command, want_json), want_json, f"{name}:{lineno}: "):
+            mode.accepted(step)
+        else:
             status = EXIT_FAILED
     return status
 
@@ -288,20 +291,23 @@ def interactive(client: Client, want_json: bool) -> int:
         readline.set_completer_delims(" \t")
         readline.set_completer(completer.readline_hook)
         readline.parse_and_bind("tab: complete")
+    mode = ConfigMode()  # TNSR's config-memif sub-mode: its prompt, its exit
     try:
         while True:
             try:
-                line = input(PROMPT).strip()
+                line = input(mode.prompt).strip()
             except EOFError:
                 print()
                 return 0
             except KeyboardInterrupt:
                 print()
                 continue
-            if line in ("quit", "exit", "q"):
+            if mode.prefix is None and line in ("quit", "exit", "q"):
                 return 0
-            if line:
-                show(client.request(line, want_json), want_json)
+            step = mode.feed(line)
+            if step.command is not None and show(client.request(step.command, want_json),
+                                                 want_json):  # fmt: skip
+                mode.accepted(step)
     finally:
         if readline is not None:
             with contextlib.suppress(OSError):

@@ -7,7 +7,7 @@ Importing the package registers every command: configuration in :mod:`.commands`
 ``memifd`` entry point.
 """
 
-from . import commands, commands_host, ping, show, show_memif, show_system
+from . import commands, commands_host, ping, show, show_memif, show_system, tnsr
 from .commands import REGISTRY, Context, Pending, Reply, execute
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "show",
     "show_memif",
     "show_system",
+    "tnsr",
 ]

@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..access import AccessPolicy, parse_gids, parse_uids
 from ..ctl.schema import Reply
@@ -79,6 +80,7 @@ class Context:
         self.cpu_mhz, self.cpu_mhz_source = cpu_mhz()
         self.pings: list[Pending] = []  # pings in flight (they share switch.ping_replies)
         self.recent_logs: deque[str] = deque(maxlen=LOG_LINES)  # show logging (the daemon's)
+        self.tnsr_memifs: dict[str, Any] = {}  # name -> TNSR's settings (daemon.tnsr)
 
     def interface(self, args: Args) -> SwInterface:
         """The next word as an interface name."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from ..access import AccessPolicy
 from ..admission import raise_fd_limit
 from ..ctl.main import default_runtime_dir
+from ..ctl.submode import ConfigMode
 from ..text import escape
 from ..vswitch.memif_port import DEFAULT_VECTOR
 from ..vswitch.switch import Switch
@@ -191,15 +192,18 @@ def read_startup(path: str) -> list[str]:
 
 def run_startup(ctx: Context, path: str) -> None:
     """Execute a startup file: one command per line; ``#`` comments and blank lines."""
+    mode = ConfigMode()  # TNSR's config-memif sub-mode works here too
     for lineno, line in enumerate(read_startup(path), 1):
-        text = line.strip()
-        result = execute(ctx, text)  # a comment or blank line: an empty reply
+        step = mode.feed(line)
+        if step.command is None:  # a comment, a blank line, a sub-mode's exit
+            continue
+        result = execute(ctx, step.command)
         reply = wait_for(ctx, result) if isinstance(result, Pending) else result
         if not reply.ok:
             raise StartupError(f"{path}:{lineno}: {reply.output}")
-        if text and not text.startswith("#"):
-            said = reply.output.replace("\n", " | ") or "ok"
-            log.info("%s:%d: %s: %s", path, lineno, escape(text), said)
+        mode.accepted(step)
+        said = reply.output.replace("\n", " | ") or "ok"
+        log.info("%s:%d: %s: %s", path, lineno, escape(step.command), said)
 
 
 # ---------------------------------------------------------------------- the loop
