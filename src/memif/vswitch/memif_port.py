@@ -371,10 +371,7 @@ class MemifPort:
             if width > tx.capacity:  # copy up to the first frame that needs a chain
                 k = int(np.argmax(plen > tx.capacity))
                 if k == 0:  # from that frame on: chained where needed, in one go
-                    if tx.capacity < MIN_CHAIN_BUFFER:
-                        reason = "rx-buffer-too-small"
-                        break
-                    k = q.tx_chained(pool.data, idx[sent:], lengths[sent:])
+                    k, reason = self._send_chained(q, tx.capacity, idx[sent:], lengths[sent:])
                     if k == 0:
                         break
                     sent += k
@@ -386,6 +383,16 @@ class MemifPort:
             sent += k
         pool.free(idx[:sent])
         return sent, reason
+
+    def _send_chained(
+        self, q: TxQueue, capacity: int, idx: np.ndarray, lengths: np.ndarray
+    ) -> tuple[int, str]:
+        """Send frames from the first larger than the ring's buffers (``capacity`` bytes)
+        on, each chained over as many buffers as it needs, in one vector operation
+        (``TxQueue.tx_chained``).  Returns how many were sent and why not the rest."""
+        if capacity < MIN_CHAIN_BUFFER:
+            return 0, "rx-buffer-too-small"
+        return q.tx_chained(self.rt.pool.data, idx, lengths), "no-free-tx-slots"
 
     def _send_zero_copy(
         self, qid: int, q: TxQueue, idx: np.ndarray, lengths: np.ndarray
