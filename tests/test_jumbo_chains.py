@@ -210,3 +210,70 @@ def test_switch_forwards_frames_of_1_to_9000_bytes_byte_exact(rig, role: str) ->
         c = port.counters
         assert c.drops == 0 and c.tx_errors == 0, (port.name, c)
     assert r.errors().get("too-big", 0) == 0
+
+
+NEXT = memif.wire.DESC_FLAG_NEXT
+U32 = 0xFFFFFFFF
+
+
+def inject(peer: memif.Interface, descs: list[tuple[int, int, int, int]]) -> None:
+    """Publish descriptors ``(flags, region, length, offset)`` on the peer's transmit
+    ring by hand, as a hostile peer would."""
+    ring = peer.tx_queues[0].ring
+    start = ring.head
+    for k, (flags, region, length, offset) in enumerate(descs):
+        s = (start + k) & ring.mask
+        ring.d_flags[s], ring.d_region[s] = flags, region
+        ring.d_length[s], ring.d_offset[s] = length, offset
+    ring.head = start + len(descs)
+
+
+def test_hostile_chains_are_refused_by_name_between_good_jumbo_frames(rig) -> None:
+    """A client chains descriptors that point outside its regions, name no region, are
+    empty, never end, or end too late (a whole ring): each such frame is dropped and
+    counted under its name in memif-input's errors and the port's drops, and the good
+    jumbo frames around them arrive byte-exact, in order."""
+    r = rig("master")
+    a, peer, out = r.a, r.a_peer, r.b_peer
+    sizes = [reg.size for reg in peer.regions]
+    r1, end = len(sizes) - 1, sizes[-1]
+    rng = np.random.default_rng(9)
+    good = [packet.ethernet(mac(2), mac(1), 0x88B5, rng.bytes(k - 14)) for k in (9000, 4097, 60)]
+    one_bad = {  # the middle descriptor of a 3-buffer chain
+        "bad-offset": (NEXT, r1, 2048, end - 100),
+        "bad-region": (NEXT, len(sizes), 2048, 0),
+        "zero-length": (NEXT, r1, 0, 0),
+    }
+    got: list[bytes] = []
+
+    def received(n: int) -> None:
+        def more() -> bool:
+            got.extend(drain(out))
+            return len(got) >= n
+
+        r.run(more, f"{n} frames out")
+
+    for k, (error, middle) in enumerate(one_bad.items()):
+        assert peer.send(good[k : k + 1]) == 1
+        inject(peer, [(NEXT, r1, 2048, 0), middle, (0, r1, 100, 4096)])
+        r.run(lambda error=error: r.errors().get(error, 0) == 1, error)
+        received(k + 1)
+    assert got == good
+    assert a.counters.drops == 3 and a.counters.rx_packets == 3
+    # A chain left open waits (counted once per look), then ends: one frame of 3 buffers.
+    inject(peer, [(NEXT, r1, 2048, 0)] * 2)
+    r.run(lambda: r.errors().get("chain-incomplete", 0) >= 1, "chain-incomplete")
+    assert a.counters.rx_packets == 3
+    mem = peer.regions[r1].array
+    inject(peer, [(0, r1, 100, 0)])
+    r.run(lambda: a.counters.rx_packets == 4, "the open chain ended")
+    received(4)
+    assert got[3] == 2 * bytes(mem[:2048]) + bytes(mem[:100])
+    # A whole ring without an end never ends: dropped as one, the slots given back.
+    ring_size = peer.tx_queues[0].ring.size
+    inject(peer, [(NEXT, r1, 64, 0)] * ring_size)
+    r.run(lambda: r.errors().get("chain-too-long", 0) == 1, "chain-too-long")
+    assert peer.send(good[:1]) == 1
+    received(5)
+    assert got[4] == good[0]
+    assert a.counters.drops == 4 and a.link_up
