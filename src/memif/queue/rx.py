@@ -288,7 +288,8 @@ class RxBatch:
         ``rows`` is a :func:`~memif.queue.row_items` view of the destination (an
         application's buffer pool, say): each copy moves ``rows.itemsize`` bytes.  One
         row copy per run of evenly spaced buffers, else one per region from the grid
-        holding its buffers, else byte by byte; chained packets are assembled first.
+        holding its buffers, else byte by byte; chained packets are assembled straight
+        into the rows (:meth:`_assemble`).
         """
         k, width = len(idx), rows.dtype.itemsize
         if k == 0:
@@ -369,7 +370,7 @@ class RxBatch:
         last = np.zeros(used, bool)
         last[first[1:] - 1] = True
         last[-1] = True
-        keep = pos < min(width, cols)  # never assemble more than width bytes
+        keep = (pos < min(width, cols)) & (seg_len > 0)  # never more than width bytes
         whole = keep & (last | (seg_len == item)) & (pos + item <= cols)
         odd = keep & ~whole
         if odd.any():  # first: their spill (forward only) is overwritten by what follows
