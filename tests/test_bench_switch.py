@@ -75,6 +75,7 @@ def test_jumbo_frames_cross_the_switch_chained(testpmd_binary: str) -> None:
     assert (obj["config"], obj["frame"]) == ("master-copy", 9000)
     assert obj["packets"] > 0 and obj["bytes"] == obj["packets"] * 9000, obj
     assert obj["prime"] == 6  # as many bursts of 5-descriptor chains as fit a 1024-slot ring
+    assert obj["ring_size"] == 1024
     assert obj["gbps"] == pytest.approx(obj["bytes"] * 8 / obj["seconds"] / 1e9, rel=1e-2)
     # no chain refused, no ring fault (a chain seen before its end is waited for, not dropped)
     assert not [k for k in obj["errors"] if not k.endswith("/chain-incomplete")], obj
@@ -103,6 +104,8 @@ def test_imix_circulates_a_mix(testpmd_binary: str) -> None:
         (["--frames", "9217"], "frame '9217': expected a size 60..9216 or imix"),
         (["--frames", "jumbo"], "frame 'jumbo': expected a size 60..9216 or imix"),
         (["--prime", "0"], "--prime 0 must be 1..1024"),
+        (["--ring-size", "1000"], "--ring-size 1000 must be a power of two 256..16384"),
+        (["--ring-size", "32768"], "--ring-size 32768 must be a power of two 256..16384"),
         (["--configs", "nope"], "unknown configuration 'nope'"),
         (["--seconds", "inf"], "expected a finite positive number, not inf"),  # never ends
         (["--warmup", "inf"], "expected a finite number >= 0, not inf"),
@@ -191,6 +194,8 @@ def test_frame_list_and_priming() -> None:
     assert bench_switch.priming(64, 48) == [(64, 48)]  # one buffer: primed as asked
     assert bench_switch.priming(9000, 48) == [(9000, 6)]  # 6 * 32 * 5 slots <= 1024
     assert bench_switch.priming(4096, 2) == [(4096, 2)]
+    assert bench_switch.priming(9000, 48, 4096) == [(9000, 25)]  # 25 * 32 * 5 <= 4096 slots
+    assert bench_switch.priming(9000, 48, 256) == [(9000, 1)]  # at least one burst
     assert bench_switch.priming("imix", 48) == [(64, 14), (570, 8), (1518, 2)]
     assert bench_switch.mean_frame("imix") == pytest.approx((7 * 64 + 4 * 570 + 1518) / 12)
     assert bench_switch.mean_frame(9000) == 9000.0

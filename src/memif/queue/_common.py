@@ -16,6 +16,8 @@ _U16 = 0xFFFF
 _FULL, _TOO_BIG = object(), object()  # outcomes of TxQueue._send_one
 _EMPTY_U16 = np.empty(0, np.uint16)
 _EMPTY_U32 = np.empty(0, np.uint32)
+#: gathers of many windows are staged this many bytes at a time (they stay in cache)
+CHUNK_BYTES = 1 << 18
 
 #: Receive drop reasons, one counter each (``RxQueue.errors``).
 RX_ERRORS: dict[str, str] = {
@@ -99,38 +101,70 @@ def byte_items(memory: np.ndarray, width: int) -> np.ndarray:
     return np.ndarray((n,), np.dtype((np.void, width)), buffer=memory, strides=(1,))
 
 
-def pieces(
-    memory: np.ndarray, starts: np.ndarray, width: int, out: np.ndarray | None = None
-) -> np.ndarray:
+def pieces(memory: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
     """``memory[s : s + width]`` for each start as rows of a ``(len(starts), width)``
-    uint8 array, in one gather; windows running past the end are zero-padded.
-
-    With ``out`` (``len(starts)`` rows of at least ``width`` contiguous bytes: a ring's
-    strided view, say) the windows land in its first ``width`` columns: no array
-    of the result's size to allocate and copy again.  Every start must lie inside
-    ``memory``.
-    """
+    uint8 array, in one gather; windows running past the end are zero-padded.  Every
+    start must lie inside ``memory``."""
     k, size = len(starts), len(memory)
-    if out is None:
-        out = np.empty((k, width), np.uint8)
-    if k == 0:
-        return out
+    if k == 0 or width == 0:
+        return np.zeros((k, width), np.uint8)
     starts = starts.astype(np.int64)
-    rows = row_items(out, width)
     last = size - width  # the last start with a whole window
-    if last >= 0:
-        rows[:] = byte_items(memory, width)[np.minimum(starts, last)]
+    out: np.ndarray
+    if last < 0:
+        out = np.empty((k, width), np.uint8)
+        over = np.ones(k, bool)
+    else:  # the gather's own result: no array to allocate and copy again
+        out = byte_items(memory, width)[np.minimum(starts, last)].view(np.uint8)
+        out = out.reshape(k, width)
         over = starts > last
         if not over.any():
             return out
-    else:
-        over = np.ones(k, bool)
     # the memory's last bytes, zero-padded, give the windows that run past its end
     keep = min(size, width)
     tail = np.zeros(keep + width, np.uint8)
     tail[:keep] = memory[size - keep :]
-    rows[over] = byte_items(tail, width)[starts[over] - (size - keep)]
+    row_items(out, width)[over] = byte_items(tail, width)[starts[over] - (size - keep)]
     return out
+
+
+def copy_windows(
+    dst: np.ndarray, at: np.ndarray, src: np.ndarray, starts: np.ndarray, width: int
+) -> None:
+    """``dst[a : a + width] = src[s : s + width]`` for each pair of ``at`` and
+    ``starts``: a gather and a scatter per ``CHUNK_BYTES`` of windows (the staged
+    chunk stays in cache), windows running past ``src``'s end zero-padded.
+
+    Every start must lie inside ``src``, every destination window inside ``dst``, and
+    no two destination windows may overlap.
+    """
+    k = len(starts)
+    if k == 0 or width == 0:
+        return
+    to = byte_items(dst, width)
+    starts = starts.astype(np.int64)
+    last = len(src) - width  # the last start with a whole window
+    if last < 0:
+        to[at] = row_items(pieces(src, starts, width), width)
+        return
+    windows, step = byte_items(src, width), max(CHUNK_BYTES // width, 1)
+    safe = np.minimum(starts, last)
+    for lo in range(0, k, step):
+        to[at[lo : lo + step]] = windows[safe[lo : lo + step]]
+    over = np.flatnonzero(starts > last)
+    if len(over):  # written again, zero-padded
+        to[at[over]] = row_items(pieces(src, starts[over], width), width)
+
+
+def row_memory(rows: np.ndarray) -> np.ndarray | None:
+    """The bytes from the start of a 2-D uint8 array's first row to the end of its last,
+    as one 1-D uint8 array, when each row's bytes are contiguous and rows never
+    overlap (a pool's rows, say); else None."""
+    n, cols = rows.shape
+    step, unit = rows.strides
+    if n == 0 or (cols > 1 and unit != 1) or (n > 1 and step < cols):
+        return None
+    return np.lib.stride_tricks.as_strided(rows, shape=((n - 1) * step + cols,), strides=(1,))
 
 
 def row_index(

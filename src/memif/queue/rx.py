@@ -24,11 +24,13 @@ from ._common import (
     _Queue,
     _read_descs,
     byte_items,
+    copy_windows,
     indices,
     pieces,
     ring_pieces,
     row_index,
     row_items,
+    row_memory,
     strided_view,
 )
 
@@ -85,8 +87,8 @@ class RxBatch:
         queue: RxQueue | None = None,
     ) -> None:
         """``first``: each packet's first buffer, when any packet is chained (None:
-        one buffer each); ``wrap``: index of the first packet past the ring's end
-        (unchained bursts); ``runs`` and ``nbytes``, when the queue knows them already;
+        one buffer each); ``wrap``: index of the first buffer past the ring's end;
+        ``runs`` and ``nbytes``, when the queue knows them already;
         ``queue``: the queue the context manager refills."""
         self._regions = regions
         self._queue = queue
@@ -286,13 +288,14 @@ class RxBatch:
         ``rows`` is a :func:`~memif.queue.row_items` view of the destination (an
         application's buffer pool, say): each copy moves ``rows.itemsize`` bytes.  One
         row copy per run of evenly spaced buffers, else one per region from the grid
-        holding its buffers, else byte by byte; chained packets are assembled first.
+        holding its buffers, else byte by byte; chained packets are assembled straight
+        into the rows (:meth:`_assemble`).
         """
         k, width = len(idx), rows.dtype.itemsize
         if k == 0:
             return
         if self._first is not None:
-            rows[idx] = row_items(self.gather(width), width)[:k]
+            self._assemble(rows[:, None].view(np.uint8), idx, width)
             return
         runs = self._view_runs()
         if runs is not None and runs[0][2].shape[1] >= width:
@@ -317,11 +320,9 @@ class RxBatch:
     def gather(self, width: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """Copy the first ``width`` bytes of every packet into rows of a 2-D array.
 
-        Unchained packets move as in :meth:`copy_into`.  Of chained ones, buffers of
-        ``SHORT_PIECE`` bytes or more are copied one by one (each copy is worth its
-        call), shorter ones in one gather and one scatter however many there are.
-        Bytes past a packet's length are unspecified (whatever the buffers held): mask
-        with ``lengths`` when it matters.
+        Unchained packets move as in :meth:`copy_into`, chained ones as
+        :meth:`_assemble` says.  Bytes past a packet's length are unspecified
+        (whatever the buffers held): mask with ``lengths`` when it matters.
         """
         n = len(self)
         if width is None:
@@ -330,48 +331,133 @@ class RxBatch:
             out = np.zeros((n, width), np.uint8)
         if n == 0 or width == 0:
             return out
-        first = self._first
-        if first is None:
+        if self._first is None:
             self.copy_into(row_items(out, width), indices(n))
-            return out
-        seg_len = self.seg_length.astype(np.int64)
-        counts = np.diff(np.append(first, len(seg_len)))
-        begin = np.cumsum(seg_len) - seg_len
-        pos = begin - np.repeat(begin[first], counts)  # where each buffer goes
-        row = np.repeat(np.arange(n), counts)
-        keep = pos < width  # never assemble more than width bytes
-        short = np.flatnonzero(keep & (seg_len < SHORT_PIECE))
-        if len(short):
-            self._scatter_short(out, short, row[short] * out.shape[1] + pos[short])
-        long = np.flatnonzero(keep & (seg_len >= SHORT_PIECE))
-        if len(long):
-            regions = self._regions
-            end = np.minimum(pos[long] + seg_len[long], width)
-            for i, r, off, at, stop in zip(
-                row[long].tolist(),
-                self.seg_region[long].tolist(),
-                self.seg_offset[long].tolist(),
-                pos[long].tolist(),
-                end.tolist(),
-                strict=True,
-            ):
-                out[i, at:stop] = regions[r][off : off + stop - at]
+        else:
+            self._assemble(out, indices(n), width)
         return out
 
-    def _scatter_short(self, out: np.ndarray, segs: np.ndarray, at: np.ndarray) -> None:
-        """Copy buffers ``segs`` (each shorter than SHORT_PIECE) to flat positions ``at``
-        of ``out``: each lands as ``item`` bytes, in order, so the next buffer (or
-        packet) overwrites what a shorter one carried past its end."""
-        item = min(int(self.seg_length[segs].max()), out.shape[1])
-        data = np.empty((len(segs), item), np.uint8)
+    def _assemble(self, dest: np.ndarray, rows: np.ndarray, width: int) -> None:
+        """Copy the first ``width`` bytes of chained packet ``i`` into row ``rows[i]`` of
+        ``dest``, for the first ``len(rows)`` packets; bytes past a packet's length, up
+        to its row's end, are unspecified.
+
+        ``dest`` is 2-D uint8 with each row's bytes contiguous (a pool's rows, say).
+        Every buffer of ``item`` bytes (the longest) and every packet's last buffer move
+        as ``item`` bytes in one copy of the whole vector (straight from the shared
+        buffers when they are evenly spaced); what would cross its row's end, and the
+        buffers of odd chains (shorter than the longest before the packet's end), take
+        the slower paths of :meth:`_place_odd`.
+        """
+        k = len(rows)
+        memory = row_memory(dest)
+        if memory is None:  # rows that overlap, or bytes apart: assemble, then copy
+            width = min(width, dest.shape[1])
+            staging = np.empty((k, width), np.uint8)
+            self._assemble(staging, indices(k), width)
+            dest[rows, :width] = staging
+            return
+        first = cast(np.ndarray, self._first)
+        used = int(first[k]) if k < len(first) else len(self.seg_length)
+        first = first[:k]
+        seg_len = self.seg_length[:used].astype(np.int64)
+        counts = np.diff(first, append=used)
+        begin = np.cumsum(seg_len) - seg_len
+        pos = begin - np.repeat(begin[first], counts)  # where each buffer goes in its packet
+        at = np.repeat(rows.astype(np.int64) * dest.strides[0], counts) + pos  # ... in memory
+        cols = dest.shape[1]
+        item = min(int(seg_len.max()), cols)
+        last = np.zeros(used, bool)
+        last[first[1:] - 1] = True
+        last[-1] = True
+        keep = (pos < min(width, cols)) & (seg_len > 0)  # never more than width bytes
+        whole = keep & (last | (seg_len == item)) & (pos + item <= cols)
+        odd = keep & ~whole
+        if odd.any():  # first: their spill (forward only) is overwritten by what follows
+            self._place_odd(memory, dest, np.flatnonzero(odd), at, pos, min(width, cols))
+        if whole.all():
+            self._place_whole(memory, at, None, item)
+        elif whole.any():
+            self._place_whole(memory, at, np.flatnonzero(whole), item)
+
+    def _place_whole(
+        self, memory: np.ndarray, at: np.ndarray, segs: np.ndarray | None, item: int
+    ) -> None:
+        """Copy buffers ``segs`` (None: all of the first ``len(at)``) as ``item`` bytes
+        each to ``memory[at[s]:]``: from evenly spaced buffers in one row copy per run
+        of the ring (no staging), else gathered and scattered a chunk at a time
+        (:func:`~memif.queue._common.copy_windows`)."""
+        if segs is None:
+            runs = self._source_runs(len(at), item)
+            if runs is not None:
+                dst = byte_items(memory, item)
+                for lo, hi, view in runs:
+                    dst[at[lo:hi]] = row_items(view, item)
+                return
+            segs = indices(len(at))
         region, offset = self.seg_region[segs], self.seg_offset[segs]
-        for r in np.unique(region).tolist():
-            sel = region == r
-            data[sel] = pieces(self._regions[r], offset[sel], item)
-        flat = np.zeros(out.size + item, np.uint8)  # room for the last one's spill
-        flat[: out.size] = out.reshape(-1)
-        byte_items(flat, item)[at] = row_items(data, item)
-        out[:] = flat[: out.size].reshape(out.shape)
+        uniform = self.region
+        for r in [uniform] if uniform is not None else np.unique(region).tolist():
+            sel = slice(None) if uniform is not None else region == r
+            copy_windows(memory, at[segs[sel]], self._regions[r], offset[sel], item)
+
+    def _source_runs(self, used: int, item: int) -> list[Run] | None:
+        """The first ``used`` buffers as rows of ``item`` bytes: zero-copy views, one
+        per run of the ring (two when the burst wraps its end), or None when they are
+        not evenly spaced in one region."""
+        r = self.region
+        if r is None:
+            return None
+        k = self._wrap
+        bounds = [(0, used)] if k is None or not 0 < k < used else [(0, k), (k, used)]
+        runs = []
+        for lo, hi in bounds:
+            view = strided_view(self._regions[r], self.seg_offset[lo:hi], item)
+            if view is None:
+                return None
+            runs.append((lo, hi, view))
+        return runs
+
+    def _place_odd(
+        self,
+        memory: np.ndarray,
+        dest: np.ndarray,
+        segs: np.ndarray,
+        at: np.ndarray,
+        pos: np.ndarray,
+        width: int,
+    ) -> None:
+        """Buffers that are not a packet's last and shorter than the longest, or whose
+        ``item`` bytes would cross their row's end: those shorter than ``SHORT_PIECE``
+        in one gather and one scatter, in order, each as ``short`` bytes (the next
+        buffer overwrites what one carries past its end); the others one copy each,
+        of exactly their bytes up to ``width``."""
+        seg_len = self.seg_length[segs].astype(np.int64)
+        cand = seg_len < SHORT_PIECE
+        short_item = int(seg_len[cand].max()) if cand.any() else 0
+        short = cand & (pos[segs] + short_item <= dest.shape[1])
+        if short.any():
+            s = segs[short]
+            data = np.empty((len(s), short_item), np.uint8)
+            region, offset = self.seg_region[s], self.seg_offset[s]
+            for r in np.unique(region).tolist():
+                sel = region == r
+                data[sel] = pieces(self._regions[r], offset[sel], short_item)
+            byte_items(memory, short_item)[at[s]] = row_items(data, short_item)
+        rest = segs[~short]
+        if not len(rest):
+            return
+        regions = self._regions
+        end = np.minimum(pos[rest] + seg_len[~short], width)
+        for a, r, off, p, stop in zip(
+            at[rest].tolist(),
+            self.seg_region[rest].tolist(),
+            self.seg_offset[rest].tolist(),
+            pos[rest].tolist(),
+            end.tolist(),
+            strict=True,
+        ):
+            memory[a : a + stop - p] = regions[r][off : off + stop - p]
 
 
 class RxQueue(_Queue):
@@ -615,6 +701,7 @@ class RxQueue(_Queue):
             return self._empty()
         used = int(ends[-1]) + 1
         recs = recs[:used]
+        wrap: int | None = ring_pieces(self._cursor, used, ring.size)[0][2]
         self._cursor = (self._cursor + used) & _U16
         region, offset, length = recs["region"], recs["offset"], recs["length"]
         first = np.concatenate(([0], ends[:-1] + 1)).astype(np.intp)
@@ -628,9 +715,10 @@ class RxQueue(_Queue):
             lengths = lengths[~bad_pkt]
             seg_counts = np.diff(np.append(first, used))[~bad_pkt]
             first = (np.cumsum(seg_counts) - seg_counts).astype(np.intp)
+            wrap = None  # buffers are no longer slots
         self.stats.packets += len(lengths)
         self.stats.bytes += int(lengths.sum()) if len(lengths) else 0
-        return RxBatch(self._regions, region, offset, length, first, lengths, queue=self)
+        return RxBatch(self._regions, region, offset, length, first, lengths, wrap=wrap, queue=self)
 
     def _count_bad(
         self, region: np.ndarray, offset: np.ndarray, length: np.ndarray, bad: np.ndarray

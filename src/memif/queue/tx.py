@@ -20,6 +20,7 @@ from ._common import (
     _bad_mask,
     _Queue,
     check_live,
+    copy_windows,
     pieces,
     ring_pieces,
     row_index,
@@ -198,6 +199,41 @@ class TxBatch:
             return
         if k:
             self._write(rows[idx].view(np.uint8).reshape(k, width))
+
+    def fill_windows(self, memory: np.ndarray, starts: np.ndarray) -> None:
+        """Fill buffer ``i`` with ``memory[starts[i] : starts[i] + capacity]`` (zero-padded
+        past the end of ``memory``), for the first ``len(starts)`` buffers, straight into
+        the buffers: one ``take`` per run of adjoining buffers when ``memory`` is whole
+        buffers' worth of bytes and every start begins one of them, else a chunk at a
+        time wherever the buffers lie."""
+        check_live(self._regions)
+        k, width, staging = len(starts), self.capacity, self._staging
+        if staging is not None:
+            staging[:k] = pieces(memory, starts, width)
+            return
+        runs = self._runs
+        if (
+            runs is not None
+            and all(view.strides[0] == width for _, _, view in runs)
+            and memory.flags.c_contiguous
+            and len(memory) % width == 0
+            and not np.count_nonzero(starts % width)
+        ):
+            whole = memory.view(np.dtype((np.void, width)))  # (memory holds every start)
+            for lo, hi, view in runs:
+                hi = min(hi, k)
+                if hi > lo:
+                    out = row_items(view[: hi - lo], width)
+                    np.take(whole, starts[lo:hi] // width, out=out, mode="clip")
+            return
+        region, offsets = self._region, self.offsets[:k]
+        if isinstance(region, int):
+            copy_windows(self._regions[region], offsets, memory, starts, width)
+            return
+        region = region[:k]
+        for r in np.unique(region).tolist():
+            mine = region == r
+            copy_windows(self._regions[r], offsets[mine], memory, starts[mine], width)
 
     def fill(self, data: np.ndarray) -> None:
         """Copy a ``(count, width)`` array into the buffers (vectorized scatter)."""
@@ -475,7 +511,8 @@ class TxQueue(_Queue):
 
         ``rows`` is a C-contiguous 2-D uint8 array (an application's buffer pool).
         The whole burst is a fixed number of numpy operations whatever the buffers'
-        size: one gather of every segment, one scatter into the slots, one publish.
+        size: the segments gathered and scattered into the slots' buffers a chunk at a
+        time (:meth:`TxBatch.fill_windows`), one publish.
         """
         n = len(idx)
         free = self.free_slots()
@@ -498,11 +535,7 @@ class TxQueue(_Queue):
         at = part * cap
         seg_len = np.minimum(lengths[pkt] - at, cap)
         starts = idx[pkt].astype(np.int64) * rows.shape[1] + at
-        flat = rows.reshape(-1)
-        for lo, hi, view in tx.runs:  # gathered straight into the buffers (or staging)
-            hi = min(hi, total)
-            if hi > lo:
-                pieces(flat, starts[lo:hi], cap, out=view[: hi - lo])
+        tx.fill_windows(rows.reshape(-1), starts)
         flags = np.full(total, wire.DESC_FLAG_NEXT, np.uint16)
         flags[ends - 1] = 0
         self.tx_burst(tx, seg_len, count=total, flags=flags)

@@ -228,6 +228,8 @@ class MemifPort:
 
     def _take_copy(self, node: DeviceInput, q: RxQueue, batch) -> tuple[np.ndarray, int]:
         """Copy a burst into pool buffers; returns them and their bytes."""
+        if batch.chained:
+            return self._take_chained_copy(node, q, batch)
         pool = self.rt.pool
         n = len(batch)
         idx = pool.alloc(n)
@@ -252,6 +254,26 @@ class MemifPort:
                 nbytes = int(lengths[~big].sum())
         q.refill()
         return idx, nbytes
+
+    def _take_chained_copy(self, node: DeviceInput, q: RxQueue, batch) -> tuple[np.ndarray, int]:
+        """Copy a burst holding chained frames into pool buffers, each into a whole
+        buffer (a frame's last ring buffer moves whole: what it carries past the frame's
+        end stays in the frame's own pool buffer); frames larger than a pool buffer are
+        dropped (``too-big``).  Returns the buffers and their bytes."""
+        pool = self.rt.pool
+        idx = pool.alloc(len(batch))
+        if len(idx) < len(batch):
+            self._rx_drop(node, "no-buffers", len(batch) - len(idx))
+        lengths = batch.lengths[: len(idx)]
+        batch.copy_into(pool.rows(pool.data_size), idx)
+        fits = lengths <= pool.data_size
+        if not fits.all():
+            self._rx_drop(node, "too-big", int(np.count_nonzero(~fits)))
+            pool.free(idx[~fits])
+            idx, lengths = idx[fits], lengths[fits]
+        pool.length[idx] = lengths
+        q.refill()
+        return idx, int(lengths.sum())
 
     def _take_zero_copy(
         self, node: DeviceInput, qid: int, q: RxQueue, batch, before: int, consumed: int
@@ -349,10 +371,7 @@ class MemifPort:
             if width > tx.capacity:  # copy up to the first frame that needs a chain
                 k = int(np.argmax(plen > tx.capacity))
                 if k == 0:  # from that frame on: chained where needed, in one go
-                    if tx.capacity < MIN_CHAIN_BUFFER:
-                        reason = "rx-buffer-too-small"
-                        break
-                    k = q.tx_chained(pool.data, idx[sent:], lengths[sent:])
+                    k, reason = self._send_chained(q, tx.capacity, idx[sent:], lengths[sent:])
                     if k == 0:
                         break
                     sent += k
@@ -364,6 +383,16 @@ class MemifPort:
             sent += k
         pool.free(idx[:sent])
         return sent, reason
+
+    def _send_chained(
+        self, q: TxQueue, capacity: int, idx: np.ndarray, lengths: np.ndarray
+    ) -> tuple[int, str]:
+        """Send frames from the first larger than the ring's buffers (``capacity`` bytes)
+        on, each chained over as many buffers as it needs, in one vector operation
+        (``TxQueue.tx_chained``).  Returns how many were sent and why not the rest."""
+        if capacity < MIN_CHAIN_BUFFER:
+            return 0, "rx-buffer-too-small"
+        return q.tx_chained(self.rt.pool.data, idx, lengths), "no-free-tx-slots"
 
     def _send_zero_copy(
         self, qid: int, q: TxQueue, idx: np.ndarray, lengths: np.ndarray

@@ -42,10 +42,12 @@ one of its 10240-byte pool buffers, and a slave switch with zero-copy posts thos
 receive rings, so its peer writes a jumbo frame into one descriptor. testpmd 22.11's memif driver
 overruns a ring with chained frames once the ring is full (the switch then disconnects it:
 "ring counter out of range"), so chained sizes are primed with at most as many bursts as fit one
-1024-slot ring (6 bursts of 32 at 9000 bytes). ``imix`` is the simple IMIX 7:4:1 of 64, 570 and
-1518-byte frames: the loop driver primes 7, 4 and 1 bursts (times 2) of each in turn (``set
-txpkts`` between them; ``--no-flush-rx`` keeps the frames already circulating at each restart),
-so the frames circulating keep that mix (the mean frame is 353.8 bytes).
+1024-slot ring (6 bursts of 32 at 9000 bytes); ``--ring-size`` gives every ring (testpmd's and
+the switch's) more slots, and the loop more jumbo frames (25 bursts at 4096 slots). ``imix`` is
+the simple IMIX 7:4:1 of 64, 570 and 1518-byte frames: the loop driver primes 7, 4 and 1 bursts
+(times 2) of each in turn (``set txpkts`` between them; ``--no-flush-rx`` keeps the frames
+already circulating at each restart), so the frames circulating keep that mix (the mean frame is
+353.8 bytes).
 
 Measurement: connect, prime, run ``--warmup`` seconds, then count over ``--seconds``. The rate
 is packets forwarded in both directions per second: for the switch, the rx packets (and bytes)
@@ -103,7 +105,8 @@ REFERENCE = "reference"
 MIN_FRAME = 60
 MAX_FRAME = 9216  # the switch's jumbo frames (its pool buffers hold 10240 bytes)
 BUFFER_SIZE = 2048  # every ring buffer; longer frames are chained
-RING_SLOTS = 1024  # testpmd's (rsize 10) and the switch's rings
+RING_SLOTS = 1024  # testpmd's (rsize 10) and the switch's rings, unless --ring-size says
+MIN_RING, MAX_RING = 256, 1 << 14  # --ring-size: what testpmd's memif (rsize 8..14) takes
 BURST = 32  # testpmd's burst: what one primed burst holds
 IMIX = "imix"
 IMIX_MIX = ((64, 7), (570, 4), (1518, 1))
@@ -180,6 +183,7 @@ class Options:
     prime: int = 48
     flood: bool = False
     vector_size: int = DEFAULT_VECTOR
+    ring_size: int = RING_SLOTS
     switch_cpu: int = 0
     loop_cpu: int = 1
     profile: int = 0
@@ -207,6 +211,7 @@ class Result:
     empty_polls: float | None = None
     errors: dict[str, int] = field(default_factory=dict)
     prime: int = 0
+    ring_size: int = RING_SLOTS
     flood: bool = False
     vector_size: int = 0
     switch_cpu: int = 0
@@ -307,26 +312,26 @@ def mean_frame(frame: Frame) -> float:
     return float(frame)
 
 
-def priming(frame: Frame, prime: int) -> list[tuple[int, int]]:
+def priming(frame: Frame, prime: int, ring: int = RING_SLOTS) -> list[tuple[int, int]]:
     """The loop driver's priming: ``(frame bytes, bursts per port)`` in order.
 
-    One size: ``prime`` bursts, at most as many as fit one ring when the frame is chained
-    (testpmd 22.11 overruns a full ring with chains). IMIX: 7, 4 and 1 times
-    ``IMIX_SCALE`` bursts of 64, 570 and 1518 bytes.
+    One size: ``prime`` bursts, at most as many as fit one ``ring``-slot ring when the
+    frame is chained (testpmd 22.11 overruns a full ring with chains). IMIX: 7, 4 and 1
+    times ``IMIX_SCALE`` bursts of 64, 570 and 1518 bytes.
     """
     if frame == IMIX:
         return [(f, w * IMIX_SCALE) for f, w in IMIX_MIX]
     assert isinstance(frame, int)
     slots = len(segments(frame))
     if slots > 1:
-        prime = max(1, min(prime, RING_SLOTS // (slots * BURST)))
+        prime = max(1, min(prime, ring // (slots * BURST)))
     return [(frame, prime)]
 
 
 def _driver_args(frame: Frame, opts: Options) -> dict[str, Any]:
     """Testpmd keyword arguments of the loop driver (forwarding lcore on the LOOP CPU)."""
     extra = [] if opts.flood else [f"--eth-peer=0,{MAC[1]}", f"--eth-peer=1,{MAC[0]}"]
-    steps = priming(frame, opts.prime)
+    steps = priming(frame, opts.prime, opts.ring_size)
     extra.append("--txpkts=" + ",".join(map(str, segments(steps[0][0]))))
     if len(steps) > 1:  # the frames primed before a restart stay in the loop
         extra.append("--no-flush-rx")
@@ -343,7 +348,7 @@ def _driver_args(frame: Frame, opts: Options) -> dict[str, Any]:
 def prime_loop(driver: Any, frame: Frame, opts: Options, call: Callable[[Any], Any]) -> int:
     """Prime the loop (``start tx_first``, one size after the other for IMIX) through
     ``call`` (which runs a blocking testpmd command); returns the bursts primed per port."""
-    steps = priming(frame, opts.prime)
+    steps = priming(frame, opts.prime, opts.ring_size)
     for i, (size, bursts) in enumerate(steps):
         if i:  # stop forwarding (the loop's frames wait in the rings), change the size
             call(driver.stop)
@@ -360,11 +365,15 @@ def measure_reference(frame: Frame, opts: Options) -> dict[str, Any]:
     from ..testpmd import MemifPort, Testpmd
 
     sock = f"@memif-bench-switch-{os.getpid()}-{next(_names)}"
+    rsize = opts.ring_size.bit_length() - 1
     middle = driver = None
     try:
         # the middle testpmd forwards on the SWITCH CPU, as the switch would
         middle = Testpmd(
-            [MemifPort("server", id=i, socket=sock, bsize=BUFFER_SIZE) for i in (0, 1)],
+            [
+                MemifPort("server", id=i, socket=sock, bsize=BUFFER_SIZE, rsize=rsize)
+                for i in (0, 1)
+            ],
             forward_mode="io",
             main_lcore=opts.loop_cpu,
             lcores=(opts.switch_cpu, opts.loop_cpu),
@@ -373,7 +382,10 @@ def measure_reference(frame: Frame, opts: Options) -> dict[str, Any]:
         )
         assert middle.forwarding_lcores == [opts.switch_cpu]
         driver = Testpmd(
-            [MemifPort("client", id=i, socket=sock, bsize=BUFFER_SIZE, mac=MAC[i]) for i in (0, 1)],
+            [
+                MemifPort("client", id=i, socket=sock, bsize=BUFFER_SIZE, rsize=rsize, mac=MAC[i])
+                for i in (0, 1)
+            ],
             **_driver_args(frame, opts),
         )
         assert driver.forwarding_lcores == [opts.loop_cpu]
@@ -425,6 +437,7 @@ def measure_switch(
             id=i,
             socket=sock,
             bsize=BUFFER_SIZE,
+            rsize=opts.ring_size.bit_length() - 1,
             mac=MAC[i],
             zero_copy=config.testpmd_zero_copy,
         )
@@ -440,6 +453,7 @@ def measure_switch(
                 socket_id=1,
                 role=role,
                 buffer_size=BUFFER_SIZE,
+                ring_size=opts.ring_size,
                 zero_copy=config.switch_zero_copy,
             )
             for i in (0, 1)
@@ -462,9 +476,10 @@ def measure_switch(
             raise RuntimeError(f"switch ports zero-copy {zc}, wanted {config.switch_zero_copy}")
 
         os.sched_setaffinity(0, {opts.switch_cpu})  # this thread only: the switch's CPU
-        steps = ", ".join(f"{b} x {f} B" for f, b in priming(frame, opts.prime))
+        steps = ", ".join(f"{b} x {f} B" for f, b in priming(frame, opts.prime, opts.ring_size))
         log(
-            f"linked; vector size {opts.vector_size}, priming bursts per port: {steps}, "
+            f"linked; vector size {opts.vector_size}, rings of {opts.ring_size} slots, "
+            f"priming bursts per port: {steps}, "
             f"warming up {opts.warmup:g} s"
         )
         primed = prime_loop(driver, frame, opts, functools.partial(_while_switching, sw))
@@ -539,6 +554,7 @@ def measure(config: Config, frame: Frame, opts: Options, log: Callable[[str], No
         frame,
         description=config.description,
         prime=opts.prime,
+        ring_size=opts.ring_size,
         flood=opts.flood,
         vector_size=opts.vector_size if config.switch_role else 0,
         switch_cpu=opts.switch_cpu,
@@ -667,6 +683,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help=f"descriptors memif-input takes per queue and turn (default {DEFAULT_VECTOR}, "
         "as memifd; VPP's frames hold 256)",
     )
+    p.add_argument(
+        "--ring-size",
+        type=int,
+        default=RING_SLOTS,
+        metavar="N",
+        help=f"slots of every ring, testpmd's and the switch's (default {RING_SLOTS}): chained "
+        "frames are primed with at most one ring's worth of bursts, so larger rings let the "
+        "loop hold more jumbo frames",
+    )
     add_cpus_arg(
         p,
         metavar="SWITCH,LOOP",
@@ -693,6 +718,10 @@ def _options(args: argparse.Namespace) -> Options:
         raise ValueError("--profile must be >= 0")
     if not 1 <= args.vector_size <= 1 << 16:
         raise ValueError(f"--vector-size {args.vector_size} must be 1..{1 << 16}")
+    if not (MIN_RING <= args.ring_size <= MAX_RING and args.ring_size & (args.ring_size - 1) == 0):
+        raise ValueError(
+            f"--ring-size {args.ring_size} must be a power of two {MIN_RING}..{MAX_RING}"
+        )
     switch_cpu, loop_cpu = two_cpus(args.cpus, "the switch and the loop")
     testpmd = testpmd_binary(args.testpmd)
     return Options(
@@ -701,6 +730,7 @@ def _options(args: argparse.Namespace) -> Options:
         prime=args.prime,
         flood=args.flood,
         vector_size=args.vector_size,
+        ring_size=args.ring_size,
         switch_cpu=switch_cpu,
         loop_cpu=loop_cpu,
         profile=args.profile,
