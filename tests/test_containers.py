@@ -274,7 +274,7 @@ def test_topology_in_containers(topology: tuple[Peers, Path]) -> None:
     assert refused["/run/memif/a.sock"]["access_denied"] == 0, refused
     log = run("podman", "logs", container("memifd"), stderr=subprocess.STDOUT)
     (line,) = [x for x in log.splitlines() if "/run/memif/c.sock" in x and "uid 1001" in x]
-    assert "memif socket" in line, line
+    assert "memif socket /run/memif/c.sock: access denied: uid 1001" in line, line
 
     # -- traffic, as in tests/test_topology.py -----------------------------------------------
     peers.c = c = peers.start("testpmd-c", "/run/memif/c.sock", MAC_C, MAC_A, "macswap", lcore=1)
