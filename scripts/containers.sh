@@ -10,21 +10,22 @@
 #   scripts/containers.sh compose ARGS   # podman-compose ARGS in deploy/, this project's name
 #
 # Set-up, on a fresh Debian machine as root, one line per step: apt packages (podman runc
-# catatonit mmdebstrap tshark) when missing; the two podman settings some VMs need, added to
-# /etc/containers/containers.conf only when a test container fails without them; a base image
-# bootstrapped from Debian's mirror with mmdebstrap (no registry needed; reused when present);
-# podman-compose 1.6.0 in a venv of its own (Debian's 1.0.3 mishandles network_mode: none); a
-# wheel of the working tree; the image (podman build --pull=never).
+# catatonit mmdebstrap tshark python3-venv) when missing; the two podman settings some VMs
+# need, added to /etc/containers/containers.conf only when a test container fails without
+# them; a base image bootstrapped from Debian's mirror with mmdebstrap (no registry needed;
+# reused when present); podman-compose 1.6.0 in a venv of its own (Debian's 1.0.3 mishandles
+# network_mode: none); a wheel of the working tree; the image localhost/memif-topology:latest
+# (podman build --pull=never; compose.yaml names it).
 #
-# Environment: BASE_IMAGE (default localhost/memif-debian:bookworm), IMAGE (default
-# localhost/memif-topology:latest), COMPOSE_VENV (default build/podman-compose), MIRROR (default: the
-# first Debian mirror in /etc/apt/sources.list*, else deb.debian.org).  With a registry and
-# Docker instead: docker build --build-arg BASE=debian:bookworm (see deploy/Containerfile).
+# Environment: BASE_IMAGE (default localhost/memif-debian:bookworm), COMPOSE_VENV (default
+# build/podman-compose), PYTHON (builds the wheel; default .venv's, else COMPOSE_VENV's), MIRROR
+# (default: the first Debian mirror in /etc/apt/sources.list*, else deb.debian.org).  With a
+# registry and Docker instead: docker build --build-arg BASE=debian:bookworm (deploy/Containerfile).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DEPLOY=$ROOT/deploy
 BASE_IMAGE=${BASE_IMAGE:-localhost/memif-debian:bookworm}
-IMAGE=${IMAGE:-localhost/memif-topology:latest}
+IMAGE=localhost/memif-topology:latest # the name compose.yaml runs
 COMPOSE_VENV=${COMPOSE_VENV:-$ROOT/build/podman-compose}  # build/: ignored by git
 COMPOSE_VERSION=1.6.0
 CONF=/etc/containers/containers.conf
@@ -59,15 +60,18 @@ packages() {
     [ -x /usr/libexec/podman/catatonit ] || command -v catatonit >/dev/null || missing+=(catatonit)
     command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
     command -v tshark >/dev/null || missing+=(tshark)
+    python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv) # podman-compose's venv
     if [ ${#missing[@]} = 0 ]; then
-        step "packages: podman, runc, catatonit, mmdebstrap and tshark already installed"
+        step "packages: podman runc catatonit mmdebstrap tshark python3-venv already installed"
         return
     fi
-    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || die "missing ${missing[*]}: needs root and apt-get"
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null ||
+        die "missing ${missing[*]}: installing them needs root and apt-get"
     step "packages: apt-get install ${missing[*]}"
     apt-get update -qq
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
 }
 
 mirror() {
@@ -77,7 +81,8 @@ mirror() {
     fi
     # The first Debian mirror apt uses here (one-line or deb822 sources), else the default one.
     local found
-    found=$(grep -hoE '(URIs:|^deb)[[:space:]]+(\[[^]]*\][[:space:]]+)?https?://[^[:space:]]+/debian/?([[:space:]]|$)' \
+    local re='(URIs:|^deb)[[:space:]]+(\[[^]]*\][[:space:]]+)?https?://[^[:space:]]+/debian/?([[:space:]]|$)'
+    found=$(grep -hoE "$re" \
         /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null |
         grep -oE 'https?://[^[:space:]]+' | head -n1 || true)
     echo "${found:-http://deb.debian.org/debian}"
@@ -91,7 +96,7 @@ base_image() {
     local rootfs url
     rootfs=$(mktemp -d /tmp/memif-rootfs.XXXXXX)
     url=$(mirror)
-    step "base image: mmdebstrap bookworm from $url ($BASE_PACKAGES), then podman import as $BASE_IMAGE"
+    step "base image: mmdebstrap bookworm ($BASE_PACKAGES) from $url, podman import $BASE_IMAGE"
     mmdebstrap --quiet --variant=minbase --include="$BASE_PACKAGES" \
         --aptopt='APT::Install-Recommends "false"' bookworm "$rootfs" "$url"
     rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*
@@ -157,7 +162,7 @@ wheel() {
     local py leftovers=() d
     py=$(python)
     step "wheel: memif from the working tree into deploy/wheels/"
-    for d in "$ROOT"/build/lib "$ROOT"/build/bdist.linux-"$(uname -m)" "$ROOT"/src/memif.egg-info; do
+    for d in "$ROOT"/build/lib "$ROOT/build/bdist.linux-$(uname -m)" "$ROOT"/src/memif.egg-info; do
         [ -e "$d" ] || leftovers+=("$d") # what setuptools leaves behind, unless it was there
     done
     rm -rf "$DEPLOY/wheels"
@@ -182,14 +187,14 @@ setup() {
 
 # ---------------------------------------------------------------------------------- the rest
 
-# The project's Python (scripts/setup.sh's .venv), or $PYTHON.
+# $PYTHON, else the project's (scripts/setup.sh's .venv), else podman-compose's venv (has pip).
 python() {
     if [ -n "${PYTHON:-}" ]; then
         echo "$PYTHON"
     elif [ -x "$ROOT/.venv/bin/python" ]; then
         echo "$ROOT/.venv/bin/python"
     else
-        echo python3
+        echo "$COMPOSE_VENV/bin/python"
     fi
 }
 
