@@ -15,7 +15,8 @@ removed; A's connection to C's socket is refused, counted (``show memif``) and l
 the exact counts at both testpmd ports and in ``show interface`` (memifctl inside the memifd
 container); the monitor's pcap, written by uid 1002 to a bind directory, read by tshark on the
 host; then memifd removes its socket files on SIGTERM and ``containers.sh down`` leaves no
-container and no volume.  Not root, or without podman and no way to install it, the test is
+container and no volume.  A second test runs ``containers.sh up`` as documented (the endless
+bounce of compose.yaml alone) and checks that the counters keep moving.  Not root, or without podman and no way to install it, the test is
 skipped; under ``CI=true`` it fails instead.  It uses the project name memif-topology: a
 running ``containers.sh up`` is taken down first.
 """
@@ -364,4 +365,29 @@ def test_topology_in_containers(topology: tuple[Peers, Path]) -> None:
     assert state("memifd") == ("exited", 0), logs()
     assert sorted(p.name for p in sockets.iterdir()) == [], "stale socket files"
     run(str(SCRIPT), "down", timeout=300)
+    assert project_leftovers() == ("", ""), project_leftovers()
+
+
+def test_up_forwards_with_live_counters(image: None) -> None:
+    """The one documented command: ``containers.sh up`` (compose.yaml alone: A and C bounce
+    their --tx-first bursts for as long as they run), counters that keep moving, then down."""
+    try:
+        out = run(str(SCRIPT), "up", timeout=600)
+        assert "containers: up: waiting for A and C to exchange frames" in out, out
+
+        def counts() -> dict[str, tuple[int, int]]:
+            ifs = {d["name"]: d for d in memifctl("show", "interface")}
+            return {n: (ifs[n]["rx_packets"], ifs[n]["tx_packets"]) for n in (IF_A, IF_C, IF_B)}
+
+        first = counts()
+        assert all(rx > 0 and tx > 0 for rx, tx in (first[IF_A], first[IF_C])), first
+
+        def moved() -> bool:
+            now = counts()
+            return all(now[n][i] > first[n][i] for n in (IF_A, IF_C) for i in (0, 1))
+
+        wait(moved, "A's and C's counters to move on")
+        assert counts()[IF_B][1] > 0, "nothing mirrored to B"
+    finally:
+        run(str(SCRIPT), "down", timeout=300)
     assert project_leftovers() == ("", ""), project_leftovers()
