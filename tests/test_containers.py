@@ -16,9 +16,9 @@ the exact counts at both testpmd ports and in ``show interface`` (memifctl insid
 container); the monitor's pcap, written by uid 1002 to a bind directory, read by tshark on the
 host; then memifd removes its socket files on SIGTERM and ``containers.sh down`` leaves no
 container and no volume.  A second test runs ``containers.sh up`` as documented (the endless
-bounce of compose.yaml alone) and checks that the counters keep moving.  Not root, or without podman and no way to install it, the test is
-skipped; under ``CI=true`` it fails instead.  It uses the project name memif-topology: a
-running ``containers.sh up`` is taken down first.
+bounce of compose.yaml alone) and checks that the counters keep moving.  Not root, or without
+podman and no way to install it, the tests are skipped; under ``CI=true`` they fail instead.
+They use the project name memif-topology: a running ``containers.sh up`` is taken down first.
 """
 
 from __future__ import annotations
