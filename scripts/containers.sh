@@ -174,6 +174,8 @@ image() {
     step "image: podman build --pull=never --build-arg BASE=$BASE_IMAGE -t $IMAGE deploy/"
     podman build -q --pull=never --network=none --build-arg "BASE=$BASE_IMAGE" -t "$IMAGE" \
         -f "$DEPLOY/Containerfile" "$DEPLOY" >/dev/null
+    # The previous build, now untagged, is ~30 MB of layers each time: remove it.
+    podman image prune -f --filter label=io.github.memif-python.image=memif-topology >/dev/null
 }
 
 setup() {
