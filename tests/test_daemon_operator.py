@@ -331,3 +331,23 @@ def test_vpp_show_commands_buffers_logging_node_counters_admin_state(tmp_path: P
         assert counters["data"] == d.ok("show errors")["data"]
     finally:
         d.stop()
+
+
+def test_set_bridge_domain_flags_as_vpp(tmp_path: Path) -> None:
+    d = Memifd(tmp_path, ["create bridge-domain 3"]).wait_ready()
+    try:
+
+        def flags() -> dict:
+            (bd,) = [b for b in d.ok("show bridge-domain")["data"] if b["bd_id"] == 3]
+            return {k: bd[k] for k in ("learn", "forward", "flood", "uu_flood")}
+
+        assert flags() == {"learn": True, "forward": True, "flood": True, "uu_flood": True}
+        for flag in ("learn", "forward", "flood", "uu-flood"):
+            d.ok(f"set bridge-domain {flag} 3 disable")
+        assert flags() == {"learn": False, "forward": False, "flood": False, "uu_flood": False}
+        d.ok("set bridge-domain uu-flood 3")
+        assert flags()["uu_flood"] is True
+        assert d.fails("set bridge-domain learn 9") == "no bridge domain 9"
+        assert "expected disable" in d.fails("set bridge-domain learn 3 maybe")
+    finally:
+        d.stop()

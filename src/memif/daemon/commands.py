@@ -360,6 +360,32 @@ def _create_bd(ctx: Context, args: Args) -> Reply:
     return Reply(output=str(bd.id), data={"bd_id": bd.id})
 
 
+def _bd_flag(flag: str) -> Callable[[Context, Args], str]:
+    """``set bridge-domain <flag> <bd> [disable]`` (VPP's): one of create's flags."""
+
+    def handler(ctx: Context, args: Args) -> str:
+        bd = bridge_domain(args)
+        if bd not in ctx.switch.tables.bds:
+            raise CliError(f"no bridge domain {bd}")
+        on = args.try_keyword(["disable"]) is None
+        args.end([] if not on else ["disable"])
+        ctx.switch.create_bridge_domain(bd, **{flag.replace("-", "_"): on})
+        return ""
+
+    return handler
+
+
+for _flag, _what in (
+    ("learn", "learn source MACs"),
+    ("forward", "forward to learned MACs"),
+    ("flood", "flood broadcast and multicast"),
+    ("uu-flood", "flood unknown unicast"),
+):
+    command(f"set bridge-domain {_flag}", "<bd> [disable]", f"{_what} in the domain (VPP's)")(
+        _bd_flag(_flag)
+    )
+
+
 @command(
     "set bridge-domain mac-age",
     "<bd> <minutes>",
