@@ -351,3 +351,27 @@ def test_set_bridge_domain_flags_as_vpp(tmp_path: Path) -> None:
         assert "expected disable" in d.fails("set bridge-domain learn 3 maybe")
     finally:
         d.stop()
+
+
+def test_show_trace_max(tmp_path: Path) -> None:
+    a_path = tmp_path / "a.sock"
+    d = Memifd(tmp_path, [f"create memif socket id 1 filename {a_path}",
+                          "create interface memif id 0 socket-id 1 master",
+                          "create bridge-domain 1", "set interface l2 bridge memif1/0 1",
+                          "set interface state memif1/0 up"]).wait_ready()  # fmt: skip
+    try:
+        d.ok("trace add memif-input 5")
+        with memif.Socket(str(a_path)) as sock:
+            peer = sock.create_interface(role="client", id=0)
+            memif.testing.drive(sock, until=lambda: peer.connected, timeout=15)
+            frame = bytes.fromhex("ffffffffffff02000000000a0800") + bytes(50)
+            for _ in range(5):
+                assert peer.send([frame]) == 1
+            _wait(lambda: len(d.ok("show trace")["data"]) == 5, "5 traced packets")
+        every = [p["packet"] for p in d.ok("show trace")["data"]]
+        two = d.ok("show trace max 2")
+        assert [p["packet"] for p in two["data"]] == every[:2]
+        assert "truncated (3 more)" in two["output"]
+        assert "expected an integer 1..1000" in d.fails("show trace max 0")
+    finally:
+        d.stop()

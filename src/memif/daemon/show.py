@@ -416,12 +416,16 @@ def show_neighbors(ctx: Context, args: Args) -> Reply:
 
 
 # ---------------------------------------------------------------------- trace, version
-@command("show trace", "", "packets traced since 'trace add'")
+@command("show trace", "[max <n>]", "packets traced since 'trace add' (max: the first n)")
 def show_trace(ctx: Context, args: Args) -> Reply:
-    """VPP's ``show trace``: each traced packet's path through the graph (up to MAX_ROWS)."""
-    args.end()
+    """VPP's ``show trace [max N]``: each traced packet's path through the graph (at most
+    N packets, and never more than MAX_ROWS)."""
+    limit = MAX_ROWS
+    if args.try_keyword(["max"]):
+        limit = args.integer("max", 1, MAX_ROWS)
+    args.end(["max"])
     graph = ctx.switch.graph
-    traces, tail = first_rows(graph.traces.items(), len(graph.traces))
+    traces, tail = first_rows(graph.traces.items(), len(graph.traces), limit)
     data = [{"packet": k, "lines": list(v)} for k, v in sorted(traces)]
     if not data:
         return Reply(output="No packets in trace buffer", data=data)
