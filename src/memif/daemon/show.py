@@ -12,6 +12,7 @@ and only the rows shown are ever visited.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import platform
 import time
@@ -425,7 +426,9 @@ def show_trace(ctx: Context, args: Args) -> Reply:
         limit = args.integer("max", 1, MAX_ROWS)
     args.end(["max"])
     graph = ctx.switch.graph
-    traces, tail = first_rows(graph.traces.items(), len(graph.traces), limit)
+    first = heapq.nsmallest(limit, graph.traces)  # bounded by 'trace add', the operator's
+    traces = [(k, graph.traces[k]) for k in first]
+    tail = truncated(len(traces), len(graph.traces))
     data = [{"packet": k, "lines": list(v)} for k, v in sorted(traces)]
     if not data:
         return Reply(output="No packets in trace buffer", data=data)
