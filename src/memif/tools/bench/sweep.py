@@ -22,9 +22,10 @@ load on the machine, which makes the point unreliable when it is not near 0), an
 one-way latency p50/p99 from source to sink through the switch (send and receive times on the
 same clock, in the same process; a histogram of 16 bins per octave, so within 4.4%).
 
-Receive modes (``--modes``): ``adaptive`` is memifd's main loop (its queues switch to
-interrupt mode and the loop sleeps in ppoll when idle or when turns bring fewer than 8
-frames, so its CPU follows the load); ``polling`` turns the same loop without ever sleeping
+Receive modes (``--modes``): ``adaptive`` is memifd's main loop (it spins near its peak,
+naps up to a millisecond for bigger vectors under load, and its queues switch to interrupt
+mode for a sleep in ppoll when idle or when turns bring fewer than 8 frames: its CPU
+follows the load, :mod:`memif.loop`); ``polling`` turns the same loop without ever sleeping
 (as the loop benchmark does), the CPU at 100% at any rate. memifd itself has no ``set
 interface rx-mode`` command: it always runs the adaptive loop.
 Configurations (``--configs``): ``slave-zc`` (switch slaves with zero-copy, the default of
