@@ -500,3 +500,20 @@ def test_tools_wait_rx_never_sleeps_on_a_polling_queue() -> None:
         loop = control_loop(server.socket)
         wait_rx(loop, server.rx_queues, FAR)
         assert loop.sleeps == 0 and loop.turns == 1
+
+
+def test_a_nap_never_outlasts_its_end_whatever_the_deadline_asked(link: tuple) -> None:
+    """The queue is in polling mode during a nap (no kick can end it): a caller asking
+    for a later deadline still turns again at the nap's end."""
+    server, client = link
+    clock = ManualClock(10.0)
+    loop = EventLoop(clock=clock, busy_vector=1, max_coalesce=0.001)
+    loop.add_rx(server.rx_queues[0], Drain(), RxMode.ADAPTIVE)
+    loop.run_once(10.0)
+    client.send([b"l"])
+    assert loop.run_once(11.0) == pytest.approx(11.001)
+    clock.now = 11.0005
+    assert loop.sleep(11.0 + FAR) is False  # half a millisecond, not an hour
+    assert loop.naps == 1
+    clock.now = 11.002
+    assert loop.sleep(11.0 + FAR) is False and loop.naps == 1  # its end passed: at once

@@ -251,7 +251,8 @@ class EventLoop:
         self._nap_poller = Poller()  # what a nap waits on: no adaptive queue's eventfd
         self._target = vector  # packets a coalescing nap lets the queues fill to
         self._interval = 0.0  # the last coalescing interval (seconds)
-        self._nap = False  # run_once's deadline is a coalescing nap's end
+        self._nap = False  # run_once's deadline is a coalescing nap's end ...
+        self._nap_end = -math.inf  # ... this one
         #: the last sleep was ended by receive queues' kicks alone (no socket, no extra
         #: fd, not the deadline) or was a coalescing nap that ran to its end: its next
         #: turn leaves the control plane to its period
@@ -447,18 +448,19 @@ class EventLoop:
         leaves it to its period, so a packet's wake-up costs no control work.
 
         After a turn whose deadline is a coalescing nap's end, the adaptive queues stay
-        in polling mode and the nap is not taken when less than :data:`MIN_NAP` is left;
+        in polling mode, the sleep lasts no longer than the nap (whatever ``deadline``
+        says), and the nap is not taken when less than :data:`MIN_NAP` is left;
         its end counts as kicks' (no control work), and :attr:`naps` counts it.
         """
         self.woken_by_kicks = False
         if self._polling:
             return False
+        if self._nap:  # coalescing: never past its end, and a short one is not worth it
+            end = self._nap_end if deadline is None else min(deadline, self._nap_end)
+            timeout = end - self.clock()
+            return self._take_nap(timeout) if timeout >= MIN_NAP else False
         timeout = None if deadline is None else deadline - self.clock()
         if timeout is not None and timeout <= 0:
-            return False
-        if self._nap:  # coalescing: a short one is not worth its sleep
-            if timeout is None or timeout >= MIN_NAP:
-                return self._take_nap(self.max_coalesce if timeout is None else timeout)
             return False
         for sock in self._sockets:
             if sock.closed:  # its fd is gone: wait on the others
@@ -540,6 +542,7 @@ class EventLoop:
         timers = self._timers
         if timers and timers[0].when < deadline:
             deadline = max(self.now, timers[0].when)
+        self._nap_end = deadline
         return deadline
 
     def _take_nap(self, timeout: float) -> bool:
