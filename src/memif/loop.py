@@ -457,8 +457,8 @@ class EventLoop:
             return False
         if self._nap:  # coalescing: never past its end, and a short one is not worth it
             end = self._nap_end if deadline is None else min(deadline, self._nap_end)
-            timeout = end - self.clock()
-            return self._take_nap(timeout) if timeout >= MIN_NAP else False
+            left = end - self.clock()
+            return self._take_nap(left) if left >= MIN_NAP else False
         timeout = None if deadline is None else deadline - self.clock()
         if timeout is not None and timeout <= 0:
             return False
