@@ -251,6 +251,7 @@ class Generator:
         next_live = now + live_period
         nrx, txonly = len(self.rxq), self.mode == "txonly"
         wake = self.rx_wake
+        polling = self.rx_mode is RxMode.POLLING
         while True:
             if self.stop:
                 self.interrupted = phase != "linger"  # a cut linger is still a full run
@@ -292,6 +293,8 @@ class Generator:
                 if now >= next_live:
                     next_live = now + live_period
                     self.live.update(self.live_text(now), force=True)
+            if polling:  # busy-poll, as DPDK does: never a sleep, so no deadline to ask
+                continue
             deadline = wake.run_once(now, work)  # the rx mode's rule, on what came in
             if deadline <= now:
                 continue
