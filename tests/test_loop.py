@@ -78,7 +78,7 @@ def test_a_trickle_below_busy_vector_does_not_keep_the_loop_polling(link: tuple)
 def test_adaptive_coalescing_naps_until_the_ring_should_hold_a_vector(link: tuple) -> None:
     """A busy turn far below the vector: nap for the time a vector takes to come in at
     the rate just measured, the queue left in polling mode (the peer writes no eventfd);
-    light turns soon after nap as long; a full vector turns again at once (NAPI's budget)."""
+    light turns soon after nap too; a full vector turns again at once (NAPI's budget)."""
     server, client = link
     clock = ManualClock(10.0)
     loop = EventLoop(clock=clock, busy_vector=8, vector=64, max_coalesce=0.5, idle_after=0.1)
@@ -99,8 +99,8 @@ def test_adaptive_coalescing_naps_until_the_ring_should_hold_a_vector(link: tupl
     clock.now = 10.005
     client.send([b"e"] * 16)  # 32 packets in the 4 ms: half the vector
     assert loop.run_once(clock()) == pytest.approx(10.013)  # twice the interval
-    client.send([b"f"] * 3)  # a light turn: not busy, but busy lately
-    assert loop.run_once(10.013) == pytest.approx(10.021)  # the same interval again
+    client.send([b"f"] * 3)  # a light turn: not busy, but busy lately: at its own rate
+    assert loop.run_once(10.013) == pytest.approx(10.013 + 0.008 * 64 / 3)
     client.send([b"g"] * 64)  # a full vector: behind, or just keeping up
     assert loop.run_once(10.021) == 10.021
     assert loop.sleep(10.5) is False and loop.naps == 1  # no nap: at once
@@ -517,3 +517,15 @@ def test_a_nap_never_outlasts_its_end_whatever_the_deadline_asked(link: tuple) -
     assert loop.naps == 1
     clock.now = 11.002
     assert loop.sleep(11.0 + FAR) is False and loop.naps == 1  # its end passed: at once
+
+
+def test_after_catching_up_the_nap_follows_the_rate_of_the_turns_spun(link: tuple) -> None:
+    """A full vector spins; the empty turn after it naps for what the packets taken
+    since the loop last waited say (a vector in 2 ms here), not the longest nap."""
+    server, client = link
+    loop = EventLoop(clock=ManualClock(10.0), busy_vector=8, vector=64, max_coalesce=0.5)
+    loop.add_rx(server.rx_queues[0], Drain(), RxMode.ADAPTIVE)
+    assert loop.run_once(10.0) > 10.0  # idle: the loop waits, the window starts
+    client.send([b"m"] * 64)
+    assert loop.run_once(10.001) == 10.001  # a full vector: at once
+    assert loop.run_once(10.002) == pytest.approx(10.004)  # 64 in 2 ms: 2 ms more

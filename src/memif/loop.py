@@ -39,11 +39,13 @@ small vectors does not keep an adaptive loop spinning, each of its packets wakes
 **Coalescing** (adaptive mode: NAPI's budget, a NIC's interrupt moderation, DPDK's
 empty-poll power management).  A turn far below ``vector`` (the packets one turn can
 take) means the loop is faster than its load: spinning would only run turns of a few
-packets, each paying the turn's fixed cost.  So after a busy turn that brought ``n``
-packets in the ``elapsed`` seconds since the previous one (an arrival rate ``n /
-elapsed``), the loop naps until the queues should hold a full vector again::
+packets, each paying the turn's fixed cost.  So after a turn below the target, busy
+or within ``idle_after`` of a busy one, the loop measures the arrival rate, the ``n``
+packets taken in the ``elapsed`` seconds since the last turn that let it wait (the
+turns it spun since, catching up, count in), and naps until the queues should hold a
+full vector again::
 
-    interval = min(max_coalesce, elapsed * target / n)
+    interval = min(max_coalesce, elapsed * target / max(n, 1))
     target   = min(vector, COALESCE_FILL * the smallest adaptive ring)
 
 counted from the turn's start.  The queues stay in polling mode (the peer writes no
@@ -54,10 +56,9 @@ eventfd), the nap ends early only for sockets, extra fds and interrupt-mode queu
 brought ``target`` packets or more means the loop is not ahead (its ring may even have
 been full, which hides the true rate): it turns again at once, as NAPI polls again
 when a poll used its whole budget, and so does a turn whose nap would be shorter than
-:data:`MIN_NAP` (a sleep costs about that much).  Light turns (below ``busy_vector``)
-within ``idle_after`` of a busy one nap the last interval too.  So the loop spins near
-its peak, naps for bigger vectors between, and sleeps on interrupts when idle or when
-even a nap of ``max_coalesce`` brings fewer than ``busy_vector`` packets: below
+:data:`MIN_NAP` (a sleep costs about that much).  So the loop spins near its peak,
+naps for bigger vectors between, and sleeps on interrupts when idle or when naps of
+``max_coalesce`` bring fewer than ``busy_vector`` packets for ``idle_after``: below
 ``busy_vector / max_coalesce`` packets per second (8 kpps with the defaults), VPP's
 rate threshold between polling and interrupt mode, each packet wakes the loop.
 
@@ -250,7 +251,8 @@ class EventLoop:
         self._sleep_fds: tuple[int, ...] | None = None  # what a sleep waits on (None: rebuild)
         self._nap_poller = Poller()  # what a nap waits on: no adaptive queue's eventfd
         self._target = vector  # packets a coalescing nap lets the queues fill to
-        self._interval = 0.0  # the last coalescing interval (seconds)
+        self._window_at = -math.inf  # the last turn that let the loop wait ...
+        self._window_work = 0  # ... and the packets taken since: the arrival rate
         self._nap = False  # run_once's deadline is a coalescing nap's end ...
         self._nap_end = -math.inf  # ... this one
         #: the last sleep was ended by receive queues' kicks alone (no socket, no extra
@@ -259,7 +261,6 @@ class EventLoop:
         self.woken_by_kicks = False
         self._control_at = -math.inf  # run control at the next turn
         self._busy_at = -math.inf  # the last turn with work
-        self._turn_at = -math.inf  # the previous turn
 
     # ------------------------------------------------------------------ registration
     def add_socket(self, sock: Socket) -> None:
@@ -420,20 +421,21 @@ class EventLoop:
                 work += handler(entry.rxq)
             except NotConnectedError:
                 self._drop(entry)
-        elapsed, self._turn_at = now - self._turn_at, now
-        coalescing = self._adaptive and not self._polling and self.max_coalesce
-        if work >= self.busy_vector:
+        self._window_work += work
+        busy = work >= self.busy_vector
+        if busy:
             self._busy_at = now
-            if coalescing and work < self._target:  # ahead of its load: bigger vectors
-                rate_interval = max(elapsed, 0.0) * self._target / work
-                self._interval = min(self.max_coalesce, rate_interval)
-                return self._nap_until(now + self._interval)
-            self._interval = 0.0  # a full vector: behind, or just keeping up
-            return now
         if self._polling:
             return now
-        if self._adaptive and now - self._busy_at < self.idle_after:  # not idle for long
-            return self._nap_until(now + self._interval) if coalescing else now
+        if self._adaptive and (busy or now - self._busy_at < self.idle_after):  # or lately
+            if self.max_coalesce and work < self._target:  # ahead of its load
+                deadline = self._nap_until(now + self._coalescing_interval(now))
+                self._window_at, self._window_work = now, 0
+                return deadline
+            return now  # a full vector: behind, or just keeping up
+        if busy:
+            return now
+        self._window_at, self._window_work = now, 0
         return self._idle_deadline(now)
 
     def sleep(self, deadline: float | None) -> bool:
@@ -536,6 +538,13 @@ class EventLoop:
                 self.sleep(min(deadline, end))
 
     # ------------------------------------------------------------------ internals
+    def _coalescing_interval(self, now: float) -> float:
+        """How long until ``_target`` packets should be in at the rate measured since
+        the last turn that let the loop wait (the turns spun since, catching up, count
+        in), at most ``max_coalesce``."""
+        elapsed = max(now - self._window_at, 0.0)
+        return min(self.max_coalesce, elapsed * self._target / max(self._window_work, 1))
+
     def _nap_until(self, deadline: float) -> float:
         """Make the turn's deadline a coalescing nap's end (no later than a timer)."""
         self._nap = True
