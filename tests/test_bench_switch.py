@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from helpers import ENV, memif_argv
 
-from memif.tools.bench import sweep_traffic
+from memif.loop import RxMode
+from memif.tools.bench import sweep, sweep_traffic
 from memif.tools.bench import switch as bench_switch
 from memif.tools.bench.common import choice_list
 
@@ -234,3 +235,19 @@ def test_node_figures_are_window_deltas() -> None:
 def test_unknown_config_is_rejected() -> None:
     with pytest.raises(Exception, match="unknown configuration"):
         choice_list(bench_switch.CONFIGS, "configuration")("master-zc,nope")
+
+
+def test_the_sweep_s_interrupt_mode_serves_the_switch_queues_in_interrupt_mode() -> None:
+    """``--modes interrupt``: the same main loop, its connected queues in interrupt mode
+    (the peer kicks, the loop sleeps at the first light turn), traffic delivered."""
+    bench = sweep.SweepBench("master-copy", "interrupt", 64, sweep.SweepOptions(0.2, 0.05))
+    try:
+        bench.start()
+        events = bench.sw.loop.events
+        assert len(events.rx_queues) == 2
+        for q in events.rx_queues:
+            assert events.rx_mode(q) is RxMode.INTERRUPT and not q.polling
+        point = bench.window(20000.0, 1.0)
+        assert point.delivered_pps > 0 and events.wakeups > 0
+    finally:
+        bench.close()

@@ -21,12 +21,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from helpers import memif_popen
 
 import memif
+import memif.testing
 from memif import packet
+from memif.tools.burst import echo_burst
 from memif.tools.gen import cli as gen_cli
+from memif.tools.gen.frames import Frames
+from memif.tools.gen.stats import Analyzer, Latency
 from memif.tools.testpmd import MemifPort, Testpmd
 
 MAGIC = b"MGEN"
@@ -400,3 +405,89 @@ def test_gen_through_testpmd_macswap(testpmd_binary: str, tmp_path: Path) -> Non
     assert (s["tx_packets"], s["rx_packets"], s["lost"], s["reordered"]) == (n, n, 0, 0)
     assert s["p50_us"] is not None and s["p99_us"] is not None
     assert 0 < s["p50_us"] <= s["p99_us"]
+
+
+# ------------------------------------------------------------------- one packet as in a burst
+
+
+def _stamped(seq: int, ts: int, stream: int = 0, magic: bytes = MAGIC) -> bytes:
+    """A gen frame with its stamp ``ts`` (ns) given."""
+    f = bytearray(frame(seq, stream, magic=magic))
+    struct.pack_into("<q", f, HDR + 12, ts)
+    return bytes(f)
+
+
+def _analyze(frames: list[bytes], one_by_one: bool, now: int) -> Analyzer:
+    """Frames through a real memif pair into an Analyzer, in one burst or one per burst."""
+    an = Analyzer(Frames([64]))
+    with memif.testing.pair() as (server, client):
+        rxq = server.rx_queues[0]
+        for group in [[f] for f in frames] if one_by_one else [frames]:
+            assert client.send(group) == len(group)
+            batch = rxq.rx_burst(256)
+            assert len(batch) == len(group)
+            an.add(batch, now)
+            rxq.refill()
+    return an
+
+
+def test_the_analyzer_counts_a_packet_alone_as_in_a_burst() -> None:
+    """The scalar path of a 1-packet burst keeps every counter as the burst path does:
+    sequences in order, late, duplicated, in two streams, foreign and short frames, and
+    latencies negative or over a minute (dropped)."""
+    now = 10**12
+    seqs = [0, 1, 2, 5, 4, 4, 7, 3, 8]
+    frames = [_stamped(s, now - 1000 * (s + 1)) for s in seqs]
+    frames += [_stamped(s, now - 7 * s, stream=2) for s in (0, 1, 3)]
+    frames += [_stamped(9, now + 5), _stamped(10, now - 61 * 10**9)]  # future, too old
+    frames += [_stamped(11, now - 50, magic=b"XXXX"), bytes(60), frame(12)[: HDR + 10]]
+    burst, alone = _analyze(frames, False, now), _analyze(frames, True, now)
+    for an in (burst, alone):
+        assert (an.ours, an.foreign, len(an.streams)) == (14, 3, 2)
+    for what in ("unique", "duplicates", "reordered", "highest", "lost"):
+        assert [getattr(s, what) for s in alone.streams.values()] == [
+            getattr(s, what) for s in burst.streams.values()
+        ], what
+    assert alone.total("duplicates") == 1 and alone.total("reordered") == 2
+    a, b = alone.latency, burst.latency
+    assert (a.count, a.min, a.max, a.total) == (b.count, b.min, b.max, b.total)
+    assert a.count == 12  # the future and the minute-old stamps are not samples
+    assert [a.percentile(p) for p in (0, 50, 99, 100)] == [
+        b.percentile(p) for p in (0, 50, 99, 100)
+    ]
+
+
+def test_latency_one_sample_at_a_time_switches_to_the_histogram_as_bursts_do() -> None:
+    rng = np.random.default_rng(7)
+    lat = rng.integers(1, 10**9, 50)
+    one, burst = Latency(keep=20), Latency(keep=20)
+    for v in lat.tolist():
+        one.add_one(v)
+    for i in range(0, 50, 10):
+        burst.add(lat[i : i + 10])
+    assert one.hist is not None and burst.hist is not None
+    assert (one.hist == burst.hist).all()
+    assert (one.count, one.min, one.max, one.total) == (burst.count, burst.min, burst.max,
+                                                        burst.total)  # fmt: skip
+    assert one.percentile(50) == burst.percentile(50)
+
+
+@pytest.mark.parametrize("swap", [True, False])
+def test_echo_of_a_packet_alone_sends_what_the_burst_path_sends(swap: bool) -> None:
+    frames = [frame(i, size=64 + 7 * i) for i in range(5)] + [b"\x01" * 11, b"\x02" * 12]
+    got: dict[bool, list[bytes]] = {}
+    for alone in (False, True):
+        with memif.testing.pair() as (server, client):
+            rxq, txq = server.rx_queues[0], server.tx_queues[0]
+            for group in [[f] for f in frames] if alone else [frames]:
+                client.send(group)
+                batch = rxq.rx_burst(256)
+                assert echo_burst(batch, txq, swap=swap) == len(group)
+                rxq.refill()
+            got[alone] = client.rx_queues[0].recv(256)
+    assert got[True] == got[False]
+    if swap:
+        assert got[True][0] == frames[0][6:12] + frames[0][0:6] + frames[0][12:]
+        assert got[True][5] == frames[5]  # shorter than two MACs: as it was
+    else:
+        assert got[True] == frames

@@ -11,7 +11,7 @@ import pytest
 from clocks import ManualClock
 
 from memif import Interface, NotConnectedError, RxQueue, Socket, testing
-from memif.loop import EventLoop, RxMode, arm_rx
+from memif.loop import MIN_NAP, EventLoop, RxMode, arm_rx
 from memif.poller import Poller
 from memif.tools.common import control_loop, wait_rx
 
@@ -50,7 +50,7 @@ class Drain:
 def test_adaptive_polls_while_busy_then_sleeps_after_idle_after(link: tuple) -> None:
     server, client = link
     clock = ManualClock()
-    loop = EventLoop(clock=clock, idle_after=0.002, max_sleep=0.5)
+    loop = EventLoop(clock=clock, idle_after=0.002, max_sleep=0.5, max_coalesce=0.0)
     rxq, drain = server.rx_queues[0], Drain()
     loop.add_rx(rxq, drain, RxMode.ADAPTIVE)
     assert rxq.polling  # MASK_INT set while busy: the peer saves its kicks
@@ -71,7 +71,108 @@ def test_a_trickle_below_busy_vector_does_not_keep_the_loop_polling(link: tuple)
     assert loop.run_once(10.0) == 10.5  # 3 packets: light, the loop may sleep
     assert len(drain.packets) == 3
     client.send([b"b"] * 8)
-    assert loop.run_once(11.0) == 11.0  # a full vector: busy
+    assert loop.run_once(11.0) == 11.0 + loop.max_coalesce  # busy: coalescing, not idle
+    assert len(drain.packets) == 11
+
+
+def test_adaptive_coalescing_naps_until_the_ring_should_hold_a_vector(link: tuple) -> None:
+    """A busy turn far below the vector: nap for the time a vector takes to come in at
+    the rate just measured, the queue left in polling mode (the peer writes no eventfd);
+    light turns soon after nap too; a full vector turns again at once (NAPI's budget)."""
+    server, client = link
+    clock = ManualClock(10.0)
+    loop = EventLoop(clock=clock, busy_vector=8, vector=64, max_coalesce=0.5, idle_after=0.1)
+    rxq, drain = server.rx_queues[0], Drain()
+    loop.add_rx(rxq, drain, RxMode.ADAPTIVE)
+    assert loop.run_once(10.0) > 10.0  # nothing yet: idle
+
+    client.send([b"c"] * 16)  # 16 packets in 1 ms: 16 kpps, 64 in 4 ms
+    clock.advance(0.001)
+    assert loop.run_once(clock()) == pytest.approx(10.005)  # from the turn's start
+    clock.advance(0.001)  # (the turn took 1 ms: 3 ms of nap left)
+    client.send([b"d"] * 16)  # no kick: the nap is not cut short by packets ...
+    assert loop.sleep(10.005) is False  # ... it runs to its end
+    assert (loop.naps, loop.sleeps, loop.wakeups) == (1, 1, 0)
+    assert loop.woken_by_kicks  # a nap's end: no control work in the next turn
+    assert rxq.polling and rxq.clear_interrupt() == 0  # polling mode throughout
+
+    clock.now = 10.005
+    client.send([b"e"] * 16)  # 32 packets in the 4 ms: half the vector
+    assert loop.run_once(clock()) == pytest.approx(10.013)  # twice the interval
+    client.send([b"f"] * 3)  # a light turn: not busy, but busy lately: at its own rate
+    assert loop.run_once(10.013) == pytest.approx(10.013 + 0.008 * 64 / 3)
+    client.send([b"g"] * 64)  # a full vector: behind, or just keeping up
+    assert loop.run_once(10.021) == 10.021
+    assert loop.sleep(10.5) is False and loop.naps == 1  # no nap: at once
+    assert len(drain.packets) == 115
+
+
+def test_coalescing_never_lets_more_than_half_the_ring_fill(link: tuple) -> None:
+    server, client = link
+    clock = ManualClock(10.0)
+    loop = EventLoop(clock=clock, busy_vector=1, vector=1 << 16, max_coalesce=10.0)
+    rxq = server.rx_queues[0]
+    loop.add_rx(rxq, Drain(), RxMode.ADAPTIVE)
+    quarter = rxq.ring.size // 4
+    loop.run_once(10.0)
+    client.send([b"f"] * quarter)  # a quarter of the ring in 10 ms
+    assert loop.run_once(10.01) == pytest.approx(10.03)  # a half in the 20 ms after
+
+
+def test_coalescing_is_capped_by_max_coalesce_and_timers(link: tuple) -> None:
+    server, client = link
+    clock = ManualClock(10.0)
+    loop = EventLoop(clock=clock, busy_vector=1, max_coalesce=0.002)
+    loop.add_rx(server.rx_queues[0], Drain(), RxMode.ADAPTIVE)
+    loop.run_once(10.0)
+    client.send([b"g"])  # 1 packet in a second: a vector would take minutes
+    assert loop.run_once(11.0) == pytest.approx(11.002)  # the latency budget
+    loop.call_at(11.0015, lambda: None)
+    client.send([b"g"])
+    assert loop.run_once(11.001) == pytest.approx(11.0015)  # the timer is due first
+
+
+def test_a_nap_shorter_than_min_nap_is_not_taken(link: tuple) -> None:
+    server, client = link
+    clock = ManualClock(10.0)
+    loop = EventLoop(clock=clock, busy_vector=1, vector=64, max_coalesce=0.5)
+    loop.add_rx(server.rx_queues[0], Drain(), RxMode.ADAPTIVE)
+    loop.run_once(10.0)
+    client.send([b"h"] * 32)  # half a vector in 1 ms: the next one in 2 ms
+    deadline = loop.run_once(10.001)
+    assert deadline == pytest.approx(10.003)
+    clock.now = deadline - MIN_NAP / 2  # the turn took nearly all of it
+    assert loop.sleep(deadline) is False
+    assert loop.sleeps == 0  # turn again at once
+
+
+def test_a_nap_ends_early_for_an_extra_fd_or_an_interrupt_queue(link: tuple, efd: int) -> None:
+    server, client = link
+    clock = ManualClock(10.0)
+    loop = EventLoop(clock=clock, busy_vector=1, control_period=FAR)
+    seen: list[int] = []
+    loop.add_reader(efd, seen.append)
+    rxq = server.rx_queues[0]
+    loop.add_rx(rxq, Drain(), RxMode.ADAPTIVE)
+    loop.run_once(10.0)
+    client.send([b"i"])
+    deadline = loop.run_once(10.5)
+    assert deadline > clock() + MIN_NAP
+    os.eventfd_write(efd, 1)
+    assert loop.sleep(deadline) is True and loop.naps == 1
+    assert not loop.woken_by_kicks  # the next turn serves the fd
+    loop.run_once(clock())
+    assert seen == [efd]
+
+
+@pytest.mark.parametrize("mode", [RxMode.INTERRUPT, RxMode.POLLING])
+def test_only_adaptive_queues_coalesce(link: tuple, mode: RxMode) -> None:
+    server, client = link
+    loop = EventLoop(clock=ManualClock(10.0), busy_vector=1)
+    loop.add_rx(server.rx_queues[0], Drain(), mode)
+    loop.run_once(10.0)
+    client.send([b"j"] * 4)
+    assert loop.run_once(10.001) == 10.001  # busy: at once, as ever
 
 
 def test_polling_queue_never_lets_the_loop_sleep(link: tuple) -> None:
@@ -399,3 +500,32 @@ def test_tools_wait_rx_never_sleeps_on_a_polling_queue() -> None:
         loop = control_loop(server.socket)
         wait_rx(loop, server.rx_queues, FAR)
         assert loop.sleeps == 0 and loop.turns == 1
+
+
+def test_a_nap_never_outlasts_its_end_whatever_the_deadline_asked(link: tuple) -> None:
+    """The queue is in polling mode during a nap (no kick can end it): a caller asking
+    for a later deadline still turns again at the nap's end."""
+    server, client = link
+    clock = ManualClock(10.0)
+    loop = EventLoop(clock=clock, busy_vector=1, max_coalesce=0.001)
+    loop.add_rx(server.rx_queues[0], Drain(), RxMode.ADAPTIVE)
+    loop.run_once(10.0)
+    client.send([b"l"])
+    assert loop.run_once(11.0) == pytest.approx(11.001)
+    clock.now = 11.0005
+    assert loop.sleep(11.0 + FAR) is False  # half a millisecond, not an hour
+    assert loop.naps == 1
+    clock.now = 11.002
+    assert loop.sleep(11.0 + FAR) is False and loop.naps == 1  # its end passed: at once
+
+
+def test_after_catching_up_the_nap_follows_the_rate_of_the_turns_spun(link: tuple) -> None:
+    """A full vector spins; the empty turn after it naps for what the packets taken
+    since the loop last waited say (a vector in 2 ms here), not the longest nap."""
+    server, client = link
+    loop = EventLoop(clock=ManualClock(10.0), busy_vector=8, vector=64, max_coalesce=0.5)
+    loop.add_rx(server.rx_queues[0], Drain(), RxMode.ADAPTIVE)
+    assert loop.run_once(10.0) > 10.0  # idle: the loop waits, the window starts
+    client.send([b"m"] * 64)
+    assert loop.run_once(10.001) == 10.001  # a full vector: at once
+    assert loop.run_once(10.002) == pytest.approx(10.004)  # 64 in 2 ms: 2 ms more

@@ -13,7 +13,10 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from clocks import ManualClock
 
+from memif import testing
+from memif.loop import RxMode
 from memif.vswitch.graph import Graph, Node
 from memif.vswitch.mainloop import (
     ADAPTIVE_VECTOR,
@@ -163,3 +166,26 @@ def test_a_node_failing_midway_gives_back_each_buffer_once(setup: Setup, cls) ->
     else:  # the second half stays out: it may be lent to a ring
         assert pool.n_free == pool.n_buffers - 20
         assert not np.isin(idx[20:], free).any()
+
+
+def test_under_load_the_loop_naps_for_bigger_vectors_without_control_work(setup: Setup) -> None:
+    """With a memif queue served in adaptive mode (as ports_changed registers them), a
+    busy turn far below the vector is followed by a coalescing nap: the queue stays in
+    polling mode (no kicks) and the nap's end does not rerun the control work."""
+    clock = ManualClock(50.0)
+    loop = MainLoop(setup.rt, setup.graph, setup.controls.append, list, clock=clock)
+    loop.inputs.append(setup.source)
+    with testing.pair() as (server, client):
+        rxq = server.rx_queues[0]
+        loop.events.add_rx(rxq, mode=RxMode.ADAPTIVE)
+        setup.source.per_turn = 4 * ADAPTIVE_VECTOR  # busy, far below the vector
+        assert loop.turn() == 4 * ADAPTIVE_VECTOR
+        assert loop.events.naps == 1 and setup.controls == [50.0]
+        assert rxq.polling  # polling mode throughout: the peer wrote no eventfd
+        client.send([b"k"])
+        assert rxq.clear_interrupt() == 0
+        setup.source.per_turn = 0
+        clock.advance(0.001)
+        loop.turn()  # idle now, within IDLE_BEFORE_SLEEP: another nap, no control
+        assert loop.events.naps == 2 and setup.controls == [50.0]
+    assert setup.sink.got == 4 * ADAPTIVE_VECTOR

@@ -28,12 +28,39 @@ and real fds.  :meth:`~EventLoop.sleep` is the only place it blocks, in its
   the loop never sleeps while the queue is registered: lowest latency, a whole CPU.
 * :attr:`RxMode.INTERRUPT`: MASK_INT clear, the peer kicks the eventfd after every burst;
   the loop sleeps as soon as a turn finds no work.
-* :attr:`RxMode.ADAPTIVE`: polling while busy; after ``idle_after`` seconds without work
-  the queue is switched to interrupt mode for the sleep and back to polling after it.
+* :attr:`RxMode.ADAPTIVE`: polling while busy, with the CPU following the load (below);
+  after ``idle_after`` seconds without work the queue is switched to interrupt mode for
+  the sleep and back to polling after it, so the first packet after idle wakes the loop.
 
 A turn "has work" when the handlers (and the caller's ``work``) moved at least
-``busy_vector`` packets: a trickle of small vectors does not keep an adaptive loop
-spinning (the switch uses 8, as VPP's adaptive mode does).
+``busy_vector`` packets (:data:`BUSY_VECTOR`, 8, as VPP's adaptive mode): a trickle of
+small vectors does not keep an adaptive loop spinning, each of its packets wakes it.
+
+**Coalescing** (adaptive mode: NAPI's budget, a NIC's interrupt moderation, DPDK's
+empty-poll power management).  A turn far below ``vector`` (the packets one turn can
+take) means the loop is faster than its load: spinning would only run turns of a few
+packets, each paying the turn's fixed cost.  So after a turn below the target, busy
+or within ``idle_after`` of a busy one, the loop measures the arrival rate, the ``n``
+packets taken in the ``elapsed`` seconds since the last turn that let it wait (the
+turns it spun since, catching up, count in), and naps until the queues should hold a
+full vector again::
+
+    interval = min(max_coalesce, elapsed * target / max(n, 1))
+    target   = min(vector, COALESCE_FILL * the smallest adaptive ring)
+
+counted from the turn's start.  The queues stay in polling mode (the peer writes no
+eventfd), the nap ends early only for sockets, extra fds and interrupt-mode queues.
+``target`` keeps the ring from overflowing at the measured rate (it fills to
+``COALESCE_FILL`` of the ring, half: a margin of 2x for a burst or a late wake-up);
+``max_coalesce`` (:data:`MAX_COALESCE`) bounds the latency it adds.  A turn that
+brought ``target`` packets or more means the loop is not ahead (its ring may even have
+been full, which hides the true rate): it turns again at once, as NAPI polls again
+when a poll used its whole budget, and so does a turn whose nap would be shorter than
+:data:`MIN_NAP` (a sleep costs about that much).  So the loop spins near its peak,
+naps for bigger vectors between, and sleeps on interrupts when idle or when naps of
+``max_coalesce`` bring fewer than ``busy_vector`` packets for ``idle_after``: below
+``busy_vector / max_coalesce`` packets per second (8 kpps with the defaults), VPP's
+rate threshold between polling and interrupt mode, each packet wakes the loop.
 
 **Control plane.**  While busy, registered sockets are polled every ``control_period``
 seconds, and extra fds are looked at (one zero-timeout ``ppoll``) as often; after a sleep
@@ -65,9 +92,14 @@ from .queue import RxQueue
 from .sock import Socket
 
 __all__ = [
+    "BUSY_VECTOR",
+    "COALESCE_FILL",
     "CONTROL_PERIOD",
     "IDLE_AFTER",
+    "MAX_COALESCE",
     "MAX_SLEEP",
+    "MIN_NAP",
+    "VECTOR",
     "EventLoop",
     "RxHandler",
     "RxMode",
@@ -81,6 +113,17 @@ CONTROL_PERIOD = 0.05
 IDLE_AFTER = 0.002
 #: Longest sleep, in seconds, when nothing else bounds it.
 MAX_SLEEP = 1.0
+#: Packets a turn must move to count as busy: fewer is a trickle, which lets an adaptive
+#: loop sleep on interrupts (VPP's adaptive mode; what memifd and ``memif gen`` use).
+BUSY_VECTOR = 8
+#: Packets one turn takes at most, the vector coalescing aims for (VPP's frame size).
+VECTOR = 256
+#: Share of a receive ring an adaptive loop lets fill between two turns under load.
+COALESCE_FILL = 0.5
+#: Longest coalescing nap, in seconds: the latency an adaptive loop adds under load.
+MAX_COALESCE = 0.001
+#: Shorter naps are not taken (the loop turns at once): about what a sleep costs.
+MIN_NAP = 50e-6
 
 #: An rx queue's handler: take what the queue has, return the packets handled (0: none).
 RxHandler = Callable[[RxQueue], int]
@@ -164,28 +207,37 @@ class EventLoop:
         control_period: float = CONTROL_PERIOD,
         max_sleep: float = MAX_SLEEP,
         busy_vector: int = 1,
+        vector: int = VECTOR,
+        max_coalesce: float = MAX_COALESCE,
     ) -> None:
         for name, value in (
             ("idle_after", idle_after),
             ("control_period", control_period),
             ("max_sleep", max_sleep),
+            ("max_coalesce", max_coalesce),
         ):
             if not value >= 0:
                 raise ValueError(f"event loop: {name} is seconds >= 0, got {value!r}")
         if busy_vector < 1:
             raise ValueError(f"event loop: busy_vector is packets >= 1, got {busy_vector!r}")
+        if vector < 1:
+            raise ValueError(f"event loop: vector is packets >= 1, got {vector!r}")
         self.clock = clock
         self.poller = poller if poller is not None else Poller()
         self.idle_after = idle_after
         self.control_period = control_period
         self.max_sleep = max_sleep
         self.busy_vector = busy_vector
+        self.vector = vector
+        self.max_coalesce = max_coalesce
         #: the time of the current (or last) turn, on :attr:`clock`
         self.now = clock()
         #: turns run, sleeps that waited in the poller, and sleeps an fd ended
         self.turns = 0
         self.sleeps = 0
         self.wakeups = 0
+        #: coalescing naps taken (adaptive mode under load; counted in :attr:`sleeps` too)
+        self.naps = 0
         self._sockets: list[Socket] = []
         self._readers: dict[int, Callable[[int], object]] = {}
         self._reader_poller = Poller()  # the extra fds, looked at while busy
@@ -197,8 +249,15 @@ class EventLoop:
         self._timers: list[Timer] = []
         self._ready: set[int] = set()  # fds the last sleep found readable
         self._sleep_fds: tuple[int, ...] | None = None  # what a sleep waits on (None: rebuild)
+        self._nap_poller = Poller()  # what a nap waits on: no adaptive queue's eventfd
+        self._target = vector  # packets a coalescing nap lets the queues fill to
+        self._window_at = -math.inf  # the last turn that let the loop wait ...
+        self._window_work = 0  # ... and the packets taken since: the arrival rate
+        self._nap = False  # run_once's deadline is a coalescing nap's end ...
+        self._nap_end = -math.inf  # ... this one
         #: the last sleep was ended by receive queues' kicks alone (no socket, no extra
-        #: fd, not the deadline): its next turn leaves the control plane to its period
+        #: fd, not the deadline) or was a coalescing nap that ran to its end: its next
+        #: turn leaves the control plane to its period
         self.woken_by_kicks = False
         self._control_at = -math.inf  # run control at the next turn
         self._busy_at = -math.inf  # the last turn with work
@@ -318,6 +377,9 @@ class EventLoop:
         self._handled = tuple(e for e in entries if e.handler is not None)
         self._polling = sum(e.mode is RxMode.POLLING for e in entries)
         self._adaptive = sum(e.mode is RxMode.ADAPTIVE for e in entries)
+        rings = [e.rxq.ring.size for e in entries if e.mode is RxMode.ADAPTIVE]
+        fill = int(COALESCE_FILL * min(rings)) if rings else self.vector
+        self._target = max(1, min(self.vector, fill))
 
     def _drop(self, entry: _Rx) -> None:
         """Forget a queue whose connection ended."""
@@ -332,12 +394,15 @@ class EventLoop:
         ``now``: the turn's time (default: read :attr:`clock`).  ``work``: packets the
         caller moved by itself this turn.  Returns the deadline of the next turn: ``now``
         while busy (work this turn, a polling queue, or adaptive queues not yet idle for
-        ``idle_after``), else the earliest timer, socket timer or ``now + max_sleep``.
+        ``idle_after``), the end of a coalescing nap (adaptive queues, a busy turn far
+        below the vector: see the module's docstring), else the earliest timer, socket
+        timer or ``now + max_sleep``.
         """
         if now is None:
             now = self.clock()
         self.now = now
         self.turns += 1
+        self._nap = False
         if now >= self._control_at:
             self._control_at = now + self.control_period
             self._control()
@@ -356,11 +421,21 @@ class EventLoop:
                 work += handler(entry.rxq)
             except NotConnectedError:
                 self._drop(entry)
-        if work >= self.busy_vector:
+        self._window_work += work
+        busy = work >= self.busy_vector
+        if busy:
             self._busy_at = now
+        if self._polling:
             return now
-        if self._polling or (self._adaptive and now - self._busy_at < self.idle_after):
+        if self._adaptive and (busy or now - self._busy_at < self.idle_after):  # or lately
+            if self.max_coalesce and work < self._target:  # ahead of its load
+                deadline = self._nap_until(now + self._coalescing_interval(now))
+                self._window_at, self._window_work = now, 0
+                return deadline
+            return now  # a full vector: behind, or just keeping up
+        if busy:
             return now
+        self._window_at, self._window_work = now, 0
         return self._idle_deadline(now)
 
     def sleep(self, deadline: float | None) -> bool:
@@ -373,10 +448,19 @@ class EventLoop:
         the control plane and the readable extra fds when one of them, or the deadline,
         ended the sleep; one that queues' kicks alone ended (:attr:`woken_by_kicks`)
         leaves it to its period, so a packet's wake-up costs no control work.
+
+        After a turn whose deadline is a coalescing nap's end, the adaptive queues stay
+        in polling mode, the sleep lasts no longer than the nap (whatever ``deadline``
+        says), and the nap is not taken when less than :data:`MIN_NAP` is left;
+        its end counts as kicks' (no control work), and :attr:`naps` counts it.
         """
         self.woken_by_kicks = False
         if self._polling:
             return False
+        if self._nap:  # coalescing: never past its end, and a short one is not worth it
+            end = self._nap_end if deadline is None else min(deadline, self._nap_end)
+            left = end - self.clock()
+            return self._take_nap(left) if left >= MIN_NAP else False
         timeout = None if deadline is None else deadline - self.clock()
         if timeout is not None and timeout <= 0:
             return False
@@ -398,14 +482,8 @@ class EventLoop:
                             return False
                 except NotConnectedError:
                     self._drop(entry)
-            fds = self._sleep_fds
-            if fds is None:
-                fds = self._sleep_fds = (
-                    *(s.fileno() for s in self._sockets),
-                    *self._readers,
-                    *(e.fd for e in self._entries),
-                )
-                self.poller.update(fds)
+            if self._sleep_fds is None:
+                self._sync_fds()
             self.sleeps += 1
             ready = self.poller.wait(timeout)
         finally:
@@ -417,6 +495,11 @@ class EventLoop:
         if not ready:  # the deadline: timers are due
             self._control_at = -math.inf
             return False
+        return self._woken(ready)
+
+    def _woken(self, ready: set[int]) -> bool:
+        """After a sleep that ``ready`` fds ended: clear the kicked queues' eventfds, and
+        have the next turn serve the control plane unless kicks alone ended it."""
         self.wakeups += 1
         kicked = 0
         for entry in self._entries:
@@ -455,6 +538,45 @@ class EventLoop:
                 self.sleep(min(deadline, end))
 
     # ------------------------------------------------------------------ internals
+    def _coalescing_interval(self, now: float) -> float:
+        """How long until ``_target`` packets should be in at the rate measured since
+        the last turn that let the loop wait (the turns spun since, catching up, count
+        in), at most ``max_coalesce``."""
+        elapsed = max(now - self._window_at, 0.0)
+        return min(self.max_coalesce, elapsed * self._target / max(self._window_work, 1))
+
+    def _nap_until(self, deadline: float) -> float:
+        """Make the turn's deadline a coalescing nap's end (no later than a timer)."""
+        self._nap = True
+        timers = self._timers
+        if timers and timers[0].when < deadline:
+            deadline = max(self.now, timers[0].when)
+        self._nap_end = deadline
+        return deadline
+
+    def _take_nap(self, timeout: float) -> bool:
+        """A coalescing nap: the adaptive queues stay in polling mode (no kicks); the
+        sockets, the extra fds and interrupt-mode queues end it early.  Its end leaves
+        the control plane to its period (it is no deadline of a timer)."""
+        fds = self._nap_poller
+        if self._sleep_fds is None:
+            self._sync_fds()
+        self.sleeps += 1
+        self.naps += 1
+        ready = fds.wait(timeout)
+        if not ready:
+            self.woken_by_kicks = True  # as a kick's wake-up: no control work
+            return False
+        return self._woken(ready)
+
+    def _sync_fds(self) -> None:
+        """Lay out what sleeps and naps wait on (after a registration changed)."""
+        socks = [s.fileno() for s in self._sockets]
+        fds = self._sleep_fds = (*socks, *self._readers, *(e.fd for e in self._entries))
+        self.poller.update(fds)
+        kicked = (e.fd for e in self._entries if e.mode is RxMode.INTERRUPT)
+        self._nap_poller.update((*socks, *self._readers, *kicked))
+
     def _control(self) -> None:
         """Serve the extra fds that are readable and poll every socket once."""
         ready, self._ready = self._ready, set()

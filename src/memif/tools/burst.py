@@ -41,6 +41,8 @@ def echo_burst(batch: RxBatch, q: TxQueue, *, swap: bool) -> int:
     n = len(batch)
     if not n or batch.chained:
         return 0
+    if n == 1:
+        return _echo_one(batch, q, swap)
     rows = batch.matrix  # a view, or one vectorized gather when buffers lie anywhere
     done = 0
     while done < n:
@@ -59,6 +61,22 @@ def echo_burst(batch: RxBatch, q: TxQueue, *, swap: bool) -> int:
         q.tx_burst(tb, lengths)
         done += k
     return done
+
+
+def _echo_one(batch: RxBatch, q: TxQueue, swap: bool) -> int:
+    """:func:`echo_burst` of a 1-packet batch: one row, the MACs swapped from the source
+    (no temporary copy), plain ints for the checks."""
+    length = int(batch.lengths[0])
+    tb = q.alloc(1)
+    if not tb.count or length > tb.capacity:
+        return 0
+    src, out = batch.matrix[0], tb.buffers[0]
+    out[:length] = src[:length]
+    if swap and length >= 12:
+        out[0:6] = src[6:12]
+        out[6:12] = src[0:6]
+    q.tx_burst(tb, length)
+    return 1
 
 
 def send_fitting(q: TxQueue, pkts: list[np.ndarray]) -> int:

@@ -8,7 +8,9 @@ next turn, ``now`` while packets keep coming, later once the loop has been idle.
 loop sleeps in ppoll(2) on their eventfds (and the control fds) until a kick or the
 timeout, as VPP's adaptive mode does; the first kick switches them back to polling.
 "Idle" includes a trickle: turns that bring fewer than ``ADAPTIVE_VECTOR`` packets do
-not keep the loop spinning, so the switch's CPU use follows its load.
+not keep the loop spinning.  Between the two, under load, the loop naps (queues in
+polling mode) until its rings should hold a vector again, at most ``MAX_COALESCE``
+(the core's coalescing, :mod:`memif.loop`), so the switch's CPU use follows its load.
 :meth:`MainLoop.turn` joins the two with the system clock (what the daemon runs).
 
 The deadline, the adaptive receive mode, the sleep and the extra fds are the core's
@@ -31,7 +33,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..loop import EventLoop, RxMode
+from ..loop import BUSY_VECTOR, MAX_COALESCE, EventLoop, RxMode
 from ..text import escape
 from .graph import Graph, Node
 from .port import DeviceInput
@@ -39,7 +41,7 @@ from .runtime import Runtime
 
 CONTROL_PERIOD = 0.01  # seconds between control-plane polls while busy
 IDLE_BEFORE_SLEEP = 0.002  # seconds of small vectors before sleeping on interrupts
-ADAPTIVE_VECTOR = 8  # a poll bringing fewer packets than this is "light" (VPP's adaptive mode)
+ADAPTIVE_VECTOR = BUSY_VECTOR  # a poll bringing fewer packets is "light" (VPP's adaptive mode)
 MAX_SLEEP = 0.1  # the longest idle sleep (seconds)
 
 
@@ -99,16 +101,20 @@ class MainLoop:
             control_period=CONTROL_PERIOD,
             max_sleep=MAX_SLEEP,
             busy_vector=ADAPTIVE_VECTOR,
+            vector=rt.vector_size,
+            max_coalesce=MAX_COALESCE,
         )
         self._extra_fds: set[int] = set()  # fds with callbacks (add_fd)
         self._wake_fds: set[int] = set()  # fds that only end a sleep (sockets, kernel ports)
         self._last_control = -math.inf
+        self._synced_at: float | None = None  # the control turn the wake fds follow
 
     # ------------------------------------------------------------------ fds
     def add_fd(self, fd: int, callback: Callable[[], None]) -> None:
         """Watch ``fd`` (e.g. the CLI socket): ``callback()`` when it is readable."""
         self._wake_fds.discard(fd)
         self._extra_fds.add(fd)
+        self._synced_at = None
         self.events.add_reader(
             fd, lambda _fd: self.contained("control-exception", f"fd {fd}", callback)
         )
@@ -117,6 +123,7 @@ class MainLoop:
         """Stop watching ``fd`` (before closing it)."""
         self._extra_fds.discard(fd)
         self.events.remove_reader(fd)
+        self._synced_at = None
 
     def ports_changed(self) -> None:
         """Serve the receive queues of the ports as they are now (adaptive mode) and
@@ -126,7 +133,9 @@ class MainLoop:
         self._sync_wake_fds()
 
     def _sync_wake_fds(self) -> None:
-        """Make the fds that only end a sleep those of the sockets and kernel ports now."""
+        """Make the fds that only end a sleep those of the sockets and kernel ports now
+        (a sleep calls it only after control work ran: that is what changes them)."""
+        self._synced_at = self._last_control
         want = set(self.control_fds())
         want.update(fd for p in self.rt.ports.values() for fd in p.fds())
         want -= self._extra_fds
@@ -162,7 +171,7 @@ class MainLoop:
         now = self.clock()
         deadline = self.run_once(now)
         if deadline > now:
-            self.sleep(deadline - now)
+            self._sleep_until(deadline)
         return self.packets
 
     def run(self, until: Callable[[], bool]) -> None:
@@ -208,8 +217,14 @@ class MainLoop:
         once armed ends it at once.  The next turn does the control work unless kicks
         alone ended the sleep (then it waits for its period, :data:`CONTROL_PERIOD`).
         """
-        self._sync_wake_fds()
-        self.events.sleep(self.clock() + timeout)
+        self._sleep_until(self.clock() + timeout)
+
+    def _sleep_until(self, deadline: float) -> None:
+        """:meth:`sleep` until ``deadline`` on the loop's clock (a coalescing nap's end
+        counts from its turn's start)."""
+        if self._synced_at != self._last_control:
+            self._sync_wake_fds()
+        self.events.sleep(deadline)
         if not self.events.woken_by_kicks:  # kicks alone: a packet's wake-up, no control
             self._last_control = -math.inf
 

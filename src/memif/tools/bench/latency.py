@@ -13,10 +13,12 @@ The paths (``--paths``)::
     testpmd  sender (server) <-> dpdk-testpmd macswap (client): DPDK's reflector, the reference
 
 The receive modes (``--modes``) are those of :class:`memif.loop.RxMode`, applied to both
-sides that are this package's ``memif gen``: ``interrupt`` (sleep on the queue's eventfd when
-idle), ``polling`` (spin, a whole CPU each), ``adaptive`` (spin while turns of
-``ADAPTIVE_VECTOR`` packets or more came within ``IDLE_AFTER``, else as ``interrupt``: memifd's
-rule). memifd runs its own adaptive main loop whatever the mode, and testpmd always
+sides that are this package's ``memif gen``: ``interrupt`` (sleep on the queue's eventfd as
+soon as a turn brings fewer than ``BUSY_VECTOR`` packets), ``polling`` (spin, a whole CPU
+each), ``adaptive`` (memifd's rule, :mod:`memif.loop`: spin near the peak, nap up to
+``MAX_COALESCE`` for bigger vectors under load, which adds up to that much to the RTT above
+``BUSY_VECTOR / MAX_COALESCE`` packets per second, else as ``interrupt``). memifd runs its
+own adaptive main loop whatever the mode, and testpmd always
 busy-polls: on those hops the mode is that of the ends only.
 
 Per point: ``sent`` (frames handed to the ring), ``received`` (those that came back),

@@ -22,11 +22,14 @@ load on the machine, which makes the point unreliable when it is not near 0), an
 one-way latency p50/p99 from source to sink through the switch (send and receive times on the
 same clock, in the same process; a histogram of 16 bins per octave, so within 4.4%).
 
-Receive modes (``--modes``): ``adaptive`` is memifd's main loop (its queues switch to
-interrupt mode and the loop sleeps in ppoll when idle or when turns bring fewer than 8
-frames, so its CPU follows the load); ``polling`` turns the same loop without ever sleeping
-(as the loop benchmark does), the CPU at 100% at any rate. memifd itself has no ``set
-interface rx-mode`` command: it always runs the adaptive loop.
+Receive modes (``--modes``): ``adaptive`` is memifd's main loop (it spins near its peak,
+naps up to a millisecond for bigger vectors under load, and its queues switch to interrupt
+mode for a sleep in ppoll when idle or when turns bring fewer than 8 frames: its CPU
+follows the load, :mod:`memif.loop`); ``polling`` turns the same loop without ever sleeping
+(as the loop benchmark does), the CPU at 100% at any rate; ``interrupt`` serves the same
+loop's queues in interrupt mode (the peer kicks after every burst, the loop sleeps on the
+eventfds as soon as a turn brings fewer than 8 frames, no coalescing). memifd itself has
+no ``set interface rx-mode`` command: it always runs the adaptive loop.
 Configurations (``--configs``): ``slave-zc`` (switch slaves with zero-copy, the default of
 VPP and memifd), ``slave-copy`` (slaves without zero-copy), ``master-copy`` (switch masters,
 the traffic process's clients in copy mode). Frames: one buffer at most (60..2048 bytes).
@@ -55,7 +58,7 @@ CONFIGS = ("slave-zc", "slave-copy", "master-copy")
 """The sweep's configurations: (switch role)-(zero-copy or copy)."""
 DEFAULT_CONFIGS = ("slave-zc", "slave-copy")
 """With and without zero-copy, the switch's ports slaves as VPP's usually are."""
-MODES = ("adaptive", "polling")
+MODES = ("adaptive", "polling", "interrupt")
 MIN_FRAME, MAX_FRAME = 60, 2048  # one buffer: the source does not chain
 _WAIT = 20.0
 
@@ -108,7 +111,7 @@ def _error_counts(sw: Any) -> dict[str, int]:
     }
 
 
-class _Bench:
+class SweepBench:
     """One configuration and mode: the switch here, the traffic process, their windows."""
 
     def __init__(self, config: str, mode: str, frame: int, opts: SweepOptions) -> None:
@@ -119,11 +122,12 @@ class _Bench:
         self.ifaces: list[Any] = []
 
     def turn(self) -> None:
-        """One switch turn: memifd's (with its idle sleep) in adaptive mode, else a poll."""
-        if self.mode == "adaptive":
-            self.sw.run_once()
-        else:
+        """One switch turn: memifd's (with its sleep) in adaptive and interrupt mode, else
+        a poll."""
+        if self.mode == "polling":
             self.sw.loop.run_once(time.monotonic())
+        else:
+            self.sw.run_once()
 
     def _run_until(self, done: Callable[[], bool], what: str) -> None:
         deadline = time.monotonic() + _WAIT
@@ -165,6 +169,10 @@ class _Bench:
         zc = [p.zero_copy for p in self.sw.memif_ports()]
         if zc != [copy == "zc"] * 2:
             raise RuntimeError(f"switch ports zero-copy {zc}, wanted {copy == 'zc'}")
+        if self.mode == "interrupt":  # the connected ports' queues, registered adaptive
+            events = self.sw.loop.events
+            for q in events.rx_queues:
+                events.set_rx_mode(q, "interrupt")
 
     def window(self, pps: float | None, percent: float | None) -> SweepPoint:
         """Offer ``pps`` (None: the peak) for the warmup, then measure over the window."""
@@ -234,7 +242,7 @@ def sweep(
     """Measure the peak of one configuration and mode, then each percentage of it; each
     point goes to ``report`` as soon as it is measured. A failure ends the series with a
     point whose ``error`` says why."""
-    bench = _Bench(config, mode, frame, opts)
+    bench = SweepBench(config, mode, frame, opts)
     points: list[SweepPoint] = []
     allowed = os.sched_getaffinity(0)
     try:

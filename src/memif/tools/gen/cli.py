@@ -51,8 +51,7 @@ from typing import Any
 
 from ... import wire
 from ...errors import MemifError
-from ...loop import IDLE_AFTER
-from ...vswitch.mainloop import ADAPTIVE_VECTOR
+from ...loop import BUSY_VECTOR, MAX_COALESCE
 from ..common import (
     add_connection_args,
     fail,
@@ -257,11 +256,11 @@ def add_parser(subparsers: Any) -> None:
         "--rx-mode",
         choices=("interrupt", "polling", "adaptive"),
         default=None,
-        help="how an idle turn waits for packets: interrupt (sleep on the queue's eventfd), "
-        "polling (spin, a whole CPU), adaptive (spin while turns of "
-        f"{ADAPTIVE_VECTOR} packets or more came in the last {IDLE_AFTER * 1000:g} ms, as "
-        "memifd does; a trickle sleeps on interrupts); default interrupt, polling with "
-        "--polling",
+        help="how an idle turn waits for packets: interrupt (sleep on the queue's eventfd "
+        f"once a turn brings fewer than {BUSY_VECTOR}), polling (spin, a whole CPU), "
+        "adaptive (memifd's rule: spin near the peak, nap up to "
+        f"{MAX_COALESCE * 1e6:g} us for bigger vectors under load, sleep on interrupts "
+        "when idle or for a trickle); default interrupt, polling with --polling",
     )
     g.add_argument("--quiet", "-q", action="store_true", help="no live line on stderr")
     p.set_defaults(func=run)

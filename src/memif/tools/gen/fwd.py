@@ -16,13 +16,17 @@ import numpy as np
 
 from ... import wire
 from ...errors import MemifError
-from ...loop import IDLE_AFTER, EventLoop, RxMode
+from ...loop import BUSY_VECTOR, EventLoop, RxMode
 from ...queue import RxBatch, TxQueue
-from ...vswitch.mainloop import ADAPTIVE_VECTOR
 from ..burst import echo_burst, send_fitting, swap_macs
 from ..common import LiveLine, StopRequest
 from .frames import HDR_LEN, STREAM_SHIFT, Frames
 from .stats import Analyzer
+
+#: The longest idle sleep (seconds): the drain and linger phases look at the clock.
+_IDLE_SLEEP = 0.01
+#: A sender whose ring was full looks again this soon (seconds).
+_FULL_RING_NAP = 0.0001
 
 
 class _TxStream:
@@ -46,15 +50,18 @@ class Generator:
         self.txq = list(iface.tx_queues)
         self.rxq = list(iface.rx_queues)
         self.streams = [_TxStream(q, i) for i, q in enumerate(self.txq)]
-        #: interrupt (sleep on the rx eventfds when idle), polling (spin: no sleep), or
-        #: adaptive (spin while a turn moved ADAPTIVE_VECTOR packets or more within
-        #: IDLE_AFTER, as the switch's main loop does; else as interrupt)
+        #: interrupt (sleep on the rx eventfds as soon as a turn is light), polling (spin:
+        #: no sleep), or adaptive (the switch's rule: spin near the peak, nap for bigger
+        #: vectors under load, sleep on the eventfds when idle): the core's EventLoop
+        #: decides, on the packets each turn received (memif.loop's docstring)
         self.rx_mode = RxMode.parse(args.rx_mode or ("polling" if args.polling else "interrupt"))
-        self.rx_wake = EventLoop(clock=time.perf_counter)  # what an idle turn sleeps on:
-        self.rx_wake.update_rx(self.rxq, mode=self.rx_mode)  # the rx eventfds
-        self.polling = self.rx_mode is RxMode.POLLING
-        self.adaptive = self.rx_mode is RxMode.ADAPTIVE
-        self.busy_at = -math.inf  # the last turn that moved a full vector (adaptive mode)
+        self.rx_wake = EventLoop(
+            clock=time.perf_counter,
+            busy_vector=BUSY_VECTOR,
+            vector=args.burst,
+            max_sleep=_IDLE_SLEEP,
+        )
+        self.rx_wake.update_rx(self.rxq, mode=self.rx_mode)
         self.an = Analyzer(frames)
         self.burst = args.burst
         self.count = args.count
@@ -240,22 +247,24 @@ class Generator:
         self._last = (now, 0, 0, 0, 0)
         send_end = now + args.duration if args.duration else math.inf
         live_period = self.live.interval
-        phase, phase_end, next_house, idle = "send", math.inf, now, 0
+        phase, phase_end, next_house = "send", math.inf, now
         next_live = now + live_period
         nrx, txonly = len(self.rxq), self.mode == "txonly"
+        wake = self.rx_wake
+        polling = self.rx_mode is RxMode.POLLING
         while True:
             if self.stop:
                 self.interrupted = phase != "linger"  # a cut linger is still a full run
                 self._take_delivered(time.perf_counter())
                 break
             now = time.perf_counter()
-            work = 0
+            work = sent = 0
             self.wait = 0.0
             if phase == "send":
                 if now >= send_end or (self.count and self.done >= self.count):
                     phase, phase_end, self.t_end = "drain", now + args.drain_timeout, now
                 elif txonly:
-                    work += self._send(now)
+                    sent = self._send(now)
             if txonly or phase == "send":
                 for qid in range(nrx):
                     limit = self.burst
@@ -284,33 +293,22 @@ class Generator:
                 if now >= next_live:
                     next_live = now + live_period
                     self.live.update(self.live_text(now), force=True)
-            if work:
-                idle = 0
-                if work >= ADAPTIVE_VECTOR:  # a trickle does not keep an adaptive loop busy
-                    self.busy_at = now
+            if polling:  # busy-poll, as DPDK does: never a sleep, so no deadline to ask
                 continue
-            idle += 1
-            if self.polling:  # busy-poll, as DPDK does: lowest latency, a whole CPU
+            deadline = wake.run_once(now, work)  # the rx mode's rule, on what came in
+            if deadline <= now:
                 continue
-            if self.adaptive and now - self.busy_at < IDLE_AFTER:  # still busy: poll on
+            if sent and not self.wait:  # tokens (or ring room) left: send on at once
                 continue
-            timeout = self.wait  # tokens to wait for; frames coming back wake us up earlier
-            if not timeout:
-                if idle < 50:
-                    continue
-                timeout = 0.0001 if txonly and phase == "send" else 0.01
-            timeout = max(0.0, min(timeout, next_house - now, phase_end - now, send_end - now))
-            self._sleep(timeout)
+            if self.wait:  # tokens to wait for; frames coming back wake us up earlier
+                deadline = min(deadline, now + self.wait)
+            elif txonly and phase == "send":  # the ring was full: look again soon
+                deadline = min(deadline, now + _FULL_RING_NAP)
+            wake.sleep(min(deadline, next_house, phase_end, send_end))
         if not self.t_end:
             self.t_end = time.perf_counter()
         if self.iface.connected:  # Ctrl-C or the end: count what is still in flight
             self.undrained = self.drained()
-
-    def _sleep(self, timeout: float) -> None:
-        """Sleep until a receive queue is kicked (its eventfd is cleared) or ``timeout``;
-        with no receive queue, a plain sleep."""
-        wake = self.rx_wake
-        wake.sleep(wake.clock() + timeout)
 
     # ------------------------------------------------------------------ reporting
     def counters(self) -> tuple[int, int, int, int]:

@@ -2,10 +2,14 @@
 
 Every received burst goes through :class:`Analyzer`: frames carrying the sequence header (see
 :mod:`memif.tools.gen.frames`) feed the per-stream loss, reordering and duplicate counters and
-the latency samples; any other frame is counted as foreign.
+the latency samples; any other frame is counted as foreign.  A burst of one packet (what a
+reflector sees at low rates) takes a scalar path, plain ints and one ``struct`` read, held
+equal to the burst path by the tests.
 """
 
 from __future__ import annotations
+
+import struct
 
 import numpy as np
 
@@ -14,6 +18,7 @@ from .frames import HDR_LEN, MAGIC, SEQ_MASK, STREAM_SHIFT, Frames
 
 _U32 = np.dtype("<u4")
 _I64 = np.dtype("<i8")
+_HDR = struct.Struct("<Iqq")  # magic, sequence, stamp: the header as the burst path reads it
 
 
 class Latency:
@@ -27,6 +32,7 @@ class Latency:
     def __init__(self, keep: int = 1 << 20) -> None:
         self.keep = keep
         self.samples: list[np.ndarray] = []
+        self._ints: list[int] = []  # samples added one at a time, not yet in ``samples``
         self.count = 0
         self.total = 0
         self.min = self.max = 0
@@ -46,12 +52,38 @@ class Latency:
         self.total += int(lat.sum())
         if self.hist is None:
             self.samples.append(lat)
-            if self.count > self.keep:  # from now on, a histogram only
-                self.hist = np.zeros(self.BINS, np.int64)
-                self._bin(self.hist, np.concatenate(self.samples))
-                self.samples = []
+            if self.count > self.keep:
+                self._to_histogram()
         else:
             self._bin(self.hist, lat)
+
+    def add_one(self, ns: int) -> None:
+        """:meth:`add` of one sample (an int): the same counters, no numpy call."""
+        if not 0 <= ns < self.LIMIT:
+            return
+        self.min = ns if not self.count else min(self.min, ns)
+        self.max = max(self.max, ns)
+        self.count += 1
+        self.total += ns
+        if self.hist is None:
+            self._ints.append(ns)
+            if self.count > self.keep:
+                self._to_histogram()
+        else:
+            self._bin(self.hist, np.array([ns], np.int64))
+
+    def _kept(self) -> list[np.ndarray]:
+        """The kept samples as arrays (those added one at a time joined in)."""
+        if self._ints:
+            self.samples.append(np.array(self._ints, np.int64))
+            self._ints = []
+        return self.samples
+
+    def _to_histogram(self) -> None:
+        """More than ``keep`` samples: from now on, a histogram only."""
+        self.hist = np.zeros(self.BINS, np.int64)
+        self._bin(self.hist, np.concatenate(self._kept()))
+        self.samples = []
 
     def _bin(self, hist: np.ndarray, lat: np.ndarray) -> None:
         bins = (np.log2(lat + 1.0) * self.PER_OCTAVE).astype(np.intp)
@@ -62,9 +94,10 @@ class Latency:
         if not self.count:
             return None
         if self.hist is None:
-            if len(self.samples) > 1:
-                self.samples = [np.concatenate(self.samples)]
-            return float(np.percentile(self.samples[0], p))
+            samples = self._kept()
+            if len(samples) > 1:
+                self.samples = samples = [np.concatenate(samples)]
+            return float(np.percentile(samples[0], p))
         b = int(np.searchsorted(np.cumsum(self.hist), p / 100 * self.count))
         return min(float(self.max), max(float(self.min), 2 ** ((b + 0.5) / self.PER_OCTAVE) - 1))
 
@@ -84,6 +117,15 @@ class Stream:
         self.duplicates = 0
         self.reordered = 0
         self.highest = -1
+
+    def add_one(self, seq: int) -> None:
+        """:meth:`add` of one packet number: new and higher (the usual case) without numpy."""
+        if seq > self.highest:
+            self.seen[seq & (self.window - 1)] = seq
+            self.unique += 1
+            self.highest = seq
+        else:
+            self.add(np.array([seq], np.int64))
 
     def add(self, seq: np.ndarray) -> None:
         """Count one burst of this stream's packet numbers, in arrival order."""
@@ -133,6 +175,9 @@ class Analyzer:
     def add(self, batch: RxBatch, now_ns: int) -> None:
         """Count one received burst; ``now_ns`` is its arrival on ``CLOCK_MONOTONIC``."""
         n = len(batch)
+        if n == 1:
+            self._add_one(batch, now_ns)
+            return
         f = self.f
         end = f.hdr + HDR_LEN
         rows = batch.headers(end)  # a view of the buffers, or one gather
@@ -159,6 +204,21 @@ class Analyzer:
             return
         for s in np.unique(sids):
             self._stream(int(s)).add(seq[sids == s] & SEQ_MASK)
+
+    def _add_one(self, batch: RxBatch, now_ns: int) -> None:
+        """:meth:`add` of a 1-packet burst: one header read, plain ints."""
+        f = self.f
+        end = f.hdr + HDR_LEN
+        if int(batch.lengths[0]) < end:
+            self.foreign += 1
+            return
+        magic, seq, ts = _HDR.unpack_from(batch.headers(end).tobytes(), f.hdr)
+        if magic != MAGIC:
+            self.foreign += 1
+            return
+        self.ours += 1
+        self.latency.add_one(now_ns - ts)
+        self._stream(seq >> STREAM_SHIFT).add_one(seq & SEQ_MASK)
 
     def _stream(self, sid: int) -> Stream:
         st = self.streams.get(sid)
