@@ -375,3 +375,37 @@ def test_show_trace_max(tmp_path: Path) -> None:
         assert "expected an integer 1..1000" in d.fails("show trace max 0")
     finally:
         d.stop()
+
+
+def test_set_interface_rx_mode_and_rx_placement(tmp_path: Path) -> None:
+    a_path = tmp_path / "a.sock"
+    d = Memifd(tmp_path, [f"create memif socket id 1 filename {a_path}",
+                          "create interface memif id 0 socket-id 1 master",
+                          "set interface state memif1/0 up"]).wait_ready()  # fmt: skip
+    try:
+        with memif.Socket(str(a_path)) as sock:
+            peer = sock.create_interface(role="client", id=0, rx_queues=2, tx_queues=2)
+            memif.testing.drive(sock, until=lambda: peer.connected, timeout=15)
+            _wait(lambda: len(d.ok("show interface rx-placement")["data"]) == 2, "2 queues")
+            text = d.ok("show interface rx-placement")["output"]
+            assert text.splitlines()[:3] == ["Thread 0 (memifd main):", "  node memif-input:",
+                                             "    memif1/0 queue 0 (adaptive)"]  # fmt: skip
+
+            def masked(q: int) -> bool:  # memifd's receive ring is the peer's transmit ring
+                sock.poll(0)
+                return bool(peer.tx_queues[q].ring.flags & memif.wire.RING_FLAG_MASK_INT)
+
+            d.ok("set interface rx-mode memif1/0 polling")
+            _wait(lambda: masked(0) and masked(1), "MASK_INT set (polling)")
+            d.ok("set interface rx-mode memif1/0 queue 1 interrupt")
+            _wait(lambda: masked(0) and not masked(1), "queue 1 in interrupt mode")
+            modes = {x["queue"]: x["mode"] for x in d.ok("show interface rx-placement")["data"]}
+            assert modes == {0: "polling", 1: "interrupt"}
+            # kept across a reconnect
+            peer.disconnect("flap")
+            memif.testing.drive(sock, until=lambda: peer.connected, timeout=15)
+            _wait(lambda: masked(0) and not masked(1), "the modes after a reconnect")
+            assert "expected polling, interrupt, adaptive" in d.fails(
+                "set interface rx-mode memif1/0 turbo")
+    finally:
+        d.stop()

@@ -286,6 +286,20 @@ def _set_state(ctx: Context, args: Args) -> str:
 
 
 @command(
+    "set interface rx-mode",
+    "<interface> [queue <n>] polling|interrupt|adaptive",
+    "how the main loop serves the interface's receive queues (default adaptive)",
+)
+def _set_rx_mode(ctx: Context, args: Args) -> str:
+    sw = ctx.interface(args)
+    queue = args.integer("queue", 0, 254) if args.try_keyword(["queue"]) else None
+    mode = args.keyword(["polling", "interrupt", "adaptive"], "rx-mode")
+    args.end()
+    ctx.switch.set_rx_mode(sw.name, mode, queue)
+    return ""
+
+
+@command(
     "set interface ip address",
     "[del] <interface> <a.b.c.d/len> | del <interface> all",
     "add or remove an IPv4 address (the switch answers ARP and ping on it)",

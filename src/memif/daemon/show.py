@@ -438,6 +438,29 @@ def show_trace(ctx: Context, args: Args) -> Reply:
     return Reply(output=_with_tail("\n".join(out).rstrip(), tail), data=data)
 
 
+@command("show interface rx-placement", "", "receive queues, their input node and rx-mode")
+def show_rx_placement(ctx: Context, args: Args) -> Reply:
+    """VPP's ``show interface rx-placement``: one thread, each queue under its input node."""
+    args.end()
+    switch = ctx.switch
+    loop = switch.loop
+    data = []
+    node_of = {node.kind: node.node_name for node in loop.inputs}
+    for sw in sorted(switch.tables.interfaces.values(), key=lambda s: s.sw_if_index):
+        node = node_of.get(sw.port.kind, f"{sw.port.kind}-input")
+        for qid, q in enumerate(sw.port.rx_queues()):
+            served = loop.events.rx_mode(q) if q in loop.events.rx_queues else None
+            mode = (served or loop.rx_mode_of(sw.sw_if_index, qid)).value
+            data.append({"interface": sw.name, "queue": qid, "node": node, "mode": mode})
+    if not data:
+        return Reply(output="no receive queues (no port is connected)", data=data)
+    out = ["Thread 0 (memifd main):"]
+    for node, rows in itertools.groupby(data, key=lambda d: d["node"]):
+        out.append(f"  node {node}:")
+        out += [f"    {d['interface']} queue {d['queue']} ({d['mode']})" for d in rows]
+    return Reply(output="\n".join(out), data=data)
+
+
 @command("show version", "", "memifd version and platform")
 def show_version(ctx: Context, args: Args) -> Reply:
     """Versions, start time and uptime."""

@@ -93,6 +93,8 @@ class MainLoop:
         self.node = MainLoopNode(rt)
         graph.add(self.node)
         self.inputs: list[DeviceInput] = []  # input nodes polled each turn
+        #: set interface rx-mode: (sw_if_index, queue or None for all) -> mode
+        self.rx_modes: dict[tuple[int, int | None], RxMode] = {}
         self.busy_ns = 0  # time spent on turns that moved packets
         self.packets = 0  # what the last turn took in
         self.events = EventLoop(
@@ -126,11 +128,34 @@ class MainLoop:
         self._synced_at = None
 
     def ports_changed(self) -> None:
-        """Serve the receive queues of the ports as they are now (adaptive mode) and
-        wake on their fds and the sockets' (which come and go with ports)."""
+        """Serve the receive queues of the ports as they are now (each in its interface's
+        rx-mode, adaptive unless set) and wake on their fds and the sockets' (which come
+        and go with ports)."""
         queues = [q for p in self.rt.ports.values() for q in p.rx_queues()]
         self.events.update_rx(queues, mode=RxMode.ADAPTIVE)
+        for sw_if_index, port in self.rt.ports.items():
+            for qid, q in enumerate(port.rx_queues()):
+                want = self.rx_mode_of(sw_if_index, qid)
+                if q in self.events.rx_queues and self.events.rx_mode(q) is not want:
+                    self.events.set_rx_mode(q, want)
         self._sync_wake_fds()
+
+    def set_rx_mode(self, sw_if_index: int, mode: RxMode, queue: int | None = None) -> None:
+        """VPP's ``set interface rx-mode``: serve the interface's receive queues (or one)
+        in ``mode``; it holds across reconnects."""
+        if queue is None:
+            self.forget_interface(sw_if_index)
+        self.rx_modes[(sw_if_index, queue)] = mode
+        self.ports_changed()
+
+    def forget_interface(self, sw_if_index: int) -> None:
+        """A deleted interface's rx-mode settings go with it."""
+        self.rx_modes = {k: v for k, v in self.rx_modes.items() if k[0] != sw_if_index}
+
+    def rx_mode_of(self, sw_if_index: int, queue: int) -> RxMode:
+        """The mode a receive queue is served in: its own, its interface's, adaptive."""
+        modes = self.rx_modes
+        return modes.get((sw_if_index, queue)) or modes.get((sw_if_index, None)) or RxMode.ADAPTIVE
 
     def _sync_wake_fds(self) -> None:
         """Make the fds that only end a sleep those of the sockets and kernel ports now

@@ -24,6 +24,7 @@ from ..access import AccessPolicy
 from ..config import DEFAULT_SOCKET, Role, format_mac, parse_mac, random_mac
 from ..errors import MemifError
 from ..interface import Interface
+from ..loop import RxMode
 from ..sock import Socket
 from ..text import escape
 from . import nodes_ip4, nodes_l2
@@ -297,6 +298,7 @@ class Switch:
         port.close()
         if isinstance(port, MemifPort):
             self._release_socket(port)
+        self.loop.forget_interface(sw.sw_if_index)
         self.loop.ports_changed()
         log.info("deleted %s", name)
 
@@ -381,6 +383,18 @@ class Switch:
         if not up:
             self.neighbors.flush(sw.sw_if_index)
         self.tables.refresh()
+
+    def set_rx_mode(self, name: str, mode: str, queue: int | None = None) -> None:
+        """``set interface rx-mode <if> [queue <n>] polling|interrupt|adaptive``: how the
+        main loop serves the interface's receive queues (memif ports; kept across
+        reconnects)."""
+        sw = self.interface(name)
+        if not isinstance(sw.port, MemifPort):
+            raise SwitchError(f"{name}: rx-mode applies to memif interfaces")
+        queues = sw.port.iface.config.rx_queues if sw.port.iface.role is Role.CLIENT else None
+        if queue is not None and queues is not None and queue >= queues:
+            raise SwitchError(f"{name} has {queues} receive queue(s): 0..{queues - 1}")
+        self.loop.set_rx_mode(sw.sw_if_index, RxMode.parse(mode), queue)
 
     def set_mac(self, name: str, mac: str) -> None:
         """``set interface mac address <if> <mac>``."""
