@@ -183,6 +183,9 @@ class L2Learn(SwitchNode):
     L2_FWD = 0
 
     def process(self, idx: np.ndarray) -> None:
+        if len(idx) == 1 and self._one(int(idx[0])):
+            self.graph.enqueue(self.next[self.L2_FWD], idx)
+            return
         meta, t, rt = self.meta, self.tables, self.rt
         fib = rt.fib
         refused = fib.limit_drops
@@ -203,6 +206,21 @@ class L2Learn(SwitchNode):
             rt.learn_refused()
         self.graph.enqueue(self.next[self.L2_FWD], idx)
 
+    def _one(self, i: int) -> bool:
+        """Buffer ``i`` alone, in plain ints: True when learning it changes nothing (its
+        port does not learn, or the table has its source there already; its age is
+        refreshed as the vector path's touch does); False leaves it to the vector path."""
+        meta, t, rt = self.meta, self.tables, self.rt
+        rx = int(meta.rx_if[i])
+        if not (t.all_learn or t.learn[rx]):
+            return True
+        key = int(t.bd_key[rx]) | int(meta.smac[i])
+        if not rt.fib.known_at(key, rx):
+            return False
+        if t.ageing:
+            rt.fib.touch_one(key, rt.now)
+        return True
+
 
 class L2Fwd(SwitchNode):
     """Look destination MACs up; unicast to l2-output, the rest to l2-flood."""
@@ -219,12 +237,12 @@ class L2Fwd(SwitchNode):
 
     def process(self, idx: np.ndarray) -> None:
         meta, t = self.meta, self.tables
+        if len(idx) == 1:  # one packet: the plain decision, without a dozen numpy calls
+            self._one(idx)
+            return
         rx = meta.rx_if[idx]
         dmac = meta.dmac[idx]
         tx = self.rt.fib.lookup(t.bd_key[rx] | dmac)
-        if len(idx) == 1:  # one packet: the plain decision, without a dozen numpy calls
-            self._one(idx, int(rx[0]), int(tx[0]), int(dmac[0]))
-            return
         multicast = (dmac >> np.uint64(40)) & np.uint64(1) == 1
         # Fast path: every destination known, unicast and elsewhere.  (The FIB can hold
         # a multicast MAC: learned from a bogus source address, or static.)
@@ -252,15 +270,19 @@ class L2Fwd(SwitchNode):
         for code, error in _L2_ERRORS.items():
             self.drop(idx[decision == code], error)
 
-    def _one(self, idx: np.ndarray, rx: int, tx: int, dmac: int) -> None:
-        """A 1-packet vector: :func:`l2_decide_reference`'s decision, as the vector's."""
-        t = self.tables
+    def _one(self, idx: np.ndarray) -> None:
+        """A 1-packet vector in plain ints: :func:`l2_decide_reference`'s decision, as
+        the vector's."""
+        meta, t = self.meta, self.tables
+        i = int(idx[0])
+        rx, dmac = int(meta.rx_if[i]), int(meta.dmac[i])
+        tx = self.rt.fib.lookup_one(int(t.bd_key[rx]) | dmac)
         decision = l2_decide_reference(
             rx, tx, bool(dmac >> 40 & 1), bool(t.forward[rx]), bool(t.flood[rx]),
             bool(t.uu_flood[rx]),
         )  # fmt: skip
         if decision == FWD:
-            self.meta.tx_if[idx] = tx
+            meta.tx_if[i] = tx
             self.graph.enqueue(self.next[self.L2_OUTPUT], idx)
         elif decision == FLOOD:
             self.graph.enqueue(self.next[self.L2_FLOOD], idx)
@@ -448,6 +470,13 @@ class L2Output(SwitchNode):
 
     def process(self, idx: np.ndarray) -> None:
         t = self.tables
+        if len(idx) == 1:  # one packet: its interface's output, as dispatch would
+            tx = int(self.meta.tx_if[idx[0]])
+            if t.usable[tx]:
+                self.graph.enqueue(int(t.output[tx]), idx)
+            else:
+                self.drop(idx, "interface-down")
+            return
         tx = self.meta.tx_if[idx]
         ok = t.usable[tx]
         if not ok.all():
