@@ -230,6 +230,8 @@ class MemifPort:
         """Copy a burst into pool buffers; returns them and their bytes."""
         pool = self.rt.pool
         n = len(batch)
+        if n == 1 and not batch.chained and int(batch.lengths[0]) <= pool.data_size:
+            return self._take_one(node, q, batch)
         idx = pool.alloc(n)
         k = len(idx)
         nbytes = 0
@@ -252,6 +254,21 @@ class MemifPort:
                 nbytes = int(lengths[~big].sum())
         q.refill()
         return idx, nbytes
+
+    def _take_one(self, node: DeviceInput, q: RxQueue, batch) -> tuple[np.ndarray, int]:
+        """:meth:`_take_copy` of one unchained frame that fits a pool buffer: one slice
+        copy from its ring buffer's view (``batch[0]``), plain ints for its length."""
+        pool = self.rt.pool
+        idx = pool.alloc(1)
+        length = 0
+        if len(idx):
+            i, length = int(idx[0]), int(batch.lengths[0])
+            pool.data[i, :length] = batch[0]
+            pool.length[i] = length
+        else:
+            self._rx_drop(node, "no-buffers", 1)
+        q.refill()
+        return idx, length
 
     def _take_zero_copy(
         self, node: DeviceInput, qid: int, q: RxQueue, batch, before: int, consumed: int
@@ -344,8 +361,8 @@ class MemifPort:
             if tx.count == 0:
                 break
             plen = lengths[sent : sent + tx.count]
-            width = int(plen.max())
             k = tx.count
+            width = int(plen[0] if k == 1 else plen.max())  # one: no reduction
             if width > tx.capacity:  # copy up to the first frame that needs a chain
                 k = int(np.argmax(plen > tx.capacity))
                 if k == 0:  # from that frame on: chained where needed, in one go
@@ -359,7 +376,10 @@ class MemifPort:
                     continue
                 plen = plen[:k]
                 width = int(plen.max())
-            tx.copy_from(pool.rows(width), idx[sent : sent + k])
+            if k == 1:  # one frame: a slice copy into its buffer's view
+                tx.buffer(0)[:width] = pool.data[idx[sent], :width]
+            else:
+                tx.copy_from(pool.rows(width), idx[sent : sent + k])
             q.tx_burst(tx, width if k == 1 else plen, count=k)  # one: no reductions
             sent += k
         pool.free(idx[:sent])
