@@ -187,8 +187,9 @@ def test_deleted_interfaces_leave_no_answerer(rig: Rig) -> None:
 
 
 def test_one_packet_vectors_answer_as_a_whole_vector(rig: Rig) -> None:
-    """ip4-input's 1-packet path (answer_one, the reply written in place) and its vector
-    path give the same replies, errors and ping replies for every kind of frame."""
+    """ethernet-input's and ip4-input's 1-packet paths (plain ints; answer_one, the reply
+    written in place) and their vector paths give the same replies, errors and ping
+    replies for every kind of frame."""
     sw_mac = rig.sw_if.mac
     bad_sum = bytearray(_echo(sw_mac=sw_mac, seq=3))
     bad_sum[14 + 8] = 1  # TTL changed: the header checksum fails
@@ -206,11 +207,15 @@ def test_one_packet_vectors_answer_as_a_whole_vector(rig: Rig) -> None:
         _echo(packet.ip4("10.0.0.9"), sw_mac=sw_mac),
         _echo(kind=packet.ICMP_ECHO_REPLY, seq=6, sw_mac=sw_mac),
         long_echo,
+        packet.arp_request(mac(1), PEER_IP, SW_IP),
+        packet.ethernet(sw_mac, mac(1), 0x88B5, bytes(50)),  # neither ARP nor IPv4
+        packet.ethernet(sw_mac, mac(1), packet.ETH_P_IP, b"")[:13],  # a runt
     ]
 
     def run(vectors: list[list[bytes]]) -> tuple[list[bytes], dict[str, int], list[Any]]:
         before, pings = rig.errors(), len(rig.sw.ping_replies)
-        replies = [reply for vector in vectors for reply in rig.exchange(vector)]
+        # sorted: in one vector arp-input's replies go before ip4-input's
+        replies = sorted(reply for vector in vectors for reply in rig.exchange(vector))
         after = rig.errors()
         grew = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
         return replies, grew, [r[:3] + r[4:] for r in rig.sw.ping_replies[pings:]]
@@ -218,5 +223,9 @@ def test_one_packet_vectors_answer_as_a_whole_vector(rig: Rig) -> None:
     alone = run([[f] for f in frames])
     together = run([frames])
     assert alone == together
-    assert len(alone[0]) == 3 and alone[1] == {"bad-checksum": 1, "malformed": 1, "not-for-us": 1}
-    assert Ether(alone[0][2])[ICMP].load == bytes(range(256)) * 4
+    assert len(alone[0]) == 4 and alone[1] == {
+        "bad-checksum": 1, "malformed": 1, "not-for-us": 1, "unknown-ethertype": 1, "runt": 1
+    }  # fmt: skip
+    assert packet.arp_reply(sw_mac, SW_IP, mac(1), PEER_IP) in alone[0]
+    (long_reply,) = [r for r in alone[0] if len(r) == len(long_echo)]
+    assert Ether(long_reply)[ICMP].load == bytes(range(256)) * 4

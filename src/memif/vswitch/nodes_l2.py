@@ -95,9 +95,10 @@ class EthernetInput(SwitchNode):
     L2_LEARN, L2_OUTPUT, ARP, IP4 = range(4)
 
     def process(self, idx: np.ndarray) -> None:
-        pool, meta, t = self.rt.pool, self.meta, self.tables
-        if len(idx) == 1 and self._one_bridged(idx):
+        if len(idx) == 1:
+            self._one(idx)
             return
+        pool, meta, t = self.rt.pool, self.meta, self.tables
         if int(pool.length[idx].min()) < MIN_FRAME:
             runt = pool.length[idx] < MIN_FRAME
             self.drop(idx[runt], "runt")
@@ -126,22 +127,33 @@ class EthernetInput(SwitchNode):
         self.drop(idx[l3 & ~arp & ~ip4], "unknown-ethertype")
         self.drop(idx[(mode == _L3) & ~t.has_ip[rx]], "no-l2-or-l3")
 
-    def _one_bridged(self, idx: np.ndarray) -> bool:
-        """A 1-packet vector parsed plainly (:func:`parse_ethernet_reference`): a runt is
-        dropped, a bridged frame goes to l2-learn; False leaves the rest to the vector
-        path (cross-connect, L3)."""
+    def _one(self, idx: np.ndarray) -> None:
+        """A 1-packet vector in plain ints (:func:`parse_ethernet_reference`), decided
+        as the vector path decides: runt, bridged, cross-connected, ARP or IPv4 to an
+        addressed L3 interface, or dropped."""
         i = int(idx[0])
-        pool, meta = self.rt.pool, self.meta
+        pool, meta, t, nexts = self.rt.pool, self.meta, self.tables, self.next
         if int(pool.length[i]) < MIN_FRAME:
             self.drop(idx, "runt")
-            return True
-        rx = int(meta.rx_if[i])
-        if not self.tables.bridged[rx]:
-            return False
-        dmac, smac, _ = parse_ethernet_reference(pool.data[i, :MIN_FRAME].tobytes())
+            return
+        dmac, smac, etype = parse_ethernet_reference(pool.data[i, :MIN_FRAME].tobytes())
         meta.dmac[i], meta.smac[i] = dmac, smac
-        self.graph.enqueue(self.next[self.L2_LEARN], idx)
-        return True
+        rx = int(meta.rx_if[i])
+        if t.bridged[rx]:
+            self.graph.enqueue(nexts[self.L2_LEARN], idx)
+            return
+        meta.etype[i] = etype
+        if t.mode[rx] == _XCONNECT:
+            meta.tx_if[i] = t.xconnect[rx]
+            self.graph.enqueue(nexts[self.L2_OUTPUT], idx)
+        elif not t.has_ip[rx]:  # L3 (the one mode left) without an address
+            self.drop(idx, "no-l2-or-l3")
+        elif etype == ETH_P_ARP:
+            self.graph.enqueue(nexts[self.ARP], idx)
+        elif etype == ETH_P_IP:
+            self.graph.enqueue(nexts[self.IP4], idx)
+        else:
+            self.drop(idx, "unknown-ethertype")
 
 
 class SpanInput(SwitchNode):
