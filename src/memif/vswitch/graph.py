@@ -28,9 +28,13 @@ from typing import ClassVar
 
 import numpy as np
 
-from .pool import PacketPool
+from .pool import INDEX, PacketPool
 
 DISPATCH_RUNS = 16  # up to this many runs of one next node, dispatch by slices
+#: vectors of at most this many packets are decided packet by packet in plain Python
+#: by the nodes that can (VPP's single and quad loops): a numpy call costs about a
+#: microsecond whatever its length, a packet's plain decision a microsecond or two
+SMALL_VECTOR = 4
 DROP = "error-drop"
 
 
@@ -76,6 +80,12 @@ class Node:
         if len(idx):
             self.error_counts[error] += len(idx)
             self.graph.enqueue(self.graph.drop_node, idx)
+
+    def dropped(self, error: str) -> int:
+        """Count ``error`` for one packet; returns error-drop's graph id (where a plain
+        path routes it, :meth:`Graph.route`)."""
+        self.error_counts[error] += 1
+        return self.graph.drop_node
 
     def trace_line(self, i: int) -> str:
         """What a trace shows for buffer ``i`` at this node."""
@@ -199,6 +209,19 @@ class Graph:
         if len(idx):
             self._pending[node_id].append(idx)
             self._dirty = True
+
+    def route(self, idx: np.ndarray, nexts: list[int]) -> None:
+        """Send each packet of a small vector to its own next node (``nexts``: graph ids,
+        plain ints), keeping order within each: :meth:`dispatch` for the plain paths."""
+        first = nexts[0]
+        if nexts.count(first) == len(nexts):  # the usual vector: one way for all
+            self.enqueue(first, idx)
+            return
+        groups: dict[int, list[int]] = {}
+        for i, k in zip(idx.tolist(), nexts, strict=True):
+            groups.setdefault(k, []).append(i)
+        for k, members in groups.items():
+            self.enqueue(k, np.array(members, INDEX))
 
     def dispatch(self, idx: np.ndarray, nexts: np.ndarray) -> None:
         """Send each packet to its own next node (ids), keeping order within each.
