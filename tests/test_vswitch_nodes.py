@@ -278,6 +278,41 @@ def check_dispatch(nexts: list[int], rnd, *, route: bool) -> None:
     small_pool.close()
 
 
+class Bouncer(Recorder):
+    """Sends each vector it gets to the node ``hops`` names next (a later node, an
+    earlier one or itself), until its hops run out; then frees it."""
+
+    def __init__(self, name: str, hops: list[str]) -> None:
+        super().__init__(name)
+        self.hops = hops
+
+    def process(self, idx: np.ndarray) -> None:
+        self.got.extend(idx.tolist())
+        if self.hops:
+            self.graph.enqueue(self.graph.by_name[self.hops.pop(0)].id, idx)
+        else:
+            self.graph.pool.free(idx)
+
+
+def test_run_follows_vectors_sent_back_to_earlier_nodes_and_to_the_same_node():
+    """A pass reaches later nodes itself; a vector queued for the node being called or
+    an earlier one gets another pass, so run() leaves nothing queued."""
+    pool = PacketPool(16, 64)
+    graph = Graph(pool)
+    a = Bouncer("a", ["c", "a", "b"])  # a -> c -> a (back) -> a (itself) -> b -> c
+    b = Bouncer("b", ["c"])
+    c = Bouncer("c", ["a", "c"])  # (c's second vector: to itself, then done)
+    for node in (a, b, c):
+        graph.add(node)
+    idx = pool.alloc(2)
+    graph.enqueue(a.id, idx)
+    assert graph.run() == 7  # a, c, a, a, b, c, c
+    assert (a.calls, b.calls, c.calls) == (3, 1, 3)
+    assert a.got == idx.tolist() * 3 and c.got == idx.tolist() * 3
+    assert pool.n_free == pool.n_buffers
+    assert graph.run() == 0
+
+
 # ---------------------------------------------------------------------- declared edges
 class Forwarder(Recorder):
     """Declares its next nodes; sends everything to the first."""

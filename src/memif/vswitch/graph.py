@@ -38,6 +38,9 @@ SMALL_VECTOR = 4
 DROP = "error-drop"
 
 
+_OUTSIDE_RUN = 1 << 62  # Graph._at between runs: every enqueue asks for a pass
+
+
 class GraphError(ValueError):
     """The graph cannot be built as declared (a next node that does not exist)."""
 
@@ -115,7 +118,8 @@ class Graph:
         self.nodes: list[Node] = []
         self.by_name: dict[str, Node] = {}
         self._pending: list[list[np.ndarray]] = []
-        self._dirty = False
+        self._dirty = False  # vectors wait that the current pass of run() will not reach
+        self._at = _OUTSIDE_RUN  # the node run() is calling
         # tracing
         self.trace_id = np.zeros(pool.n_buffers, np.int32)
         self.trace_budget: dict[str, int] = {}  # input node name -> packets still to trace
@@ -208,7 +212,8 @@ class Graph:
         """Queue a vector for a node."""
         if len(idx):
             self._pending[node_id].append(idx)
-            self._dirty = True
+            if node_id <= self._at:  # (a later node: this pass gets to it)
+                self._dirty = True
 
     def route(self, idx: np.ndarray, nexts: list[int]) -> None:
         """Send each packet of a small vector to its own next node (``nexts``: graph ids,
@@ -246,30 +251,36 @@ class Graph:
     def run(self) -> int:
         """Process pending vectors until the graph is empty; returns vectors processed.
 
-        Each node's call keeps its runtime figures (time, calls, vectors) and traces,
-        inline: a function call per node is a noticeable part of a 1-packet vector."""
+        Passes call the nodes in id order; another pass follows only when a node queued
+        a vector for itself or an earlier node.  Each node's call keeps its runtime
+        figures (time, calls, vectors) and traces, inline: a function call per node is
+        a noticeable part of a 1-packet vector."""
         done = 0
         nodes, clock = self.nodes, time.perf_counter_ns
-        while self._dirty:
-            self._dirty = False
-            for node_id, pending in enumerate(self._pending):
-                if not pending:
-                    continue
-                idx = pending[0] if len(pending) == 1 else np.concatenate(pending)
-                pending.clear()
-                node = nodes[node_id]
-                try:
-                    if self.tracing:
-                        self._trace(node, idx)
-                    t0 = clock()
-                    node.process(idx)
-                    node.ns += clock() - t0
-                except BaseException:
-                    self._failed = (node, idx)  # for discard()
-                    raise
-                node.calls += 1
-                node.vectors += len(idx)
-                done += 1
+        try:
+            while self._dirty:
+                self._dirty = False
+                for node_id, pending in enumerate(self._pending):
+                    if not pending:
+                        continue
+                    self._at = node_id
+                    idx = pending[0] if len(pending) == 1 else np.concatenate(pending)
+                    pending.clear()
+                    node = nodes[node_id]
+                    try:
+                        if self.tracing:
+                            self._trace(node, idx)
+                        t0 = clock()
+                        node.process(idx)
+                        node.ns += clock() - t0
+                    except BaseException:
+                        self._failed = (node, idx)  # for discard()
+                        raise
+                    node.calls += 1
+                    node.vectors += len(idx)
+                    done += 1
+        finally:
+            self._at = _OUTSIDE_RUN
         return done
 
     # ------------------------------------------------------------------ tracing
