@@ -331,12 +331,13 @@ class MemifPort:
     # ------------------------------------------------------------------ output
     def transmit(self, node: InterfaceOutput, idx: np.ndarray) -> None:
         """Send a vector of pool buffers; drops what does not fit, frees what was copied."""
-        if not self.iface.connected or not self.iface.tx_queues:
+        queues = self.iface.tx_queues
+        if not queues or not self.iface.connected:
             node.drop(idx, "not-connected")
             return
-        qid = self._rr % len(self.iface.tx_queues)
+        qid = self._rr % len(queues)
         self._rr += 1
-        q = self.iface.tx_queues[qid]
+        q = queues[qid]
         lengths = self.rt.pool.length[idx]
         if self.zero_copy:
             sent, reason = self._send_zero_copy(qid, q, idx, lengths)
