@@ -84,6 +84,20 @@ class Node:
             self.error_counts[error] += len(idx)
             self.graph.enqueue(self.graph.drop_node, idx)
 
+    def next_of(self, i: int) -> int:
+        """Where buffer ``i`` goes (a graph id), decided alone in plain Python as the
+        node's vector path decides, its metadata written and a drop counted
+        (:meth:`dropped`): for nodes with a plain path for small vectors."""
+        raise NotImplementedError
+
+    def route_small(self, idx: np.ndarray) -> None:
+        """Send each packet of a vector of at most :data:`SMALL_VECTOR` where
+        :meth:`next_of` says (:meth:`Graph.route`); one packet needs no grouping."""
+        if len(idx) == 1:
+            self.graph.enqueue(self.next_of(int(idx[0])), idx)
+        elif len(idx):
+            self.graph.route(idx, [self.next_of(i) for i in idx.tolist()])
+
     def dropped(self, error: str) -> int:
         """Count ``error`` for one packet; returns error-drop's graph id (where a plain
         path routes it, :meth:`Graph.route`)."""

@@ -95,8 +95,8 @@ class EthernetInput(SwitchNode):
     L2_LEARN, L2_OUTPUT, ARP, IP4 = range(4)
 
     def process(self, idx: np.ndarray) -> None:
-        if 0 < len(idx) <= SMALL_VECTOR:
-            self.graph.route(idx, [self._next_of(i) for i in idx.tolist()])
+        if len(idx) <= SMALL_VECTOR:
+            self.route_small(idx)
             return
         pool, meta, t = self.rt.pool, self.meta, self.tables
         if int(pool.length[idx].min()) < MIN_FRAME:
@@ -127,7 +127,7 @@ class EthernetInput(SwitchNode):
         self.drop(idx[l3 & ~arp & ~ip4], "unknown-ethertype")
         self.drop(idx[(mode == _L3) & ~t.has_ip[rx]], "no-l2-or-l3")
 
-    def _next_of(self, i: int) -> int:
+    def next_of(self, i: int) -> int:
         """Where buffer ``i`` goes, decided in plain ints (:func:`parse_ethernet_reference`)
         as the vector path decides, its metadata written: l2-learn (bridged), l2-output
         (cross-connected), arp-input or ip4-input (an addressed L3 interface), or
@@ -249,8 +249,8 @@ class L2Fwd(SwitchNode):
 
     def process(self, idx: np.ndarray) -> None:
         meta, t = self.meta, self.tables
-        if 0 < len(idx) <= SMALL_VECTOR:  # the plain decisions, without a dozen numpy calls
-            self.graph.route(idx, [self._next_of(i) for i in idx.tolist()])
+        if len(idx) <= SMALL_VECTOR:  # the plain decisions, without a dozen numpy calls
+            self.route_small(idx)
             return
         rx = meta.rx_if[idx]
         dmac = meta.dmac[idx]
@@ -282,7 +282,7 @@ class L2Fwd(SwitchNode):
         for code, error in _L2_ERRORS.items():
             self.drop(idx[decision == code], error)
 
-    def _next_of(self, i: int) -> int:
+    def next_of(self, i: int) -> int:
         """Where buffer ``i`` goes by :func:`l2_decide_reference`'s decision in plain
         ints, as the vector path's: l2-output (its tx interface written), l2-flood, or
         error-drop (counted)."""
@@ -481,8 +481,8 @@ class L2Output(SwitchNode):
 
     def process(self, idx: np.ndarray) -> None:
         t = self.tables
-        if 0 < len(idx) <= SMALL_VECTOR:  # plainly: each packet's interface's output
-            self.graph.route(idx, [self._next_of(i) for i in idx.tolist()])
+        if len(idx) <= SMALL_VECTOR:  # plainly: each packet's interface's output
+            self.route_small(idx)
             return
         tx = self.meta.tx_if[idx]
         ok = t.usable[tx]
@@ -491,7 +491,7 @@ class L2Output(SwitchNode):
             idx, tx = idx[ok], tx[ok]
         self.graph.dispatch(idx, t.output[tx])
 
-    def _next_of(self, i: int) -> int:
+    def next_of(self, i: int) -> int:
         """Buffer ``i``'s tx interface's output node, or error-drop (counted) when that
         interface is down."""
         t = self.tables
