@@ -10,7 +10,9 @@ Measures, in one process on real sockets, shared memory and eventfds:
   packet), and a sleep that an already-kicked eventfd ends (the wake-up's own cost);
 * every switch node on 1-packet vectors, from ``show runtime``'s figures of an
   in-process switch (two bridged memif ports, and an L3 port answering pings): each
-  node's microseconds per call, and the first l2-flood of a new bridge domain alone.
+  node's microseconds per call, and the first l2-flood of a new bridge domain alone;
+  and the switch's whole turn (``MainLoop.run_once``: every input polled, the graph
+  run) that forwards, floods or answers one packet.
 
 A benchmark that prints figures, not a test.  Compare two trees in one sitting::
 
@@ -148,12 +150,20 @@ def loop_figures(calls: int) -> dict[str, float]:
     return out
 
 
-def _run(sw: Switch, peers: memif.Socket, until: Callable[[], bool]) -> None:
+def _run(
+    sw: Switch, peers: memif.Socket, until: Callable[[], bool], turns: list[int] | None = None
+) -> None:
+    """Turn the switch until ``until()``; the nanoseconds of each turn that took packets
+    go to ``turns``."""
     end = time.monotonic() + 5
+    clock = time.perf_counter_ns
     while not until():
         if time.monotonic() > end:
             raise SystemExit("bench_small: the switch did not get there in 5 s")
+        t0 = clock()
         sw.loop.run_once(time.monotonic())
+        if turns is not None and sw.loop.packets:
+            turns.append(clock() - t0)
         peers.poll(0)
 
 
@@ -232,12 +242,26 @@ def switch_figures(packets: int) -> dict[str, float]:
         )
         for node in sw.graph.nodes:
             node.clear_runtime()
+        paths = {"forward": (a, to_b, b), "flood": (a, flood, b), "echo": (c, echo, c)}
+
+        def send_all(turns: dict[str, list[int]] | None) -> None:
+            for _ in range(packets):
+                for what, (peer, frame, dst) in paths.items():
+                    peer.send([frame])
+                    got: list[bytes] = []
+                    _run(
+                        sw,
+                        peers,
+                        lambda dst=dst, got=got: bool(got.extend(dst.recv()) or got),
+                        None if turns is None else turns[what],
+                    )
+
+        turns: dict[str, list[int]] = {what: [] for what in paths}
+        send_all(turns)  # whole turns first, without the nodes' timing wrappers
+        for what, times in turns.items():
+            out[f"switch turn 1 packet {what}"] = statistics.median(times) / 1e3
         calls = _time_calls(sw)
-        for _ in range(packets):
-            for peer, frame, dst in ((a, to_b, b), (a, flood, b), (c, echo, c)):
-                peer.send([frame])
-                got: list[bytes] = []
-                _run(sw, peers, lambda dst=dst, got=got: bool(got.extend(dst.recv()) or got))
+        send_all(None)
         for name, times in calls.items():
             if times:
                 out[f"node {name}"] = statistics.median(times) / 1e3

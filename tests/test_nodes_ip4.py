@@ -184,3 +184,48 @@ def test_deleted_interfaces_leave_no_answerer(rig: Rig) -> None:
         node = rig.sw.graph.by_name[name]
         assert isinstance(node, LocalNode)
         assert set(node.answerers) == {rig.sw_if.sw_if_index}
+
+
+def test_one_packet_vectors_answer_as_a_whole_vector(rig: Rig) -> None:
+    """ethernet-input's and ip4-input's 1-packet paths (plain ints; answer_one, the reply
+    written in place) and their vector paths give the same replies, errors and ping
+    replies for every kind of frame."""
+    sw_mac = rig.sw_if.mac
+    bad_sum = bytearray(_echo(sw_mac=sw_mac, seq=3))
+    bad_sum[14 + 8] = 1  # TTL changed: the header checksum fails
+    ihl4 = bytearray(_echo(sw_mac=sw_mac, seq=4))
+    ihl4[14] = 0x44
+    long_echo = packet.ethernet(sw_mac, mac(1), packet.ETH_P_IP, packet.ipv4(
+        PEER_IP, SW_IP2, packet.PROTO_ICMP,
+        packet.icmp_echo(packet.ICMP_ECHO_REQUEST, 9, 5, bytes(range(256)) * 4),
+    ))  # fmt: skip
+    frames = [
+        _echo(sw_mac=sw_mac, seq=1),
+        _echo(SW_IP2, sw_mac=sw_mac, seq=2, ttl=3),
+        bytes(bad_sum),
+        bytes(ihl4),
+        _echo(packet.ip4("10.0.0.9"), sw_mac=sw_mac),
+        _echo(kind=packet.ICMP_ECHO_REPLY, seq=6, sw_mac=sw_mac),
+        long_echo,
+        packet.arp_request(mac(1), PEER_IP, SW_IP),
+        packet.ethernet(sw_mac, mac(1), 0x88B5, bytes(50)),  # neither ARP nor IPv4
+        packet.ethernet(sw_mac, mac(1), packet.ETH_P_IP, b"")[:13],  # a runt
+    ]
+
+    def run(vectors: list[list[bytes]]) -> tuple[list[bytes], dict[str, int], list[Any]]:
+        before, pings = rig.errors(), len(rig.sw.ping_replies)
+        # sorted: in one vector arp-input's replies go before ip4-input's
+        replies = sorted(reply for vector in vectors for reply in rig.exchange(vector))
+        after = rig.errors()
+        grew = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+        return replies, grew, [r[:3] + r[4:] for r in rig.sw.ping_replies[pings:]]
+
+    alone = run([[f] for f in frames])
+    together = run([frames])
+    assert alone == together
+    assert len(alone[0]) == 4 and alone[1] == {
+        "bad-checksum": 1, "malformed": 1, "not-for-us": 1, "unknown-ethertype": 1, "runt": 1
+    }  # fmt: skip
+    assert packet.arp_reply(sw_mac, SW_IP, mac(1), PEER_IP) in alone[0]
+    (long_reply,) = [r for r in alone[0] if len(r) == len(long_echo)]
+    assert Ether(long_reply)[ICMP].load == bytes(range(256)) * 4

@@ -171,6 +171,44 @@ def test_bridge_keeps_order_and_handles_a_full_vector(rig):
     assert r.exchange((a, frames)) == {a: [], b: frames}
 
 
+@pytest.mark.parametrize("data_size", [10240, 2048])
+def test_one_frame_vectors_forward_as_bursts_do(rig, data_size):
+    """memif-input's and the output's 1-frame paths (a slice copy each way) against their
+    vector paths: the same bytes out, in order, across ring wraps, with chained frames
+    (larger than the peers' 2048-byte buffers) and, in a 2048-byte pool, frames too big
+    for a switch buffer dropped under the same error."""
+    r = rig(data_size=data_size)
+    big = 4096 if data_size == 2048 else 2048  # the peers' buffers: unchained but too big
+    a, b = r.add(ring_size=16, peer_buffer_size=big), r.add(ring_size=16, peer_buffer_size=big)
+    r.connect()
+    r.exchange((b, [frame(packet.BROADCAST, b.mac, "hello")]))
+    rng = np.random.default_rng(7)
+    sizes = [60, 61, 1500, 2047, 2048, 2049, 3000, 4096, 9000]
+    frames = [packet.ethernet(b.mac, a.mac, 0x88B5, rng.bytes(n - 14)) for n in sizes * 2]
+    fits = [f for f in frames if len(f) <= data_size]
+
+    def send(vectors: list[list[bytes]]) -> tuple[list[bytes], dict[str, int], int, int]:
+        before = dict(r.errors())
+        rx, tx = a.sw.counters.rx_bytes, b.sw.counters.tx_bytes
+        got = []
+        for v in vectors:
+            seen = a.sw.counters.rx_packets + a.sw.counters.drops + len(v)
+            assert a.peer.send(v) == len(v)
+            r.run(lambda s=seen: a.sw.counters.rx_packets + a.sw.counters.drops >= s, what="in")
+            r.sw.run_once()
+            got += r.collect()[b]
+        grew = {k: n - before.get(k, 0) for k, n in r.errors().items() if n != before.get(k, 0)}
+        return got, grew, a.sw.counters.rx_bytes - rx, b.sw.counters.tx_bytes - tx
+
+    alone = send([[f] for f in frames])
+    bursts = send([frames[:5], frames[5:]])
+    assert alone == bursts
+    assert alone[0] == fits
+    assert alone[1] == ({} if len(fits) == len(frames) else {"too-big": len(frames) - len(fits)})
+    assert alone[3] == sum(map(len, fits))
+    assert r.sw.pool.n_free == r.sw.pool.n_buffers
+
+
 @pytest.mark.parametrize("zero_copy", [False, True])
 def test_vector_size_caps_what_one_turn_takes_from_a_queue(rig, zero_copy):
     r = rig("slave" if zero_copy else "master", vector_size=32)

@@ -362,11 +362,29 @@ class CliServer:
         """
         if not self.ctx.pings and self.switch.ping_replies:
             self.switch.ping_replies.clear()  # echo replies nobody waits for
+        due = [c for c in self.clients.values() if not (c.closed or self._quiet(c))]
+        if not due:  # quiet clients are never ready
+            return False
         now = time.monotonic()
-        for c in list(self.clients.values()):
+        for c in due:
             if not c.closed:
                 self._guarded(c, functools.partial(self._service, now=now))
-        return any(_ready(c) for c in self.clients.values())
+        return any(_ready(c) for c in due)
+
+    def _quiet(self, c: _Client) -> bool:
+        """Nothing for :meth:`_service` to do for ``c`` this turn (most turns of a
+        connected client that says nothing): watched as :meth:`_watch` wants it, no
+        command pending, no request line, no reply waiting, not at EOF, not idle past
+        the timeout."""
+        return (
+            c.watched
+            and c.pending is None
+            and not c.outbuf
+            and not c.eof
+            and len(c.inbuf) <= MAX_REQUEST
+            and b"\n" not in c.inbuf
+            and self.clock() - c.last_active <= self.idle_timeout
+        )
 
     def _service(self, c: _Client, now: float) -> None:
         if c.pending is not None:

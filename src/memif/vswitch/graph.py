@@ -28,10 +28,17 @@ from typing import ClassVar
 
 import numpy as np
 
-from .pool import PacketPool
+from .pool import INDEX, PacketPool
 
 DISPATCH_RUNS = 16  # up to this many runs of one next node, dispatch by slices
+#: vectors of at most this many packets are decided packet by packet in plain Python
+#: by the nodes that can (VPP's single and quad loops): a numpy call costs about a
+#: microsecond whatever its length, a packet's plain decision a microsecond or two
+SMALL_VECTOR = 4
 DROP = "error-drop"
+
+
+_OUTSIDE_RUN = 1 << 62  # Graph._at between runs: every enqueue asks for a pass
 
 
 class GraphError(ValueError):
@@ -77,6 +84,26 @@ class Node:
             self.error_counts[error] += len(idx)
             self.graph.enqueue(self.graph.drop_node, idx)
 
+    def next_of(self, i: int) -> int:
+        """Where buffer ``i`` goes (a graph id), decided alone in plain Python as the
+        node's vector path decides, its metadata written and a drop counted
+        (:meth:`dropped`): for nodes with a plain path for small vectors."""
+        raise NotImplementedError
+
+    def route_small(self, idx: np.ndarray) -> None:
+        """Send each packet of a vector of at most :data:`SMALL_VECTOR` where
+        :meth:`next_of` says (:meth:`Graph.route`); one packet needs no grouping."""
+        if len(idx) == 1:
+            self.graph.enqueue(self.next_of(int(idx[0])), idx)
+        elif len(idx):
+            self.graph.route(idx, [self.next_of(i) for i in idx.tolist()])
+
+    def dropped(self, error: str) -> int:
+        """Count ``error`` for one packet; returns error-drop's graph id (where a plain
+        path routes it, :meth:`Graph.route`)."""
+        self.error_counts[error] += 1
+        return self.graph.drop_node
+
     def trace_line(self, i: int) -> str:
         """What a trace shows for buffer ``i`` at this node."""
         pool = self.graph.pool
@@ -105,7 +132,8 @@ class Graph:
         self.nodes: list[Node] = []
         self.by_name: dict[str, Node] = {}
         self._pending: list[list[np.ndarray]] = []
-        self._dirty = False
+        self._dirty = False  # vectors wait that the current pass of run() will not reach
+        self._at = _OUTSIDE_RUN  # the node run() is calling
         # tracing
         self.trace_id = np.zeros(pool.n_buffers, np.int32)
         self.trace_budget: dict[str, int] = {}  # input node name -> packets still to trace
@@ -198,7 +226,21 @@ class Graph:
         """Queue a vector for a node."""
         if len(idx):
             self._pending[node_id].append(idx)
-            self._dirty = True
+            if node_id <= self._at:  # (a later node: this pass gets to it)
+                self._dirty = True
+
+    def route(self, idx: np.ndarray, nexts: list[int]) -> None:
+        """Send each packet of a small vector to its own next node (``nexts``: graph ids,
+        plain ints), keeping order within each: :meth:`dispatch` for the plain paths."""
+        first = nexts[0]
+        if nexts.count(first) == len(nexts):  # the usual vector: one way for all
+            self.enqueue(first, idx)
+            return
+        groups: dict[int, list[int]] = {}
+        for i, k in zip(idx.tolist(), nexts, strict=True):
+            groups.setdefault(k, []).append(i)
+        for k, members in groups.items():
+            self.enqueue(k, np.array(members, INDEX))
 
     def dispatch(self, idx: np.ndarray, nexts: np.ndarray) -> None:
         """Send each packet to its own next node (ids), keeping order within each.
@@ -221,33 +263,39 @@ class Graph:
             self.enqueue(k, idx[nexts == k])
 
     def run(self) -> int:
-        """Process pending vectors until the graph is empty; returns vectors processed."""
-        done = 0
-        while self._dirty:
-            self._dirty = False
-            for node_id, pending in enumerate(self._pending):
-                if not pending:
-                    continue
-                idx = pending[0] if len(pending) == 1 else np.concatenate(pending)
-                pending.clear()
-                node = self.nodes[node_id]
-                try:
-                    self.call(node, idx)
-                except BaseException:
-                    self._failed = (node, idx)  # for discard()
-                    raise
-                done += 1
-        return done
+        """Process pending vectors until the graph is empty; returns vectors processed.
 
-    def call(self, node: Node, idx: np.ndarray) -> None:
-        """Run one node on one vector, keeping its runtime figures (and traces)."""
-        if self.tracing:
-            self._trace(node, idx)
-        t0 = time.perf_counter_ns()
-        node.process(idx)
-        node.ns += time.perf_counter_ns() - t0
-        node.calls += 1
-        node.vectors += len(idx)
+        Passes call the nodes in id order; another pass follows only when a node queued
+        a vector for itself or an earlier node.  Each node's call keeps its runtime
+        figures (time, calls, vectors) and traces, inline: a function call per node is
+        a noticeable part of a 1-packet vector."""
+        done = 0
+        nodes, clock = self.nodes, time.perf_counter_ns
+        try:
+            while self._dirty:
+                self._dirty = False
+                for node_id, pending in enumerate(self._pending):
+                    if not pending:
+                        continue
+                    self._at = node_id
+                    idx = pending[0] if len(pending) == 1 else np.concatenate(pending)
+                    pending.clear()
+                    node = nodes[node_id]
+                    try:
+                        if self.tracing:
+                            self._trace(node, idx)
+                        t0 = clock()
+                        node.process(idx)
+                        node.ns += clock() - t0
+                    except BaseException:
+                        self._failed = (node, idx)  # for discard()
+                        raise
+                    node.calls += 1
+                    node.vectors += len(idx)
+                    done += 1
+        finally:
+            self._at = _OUTSIDE_RUN
+        return done
 
     # ------------------------------------------------------------------ tracing
     def trace_add(self, input_node: str, count: int) -> None:

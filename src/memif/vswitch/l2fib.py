@@ -98,11 +98,16 @@ class L2Fib:
             self._keys, self._vals = keys[order], vals[order]
             self._stale = False
 
+    def lookup_one(self, key: int) -> int:
+        """Interface of one key, -1 if unknown: the table itself, without the sorted
+        arrays' calls (what :meth:`lookup` does for a 1-packet vector)."""
+        entry = self.entries.get(key)
+        return -1 if entry is None else entry.sw_if_index
+
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """Interface of each key, -1 where unknown."""
-        if len(keys) == 1:  # one packet: the table itself, without the sorted arrays' calls
-            entry = self.entries.get(int(keys[0]))
-            return np.array([-1 if entry is None else entry.sw_if_index], np.int64)
+        if len(keys) == 1:
+            return np.array([self.lookup_one(int(keys[0]))], np.int64)
         self._sync()
         if len(self._keys) == 0:
             return np.full(len(keys), -1, np.int64)
@@ -114,10 +119,8 @@ class L2Fib:
         """Learn or move every (key, interface); returns how many entries changed."""
         if len(keys) == 0:
             return 0
-        if len(keys) == 1:  # one packet, the usual case: a known host where it was
-            entry = self.entries.get(int(keys[0]))
-            if entry is not None and entry.sw_if_index == int(sw_if[0]):
-                return 0
+        if len(keys) == 1 and self.known_at(int(keys[0]), int(sw_if[0])):
+            return 0
         current = self.lookup(keys)
         if not (current != sw_if).any():
             return 0
@@ -156,6 +159,18 @@ class L2Fib:
             n += 1
         self._stale = self._stale or n > 0
         return n
+
+    def known_at(self, key: int, sw_if_index: int) -> bool:
+        """``key`` is in the table on ``sw_if_index``: learning it there changes nothing
+        (a 1-packet vector's usual case: a known host where it was)."""
+        entry = self.entries.get(key)
+        return entry is not None and entry.sw_if_index == sw_if_index
+
+    def touch_one(self, key: int, now: float) -> None:
+        """:meth:`touch` of one key."""
+        entry = self.entries.get(key)
+        if entry is not None:
+            entry.last_seen = now
 
     def touch(self, keys: np.ndarray, now: float) -> None:
         """Refresh the age of known keys (cheap: only unique keys are visited)."""

@@ -232,6 +232,8 @@ class MemifPort:
             return self._take_chained_copy(node, q, batch)
         pool = self.rt.pool
         n = len(batch)
+        if n == 1 and not batch.chained and int(batch.lengths[0]) <= pool.data_size:
+            return self._take_one(node, q, batch)
         idx = pool.alloc(n)
         k = len(idx)
         nbytes = 0
@@ -274,6 +276,21 @@ class MemifPort:
         pool.length[idx] = lengths
         q.refill()
         return idx, int(lengths.sum())
+
+    def _take_one(self, node: DeviceInput, q: RxQueue, batch) -> tuple[np.ndarray, int]:
+        """:meth:`_take_copy` of one unchained frame that fits a pool buffer: one slice
+        copy from its ring buffer's view (``batch[0]``), plain ints for its length."""
+        pool = self.rt.pool
+        idx = pool.alloc(1)
+        length = 0
+        if len(idx):
+            i, length = int(idx[0]), int(batch.lengths[0])
+            pool.data[i, :length] = batch[0]
+            pool.length[i] = length
+        else:
+            self._rx_drop(node, "no-buffers", 1)
+        q.refill()
+        return idx, length
 
     def _take_zero_copy(
         self, node: DeviceInput, qid: int, q: RxQueue, batch, before: int, consumed: int
@@ -336,12 +353,13 @@ class MemifPort:
     # ------------------------------------------------------------------ output
     def transmit(self, node: InterfaceOutput, idx: np.ndarray) -> None:
         """Send a vector of pool buffers; drops what does not fit, frees what was copied."""
-        if not self.iface.connected or not self.iface.tx_queues:
+        queues = self.iface.tx_queues
+        if not queues or not self.iface.connected:
             node.drop(idx, "not-connected")
             return
-        qid = self._rr % len(self.iface.tx_queues)
+        qid = self._rr % len(queues)
         self._rr += 1
-        q = self.iface.tx_queues[qid]
+        q = queues[qid]
         lengths = self.rt.pool.length[idx]
         if self.zero_copy:
             sent, reason = self._send_zero_copy(qid, q, idx, lengths)
@@ -366,8 +384,8 @@ class MemifPort:
             if tx.count == 0:
                 break
             plen = lengths[sent : sent + tx.count]
-            width = int(plen.max())
             k = tx.count
+            width = int(plen[0] if k == 1 else plen.max())  # one: no reduction
             if width > tx.capacity:  # copy up to the first frame that needs a chain
                 k = int(np.argmax(plen > tx.capacity))
                 if k == 0:  # from that frame on: chained where needed, in one go
@@ -378,7 +396,10 @@ class MemifPort:
                     continue
                 plen = plen[:k]
                 width = int(plen.max())
-            tx.copy_from(pool.rows(width), idx[sent : sent + k])
+            if k == 1:  # one frame: a slice copy into its buffer's view
+                tx.buffer(0)[:width] = pool.data[idx[sent], :width]
+            else:
+                tx.copy_from(pool.rows(width), idx[sent : sent + k])
             q.tx_burst(tx, width if k == 1 else plen, count=k)  # one: no reductions
             sent += k
         pool.free(idx[:sent])

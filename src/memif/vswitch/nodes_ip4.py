@@ -102,6 +102,9 @@ class Ip4Input(LocalNode):
     L2_OUTPUT = 0
 
     def process(self, idx: np.ndarray) -> None:
+        if len(idx) == 1 and self._one(int(idx[0])):
+            self.graph.enqueue(self.next[self.L2_OUTPUT], idx)
+            return
         rt = self.rt
         out, consumed, full = [], [], []
         for iface, sub, _, answers in answer_by_interface(self, idx):
@@ -127,6 +130,21 @@ class Ip4Input(LocalNode):
         if full:
             self.drop(np.array(full, INDEX), "ping-replies-full")
         self.graph.enqueue(self.next[self.L2_OUTPUT], out[0] if len(out) == 1 else _joined(out))
+
+    def _one(self, i: int) -> bool:
+        """Buffer ``i`` alone, without header rows or answer arrays: True when it was
+        answered (its reply written over it, as :func:`write_replies` does); False
+        leaves it to the vector path (drops, echo replies to the switch's pings)."""
+        rt = self.rt
+        pool = rt.pool
+        iface = self.tables.interfaces[int(self.meta.rx_if[i])]
+        _, head, length = answerer_of(self, iface).answer_one(pool.packet(i))
+        if head is None:
+            return False
+        pool.data[i, : len(head)] = np.frombuffer(head, np.uint8)  # past it: the request's
+        pool.length[i] = length
+        self.meta.tx_if[i] = iface.sw_if_index
+        return True
 
 
 # verdicts as plain ints: comparing an array with an IntEnum member takes numpy's slow path

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.ma  # noqa: F401  # np.unique imports it on its first call: ~7 ms in a vector
 
-from .graph import DROP, ErrorDrop, Node
+from .graph import DROP, SMALL_VECTOR, ErrorDrop, Node
 from .l2fib import fib_key, reference_learn_limited
 from .tables import L2Mode
 
@@ -95,9 +95,10 @@ class EthernetInput(SwitchNode):
     L2_LEARN, L2_OUTPUT, ARP, IP4 = range(4)
 
     def process(self, idx: np.ndarray) -> None:
-        pool, meta, t = self.rt.pool, self.meta, self.tables
-        if len(idx) == 1 and self._one_bridged(idx):
+        if len(idx) <= SMALL_VECTOR:
+            self.route_small(idx)
             return
+        pool, meta, t = self.rt.pool, self.meta, self.tables
         if int(pool.length[idx].min()) < MIN_FRAME:
             runt = pool.length[idx] < MIN_FRAME
             self.drop(idx[runt], "runt")
@@ -126,22 +127,30 @@ class EthernetInput(SwitchNode):
         self.drop(idx[l3 & ~arp & ~ip4], "unknown-ethertype")
         self.drop(idx[(mode == _L3) & ~t.has_ip[rx]], "no-l2-or-l3")
 
-    def _one_bridged(self, idx: np.ndarray) -> bool:
-        """A 1-packet vector parsed plainly (:func:`parse_ethernet_reference`): a runt is
-        dropped, a bridged frame goes to l2-learn; False leaves the rest to the vector
-        path (cross-connect, L3)."""
-        i = int(idx[0])
-        pool, meta = self.rt.pool, self.meta
+    def next_of(self, i: int) -> int:
+        """Where buffer ``i`` goes, decided in plain ints (:func:`parse_ethernet_reference`)
+        as the vector path decides, its metadata written: l2-learn (bridged), l2-output
+        (cross-connected), arp-input or ip4-input (an addressed L3 interface), or
+        error-drop (runt, no address, another ethertype; counted)."""
+        pool, meta, t, nexts = self.rt.pool, self.meta, self.tables, self.next
         if int(pool.length[i]) < MIN_FRAME:
-            self.drop(idx, "runt")
-            return True
-        rx = int(meta.rx_if[i])
-        if not self.tables.bridged[rx]:
-            return False
-        dmac, smac, _ = parse_ethernet_reference(pool.data[i, :MIN_FRAME].tobytes())
+            return self.dropped("runt")
+        dmac, smac, etype = parse_ethernet_reference(pool.data[i, :MIN_FRAME].tobytes())
         meta.dmac[i], meta.smac[i] = dmac, smac
-        self.graph.enqueue(self.next[self.L2_LEARN], idx)
-        return True
+        rx = int(meta.rx_if[i])
+        if t.bridged[rx]:
+            return nexts[self.L2_LEARN]
+        meta.etype[i] = etype
+        if t.mode[rx] == _XCONNECT:
+            meta.tx_if[i] = t.xconnect[rx]
+            return nexts[self.L2_OUTPUT]
+        if not t.has_ip[rx]:  # L3 (the one mode left) without an address
+            return self.dropped("no-l2-or-l3")
+        if etype == ETH_P_ARP:
+            return nexts[self.ARP]
+        if etype == ETH_P_IP:
+            return nexts[self.IP4]
+        return self.dropped("unknown-ethertype")
 
 
 class SpanInput(SwitchNode):
@@ -183,6 +192,9 @@ class L2Learn(SwitchNode):
     L2_FWD = 0
 
     def process(self, idx: np.ndarray) -> None:
+        if len(idx) <= SMALL_VECTOR and self._all_known(idx.tolist()):
+            self.graph.enqueue(self.next[self.L2_FWD], idx)
+            return
         meta, t, rt = self.meta, self.tables, self.rt
         fib = rt.fib
         refused = fib.limit_drops
@@ -203,6 +215,24 @@ class L2Learn(SwitchNode):
             rt.learn_refused()
         self.graph.enqueue(self.next[self.L2_FWD], idx)
 
+    def _all_known(self, packets: list[int]) -> bool:
+        """A small vector in plain ints: True when learning its sources changes nothing
+        (each port does not learn, or the table has the source there already; ages are
+        refreshed as the vector path's touch does); False leaves it to the vector path
+        (which refreshes them again, to the same time)."""
+        meta, t, rt = self.meta, self.tables, self.rt
+        fib = rt.fib
+        for i in packets:
+            rx = int(meta.rx_if[i])
+            if not (t.all_learn or t.learn[rx]):
+                continue
+            key = int(t.bd_key[rx]) | int(meta.smac[i])
+            if not fib.known_at(key, rx):
+                return False
+            if t.ageing:
+                fib.touch_one(key, rt.now)
+        return True
+
 
 class L2Fwd(SwitchNode):
     """Look destination MACs up; unicast to l2-output, the rest to l2-flood."""
@@ -219,12 +249,12 @@ class L2Fwd(SwitchNode):
 
     def process(self, idx: np.ndarray) -> None:
         meta, t = self.meta, self.tables
+        if len(idx) <= SMALL_VECTOR:  # the plain decisions, without a dozen numpy calls
+            self.route_small(idx)
+            return
         rx = meta.rx_if[idx]
         dmac = meta.dmac[idx]
         tx = self.rt.fib.lookup(t.bd_key[rx] | dmac)
-        if len(idx) == 1:  # one packet: the plain decision, without a dozen numpy calls
-            self._one(idx, int(rx[0]), int(tx[0]), int(dmac[0]))
-            return
         multicast = (dmac >> np.uint64(40)) & np.uint64(1) == 1
         # Fast path: every destination known, unicast and elsewhere.  (The FIB can hold
         # a multicast MAC: learned from a bogus source address, or static.)
@@ -252,20 +282,23 @@ class L2Fwd(SwitchNode):
         for code, error in _L2_ERRORS.items():
             self.drop(idx[decision == code], error)
 
-    def _one(self, idx: np.ndarray, rx: int, tx: int, dmac: int) -> None:
-        """A 1-packet vector: :func:`l2_decide_reference`'s decision, as the vector's."""
-        t = self.tables
+    def next_of(self, i: int) -> int:
+        """Where buffer ``i`` goes by :func:`l2_decide_reference`'s decision in plain
+        ints, as the vector path's: l2-output (its tx interface written), l2-flood, or
+        error-drop (counted)."""
+        meta, t = self.meta, self.tables
+        rx, dmac = int(meta.rx_if[i]), int(meta.dmac[i])
+        tx = self.rt.fib.lookup_one(int(t.bd_key[rx]) | dmac)
         decision = l2_decide_reference(
             rx, tx, bool(dmac >> 40 & 1), bool(t.forward[rx]), bool(t.flood[rx]),
             bool(t.uu_flood[rx]),
         )  # fmt: skip
         if decision == FWD:
-            self.meta.tx_if[idx] = tx
-            self.graph.enqueue(self.next[self.L2_OUTPUT], idx)
-        elif decision == FLOOD:
-            self.graph.enqueue(self.next[self.L2_FLOOD], idx)
-        else:
-            self.drop(idx, _L2_ERRORS[decision])
+            meta.tx_if[i] = tx
+            return self.next[self.L2_OUTPUT]
+        if decision == FLOOD:
+            return self.next[self.L2_FLOOD]
+        return self.dropped(_L2_ERRORS[decision])
 
 
 FWD, FLOOD, FILTERED, NO_FORWARD, NO_FLOOD, NO_UU_FLOOD = range(6)
@@ -448,12 +481,22 @@ class L2Output(SwitchNode):
 
     def process(self, idx: np.ndarray) -> None:
         t = self.tables
+        if len(idx) <= SMALL_VECTOR:  # plainly: each packet's interface's output
+            self.route_small(idx)
+            return
         tx = self.meta.tx_if[idx]
         ok = t.usable[tx]
         if not ok.all():
             self.drop(idx[~ok], "interface-down")
             idx, tx = idx[ok], tx[ok]
         self.graph.dispatch(idx, t.output[tx])
+
+    def next_of(self, i: int) -> int:
+        """Buffer ``i``'s tx interface's output node, or error-drop (counted) when that
+        interface is down."""
+        t = self.tables
+        tx = int(self.meta.tx_if[i])
+        return int(t.output[tx]) if t.usable[tx] else self.dropped("interface-down")
 
 
 class CountingDrop(ErrorDrop):
