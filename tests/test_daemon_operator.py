@@ -280,10 +280,7 @@ def test_completion_offers_interface_names_states_and_bridge_ids(tmp_path: Path)
             comp = Completer(client.request("help", want_json=True)["data"], daemon_values(client))
             # `show interface <TAB>` offers names too, so readline no longer inserts "address"
             assert comp.candidates("show interface ") == [
-                "address",
-                "memif",
-                "memif1/0",
-                "memif1/1",
+                "address", "memif", "memif1/0", "memif1/1", "rx-placement"
             ]
             assert comp.candidates("sh int memif1/0 ") == ["memif1/0", "memif1/1"]
             assert comp.candidates("set interface state ") == ["memif1/0", "memif1/1"]
