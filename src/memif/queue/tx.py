@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
@@ -19,14 +20,19 @@ from ._common import (
     SlotLayout,
     _bad_mask,
     _Queue,
+    _read_raw,
     check_live,
     pieces,
+    raw_offsets,
     ring_pieces,
     row_index,
     row_items,
+    same_heads,
     slot_values,
     strided_view,
 )
+
+_HEAD = struct.Struct("<II")  # a descriptor's flags | region << 16 word, and its length
 
 
 class TxBatch:
@@ -390,25 +396,17 @@ class TxQueue(_Queue):
         layout = self._layout
         if layout is None or pieces[-1][2] == 0:
             return None
-        ring = self.ring
-        if pieces[-1][2] == 1:  # one slot: plain reads, no reductions (~1 us each)
-            at = pieces[0][0]
-            if int(ring.d_offset[at]) != int(layout.offsets[at]) or (
-                int(ring.d_region[at]) != layout.region
-            ):
-                self._layout = None  # the slave posts elsewhere now: learn again
-                return None
-            cap = min(layout.grid.shape[1], int(ring.d_length[at]))
-        elif not layout.holds(ring.d_offset, pieces, by_slot=True) or any(
-            np.count_nonzero(ring.d_region[at : at + hi - lo] != layout.region)
-            for at, lo, hi in pieces
-        ):
+        # A copy of the descriptors, checked by bytes comparisons (no reductions: about a
+        # microsecond each): the slave posts every buffer with the same flags, region and
+        # length, at the layout's offsets.
+        raw = _read_raw(self.ring, start, pieces[-1][2])
+        if not same_heads(raw, pieces[-1][2]):
+            return None  # buffers of several lengths (or regions): checked one by one
+        flags_region, length = _HEAD.unpack_from(raw)
+        if flags_region >> 16 != layout.region or not layout.holds(raw_offsets(raw), pieces):
             self._layout = None  # the slave posts elsewhere now: learn again
             return None
-        else:
-            cap = layout.grid.shape[1]  # rows never overlap
-            for at, lo, hi in pieces:
-                cap = min(cap, int(ring.d_length[at : at + hi - lo].min()))
+        cap = min(layout.grid.shape[1], length)  # rows never overlap
         if cap == 0:
             return None
         offset = slot_values(layout.offsets, pieces, copy=False)  # ours: a view will do
@@ -579,6 +577,9 @@ class TxQueue(_Queue):
         sent = 0
         packets = list(packets)
         for k, pkt in enumerate(packets):
+            if self._send_slot(pkt):  # the usual packet: one slot, no numpy call
+                sent += 1
+                continue
             data = pkt if isinstance(pkt, np.ndarray) else np.frombuffer(pkt, np.uint8)
             result = self._send_one(data)  # publishes each packet; one kick at the end
             if result is _FULL:
@@ -594,6 +595,47 @@ class TxQueue(_Queue):
             self._live()  # nothing touched the ring (no packets, or all empty)
         return sent
 
+    def _send_slot(self, pkt: bytes | bytearray | memoryview | np.ndarray) -> bool:
+        """Publish a packet that fits the next slot's buffer, with plain scalar reads and
+        writes (no batch, no numpy call); False, having changed nothing, for anything
+        else: :meth:`_send_one` plans those (chains, a full ring, a bad posted buffer,
+        data that is not bytes, a bytearray or a 1-D uint8 array)."""
+        kind = type(pkt)
+        if kind is np.ndarray:
+            if cast(np.ndarray, pkt).dtype != np.uint8 or cast(np.ndarray, pkt).ndim != 1:
+                return False
+        elif kind is not bytes and kind is not bytearray:
+            return False
+        size = len(pkt)
+        ring = self.ring
+        if not size or not self.free_slots():
+            return False
+        words = ring.desc_u32
+        if self.is_master:  # the buffer the slave posted, checked as alloc checks it
+            start = ring.tail
+            at = 4 * (start & ring.mask)
+            region, capacity, offset = words[at] >> 16, words[at + 1], words[at + 2]
+            if region >= len(self._limits) or offset + capacity > self._limits[region]:
+                return False  # a bad buffer: the plan faults the queue
+        else:  # our own buffer of this slot
+            start = ring.head
+            at = 4 * (start & ring.mask)
+            region, capacity, offset = self._buf_region, self._buf_size, self._buf_list[at >> 2]
+        if size > capacity:
+            return False  # a chain (or an empty posted buffer)
+        self._memory[region][offset : offset + size] = cast(bytes, pkt)  # a buffer of bytes
+        words[at] = region << 16  # flags 0: the packet ends here
+        words[at + 1] = size
+        words[at + 2] = offset
+        if self.is_master:
+            ring.tail = start + 1
+        else:
+            ring.head = start + 1
+        stats = self.stats
+        stats.packets += 1
+        stats.bytes += size
+        return True
+
     def _send_one(self, data: np.ndarray) -> object:
         """Plan the slots of one packet (each with its own capacity), fill, publish once."""
         ring, size = self.ring, len(data)
@@ -605,7 +647,9 @@ class TxQueue(_Queue):
         pos = 0
         while pos < size:
             if len(plan) == free:  # out of slots: could it ever fit in this ring?
-                cap = plan[-1][0].capacity if plan else self._buf_size or 1
+                cap = plan[-1][0].capacity if plan else self._buf_size
+                if not cap:  # a master with nothing posted: no buffer size to judge by
+                    return _FULL
                 need = len(plan) + -(-(size - pos) // cap)
                 return _TOO_BIG if need > ring.size else _FULL
             slot = self._slot(start + len(plan))
