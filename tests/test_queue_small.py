@@ -177,3 +177,26 @@ def test_refill_posts_each_slot_at_the_current_headroom() -> None:
                     assert descriptor(ring, c) == (0, region, BUF - headroom, own[s] + headroom)
                     assert int(ring.desc["metadata"][s]) == 0
             assert txq.alloc(N).capacity == BUF - headroom  # every slot re-posted
+
+
+@pytest.mark.parametrize("n", [1, 3, 7])
+def test_tx_burst_one_length_equals_per_packet_lengths(
+    ends: tuple[memif.TxQueue, memif.RxQueue], n: int
+) -> None:
+    """``tx_burst`` with one length for all (one write of each descriptor's first 8
+    bytes) and with an array of equal lengths (field by field) write the same
+    descriptors, bursts crossing the ring's end."""
+    txq, rxq = ends
+    laps: list[list[tuple[int, int, int, int]]] = [[], []]
+    for k in range(2 * N):  # two laps of n-packet bursts, each lap at the same slots
+        lap = laps[k // N]
+        tx = txq.alloc(n, wrap=True)
+        assert tx.count == n
+        tx.buffers[:, :50] = k
+        start = produced(txq)
+        lengths: int | np.ndarray = 50 if k < N else np.full(n, 50, np.uint32)
+        assert txq.tx_burst(tx, lengths) == n
+        lap += [descriptor(txq.ring, c) for c in range(start, start + n)]
+        assert rxq.recv() == [bytes([k]) * 50] * n
+    assert laps[0] == laps[1]
+    assert {d[:3] for d in laps[0]} == {(0, laps[0][0][1], 50)}

@@ -132,6 +132,12 @@ class TxBatch:
         return queue.tx_burst(self, lengths, count, flags)
 
     @property
+    def region(self) -> int | None:
+        """The region index every buffer lies in, or None when they may differ."""
+        region = self._region
+        return region if isinstance(region, int) else None
+
+    @property
     def is_view(self) -> bool:
         """True when :attr:`buffers` are the shared buffers themselves (one run of evenly
         spaced buffers), False when writes go to a staging array until publishing."""
@@ -446,13 +452,18 @@ class TxQueue(_Queue):
                 raise ConfigError(f"lengths must be 1..{batch.capacity}")
             nbytes = int(lengths.sum())
         batch.flush(n, width)
-        for at, lo, hi in ring_pieces(batch.start, n, ring.size):
-            end = at + hi - lo
-            ring.d_length[at:end] = lengths if one else cast(np.ndarray, lengths)[lo:hi]
-            ring.d_flags[at:end] = 0 if flags is None else flags[lo:hi]
-            if not self.is_master and self._rewrite_desc:
-                ring.d_region[at:end] = self._buf_region
-                ring.d_offset[at:end] = batch.offsets[lo:hi]
+        region = batch.region
+        if one and flags is None and region is not None:
+            self._write_heads(batch.start, n, region << 16 | width << 32)
+        else:
+            for at, lo, hi in ring_pieces(batch.start, n, ring.size):
+                end = at + hi - lo
+                ring.d_length[at:end] = lengths if one else cast(np.ndarray, lengths)[lo:hi]
+                ring.d_flags[at:end] = 0 if flags is None else flags[lo:hi]
+        if not self.is_master and self._rewrite_desc:  # zero-copy pointed slots elsewhere
+            for at, lo, hi in ring_pieces(batch.start, n, ring.size):
+                ring.d_region[at : at + hi - lo] = self._buf_region
+                ring.d_offset[at : at + hi - lo] = batch.offsets[lo:hi]
         if self.is_master:
             ring.tail = batch.start + n
         else:
@@ -465,6 +476,19 @@ class TxQueue(_Queue):
         self.stats.bytes += nbytes
         ring.kick()
         return n
+
+    def _write_heads(self, start: int, n: int, head: int) -> None:
+        """Write ``head`` (``flags | region << 16 | length << 32``) into the first 8 bytes
+        of the descriptors of ``n`` slots from counter ``start``: one write per run."""
+        ring = self.ring
+        if n == 1:  # two scalar writes: cheaper than any numpy call
+            at = 4 * (start & ring.mask)
+            words = ring.desc_u32
+            words[at] = head & 0xFFFFFFFF
+            words[at + 1] = head >> 32
+            return
+        for at, lo, hi in ring_pieces(start, n, ring.size):
+            ring.desc_words[2 * at : 2 * (at + hi - lo) : 2] = head
 
     def tx_chained(self, rows: np.ndarray, idx: np.ndarray, lengths: np.ndarray) -> int:
         """Copy packet ``i`` (the first ``lengths[i]`` bytes of ``rows[idx[i]]``) into
