@@ -200,3 +200,35 @@ def test_tx_burst_one_length_equals_per_packet_lengths(
         assert rxq.recv() == [bytes([k]) * 50] * n
     assert laps[0] == laps[1]
     assert {d[:3] for d in laps[0]} == {(0, laps[0][0][1], 50)}
+
+
+def test_layout_descriptors_match_what_the_field_checks_accept() -> None:
+    """``SlotLayout.matches`` (one comparison with the descriptors of one head) accepts
+    a run exactly when every head is that head, the offsets are the layout's and the
+    metadata is 0: random runs across the ring's end, each with one field changed."""
+    from memif.queue._common import SlotLayout, raw_offsets, ring_pieces, same_heads
+
+    rng = np.random.default_rng(7)
+    layout = SlotLayout.learn(np.zeros(64 * 40, np.uint8), 1, N, 3, 64 * 5, 64)
+    assert layout is not None
+    head = 1 << 16 | 60 << 32
+    for _ in range(400):
+        n, start = int(rng.integers(1, N + 1)), int(rng.integers(0, 1 << 16))
+        pieces = ring_pieces(start, n, N)
+        descs = np.zeros(n, wire.DESC_DTYPE)
+        descs["region"], descs["length"] = 1, 60
+        descs["offset"] = layout.offsets[[(start + k) % N for k in range(n)]]
+        field = ["none", "flags", "region", "length", "offset", "metadata"][rng.integers(6)]
+        if field != "none":
+            descs[field][rng.integers(n)] += 1
+        raw = bytearray(descs.tobytes())
+        accepted = (
+            same_heads(raw, n)
+            and int(descs["region"][0]) == 1
+            and int(descs["length"][0]) == 60
+            and not descs["flags"][0]
+            and layout.holds(raw_offsets(raw), pieces)
+            and not descs["metadata"].any()
+        )
+        layout.matches(raw, head, pieces)  # a head's descriptors are made when asked twice
+        assert layout.matches(raw, head, pieces) == accepted, (field, n, start)

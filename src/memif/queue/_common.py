@@ -233,9 +233,50 @@ class SlotLayout:
     grid: np.ndarray  # (ring size, |stride|) uint8 rows in slot order
     #: ``offsets`` as bytes: a run of slots compares with one bytes comparison
     raw: bytes = field(init=False, repr=False, compare=False)
+    #: :meth:`descriptors` made so far, by head (two at most)
+    _made: dict[int, bytes] = field(init=False, repr=False, compare=False)
+    #: the last head asked for that had none made: ``[head]``
+    _asked: list[int] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "raw", self.offsets.tobytes())  # frozen: set once here
+    def __post_init__(self) -> None:  # frozen: these are set once, here
+        object.__setattr__(self, "raw", self.offsets.tobytes())
+        object.__setattr__(self, "_made", {})
+        object.__setattr__(self, "_asked", [-1])
+
+    def descriptors(self, head: int) -> bytes | None:
+        """Every slot's descriptor as bytes, when each has the same first 8 bytes ``head``
+        (``flags | region << 16 | length << 32``), the layout's offset and metadata 0.
+
+        A burst of one length (what a peer of one buffer size posts, what a sender of
+        one frame size publishes) then checks heads and offsets with one comparison
+        (:meth:`matches`).  Made (one pass over the ring) only for a head asked for
+        twice in a row, and two are kept, so a peer changing lengths all the time
+        makes none: None until then.
+        """
+        made = self._made
+        descs = made.get(head)
+        if descs is None:
+            if self._asked[0] != head:
+                self._asked[0] = head  # the first time in a row: remembered only
+                return None
+            if len(made) >= 2:
+                made.clear()
+            words = np.zeros((len(self.offsets), 2), np.uint64)
+            words[:, 0] = head
+            words[:, 1] = self.offsets
+            descs = made[head] = words.tobytes()
+        return descs
+
+    def matches(self, raw: bytearray, head: int, pieces: Pieces) -> bool:
+        """Whether a run's descriptor bytes are :meth:`descriptors` of ``head`` exactly."""
+        made = self.descriptors(head)
+        if made is None:
+            return False
+        descs = memoryview(made)
+        if len(pieces) == 1:
+            at, _, n = pieces[0]
+            return raw == descs[16 * at : 16 * (at + n)]
+        return raw == b"".join(descs[16 * at : 16 * (at + hi - lo)] for at, lo, hi in pieces)
 
     @classmethod
     def of(cls, memory: np.ndarray, region: int, offsets: np.ndarray) -> SlotLayout | None:

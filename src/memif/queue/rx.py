@@ -37,6 +37,7 @@ from ._common import (
 )
 
 _FIRST = struct.Struct("<QI")  # a descriptor's flags | region | length word, and its offset
+_MIXED = object()  # descriptors of a burst differ in flags, region or length
 
 #: chained buffers shorter than this are assembled in one vector operation, longer
 #: ones copied one call each (a call costs about as much as copying this many bytes)
@@ -530,34 +531,38 @@ class RxQueue(_Queue):
         # Fast path: flags, region and length live in each descriptor's first 8 bytes;
         # when they are the same everywhere one bytes comparison checks all three.
         w0, offset0 = _FIRST.unpack_from(raw)
-        if not w0 & wire.DESC_FLAG_NEXT and same_heads(raw, n):
-            region, width = (w0 >> 16) & 0xFFFF, w0 >> 32
+        region, width = (w0 >> 16) & 0xFFFF, w0 >> 32
+        if not w0 & wire.DESC_FLAG_NEXT and width and region < len(self._limits):
             offset = recs["offset"]
-            runs = None  # one packet: its view is made if asked for (RxBatch.runs)
-            if width and region < len(self._limits):
-                if n > 1:  # buffers in the slot layout lie inside their region
-                    runs = self._layout_runs(region, offset, width, pieces, raw)
-                if runs is not None or (
-                    (offset0 if n == 1 else int(offset.max())) + width <= self._limits[region]
-                ):
-                    self._cursor = (self._cursor + n) & _U16
-                    stats = self.stats
-                    stats.packets += n
-                    stats.bytes += n * width
-                    # positional: on this path each keyword argument costs about 50 ns
-                    return RxBatch(
-                        self._regions,
-                        recs["region"],
-                        offset,
-                        recs["length"],
-                        None,  # first: nothing chained
-                        None,  # lengths: the buffers'
-                        region,
-                        wrap,
-                        runs,
-                        n * width,
-                        self,
-                    )
+            runs: list[Run] | None = None  # one packet: its view is made when asked for
+            if n > 1:
+                uniform = self._uniform_runs(raw, w0, pieces, offset)
+                if uniform is _MIXED:
+                    uniform = None
+                    width = 0  # not one head: checked one by one below
+                runs = cast("list[Run] | None", uniform)
+            if width and (
+                runs is not None  # buffers in the slot layout lie inside their region
+                or (offset0 if n == 1 else int(offset.max())) + width <= self._limits[region]
+            ):
+                self._cursor = (self._cursor + n) & _U16
+                stats = self.stats
+                stats.packets += n
+                stats.bytes += n * width
+                # positional: on this path each keyword argument costs about 50 ns
+                return RxBatch(
+                    self._regions,
+                    recs["region"],
+                    offset,
+                    recs["length"],
+                    None,  # first: nothing chained
+                    None,  # lengths: the buffers'
+                    region,
+                    wrap,
+                    runs,
+                    n * width,
+                    self,
+                )
         flags = recs["flags"]
         if flags.any() and (flags & wire.DESC_FLAG_NEXT).any():
             return self._rx_chained(recs, avail)
@@ -574,6 +579,29 @@ class RxQueue(_Queue):
         return RxBatch(
             self._regions, region, offset, length, None, None, None, wrap, None, None, self
         )
+
+    def _uniform_runs(
+        self, raw: bytearray, head: int, pieces: Pieces, offset: np.ndarray
+    ) -> list[Run] | None | object:
+        """Descriptors whose first is ``head`` (unchained, its region exists, a length):
+        their rows of the slot layout when they all match it (None: no layout, the
+        caller checks the bounds), or ``_MIXED`` when they do not all share ``head``.
+
+        The usual burst (one length, the layout's buffers) is checked with one bytes
+        comparison against the layout's :meth:`~SlotLayout.descriptors`.
+        """
+        region, width = (head >> 16) & 0xFFFF, head >> 32
+        layout = self._layout
+        if (
+            layout is not None
+            and layout.region == region
+            and width <= layout.grid.shape[1]
+            and layout.matches(raw, head, pieces)
+        ):
+            return layout.runs(pieces, width)
+        if not same_heads(raw, len(raw) // 16):
+            return _MIXED
+        return self._layout_runs(region, offset, width, pieces, raw)
 
     def _layout_runs(
         self, region: int, offset: np.ndarray, width: int, pieces: Pieces, raw: bytearray

@@ -32,7 +32,7 @@ from ._common import (
     strided_view,
 )
 
-_HEAD = struct.Struct("<II")  # a descriptor's flags | region << 16 word, and its length
+_HEAD = struct.Struct("<Q")  # a descriptor's first 8 bytes: flags | region << 16 | length << 32
 
 
 class TxBatch:
@@ -406,13 +406,17 @@ class TxQueue(_Queue):
         # microsecond each): the slave posts every buffer with the same flags, region and
         # length, at the layout's offsets.
         raw = _read_raw(self.ring, start, pieces[-1][2])
-        if not same_heads(raw, pieces[-1][2]):
-            return None  # buffers of several lengths (or regions): checked one by one
-        flags_region, length = _HEAD.unpack_from(raw)
-        if flags_region >> 16 != layout.region or not layout.holds(raw_offsets(raw), pieces):
-            self._layout = None  # the slave posts elsewhere now: learn again
+        (head,) = _HEAD.unpack_from(raw)
+        if not layout.matches(raw, head, pieces):  # one comparison for the usual run
+            if not same_heads(raw, pieces[-1][2]):
+                return None  # buffers of several lengths (or regions): checked one by one
+            if not layout.holds(raw_offsets(raw), pieces):
+                self._layout = None  # the slave posts elsewhere now: learn again
+                return None
+        if (head >> 16) & 0xFFFF != layout.region:
+            self._layout = None
             return None
-        cap = min(layout.grid.shape[1], length)  # rows never overlap
+        cap = min(layout.grid.shape[1], head >> 32)  # rows never overlap
         if cap == 0:
             return None
         offset = slot_values(layout.offsets, pieces, copy=False)  # ours: a view will do
@@ -439,7 +443,7 @@ class TxQueue(_Queue):
             batch.published = True
             return 0
         ring = self.ring
-        one = isinstance(lengths, int | np.integer)
+        one = isinstance(lengths, (int, np.integer))
         if one:
             if not 0 < lengths <= batch.capacity:
                 raise ConfigError(f"length {lengths} must be 1..{batch.capacity}")
