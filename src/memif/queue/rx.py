@@ -305,6 +305,11 @@ class RxBatch:
         if self._first is not None:
             rows[idx] = row_items(self.gather(width), width)[:k]
             return
+        if k == 1:  # one packet: one bytes copy, no view to make
+            offset: int = self.seg_offset.item(0)
+            region = self._regions[self.seg_region.item(0)]
+            rows[idx[0]] = region[offset : offset + width].tobytes()
+            return
         runs = self._view_runs()
         if runs is not None and runs[0][2].shape[1] >= width:
             for lo, hi, view in runs:
