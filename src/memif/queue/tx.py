@@ -201,6 +201,10 @@ class TxBatch:
         k, width = len(idx), rows.dtype.itemsize
         if width > self.capacity:
             raise ConfigError(f"rows of {width} bytes do not fit buffers of {self.capacity}")
+        if k == 1 and self._staging is None and self.count:  # one packet: one bytes copy
+            buffer: np.ndarray = self._view(0)
+            memoryview(buffer)[:width] = rows[idx[0]].tobytes()  # type: ignore[arg-type]
+            return
         runs = self._runs if self._staging is None else [(0, self.count, self._staging)]
         if runs is not None:
             for lo, hi, view in runs:
