@@ -193,7 +193,7 @@ def ring_pieces(start: int, n: int, size: int) -> Pieces:
     the ring's end has two pieces.
     """
     s = start & (size - 1)
-    first = min(n, size - s)
+    first = size - s if n > size - s else n  # min(), without its call (~0.1 us)
     return [(s, 0, first)] if first == n else [(s, 0, first), (0, first, n)]
 
 

@@ -526,7 +526,7 @@ class RxQueue(_Queue):
         ):
             self._fail("ring counter out of range")
             return self._empty()
-        n = min(avail, max_packets)
+        n = avail if avail < max_packets else max_packets
         if n == 0:
             return self._empty()
         raw = _read_raw(ring, self._cursor, n)

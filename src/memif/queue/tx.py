@@ -336,7 +336,9 @@ class TxQueue(_Queue):
         free = self.free_slots()  # checks the counters (faults when impossible)
         start = ring.tail if self.is_master else ring.head
         s = start & ring.mask
-        return self._batch(start, min(count, free) if wrap else min(count, free, ring.size - s))
+        if not wrap and free > ring.size - s:
+            free = ring.size - s  # one contiguous run: it stops at the ring's end
+        return self._batch(start, count if count < free else free)
 
     def _batch(self, start: int, n: int) -> TxBatch:
         """The buffers of ``n`` slots from counter ``start``."""
