@@ -355,6 +355,31 @@ def test_posted_buffers_outside_the_region(post: str, learned: bool) -> None:
         disconnected(server, client, "peer posted a buffer outside its regions")
 
 
+@pytest.mark.parametrize(
+    "post",
+    ["missing region", "region 0xffff", "offset at the region's end", "runs past the end",
+     "offset near 2^32", "offset+length wraps u32", "length 2^32-1", "zero length"],
+)  # fmt: skip
+def test_one_slot_send_into_a_bad_posted_buffer(post: str) -> None:
+    """``send`` of a packet that fits one slot (its scalar path) checks the buffer the
+    slave posted there as alloc does: nothing written, nothing published, the queue
+    faulted; good slots before it are sent."""
+    with pair(ring_size=N, buffer_size=BUF, reconnect_interval=None) as (server, client):
+        sizes = [r.size for r in server.regions]
+        (flags, region, length, offset), _ = bad_descriptors(sizes)[post]
+        ring = client.rx_queues[0].ring  # the slave's M2S ring: its posted buffers
+        txq = server.tx_queues[0]
+        s = (ring.tail + 1) & ring.mask  # one good slot first
+        ring.d_region[s], ring.d_length[s], ring.d_offset[s] = region, length, offset
+        assert prompt(server.send, [b"a" * 60, b"z" * 60, b"y" * 60]) == 1
+        assert txq.fault == "peer posted a buffer outside its regions"
+        assert txq.stats.packets == 1 and ring.tail == (ring.head - N + 1) & 0xFFFF
+        for r in server.regions:  # the packets refused were written nowhere
+            assert b"z" * 60 not in r.array.tobytes() and b"y" * 60 not in r.array.tobytes()
+        assert client.recv() == [b"a" * 60]
+        errors_known(txq)
+
+
 # --------------------------------------------------------------------------- eventfds
 
 

@@ -187,6 +187,10 @@ class Ring:
         self.d_length = self.desc["length"]
         self.d_offset = self.desc["offset"]
         self.desc_words = self.desc.view(np.uint64)  # two words per descriptor: fast copies
+        #: the descriptors as uint32 words, four each (``flags | region << 16``, ``length``,
+        #: ``offset``, ``metadata``): the cheapest scalar reads and writes of one slot, and
+        #: slice copies between memoryviews at the cost of a memcpy
+        self.desc_u32 = memoryview(self.desc.view(np.uint32))  # type: ignore[arg-type]
         # numpy's stubs give ndarray __buffer__ only on Python 3.12+; it is a buffer on 3.11
         self._hdr = memoryview(self._words)  # type: ignore[arg-type]  # fast scalar access
 
@@ -248,6 +252,7 @@ class Ring:
     def release(self) -> None:
         """Drop the views into shared memory (before the region is unmapped)."""
         self._hdr.release()
+        self.desc_u32.release()
         for name in (
             "_words",
             "_cookie",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
@@ -23,16 +24,22 @@ from ._common import (
     _bad_mask,
     _Queue,
     _read_descs,
+    _read_raw,
     byte_items,
     copy_windows,
     indices,
     pieces,
+    raw_offsets,
     ring_pieces,
     row_index,
     row_items,
     row_memory,
+    same_heads,
     strided_view,
 )
+
+_FIRST = struct.Struct("<QI")  # a descriptor's flags | region | length word, and its offset
+_MIXED = object()  # descriptors of a burst differ in flags, region or length
 
 #: chained buffers shorter than this are assembled in one vector operation, longer
 #: ones copied one call each (a call costs about as much as copying this many bytes)
@@ -271,6 +278,10 @@ class RxBatch:
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError(i)
+        if self._first is None:  # one buffer: its view, read as segments(i) reads it
+            offset: int = self.seg_offset.item(i)
+            packet: np.ndarray = self._regions[self.seg_region.item(i)]
+            return packet[offset : offset + self.seg_length.item(i)]
         segs = self.segments(i)
         return segs[0] if len(segs) == 1 else np.concatenate(segs)
 
@@ -296,6 +307,11 @@ class RxBatch:
             return
         if self._first is not None:
             self._assemble(rows[:, None].view(np.uint8), idx, width)
+            return
+        if k == 1:  # one packet: one bytes copy, no view to make
+            offset: int = self.seg_offset.item(0)
+            region = self._regions[self.seg_region.item(0)]
+            rows[idx[0]] = region[offset : offset + width].tobytes()
             return
         runs = self._view_runs()
         if runs is not None and runs[0][2].shape[1] >= width:
@@ -477,6 +493,7 @@ class RxQueue(_Queue):
     def __init__(self, ring: Ring, regions: Sequence[Region], index: int, **options: Any) -> None:
         super().__init__(ring, regions, index, **options)
         self.headroom = 0
+        self._own: tuple[int, memoryview | None] = (0, None)  # (headroom, _own_descs)
         self._layout = None  # the producer's buffer of each slot, if fixed
         self._cursor = ring.tail  # consumer cursor: master's last_head, slave's last_tail
         self._waiter = Poller([ring.eventfd])  # for wait() and clear_interrupt()
@@ -595,30 +612,34 @@ class RxQueue(_Queue):
         ):
             self._fail("ring counter out of range")
             return self._empty()
-        n = min(avail, max_packets)
+        n = avail if avail < max_packets else max_packets
         if n == 0:
             return self._empty()
-        recs = _read_descs(ring, self._cursor, n)
+        raw = _read_raw(ring, self._cursor, n)
+        recs = np.frombuffer(raw, wire.DESC_DTYPE)
         pieces = ring_pieces(self._cursor, n, ring.size)
         wrap: int | None = pieces[0][2]  # packets before the ring's end
         # Fast path: flags, region and length live in each descriptor's first 8 bytes;
-        # when they are the same everywhere one comparison checks all three.
-        words = recs.view(np.uint64)[0::2]
-        w0 = int(words[0])
-        # (a single packet skips the reductions: each costs about a microsecond)
-        if not w0 & wire.DESC_FLAG_NEXT and (n == 1 or not np.count_nonzero(words != w0)):
-            w_region, w_length = (w0 >> 16) & 0xFFFF, w0 >> 32
+        # when they are the same everywhere one bytes comparison checks all three.
+        w0, offset0 = _FIRST.unpack_from(raw)
+        region, width = (w0 >> 16) & 0xFFFF, w0 >> 32
+        if not w0 & wire.DESC_FLAG_NEXT and width and region < len(self._limits):
             offset = recs["offset"]
-            if (
-                w_region < len(self._sizes)
-                and w_length
-                and int(offset[0] if n == 1 else offset.max()) + w_length
-                <= int(self._sizes[w_region])
+            runs: list[Run] | None = None  # one packet: its view is made when asked for
+            if n > 1:
+                uniform = self._uniform_runs(raw, w0, pieces, offset)
+                if uniform is _MIXED:
+                    uniform = None
+                    width = 0  # not one head: checked one by one below
+                runs = cast("list[Run] | None", uniform)
+            if width and (
+                runs is not None  # buffers in the slot layout lie inside their region
+                or (offset0 if n == 1 else int(offset.max())) + width <= self._limits[region]
             ):
                 self._cursor = (self._cursor + n) & _U16
-                self.stats.packets += n
-                self.stats.bytes += n * w_length
-                runs = self._layout_runs(w_region, offset, w_length, pieces)
+                stats = self.stats
+                stats.packets += n
+                stats.bytes += n * width
                 # positional: on this path each keyword argument costs about 50 ns
                 return RxBatch(
                     self._regions,
@@ -627,10 +648,10 @@ class RxQueue(_Queue):
                     recs["length"],
                     None,  # first: nothing chained
                     None,  # lengths: the buffers'
-                    w_region,
+                    region,
                     wrap,
                     runs,
-                    n * w_length,
+                    n * width,
                     self,
                 )
         flags = recs["flags"]
@@ -650,8 +671,31 @@ class RxQueue(_Queue):
             self._regions, region, offset, length, None, None, None, wrap, None, None, self
         )
 
+    def _uniform_runs(
+        self, raw: bytearray, head: int, pieces: Pieces, offset: np.ndarray
+    ) -> list[Run] | None | object:
+        """Descriptors whose first is ``head`` (unchained, its region exists, a length):
+        their rows of the slot layout when they all match it (None: no layout, the
+        caller checks the bounds), or ``_MIXED`` when they do not all share ``head``.
+
+        The usual burst (one length, the layout's buffers) is checked with one bytes
+        comparison against the layout's :meth:`~SlotLayout.descriptors`.
+        """
+        region, width = (head >> 16) & 0xFFFF, head >> 32
+        layout = self._layout
+        if (
+            layout is not None
+            and layout.region == region
+            and width <= layout.grid.shape[1]
+            and layout.matches(raw, head, pieces)
+        ):
+            return layout.runs(pieces, width)
+        if not same_heads(raw, len(raw) // 16):
+            return _MIXED
+        return self._layout_runs(region, offset, width, pieces, raw)
+
     def _layout_runs(
-        self, region: int, offset: np.ndarray, width: int, pieces: Pieces
+        self, region: int, offset: np.ndarray, width: int, pieces: Pieces, raw: bytearray
     ) -> list[Run] | None:
         """The burst's buffers as rows of the ring's slot layout, or None.
 
@@ -678,7 +722,7 @@ class RxQueue(_Queue):
             self._layout = layout
             if layout is None:
                 return None
-        if not layout.holds(offset, pieces, by_slot=False):
+        if not layout.holds(raw_offsets(raw), pieces):
             self._layout = None  # the producer uses other buffers now: learn again
             return None
         return layout.runs(pieces, width)
@@ -748,9 +792,27 @@ class RxQueue(_Queue):
             return n
         n = self.free_to_post()
         if n:
-            offsets = cast(np.ndarray, self._buf_offsets)  # a slave's, always set
-            self._post(n, self._buf_region, offsets, self._buf_size, canonical=True)
+            ring = self.ring
+            head, words, own = ring.head, ring.desc_u32, self._own_descs()
+            for at, lo, hi in ring_pieces(head, n, ring.size):
+                words[4 * at : 4 * (at + hi - lo)] = own[4 * at : 4 * (at + hi - lo)]
+            ring.head = head + n
         return n
+
+    def _own_descs(self) -> memoryview:
+        """Slave: the descriptor that posts each slot's own buffer (at ``headroom``), as
+        uint32 words like ``Ring.desc_u32``: refilling copies a run of them, one
+        memcpy however many slots."""
+        headroom, own = self._own
+        if own is None or headroom != self.headroom:
+            headroom = self.headroom
+            descs = np.zeros(self.ring.size, wire.DESC_DTYPE)
+            descs["region"] = self._buf_region
+            descs["offset"] = cast(np.ndarray, self._buf_offsets) + headroom
+            descs["length"] = self._buf_size - headroom
+            own = memoryview(descs.view(np.uint32))  # type: ignore[arg-type]
+            self._own = (headroom, own)
+        return own
 
     def free_to_post(self) -> int:
         """Slave: slots whose buffers were taken and may be posted again."""
@@ -775,18 +837,16 @@ class RxQueue(_Queue):
         if n and int(offsets.max()) + capacity > int(self._sizes[region]):
             raise ConfigError(f"a buffer lies outside region {region}")
         if n:
-            self._post(n, region, offsets, capacity, canonical=False)
+            self._post(n, region, offsets, capacity)
         return n
 
-    def _post(
-        self, n: int, region: int, offsets: np.ndarray, capacity: int, canonical: bool
-    ) -> None:
-        """Post ``n`` buffers from ``head``; canonical offsets are indexed by slot."""
+    def _post(self, n: int, region: int, offsets: np.ndarray, capacity: int) -> None:
+        """Post ``n`` buffers from ``head`` (at ``headroom``)."""
         ring, hr = self.ring, self.headroom
         head = ring.head
         for at, lo, hi in ring_pieces(head, n, ring.size):
             k = hi - lo
-            src = offsets[at : at + k] if canonical else offsets[lo:hi]
+            src = offsets[lo:hi]
             ring.d_region[at : at + k] = region
             ring.d_offset[at : at + k] = src + hr
             ring.d_length[at : at + k] = capacity - hr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
@@ -19,15 +20,20 @@ from ._common import (
     SlotLayout,
     _bad_mask,
     _Queue,
+    _read_raw,
     check_live,
     copy_windows,
     pieces,
+    raw_offsets,
     ring_pieces,
     row_index,
     row_items,
+    same_heads,
     slot_values,
     strided_view,
 )
+
+_HEAD = struct.Struct("<Q")  # a descriptor's first 8 bytes: flags | region << 16 | length << 32
 
 
 class TxBatch:
@@ -127,6 +133,12 @@ class TxBatch:
         return queue.tx_burst(self, lengths, count, flags)
 
     @property
+    def region(self) -> int | None:
+        """The region index every buffer lies in, or None when they may differ."""
+        region = self._region
+        return region if isinstance(region, int) else None
+
+    @property
     def is_view(self) -> bool:
         """True when :attr:`buffers` are the shared buffers themselves (one run of evenly
         spaced buffers), False when writes go to a staging array until publishing."""
@@ -190,6 +202,10 @@ class TxBatch:
         k, width = len(idx), rows.dtype.itemsize
         if width > self.capacity:
             raise ConfigError(f"rows of {width} bytes do not fit buffers of {self.capacity}")
+        if k == 1 and self._staging is None and self.count:  # one packet: one bytes copy
+            buffer: np.ndarray = self._view(0)
+            memoryview(buffer)[:width] = rows[idx[0]].tobytes()  # type: ignore[arg-type]
+            return
         runs = self._runs if self._staging is None else [(0, self.count, self._staging)]
         if runs is not None:
             for lo, hi, view in runs:
@@ -356,7 +372,9 @@ class TxQueue(_Queue):
         free = self.free_slots()  # checks the counters (faults when impossible)
         start = ring.tail if self.is_master else ring.head
         s = start & ring.mask
-        return self._batch(start, min(count, free) if wrap else min(count, free, ring.size - s))
+        if not wrap and free > ring.size - s:
+            free = ring.size - s  # one contiguous run: it stops at the ring's end
+        return self._batch(start, count if count < free else free)
 
     def _batch(self, start: int, n: int) -> TxBatch:
         """The buffers of ``n`` slots from counter ``start``."""
@@ -426,25 +444,21 @@ class TxQueue(_Queue):
         layout = self._layout
         if layout is None or pieces[-1][2] == 0:
             return None
-        ring = self.ring
-        if pieces[-1][2] == 1:  # one slot: plain reads, no reductions (~1 us each)
-            at = pieces[0][0]
-            if int(ring.d_offset[at]) != int(layout.offsets[at]) or (
-                int(ring.d_region[at]) != layout.region
-            ):
+        # A copy of the descriptors, checked by bytes comparisons (no reductions: about a
+        # microsecond each): the slave posts every buffer with the same flags, region and
+        # length, at the layout's offsets.
+        raw = _read_raw(self.ring, start, pieces[-1][2])
+        (head,) = _HEAD.unpack_from(raw)
+        if not layout.matches(raw, head, pieces):  # one comparison for the usual run
+            if not same_heads(raw, pieces[-1][2]):
+                return None  # buffers of several lengths (or regions): checked one by one
+            if not layout.holds(raw_offsets(raw), pieces):
                 self._layout = None  # the slave posts elsewhere now: learn again
                 return None
-            cap = min(layout.grid.shape[1], int(ring.d_length[at]))
-        elif not layout.holds(ring.d_offset, pieces, by_slot=True) or any(
-            np.count_nonzero(ring.d_region[at : at + hi - lo] != layout.region)
-            for at, lo, hi in pieces
-        ):
-            self._layout = None  # the slave posts elsewhere now: learn again
+        if (head >> 16) & 0xFFFF != layout.region:
+            self._layout = None
             return None
-        else:
-            cap = layout.grid.shape[1]  # rows never overlap
-            for at, lo, hi in pieces:
-                cap = min(cap, int(ring.d_length[at : at + hi - lo].min()))
+        cap = min(layout.grid.shape[1], head >> 32)  # rows never overlap
         if cap == 0:
             return None
         offset = slot_values(layout.offsets, pieces, copy=False)  # ours: a view will do
@@ -471,7 +485,7 @@ class TxQueue(_Queue):
             batch.published = True
             return 0
         ring = self.ring
-        one = isinstance(lengths, int | np.integer)
+        one = isinstance(lengths, (int, np.integer))
         if one:
             if not 0 < lengths <= batch.capacity:
                 raise ConfigError(f"length {lengths} must be 1..{batch.capacity}")
@@ -484,13 +498,18 @@ class TxQueue(_Queue):
                 raise ConfigError(f"lengths must be 1..{batch.capacity}")
             nbytes = int(lengths.sum())
         batch.flush(n, width)
-        for at, lo, hi in ring_pieces(batch.start, n, ring.size):
-            end = at + hi - lo
-            ring.d_length[at:end] = lengths if one else cast(np.ndarray, lengths)[lo:hi]
-            ring.d_flags[at:end] = 0 if flags is None else flags[lo:hi]
-            if not self.is_master and self._rewrite_desc:
-                ring.d_region[at:end] = self._buf_region
-                ring.d_offset[at:end] = batch.offsets[lo:hi]
+        region = batch.region
+        if one and flags is None and region is not None:
+            self._write_heads(batch.start, n, region << 16 | width << 32)
+        else:
+            for at, lo, hi in ring_pieces(batch.start, n, ring.size):
+                end = at + hi - lo
+                ring.d_length[at:end] = lengths if one else cast(np.ndarray, lengths)[lo:hi]
+                ring.d_flags[at:end] = 0 if flags is None else flags[lo:hi]
+        if not self.is_master and self._rewrite_desc:  # zero-copy pointed slots elsewhere
+            for at, lo, hi in ring_pieces(batch.start, n, ring.size):
+                ring.d_region[at : at + hi - lo] = self._buf_region
+                ring.d_offset[at : at + hi - lo] = batch.offsets[lo:hi]
         if self.is_master:
             ring.tail = batch.start + n
         else:
@@ -503,6 +522,19 @@ class TxQueue(_Queue):
         self.stats.bytes += nbytes
         ring.kick()
         return n
+
+    def _write_heads(self, start: int, n: int, head: int) -> None:
+        """Write ``head`` (``flags | region << 16 | length << 32``) into the first 8 bytes
+        of the descriptors of ``n`` slots from counter ``start``: one write per run."""
+        ring = self.ring
+        if n == 1:  # two scalar writes: cheaper than any numpy call
+            at = 4 * (start & ring.mask)
+            words = ring.desc_u32
+            words[at] = head & 0xFFFFFFFF
+            words[at + 1] = head >> 32
+            return
+        for at, lo, hi in ring_pieces(start, n, ring.size):
+            ring.desc_words[2 * at : 2 * (at + hi - lo) : 2] = head
 
     def tx_chained(self, rows: np.ndarray, idx: np.ndarray, lengths: np.ndarray) -> int:
         """Copy packet ``i`` (the first ``lengths[i]`` bytes of ``rows[idx[i]]``) into
@@ -612,6 +644,9 @@ class TxQueue(_Queue):
         sent = 0
         packets = list(packets)
         for k, pkt in enumerate(packets):
+            if self._send_slot(pkt):  # the usual packet: one slot, no numpy call
+                sent += 1
+                continue
             data = pkt if isinstance(pkt, np.ndarray) else np.frombuffer(pkt, np.uint8)
             result = self._send_one(data)  # publishes each packet; one kick at the end
             if result is _FULL:
@@ -627,6 +662,47 @@ class TxQueue(_Queue):
             self._live()  # nothing touched the ring (no packets, or all empty)
         return sent
 
+    def _send_slot(self, pkt: bytes | bytearray | memoryview | np.ndarray) -> bool:
+        """Publish a packet that fits the next slot's buffer, with plain scalar reads and
+        writes (no batch, no numpy call); False, having changed nothing, for anything
+        else: :meth:`_send_one` plans those (chains, a full ring, a bad posted buffer,
+        data that is not bytes, a bytearray or a 1-D uint8 array)."""
+        kind = type(pkt)
+        if kind is np.ndarray:
+            if cast(np.ndarray, pkt).dtype != np.uint8 or cast(np.ndarray, pkt).ndim != 1:
+                return False
+        elif kind is not bytes and kind is not bytearray:
+            return False
+        size = len(pkt)
+        ring = self.ring
+        if not size or not self.free_slots():
+            return False
+        words = ring.desc_u32
+        if self.is_master:  # the buffer the slave posted, checked as alloc checks it
+            start = ring.tail
+            at = 4 * (start & ring.mask)
+            region, capacity, offset = words[at] >> 16, words[at + 1], words[at + 2]
+            if region >= len(self._limits) or offset + capacity > self._limits[region]:
+                return False  # a bad buffer: the plan faults the queue
+        else:  # our own buffer of this slot
+            start = ring.head
+            at = 4 * (start & ring.mask)
+            region, capacity, offset = self._buf_region, self._buf_size, self._buf_list[at >> 2]
+        if size > capacity:
+            return False  # a chain (or an empty posted buffer)
+        self._memory[region][offset : offset + size] = cast(bytes, pkt)  # a buffer of bytes
+        words[at] = region << 16  # flags 0: the packet ends here
+        words[at + 1] = size
+        words[at + 2] = offset
+        if self.is_master:
+            ring.tail = start + 1
+        else:
+            ring.head = start + 1
+        stats = self.stats
+        stats.packets += 1
+        stats.bytes += size
+        return True
+
     def _send_one(self, data: np.ndarray) -> object:
         """Plan the slots of one packet (each with its own capacity), fill, publish once."""
         ring, size = self.ring, len(data)
@@ -638,7 +714,9 @@ class TxQueue(_Queue):
         pos = 0
         while pos < size:
             if len(plan) == free:  # out of slots: could it ever fit in this ring?
-                cap = plan[-1][0].capacity if plan else self._buf_size or 1
+                cap = plan[-1][0].capacity if plan else self._buf_size
+                if not cap:  # a master with nothing posted: no buffer size to judge by
+                    return _FULL
                 need = len(plan) + -(-(size - pos) // cap)
                 return _TOO_BIG if need > ring.size else _FULL
             slot = self._slot(start + len(plan))

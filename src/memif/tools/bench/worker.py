@@ -79,21 +79,22 @@ def send_loop(tx: Any, frame: int, burst: int, ctl: memoryview) -> None:
     Every packet gets the whole template frame copied in and its sequence number stamped at
     bytes 42..49; ``ctl[TX_PACKETS]`` is updated after every burst.
     """
-    template = build_frame(frame)
+    frames = np.tile(build_frame(frame), (burst, 1))  # the next burst, stamped in private
+    stamps = frames[:, SEQ_OFFSET:SEQ_END].view(np.uint64)
     ramp = np.arange(burst, dtype=np.uint64).reshape(burst, 1)
     alloc, tx_burst = tx.alloc, tx.tx_burst
     seq = 0
+    np.add(ramp, seq, out=stamps)
     while not ctl[STOP]:
         batch = alloc(burst)
         n = batch.count
         if not n:
             continue  # ring full: the receiver has not caught up
-        bufs = batch.buffers
-        bufs[:, :frame] = template
-        np.add(ramp[:n], seq, out=bufs[:, SEQ_OFFSET:SEQ_END].view(np.uint64))
+        batch.buffers[:, :frame] = frames if n == burst else frames[:n]  # one copy in
         tx_burst(batch, frame)
         seq += n
         ctl[TX_PACKETS] = seq
+        np.add(ramp, seq, out=stamps)  # stamp the next burst while the receiver reads
 
 
 def receive_loop(rx: Any, frame: int, burst: int, ctl: memoryview, copy: bool = False) -> None:
