@@ -529,3 +529,22 @@ def test_after_catching_up_the_nap_follows_the_rate_of_the_turns_spun(link: tupl
     client.send([b"m"] * 64)
     assert loop.run_once(10.001) == 10.001  # a full vector: at once
     assert loop.run_once(10.002) == pytest.approx(10.004)  # 64 in 2 ms: 2 ms more
+
+
+def test_a_nap_ends_when_a_slice_brings_nothing_new(link: tuple) -> None:
+    """A closed loop (a peer that has sent all it had and waits for answers) is not held
+    for the whole nap: the nap wakes NAP_SLICES times and ends at the first slice that
+    brought no packet.  The clock here never moves, so only that can end it."""
+    server, client = link
+    clock = ManualClock(10.0)
+    loop = EventLoop(clock=clock, busy_vector=8, vector=1024, max_coalesce=0.4)
+    rxq, drain = server.rx_queues[0], Drain()
+    loop.add_rx(rxq, drain, RxMode.ADAPTIVE)
+    loop.run_once(10.0)
+    client.send([b"h"] * 16)
+    clock.now = 10.001
+    deadline = loop.run_once(clock())
+    assert deadline > 10.03  # a nap asked for (half the ring at 16 kpps) ...
+    client.send([b"i"] * 4)  # (arrived before it: seen at its start)
+    assert loop.sleep(deadline) is False  # ... ended by the first quiet slice
+    assert loop.naps == 1 and rxq.ready() == 4 and rxq.polling

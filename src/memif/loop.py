@@ -99,6 +99,7 @@ __all__ = [
     "MAX_COALESCE",
     "MAX_SLEEP",
     "MIN_NAP",
+    "NAP_SLICES",
     "VECTOR",
     "EventLoop",
     "RxHandler",
@@ -124,6 +125,9 @@ COALESCE_FILL = 0.5
 MAX_COALESCE = 0.001
 #: Shorter naps are not taken (the loop turns at once): about what a sleep costs.
 MIN_NAP = 50e-6
+#: A nap wakes this many times to see whether packets still arrive; one that brought none
+#: ends it (the peer has sent what it had), so a closed loop is not held back for long.
+NAP_SLICES = 4
 
 #: An rx queue's handler: take what the queue has, return the packets handled (0: none).
 RxHandler = Callable[[RxQueue], int]
@@ -563,11 +567,31 @@ class EventLoop:
             self._sync_fds()
         self.sleeps += 1
         self.naps += 1
-        ready = fds.wait(timeout)
-        if not ready:
-            self.woken_by_kicks = True  # as a kick's wake-up: no control work
-            return False
-        return self._woken(ready)
+        # In slices: a nap ends once a slice brought nothing new (the peer has sent what it
+        # had: a closed loop, a window-limited flow, a pause), not only at its end.
+        step = max(MIN_NAP, timeout / NAP_SLICES)
+        end = self.clock() + timeout
+        seen = self._arrived()
+        while True:
+            ready = fds.wait(min(step, max(end - self.clock(), 0.0)))
+            if ready:
+                return self._woken(ready)
+            arrived = self._arrived()
+            if arrived == seen or self.clock() >= end:
+                self.woken_by_kicks = True  # as a kick's wake-up: no control work
+                return False
+            seen = arrived
+
+    def _arrived(self) -> int:
+        """Descriptors waiting on the adaptive queues (-1 once one has disconnected)."""
+        total = 0
+        for entry in self._entries:
+            if entry.mode is RxMode.ADAPTIVE:
+                try:
+                    total += entry.rxq.ready()
+                except NotConnectedError:
+                    return -1
+        return total
 
     def _sync_fds(self) -> None:
         """Lay out what sleeps and naps wait on (after a registration changed)."""
