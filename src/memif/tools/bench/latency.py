@@ -17,9 +17,9 @@ sides that are this package's ``memif gen``: ``interrupt`` (sleep on the queue's
 soon as a turn brings fewer than ``BUSY_VECTOR`` packets), ``polling`` (spin, a whole CPU
 each), ``adaptive`` (memifd's rule, :mod:`memif.loop`: spin near the peak, nap up to
 ``MAX_COALESCE`` for bigger vectors under load, which adds up to that much to the RTT above
-``BUSY_VECTOR / MAX_COALESCE`` packets per second, else as ``interrupt``). memifd runs its
-own adaptive main loop whatever the mode, and testpmd always
-busy-polls: on those hops the mode is that of the ends only.
+``BUSY_VECTOR / MAX_COALESCE`` packets per second, else as ``interrupt``). Through memifd
+the mode is memifd's too (``set interface rx-mode`` on both its ports before each point);
+testpmd always busy-polls: on that hop the mode is that of the Python end only.
 
 Per point: ``sent`` (frames handed to the ring), ``received`` (those that came back),
 ``lost`` (sent - received), the RTT ``min``/``p50``/``p99``/``p99.9``/``max``/``mean`` in
@@ -67,6 +67,7 @@ PERCENTILES = (0.0, *(round(100 * (1 - 10 ** (-k / 8)), 4) for k in range(1, 33)
 MIN_FRAME, MAX_FRAME = 62, 2048  # memif gen's header; one 2048-byte buffer
 MAX_RATE = 10_000_000
 _WAIT = 20.0  # seconds to wait for a peer, memifd or testpmd
+SENDER_PORT = "memif1/0"  # memifd's port of the sender (a.sock)
 REFLECTOR_PORT = "memif2/0"  # memifd's port of the reflector (b.sock)
 
 MEMIFD_CONFIG = """\
@@ -280,6 +281,17 @@ class Memifd:
                 raise PointError(f"memifd's {name} not {'up' if up else 'down'} in {_WAIT:g} s")
             time.sleep(0.01)
 
+    def set_rx_mode(self, mode: str) -> None:
+        """``set interface rx-mode`` of both ports (the point's mode)."""
+        assert self.cli is not None  # connected in __init__
+        for port in (SENDER_PORT, REFLECTOR_PORT):
+            try:
+                reply = self.cli.request(f"set interface rx-mode {port} {mode}")
+            except CtlError as exc:
+                raise PointError(f"memifd's CLI: {exc}") from None
+            if not reply.get("ok"):
+                raise PointError(f"memifd: set interface rx-mode: {reply.get('output')}")
+
     def check(self) -> None:
         """PointError if memifd has exited."""
         try:
@@ -298,6 +310,7 @@ def measure_memifd(point: Point, opts: Options, memifd: Memifd | None = None) ->
     """Sender -> memifd bridge domain -> ``memif gen macswap`` -> back."""
     assert memifd is not None
     memifd.wait_link(REFLECTOR_PORT, up=False)  # the previous point's reflector has left
+    memifd.set_rx_mode(point.mode)
     refl = _reflector(opts, "reflector", memifd.b, "client", point.mode)
     try:
 
