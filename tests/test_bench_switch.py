@@ -112,6 +112,7 @@ def test_imix_circulates_a_mix(testpmd_binary: str) -> None:
         (["--warmup", "inf"], "expected a finite number >= 0, not inf"),
         (["--warmup", "nan"], "expected a finite number >= 0, not nan"),
         (["--warmup", "-1"], "expected a finite number >= 0, not -1"),
+        (["--rx-mode", "turbo"], "invalid choice: 'turbo'"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(args: list[str], message: str) -> None:
