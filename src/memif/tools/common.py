@@ -132,8 +132,11 @@ def host_mode(args: argparse.Namespace, command: str) -> Mode:
     return mode
 
 
-def open_interface(args: argparse.Namespace, app_name: str) -> tuple[Socket, Interface]:
-    """Create the socket and interface the options describe and wait until connected.
+def open_interface(
+    args: argparse.Namespace, app_name: str, stop: StopRequest | None = None
+) -> tuple[Socket, Interface]:
+    """Create the socket and interface the options describe and wait until connected
+    (or until ``stop`` turns true: then the interface is returned unconnected).
 
     Raises TimeoutError with the last disconnect reason if the peer never comes.
     """
@@ -151,8 +154,10 @@ def open_interface(args: argparse.Namespace, app_name: str) -> tuple[Socket, Int
             polling=args.polling,
             reconnect_interval=0.2,
         )
-        control_loop(sock).run(until=lambda: iface.connected, duration=args.connect_timeout)
-        if not iface.connected:
+        control_loop(sock).run(
+            until=lambda: iface.connected or bool(stop), duration=args.connect_timeout
+        )
+        if not iface.connected and not stop:
             reason = iface.remote_disc_reason or iface.local_disc_reason or "no peer"
             raise TimeoutError(
                 f"not connected after {args.connect_timeout:g} s on {args.socket} ({reason})"

@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from ... import packet as pkt
@@ -40,6 +38,7 @@ from ...sock import Socket
 from ...wire import Mode
 from ..common import (
     LiveLine,
+    StopRequest,
     add_connection_args,
     control_loop,
     fail,
@@ -138,26 +137,6 @@ def add_parser(subparsers: Any) -> None:
 # ---------------------------------------------------------------------- the loop
 
 
-class _Stop(BaseException):
-    """SIGTERM arrived."""
-
-
-@contextlib.contextmanager
-def _sigterm_stops() -> Iterator[None]:
-    def handler(signum: int, frame: object) -> None:
-        raise _Stop
-
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
 def serve(
     sock: Socket,
     iface: Interface,
@@ -165,6 +144,7 @@ def serve(
     *,
     until: float | None = None,
     live: LiveLine | None = None,
+    stop: StopRequest | None = None,
 ) -> None:
     """Answer on every queue of ``iface`` until ``time.monotonic()`` reaches ``until``.
 
@@ -174,7 +154,7 @@ def serve(
     """
     loop = control_loop(sock)
     was_up = iface.connected
-    while True:
+    while not stop:
         now = time.monotonic()
         if until is not None and now >= until:
             return
@@ -221,19 +201,25 @@ def run(args: argparse.Namespace) -> int:
     what = "reflecting every frame" if args.reflect else f"answering {pkt.ip4_str(args.ip)}"
     live = LiveLine()
     connects = 0
-    with _sigterm_stops():  # installed before saying we wait: a SIGTERM from then on stops us
+    # SIGINT/SIGTERM set a flag the loops look at (a second one raises KeyboardInterrupt):
+    # an exception raised wherever the signal lands could be swallowed (a finalizer's).
+    stop = StopRequest()
+    iface: Interface | None = None
+    with stop.installed():  # before saying we wait: a signal from then on stops us
         try:
             _note(
                 None,
                 f"responder: {what} from {format_mac(mac)} on {args.socket} "
                 f"({args.role}, id {args.id}); waiting for the peer",
             )
-            sock, iface = open_interface(args, APP_NAME)
+            sock, iface = open_interface(args, APP_NAME, stop)
         except (TimeoutError, MemifError, OSError) as exc:
             return fail(interface_error(exc, args.socket))
-        except (KeyboardInterrupt, _Stop):
+        except KeyboardInterrupt:
             pass  # stopped before any peer came: a normal stop, with zero counters
-        else:
+        if iface is not None and not iface.connected:  # stopped before any peer came
+            sock.close()
+        elif iface is not None:
             try:
                 iface.config.mac = mac
                 _note(
@@ -241,8 +227,8 @@ def run(args: argparse.Namespace) -> int:
                     f"responder: connected to {iface.remote_app_name or 'peer'} "
                     f"({len(iface.rx_queues)} rx queues)",
                 )
-                with contextlib.suppress(KeyboardInterrupt, _Stop):
-                    serve(sock, iface, responder, until=until, live=live)
+                with contextlib.suppress(KeyboardInterrupt):
+                    serve(sock, iface, responder, until=until, live=live, stop=stop)
                 live.update(responder.status(), force=True)
                 live.close()
             finally:
