@@ -197,6 +197,26 @@ def test_txonly_count_is_exact_and_in_order(role: str, queues: int) -> None:
     assert total == n
 
 
+@pytest.mark.slow
+def test_live_line_shows_elapsed_time_and_ends_with_the_totals() -> None:
+    """Without a terminal the live line is printed once a second; its last state is the
+    run's totals and average rates, not the 0 pps of its last instant."""
+    n, path = 3000, unique()
+    with Peer(path, "server") as peer:
+        gen = memif_popen("gen", "txonly", "--socket", path, "--count", str(n),
+                          "--rate", "2000", "--linger", "0", "--json")  # fmt: skip
+        peer.pump(lambda: gen.poll() is not None, timeout=60)
+        out, err = gen.communicate(timeout=30)
+    s = json.loads(out.strip().splitlines()[-1])
+    lines = [x for x in err.splitlines() if " s " in x and "tx " in x]
+    assert lines, err
+    assert all(x.split()[0].replace(".", "").isdigit() and x.split()[1] == "s" for x in lines)
+    last = lines[-1]
+    assert "(done, average rates)" in last, last
+    assert f"tx {n:,} (" in last and f"rx {s['rx_packets']:,} (" in last
+    assert last.startswith(f"{s['seconds']:.1f} s ")
+
+
 IMIX = [64, 594, 64, 64, 1518, 64, 594, 64, 64, 594, 64, 594]  # 7 x 64, 4 x 594, 1 x 1518
 
 

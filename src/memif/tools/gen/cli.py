@@ -297,8 +297,9 @@ def run(args: argparse.Namespace) -> int:
     except MemifError as exc:
         error = str(exc)
     finally:
-        gen.live.close()
         summary = gen.summary()
+        gen.live.update(gen.final_text(summary), force=True)
+        gen.live.close()
         sock.close()
     if args.json:
         print_json(summary)

@@ -328,9 +328,22 @@ class Generator:
         p50 = self.an.latency.percentile(50)
         lat = f"  p50 {p50 / 1000:.1f} us" if p50 is not None else ""
         return (
+            f"{now - self.t0:.1f} s  "
             f"tx {_pps((tx - tx0) / dt)} {(txb - txb0) * 8 / dt / 1e9:.3f} Gbit/s  "
             f"rx {_pps((rx - rx0) / dt)} {(rxb - rxb0) * 8 / dt / 1e9:.3f} Gbit/s  "
             f"lost {self.an.total('lost')}  drops {self.tx_drops + self.rx_errors()}{lat}"
+        )
+
+    def final_text(self, summary: dict[str, Any]) -> str:
+        """The live line's last state: totals and average rates over the whole run (not the
+        rates of its last instant, which are 0 once the sending has ended)."""
+        lat = f"  p50 {summary['p50_us']:.1f} us" if summary["p50_us"] is not None else ""
+        return (
+            f"{summary['seconds']:.1f} s (done, average rates)  "
+            f"tx {summary['tx_packets']:,} ({_pps(summary['tx_mpps'] * 1e6)})  "
+            f"rx {summary['rx_packets']:,} ({_pps(summary['rx_mpps'] * 1e6)})  "
+            f"lost {summary['lost'] if summary['lost'] is not None else '-'}  "
+            f"drops {summary['tx_drops'] + summary['rx_errors']}{lat}"
         )
 
     def rx_errors(self) -> int:
