@@ -406,3 +406,45 @@ def test_set_interface_rx_mode_and_rx_placement(tmp_path: Path) -> None:
                 "set interface rx-mode memif1/0 turbo")
     finally:
         d.stop()
+
+
+def test_l2fib_add_del_static(tmp_path: Path) -> None:
+    a_path, b_path = tmp_path / "a.sock", tmp_path / "b.sock"
+    d = Memifd(tmp_path, [f"create memif socket id 1 filename {a_path}",
+                          f"create memif socket id 2 filename {b_path}",
+                          "create interface memif id 0 socket-id 1 master",
+                          "create interface memif id 0 socket-id 2 master",
+                          "create bridge-domain 1", "create bridge-domain 2",
+                          "set interface l2 bridge memif1/0 1",
+                          "set interface l2 bridge memif2/0 1",
+                          "set interface state memif1/0 up",
+                          "set interface state memif2/0 up"]).wait_ready()  # fmt: skip
+    x = "02:00:00:00:00:0a"
+    try:
+
+        def entries() -> dict:
+            return {(e["mac"], e["bd_id"]): e for e in d.ok("show l2fib verbose")["data"]}
+
+        d.ok(f"l2fib add {x} 1 memif1/0 static")
+        assert entries()[(x, 1)]["static"] and entries()[(x, 1)]["interface"] == "memif1/0"
+        # a frame from X arriving on memif2/0 does not move a static entry
+        with memif.Socket(str(b_path)) as sock:
+            peer = sock.create_interface(role="client", id=0)
+            memif.testing.drive(sock, until=lambda: peer.connected, timeout=15)
+            d.wait_up("memif2/0")
+            frame = bytes.fromhex("ffffffffffff" "02000000000a" "0800") + bytes(50)
+            assert peer.send([frame]) == 1
+            _wait(lambda: d.interfaces()["memif2/0"]["rx_packets"] == 1, "the frame")
+        assert entries()[(x, 1)]["interface"] == "memif1/0"
+        assert d.fails(f"l2fib add {x} 2 memif1/0") == "memif1/0 is not in bridge domain 2"
+        assert "bad MAC address" in d.fails("l2fib add 02:zz 1 memif1/0")
+        d.ok("l2fib add 02:00:00:00:00:0b 1 memif2/0")  # a dynamic one
+        assert not entries()[("02:00:00:00:00:0b", 1)]["static"]
+        d.ok(f"l2fib del {x} 1")
+        assert (x, 1) not in entries()
+        assert d.fails(f"l2fib del {x} 1") == f"no L2 FIB entry {x} in bridge domain 1"
+        d.ok(f"l2fib add {x} 1 memif1/0 static")
+        d.ok("delete interface memif memif1/0")  # its static entries go with it
+        assert (x, 1) not in entries()
+    finally:
+        d.stop()

@@ -401,6 +401,30 @@ for _flag, _what in (
 
 
 @command(
+    "l2fib add",
+    "<mac> <bd> <interface> [static]",
+    "an L2 FIB entry (static: never learned over or aged)",
+)
+def _l2fib_add(ctx: Context, args: Args) -> str:
+    mac = args.mac()
+    bd = bridge_domain(args)
+    sw = ctx.interface(args)
+    static = args.try_keyword(["static"]) is not None
+    args.end([] if static else ["static"])
+    ctx.switch.l2fib_add(mac, bd, sw.name, static)
+    return ""
+
+
+@command("l2fib del", "<mac> <bd>", "remove an L2 FIB entry, static or learned")
+def _l2fib_del(ctx: Context, args: Args) -> str:
+    mac = args.mac()
+    bd = bridge_domain(args)
+    args.end()
+    ctx.switch.l2fib_del(mac, bd)
+    return ""
+
+
+@command(
     "set bridge-domain mac-age",
     "<bd> <minutes>",
     "remove learned MACs not seen for <minutes> (0: never; the default, as VPP's)",

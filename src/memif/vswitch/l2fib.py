@@ -187,6 +187,23 @@ class L2Fib:
         self._add(k, Entry(sw_if_index, now, static=True))
         self._stale = True
 
+    def remove(self, bd: int, mac: int) -> bool:
+        """``l2fib del``: forget one entry, static or learned; False if there was none."""
+        k = int(fib_key(bd, mac))
+        if k not in self.entries:
+            return False
+        self._delete(k)
+        self._stale = True
+        return True
+
+    def forget_interface(self, sw_if_index: int) -> int:
+        """A deleted interface: every entry behind it goes, static ones too."""
+        gone = [k for k, e in self.entries.items() if e.sw_if_index == sw_if_index]
+        for k in gone:
+            self._delete(k)
+        self._stale = self._stale or bool(gone)
+        return len(gone)
+
     def age(self, now: float, max_age: dict[int, float]) -> int:
         """Remove dynamic entries older than their bridge domain's ``max_age`` seconds."""
         old = [

@@ -29,6 +29,7 @@ from ..sock import Socket
 from ..text import escape
 from . import nodes_ip4, nodes_l2
 from .graph import Graph
+from .l2fib import fib_key
 from .mainloop import MainLoop
 from .memif_port import DEFAULT_VECTOR, MemifInput, MemifOutput, MemifPort
 from .nodes_l2 import CountingDrop
@@ -292,7 +293,7 @@ class Switch:
             raise SwitchError(f"{name} is not a {kind} interface (it is a {port.kind} interface)")
         self.ports.remove(sw.sw_if_index)
         self.graph.remove(self.graph.nodes[port.output_node])
-        self.fib.flush(sw_if_index=sw.sw_if_index)
+        self.fib.forget_interface(sw.sw_if_index)  # static entries too
         self.neighbors.flush(sw.sw_if_index)
         self.tables.remove(sw)
         port.close()
@@ -383,6 +384,31 @@ class Switch:
         if not up:
             self.neighbors.flush(sw.sw_if_index)
         self.tables.refresh()
+
+    def l2fib_add(self, mac: str, bd_id: int, name: str, static: bool = False) -> None:
+        """``l2fib add <mac> <bd> <interface> [static]``: an entry the operator sets; a
+        static one is never learned over or aged (the interface must be in the domain)."""
+        sw = self.interface(name)
+        if bd_id not in self.tables.bds:
+            raise SwitchError(f"no bridge domain {bd_id}")
+        if sw.bd != bd_id:
+            raise SwitchError(f"{name} is not in bridge domain {bd_id}")
+        value = int.from_bytes(parse_mac(mac), "big")
+        key = int(fib_key(bd_id, value))
+        if key not in self.fib.entries and len(self.fib) >= self.fib.limit:
+            raise SwitchError(f"the L2 FIB is full ({self.fib.limit} entries)")
+        if static:
+            self.fib.add_static(bd_id, value, sw.sw_if_index, self.now)
+        else:
+            self.fib.remove(bd_id, value)
+            self.fib.learn(np.array([key], np.uint64), np.array([sw.sw_if_index]), self.now)
+            if key not in self.fib.entries:
+                raise SwitchError(f"{mac} refused: {name}'s or bridge domain {bd_id}'s learn limit")
+
+    def l2fib_del(self, mac: str, bd_id: int) -> None:
+        """``l2fib del <mac> <bd>``."""
+        if not self.fib.remove(bd_id, int.from_bytes(parse_mac(mac), "big")):
+            raise SwitchError(f"no L2 FIB entry {mac} in bridge domain {bd_id}")
 
     def set_rx_mode(self, name: str, mode: str, queue: int | None = None) -> None:
         """``set interface rx-mode <if> [queue <n>] polling|interrupt|adaptive``: how the
