@@ -24,9 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from ..vswitch.graph import Node
+from ..vswitch.graph import CounterNode
 from ..vswitch.memif_port import MemifPort
 from .commands import Context
 
@@ -40,7 +38,7 @@ READ_SIZE = 4096
 INSTALL_HINT = "memifd --metrics needs prometheus_client: pip install 'memif[metrics]'"
 
 
-class MetricsCounters(Node):
+class MetricsCounters(CounterNode):
     """``show errors`` for the metrics endpoint (never gets vectors)."""
 
     name = "metrics"
@@ -50,9 +48,6 @@ class MetricsCounters(Node):
         "idle-timeout": "metrics: connection idle too long (closed)",
         "evicted": "metrics: every slot taken; the oldest connection was closed",
     }
-
-    def process(self, idx: np.ndarray) -> None:
-        self.graph.pool.free(idx)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -107,11 +102,7 @@ class MetricsServer:
         self._listener = sock
         self.address = sock.getsockname()[:2]
         self.conns: dict[int, _Conn] = {}
-        graph = self.switch.graph
-        node = graph.by_name.get(MetricsCounters.name)
-        if node is None:
-            node = graph.nodes[graph.add(MetricsCounters())]
-        self.counters = node.error_counts
+        self.counters = self.switch.graph.error_counters(MetricsCounters)
         self.switch.add_fd(sock.fileno(), self._accept)
         log.info("metrics on http://%s:%d/metrics", *self.address)
 

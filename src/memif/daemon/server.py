@@ -37,13 +37,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
-
 from ..access import AccessPolicy, PeerCredentials, peer_credentials
 from ..ctl import schema
 from ..ctl.schema import MAX_REQUEST, SchemaError
 from ..text import escape
-from ..vswitch.graph import Node
+from ..vswitch.graph import CounterNode
 from .commands import Context, Pending, Reply, execute
 
 log = logging.getLogger("memifd")
@@ -80,7 +78,7 @@ class _Client:
         return self.pending is None and b"\n" not in self.inbuf
 
 
-class CliCounters(Node):
+class CliCounters(CounterNode):
     """``show errors`` counters of the CLI server (a node that never gets vectors)."""
 
     name = "cli"
@@ -94,8 +92,6 @@ class CliCounters(Node):
         "exception": "exception serving a CLI client: that client closed",
     }
 
-    def process(self, idx: np.ndarray) -> None:
-        self.graph.pool.free(idx)
 
 
 class CliServer:
@@ -130,11 +126,7 @@ class CliServer:
         self.clock = clock
         self.clients: dict[int, _Client] = {}
         self._listener: socket.socket | None = None
-        graph = self.switch.graph
-        counters = graph.by_name.get(CliCounters.name)
-        if counters is None:
-            counters = graph.nodes[graph.add(CliCounters())]
-        self.counters = counters.error_counts
+        self.counters = self.switch.graph.error_counters(CliCounters)
 
     # ------------------------------------------------------------------ socket
     def start(self) -> None:

@@ -124,6 +124,15 @@ class ErrorDrop(Node):
         self.graph.pool.free(idx)
 
 
+class CounterNode(Node):
+    """A node that only holds ``show errors`` counters for a part of the switch outside the
+    graph (the CLI server, the metrics endpoint); it never gets vectors (any would be
+    freed).  :meth:`Graph.error_counters` adds it once and returns its counters."""
+
+    def process(self, idx: np.ndarray) -> None:
+        self.graph.pool.free(idx)
+
+
 class Graph:
     """Nodes, their pending vectors, and the trace buffer."""
 
@@ -144,6 +153,13 @@ class Graph:
         self._failed: tuple[Node, np.ndarray] | None = None  # the node that raised, its vector
         self._added_next: list[list[int]] = []  # per node id: edges added by add_next
         self.drop_node = self.add(drop or ErrorDrop())
+
+    def error_counters(self, cls: type[CounterNode]) -> dict[str, int]:
+        """The error counters of the ``cls`` node, added to the graph on first use."""
+        node = self.by_name.get(cls.name)
+        if node is None:
+            node = self.nodes[self.add(cls())]
+        return node.error_counts
 
     def add(self, node: Node) -> int:
         """Register a node; returns its id (also ``node.id``).
