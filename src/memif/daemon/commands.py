@@ -25,6 +25,7 @@ from typing import Any
 from ..access import AccessPolicy, parse_gids, parse_uids
 from ..ctl.schema import Reply
 from ..errors import MemifError
+from ..loop import RxMode
 from ..text import escape
 from ..vswitch.l2fib import DEFAULT_IF_LIMIT
 from ..vswitch.switch import Switch, SwitchError
@@ -293,7 +294,7 @@ def _set_state(ctx: Context, args: Args) -> str:
 def _set_rx_mode(ctx: Context, args: Args) -> str:
     sw = ctx.interface(args)
     queue = args.integer("queue", 0, 254) if args.try_keyword(["queue"]) else None
-    mode = args.keyword(["polling", "interrupt", "adaptive"], "rx-mode")
+    mode = args.keyword([m.value for m in RxMode], "rx-mode")
     args.end()
     ctx.switch.set_rx_mode(sw.name, mode, queue)
     return ""

@@ -28,8 +28,8 @@ mode for a sleep in ppoll when idle or when turns bring fewer than 8 frames: its
 follows the load, :mod:`memif.loop`); ``polling`` turns the same loop without ever sleeping
 (as the loop benchmark does), the CPU at 100% at any rate; ``interrupt`` serves the same
 loop's queues in interrupt mode (the peer kicks after every burst, the loop sleeps on the
-eventfds as soon as a turn brings fewer than 8 frames, no coalescing). memifd itself has
-no ``set interface rx-mode`` command: it always runs the adaptive loop.
+eventfds as soon as a turn brings fewer than 8 frames, no coalescing): each set on the
+switch's ports as memifd's ``set interface rx-mode`` sets it.
 Configurations (``--configs``): ``slave-zc`` (switch slaves with zero-copy, the default of
 VPP and memifd), ``slave-copy`` (slaves without zero-copy), ``master-copy`` (switch masters,
 the traffic process's clients in copy mode). Frames: one buffer at most (60..2048 bytes).
@@ -50,6 +50,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ...loop import RxMode
 from .charts import check_path, pyplot
 from .common import thread_schedstat, two_cpus
 from .sweep_traffic import LISTENING, READY, Traffic, percentile_us
@@ -58,7 +59,7 @@ CONFIGS = ("slave-zc", "slave-copy", "master-copy")
 """The sweep's configurations: (switch role)-(zero-copy or copy)."""
 DEFAULT_CONFIGS = ("slave-zc", "slave-copy")
 """With and without zero-copy, the switch's ports slaves as VPP's usually are."""
-MODES = ("adaptive", "polling", "interrupt")
+MODES = tuple(m.value for m in (RxMode.ADAPTIVE, RxMode.POLLING, RxMode.INTERRUPT))  # memifd's
 MIN_FRAME, MAX_FRAME = 60, 2048  # one buffer: the source does not chain
 _WAIT = 20.0
 
@@ -122,12 +123,8 @@ class SweepBench:
         self.ifaces: list[Any] = []
 
     def turn(self) -> None:
-        """One switch turn: memifd's (with its sleep) in adaptive and interrupt mode, else
-        a poll."""
-        if self.mode == "polling":
-            self.sw.loop.run_once(time.monotonic())
-        else:
-            self.sw.run_once()
+        """One switch turn, memifd's (with its sleep: none in polling mode)."""
+        self.sw.run_once()
 
     def _run_until(self, done: Callable[[], bool], what: str) -> None:
         deadline = time.monotonic() + _WAIT
@@ -160,6 +157,7 @@ class SweepBench:
             )
             self.sw.set_state(sw_if.name, True)
             self.sw.set_bridge(sw_if.name, 1)
+            self.sw.set_rx_mode(sw_if.name, self.mode)  # as memifd's set interface rx-mode
             self.ifaces.append(sw_if)
         if self.traffic is None:
             self.traffic = Traffic(peer, sock, self.frame, self.opts.loop_cpu)
@@ -169,10 +167,6 @@ class SweepBench:
         zc = [p.zero_copy for p in self.sw.memif_ports()]
         if zc != [copy == "zc"] * 2:
             raise RuntimeError(f"switch ports zero-copy {zc}, wanted {copy == 'zc'}")
-        if self.mode == "interrupt":  # the connected ports' queues, registered adaptive
-            events = self.sw.loop.events
-            for q in events.rx_queues:
-                events.set_rx_mode(q, "interrupt")
 
     def window(self, pps: float | None, percent: float | None) -> SweepPoint:
         """Offer ``pps`` (None: the peak) for the warmup, then measure over the window."""

@@ -689,7 +689,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--rx-mode",
-        choices=("adaptive", "polling", "interrupt"),
+        choices=sweep.MODES,
         default="adaptive",
         help="the switch's rx-mode in the loop (default adaptive, as memifd; a primed loop "
         "has a fixed number of frames in flight: adaptive's naps hold it back where the "
