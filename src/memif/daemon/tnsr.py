@@ -208,7 +208,7 @@ def _recreate(ctx: Context, old: TnsrMemif, new: TnsrMemif) -> SwInterface:
     """Make the memif anew with ``new``'s settings, keeping its place in the switch."""
     switch = ctx.switch
     sw = switch.interface(old.name)
-    kept = (sw.admin_up, sw.mode, sw.bd, sw.xconnect, list(sw.ip4))
+    admin_up, mode, bd, ip4 = sw.admin_up, sw.mode, sw.bd, list(sw.ip4)
     xpeer = switch.tables.interfaces.get(sw.xconnect) if sw.xconnect is not None else None
     switch.delete_interface(old.name, "memif")
     try:
@@ -216,7 +216,6 @@ def _recreate(ctx: Context, old: TnsrMemif, new: TnsrMemif) -> SwInterface:
     except SwitchError:
         old.create(ctx)  # put the old one back, then say why
         raise
-    admin_up, mode, bd, _xconnect, ip4 = kept
     if mode is L2Mode.BRIDGE and bd is not None:
         switch.set_bridge(sw.name, bd)
     elif mode is L2Mode.XCONNECT and xpeer is not None:
