@@ -126,11 +126,12 @@ def testpmd_binary(given: str | None, hint: str = "") -> str:
     return found
 
 
-def thread_schedstat() -> tuple[int, int] | None:
-    """(ns on a CPU, ns runnable but waiting for one) of the calling thread, if available
-    (/proc/thread-self/schedstat): the wait is other load taking the thread's CPU."""
+def thread_schedstat(path: str = "/proc/thread-self/schedstat") -> tuple[int, int] | None:
+    """(ns on a CPU, ns runnable but waiting for one) of the calling thread (or of the one
+    whose schedstat file is ``path``: /proc/PID/schedstat), if available: the wait is other
+    load taking the thread's CPU."""
     try:
-        with open("/proc/thread-self/schedstat") as f:
+        with open(path) as f:
             run, wait, _ = f.read().split()
         return int(run), int(wait)
     except (OSError, ValueError):

@@ -33,6 +33,10 @@ switch's ports as memifd's ``set interface rx-mode`` sets it.
 Configurations (``--configs``): ``slave-zc`` (switch slaves with zero-copy, the default of
 VPP and memifd), ``slave-copy`` (slaves without zero-copy), ``master-copy`` (switch masters,
 the traffic process's clients in copy mode). Frames: one buffer at most (60..2048 bytes).
+
+The same windows measure a memifd in another process (:mod:`.sweep_memifd`, which
+``scripts/containers.sh sweep`` runs against the containerised topology): a bench is anything
+with the :class:`Bench` methods, and :func:`sweep` and :func:`run_sweeps` take one.
 """
 
 from __future__ import annotations
@@ -48,12 +52,12 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ...loop import RxMode
 from .charts import check_path, pyplot
 from .common import thread_schedstat, two_cpus
-from .sweep_traffic import LISTENING, READY, Traffic, percentile_us
+from .sweep_traffic import Traffic, TrafficPair, percentile_us
 
 CONFIGS = ("slave-zc", "slave-copy", "master-copy")
 """The sweep's configurations: (switch role)-(zero-copy or copy)."""
@@ -95,21 +99,44 @@ class SweepPoint:
     seconds: float | None = None
     loadavg: list[float] = field(default_factory=list)
     error: str | None = None
+    #: the switch's own interface counters over the window, ``"<interface> rx|tx|drops"``
+    #: (memifd's ``show interface``, when the sweep reads it through memifd's CLI)
+    counters: dict[str, int] = field(default_factory=dict)
 
 
-def _cpu_seconds() -> float:
-    """This process's user + system CPU time, from /proc/self/stat (clock ticks)."""
-    with open("/proc/self/stat") as f:
+def proc_cpu_seconds(pid: int | str = "self") -> float:
+    """A process's user + system CPU time, from /proc/PID/stat (clock ticks)."""
+    with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _error_counts(sw: Any) -> dict[str, int]:
-    return {
-        f"{n.node_name}/{name}": count
-        for n in sw.graph.nodes
-        for name, count in n.error_counts.items()
-    }
+class Bench(Protocol):
+    """One configuration and mode of a sweep: a switch, its traffic, their windows."""
+
+    config: str
+    mode: str
+    frame: int
+    opts: SweepOptions
+    traffic: Traffic | TrafficPair | None
+
+    def start(self) -> None:
+        """Connect the switch's ports and the traffic; the switch learns both MACs."""
+
+    def run_for(self, seconds: float) -> None:
+        """Keep the switch forwarding for ``seconds`` (RuntimeError if the traffic failed)."""
+
+    def errors(self) -> dict[str, int]:
+        """The switch's error counters so far, ``node/error``."""
+
+    def cpu(self) -> tuple[float, tuple[int, int] | None]:
+        """The switch's CPU seconds so far, and its (run, wait) ns (:func:`thread_schedstat`)."""
+
+    def counters(self) -> dict[str, int]:
+        """The switch's interface counters so far (:attr:`SweepPoint.counters`; may be {})."""
+
+    def close(self) -> None:
+        """Stop the traffic, then the switch."""
 
 
 class SweepBench:
@@ -119,8 +146,9 @@ class SweepBench:
         self.config, self.mode, self.frame, self.opts = config, mode, frame, opts
         self.runtime = tempfile.mkdtemp(prefix="rt-", dir=opts.workdir)
         self.sw: Any = None
-        self.traffic: Traffic | None = None
+        self.traffic: Traffic | TrafficPair | None = None
         self.ifaces: list[Any] = []
+        self._allowed = os.sched_getaffinity(0)
 
     def turn(self) -> None:
         """One switch turn, memifd's (with its sleep: none in polling mode)."""
@@ -135,8 +163,13 @@ class SweepBench:
                 raise TimeoutError(f"no {what} within {_WAIT} s")
             self.sw.run_once()
 
+    def _traffic(self, role: str, sock: str) -> Traffic:
+        control = os.path.join(self.runtime, "traffic.ctl")
+        return Traffic("both", role, sock, self.frame, self.opts.loop_cpu, control)
+
     def start(self) -> None:
-        """Connect the switch's two ports and the traffic process; the switch learns both."""
+        """Connect the switch's two ports and the traffic process; the switch learns both,
+        then runs on the SWITCH CPU."""
         from ...vswitch import Switch
 
         role, copy = self.config.split("-")
@@ -144,10 +177,10 @@ class SweepBench:
         self.sw = Switch(runtime_dir=self.runtime, app_name="memif-bench-sweep")
         peer = "server" if role == "slave" else "client"
         if peer == "server":  # the socket must listen before the switch connects
-            self.traffic = Traffic(peer, sock, self.frame, self.opts.loop_cpu)
+            self.traffic = server = self._traffic(peer, sock)
             deadline = time.monotonic() + _WAIT
-            while not self.traffic.ctl[LISTENING]:
-                if self.traffic.failed() or time.monotonic() > deadline:
+            while not server.listening():
+                if server.failed() or time.monotonic() > deadline:
                     raise RuntimeError("the traffic process did not listen (see stderr)")
                 time.sleep(0.005)
         self.sw.create_socket(1, sock)
@@ -159,64 +192,50 @@ class SweepBench:
             self.sw.set_bridge(sw_if.name, 1)
             self.sw.set_rx_mode(sw_if.name, self.mode)  # as memifd's set interface rx-mode
             self.ifaces.append(sw_if)
-        if self.traffic is None:
-            self.traffic = Traffic(peer, sock, self.frame, self.opts.loop_cpu)
-        traffic = self.traffic
+        traffic = self.traffic = self.traffic or self._traffic(peer, sock)
         self._run_until(lambda: all(i.link_up for i in self.ifaces), "switch link")
-        self._run_until(lambda: bool(traffic.ctl[READY]), "traffic ready")
+        self._run_until(traffic.ready, "traffic ready")
         zc = [p.zero_copy for p in self.sw.memif_ports()]
         if zc != [copy == "zc"] * 2:
             raise RuntimeError(f"switch ports zero-copy {zc}, wanted {copy == 'zc'}")
+        os.sched_setaffinity(0, {self.opts.switch_cpu})
 
-    def window(self, pps: float | None, percent: float | None) -> SweepPoint:
-        """Offer ``pps`` (None: the peak) for the warmup, then measure over the window."""
-        assert self.traffic is not None
-        traffic, opts = self.traffic, self.opts
-        point = SweepPoint(self.config, self.mode, self.frame, percent, target_pps=pps)
-        traffic.set_rate(pps or 0)
-        gc.collect()
-        end = time.monotonic() + opts.warmup
-        while time.monotonic() < end:
-            self.turn()
-        errors0 = _error_counts(self.sw)
-        sent0, full0, rx0, bytes0, hist0 = traffic.snapshot()
-        sched0 = thread_schedstat()
-        cpu0, t0 = _cpu_seconds(), time.monotonic()
-        end = t0 + opts.seconds
+    def run_for(self, seconds: float) -> None:
+        """Turn the switch for ``seconds``."""
         turn, monotonic = self.turn, time.monotonic
+        end = monotonic() + seconds
         while monotonic() < end:
             turn()
-        cpu1, t1 = _cpu_seconds(), time.monotonic()
-        sched1 = thread_schedstat()
-        sent1, full1, rx1, bytes1, hist1 = traffic.snapshot()
-        errors1 = _error_counts(self.sw)
-        if traffic.failed():
-            raise RuntimeError("the traffic process failed during the window (see stderr)")
-        wall = t1 - t0
-        drops = {k: v - errors0.get(k, 0) for k, v in errors1.items() if v != errors0.get(k, 0)}
-        if full1 != full0:
-            drops["source/ring-full"] = full1 - full0
-        hist = hist1 - hist0
-        point.offered_pps = round((sent1 - sent0 + full1 - full0) / wall, 1)
-        point.delivered_pps = round((rx1 - rx0) / wall, 1)
-        point.delivered_gbps = round((bytes1 - bytes0) * 8 / wall / 1e9, 4)
-        point.cpu = round((cpu1 - cpu0) / wall, 4)
-        if sched0 is not None and sched1 is not None:
-            point.runq = round((sched1[1] - sched0[1]) / 1e9 / wall, 4)
-        point.drops = drops
-        point.latency_p50_us = percentile_us(hist, 50)
-        point.latency_p99_us = percentile_us(hist, 99)
-        point.seconds = round(wall, 4)
-        point.loadavg = [round(x, 2) for x in os.getloadavg()]
-        return point
+
+    def errors(self) -> dict[str, int]:
+        """The switch's node errors so far."""
+        return {
+            f"{n.node_name}/{name}": count
+            for n in self.sw.graph.nodes
+            for name, count in n.error_counts.items()
+        }
+
+    def cpu(self) -> tuple[float, tuple[int, int] | None]:
+        """This process's CPU time (the switch is its only thread that runs) and schedstat."""
+        return proc_cpu_seconds(), thread_schedstat()
+
+    def counters(self) -> dict[str, int]:
+        """Not read here: the traffic's counters are the switch's ports'."""
+        return {}
+
+    def window(self, pps: float | None, percent: float | None) -> SweepPoint:
+        """:func:`window` of this bench."""
+        return window(self, pps, percent)
 
     def close(self) -> None:
         """Stop the traffic (the switch keeps turning meanwhile), then the switch."""
         try:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, self._allowed)
             if self.traffic is not None:
                 self.traffic.request_stop()
                 deadline = time.monotonic() + 5.0
-                while self.traffic.proc.exitcode is None and time.monotonic() < deadline:
+                while not self.traffic.failed() and time.monotonic() < deadline:
                     self.sw.run_once()
                 self.traffic.stop()
         finally:
@@ -225,39 +244,75 @@ class SweepBench:
             shutil.rmtree(self.runtime, ignore_errors=True)
 
 
+def window(bench: Bench, pps: float | None, percent: float | None) -> SweepPoint:
+    """Offer ``pps`` (None: the peak) for the warmup, then measure over the window."""
+    assert bench.traffic is not None
+    traffic, opts = bench.traffic, bench.opts
+    point = SweepPoint(bench.config, bench.mode, bench.frame, percent, target_pps=pps)
+    traffic.set_rate(pps or 0)
+    gc.collect()
+    bench.run_for(opts.warmup)
+    errors0, counters0 = bench.errors(), bench.counters()
+    sent0, full0, rx0, bytes0, hist0 = traffic.snapshot()
+    (cpu0, sched0), t0 = bench.cpu(), time.monotonic()
+    bench.run_for(opts.seconds)
+    (cpu1, sched1), t1 = bench.cpu(), time.monotonic()
+    sent1, full1, rx1, bytes1, hist1 = traffic.snapshot()
+    errors1, counters1 = bench.errors(), bench.counters()
+    if traffic.failed():
+        raise RuntimeError("the traffic process failed during the window (see stderr)")
+    wall = t1 - t0
+    drops = {k: v - errors0.get(k, 0) for k, v in errors1.items() if v != errors0.get(k, 0)}
+    if full1 != full0:
+        drops["source/ring-full"] = full1 - full0
+    hist = hist1 - hist0
+    point.offered_pps = round((sent1 - sent0 + full1 - full0) / wall, 1)
+    point.delivered_pps = round((rx1 - rx0) / wall, 1)
+    point.delivered_gbps = round((bytes1 - bytes0) * 8 / wall / 1e9, 4)
+    point.cpu = round((cpu1 - cpu0) / wall, 4)
+    if sched0 is not None and sched1 is not None:
+        point.runq = round((sched1[1] - sched0[1]) / 1e9 / wall, 4)
+    point.drops = drops
+    point.counters = {k: v - counters0.get(k, 0) for k, v in counters1.items()}
+    point.latency_p50_us = percentile_us(hist, 50)
+    point.latency_p99_us = percentile_us(hist, 99)
+    point.seconds = round(wall, 4)
+    point.loadavg = [round(x, 2) for x in os.getloadavg()]
+    return point
+
+
 def sweep(
-    config: str,
-    mode: str,
-    frame: int,
-    percents: Sequence[float],
-    opts: SweepOptions,
-    report: Callable[[SweepPoint], None],
+    bench: Bench, percents: Sequence[float], report: Callable[[SweepPoint], None]
 ) -> list[SweepPoint]:
     """Measure the peak of one configuration and mode, then each percentage of it; each
     point goes to ``report`` as soon as it is measured. A failure ends the series with a
-    point whose ``error`` says why."""
-    bench = SweepBench(config, mode, frame, opts)
+    point whose ``error`` says why. The bench is closed at the end."""
     points: list[SweepPoint] = []
-    allowed = os.sched_getaffinity(0)
     try:
         bench.start()
-        os.sched_setaffinity(0, {opts.switch_cpu})
-        peak = bench.window(None, None)
+        peak = window(bench, None, None)
         points.append(peak)
         report(peak)
         for pct in percents:
             pps = max(1.0, (peak.delivered_pps or 0.0) * pct / 100.0)
-            point = bench.window(pps, pct)
+            point = window(bench, pps, pct)
             points.append(point)
             report(point)
     except Exception as exc:  # the series stops; the next one runs
-        failed = SweepPoint(config, mode, frame, None, error=f"{type(exc).__name__}: {exc}")
+        failed = SweepPoint(
+            bench.config, bench.mode, bench.frame, None, error=f"{type(exc).__name__}: {exc}"
+        )
         points.append(failed)
         report(failed)
     finally:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, allowed)
-        bench.close()
+        try:
+            bench.close()
+        except Exception as exc:  # after the points: the series' last word
+            failed = SweepPoint(
+                bench.config, bench.mode, bench.frame, None, error=f"{type(exc).__name__}: {exc}"
+            )
+            points.append(failed)
+            report(failed)
     return points
 
 
@@ -282,7 +337,7 @@ def percent_list(text: str) -> list[float]:
     return out
 
 
-def _options(args: argparse.Namespace) -> tuple[list[str], list[int], SweepOptions]:
+def options(args: argparse.Namespace) -> tuple[list[str], list[int], SweepOptions]:
     """The sweep's configurations, frames and options from the command line (ValueError)."""
     configs = args.configs or list(DEFAULT_CONFIGS)
     bad = [c for c in configs if c not in CONFIGS]
@@ -311,37 +366,55 @@ def run(args: argparse.Namespace) -> int:
     """``memif bench-switch --rates``: every configuration, mode and frame; returns 0, 1 if
     a series failed, 2 on bad options."""
     try:
-        configs, frames, opts = _options(args)
+        configs, frames, opts = options(args)
     except ValueError as exc:  # ChartError is one
         print(f"memif bench-switch: {exc}", file=sys.stderr)
         return 2
     series = [(c, m, f) for f in frames for c in configs for m in args.modes]
-    rates = ",".join(f"{r:g}" for r in args.rates)
-    points: list[SweepPoint] = []
     opts.workdir = tempfile.mkdtemp(prefix="memif-bench-sweep-")
     try:
-        for i, (config, mode, frame) in enumerate(series, 1):
-            label = f"[{i}/{len(series)}] {config} {mode} frame={frame}"
-            print(f"{label}: peak, then {rates}% of it, {opts.seconds:g} s each ...",
-                  file=sys.stderr, flush=True)  # fmt: skip
-
-            def report(p: SweepPoint, label: str = label) -> None:
-                print(f"{label}: {_progress(p)}", file=sys.stderr, flush=True)
-                if args.json:
-                    print(json.dumps(asdict(p)), flush=True)
-
-            points += sweep(config, mode, frame, args.rates, opts, report)
+        return run_sweeps(
+            series,
+            lambda c, m, f: SweepBench(c, m, f, opts),
+            args,
+            "memif bench-switch",
+            f"memif bench-switch --rates, {time.strftime('%Y-%m-%d %H:%M')}",
+        )
     finally:
         shutil.rmtree(opts.workdir, ignore_errors=True)
+
+
+def run_sweeps(
+    series: Sequence[tuple[str, str, int]],
+    make_bench: Callable[[str, str, int], Bench],
+    args: argparse.Namespace,
+    prog: str,
+    title: str,
+) -> int:
+    """Sweep each (configuration, mode, frame) of ``series`` with ``make_bench``'s bench:
+    progress on stderr, ``args.json`` one object per point on stdout (else the table),
+    ``args.plot`` the chart (``title`` and the load average over it). Returns 0, or 1 when
+    a series failed. ``args``: rates, seconds, json, plot."""
+    rates = ",".join(f"{r:g}" for r in args.rates)
+    points: list[SweepPoint] = []
+    for i, (config, mode, frame) in enumerate(series, 1):
+        label = f"[{i}/{len(series)}] {config} {mode} frame={frame}"
+        print(f"{label}: peak, then {rates}% of it, {args.seconds:g} s each ...",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+        def report(p: SweepPoint, label: str = label) -> None:
+            print(f"{label}: {_progress(p)}", file=sys.stderr, flush=True)
+            if args.json:
+                print(json.dumps(asdict(p)), flush=True)
+
+        points += sweep(make_bench(config, mode, frame), args.rates, report)
     if not args.json:
         print(format_sweep(points))
     if args.plot is not None:
         from .sweep_chart import plot_sweep
 
-        load = os.getloadavg()[0]
-        title = f"memif bench-switch --rates, {time.strftime('%Y-%m-%d %H:%M')}, load {load:.1f}"
-        path = plot_sweep(points, args.plot, title=title)
-        print(f"memif bench-switch: chart written to {path}", file=sys.stderr)
+        path = plot_sweep(points, args.plot, title=f"{title}, load {os.getloadavg()[0]:.1f}")
+        print(f"{prog}: chart written to {path}", file=sys.stderr)
     return 1 if any(p.error for p in points) else 0
 
 
