@@ -6,9 +6,10 @@ pinned to the LOOP CPU, it holds two memif interfaces on one socket, ``A`` (id 0
 ``A`` frames addressed to ``B``'s MAC (B sends a few frames first, so the switch learns both
 MACs and forwards known unicast) and receives on ``B``: the switch bridges them. It busy-polls
 its CPU. Split (``source`` and ``sink``, one process each, for a switch whose ports belong to
-different tenants: ``scripts/containers.sh sweep``), the source holds ``A`` alone on its socket
-and busy-polls, the sink holds ``B`` (interface id 0) on its own socket and sleeps on its
-queue's eventfd when the ring is empty, so both can share one CPU.
+different tenants: ``scripts/containers.sh sweep``), the source holds ``A`` alone on its socket,
+the sink ``B`` (interface id 0) on its own; so that both can share one CPU, the source sleeps
+until its next burst is due (it spins at the peak) and the sink sleeps on its queue's
+eventfd while its ring is empty.
 
 The source is a token bucket: at each turn it may send ``(now - start) * rate`` packets
 minus those already offered, at most a burst (``BURST``); what the switch's ring has no room
@@ -123,8 +124,9 @@ def run_traffic(
     tx: Any, rx: Any, rx_a: Any, frame: int, ctl: np.ndarray, hist: np.ndarray, sleep: bool = False
 ) -> None:
     """Offer ``ctl[RATE]`` frames/s on ``tx`` and take them from ``rx`` until ``ctl[STOP]``;
-    without ``tx`` (None) only receive, without ``rx`` only send. ``sleep``: wait on ``rx``'s
-    eventfd when its ring is empty (the sink alone), else spin."""
+    without ``tx`` (None) only receive, without ``rx`` only send. ``sleep`` (a source or a
+    sink alone, sharing a CPU): the source sleeps until its next chunk is due, the sink waits
+    on ``rx``'s eventfd when its ring is empty; else both spin."""
     template = build_frame(frame)
     template[0:6], template[6:12] = np.frombuffer(MAC_B, np.uint8), np.frombuffer(MAC_A, np.uint8)
     seqs = np.arange(BURST, dtype=np.uint64).reshape(BURST, 1)
@@ -147,8 +149,12 @@ def run_traffic(
                 want = min(BURST, due - offered)
                 if want < chunk:
                     want = 0
+                    if sleep:  # until the next chunk is due: the CPU is the sink's meanwhile
+                        time.sleep(min(0.001, (chunk - due + offered) / rate))
             elif rate < 0:  # paused
                 want = 0
+                if sleep:
+                    time.sleep(0.001)
             left = want
             while left > 0:  # one run of the ring, then the rest after its end
                 batch = tx.alloc(left)
@@ -221,7 +227,7 @@ def traffic_main(part: str, role: str, path: str, frame: int, cpu: int, control:
                 frame,
                 ctl,
                 hist,
-                sleep=part == "sink",
+                sleep=part != "both",
             )
     except KeyboardInterrupt:
         pass
