@@ -7,6 +7,7 @@
 #   scripts/containers.sh down     # stop and remove the containers, the volumes and the network
 #   scripts/containers.sh build    # only the set-up: packages, settings, base image, image
 #   scripts/containers.sh test     # tests/test_containers.py (builds, brings up, checks, downs)
+#   scripts/containers.sh sweep [--plot FILE] [--json] ...  # the rate sweep through memifd
 #   scripts/containers.sh compose ARGS   # podman-compose ARGS in deploy/, this project's name
 #
 # Set-up, on a fresh Debian machine as root, one line per step: apt packages (podman runc
@@ -220,6 +221,36 @@ up() {
     die "no frames between A and C after 120 s (scripts/containers.sh status; podman logs ...)"
 }
 
+# The rate sweep (scripts/containers_sweep.py --help): set-up, then compose.yaml with
+# compose.bench.yaml (A and C idle, each with its own /bench directory), the sweep from this host
+# (source in A, sink in C, memifd through its CLI socket), then down. Every line of ours goes
+# to stderr: stdout is the sweep's table or --json.
+sweep() {
+    local py rc=0 i
+    case " $* " in *" -h "* | *" --help "*)
+        PYTHONPATH="$ROOT/src" exec "$(python)" "$ROOT/scripts/containers_sweep.py" --help ;;
+    esac
+    setup >&2
+    down >&2
+    py=$(python)
+    BENCH_DIR=$(mktemp -d /tmp/memif-sweep.XXXXXX)
+    export BENCH_DIR
+    trap 'down >&2; rm -rf "$BENCH_DIR"' EXIT
+    install -d -m 0700 -o 1001 -g 1001 "$BENCH_DIR/a" # the source's control block, uid 1001's
+    install -d -m 0700 -o 1003 -g 1003 "$BENCH_DIR/c" # the sink's, uid 1003's
+    step "sweep: podman-compose up -d (compose.yaml + compose.bench.yaml: A and C idle)" >&2
+    compose -f compose.yaml -f compose.bench.yaml up -d >/dev/null
+    for i in $(seq 120); do
+        memifctl show version >/dev/null 2>&1 && break
+        [ "$i" = 120 ] && die "memifd's CLI did not answer in 120 s (podman logs memif-topology_memifd_1)"
+        sleep 1
+    done
+    step "sweep: scripts/containers_sweep.py $* (source in A, sink in C, memifd's CLI)" >&2
+    PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}" "$py" "$ROOT/scripts/containers_sweep.py" \
+        --bench-dir "$BENCH_DIR" "$@" || rc=$?
+    return $rc
+}
+
 status() {
     compose ps
     memifctl show interface
@@ -241,6 +272,10 @@ up) up ;;
 status) status ;;
 down) down ;;
 build) setup ;;
+sweep)
+    shift
+    sweep "$@"
+    ;;
 wheel) wheel ;;
 compose) # podman-compose in deploy/ with this project's name: compose -f compose.yaml ps
     shift
@@ -254,7 +289,7 @@ test)
     cd "$ROOT" && exec "$py" -m pytest -q -p no:cacheprovider tests/test_containers.py "$@"
     ;;
 *)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -202,7 +202,9 @@ def traffic_main(part: str, role: str, path: str, frame: int, cpu: int, control:
     ctl, hist = control_block(control)
     try:
         os.sched_setaffinity(0, {cpu})
-        with Socket(path, app_name="memif-bench-sweep") as sock:
+        # A listening socket file open to all (a switch without CAP_DAC_OVERRIDE, root in its
+        # container, must reach it): the peer-credential check admits only root and our uid.
+        with Socket(path, app_name="memif-bench-sweep", mode=0o666) as sock:
             ifaces = [
                 sock.create_interface(
                     role=role, id=i, ring_size=RING_SIZE, buffer_size=2048, polling=True
