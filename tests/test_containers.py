@@ -16,7 +16,10 @@ the exact counts at both testpmd ports and in ``show interface`` (memifctl insid
 container); the monitor's pcap, written by uid 1002 to a bind directory, read by tshark on the
 host; then memifd removes its socket files on SIGTERM and ``containers.sh down`` leaves no
 container and no volume.  A second test runs ``containers.sh up`` as documented (the endless
-bounce of compose.yaml alone) and checks that the counters keep moving.  Not root, or without
+bounce of compose.yaml alone) and checks that the counters keep moving.  A third runs a short
+``containers.sh sweep`` (the rate sweep, source in A, sink in C, memifd configured through its
+CLI as master-copy, slave-copy and slave-zc) and checks every point's figures and that memifd's
+``show interface`` agrees exactly with the traffic's counts after each series.  Not root, or without
 podman and no way to install it, the tests are skipped; under ``CI=true`` they fail instead.
 They use the project name memif-topology: a running ``containers.sh up`` is taken down first.
 """
@@ -28,6 +31,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -390,4 +394,51 @@ def test_up_forwards_with_live_counters(image: None) -> None:
         assert counts()[IF_B][1] > 0, "nothing mirrored to B"
     finally:
         run(str(SCRIPT), "down", timeout=300)
+    assert project_leftovers() == ("", ""), project_leftovers()
+
+
+SWEEP_CONFIGS = ("master-copy", "slave-copy", "slave-zc")
+COUNTERS = re.compile(
+    r"^counters: (\S+) adaptive: source sent (\d+), memif1/0 rx (\d+); "
+    r"memif2/0 tx (\d+), sink received (\d+)$",
+    re.MULTILINE,
+)
+
+
+def test_rate_sweep_in_containers(image: None, tmp_path: Path) -> None:
+    """``containers.sh sweep``, short: memifd in its container in each configuration, the
+    source in A (uid 1001), the sink in C (uid 1003); every point delivers, memifd's CPU and
+    interface counters are read, and after each series memifd's ``show interface`` agrees
+    exactly with what the source sent and the sink received. Then nothing is left."""
+    chart = tmp_path / "sweep.png"
+    argv = [str(SCRIPT), "sweep", "--rates", "50", "--seconds", "0.5", "--warmup", "0.2"]
+    env = {**os.environ, "PYTHON": sys.executable}
+    r = subprocess.run(
+        [*argv, "--json", "--plot", str(chart)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        check=False,
+    )
+    assert r.returncode == 0, f"{r.stdout}\n{r.stderr[-6000:]}"
+    points = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [(p["config"], p["mode"], p["percent"]) for p in points] == [
+        (c, "adaptive", pct) for c in SWEEP_CONFIGS for pct in (None, 50)
+    ], points
+    assert r.stderr.count(" offered ") == len(points)  # a progress line per point
+    for p in points:
+        assert p["error"] is None, p
+        assert p["delivered_pps"] > 0 and p["offered_pps"] >= p["delivered_pps"] * 0.95, p
+        assert 0 < p["cpu"] <= 1.05 and p["runq"] is not None, p
+        assert p["latency_p99_us"] >= p["latency_p50_us"] > 0, p
+        c = p["counters"]
+        assert c["memif1/0 rx"] > 0 and c["memif2/0 tx"] > 0, p
+        assert all(re.fullmatch(r"[a-z0-9/-]+/[a-z-]+", k) and v > 0 for k, v in p["drops"].items())
+    checks = {m[0]: tuple(map(int, m[1:])) for m in COUNTERS.findall(r.stderr)}
+    assert set(checks) == set(SWEEP_CONFIGS), r.stderr[-3000:]
+    for config, (sent, rx, tx, received) in checks.items():
+        assert sent == rx > 0 and tx == received > 0, (config, checks[config])
+        assert received <= sent, (config, checks[config])
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert project_leftovers() == ("", ""), project_leftovers()
