@@ -398,6 +398,7 @@ def test_up_forwards_with_live_counters(image: None) -> None:
 
 
 SWEEP_CONFIGS = ("master-copy", "slave-copy", "slave-zc")
+IN_FLIGHT = 4 * 1024  # frames between source and sink: its ring, memifd's two, the sink's
 COUNTERS = re.compile(
     r"^counters: (\S+) adaptive: source sent (\d+), memif1/0 rx (\d+); "
     r"memif2/0 tx (\d+), sink received (\d+)$",
@@ -429,7 +430,9 @@ def test_rate_sweep_in_containers(image: None, tmp_path: Path) -> None:
     assert r.stderr.count(" offered ") == len(points)  # a progress line per point
     for p in points:
         assert p["error"] is None, p
-        assert p["delivered_pps"] > 0 and p["offered_pps"] >= p["delivered_pps"] * 0.95, p
+        assert p["delivered_pps"] > 0, p
+        # no more delivered than offered, but what was in flight when the window opened
+        assert (p["delivered_pps"] - p["offered_pps"]) * p["seconds"] <= IN_FLIGHT, p
         assert 0 < p["cpu"] <= 1.05 and p["runq"] is not None, p
         assert p["latency_p99_us"] >= p["latency_p50_us"] > 0, p
         c = p["counters"]
