@@ -81,14 +81,6 @@ def selected_interfaces(ctx: Context, args: Args) -> list[SwInterface]:
     return [ctx.switch.tables.interfaces[i] for i in sorted(ctx.switch.tables.interfaces)]
 
 
-def mtu(ctx: Context, sw: SwInterface) -> int:
-    """The largest L3 packet the switch's buffers (and a host port's Linux side) take."""
-    size = ctx.switch.pool.data_size
-    own = sw.port.mtu  # tap, host-interface: the Linux interface's MTU
-    base = size if sw.ip_mode else size - 14
-    return min(base, own) if own else base
-
-
 def l2_mode(sw: SwInterface) -> str:
     """``l3``, ``bridge`` or ``xconnect``."""
     return {L2Mode.L3: "l3", L2Mode.BRIDGE: "bridge", L2Mode.XCONNECT: "xconnect"}[sw.mode]
@@ -105,7 +97,8 @@ def interface_data(ctx: Context, sw: SwInterface) -> dict[str, Any]:
         "admin_up": sw.admin_up,
         "link_up": sw.link_up,
         "mac": format_mac(sw.mac),
-        "mtu": mtu(ctx, sw),
+        "mtu": sw.mtu,  # the packet (L3) MTU
+        "mtu_ip4": sw.ip4_mtu,  # 0: the packet MTU
         "mode": l2_mode(sw),
         "bd_id": sw.bd,
         "xconnect": tables.interfaces[sw.xconnect].name
@@ -134,9 +127,10 @@ def show_interface(ctx: Context, args: Args) -> Reply:
     for d in data:
         for i, (label, key) in enumerate(COUNTERS):
             admin = "up" if d["admin_up"] else "down"  # VPP's State: admin (link: show hardware)
-            head = [d["name"], d["sw_if_index"], admin, d["mtu"]] if i == 0 else [""] * 4
+            mtus = f"{d['mtu']}/{d['mtu_ip4']}/0/0"  # VPP's L3/IP4/IP6/MPLS (no IPv6, MPLS)
+            head = [d["name"], d["sw_if_index"], admin, mtus] if i == 0 else [""] * 4
             rows.append([*head, label, d[key]])
-    headers = ["Name", "Idx", "State", "MTU", "Counter", "Count"]
+    headers = ["Name", "Idx", "State", "MTU (L3/IP4/IP6/MPLS)", "Counter", "Count"]
     return Reply(output=table(headers, rows, right="135") if rows else "no interfaces", data=data)
 
 

@@ -471,6 +471,7 @@ class MemifOutput(InterfaceOutput):
     """``<interface>-output`` of a memif: SPAN tx mirroring, then the port's transmit."""
 
     errors = {
+        **InterfaceOutput.errors,
         "not-connected": "memif not connected",
         "no-free-tx-slots": "ring full",
         "rx-buffer-too-small": (

@@ -23,10 +23,26 @@ import numpy as np
 from ..queue import RxQueue
 from .graph import DROP
 from .nodes_l2 import SwitchNode, mirror
-from .tables import SwInterface
+from .tables import DEFAULT_MTU, SwInterface
 
 if TYPE_CHECKING:
     from .runtime import Runtime
+
+ETHERNET_HEADER = 14
+"""Bytes a frame carries besides its MTU's payload (none on a memif in ip mode)."""
+MIN_MTU = 64
+"""The smallest MTU ``set interface mtu`` takes (VPP's minimum Ethernet packet)."""
+
+
+def max_mtu(data_size: int, ip_mode: bool) -> int:
+    """The largest MTU the switch's buffers (``data_size`` bytes each) carry."""
+    return data_size if ip_mode else data_size - ETHERNET_HEADER
+
+
+def default_mtu(port: Port, data_size: int, ip_mode: bool) -> int:
+    """A new interface's packet MTU: its Linux side's (tap, host interface), else VPP's
+    :data:`~.tables.DEFAULT_MTU`, never more than the buffers carry."""
+    return min(port.mtu or DEFAULT_MTU, max_mtu(data_size, ip_mode))
 
 
 class Port(Protocol):
@@ -183,8 +199,17 @@ class DeviceInput(SwitchNode):
 
 
 class InterfaceOutput(SwitchNode):
-    """``<interface>-output``: SPAN tx mirroring, then the port's transmit."""
+    """``<interface>-output``: the MTU check, SPAN tx mirroring, then the port's transmit.
 
+    A frame longer than the interface's packet MTU (plus its Ethernet header), or an
+    IPv4 one longer than its ``ip4`` MTU, is dropped as ``mtu-exceeded`` (error-drop
+    counts it in the receiving interface's drops, as VPP's does).  Device classes add
+    their own errors to :attr:`errors`.
+    """
+
+    errors: ClassVar[dict[str, str]] = {
+        "mtu-exceeded": "frame longer than the interface's MTU (set interface mtu)",
+    }
     next_nodes = ("l2-output", DROP)
     L2_OUTPUT = 0
     reclaim_on_failure = False  # a zero-copy transmit may have lent buffers to a ring
@@ -200,9 +225,36 @@ class InterfaceOutput(SwitchNode):
 
     def process(self, idx: np.ndarray) -> None:
         sw = self.port.sw
+        idx = self.within_mtu(sw, idx)
+        if not len(idx):
+            return
         if sw.spans:
             own = idx[~self.meta.span_copy[idx]]  # copies are not mirrored again (no loops)
             mirror(
                 self, own, np.full(len(own), sw.sw_if_index), self.next[self.L2_OUTPUT], rx=False
             )
         self.port.transmit(self, idx)
+
+    def within_mtu(self, sw: SwInterface, idx: np.ndarray) -> np.ndarray:
+        """The packets of ``idx`` the interface's MTUs let out; the rest are dropped
+        (``mtu-exceeded``).  One reduction per vector (plain ints for one packet)."""
+        header = 0 if sw.ip_mode else ETHERNET_HEADER
+        lengths = self.rt.pool.length[idx]
+        longest = int(lengths[0]) if len(idx) == 1 else int(lengths.max(initial=0))
+        limit = sw.mtu + header
+        ip4_limit = sw.ip4_mtu + header if sw.ip4_mtu and sw.ip4_mtu < sw.mtu else limit
+        if longest <= ip4_limit:
+            return idx
+        over = lengths > limit
+        if ip4_limit < limit:  # IPv4 frames have their own limit
+            data = self.rt.pool.data
+            ip4 = (
+                np.ones(len(idx), bool)
+                if sw.ip_mode
+                else (data[idx, 12] == 0x08) & (data[idx, 13] == 0x00)
+            )
+            over |= ip4 & (lengths > ip4_limit)
+        if over.any():
+            self.drop(idx[over], "mtu-exceeded")
+            idx = idx[~over]
+        return idx
