@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import platform
+import textwrap
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
@@ -423,13 +424,24 @@ def show_trace(ctx: Context, args: Args) -> Reply:
     first = heapq.nsmallest(limit, graph.traces)  # bounded by 'trace add', the operator's
     traces = [(k, graph.traces[k]) for k in first]
     tail = truncated(len(traces), len(graph.traces))
-    data = [{"packet": k, "lines": list(v)} for k, v in sorted(traces)]
+    data = [{"packet": k, "lines": list(v), "nodes": _trace_nodes(v)} for k, v in sorted(traces)]
     if not data:
         return Reply(output="No packets in trace buffer", data=data)
     out = ["------------------- Start of thread 0 memifd -------------------"]
     for k, lines in sorted(traces):
         out += [f"Packet {k}", "", *lines, ""]
     return Reply(output=_with_tail("\n".join(out).rstrip(), tail), data=data)
+
+
+def _trace_nodes(lines: list[str]) -> list[dict[str, str]]:
+    """A packet's trace lines as ``{"time", "node", "trace"}`` (``--json``): each line is
+    ``HH:MM:SS:micro: <node>`` and the node's indented decoding."""
+    out = []
+    for line in lines:
+        head, _, text = line.partition("\n")
+        when, _, node = head.partition(": ")
+        out.append({"time": when, "node": node, "trace": textwrap.dedent(text)})
+    return out
 
 
 @command("show interface rx-placement", "", "receive queues, their input node and rx-mode")

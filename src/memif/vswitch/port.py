@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import numpy as np
 
 from ..queue import RxQueue
-from .graph import DROP
+from . import decode
+from .graph import DROP, format_bytes
 from .nodes_l2 import SwitchNode, mirror
 from .tables import DEFAULT_MTU, SwInterface
 
@@ -177,9 +178,19 @@ class DeviceInput(SwitchNode):
             return self.next[self.SPAN]
         return self.next[self.ETHERNET]
 
-    def deliver(self, sw: SwInterface, idx: np.ndarray, nbytes: int | None = None) -> int:
+    def deliver(
+        self,
+        sw: SwInterface,
+        idx: np.ndarray,
+        nbytes: int | None = None,
+        queue: int | None = None,
+        slots: tuple[int, int] | None = None,
+    ) -> int:
         """Count frames received on ``sw`` (``nbytes`` of them, if known) and hand them to
-        the graph, or drop them when the interface is admin-down; returns how many."""
+        the graph, or drop them when the interface is admin-down; returns how many.
+
+        ``queue`` and ``slots`` (the burst's first ring slot and the ring size: frame
+        ``k`` came in slot ``first + k``, unchained) are for the trace only."""
         n = len(idx)
         if not n:
             return 0
@@ -190,9 +201,25 @@ class DeviceInput(SwitchNode):
         if not sw.admin_up:
             self.drop(idx, "interface-down")
             return n
-        self.graph.trace_start(self.name, idx)
-        self.graph.enqueue(self.next_for(sw), idx)
+        graph = self.graph
+        if graph.tracing:
+            graph.trace_start(self.name, idx)
+            where = {i: k for k, i in enumerate(idx.tolist())}
+            graph.trace(self, idx, lambda i: self.format_input(sw, i, queue, slots, where[i]))
+        graph.enqueue(self.next_for(sw), idx)
         return n
+
+    def format_input(
+        self, sw: SwInterface, i: int, queue: int | None, slots: tuple[int, int] | None, k: int
+    ) -> str:
+        """The input node's trace of buffer ``i``, the ``k``-th of a burst: the interface,
+        the queue and ring slot it came from (when known), its bytes."""
+        where = "" if queue is None else f" queue {queue}"
+        if slots is not None:
+            where += f" slot {(slots[0] + k) % slots[1]}"
+        kind = self.name.removesuffix("-input")
+        head = format_bytes(self.rt.pool, i)
+        return f"{kind}: {sw.name} sw_if_index {sw.sw_if_index}{where}\n  {head}"
 
     def process(self, idx: np.ndarray) -> None:  # an input node gets no vectors
         self.rt.pool.free(idx)
@@ -234,6 +261,14 @@ class InterfaceOutput(SwitchNode):
                 self, own, np.full(len(own), sw.sw_if_index), self.next[self.L2_OUTPUT], rx=False
             )
         self.port.transmit(self, idx)
+
+    def format_trace(self, i: int) -> str:
+        """``memif2/0 sw_if_index 2`` and the frame's Ethernet header (or, in ip mode,
+        its IPv4 header), as VPP's interface-output."""
+        sw = self.port.sw
+        frame, length = decode.head(self.rt.pool, i), int(self.rt.pool.length[i])
+        text = decode.ip4(frame) if sw.ip_mode else decode.ethernet(frame)
+        return f"{sw.name} sw_if_index {sw.sw_if_index} length {length}\n{text}"
 
     def within_mtu(self, sw: SwInterface, idx: np.ndarray) -> np.ndarray:
         """The packets of ``idx`` the interface's MTUs let out; the rest are dropped
