@@ -6,6 +6,7 @@ time and running totals, and the last one the run's totals."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -88,3 +89,61 @@ def test_gen_no_reconnect_ends_at_the_flap(tmp_path: Path) -> None:
     s = json.loads(out.strip().splitlines()[-1])
     assert s["reconnects"] == 0 and "admin down" in s["disconnected"], s
     assert "peer disconnected before the end" in err.read_text()
+
+
+def test_monitor_and_responder_lines_and_their_reconnect_flags(tmp_path: Path) -> None:
+    """One memifd bridge: gen floods into memif1/0; a monitor on memif1/1 (reconnect, the
+    default), a monitor on memif1/2 and a responder on memif1/3 (both --no-reconnect).
+    Flapping each port: the first monitor goes on and counts on, the other two end."""
+    sock = tmp_path / "a.sock"
+    d = Memifd(tmp_path, [f"create memif socket id 1 filename {sock}",
+                          *(f"create interface memif id {i} socket-id 1 master" for i in range(4)),
+                          "create bridge-domain 1",
+                          *(f"set interface l2 bridge memif1/{i} 1" for i in range(3)),
+                          *(f"set interface state memif1/{i} up" for i in range(4))])  # fmt: skip
+    d.wait_ready()
+    common = ("--socket", str(sock), "--json")
+    files = {k: tmp_path / f"{k}.err" for k in ("gen", "mon", "mon2", "resp")}
+    procs = {
+        "gen": memif_popen("gen", "txonly", *common, "--id", "0", "--rate", "1000",
+                           stderr=files["gen"].open("w")),
+        "mon": memif_popen("monitor", *common, "--id", "1", "--interval", "0.2",
+                           stderr=files["mon"].open("w")),
+        "mon2": memif_popen("monitor", *common, "--id", "2", "--interval", "0.2",
+                            "--no-reconnect", stderr=files["mon2"].open("w")),
+        "resp": memif_popen("responder", *common, "--id", "3", "--no-reconnect",
+                            stderr=files["resp"].open("w")),
+    }  # fmt: skip
+    counted = re.compile(r"^\d+\.\d s  monitor: (\d+) packets", re.M)
+
+    def seen(k: str) -> int:
+        found = counted.findall(files[k].read_text())
+        return int(found[-1]) if found else 0
+
+    try:
+        _wait(lambda: seen("mon") > 50 and seen("mon2") > 50, "both monitors counting")
+        d.ok("set interface state memif1/1 down")
+        _wait(lambda: "(waiting for the peer)" in files["mon"].read_text(), "monitor waiting")
+        before = seen("mon")
+        d.ok("set interface state memif1/1 up")
+        _wait(lambda: seen("mon") > before + 50, "the monitor counting on after the flap")
+        assert procs["mon"].poll() is None
+        for port, k in (("memif1/2", "mon2"), ("memif1/3", "resp")):
+            d.ok(f"set interface state {port} down")
+            procs[k].wait(timeout=30)  # --no-reconnect: the flap ends it
+        procs["mon"].send_signal(signal.SIGINT)
+        procs["mon"].wait(timeout=30)
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+            p.communicate(timeout=30)
+        d.stop()
+    for k in ("mon", "mon2", "resp"):
+        assert procs[k].returncode == 0, files[k].read_text()
+    outs = {k: files[k].read_text().splitlines() for k in procs}
+    assert outs["mon"][-1].startswith(tuple(f"{i}" for i in range(10)))
+    assert "(done, stopped by signal)  monitor: " in outs["mon"][-1]
+    assert "(done, stopped by disconnected)  monitor: " in outs["mon2"][-1]
+    assert re.match(r"^\d+\.\d s \(done\)  rx \d+ ", outs["resp"][-1]), outs["resp"]
+    assert any("disconnected (interface admin down); stopping" in x for x in outs["resp"])

@@ -307,16 +307,18 @@ def add_reconnect_args(parser: argparse._ActionsContainer) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="keep running across a disconnect (a port flap), waiting for the peer to come "
-        "back; counters continue (default: on, off with --count or --duration)",
+        "back (until --duration ends, if given); counters continue (default: on, off with "
+        "--count)",
     )
 
 
 def reconnect_wanted(args: argparse.Namespace) -> bool:
-    """``--reconnect`` as given, else on unless the run is bounded (``--count``,
-    ``--duration``): a bounded run's end is its bound, or the peer leaving."""
+    """``--reconnect`` as given, else on unless the run counts its packets (``--count``):
+    such a run ends at its count or when the peer leaves; a ``--duration`` still ends a
+    run that waits for its peer."""
     if args.reconnect is not None:
         return bool(args.reconnect)
-    return not (getattr(args, "count", None) or getattr(args, "duration", None))
+    return not getattr(args, "count", None)
 
 
 def print_json(obj: Any) -> None:

@@ -29,7 +29,7 @@ jumbo frames with ``TxQueue.send`` per packet.
 after that many seconds; the generator then waits until the peer took every sent slot from the
 ring (``--drain-timeout``) and stays connected for ``--linger`` seconds, still receiving in
 ``txonly``, so the peer's counters can be read. ``--reconnect`` (the default without
-``--count`` and ``--duration``, but for a receiving or reflecting server): a disconnect
+``--count``, but for a receiving or reflecting server): a disconnect
 waits for the peer to come back, and the counters go on over the new connection
 (``reconnects`` in the summary). Ctrl-C (or SIGTERM) ends the run at once, and
 the summary is printed in every case.
@@ -151,8 +151,8 @@ examples:
   memif gen txonly --socket @x --size 9000              # chained 2048-byte buffers
 
 --mode is the memif interface mode (ethernet, ip); the forwarding mode is FWD_MODE.
-Gbit/s counts frame bytes only (no preamble, gap or FCS). Without --count or --duration a
-disconnect (a port flap) does not end the run: the generator waits for the peer, saying
+Gbit/s counts frame bytes only (no preamble, gap or FCS). Without --count a disconnect (a port
+flap) does not end the run (a --duration still does): the generator waits for the peer, saying
 "reconnecting", and its counters go on; but a server receiving or reflecting (rxonly, io,
 macswap) ends when its client leaves, unless --reconnect. Exit status: 0 when the run ends by
 --count, --duration, Ctrl-C or (rxonly, io, macswap without --count) the peer leaving; 1 on

@@ -52,7 +52,7 @@ class Generator:
         self.rxq = list(iface.rx_queues)
         self.streams = [_TxStream(q, i) for i, q in enumerate(self.txq)]
         #: a disconnect waits for the peer to come back (--reconnect) instead of ending the
-        #: run; by default when the run has no bound, but for a receiver or reflector that
+        #: run; by default without --count, but for a receiver or reflector that
         #: is the server: its client leaving is the end of the traffic, not a port flap
         self.reconnect = reconnect_wanted(args) and (
             args.reconnect or self.mode == "txonly" or iface.role is Role.CLIENT
