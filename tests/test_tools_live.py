@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import Memifd, memif_popen
+from helpers import ENV, Memifd, memif_argv, memif_popen
+
+import memif
 
 pytestmark = pytest.mark.slow
 
@@ -147,3 +149,52 @@ def test_monitor_and_responder_lines_and_their_reconnect_flags(tmp_path: Path) -
     assert "(done, stopped by disconnected)  monitor: " in outs["mon2"][-1]
     assert re.match(r"^\d+\.\d s \(done\)  rx \d+ ", outs["resp"][-1]), outs["resp"]
     assert any("disconnected (interface admin down); stopping" in x for x in outs["resp"])
+
+
+# ------------------------------------------------------------------ the latency histogram
+def _round_trip(tmp_path: Path, *args: str) -> tuple[str, str]:
+    """``memif gen txonly`` against a ``memif gen macswap`` reflector: (stdout, stderr)."""
+    path = memif.testing.unique_name("hist")
+    refl = memif_popen("gen", "macswap", "--socket", path, "--role", "server", "--quiet")
+    try:
+        gen = memif_popen("gen", "txonly", "--socket", path, "--count", "2000",
+                          "--rate", "20000", "--linger", "0.2", "--quiet", *args)  # fmt: skip
+        out, err = gen.communicate(timeout=60)
+        assert gen.returncode == 0, err
+        refl.communicate(timeout=30)  # a server reflector ends when its client leaves
+    finally:
+        if refl.poll() is None:
+            refl.kill()
+            refl.communicate()
+    return out, err
+
+
+def test_gen_histogram_and_plot(tmp_path: Path) -> None:
+    chart = tmp_path / "latency.png"
+    out, err = _round_trip(tmp_path, "--histogram", "--plot", str(chart), "--json")
+    s = json.loads(out)
+    h = s["histogram"]
+    assert sum(h["counts"]) == s["latency_samples"] == s["rx_packets"] == 2000
+    assert len(h["edges_us"]) == len(h["counts"]) + 1 and h["edges_us"] == sorted(h["edges_us"])
+    assert h["edges_us"][0] <= s["min_us"] and h["edges_us"][-1] >= s["max_us"]
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 1000
+    assert f"latency chart written to {chart}" in err
+
+    out, _ = _round_trip(tmp_path, "--histogram")  # the text form, after the summary
+    rows = re.findall(r"^\s+[\d.]+ -\s+[\d.]+ us  #*\s+(\d+)$", out, re.M)
+    assert len(rows) == 20 and sum(map(int, rows)) == 2000, out
+    assert "round-trip latency histogram (2000 samples):" in out
+
+
+def test_gen_plot_without_matplotlib_is_one_line(tmp_path: Path) -> None:
+    shim = tmp_path / "shim" / "matplotlib"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError('not installed')\n")
+    env = {**ENV, "PYTHONPATH": f"{shim.parent}:{ENV['PYTHONPATH']}"}
+    r = subprocess.run(memif_argv("gen", "--socket", "@nobody", "--plot", str(tmp_path / "x.png")),
+                       env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == "memif: --plot needs matplotlib: pip install 'memif[plot]' (or matplotlib)\n"
+    r = subprocess.run(memif_argv("gen", "--socket", "@nobody", "--plot", str(tmp_path / "x.gif")),
+                       env=ENV, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 1 and "must end with .png, .svg, .pdf" in r.stderr

@@ -50,11 +50,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from typing import Any
 
 from ... import wire
 from ...errors import MemifError
 from ...loop import BUSY_VECTOR, MAX_COALESCE
+from ..bench.charts import ChartError, check_path, pyplot
 from ..common import (
     add_connection_args,
     add_reconnect_args,
@@ -67,6 +69,7 @@ from ..common import (
 )
 from .frames import IMIX, Frames
 from .fwd import Generator
+from .histogram import format_histogram, latency_histogram, plot_histogram
 
 MODES = ("txonly", "rxonly", "io", "macswap")
 
@@ -272,6 +275,18 @@ def add_parser(subparsers: Any) -> None:
         "when idle or for a trickle); default interrupt, polling with --polling",
     )
     add_reconnect_args(g)
+    g.add_argument(
+        "--histogram",
+        action="store_true",
+        help="print the latency histogram at the end (log-spaced bins; with --json: its "
+        "edges_us and counts in the summary)",
+    )
+    g.add_argument(
+        "--plot",
+        metavar="FILE",
+        help="draw the latency histogram into FILE (.png, .svg, .pdf); needs matplotlib "
+        "(pip install 'memif[plot]')",
+    )
     g.add_argument("--quiet", "-q", action="store_true", help="no live line on stderr")
     p.set_defaults(func=run)
 
@@ -295,6 +310,12 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         return fail(str(exc))
+    if args.plot:
+        try:  # before any traffic: a chart that cannot be drawn fails the run at once
+            check_path(args.plot)
+            pyplot()
+        except ChartError as exc:
+            return fail(str(exc))
     try:
         sock, iface = open_interface(args, "memif-gen")
     except (TimeoutError, MemifError, OSError) as exc:
@@ -310,10 +331,18 @@ def run(args: argparse.Namespace) -> int:
         summary = gen.summary()
         gen.finish_live(summary)
         sock.close()
+    hist = latency_histogram(gen.an.latency) if args.histogram or args.plot else None
+    if hist is not None and args.histogram:
+        summary["histogram"] = hist
     if args.json:
         print_json(summary)
     else:
         print(format_summary(summary), flush=True)
+        if hist is not None and args.histogram:
+            print(format_histogram(hist, summary["latency"] or "no"), flush=True)
+    if hist is not None and args.plot:
+        plot_histogram(hist, summary["latency"] or "no", args.plot)
+        print(f"memif gen: latency chart written to {args.plot}", file=sys.stderr, flush=True)
     if error:
         return fail(error)
     # A receiver or reflector whose peer leaves has simply reached the end of the traffic,
