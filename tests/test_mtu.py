@@ -5,13 +5,11 @@ the receiving interface's drops."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
-from helpers import Memifd
-
-import memif
+from helpers import bridge_memifd, bridge_peers
+from helpers import wait_until as _wait
 
 pytestmark = pytest.mark.slow
 
@@ -22,26 +20,8 @@ def _frame(ethertype: str, length: int) -> bytes:
     return BCAST + bytes.fromhex(ethertype) + bytes(length - 14)
 
 
-def _wait(cond, what: str, timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
-def _bridge(tmp_path: Path) -> Memifd:
-    return Memifd(tmp_path, [f"create memif socket id 1 filename {tmp_path / 'a.sock'}",
-                             f"create memif socket id 2 filename {tmp_path / 'b.sock'}",
-                             "create interface memif id 0 socket-id 1 master",
-                             "create interface memif id 0 socket-id 2 master",
-                             "create bridge-domain 1", "set interface l2 bridge memif1/0 1",
-                             "set interface l2 bridge memif2/0 1",
-                             "set interface state memif1/0 up",
-                             "set interface state memif2/0 up"]).wait_ready()  # fmt: skip
-
-
 def test_set_interface_mtu_shown_and_checked(tmp_path: Path) -> None:
-    d = _bridge(tmp_path)
+    d = bridge_memifd(tmp_path)
     try:
         text = d.ok("show interface memif1/0")["output"].splitlines()
         assert "MTU (L3/IP4/IP6/MPLS)" in text[0]
@@ -73,18 +53,10 @@ def test_set_interface_mtu_shown_and_checked(tmp_path: Path) -> None:
 
 
 def test_frames_over_the_output_mtu_are_dropped_and_counted(tmp_path: Path) -> None:
-    d = _bridge(tmp_path)
+    d = bridge_memifd(tmp_path)
     try:
         d.ok("set interface mtu packet 1500 memif2/0")
-        with (
-            memif.Socket(str(tmp_path / "a.sock")) as sa,
-            memif.Socket(str(tmp_path / "b.sock")) as sb,
-        ):
-            a = sa.create_interface(role="client", id=0)
-            b = sb.create_interface(role="client", id=0)
-            memif.testing.drive(sa, sb, until=lambda: a.connected and b.connected, timeout=15)
-            d.wait_up("memif1/0")
-            d.wait_up("memif2/0")
+        with bridge_peers(d, tmp_path) as (sa, sb, a, b):
             got: list[bytes] = []
 
             def receive(n: int) -> bool:

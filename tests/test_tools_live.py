@@ -9,22 +9,15 @@ import json
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from helpers import ENV, Memifd, memif_argv, memif_popen
+from helpers import wait_until as _wait
 
 import memif
 
 pytestmark = pytest.mark.slow
-
-
-def _wait(cond, what: str, timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def _memifd(tmp_path: Path) -> Memifd:
@@ -43,6 +36,12 @@ def _gen(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, Path]:
     return proc, err
 
 
+def _reap(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
 def test_gen_survives_a_port_flap_and_its_counters_go_on(tmp_path: Path) -> None:
     d = _memifd(tmp_path)
     proc, err = _gen(tmp_path)
@@ -58,9 +57,7 @@ def test_gen_survives_a_port_flap_and_its_counters_go_on(tmp_path: Path) -> None
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        _reap(proc)
         d.stop()
     assert proc.returncode == 0, err.read_text()
     s = json.loads(out.strip().splitlines()[-1])
@@ -83,9 +80,7 @@ def test_gen_no_reconnect_ends_at_the_flap(tmp_path: Path) -> None:
         d.ok("set interface state memif1/0 down")
         out, _ = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        _reap(proc)
         d.stop()
     assert proc.returncode == 1
     s = json.loads(out.strip().splitlines()[-1])
@@ -163,9 +158,7 @@ def _round_trip(tmp_path: Path, *args: str) -> tuple[str, str]:
         assert gen.returncode == 0, err
         refl.communicate(timeout=30)  # a server reflector ends when its client leaves
     finally:
-        if refl.poll() is None:
-            refl.kill()
-            refl.communicate()
+        _reap(refl)
     return out, err
 
 

@@ -4,11 +4,11 @@ memifd, real memif peers, the trace read over the CLI socket (text and ``--json`
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
-from helpers import Memifd
+from helpers import Memifd, bridge_memifd, bridge_peers
+from helpers import wait_until as _wait
 
 import memif
 from memif import packet
@@ -17,13 +17,6 @@ pytestmark = pytest.mark.slow
 
 A, B = bytes.fromhex("02000000000a"), bytes.fromhex("02000000000b")
 STAMP = re.compile(r"^\d\d:\d\d:\d\d:\d{6}$")
-
-
-def _wait(cond, what: str, timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def _traced(d: Memifd, n: int) -> list[list[dict]]:
@@ -46,24 +39,9 @@ def _at(nodes: list[dict], node: str) -> str:
 
 
 def test_bridge_trace_decodes_each_node_and_the_decision(tmp_path: Path) -> None:
-    d = Memifd(tmp_path, [f"create memif socket id 1 filename {tmp_path / 'a.sock'}",
-                          f"create memif socket id 2 filename {tmp_path / 'b.sock'}",
-                          "create interface memif id 0 socket-id 1 master",
-                          "create interface memif id 0 socket-id 2 master",
-                          "create bridge-domain 1", "set interface l2 bridge memif1/0 1",
-                          "set interface l2 bridge memif2/0 1",
-                          "set interface state memif1/0 up",
-                          "set interface state memif2/0 up"]).wait_ready()  # fmt: skip
+    d = bridge_memifd(tmp_path)
     try:
-        with (
-            memif.Socket(str(tmp_path / "a.sock")) as sa,
-            memif.Socket(str(tmp_path / "b.sock")) as sb,
-        ):
-            a = sa.create_interface(role="client", id=0)
-            b = sb.create_interface(role="client", id=0)
-            memif.testing.drive(sa, sb, until=lambda: a.connected and b.connected, timeout=15)
-            d.wait_up("memif1/0")
-            d.wait_up("memif2/0")
+        with bridge_peers(d, tmp_path) as (_, _, a, b):
             d.ok("trace add memif-input 10")
             d.ok("set interface mtu 100 memif2/0")
             sends = [
