@@ -375,11 +375,6 @@ class Graph:
         self.trace_budget[input_node] = self.trace_budget.get(input_node, 0) + count
         self.tracing = True
 
-    @property
-    def next_trace(self) -> int:
-        """The trace id the next traced packet gets: the ids below it are taken."""
-        return self._next_trace
-
     def trace_start(self, input_node: str, idx: np.ndarray) -> None:
         """Called by input nodes: mark the packets still within the trace budget.
 
