@@ -3,12 +3,13 @@ and an in-process switch with memif peers."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,42 @@ class Memifd:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.communicate()
+
+
+def wait_until(cond: Callable[[], object], what: str, timeout: float = 20.0) -> None:
+    """Poll ``cond`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def bridge_memifd(tmp: Path) -> Memifd:
+    """A memifd bridging memif1/0 (socket ``tmp/a.sock``) and memif2/0 (``tmp/b.sock``),
+    both masters, admin-up, in bridge domain 1."""
+    return Memifd(tmp, [f"create memif socket id 1 filename {tmp / 'a.sock'}",
+                        f"create memif socket id 2 filename {tmp / 'b.sock'}",
+                        "create interface memif id 0 socket-id 1 master",
+                        "create interface memif id 0 socket-id 2 master",
+                        "create bridge-domain 1", "set interface l2 bridge memif1/0 1",
+                        "set interface l2 bridge memif2/0 1",
+                        "set interface state memif1/0 up",
+                        "set interface state memif2/0 up"]).wait_ready()  # fmt: skip
+
+
+@contextlib.contextmanager
+def bridge_peers(
+    d: Memifd, tmp: Path
+) -> Iterator[tuple[memif.Socket, memif.Socket, memif.Interface, memif.Interface]]:
+    """Client peers on :func:`bridge_memifd`'s two ports, connected and seen up by memifd:
+    ``(socket a, socket b, peer a, peer b)``."""
+    with memif.Socket(str(tmp / "a.sock")) as sa, memif.Socket(str(tmp / "b.sock")) as sb:
+        a = sa.create_interface(role="client", id=0)
+        b = sb.create_interface(role="client", id=0)
+        memif.testing.drive(sa, sb, until=lambda: a.connected and b.connected, timeout=15)
+        d.wait_up("memif1/0")
+        d.wait_up("memif2/0")
+        yield sa, sb, a, b
 
 
 # --------------------------------------------------------------------------- the switch in-process

@@ -99,7 +99,7 @@ def test_ambiguous_unknown_incomplete_messages() -> None:
     )
     assert "memif" in msg and "version" in msg
     assert error("set interface") == (
-        "incomplete command 'set interface': expected ip, l2, l3, mac, rx-mode, span, state"
+        "incomplete command 'set interface': expected ip, l2, l3, mac, mtu, rx-mode, span, state"
     )
     with pytest.raises(CliError, match="empty command"):
         REGISTRY.lookup([])

@@ -101,7 +101,7 @@ def test_memifctl_one_shot_commands_and_exit_codes(start, tmp_path: Path) -> Non
     r = d.ctl("sh", "int")
     assert r.returncode == 0
     # State is the admin state (VPP's): up, though no peer is connected
-    assert re.search(r"^memif1/3\s+1\s+up\s+\d+\s+rx packets\s+0$", r.stdout, re.M), r.stdout
+    assert re.search(r"^memif1/3\s+1\s+up\s+9000/0/0/0\s+rx packets\s+0$", r.stdout, re.M), r.stdout
     assert "tx-error" in r.stdout and "drops" in r.stdout
     r = d.ctl("show", "interface", "address")
     assert "memif1/3 (up):" in r.stdout and "L3 10.9.0.1/24" in r.stdout

@@ -197,7 +197,7 @@ class Topology:
 
     def monitor_progress(self) -> int:
         """Packets the monitor reports so far (its ``monitor: N packets`` line on stderr)."""
-        counts = re.findall(r"^monitor: (\d+) packets", self.mon_err.read_text(), re.MULTILINE)
+        counts = re.findall(r"monitor: (\d+) packets", self.mon_err.read_text())
         return int(counts[-1]) if counts else 0
 
     def stop_monitor(self) -> dict[str, Any]:

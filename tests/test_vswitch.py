@@ -525,7 +525,8 @@ def test_trace_records_the_first_packets_through_each_node(rig):
             "l2-output",
             f"{b.name}-output",
         ]
-        assert all("length 64 header ffffffffffff02000000000188b5" in line for line in lines)
+        assert "length 64 header ffffffffffff02000000000188b5" in lines[0]  # memif-input
+        assert "0x88b5: 02:00:00:00:00:01 -> ff:ff:ff:ff:ff:ff" in lines[1]  # ethernet-input
     r.exchange((a, [frame(packet.BROADCAST, a.mac, "more")]))
     assert len(r.sw.graph.traces) == 3  # the budget is spent
 

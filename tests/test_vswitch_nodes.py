@@ -653,6 +653,7 @@ class FakePort:
 
     kind = "fake"
     fault_action = "noting it"
+    mtu = None  # no Linux side: the switch's default MTU
 
     def __init__(self, rt) -> None:
         self.rt = rt

@@ -301,6 +301,23 @@ def _set_rx_mode(ctx: Context, args: Args) -> str:
 
 
 @command(
+    "set interface mtu",
+    "[packet|ip4] <value> <interface>",
+    "the packet MTU (ip4: IPv4's own); longer frames are dropped at output (mtu-exceeded)",
+)
+def _set_mtu(ctx: Context, args: Args) -> str:
+    kind = args.try_keyword(["packet", "ip4"])
+    word = args.peek()
+    if kind is None and word is not None and not word.isdigit():
+        raise CliError(f"bad mtu '{word}' for 'set interface mtu': expected packet, ip4 or <value>")
+    mtu = args.integer("mtu", 0, 0xFFFFFFFF)  # its range is the interface's (set_mtu)
+    sw = ctx.interface(args)
+    args.end()
+    ctx.switch.set_mtu(sw.name, mtu, ip4=kind == "ip4")
+    return ""
+
+
+@command(
     "set interface ip address",
     "[del] <interface> <a.b.c.d/len> | del <interface> all",
     "add or remove an IPv4 address (the switch answers ARP and ping on it)",

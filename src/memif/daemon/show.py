@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import platform
+import textwrap
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
@@ -81,14 +82,6 @@ def selected_interfaces(ctx: Context, args: Args) -> list[SwInterface]:
     return [ctx.switch.tables.interfaces[i] for i in sorted(ctx.switch.tables.interfaces)]
 
 
-def mtu(ctx: Context, sw: SwInterface) -> int:
-    """The largest L3 packet the switch's buffers (and a host port's Linux side) take."""
-    size = ctx.switch.pool.data_size
-    own = sw.port.mtu  # tap, host-interface: the Linux interface's MTU
-    base = size if sw.ip_mode else size - 14
-    return min(base, own) if own else base
-
-
 def l2_mode(sw: SwInterface) -> str:
     """``l3``, ``bridge`` or ``xconnect``."""
     return {L2Mode.L3: "l3", L2Mode.BRIDGE: "bridge", L2Mode.XCONNECT: "xconnect"}[sw.mode]
@@ -105,7 +98,8 @@ def interface_data(ctx: Context, sw: SwInterface) -> dict[str, Any]:
         "admin_up": sw.admin_up,
         "link_up": sw.link_up,
         "mac": format_mac(sw.mac),
-        "mtu": mtu(ctx, sw),
+        "mtu": sw.mtu,  # the packet (L3) MTU
+        "mtu_ip4": sw.ip4_mtu,  # 0: the packet MTU
         "mode": l2_mode(sw),
         "bd_id": sw.bd,
         "xconnect": tables.interfaces[sw.xconnect].name
@@ -134,9 +128,10 @@ def show_interface(ctx: Context, args: Args) -> Reply:
     for d in data:
         for i, (label, key) in enumerate(COUNTERS):
             admin = "up" if d["admin_up"] else "down"  # VPP's State: admin (link: show hardware)
-            head = [d["name"], d["sw_if_index"], admin, d["mtu"]] if i == 0 else [""] * 4
+            mtus = f"{d['mtu']}/{d['mtu_ip4']}/0/0"  # VPP's L3/IP4/IP6/MPLS (no IPv6, MPLS)
+            head = [d["name"], d["sw_if_index"], admin, mtus] if i == 0 else [""] * 4
             rows.append([*head, label, d[key]])
-    headers = ["Name", "Idx", "State", "MTU", "Counter", "Count"]
+    headers = ["Name", "Idx", "State", "MTU (L3/IP4/IP6/MPLS)", "Counter", "Count"]
     return Reply(output=table(headers, rows, right="135") if rows else "no interfaces", data=data)
 
 
@@ -429,13 +424,24 @@ def show_trace(ctx: Context, args: Args) -> Reply:
     first = heapq.nsmallest(limit, graph.traces)  # bounded by 'trace add', the operator's
     traces = [(k, graph.traces[k]) for k in first]
     tail = truncated(len(traces), len(graph.traces))
-    data = [{"packet": k, "lines": list(v)} for k, v in sorted(traces)]
+    data = [{"packet": k, "lines": list(v), "nodes": _trace_nodes(v)} for k, v in sorted(traces)]
     if not data:
         return Reply(output="No packets in trace buffer", data=data)
     out = ["------------------- Start of thread 0 memifd -------------------"]
     for k, lines in sorted(traces):
         out += [f"Packet {k}", "", *lines, ""]
     return Reply(output=_with_tail("\n".join(out).rstrip(), tail), data=data)
+
+
+def _trace_nodes(lines: list[str]) -> list[dict[str, str]]:
+    """A packet's trace lines as ``{"time", "node", "trace"}`` (``--json``): each line is
+    ``HH:MM:SS:micro: <node>`` and the node's indented decoding."""
+    out = []
+    for line in lines:
+        head, _, text = line.partition("\n")
+        when, _, node = head.partition(": ")
+        out.append({"time": when, "node": node, "trace": textwrap.dedent(text)})
+    return out
 
 
 @command("show interface rx-placement", "", "receive queues, their input node and rx-mode")

@@ -20,7 +20,7 @@ from ..vswitch.memif_port import MemifPort
 from ..vswitch.switch import SocketEntry
 from .commands import Context, Reply, command
 from .parse import Args
-from .show import MAX_ROWS, interface_data, mtu, selected_interfaces, table, truncated
+from .show import MAX_ROWS, interface_data, selected_interfaces, table, truncated
 
 
 def _fds(det: InterfaceDetails) -> tuple[int, int]:
@@ -270,7 +270,7 @@ def _memif_hardware(ctx: Context, p: MemifPort) -> tuple[dict[str, Any], list[st
     lines = [
         f"  Ethernet address {d['mac']}",
         f"  memif {d['role']}, socket-id {p.socket_id} id {iface.id}, mode "
-        f"{d['memif_mode']}{', zero-copy' if p.zero_copy else ''}, mtu {mtu(ctx, p.sw)}",
+        f"{d['memif_mode']}{', zero-copy' if p.zero_copy else ''}, mtu {p.sw.mtu}",
         f"  configured: rx-queues {cfg.rx_queues} tx-queues {cfg.tx_queues} "
         f"ring-size {cfg.ring_size} buffer-size {cfg.buffer_size}",
     ]

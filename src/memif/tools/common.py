@@ -231,15 +231,26 @@ class StopRequest:
 
 
 class LiveLine:
-    """A status line refreshed in place on a terminal, once per ``period`` otherwise."""
+    """A status line refreshed in place on a terminal, once per ``period`` otherwise.
+
+    Every tool's live line is one of these: each update shows the seconds since the run
+    started (:meth:`restart`) before the tool's running totals, and :meth:`finish`
+    shows the run's totals as its last state (``12.3 s (done)  ...``).
+    """
 
     def __init__(
-        self, stream: TextIO = sys.stderr, period: float = 1.0, enabled: bool = True
+        self,
+        stream: TextIO = sys.stderr,
+        period: float = 1.0,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stream = stream
         self.period = period
         self.enabled = enabled
         self.tty = stream.isatty()
+        self.clock = clock
+        self.started = clock()
         self._last = 0.0
         self._width = 0
 
@@ -248,8 +259,27 @@ class LiveLine:
         """Seconds between refreshes: 0.2 on a terminal, ``period`` otherwise."""
         return 0.2 if self.tty else self.period
 
+    def restart(self) -> None:
+        """The run starts now: elapsed time counts from here."""
+        self.started = self.clock()
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the run started."""
+        return self.clock() - self.started
+
     def update(self, text: str, force: bool = False) -> None:
-        """Show ``text`` if a refresh is due (every :attr:`interval` seconds)."""
+        """Show the elapsed time and ``text`` (running totals) if a refresh is due (every
+        :attr:`interval` seconds) or ``force``."""
+        self._show(f"{self.elapsed:.1f} s  {text}", force)
+
+    def finish(self, text: str, seconds: float | None = None, note: str = "done") -> None:
+        """Show the run's totals as the last state (``seconds``: the run's own measure
+        of its length, else the elapsed time), then end the line."""
+        self._show(f"{self.elapsed if seconds is None else seconds:.1f} s ({note})  {text}", True)
+        self.close()
+
+    def _show(self, text: str, force: bool) -> None:
         now = time.monotonic()
         if not self.enabled or (not force and now - self._last < self.interval):
             return
@@ -266,6 +296,29 @@ class LiveLine:
         if self.enabled and self.tty and self._width:
             self.stream.write("\n")
             self.stream.flush()
+            self._width = 0
+
+
+def add_reconnect_args(parser: argparse._ActionsContainer) -> None:
+    """``--reconnect``/``--no-reconnect``: whether a disconnect ends the run (every tool
+    that runs until stopped takes it, with one default: :func:`reconnect_wanted`)."""
+    parser.add_argument(
+        "--reconnect",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep running across a disconnect (a port flap), waiting for the peer to come "
+        "back (until --duration ends, if given); counters continue (default: on, off with "
+        "--count)",
+    )
+
+
+def reconnect_wanted(args: argparse.Namespace) -> bool:
+    """``--reconnect`` as given, else on unless the run counts its packets (``--count``):
+    such a run ends at its count or when the peer leaves; a ``--duration`` still ends a
+    run that waits for its peer."""
+    if args.reconnect is not None:
+        return bool(args.reconnect)
+    return not getattr(args, "count", None)
 
 
 def print_json(obj: Any) -> None:

@@ -16,7 +16,13 @@ node fails at build with a :class:`GraphError` naming both.  Edges added later
 :meth:`Graph.edges` lists every edge for ``show vlib graph``.
 
 Tracing costs one attribute test per node call while off; when on, traced
-buffers carry a trace id and every node they visit appends a line.
+buffers carry a trace id and every node they visit appends a line, as VPP's
+``show trace`` prints it: the time since the graph started (``HH:MM:SS:micro``),
+the node's name, and what :meth:`Node.format_trace` decodes of the buffer at that
+node.  The default decodes nothing (length and header bytes); each node overrides
+it with its own view (addresses, bridge domain, the decision it will take), so a
+node added later only brings its formatter.  A drop records its node and error for
+the traced buffer, which error-drop's line names.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
@@ -82,6 +89,8 @@ class Node:
         """Count ``error`` for each packet and send them to error-drop."""
         if len(idx):
             self.error_counts[error] += len(idx)
+            if self.graph.tracing:
+                self.graph.trace_drop(self, idx, error)
             self.graph.enqueue(self.graph.drop_node, idx)
 
     def next_of(self, i: int) -> int:
@@ -93,26 +102,53 @@ class Node:
     def route_small(self, idx: np.ndarray) -> None:
         """Send each packet of a vector of at most :data:`SMALL_VECTOR` where
         :meth:`next_of` says (:meth:`Graph.route`); one packet needs no grouping."""
-        if len(idx) == 1:
-            self.graph.enqueue(self.next_of(int(idx[0])), idx)
+        graph = self.graph
+        if graph.tracing:  # each packet's drop reason, for error-drop's trace line
+            nexts = []
+            for i in idx.tolist():
+                graph.drop_reason = None
+                nexts.append(self.next_of(i))
+                if graph.drop_reason is not None:
+                    graph.trace_errors[i] = graph.drop_reason
+            if nexts:
+                graph.route(idx, nexts)
+        elif len(idx) == 1:
+            graph.enqueue(self.next_of(int(idx[0])), idx)
         elif len(idx):
-            self.graph.route(idx, [self.next_of(i) for i in idx.tolist()])
+            graph.route(idx, [self.next_of(i) for i in idx.tolist()])
 
     def dropped(self, error: str) -> int:
         """Count ``error`` for one packet; returns error-drop's graph id (where a plain
         path routes it, :meth:`Graph.route`)."""
         self.error_counts[error] += 1
+        self.graph.drop_reason = (self.node_name, error)  # for a trace (route_small)
         return self.graph.drop_node
 
-    def trace_line(self, i: int) -> str:
-        """What a trace shows for buffer ``i`` at this node."""
-        pool = self.graph.pool
-        head = bytes(pool.data[i, : min(14, int(pool.length[i]))]).hex()
-        return f"length {int(pool.length[i])} header {head}"
+    def format_trace(self, i: int) -> str:
+        """What ``show trace`` shows for buffer ``i`` as this node is about to handle it
+        (one or more lines; the graph indents them).  Nodes override it with their own
+        decoding; this default shows the length and the first 14 bytes."""
+        return format_bytes(self.graph.pool, i)
 
     def clear_runtime(self) -> None:
         """Reset ``show runtime`` figures."""
         self.calls = self.vectors = self.ns = 0
+
+
+def format_bytes(pool: PacketPool, i: int) -> str:
+    """Buffer ``i``'s length and first 14 bytes in hex: the trace line of a node that
+    decodes nothing."""
+    head = bytes(pool.data[i, : min(14, int(pool.length[i]))]).hex()
+    return f"length {int(pool.length[i])} header {head}"
+
+
+def format_trace_time(seconds: float) -> str:
+    """VPP's trace timestamp: ``HH:MM:SS:micro`` (``00:00:01:234567``)."""
+    us = int(seconds * 1e6)
+    s, us = divmod(us, 1_000_000)
+    m, s = divmod(s, 60)
+    h, m = divmod(m, 60)
+    return f"{h:02d}:{m:02d}:{s:02d}:{us:06d}"
 
 
 class ErrorDrop(Node):
@@ -122,6 +158,16 @@ class ErrorDrop(Node):
 
     def process(self, idx: np.ndarray) -> None:
         self.graph.pool.free(idx)
+
+    def format_trace(self, i: int) -> str:
+        """The node that dropped buffer ``i`` and why: ``l2-fwd: filtered (...)``."""
+        where = self.graph.trace_errors.pop(i, None)
+        if where is None:
+            return "dropped (reason not recorded)"
+        node, error = where
+        described = self.graph.by_name.get(node)
+        text = described.errors.get(error, "") if described is not None else ""
+        return f"{node}: {error}" + (f" ({text})" if text else "")
 
 
 class CounterNode(Node):
@@ -136,7 +182,12 @@ class CounterNode(Node):
 class Graph:
     """Nodes, their pending vectors, and the trace buffer."""
 
-    def __init__(self, pool: PacketPool, drop: Node | None = None) -> None:
+    def __init__(
+        self,
+        pool: PacketPool,
+        drop: Node | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.pool = pool
         self.nodes: list[Node] = []
         self.by_name: dict[str, Node] = {}
@@ -147,6 +198,11 @@ class Graph:
         self.trace_id = np.zeros(pool.n_buffers, np.int32)
         self.trace_budget: dict[str, int] = {}  # input node name -> packets still to trace
         self.traces: dict[int, list[str]] = defaultdict(list)
+        #: buffer -> (node, error) of a traced buffer dropped, until error-drop traces it
+        self.trace_errors: dict[int, tuple[str, str]] = {}
+        self.drop_reason: tuple[str, str] | None = None  # set by Node.dropped
+        self.clock = clock  # the runtime's (trace timestamps count from the graph's start)
+        self.started = clock()
         self._next_trace = 1
         self.tracing = False
         self.built = False
@@ -299,7 +355,7 @@ class Graph:
                     node = nodes[node_id]
                     try:
                         if self.tracing:
-                            self._trace(node, idx)
+                            self.trace(node, idx)
                         t0 = clock()
                         node.process(idx)
                         node.ns += clock() - t0
@@ -319,11 +375,6 @@ class Graph:
         self.trace_budget[input_node] = self.trace_budget.get(input_node, 0) + count
         self.tracing = True
 
-    @property
-    def next_trace(self) -> int:
-        """The trace id the next traced packet gets: the ids below it are taken."""
-        return self._next_trace
-
     def trace_start(self, input_node: str, idx: np.ndarray) -> None:
         """Called by input nodes: mark the packets still within the trace budget.
 
@@ -342,16 +393,29 @@ class Graph:
         self._next_trace += len(take)
         self.trace_id[take] = ids
 
-    def _trace(self, node: Node, idx: np.ndarray) -> None:
+    def trace(self, node: Node, idx: np.ndarray, fmt: Callable[[int], str] | None = None) -> None:
+        """Append ``node``'s line to the trace of each traced buffer of ``idx``: the time,
+        the node's name and ``fmt(i)`` (default: the node's :meth:`Node.format_trace`),
+        indented as VPP's."""
         ids = self.trace_id[idx]
         hit = np.flatnonzero(ids)
-        now = time.strftime("%H:%M:%S")
-        for k in hit:
-            self.traces[int(ids[k])].append(f"{now}: {node.node_name}\n  {node.trace_line(idx[k])}")
+        if not len(hit):
+            return
+        when = format_trace_time(self.clock() - self.started)
+        decode = fmt or node.format_trace
+        for k in hit.tolist():
+            text = decode(int(idx[k])).replace("\n", "\n  ")
+            self.traces[int(ids[k])].append(f"{when}: {node.node_name}\n  {text}")
+
+    def trace_drop(self, node: Node, idx: np.ndarray, error: str) -> None:
+        """Record why the traced buffers of ``idx`` were dropped (for error-drop's line)."""
+        for i in idx[np.flatnonzero(self.trace_id[idx])].tolist():
+            self.trace_errors[i] = (node.node_name, error)
 
     def trace_clear(self) -> None:
         """Forget every trace and stop tracing."""
         self.traces.clear()
+        self.trace_errors.clear()
         self.trace_budget.clear()
         self.trace_id[:] = 0
         self.tracing = False

@@ -94,6 +94,7 @@ class KernelOutput(InterfaceOutput):
     """``<interface>-output`` of a host port: SPAN tx mirroring, then ``port.transmit``."""
 
     errors = {
+        **InterfaceOutput.errors,
         "no-buffer-space": "the kernel had no room (EAGAIN, ENOBUFS)",
         "link-down": "the Linux interface is down (ENETDOWN, EIO, ENXIO)",
         "frame-too-big": "frame larger than the Linux interface's MTU (EMSGSIZE)",

@@ -207,9 +207,7 @@ class MainLoop:
     def input_poll(self) -> int:
         """Run every input node (with its runtime figures); a failing one is contained."""
         total = 0
-        graph = self.graph
         for node in self.inputs:
-            first_trace = graph.next_trace if graph.tracing else None
             t0 = time.perf_counter_ns()
             try:
                 n = node.poll()
@@ -221,19 +219,7 @@ class MainLoop:
                 node.calls += 1
                 node.vectors += n
                 total += n
-            if first_trace is not None and graph.next_trace != first_trace:
-                self._trace_input(node, first_trace)
         return total
-
-    def _trace_input(self, node: Node, first: int) -> None:
-        """Start each packet traced from this poll with its input line (``memif: ...``)."""
-        graph, now = self.graph, time.strftime("%H:%M:%S")
-        kind = node.name.removesuffix("-input")
-        for i in np.flatnonzero(graph.trace_id >= first).tolist():
-            sw = self.rt.tables.interfaces.get(int(self.rt.meta.rx_if[i]))
-            where = f"{sw.name} sw_if_index {sw.sw_if_index}" if sw else "?"
-            line = f"{now}: {node.name}\n  {kind}: {where} {node.trace_line(i)}"
-            graph.traces[int(graph.trace_id[i])].insert(0, line)
 
     def sleep(self, timeout: float) -> None:
         """Block until a receive queue is kicked, a control fd is ready, or ``timeout``.

@@ -201,11 +201,13 @@ class MemifPort:
             if consumed == 0:
                 continue
             budget -= consumed
+            chained = batch.chained
             if self.zero_copy:
                 idx, nbytes = self._take_zero_copy(node, qid, q, batch, before, consumed)
             else:
                 idx, nbytes = self._take_copy(node, q, batch)
-            total += node.deliver(self.sw, idx, nbytes)
+            slots = None if chained else (before % q.size, q.size)  # for the trace
+            total += node.deliver(self.sw, idx, nbytes, qid, slots)
         return total
 
     def _report(self, node: DeviceInput, qid: int, q: RxQueue) -> None:
@@ -471,6 +473,7 @@ class MemifOutput(InterfaceOutput):
     """``<interface>-output`` of a memif: SPAN tx mirroring, then the port's transmit."""
 
     errors = {
+        **InterfaceOutput.errors,
         "not-connected": "memif not connected",
         "no-free-tx-slots": "ring full",
         "rx-buffer-too-small": (

@@ -20,6 +20,7 @@ import numpy as np
 from .. import packet
 from ..arp_icmp import REPLY_HEAD, Answers, ArpIcmpAnswerer, Verdict
 from ..classify import HEADER_BYTES
+from . import decode
 from .graph import DROP
 from .nodes_l2 import SwitchNode, distinct
 from .pool import INDEX
@@ -38,6 +39,12 @@ class LocalNode(SwitchNode):
         super().__init__(rt)
         #: sw_if_index -> (the MAC, addresses and mode it was built for, its answerer)
         self.answerers: dict[int, tuple[object, ArpIcmpAnswerer]] = {}
+
+    def l3_payload(self, i: int) -> bytes:
+        """Buffer ``i``'s bytes past its Ethernet header (none on an ip-mode interface)."""
+        sw = self.tables.interfaces.get(int(self.meta.rx_if[i]))
+        frame = decode.head(self.rt.pool, i)
+        return frame if sw is not None and sw.ip_mode else frame[packet.ETH_HLEN :]
 
 
 class ArpInput(LocalNode):
@@ -86,6 +93,10 @@ class ArpInput(LocalNode):
             self.drop(np.array(lst, INDEX), error)
         self.graph.enqueue(self.next[self.L2_OUTPUT], _joined(replies))
 
+    def format_trace(self, i: int) -> str:
+        """``arp-input: request: who-has 10.0.0.1 tell 10.0.0.2 (<mac>)`` or ``reply: ...``."""
+        return f"arp-input: {decode.arp(self.l3_payload(i))}"
+
 
 class Ip4Input(LocalNode):
     """Answer ICMP echo to our address; note echo replies for the switch's ping."""
@@ -130,6 +141,10 @@ class Ip4Input(LocalNode):
         if full:
             self.drop(np.array(full, INDEX), "ping-replies-full")
         self.graph.enqueue(self.next[self.L2_OUTPUT], out[0] if len(out) == 1 else _joined(out))
+
+    def format_trace(self, i: int) -> str:
+        """``ICMP: 10.0.0.2 -> 10.0.0.1`` then ``ttl 64, length 84``, as VPP's ip4-input."""
+        return decode.ip4(self.l3_payload(i))
 
     def _one(self, i: int) -> bool:
         """Buffer ``i`` alone, without header rows or answer arrays: True when it was

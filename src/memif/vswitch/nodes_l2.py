@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.ma  # noqa: F401  # np.unique imports it on its first call: ~7 ms in a vector
 
+from . import decode
 from .graph import DROP, SMALL_VECTOR, ErrorDrop, Node
 from .l2fib import fib_key, reference_learn_limited
 from .tables import L2Mode
@@ -81,6 +82,18 @@ class SwitchNode(Node):
         self.meta = rt.meta
         self.tables = rt.tables
 
+    def if_name(self, sw_if_index: int) -> str:
+        """An interface's name for a trace line (``?`` once deleted)."""
+        sw = self.tables.interfaces.get(sw_if_index)
+        return sw.name if sw is not None else "?"
+
+    def l2_trace(self, i: int) -> str:
+        """``sw_if_index 1 dst <mac> src <mac> bd_index 1``: what VPP's l2 nodes trace."""
+        rx = int(self.meta.rx_if[i])
+        bd = int(self.tables.bd[rx]) if rx < len(self.tables.bd) else -1
+        where = f" bd_index {bd}" if bd >= 0 else ""
+        return f"sw_if_index {rx} {decode.macs(decode.head(self.rt.pool, i))}{where}"
+
 
 class EthernetInput(SwitchNode):
     """Parse the Ethernet header; choose bridge, xconnect or local handling."""
@@ -127,6 +140,10 @@ class EthernetInput(SwitchNode):
         self.drop(idx[l3 & ~arp & ~ip4], "unknown-ethertype")
         self.drop(idx[(mode == _L3) & ~t.has_ip[rx]], "no-l2-or-l3")
 
+    def format_trace(self, i: int) -> str:
+        """``IP4: <src mac> -> <dst mac>``, as VPP's ethernet-input."""
+        return decode.ethernet(decode.head(self.rt.pool, i))
+
     def next_of(self, i: int) -> int:
         """Where buffer ``i`` goes, decided in plain ints (:func:`parse_ethernet_reference`)
         as the vector path decides, its metadata written: l2-learn (bridged), l2-output
@@ -163,6 +180,15 @@ class SpanInput(SwitchNode):
     def process(self, idx: np.ndarray) -> None:
         mirror(self, idx, self.meta.rx_if[idx], self.next[self.L2_OUTPUT], rx=True)
         self.graph.enqueue(self.next[self.ETHERNET], idx)
+
+    def format_trace(self, i: int) -> str:
+        """``span-input: sw_if_index 1 mirrored to memif3/0`` (or ``not mirrored``)."""
+        rx = int(self.meta.rx_if[i])
+        sw = self.tables.interfaces.get(rx)
+        dst = [self.if_name(s.dst) for s in (sw.spans if sw else []) if s.rx]
+        return f"span-input: sw_if_index {rx} " + (
+            f"mirrored to {', '.join(dst)}" if dst else "not mirrored"
+        )
 
 
 def mirror(node: SwitchNode, idx: np.ndarray, src_if: np.ndarray, to: int, *, rx: bool) -> None:
@@ -214,6 +240,12 @@ class L2Learn(SwitchNode):
             self.error_counts["limit"] += fib.limit_drops - refused
             rt.learn_refused()
         self.graph.enqueue(self.next[self.L2_FWD], idx)
+
+    def format_trace(self, i: int) -> str:
+        """``l2-learn: sw_if_index 1 dst .. src .. bd_index 1``, and whether it learns."""
+        rx = int(self.meta.rx_if[i])
+        learning = bool(self.tables.learn[rx])
+        return f"l2-learn: {self.l2_trace(i)}" + ("" if learning else " (learning off)")
 
     def _all_known(self, packets: list[int]) -> bool:
         """A small vector in plain ints: True when learning its sources changes nothing
@@ -281,6 +313,26 @@ class L2Fwd(SwitchNode):
         self.graph.enqueue(self.next[self.L2_FLOOD], idx[decision == FLOOD])
         for code, error in _L2_ERRORS.items():
             self.drop(idx[decision == code], error)
+
+    def format_trace(self, i: int) -> str:
+        """``l2-fwd: sw_if_index 1 dst .. src .. bd_index 1`` and the decision it is
+        about to take (:func:`l2_decide_reference`, the vector path's twin): forward to
+        an interface, flood (and why), or drop (and why)."""
+        meta, t = self.meta, self.tables
+        rx, dmac = int(meta.rx_if[i]), int(meta.dmac[i])
+        tx = self.rt.fib.lookup_one(int(t.bd_key[rx]) | dmac)
+        multicast = bool(dmac >> 40 & 1)
+        decision = l2_decide_reference(
+            rx, tx, multicast, bool(t.forward[rx]), bool(t.flood[rx]), bool(t.uu_flood[rx])
+        )
+        if decision == FWD:
+            what = f"forward to {self.if_name(tx)} (sw_if_index {tx})"
+        elif decision == FLOOD:
+            what = "flood: " + ("broadcast/multicast" if multicast else "unknown unicast")
+        else:
+            error = _L2_ERRORS[decision]
+            what = f"drop: {error} ({self.errors[error]})"
+        return f"l2-fwd: {self.l2_trace(i)}\n{what}"
 
     def next_of(self, i: int) -> int:
         """Where buffer ``i`` goes by :func:`l2_decide_reference`'s decision in plain
@@ -467,6 +519,13 @@ class L2Flood(SwitchNode):
                 self.graph.enqueue(out, copies)
             self.drop(sel[~reached], "no-members")
 
+    def format_trace(self, i: int) -> str:
+        """``l2-flood: sw_if_index 1 bd_index 1`` and the ports it replicates to."""
+        rx = int(self.meta.rx_if[i])
+        targets = [p for p in self.flood_ports(int(self.tables.bd[rx])) if p != rx]
+        to = ", ".join(self.if_name(p) for p in targets) if targets else "none: drop (no-members)"
+        return f"l2-flood: {self.l2_trace(i)}\nto {to}"
+
 
 class L2Output(SwitchNode):
     """Hand each packet to its tx interface's output node (``meta.tx_if``).
@@ -491,6 +550,13 @@ class L2Output(SwitchNode):
             idx, tx = idx[ok], tx[ok]
         self.graph.dispatch(idx, t.output[tx])
 
+    def format_trace(self, i: int) -> str:
+        """``l2-output: sw_if_index 2 (memif2/0) dst .. src ..``, or why it drops."""
+        tx = int(self.meta.tx_if[i])
+        frame = decode.macs(decode.head(self.rt.pool, i))
+        down = "" if self.tables.usable[tx] else "\ndrop: interface-down"
+        return f"l2-output: sw_if_index {tx} ({self.if_name(tx)}) {frame}{down}"
+
     def next_of(self, i: int) -> int:
         """Buffer ``i``'s tx interface's output node, or error-drop (counted) when that
         interface is down."""
@@ -509,6 +575,11 @@ class CountingDrop(ErrorDrop):
     def __init__(self, rt: Runtime) -> None:
         super().__init__()
         self.rt = rt
+
+    def format_trace(self, i: int) -> str:
+        """``rx:memif1/0`` (the receiving interface, as VPP's), then who dropped it and why."""
+        sw = self.rt.tables.interfaces.get(int(self.rt.meta.rx_if[i]))
+        return f"rx:{sw.name if sw is not None else '?'}\n{super().format_trace(i)}"
 
     def process(self, idx: np.ndarray) -> None:
         interfaces = self.rt.tables.interfaces

@@ -21,12 +21,29 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import numpy as np
 
 from ..queue import RxQueue
-from .graph import DROP
+from . import decode
+from .graph import DROP, format_bytes
 from .nodes_l2 import SwitchNode, mirror
-from .tables import SwInterface
+from .tables import DEFAULT_MTU, SwInterface
 
 if TYPE_CHECKING:
     from .runtime import Runtime
+
+ETHERNET_HEADER = 14
+"""Bytes a frame carries besides its MTU's payload (none on a memif in ip mode)."""
+MIN_MTU = 64
+"""The smallest MTU ``set interface mtu`` takes (VPP's minimum Ethernet packet)."""
+
+
+def max_mtu(data_size: int, ip_mode: bool) -> int:
+    """The largest MTU the switch's buffers (``data_size`` bytes each) carry."""
+    return data_size if ip_mode else data_size - ETHERNET_HEADER
+
+
+def default_mtu(port: Port, data_size: int, ip_mode: bool) -> int:
+    """A new interface's packet MTU: its Linux side's (tap, host interface), else VPP's
+    :data:`~.tables.DEFAULT_MTU`, never more than the buffers carry."""
+    return min(port.mtu or DEFAULT_MTU, max_mtu(data_size, ip_mode))
 
 
 class Port(Protocol):
@@ -161,9 +178,19 @@ class DeviceInput(SwitchNode):
             return self.next[self.SPAN]
         return self.next[self.ETHERNET]
 
-    def deliver(self, sw: SwInterface, idx: np.ndarray, nbytes: int | None = None) -> int:
+    def deliver(
+        self,
+        sw: SwInterface,
+        idx: np.ndarray,
+        nbytes: int | None = None,
+        queue: int | None = None,
+        slots: tuple[int, int] | None = None,
+    ) -> int:
         """Count frames received on ``sw`` (``nbytes`` of them, if known) and hand them to
-        the graph, or drop them when the interface is admin-down; returns how many."""
+        the graph, or drop them when the interface is admin-down; returns how many.
+
+        ``queue`` and ``slots`` (the burst's first ring slot and the ring size: frame
+        ``k`` came in slot ``first + k``, unchained) are for the trace only."""
         n = len(idx)
         if not n:
             return 0
@@ -174,17 +201,42 @@ class DeviceInput(SwitchNode):
         if not sw.admin_up:
             self.drop(idx, "interface-down")
             return n
-        self.graph.trace_start(self.name, idx)
-        self.graph.enqueue(self.next_for(sw), idx)
+        graph = self.graph
+        if graph.tracing:
+            graph.trace_start(self.name, idx)
+            where = {i: k for k, i in enumerate(idx.tolist())}
+            graph.trace(self, idx, lambda i: self.format_input(sw, i, queue, slots, where[i]))
+        graph.enqueue(self.next_for(sw), idx)
         return n
+
+    def format_input(
+        self, sw: SwInterface, i: int, queue: int | None, slots: tuple[int, int] | None, k: int
+    ) -> str:
+        """The input node's trace of buffer ``i``, the ``k``-th of a burst: the interface,
+        the queue and ring slot it came from (when known), its bytes."""
+        where = "" if queue is None else f" queue {queue}"
+        if slots is not None:
+            where += f" slot {(slots[0] + k) % slots[1]}"
+        kind = self.name.removesuffix("-input")
+        head = format_bytes(self.rt.pool, i)
+        return f"{kind}: {sw.name} sw_if_index {sw.sw_if_index}{where}\n  {head}"
 
     def process(self, idx: np.ndarray) -> None:  # an input node gets no vectors
         self.rt.pool.free(idx)
 
 
 class InterfaceOutput(SwitchNode):
-    """``<interface>-output``: SPAN tx mirroring, then the port's transmit."""
+    """``<interface>-output``: the MTU check, SPAN tx mirroring, then the port's transmit.
 
+    A frame longer than the interface's packet MTU (plus its Ethernet header), or an
+    IPv4 one longer than its ``ip4`` MTU, is dropped as ``mtu-exceeded`` (error-drop
+    counts it in the receiving interface's drops, as VPP's does).  Device classes add
+    their own errors to :attr:`errors`.
+    """
+
+    errors: ClassVar[dict[str, str]] = {
+        "mtu-exceeded": "frame longer than the interface's MTU (set interface mtu)",
+    }
     next_nodes = ("l2-output", DROP)
     L2_OUTPUT = 0
     reclaim_on_failure = False  # a zero-copy transmit may have lent buffers to a ring
@@ -200,9 +252,44 @@ class InterfaceOutput(SwitchNode):
 
     def process(self, idx: np.ndarray) -> None:
         sw = self.port.sw
+        idx = self.within_mtu(sw, idx)
+        if not len(idx):
+            return
         if sw.spans:
             own = idx[~self.meta.span_copy[idx]]  # copies are not mirrored again (no loops)
             mirror(
                 self, own, np.full(len(own), sw.sw_if_index), self.next[self.L2_OUTPUT], rx=False
             )
         self.port.transmit(self, idx)
+
+    def format_trace(self, i: int) -> str:
+        """``memif2/0 sw_if_index 2`` and the frame's Ethernet header (or, in ip mode,
+        its IPv4 header), as VPP's interface-output."""
+        sw = self.port.sw
+        frame, length = decode.head(self.rt.pool, i), int(self.rt.pool.length[i])
+        text = decode.ip4(frame) if sw.ip_mode else decode.ethernet(frame)
+        return f"{sw.name} sw_if_index {sw.sw_if_index} length {length}\n{text}"
+
+    def within_mtu(self, sw: SwInterface, idx: np.ndarray) -> np.ndarray:
+        """The packets of ``idx`` the interface's MTUs let out; the rest are dropped
+        (``mtu-exceeded``).  One reduction per vector (plain ints for one packet)."""
+        header = 0 if sw.ip_mode else ETHERNET_HEADER
+        lengths = self.rt.pool.length[idx]
+        longest = int(lengths[0]) if len(idx) == 1 else int(lengths.max(initial=0))
+        limit = sw.mtu + header
+        ip4_limit = sw.ip4_mtu + header if sw.ip4_mtu and sw.ip4_mtu < sw.mtu else limit
+        if longest <= ip4_limit:
+            return idx
+        over = lengths > limit
+        if ip4_limit < limit:  # IPv4 frames have their own limit
+            data = self.rt.pool.data
+            ip4 = (
+                np.ones(len(idx), bool)
+                if sw.ip_mode
+                else (data[idx, 12] == 0x08) & (data[idx, 13] == 0x00)
+            )
+            over |= ip4 & (lengths > ip4_limit)
+        if over.any():
+            self.drop(idx[over], "mtu-exceeded")
+            idx = idx[~over]
+        return idx

@@ -34,7 +34,7 @@ from .mainloop import MainLoop
 from .memif_port import DEFAULT_VECTOR, MemifInput, MemifOutput, MemifPort
 from .nodes_l2 import CountingDrop
 from .pool import PacketPool
-from .port import DeviceInput, InterfaceOutput, Port
+from .port import MIN_MTU, DeviceInput, InterfaceOutput, Port, default_mtu, max_mtu
 from .runtime import Runtime
 from .tables import BridgeDomain, L2Mode, Span, SwInterface
 
@@ -339,6 +339,7 @@ class Switch:
         if sw_if_index is None:
             sw_if_index = self.tables.new_index()
         sw = SwInterface(sw_if_index, name, mac, port, ip_mode=ip_mode)
+        sw.mtu = default_mtu(port, self.pool.data_size, ip_mode)
         port.sw = sw
         node = output(self.runtime, port)
         port.output_node = self.graph.add(node)
@@ -409,6 +410,23 @@ class Switch:
         """``l2fib del <mac> <bd>``."""
         if not self.fib.remove(bd_id, int.from_bytes(parse_mac(mac), "big")):
             raise SwitchError(f"no L2 FIB entry {mac} in bridge domain {bd_id}")
+
+    def mtu_range(self, name: str) -> tuple[int, int]:
+        """The MTUs ``set interface mtu`` takes for interface ``name``: what the switch's
+        buffers carry (a frame longer than one is never received)."""
+        return MIN_MTU, max_mtu(self.pool.data_size, self.interface(name).ip_mode)
+
+    def set_mtu(self, name: str, mtu: int, ip4: bool = False) -> None:
+        """``set interface mtu [packet|ip4] <mtu> <interface>``: the packet MTU, or IPv4's
+        own (0 in ``show interface`` until set); longer frames are dropped at output."""
+        sw = self.interface(name)
+        lo, hi = self.mtu_range(name)
+        if not lo <= mtu <= hi:
+            raise SwitchError(f"mtu {mtu} out of range for {name}: expected {lo}..{hi}")
+        if ip4:
+            sw.ip4_mtu = mtu
+        else:
+            sw.mtu = mtu
 
     def set_rx_mode(self, name: str, mode: str, queue: int | None = None) -> None:
         """``set interface rx-mode <if> [queue <n>] polling|interrupt|adaptive``: how the

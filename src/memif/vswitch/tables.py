@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from .port import Port
 
 
+DEFAULT_MTU = 9000
+"""An interface's packet MTU until ``set interface mtu`` (VPP's for memif; a host port
+starts with its Linux interface's)."""
+
+
 class L2Mode(enum.IntEnum):
     """How an interface's received packets are handled."""
 
@@ -66,6 +71,8 @@ class SwInterface:
     xconnect: int | None = None
     ip4: list[tuple[bytes, int]] = field(default_factory=list)  # (address, prefix length)
     ip_mode: bool = False  # carries bare IP packets (memif mode ip)
+    mtu: int = DEFAULT_MTU  # the packet (L3) MTU: frames longer are dropped at output
+    ip4_mtu: int = 0  # IPv4's own MTU (0: the packet MTU), VPP's ``mtu ip4``
     spans: list[Span] = field(default_factory=list)
     counters: Counters = field(default_factory=Counters)
 

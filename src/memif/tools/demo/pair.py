@@ -78,9 +78,9 @@ class Peer:
         return report
 
 
-def _rate_line(elapsed: float, c: Counters, mpps: float, gbps: float, errors: int) -> str:
+def _rate_line(c: Counters, mpps: float, gbps: float, errors: int) -> str:
     return (
-        f"{elapsed:5.1f} s  tx {c.tx_packets:,}  rx {c.rx_packets:,}  "
+        f"tx {c.tx_packets:,}  rx {c.rx_packets:,}  "
         f"{mpps:.3f} Mpps  {gbps:.2f} Gbit/s  lost {c.gaps:,}  errors {errors:,}"
     )
 
@@ -123,6 +123,7 @@ def run_demo(args: argparse.Namespace) -> int:
                     )
                 client = Client(iface, args.buffer_size)
                 started = time.monotonic()
+                live.restart()
                 ended = _traffic(args, sock, iface, client, peer, live, started, stop)
         except DemoError as exc:
             error = str(exc)
@@ -195,7 +196,7 @@ def _traffic(
                 mpps = (c.rx_packets - last_rx) / dt / 1e6
                 gbps = (c.rx_bytes - last_bytes) * 8 / dt / 1e9
                 errors = c.mismatches + sum(client.errors().values())
-                live.update(_rate_line(now - started, c, mpps, gbps, errors))
+                live.update(_rate_line(c, mpps, gbps, errors))
                 last_t, last_rx, last_bytes = now, c.rx_packets, c.rx_bytes
             if not sending:
                 _drain(sock, client, 2.0, wake)
@@ -204,7 +205,7 @@ def _traffic(
                 mpps = c.rx_packets / (end - started) / 1e6
                 gbps = c.rx_bytes * 8 / (end - started) / 1e9
                 if live.tty:  # the final figures, in place
-                    live.update(_rate_line(end - started, c, mpps, gbps, errors), force=True)
+                    live.finish(_rate_line(c, mpps, gbps, errors), end - started)
                 return end
             if idle:
                 sleep_rx(wake, client.rxq, 0.01)

@@ -56,7 +56,7 @@ set interface state memif2/0 up
 set interface state memif3/0 up
 """
 
-_MONITOR_LINE = re.compile(rb"^monitor: (\d+) packets", re.MULTILINE)
+_MONITOR_LINE = re.compile(rb"monitor: (\d+) packets")  # after the elapsed time
 
 
 class Topology:

@@ -28,7 +28,10 @@ jumbo frames with ``TxQueue.send`` per packet.
 ``--count N`` stops after N packets (sent in ``txonly``, received otherwise), ``--duration``
 after that many seconds; the generator then waits until the peer took every sent slot from the
 ring (``--drain-timeout``) and stays connected for ``--linger`` seconds, still receiving in
-``txonly``, so the peer's counters can be read. Ctrl-C (or SIGTERM) ends the run at once, and
+``txonly``, so the peer's counters can be read. ``--reconnect`` (the default without
+``--count``, but for a receiving or reflecting server): a disconnect
+waits for the peer to come back, and the counters go on over the new connection
+(``reconnects`` in the summary). Ctrl-C (or SIGTERM) ends the run at once, and
 the summary is printed in every case.
 
 Latency needs no special mode: ``txonly`` always receives, so run it against any reflector and
@@ -47,13 +50,16 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from typing import Any
 
 from ... import wire
 from ...errors import MemifError
 from ...loop import BUSY_VECTOR, MAX_COALESCE
+from ..bench.charts import ChartError, check_path, pyplot
 from ..common import (
     add_connection_args,
+    add_reconnect_args,
     fail,
     ipv4_arg,
     mac_arg,
@@ -63,6 +69,7 @@ from ..common import (
 )
 from .frames import IMIX, Frames
 from .fwd import Generator
+from .histogram import format_histogram, latency_histogram, plot_histogram
 
 MODES = ("txonly", "rxonly", "io", "macswap")
 
@@ -94,6 +101,8 @@ def format_summary(s: dict[str, Any]) -> str:
         )
     else:
         lines.append("  latency: not measured")
+    if s["reconnects"]:
+        lines.append(f"  reconnected {s['reconnects']} time(s) (the peer went away and came back)")
     if s["disconnected"]:
         lines.append(f"  peer disconnected: {s['disconnected']}")
     return "\n".join(lines)
@@ -145,9 +154,12 @@ examples:
   memif gen txonly --socket @x --size 9000              # chained 2048-byte buffers
 
 --mode is the memif interface mode (ethernet, ip); the forwarding mode is FWD_MODE.
-Gbit/s counts frame bytes only (no preamble, gap or FCS). A run is one connection. Exit status:
-0 when the run ends by --count, --duration, Ctrl-C or (rxonly, io, macswap without --count) the
-peer leaving; 1 on an error (no peer, the peer left before the end), with a one-line message.
+Gbit/s counts frame bytes only (no preamble, gap or FCS). Without --count a disconnect (a port
+flap) does not end the run (a --duration still does): the generator waits for the peer, saying
+"reconnecting", and its counters go on; but a server receiving or reflecting (rxonly, io,
+macswap) ends when its client leaves, unless --reconnect. Exit status: 0 when the run ends by
+--count, --duration, Ctrl-C or (rxonly, io, macswap without --count) the peer leaving; 1 on
+an error (no peer, the peer left before the end), with a one-line message.
 """
 
 
@@ -262,6 +274,19 @@ def add_parser(subparsers: Any) -> None:
         f"{MAX_COALESCE * 1e6:g} us for bigger vectors under load, sleep on interrupts "
         "when idle or for a trickle); default interrupt, polling with --polling",
     )
+    add_reconnect_args(g)
+    g.add_argument(
+        "--histogram",
+        action="store_true",
+        help="print the latency histogram at the end (log-spaced bins; with --json: its "
+        "edges_us and counts in the summary)",
+    )
+    g.add_argument(
+        "--plot",
+        metavar="FILE",
+        help="draw the latency histogram into FILE (.png, .svg, .pdf); needs matplotlib "
+        "(pip install 'memif[plot]')",
+    )
     g.add_argument("--quiet", "-q", action="store_true", help="no live line on stderr")
     p.set_defaults(func=run)
 
@@ -285,6 +310,12 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         return fail(str(exc))
+    if args.plot:
+        try:  # before any traffic: a chart that cannot be drawn fails the run at once
+            check_path(args.plot)
+            pyplot()
+        except ChartError as exc:
+            return fail(str(exc))
     try:
         sock, iface = open_interface(args, "memif-gen")
     except (TimeoutError, MemifError, OSError) as exc:
@@ -298,13 +329,20 @@ def run(args: argparse.Namespace) -> int:
         error = str(exc)
     finally:
         summary = gen.summary()
-        gen.live.update(gen.final_text(summary), force=True)
-        gen.live.close()
+        gen.finish_live(summary)
         sock.close()
+    hist = latency_histogram(gen.an.latency) if args.histogram or args.plot else None
+    if hist is not None and args.histogram:
+        summary["histogram"] = hist
     if args.json:
         print_json(summary)
     else:
         print(format_summary(summary), flush=True)
+        if hist is not None and args.histogram:
+            print(format_histogram(hist, summary["latency"] or "no"), flush=True)
+    if hist is not None and args.plot:
+        plot_histogram(hist, summary["latency"] or "no", args.plot)
+        print(f"memif gen: latency chart written to {args.plot}", file=sys.stderr, flush=True)
     if error:
         return fail(error)
     # A receiver or reflector whose peer leaves has simply reached the end of the traffic,

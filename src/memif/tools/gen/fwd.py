@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 
 from ... import wire
+from ...config import Role
 from ...errors import MemifError
 from ...loop import BUSY_VECTOR, EventLoop, RxMode
 from ...queue import RxBatch, TxQueue
 from ..burst import echo_burst, send_fitting, swap_macs
-from ..common import LiveLine, StopRequest
+from ..common import LiveLine, StopRequest, reconnect_wanted
 from .frames import HDR_LEN, STREAM_SHIFT, Frames
 from .stats import Analyzer
 
@@ -50,6 +51,14 @@ class Generator:
         self.txq = list(iface.tx_queues)
         self.rxq = list(iface.rx_queues)
         self.streams = [_TxStream(q, i) for i, q in enumerate(self.txq)]
+        #: a disconnect waits for the peer to come back (--reconnect) instead of ending the
+        #: run; by default without --count, but for a receiver or reflector that
+        #: is the server: its client leaving is the end of the traffic, not a port flap
+        self.reconnect = reconnect_wanted(args) and (
+            args.reconnect or self.mode == "txonly" or iface.role is Role.CLIENT
+        )
+        self.reconnects = 0
+        self._banked = (0, 0, 0, 0, 0)  # tx, tx bytes, rx, rx bytes, rx errors of gone queues
         #: interrupt (sleep on the rx eventfds as soon as a turn is light), polling (spin:
         #: no sleep), or adaptive (the switch's rule: spin near the peak, nap for bigger
         #: vectors under load, sleep on the eventfds when idle): the core's EventLoop
@@ -245,11 +254,12 @@ class Generator:
             self.sock.poll(min(0.05, max(0.0, delay_end - time.perf_counter())))
         self.t0 = self.t_tokens = now = time.perf_counter()
         self._last = (now, 0, 0, 0, 0)
+        self.live.restart()
         send_end = now + args.duration if args.duration else math.inf
         live_period = self.live.interval
         phase, phase_end, next_house = "send", math.inf, now
         next_live = now + live_period
-        nrx, txonly = len(self.rxq), self.mode == "txonly"
+        txonly = self.mode == "txonly"
         wake = self.rx_wake
         polling = self.rx_mode is RxMode.POLLING
         while True:
@@ -266,7 +276,7 @@ class Generator:
                 elif txonly:
                     sent = self._send(now)
             if txonly or phase == "send":
-                for qid in range(nrx):
+                for qid in range(len(self.rxq)):
                     limit = self.burst
                     if self.count and not txonly:
                         limit = min(limit, self.count - self.done)
@@ -287,6 +297,10 @@ class Generator:
                 self.sock.poll(0)
                 if not self.iface.connected:
                     reason = self.iface.remote_disc_reason or self.iface.local_disc_reason
+                    if phase == "send" and self.reconnect and self._reconnect(reason, send_end):
+                        next_house = now = time.perf_counter()
+                        self.t_tokens = now  # no burst for the time it was away
+                        continue
                     if phase != "linger":
                         self.disconnected = reason or "peer disconnected"
                     break
@@ -310,14 +324,52 @@ class Generator:
         if self.iface.connected:  # Ctrl-C or the end: count what is still in flight
             self.undrained = self.drained()
 
+    def _reconnect(self, reason: str | None, until: float) -> bool:
+        """The peer went away in the sending phase: keep the counters of the queues that
+        went with it, wait for it (the live line says ``reconnecting``) until it is back,
+        a signal, or ``until`` (perf_counter); True when it is back, on its new queues."""
+        tx, txb, rx, rxb = self.counters()
+        self._banked = (tx, txb, rx, rxb, self.rx_errors())
+        self.txq, self.rxq = [], []
+        self.rx_wake.update_rx([], mode=self.rx_mode)
+        self.reconnects += 1
+        why = f" ({reason})" if reason else ""
+        shown = 0.0
+        while not self.stop and not self.iface.connected and time.perf_counter() < until:
+            now = time.perf_counter()
+            if now - shown >= self.live.interval:
+                shown = now
+                self.live.update(f"reconnecting{why}  {self.totals_text()}", force=True)
+            self.sock.poll(min(0.05, max(0.0, until - now)))
+        if not self.iface.connected:
+            return False
+        self.txq, self.rxq = list(self.iface.tx_queues), list(self.iface.rx_queues)
+        old = self.streams
+        self.streams = [_TxStream(q, i) for i, q in enumerate(self.txq)]
+        for st, before in zip(self.streams, old, strict=False):
+            st.sent = before.sent  # each stream's numbers go on: a gap is the frames lost
+        self.rx_wake.update_rx(self.rxq, mode=self.rx_mode)
+        self.live.update(f"reconnected  {self.totals_text()}", force=True)
+        return True
+
     # ------------------------------------------------------------------ reporting
     def counters(self) -> tuple[int, int, int, int]:
-        """Packets and bytes sent, packets and bytes received, over every queue."""
-        tx = sum(q.stats.packets for q in self.txq)
-        txb = sum(q.stats.bytes for q in self.txq)
-        rx = sum(q.stats.packets for q in self.rxq)
-        rxb = sum(q.stats.bytes for q in self.rxq)
+        """Packets and bytes sent, packets and bytes received, over every queue (those
+        of earlier connections included)."""
+        tx0, txb0, rx0, rxb0, _ = self._banked
+        tx = tx0 + sum(q.stats.packets for q in self.txq)
+        txb = txb0 + sum(q.stats.bytes for q in self.txq)
+        rx = rx0 + sum(q.stats.packets for q in self.rxq)
+        rxb = rxb0 + sum(q.stats.bytes for q in self.rxq)
         return tx, txb, rx, rxb
+
+    def totals_text(self) -> str:
+        """Running totals: packets sent and received, lost, drops."""
+        tx, _, rx, _ = self.counters()
+        return (
+            f"tx {tx:,}  rx {rx:,}  lost {self.an.total('lost')}  "
+            f"drops {self.tx_drops + self.rx_errors()}"
+        )
 
     def live_text(self, now: float) -> str:
         """The live line: rates since the previous call, loss, drops, median latency."""
@@ -328,18 +380,20 @@ class Generator:
         p50 = self.an.latency.percentile(50)
         lat = f"  p50 {p50 / 1000:.1f} us" if p50 is not None else ""
         return (
-            f"{now - self.t0:.1f} s  "
             f"tx {_pps((tx - tx0) / dt)} {(txb - txb0) * 8 / dt / 1e9:.3f} Gbit/s  "
             f"rx {_pps((rx - rx0) / dt)} {(rxb - rxb0) * 8 / dt / 1e9:.3f} Gbit/s  "
-            f"lost {self.an.total('lost')}  drops {self.tx_drops + self.rx_errors()}{lat}"
+            f"{self.totals_text()}{lat}"
         )
 
-    def final_text(self, summary: dict[str, Any]) -> str:
+    def finish_live(self, summary: dict[str, Any]) -> None:
         """The live line's last state: totals and average rates over the whole run (not the
         rates of its last instant, which are 0 once the sending has ended)."""
+        self.live.finish(self.final_text(summary), summary["seconds"], "done, average rates")
+
+    def final_text(self, summary: dict[str, Any]) -> str:
+        """The run's totals and average rates (see :meth:`finish_live`)."""
         lat = f"  p50 {summary['p50_us']:.1f} us" if summary["p50_us"] is not None else ""
         return (
-            f"{summary['seconds']:.1f} s (done, average rates)  "
             f"tx {summary['tx_packets']:,} ({_pps(summary['tx_mpps'] * 1e6)})  "
             f"rx {summary['rx_packets']:,} ({_pps(summary['rx_mpps'] * 1e6)})  "
             f"lost {summary['lost'] if summary['lost'] is not None else '-'}  "
@@ -347,8 +401,8 @@ class Generator:
         )
 
     def rx_errors(self) -> int:
-        """Received descriptors dropped as invalid, over every queue."""
-        return sum(q.stats.drops for q in self.rxq)
+        """Received descriptors dropped as invalid, over every queue (and earlier ones)."""
+        return self._banked[4] + sum(q.stats.drops for q in self.rxq)
 
     def summary(self) -> dict[str, Any]:
         """The run's result: the ``--json`` object and what the human summary prints."""
@@ -405,6 +459,7 @@ class Generator:
             "in_flight": self.undrained,
             "interrupted": self.interrupted,
             "disconnected": self.disconnected,
+            "reconnects": self.reconnects,
         }
         main = "rx" if self.mode == "rxonly" else "tx"
         out["mpps"], out["gbps"] = out[f"{main}_mpps"], out[f"{main}_gbps"]

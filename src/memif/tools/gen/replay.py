@@ -134,6 +134,7 @@ class Replay:
         """Play the file ``--loop`` times; returns an error message or None."""
         stop = StopRequest(escalate=(signal.SIGINT,))  # a second Ctrl-C: give up at once
         self.start = time.monotonic()
+        self.live.restart()
         offset = 0.0
         error = None
         try:
@@ -156,7 +157,7 @@ class Replay:
             error = str(exc)
         finally:
             self.elapsed = time.monotonic() - self.start
-            self.live.close()
+            self.live.finish(self._totals(), self.elapsed)
         return error
 
     def _play_once(self, offset: float, stop: StopRequest) -> tuple[float, int]:
@@ -203,10 +204,10 @@ class Replay:
     def _show(self, now: float) -> None:
         loops = "forever" if self.args.loop == 0 else str(self.args.loop)
         pps = self.sent / max(now - self.start, 1e-9)
-        self.live.update(
-            f"pcap-replay: {self.sent} packets {self.bytes} bytes  "
-            f"loop {self.loops + 1}/{loops}  {pps:.0f} pps"
-        )
+        self.live.update(f"{self._totals()}  loop {self.loops + 1}/{loops}  {pps:.0f} pps")
+
+    def _totals(self) -> str:
+        return f"pcap-replay: {self.sent} packets {self.bytes} bytes"
 
     def _wait_until(self, due: float, stop: StopRequest) -> None:
         while not stop:

@@ -89,6 +89,16 @@ class Latency:
         bins = (np.log2(lat + 1.0) * self.PER_OCTAVE).astype(np.intp)
         hist += np.bincount(bins, minlength=self.BINS)[: self.BINS]
 
+    def weighted(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every sample as (values in ns, weights): the kept samples one each, or, once
+        binned, each bin's middle weighted by its count (the weights sum to ``count``)."""
+        if self.hist is None:
+            kept = self._kept()
+            values = np.concatenate(kept) if kept else np.zeros(0, np.int64)
+            return values.astype(np.float64), np.ones(len(values), np.int64)
+        bins = np.flatnonzero(self.hist)
+        return 2 ** ((bins + 0.5) / self.PER_OCTAVE) - 1, self.hist[bins]
+
     def percentile(self, p: float) -> float | None:
         """The ``p``-th percentile in ns (None without samples)."""
         if not self.count:

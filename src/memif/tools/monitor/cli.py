@@ -33,11 +33,13 @@ from ..common import (
     LiveLine,
     StopRequest,
     add_connection_args,
+    add_reconnect_args,
     control_loop,
     fail,
     one_line_errors,
     open_interface,
     print_json,
+    reconnect_wanted,
     wait_rx,
 )
 from .display import Block, render, si
@@ -147,6 +149,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--duration", type=float, metavar="S", help="stop S seconds after connecting")
     p.add_argument("--count", type=int, metavar="N", help="stop after N packets passed the filters")
+    add_reconnect_args(p)
     p.add_argument("--top", type=int, default=5, metavar="N", help="top talkers shown (default 5)")
     p.add_argument(
         "--interval",
@@ -209,6 +212,7 @@ def _loop(args: argparse.Namespace, sock: Any, iface: Any, mon: Monitor) -> tupl
     period = args.interval if args.interval else (0.5 if tty else 5.0)
     block = None if args.json else Block(out, period)
     line = LiveLine(sys.stderr, period=period, enabled=args.json)
+    reconnect, was_up = reconnect_wanted(args), iface.connected
     loop = control_loop(sock)  # what _wait turns and sleeps in
     title = f"memif monitor  {args.socket} {args.role} id {args.id} {args.mode}"
     start = time.monotonic()
@@ -238,12 +242,13 @@ def _loop(args: argparse.Namespace, sock: Any, iface: Any, mon: Monitor) -> tupl
                 ),
                 now,
             )
-        else:
-            line.update(
-                f"monitor: {mon.stats.packets} packets {si(mon.stats.bytes, 'B')} "
-                f"{si(rates[0], 'pps')}" + (f" written {mon.writer.packets}" if mon.writer else ""),
-                force=True,
-            )
+        elif not final:
+            waiting = "" if iface.connected else "  (waiting for the peer)"
+            line.update(f"{totals()} {si(rates[0], 'pps')}{waiting}", force=True)
+
+    def totals() -> str:
+        written = f" written {mon.writer.packets}" if mon.writer else ""
+        return f"monitor: {mon.stats.packets} packets {si(mon.stats.bytes, 'B')}{written}"
 
     next_control = 0.0
     with stop.installed():
@@ -268,6 +273,10 @@ def _loop(args: argparse.Namespace, sock: Any, iface: Any, mon: Monitor) -> tupl
             if now >= next_control:
                 sock.poll(0)
                 next_control = now + 0.1
+                if was_up and not iface.connected and not reconnect:
+                    stopped_by = "disconnected"  # --no-reconnect: the peer's leaving ends it
+                    break
+                was_up = iface.connected
             if (block is not None and block.due(now)) or (
                 block is None and now - last[0] >= period
             ):
@@ -278,9 +287,8 @@ def _loop(args: argparse.Namespace, sock: Any, iface: Any, mon: Monitor) -> tupl
                     timeout = min(timeout, max(0.0, deadline - now))
                 _wait(loop, iface, timeout)
     end = time.monotonic()
-    if block is not None:
-        draw(end, final=True)
-    line.close()
+    draw(end, final=True)
+    line.finish(totals(), end - start, f"done, stopped by {stopped_by}")
     return stopped_by, end - start
 
 

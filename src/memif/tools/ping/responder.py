@@ -40,6 +40,7 @@ from ..common import (
     LiveLine,
     StopRequest,
     add_connection_args,
+    add_reconnect_args,
     control_loop,
     fail,
     host_mode,
@@ -49,6 +50,7 @@ from ..common import (
     one_line_errors,
     open_interface,
     print_json,
+    reconnect_wanted,
     wait_rx,
 )
 from .icmp import Responder
@@ -74,7 +76,8 @@ examples:
 The default address is {DEFAULT_IP} (libmemif's icmp_responder answers on 192.168.1.1:
 --ip 192.168.1.1 stands in for it), and the default role is client, as icmp_responder
 connects to VPP.  Runs until interrupted (Ctrl-C, SIGTERM) or for
---duration seconds and keeps serving across reconnects.  Live counters go to stderr; --json
+--duration seconds and keeps serving across reconnects (--no-reconnect: the peer leaving
+ends it).  Live counters go to stderr; --json
 prints a final summary object on stdout.  It waits for its peer as long as it runs unless
 --connect-timeout is given (exit status 1 if the peer did not come in time; an interrupt
 while waiting is a normal stop, exit status 0).
@@ -130,6 +133,7 @@ def add_parser(subparsers: Any) -> None:
         help="stop after S seconds (default: run until interrupted)",
     )
     add_connection_args(p, connect_timeout=None)  # a responder waits as long as it runs
+    add_reconnect_args(p)
     p.set_defaults(func=run)
     one_line_errors(p, "responder")
 
@@ -145,12 +149,14 @@ def serve(
     until: float | None = None,
     live: LiveLine | None = None,
     stop: StopRequest | None = None,
+    reconnect: bool = True,
 ) -> None:
     """Answer on every queue of ``iface`` until ``time.monotonic()`` reaches ``until``.
 
     Busy bursts are processed back to back, the control plane served every 50 ms; when
     every queue is empty the loop sleeps on the control socket and the queues' interrupt
     eventfds (queues in polling mode: it spins).  See :func:`~memif.tools.common.wait_rx`.
+    Without ``reconnect`` the peer leaving ends it.
     """
     loop = control_loop(sock)
     was_up = iface.connected
@@ -173,7 +179,10 @@ def serve(
                 _note(live, f"responder: connected to {iface.remote_app_name or 'peer'}")
             else:
                 reason = iface.remote_disc_reason or iface.local_disc_reason or "?"
-                _note(live, f"responder: disconnected ({reason})")
+                then = "waiting for it to come back" if reconnect else "stopping"
+                _note(live, f"responder: disconnected ({reason}); {then}")
+                if not reconnect:
+                    return
 
 
 def _note(live: LiveLine | None, text: str) -> None:
@@ -228,9 +237,11 @@ def run(args: argparse.Namespace) -> int:
                     f"({len(iface.rx_queues)} rx queues)",
                 )
                 with contextlib.suppress(KeyboardInterrupt):
-                    serve(sock, iface, responder, until=until, live=live, stop=stop)
-                live.update(responder.status(), force=True)
-                live.close()
+                    serve(
+                        sock, iface, responder, until=until, live=live, stop=stop,
+                        reconnect=reconnect_wanted(args),
+                    )  # fmt: skip
+                live.finish(responder.status())
             finally:
                 sock.close()
             connects = iface.connect_count
