@@ -11,8 +11,12 @@ backed.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from memifd_probe import rss_kib
 
+from memif.vswitch import ip4_fib
 from memif.vswitch.ip4_fib import FibError, FibFullError, Ip4Fib, ip4_dst, reference_lookup
 
 LENGTHS = (0, 1, 8, 15, 16, 23, 24, 25, 28, 31, 32)
@@ -265,3 +270,20 @@ def test_ip4_dst_from_packet_bytes() -> None:
     assert ip4_dst(frames[:, 30:34]).tolist() == want
     with pytest.raises(ValueError, match="^5 bytes: accepted a multiple of 4"):
         ip4_dst(np.zeros(5, np.uint8))
+
+
+def test_bench_fib_prints_its_figures() -> None:
+    """scripts/bench_fib.py runs (a small table, short rounds) and its JSON holds every
+    figure it promises; the speeds themselves are the benchmark's business."""
+    script = Path(__file__).parent.parent / "scripts" / "bench_fib.py"
+    env = {**os.environ, "PYTHONPATH": str(Path(ip4_fib.__file__).parents[2])}
+    args = ["--sizes", "1000", "--rounds", "1", "--budget", "0.01", "--json"]
+    run = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    (fig,) = json.loads(run.stdout)["results"]
+    assert fig["routes"] == 1000
+    assert fig["tbl8_in_use"] > 0  # the mix has routes longer than /24
+    assert set(fig["lookups_per_s"]) == {"1", "4", "32", "256", "2048"}
+    assert all(v["best"] > 0 for v in fig["lookups_per_s"].values())

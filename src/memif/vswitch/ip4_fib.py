@@ -52,8 +52,7 @@ def _text(prefix: int, length: int) -> str:
         return f"{prefix!r}/{length!r}"
 
 
-def _mask(length: int) -> int:
-    return (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
+_MASKS = tuple((0xFFFFFFFF << (32 - n)) & 0xFFFFFFFF for n in range(33))
 
 
 class FibError(ValueError):
@@ -144,9 +143,19 @@ class Ip4Fib:
 
     def routes(self) -> list[tuple[int, int, int]]:
         """Every route as (prefix, length, adj), sorted by prefix then length."""
-        out = [(p, n, a) for n, rules in enumerate(self._rules) for p, a in rules.items()]
-        out.sort()
-        return out
+        n = self._n_routes
+        prefixes = np.fromiter((p for rules in self._rules for p in rules), np.uint32, n)
+        lengths = np.repeat(np.arange(33, dtype=np.uint8), [len(r) for r in self._rules])
+        adjs = np.fromiter((a for rules in self._rules for a in rules.values()), np.uint32, n)
+        order = np.lexsort((lengths, prefixes))
+        return list(
+            zip(
+                prefixes[order].tolist(),
+                lengths[order].tolist(),
+                adjs[order].tolist(),
+                strict=True,
+            )
+        )
 
     # -- lookup ---------------------------------------------------------------
 
@@ -177,7 +186,7 @@ class Ip4Fib:
             depth = self._tbl24_depth.item(dst >> 8)
         if entry == self.MISS:
             return None
-        return dst & _mask(depth), depth, entry
+        return dst & _MASKS[depth], depth, entry
 
     # -- internals ------------------------------------------------------------
 
@@ -186,15 +195,15 @@ class Ip4Fib:
             raise FibError(f"{_text(prefix, length)}: prefix length (accepted 0..32)")
         if not isinstance(prefix, int) or not 0 <= prefix <= 0xFFFFFFFF:
             raise FibError(f"{_text(prefix, length)}: address (accepted 0.0.0.0..255.255.255.255)")
-        if prefix & ~_mask(length) & 0xFFFFFFFF:
-            net = _text(prefix & _mask(length), length)
+        if prefix & ~_MASKS[length] & 0xFFFFFFFF:
+            net = _text(prefix & _MASKS[length], length)
             raise FibError(f"{_text(prefix, length)}: host bits set (the network is {net})")
 
     def _parent(self, prefix: int, length: int) -> tuple[int, int]:
         """(adj, length) of the longest route strictly covering ``prefix/length``;
         (MISS, 0) when there is none."""
         for n in range(length - 1, -1, -1):
-            adj = self._rules[n].get(prefix & _mask(n))
+            adj = self._rules[n].get(prefix & _MASKS[n])
             if adj is not None:
                 return adj, n
         return self.MISS, 0
@@ -204,6 +213,14 @@ class Ip4Fib:
         to (adj, depth), and likewise inside the tbl8 groups under them."""
         lo = prefix >> 8
         hi = lo + (1 << (24 - length))
+        if hi - lo == 1:  # a /24, most of a routing table: one entry, no masks
+            entry = self._tbl24.item(lo)
+            if entry & (1 << 31):
+                self._set8(entry & MAX_ADJ, 0, 24, adj, depth, upto)
+            elif self._tbl24_depth.item(lo) <= upto:
+                self._tbl24[lo] = adj
+                self._tbl24_depth[lo] = depth
+            return
         entries, depths = self._tbl24[lo:hi], self._tbl24_depth[lo:hi]
         ext = entries >= _EXT
         mine = ~ext & (depths <= upto)
@@ -254,7 +271,7 @@ def reference_lookup(routes: Iterable[tuple[int, int, int]], dst: int) -> int:
     Python, one route at a time: the oracle the table is tested against."""
     best_len, best_adj = -1, Ip4Fib.MISS
     for prefix, length, adj in routes:
-        if length > best_len and dst & _mask(length) == prefix:
+        if length > best_len and dst & _MASKS[length] == prefix:
             best_len, best_adj = length, adj
     return best_adj
 
