@@ -287,3 +287,38 @@ def test_bench_fib_prints_its_figures() -> None:
     assert fig["tbl8_in_use"] > 0  # the mix has routes longer than /24
     assert set(fig["lookups_per_s"]) == {"1", "4", "32", "256", "2048"}
     assert all(v["best"] > 0 for v in fig["lookups_per_s"].values())
+
+
+def test_numpy_integers_are_addresses_too() -> None:
+    """What a node or a parser holds (numpy scalars) adds, deletes and looks up as ints."""
+    fib = Ip4Fib()
+    fib.add(np.uint32(ip("10.0.0.0")), np.int64(8), np.uint32(3))
+    assert fib.routes() == [(ip("10.0.0.0"), 8, 3)]
+    assert all(type(x) is int for x in fib.routes()[0])
+    dst = ip4_dst(np.array([10, 2, 3, 4], np.uint8))[0]
+    assert fib.lookup_one(dst) == 3
+    assert fib.covering(dst) == (ip("10.0.0.0"), 8, 3)
+    assert all(type(x) is int for x in fib.covering(dst) or ())
+    with pytest.raises(FibError, match=r"^10\.0\.0\.0/8\.0: prefix length \(accepted 0\.\.32\)$"):
+        fib.add(ip("10.0.0.0"), 8.0, 1)  # type: ignore[arg-type]
+    fib.delete(np.uint32(ip("10.0.0.0")), np.uint8(8))
+    assert len(fib) == 0
+
+
+def test_short_prefixes_over_a_table_with_tbl8_groups() -> None:
+    """/0, /1 and /7 added, replaced and deleted over a /24 holding a group: the scan of
+    tbl24 (chunked) reaches the group's entries and its edges."""
+    fib, model = Ip4Fib(), {}
+    for key, adj in (((ip("10.1.2.0"), 25), 1), ((ip("10.1.2.128"), 32), 2)):
+        fib.add(*key, adj)
+        model[key] = adj
+    extra = [ip("10.1.2.200"), ip("128.0.0.0"), ip("127.255.255.255")]
+    for key in ((0, 0), (0, 1), (ip("10.0.0.0"), 7)):
+        for adj in (7, 8):
+            fib.add(*key, adj)
+            model[key] = adj
+            check(fib, model, extra)
+    for key in ((0, 1), (0, 0), (ip("10.0.0.0"), 7)):
+        fib.delete(*key)
+        del model[key]
+        check(fib, model, extra)
