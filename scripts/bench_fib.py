@@ -7,7 +7,8 @@ For each table size it prints:
 
 * the build: seconds, routes added per second (``Ip4Fib.add`` one route at a time, as a
   startup file or a routing daemon would), the resident memory the table added (VmRSS
-  after the build minus before the table was made) and the tbl8 groups in use;
+  after the build minus before the table was made, each size in a process of its own;
+  the route objects themselves are the caller's and not counted) and the tbl8 groups in use;
 * lookups per second for vectors of 1 (``lookup_one``), 4, 32, 256 and 2048 random
   destinations (``lookup``): the best of ``--rounds`` rounds and the spread (worst/best),
   every vector a fresh slice of a large random pool, so no vector is served warm from cache.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import subprocess
 import sys
 import time
 from typing import Any
@@ -109,13 +111,13 @@ def lookups_per_s(
     return max(rates), min(rates)
 
 
-def bench(n: int, rounds: int, budget: float, seed: int) -> dict[str, Any]:
+def bench(n: int, rounds: int, budget: float, seed: int, hugepages: bool) -> dict[str, Any]:
     """Figures for a table of ``n`` random routes."""
     rng = np.random.default_rng(seed)
     routes = random_routes(n, rng)
     gc.collect()
     rss0 = rss_kib()
-    fib = Ip4Fib()
+    fib = Ip4Fib(hugepages=hugepages)
     t0 = time.perf_counter()
     for prefix, length, adj in routes:
         fib.add(prefix, length, adj)
@@ -145,17 +147,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=7, help="rounds per figure (best is printed)")
     ap.add_argument("--budget", type=float, default=0.2, help="seconds per round")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--hugepages", action="store_true", help="tables in huge pages (Ip4Fib(hugepages=True))"
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
-    results = [
-        bench(int(s), args.rounds, args.budget, args.seed) for s in args.sizes.split(",") if s
-    ]
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    if len(sizes) == 1:
+        results = [bench(sizes[0], args.rounds, args.budget, args.seed, args.hugepages)]
+    else:  # one process per table: each RSS figure starts from a fresh heap
+        argv = argv if argv is not None else sys.argv[1:]
+        results = [
+            json.loads(
+                subprocess.run(
+                    [sys.executable, __file__, *argv, "--sizes", str(n), "--json"],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+            )["results"][0]
+            for n in sizes
+        ]
     if args.json:
-        json.dump({"mix": dict(MIX), "results": results}, sys.stdout, indent=1)
+        json.dump(
+            {"mix": dict(MIX), "hugepages": args.hugepages, "results": results},
+            sys.stdout,
+            indent=1,
+        )
         print()
         return 0
     mix = ", ".join(f"/{n} {share:.1%}" for n, share in MIX if share >= 0.01)
-    print(f"length mix: {mix}; /8../15 and /25../32 1.5% each")
+    pages = "2 MB (huge) pages" if args.hugepages else "4 KB pages"
+    print(f"length mix: {mix}; /8../15 and /25../32 1.5% each; tables in {pages}")
     for r in results:
         print(
             f"\n{r['routes']:>9,} routes: build {r['build_s']:.2f} s ({r['routes_per_s']:,}"

@@ -250,13 +250,28 @@ def test_memory_bounded_after_churn() -> None:
     assert (fib.lookup(dst) == 1).all()
 
 
-def test_empty_table_is_lazily_backed() -> None:
-    """tbl24 is 80 MB of address space; constructing it touches almost none of it."""
+def test_table_is_lazily_backed() -> None:
+    """tbl24 is 80 MB of address space: an empty table touches none of it, 1,000 routes
+    scattered over all of it a page or two each (no huge pages unless asked for)."""
+    rng = random.Random(8)
     before = rss_kib(os.getpid())
     fib = Ip4Fib()
-    fib.add(ip("10.1.2.0"), 24, 1)
-    assert rss_kib(os.getpid()) - before < 8 * 1024
-    assert fib.lookup_one(ip("10.1.2.3")) == 1
+    assert rss_kib(os.getpid()) - before < 1024
+    nets = rng.sample(range(1 << 24), 1000)
+    for i, net in enumerate(nets):
+        fib.add(net << 8, 24, i + 1)
+    assert rss_kib(os.getpid()) - before < 16 * 1024
+    assert fib.lookup(np.array([n << 8 | 7 for n in nets], np.uint32)).tolist() == list(
+        range(1, 1001)
+    )
+
+
+def test_hugepage_table_same_answers() -> None:
+    fib, model = Ip4Fib(hugepages=True, max_tbl8=4), {}
+    for key, adj in (((0, 0), 1), ((ip("10.1.2.0"), 24), 2), ((ip("10.1.2.4"), 30), 3)):
+        fib.add(*key, adj)
+        model[key] = adj
+    check(fib, model, [ip("10.1.2.7"), ip("10.1.2.8")])
 
 
 def test_ip4_dst_from_packet_bytes() -> None:
