@@ -53,6 +53,9 @@ def check(fib: Ip4Fib, model: dict[tuple[int, int], int], extra: list[int]) -> N
     routes = sorted((p, n, a) for (p, n), a in model.items())
     assert fib.routes() == routes
     assert len(fib) == len(routes)
+    assert fib.length_counts() == {
+        n: c for n in range(33) if (c := sum(1 for _, m in model if m == n))
+    }
     dsts = edges(routes) + list(BASES) + extra
     want = [reference_lookup(routes, d) for d in dsts]
     got = fib.lookup(np.array(dsts, np.uint32))

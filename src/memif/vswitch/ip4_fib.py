@@ -153,6 +153,10 @@ class Ip4Fib:
             self._tbl24_depth[prefix >> 8] = self._tbl8_depth[base]
             heapq.heappush(self._free_tbl8, group)
 
+    def length_counts(self) -> dict[int, int]:
+        """Routes per prefix length, the lengths that have any (``show ip fib summary``)."""
+        return {n: len(rules) for n, rules in enumerate(self._rules) if rules}
+
     def routes(self) -> list[tuple[int, int, int]]:
         """Every route as (prefix, length, adj), sorted by prefix then length."""
         n = self._n_routes
