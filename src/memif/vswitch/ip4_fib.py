@@ -11,6 +11,9 @@ Each entry also records the length of the route it came from (``depth``, in
 exact: an add overwrites only the entries no longer than itself, a delete hands
 its entries back to the next-longest route covering it.  The routes themselves
 (``_rules``, one dict per length) are the truth; the tables are derived from them.
+The default route (0.0.0.0/0) is not written into the tables: an entry of depth 0
+holds ``MISS`` and a lookup that finds ``MISS`` answers the default route, so adding
+or deleting it costs nothing and backs no memory.
 
 The tables are anonymous memory the kernel backs page by page as entries are written
 (:func:`lazy_zeros`): an empty table costs almost nothing, 1,000 scattered routes about
@@ -94,6 +97,7 @@ class Ip4Fib:
         self._tbl8_depth = lazy_zeros(max_tbl8 * _GROUP, np.uint8, hugepages)
         self._rules: list[dict[int, int]] = [{} for _ in range(33)]  # [length] prefix -> adj
         self._n_routes = 0
+        self._default = self.MISS  # 0.0.0.0/0's adjacency: kept here, not in 2**24 entries
         self._free_tbl8: list[int] = []  # a heap: the lowest free group is reused first
         self._tbl8_high = 0  # groups ever handed out
 
@@ -124,7 +128,9 @@ class Ip4Fib:
             raise FibFullError(
                 f"{_text(prefix, length)}: the FIB holds its maximum of {self.max_routes} routes"
             )
-        if length <= 24:
+        if length == 0:
+            self._default = int(adj)
+        elif length <= 24:
             self._set24(prefix, length, adj, length, length)
         else:
             group = self._group_of(prefix)
@@ -140,6 +146,9 @@ class Ip4Fib:
         del self._rules[length][prefix]
         self._n_routes -= 1
         adj, depth = self._parent(prefix, length)
+        if length == 0:
+            self._default = self.MISS
+            return
         if length <= 24:
             self._set24(prefix, length, adj, depth, length)
             return
@@ -183,6 +192,8 @@ class Ip4Fib:
             ext = np.flatnonzero(out >= _EXT)
             entry = out[ext] & ~_EXT
             out[ext] = self._tbl8.take((entry << 8) | (dst[ext] & 0xFF))
+        if self._default:
+            np.putmask(out, out == self.MISS, self._default)
         return out
 
     def lookup_one(self, dst: int) -> int:
@@ -190,7 +201,7 @@ class Ip4Fib:
         entry: int = self._tbl24.item(dst >> 8)
         if entry & (1 << 31):
             entry = self._tbl8.item(((entry & MAX_ADJ) << 8) | (dst & 0xFF))
-        return entry
+        return entry or self._default
 
     def covering(self, dst: int) -> tuple[int, int, int] | None:
         """The route that ``dst`` matches, as (prefix, length, adj); None if none does."""
@@ -201,6 +212,7 @@ class Ip4Fib:
             entry, depth = self._tbl8.item(i), self._tbl8_depth.item(i)
         else:
             depth = self._tbl24_depth.item(dst >> 8)
+        entry = entry or self._default  # depth 0: the default route's, if there is one
         if entry == self.MISS:
             return None
         return dst & _MASKS[depth], depth, entry
@@ -221,9 +233,9 @@ class Ip4Fib:
         return prefix, length
 
     def _parent(self, prefix: int, length: int) -> tuple[int, int]:
-        """(adj, length) of the longest route strictly covering ``prefix/length``;
-        (MISS, 0) when there is none."""
-        for n in range(length - 1, -1, -1):
+        """(adj, length) of the longest route strictly covering ``prefix/length`` as
+        the tables hold it; (MISS, 0) when there is none but the default route."""
+        for n in range(length - 1, 0, -1):
             adj = self._rules[n].get(prefix & _MASKS[n])
             if adj is not None:
                 return adj, n
