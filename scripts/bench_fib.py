@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from memif.vswitch.ip4_fib import Ip4Fib
+from memif.vswitch.ip4_fib import HUGEPAGES_AT, Ip4Fib
 
 #: (prefix length, share of routes); sums to 1
 MIX: tuple[tuple[int, float], ...] = (
@@ -111,13 +111,15 @@ def lookups_per_s(
     return max(rates), min(rates)
 
 
-def bench(n: int, rounds: int, budget: float, seed: int, hugepages: bool) -> dict[str, Any]:
+def bench(
+    n: int, rounds: int, budget: float, seed: int, hugepages_at: int | None
+) -> dict[str, Any]:
     """Figures for a table of ``n`` random routes."""
     rng = np.random.default_rng(seed)
     routes = random_routes(n, rng)
     gc.collect()
     rss0 = rss_kib()
-    fib = Ip4Fib(hugepages=hugepages)
+    fib = Ip4Fib(hugepages_at=hugepages_at)
     t0 = time.perf_counter()
     for prefix, length, adj in routes:
         fib.add(prefix, length, adj)
@@ -131,6 +133,7 @@ def bench(n: int, rounds: int, budget: float, seed: int, hugepages: bool) -> dic
         "routes_per_s": round(n / build),
         "rss_mib": round(rss / 1024, 1),
         "tbl8_in_use": fib.tbl8_in_use,
+        "hugepages": fib.hugepages,
         "hit_ratio": round(hit, 3),
         "lookups_per_s": {},
     }
@@ -148,13 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=float, default=0.2, help="seconds per round")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument(
-        "--hugepages", action="store_true", help="tables in huge pages (Ip4Fib(hugepages=True))"
+        "--hugepages-at",
+        default=str(HUGEPAGES_AT),
+        help="routes at which the tables move into huge pages; 0: from the start; never",
     )
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
+    huge_at = None if args.hugepages_at == "never" else int(args.hugepages_at)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if len(sizes) == 1:
-        results = [bench(sizes[0], args.rounds, args.budget, args.seed, args.hugepages)]
+        results = [bench(sizes[0], args.rounds, args.budget, args.seed, huge_at)]
     else:  # one process per table: each RSS figure starts from a fresh heap
         argv = argv if argv is not None else sys.argv[1:]
         results = [
@@ -170,19 +176,19 @@ def main(argv: list[str] | None = None) -> int:
         ]
     if args.json:
         json.dump(
-            {"mix": dict(MIX), "hugepages": args.hugepages, "results": results},
+            {"mix": dict(MIX), "hugepages_at": huge_at, "results": results},
             sys.stdout,
             indent=1,
         )
         print()
         return 0
     mix = ", ".join(f"/{n} {share:.1%}" for n, share in MIX if share >= 0.01)
-    pages = "2 MB (huge) pages" if args.hugepages else "4 KB pages"
-    print(f"length mix: {mix}; /8../15 and /25../32 1.5% each; tables in {pages}")
+    print(f"length mix: {mix}; /8../15 and /25../32 1.5% each")
     for r in results:
         print(
             f"\n{r['routes']:>9,} routes: build {r['build_s']:.2f} s ({r['routes_per_s']:,}"
             f" routes/s), +{r['rss_mib']} MiB RSS, {r['tbl8_in_use']} tbl8 groups,"
+            f" {'2 MB' if r['hugepages'] else '4 KB'} pages,"
             f" {r['hit_ratio']:.0%} of random addresses routed"
         )
         for size, fig in r["lookups_per_s"].items():

@@ -272,12 +272,23 @@ def test_table_is_lazily_backed() -> None:
     )
 
 
-def test_hugepage_table_same_answers() -> None:
-    fib, model = Ip4Fib(hugepages=True, max_tbl8=4), {}
-    for key, adj in (((0, 0), 1), ((ip("10.1.2.0"), 24), 2), ((ip("10.1.2.4"), 30), 3)):
-        fib.add(*key, adj)
-        model[key] = adj
-    check(fib, model, [ip("10.1.2.7"), ip("10.1.2.8")])
+@pytest.mark.parametrize("hugepages_at", [0, 40])
+def test_hugepage_tables_same_answers(hugepages_at: int) -> None:
+    """Tables in huge pages from the start, or moved there at the 40th route with tbl8
+    groups and a default route in place: the same answers before and after."""
+    rng = random.Random(hugepages_at)
+    fib, model = Ip4Fib(hugepages_at=hugepages_at, max_tbl8=64), {}
+    extra = [rng.getrandbits(32) for _ in range(50)]
+    fib.add(0, 0, 1)
+    model[(0, 0)] = 1
+    for i in range(80):
+        length = rng.choice((8, 16, 24, 25, 30, 32))
+        key = (rng.getrandbits(32) & mask(length), length)
+        fib.add(*key, i + 2)
+        model[key] = i + 2
+        assert fib.hugepages == (len(fib) >= hugepages_at)
+        if len(fib) in (hugepages_at - 1, hugepages_at, 80):
+            check(fib, model, extra)
 
 
 def test_ip4_dst_from_packet_bytes() -> None:

@@ -17,11 +17,13 @@ or deleting it costs nothing and backs no memory.
 
 The tables are anonymous memory the kernel backs page by page as entries are written
 (:func:`lazy_zeros`): an empty table costs almost nothing, 1,000 scattered routes about
-8 MB, a full one 80 MB for tbl24 plus 1.25 KB per tbl8 group in use.  Huge pages
-(``hugepages=True``) make random lookups in a large table faster (fewer TLB misses) but
-back 2 MB at the first write in each: a table of 1,000 routes then holds 84 MB.  Two
-bounds stop a peer or a startup file from growing it further: ``max_routes`` and
-``max_tbl8`` (a group is freed when the last route longer than /24 under its /24 goes).
+8 MB, a full one 80 MB for tbl24 plus 1.25 KB per tbl8 group in use.  Huge pages make
+random lookups in a large table 1.5 to 4 times faster (fewer TLB misses) but back 2 MB
+at the first write in each: a table of 1,000 routes would hold 84 MB.  So the tables
+start in 4 KB pages and move into huge pages once (``hugepages_at`` routes, by when
+small pages back most of tbl24 anyway).  Two bounds stop a peer or a startup file
+from growing it further: ``max_routes`` and ``max_tbl8`` (a group is freed when the
+last route longer than /24 under its /24 goes).
 The routes themselves are one dict entry each in ``_rules`` (about 40 bytes, 70 with its int).
 
 Addresses are host-order ints (``int.from_bytes(addr, "big")``); :func:`ip4_dst`
@@ -49,6 +51,9 @@ __all__ = [
 
 DEFAULT_MAX_ROUTES = 1_250_000  # a full Internet table (about 1 M routes) and room to spare
 DEFAULT_MAX_TBL8 = 65_536  # groups of 256: /24s holding a route longer than /24
+#: routes at which the tables move into huge pages: 4 KB pages then back about 70% of
+#: what huge pages would (for scattered routes), and the copy takes tens of milliseconds
+HUGEPAGES_AT = 16_384
 MAX_ADJ = 2**31 - 1
 _EXT = np.uint32(1 << 31)  # a tbl24 entry with this bit names a tbl8 group
 _GROUP = 256
@@ -85,16 +90,21 @@ class Ip4Fib:
         self,
         max_routes: int = DEFAULT_MAX_ROUTES,
         max_tbl8: int = DEFAULT_MAX_TBL8,
-        hugepages: bool = False,
+        hugepages_at: int | None = HUGEPAGES_AT,
     ) -> None:
+        """``hugepages_at``: the number of routes at which the tables move into huge
+        pages (0: they start there; None: never)."""
         if not 1 <= max_tbl8 <= 1 << 16:
             raise ValueError(f"max_tbl8 {max_tbl8}: accepted 1..65536")
         self.max_routes = max_routes
         self.max_tbl8 = max_tbl8
-        self._tbl24 = lazy_zeros(1 << 24, np.uint32, hugepages)
-        self._tbl24_depth = lazy_zeros(1 << 24, np.uint8, hugepages)
-        self._tbl8 = lazy_zeros(max_tbl8 * _GROUP, np.uint32, hugepages)
-        self._tbl8_depth = lazy_zeros(max_tbl8 * _GROUP, np.uint8, hugepages)
+        self.hugepages_at = hugepages_at
+        #: the tables are in huge pages (asked for: the kernel may still refuse)
+        self.hugepages = hugepages_at == 0
+        self._tbl24 = lazy_zeros(1 << 24, np.uint32, self.hugepages)
+        self._tbl24_depth = lazy_zeros(1 << 24, np.uint8, self.hugepages)
+        self._tbl8 = lazy_zeros(max_tbl8 * _GROUP, np.uint32, self.hugepages)
+        self._tbl8_depth = lazy_zeros(max_tbl8 * _GROUP, np.uint8, self.hugepages)
         self._rules: list[dict[int, int]] = [{} for _ in range(33)]  # [length] prefix -> adj
         self._n_routes = 0
         self._default = self.MISS  # 0.0.0.0/0's adjacency: kept here, not in 2**24 entries
@@ -137,6 +147,8 @@ class Ip4Fib:
             self._set8(group, prefix, length, adj, length, length)
         rules[prefix] = int(adj)
         self._n_routes += new
+        if self._n_routes == self.hugepages_at and not self.hugepages:
+            self._move_to_hugepages()
 
     def delete(self, prefix: int, length: int) -> None:
         """Delete ``prefix/length``; the addresses it covered go to the next-longest route."""
@@ -279,6 +291,21 @@ class Ip4Fib:
         mine = depths <= upto
         entries[mine] = adj
         depths[mine] = depth
+
+    def _move_to_hugepages(self) -> None:
+        """Copy the tables into huge pages (tbl8 as far as groups were ever used)."""
+        used = self._tbl8_high * _GROUP
+        for name, n in (
+            ("_tbl24", 1 << 24),
+            ("_tbl24_depth", 1 << 24),
+            ("_tbl8", used),
+            ("_tbl8_depth", used),
+        ):
+            old: np.ndarray = getattr(self, name)
+            new = lazy_zeros(len(old), old.dtype.type, hugepages=True)
+            new[:n] = old[:n]
+            setattr(self, name, new)
+        self.hugepages = True
 
     def _group_of(self, prefix: int) -> int:
         """The tbl8 group of the /24 holding ``prefix``, made from its entry if needed."""
