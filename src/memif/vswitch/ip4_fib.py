@@ -58,7 +58,7 @@ MAX_ADJ = 2**31 - 1
 _EXT = np.uint32(1 << 31)  # a tbl24 entry with this bit names a tbl8 group
 _GROUP = 256
 #: tbl24 entries a short prefix's add or delete handles at a time: its temporaries stay
-#: in cache and a /0 (2**24 entries) costs 20 to 30 ms, not ten times that
+#: in cache: a /1 (2**23 entries) over a 1M-route table costs about 11 ms, a /8 50 us
 _CHUNK = 1 << 16
 
 
