@@ -108,6 +108,7 @@ def interface_data(ctx: Context, sw: SwInterface) -> dict[str, Any]:
         "mtu": mtu(ctx, sw),
         "mode": l2_mode(sw),
         "bd_id": sw.bd,
+        "bvi": sw.bvi,
         "xconnect": tables.interfaces[sw.xconnect].name
         if sw.xconnect in tables.interfaces
         else None,
@@ -148,7 +149,7 @@ def show_interface_address(ctx: Context, args: Args) -> Reply:
     for d in data:
         lines.append(f"{d['name']} ({'up' if d['admin_up'] else 'dn'}):")
         if d["mode"] == "bridge":
-            lines.append(f"  L2 bridge bd-id {d['bd_id']}")
+            lines.append(f"  L2 bridge bd-id {d['bd_id']}{' bvi' if d['bvi'] else ''}")
         elif d["mode"] == "xconnect" and d["xconnect"] is not None:
             lines.append(f"  L2 xconnect {d['xconnect']}")
         lines += [f"  L3 {a}" for a in d["ip4"]]
@@ -158,6 +159,12 @@ def show_interface_address(ctx: Context, args: Args) -> Reply:
 # ---------------------------------------------------------------------- bridge domains
 def _onoff(flag: bool) -> str:
     return "on" if flag else "off"
+
+
+def _bvi_of(ctx: Context, bd_id: int) -> SwInterface | None:
+    tables = ctx.switch.tables
+    index = tables.bd_bvi.get(bd_id)
+    return None if index is None else tables.interfaces[index]
 
 
 @command("show bridge-domain", "[<n> [detail] | detail]", "bridge domains (detail: members)")
@@ -188,6 +195,7 @@ def show_bridge_domain(ctx: Context, args: Args) -> Reply:
             "mac_age": bd.mac_age,
             "learned": learned.get(bd.id, 0),
             "learn_limit": sw.fib.bd_limit.get(bd.id),
+            "bvi": bvi.name if (bvi := _bvi_of(ctx, bd.id)) else None,
             "members": member_data,
         }
         data.append(d)
@@ -200,6 +208,7 @@ def show_bridge_domain(ctx: Context, args: Args) -> Reply:
             "Flooding",
             "Learn-co",
             "Members",
+            "BVI-Intf",
         ]
         row = [
             bd.id,
@@ -210,15 +219,18 @@ def show_bridge_domain(ctx: Context, args: Args) -> Reply:
             _onoff(bd.flood),
             d["learned"],
             len(members),
+            d["bvi"] or "N/A",
         ]
         block = table(head, [row], right="0167")
         if detail:
-            mhead = ["Interface", "If-idx", "State", *(c.replace(" ", "-") for c, _ in COUNTERS)]
+            counters = [c.replace(" ", "-") for c, _ in COUNTERS]
+            mhead = ["Interface", "If-idx", "State", "BVI", *counters]
             mrows = [
-                [m["name"], m["sw_if_index"], m["state"], *(m[k] for _, k in COUNTERS)]
+                [m["name"], m["sw_if_index"], m["state"], "*" if m["bvi"] else "-"]
+                + [m[k] for _, k in COUNTERS]
                 for m in member_data
             ]
-            block += "\n\n" + (table(mhead, mrows, right="1345678") if mrows else "  no members")
+            block += "\n\n" + (table(mhead, mrows, right="1456789") if mrows else "  no members")
         blocks.append(block)
     if not blocks:
         return Reply(output="no bridge domains", data=data)

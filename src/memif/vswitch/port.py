@@ -185,7 +185,7 @@ class DeviceInput(SwitchNode):
 class InterfaceOutput(SwitchNode):
     """``<interface>-output``: SPAN tx mirroring, then the port's transmit."""
 
-    next_nodes = ("l2-output", DROP)
+    next_nodes: ClassVar[tuple[str, ...]] = ("l2-output", DROP)
     L2_OUTPUT = 0
     reclaim_on_failure = False  # a zero-copy transmit may have lent buffers to a ring
 

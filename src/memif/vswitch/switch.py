@@ -30,6 +30,7 @@ from ..text import escape
 from . import nodes_ip4, nodes_l2
 from .graph import Graph
 from .l2fib import fib_key
+from .loopback_port import MAX_INSTANCE, LoopbackOutput, LoopbackPort, default_mac
 from .mainloop import MainLoop
 from .memif_port import DEFAULT_VECTOR, MemifInput, MemifOutput, MemifPort
 from .nodes_l2 import CountingDrop
@@ -278,6 +279,20 @@ class Switch:
         log.info("created %s (%s, socket %s)", name, r.vpp_name, entry.filename)
         return sw
 
+    def create_loopback(self, mac: bytes | None = None, instance: int | None = None) -> SwInterface:
+        """``create loopback interface [mac <mac>] [instance <n>]`` -> ``loop<n>`` (the
+        lowest free instance unless given; VPP's ``de:ad:00:00:<n>`` MAC unless given)."""
+        used = {p.instance for p in self.ports.of_kind(LoopbackPort.kind)
+                if isinstance(p, LoopbackPort)}  # fmt: skip
+        if instance is None:
+            instance = next(n for n in range(len(used) + 1) if n not in used)
+        if not 0 <= instance <= MAX_INSTANCE:
+            raise SwitchError(f"loopback instance {instance}: expected 0..{MAX_INSTANCE}")
+        if instance in used:
+            raise SwitchError(f"loopback instance {instance} is in use (loop{instance})")
+        port = LoopbackPort(self.runtime, instance)
+        return self.add_port(f"loop{instance}", mac or default_mac(instance), port, LoopbackOutput)
+
     def delete_interface(self, name: str, kind: str | None = None) -> None:
         """Delete interface ``name`` of any device class (``kind``: only of that class).
 
@@ -423,8 +438,13 @@ class Switch:
         self.loop.set_rx_mode(sw.sw_if_index, RxMode.parse(mode), queue)
 
     def set_mac(self, name: str, mac: str) -> None:
-        """``set interface mac address <if> <mac>``."""
-        self.interface(name).mac = parse_mac(mac)
+        """``set interface mac address <if> <mac>`` (a BVI's L2 FIB entry follows)."""
+        sw = self.interface(name)
+        new = parse_mac(mac)
+        if sw.bvi and sw.bd is not None:
+            self.fib.remove(sw.bd, int.from_bytes(sw.mac, "big"))
+            self.fib.add_static(sw.bd, int.from_bytes(new, "big"), sw.sw_if_index, self.now)
+        sw.mac = new
 
     def set_ip(self, name: str, address: bytes, prefix: int, delete: bool = False) -> None:
         """``set interface ip address [del] <if> <a.b.c.d/len>``."""
@@ -479,16 +499,32 @@ class Switch:
         if sw.bd is not None:
             self.tables.bds[sw.bd].members.remove(sw.sw_if_index)
             self.fib.flush(bd=sw.bd, sw_if_index=sw.sw_if_index)
-        sw.bd, sw.xconnect, sw.mode = None, None, L2Mode.L3
+            if sw.bvi:  # its static entry
+                self.fib.remove(sw.bd, int.from_bytes(sw.mac, "big"))
+        sw.bd, sw.xconnect, sw.mode, sw.bvi = None, None, L2Mode.L3, False
 
-    def set_bridge(self, name: str, bd_id: int) -> None:
-        """``set interface l2 bridge <if> <bd>`` (creates the bridge domain if needed)."""
+    def set_bridge(self, name: str, bd_id: int, bvi: bool = False) -> None:
+        """``set interface l2 bridge <if> <bd> [bvi]`` (creates the bridge domain if
+        needed).  A BVI (a loopback, one per domain) is the domain's L3 interface: its
+        MAC is a static L2 FIB entry pointing at it."""
         sw = self.interface(name)
+        if bvi:
+            if not isinstance(sw.port, LoopbackPort):
+                raise SwitchError(
+                    f"{name} cannot be a BVI: only a loopback can (create loopback interface)"
+                )
+            other = self.tables.bd_bvi.get(bd_id)
+            if other is not None and other != sw.sw_if_index:
+                raise SwitchError(
+                    f"bridge domain {bd_id} already has a BVI: {self.tables.interfaces[other].name}"
+                )
         if bd_id not in self.tables.bds:
             self.create_bridge_domain(bd_id)
         self._leave_l2(sw)
-        sw.mode, sw.bd = L2Mode.BRIDGE, bd_id
+        sw.mode, sw.bd, sw.bvi = L2Mode.BRIDGE, bd_id, bvi
         self.tables.bds[bd_id].members.append(sw.sw_if_index)
+        if bvi:
+            self.fib.add_static(bd_id, int.from_bytes(sw.mac, "big"), sw.sw_if_index, self.now)
         self.tables.refresh()
 
     def set_l3(self, name: str) -> None:

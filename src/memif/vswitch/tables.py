@@ -66,6 +66,7 @@ class SwInterface:
     xconnect: int | None = None
     ip4: list[tuple[bytes, int]] = field(default_factory=list)  # (address, prefix length)
     ip_mode: bool = False  # carries bare IP packets (memif mode ip)
+    bvi: bool = False  # its bridge domain's BVI: the domain's way in and out of L3
     spans: list[Span] = field(default_factory=list)
     counters: Counters = field(default_factory=Counters)
 
@@ -73,6 +74,12 @@ class SwInterface:
     def link_up(self) -> bool:
         """True when the port's peer is connected."""
         return self.port.link_up
+
+    @property
+    def l3(self) -> bool:
+        """True when the interface sends and receives IP itself: an L3 interface, or a
+        bridge domain's BVI."""
+        return self.mode is L2Mode.L3 or self.bvi
 
     @property
     def state(self) -> str:
@@ -142,12 +149,17 @@ class Tables:
         self.uu_flood = np.ones(n, bool)
         self.span_rx = np.zeros(n, bool)
         self.has_ip = np.zeros(n, bool)
+        self.bvi = np.zeros(n, bool)  # a bridge domain's BVI (a loopback)
+        self.bd_bvi: dict[int, int] = {}  # bd -> its BVI's sw_if_index
         for i, sw in self.interfaces.items():
             self.mode[i] = sw.mode
             self.output[i] = sw.port.output_node
             self.usable[i] = sw.admin_up and sw.link_up
             self.span_rx[i] = any(s.rx for s in sw.spans)
             self.has_ip[i] = bool(sw.ip4)
+            if sw.bvi and sw.bd is not None:
+                self.bvi[i] = True
+                self.bd_bvi[sw.bd] = i
             if sw.mode is L2Mode.BRIDGE and sw.bd is not None:
                 self.bd[i] = sw.bd
                 self.bd_key[i] = np.uint64(sw.bd) << np.uint64(48)
