@@ -142,12 +142,15 @@ class Tables:
         self.uu_flood = np.ones(n, bool)
         self.span_rx = np.zeros(n, bool)
         self.has_ip = np.zeros(n, bool)
+        self.ip_mode = np.zeros(n, bool)  # bare IPv4, no Ethernet header
+        self.mac = np.zeros(n, np.uint64)
         for i, sw in self.interfaces.items():
             self.mode[i] = sw.mode
             self.output[i] = sw.port.output_node
             self.usable[i] = sw.admin_up and sw.link_up
             self.span_rx[i] = any(s.rx for s in sw.spans)
             self.has_ip[i] = bool(sw.ip4)
+            self.ip_mode[i], self.mac[i] = sw.ip_mode, int.from_bytes(sw.mac, "big")
             if sw.mode is L2Mode.BRIDGE and sw.bd is not None:
                 self.bd[i] = sw.bd
                 self.bd_key[i] = np.uint64(sw.bd) << np.uint64(48)
