@@ -441,9 +441,10 @@ def test_switch_ping_command_to_responder(start) -> None:
             d.ctl("ping", "10.2.0.2", "repeat", "2", "interval", "0.05", json_out=True).stdout
         )
         assert (data["sent"], data["received"], data["interface"]) == (2, 2, "memif1/0")
-        assert d.ok("show ip neighbors")["data"] == [
-            {"ip": "10.2.0.2", "mac": MAC_R, "interface": "memif1/0"}
-        ]
+        (neighbor,) = d.ok("show ip neighbors")["data"]
+        assert {k: neighbor[k] for k in ("ip", "mac", "interface", "flags")} == {
+            "ip": "10.2.0.2", "mac": MAC_R, "interface": "memif1/0", "flags": "D"
+        }  # fmt: skip
         r = d.ctl("ping", "10.3.0.9")
         assert r.returncode == 1 and "no subnet of any interface contains 10.3.0.9" in r.stderr
         r = d.ctl("ping", "10.2.0.77", "repeat", "1")

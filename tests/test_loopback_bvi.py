@@ -251,9 +251,9 @@ def test_loopback_cli_and_bvi_through_memifd_with_memif_tools(start) -> None:
             # memifd pings a member from its BVI: ARP and echo go through the bridge
             reply = d.ok("ping 10.1.0.3 repeat 3 interval 0.05")
             assert reply["data"]["received"] == 3 and reply["data"]["interface"] == "loop0"
-            assert {"ip": "10.1.0.3", "mac": "02:00:00:00:00:03", "interface": "loop0"} in d.ok(
-                "show ip neighbors"
-            )["data"]
+            (neighbor,) = d.ok("show ip neighbors")["data"]
+            want = {"ip": "10.1.0.3", "mac": "02:00:00:00:00:03", "interface": "loop0"}
+            assert want.items() <= neighbor.items()
         finally:
             responder.kill()
             responder.communicate()

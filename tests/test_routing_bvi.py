@@ -18,6 +18,7 @@ import pytest
 from test_vswitch import Rig
 
 from memif import packet
+from memif.config import format_mac
 
 GW1, GW2 = packet.ip4("10.1.0.1"), packet.ip4("10.2.0.1")
 HOST_A, HOST_B, HOST_C = packet.ip4("10.1.0.2"), packet.ip4("10.1.0.3"), packet.ip4("10.2.0.2")
@@ -100,6 +101,9 @@ def test_ping_the_far_bvi_and_ttl_expiry_from_a_member(rig):
     assert (p.dst, p.src, p.ip_src, p.ip_dst) == (a.mac, loop0.mac, GW2, HOST_A)
     assert packet.parse_icmp_echo(p.l4)[:4] == (packet.ICMP_ECHO_REPLY, 0, 5, 1)
 
+    # with c resolved (as in VPP, an unresolved next hop is ARPed for before the TTL is
+    # looked at), TTL 1 is answered with time exceeded from the gateway a sent it to
+    r.sw.ip_neighbor(loop1.name, HOST_C, format_mac(c.mac), static=True)
     expiring = udp(HOST_A, HOST_C, b"ttl", ttl=1)
     out = r.exchange((a, [packet.ethernet(loop0.mac, a.mac, packet.ETH_P_IP, expiring)]))
     (err,) = out[a]

@@ -412,22 +412,6 @@ def show_span(ctx: Context, args: Args) -> Reply:
     return Reply(output=f"{text}\nmirrored packets: {ctx.switch.span_packets}", data=data)
 
 
-@command("show ip neighbors", "", "IPv4 neighbours learned from ARP replies to our requests")
-def show_neighbors(ctx: Context, args: Args) -> Reply:
-    """The switch's ARP table (up to MAX_ROWS entries)."""
-    args.end()
-    tables, neighbors = ctx.switch.tables, ctx.switch.neighbors
-    data, rows = [], []
-    entries, tail = first_rows(neighbors.entries.items(), len(neighbors))
-    for (idx, ip), entry in sorted(entries):
-        name = tables.interfaces[idx].name if idx in tables.interfaces else str(idx)
-        data.append({"ip": ip4_str(ip), "mac": format_mac(entry.mac), "interface": name})
-        rows.append([ip4_str(ip), format_mac(entry.mac), name])
-    if not rows:
-        return Reply(output="no neighbors", data=data)
-    return Reply(output=_with_tail(table(["IP", "Ethernet", "Interface"], rows), tail), data=data)
-
-
 # ---------------------------------------------------------------------- trace, version
 @command("show trace", "[max <n>]", "packets traced since 'trace add' (max: the first n)")
 def show_trace(ctx: Context, args: Args) -> Reply:

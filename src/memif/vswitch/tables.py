@@ -151,6 +151,8 @@ class Tables:
         self.has_ip = np.zeros(n, bool)
         self.bvi = np.zeros(n, bool)  # a bridge domain's BVI (a loopback)
         self.bd_bvi: dict[int, int] = {}  # bd -> its BVI's sw_if_index
+        self.ip_mode = np.zeros(n, bool)  # bare IPv4, no Ethernet header
+        self.mac = np.zeros(n, np.uint64)
         for i, sw in self.interfaces.items():
             self.mode[i] = sw.mode
             self.output[i] = sw.port.output_node
@@ -160,6 +162,7 @@ class Tables:
             if sw.bvi and sw.bd is not None:
                 self.bvi[i] = True
                 self.bd_bvi[sw.bd] = i
+            self.ip_mode[i], self.mac[i] = sw.ip_mode, int.from_bytes(sw.mac, "big")
             if sw.mode is L2Mode.BRIDGE and sw.bd is not None:
                 self.bd[i] = sw.bd
                 self.bd_key[i] = np.uint64(sw.bd) << np.uint64(48)
