@@ -123,4 +123,7 @@ def test_deleting_a_bvi_withdraws_its_routes(rig):
     )
     assert out[c] == []
     assert r.sw.tables.bd_bvi == {1: loop0.sw_if_index}
+    assert r.sw.runtime.ip4_routes.owned_by(loop1.sw_if_index) == []
+    assert r.sw.runtime.ip4_fib.covering(int.from_bytes(HOST_C, "big")) is None
+    assert r.sw.runtime.ip4_fib.covering(int.from_bytes(HOST_A, "big")) is not None
     assert all(e.sw_if_index != loop1.sw_if_index for e in r.sw.fib.entries.values())

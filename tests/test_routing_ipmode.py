@@ -137,6 +137,37 @@ def test_memif_tools_in_ip_mode_routed_to_an_ethernet_responder(start) -> None:
         responder.communicate()
 
 
+@pytest.mark.slow
+def test_memif_gen_in_ip_mode_routed_to_memif_gen_rxonly(start) -> None:
+    """``memif gen txonly --mode ip`` (bare IPv4 with sequence numbers) through memifd to
+    ``memif gen rxonly`` on the Ethernet side: every packet arrives, none reordered."""
+    a, b = unique_name("ipg-a"), unique_name("ipg-b")
+    d = start([*router(a, b), f"set ip neighbor memif2/0 {ETH_SIDE} {ETH_MAC} static"])
+    n = 2000
+    rx = subprocess.Popen(
+        memif_argv("gen", "rxonly", "--socket", b, "--count", str(n), "--duration", "60",
+                   "--linger", "0", "--json"),
+        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        d.wait_up("memif2/0")
+        tx = run_memif(
+            "gen", "txonly", "--socket", a, "--mode", "ip", "--src-ip", IP_SIDE,
+            "--dst-ip", ETH_SIDE, "--size", "100", "--count", str(n), "--rate", "10000",
+            "--linger", "0", "--json",
+        )  # fmt: skip
+        assert tx.returncode == 0, tx.stderr
+        out, err = rx.communicate(timeout=90)
+        assert rx.returncode == 0, err
+        got = json.loads(out)
+        assert (got["sequenced"], got["lost"], got["reordered"]) == (n, 0, 0), got
+        assert d.interfaces()["memif2/0"]["tx_packets"] == n
+    finally:
+        if rx.poll() is None:
+            rx.kill()
+            rx.communicate()
+
+
 # ---------------------------------------------------------------------- docs/routing.md
 WRAPPERS = {
     "memifd": "memif.daemon.main",
