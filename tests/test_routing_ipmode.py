@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 from helpers import ENV, memif_argv
 from test_daemon import Peer
+from test_routing_bvi import routed, udp
 
 import memif
 from memif import packet
@@ -64,22 +65,6 @@ class IpPeer(Peer):
         )
 
 
-def udp(src: str, dst: str, payload: bytes, ttl: int = 64) -> bytes:
-    """A bare IPv4/UDP packet (checksums right)."""
-    body = (1234).to_bytes(2, "big") + (5678).to_bytes(2, "big")
-    body += (8 + len(payload)).to_bytes(2, "big") + b"\0\0" + payload
-    return packet.ipv4(packet.ip4(src), packet.ip4(dst), 17, body, ttl=ttl)
-
-
-def routed(ip: bytes) -> bytes:
-    """What a router makes of ``ip``: TTL one less, the header checksum recomputed."""
-    hdr = bytearray(ip[:20])
-    hdr[8] -= 1
-    hdr[10:12] = b"\0\0"
-    hdr[10:12] = packet.checksum(bytes(hdr)).to_bytes(2, "big")
-    return bytes(hdr) + ip[20:]
-
-
 @pytest.mark.slow
 def test_ip_mode_peer_and_ethernet_peer_exchange_exact_bytes(start) -> None:
     a, b = unique_name("ipm-a"), unique_name("ipm-b")
@@ -92,11 +77,11 @@ def test_ip_mode_peer_and_ethernet_peer_exchange_exact_bytes(start) -> None:
         sw_mac = bytes.fromhex(d.interfaces()["memif2/0"]["mac"].replace(":", ""))
         peer_mac = bytes.fromhex(ETH_MAC.replace(":", ""))
         sizes = [0, 1, 18, 100, 1000, 1472]
-        out = [udp(IP_SIDE, ETH_SIDE, os.urandom(n)) for n in sizes]
+        out = [udp(packet.ip4(IP_SIDE), packet.ip4(ETH_SIDE), os.urandom(n)) for n in sizes]
         ip_peer.send(*out)
         got = eth.recv(len(out))
         assert got == [packet.ethernet(peer_mac, sw_mac, packet.ETH_P_IP, routed(p)) for p in out]
-        back = [udp(ETH_SIDE, IP_SIDE, os.urandom(n), ttl=9) for n in sizes]
+        back = [udp(packet.ip4(ETH_SIDE), packet.ip4(IP_SIDE), os.urandom(n), ttl=9) for n in sizes]
         eth.send(*(packet.ethernet(sw_mac, peer_mac, packet.ETH_P_IP, p) for p in back))
         assert ip_peer.recv(len(back)) == [routed(p) for p in back]
         counters = d.interfaces()

@@ -25,11 +25,8 @@ masters, the testpmds clients in copy mode.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -75,17 +72,12 @@ def measure_open(
     path: str, frame: Frame, opts: Options, log: Callable[[str], None]
 ) -> dict[str, Any]:
     """One window of the open path: testpmd txonly -> the switch (``path``) -> testpmd rxonly."""
-    from ...vswitch import Switch
     from ..testpmd import MemifPort, Testpmd
-    from .switch import BUFFER_SIZE, _while_switching, segments, window
+    from .switch import BUFFER_SIZE, _while_switching, segments, switch_session, wait_links, window
 
     if not isinstance(frame, int):
         raise ValueError(f"{path}: the open path sends one frame size, not {frame}")
     sock = f"@memif-bench-open-{os.getpid()}-{time.monotonic_ns()}"
-    runtime = tempfile.mkdtemp(prefix="rt-", dir=opts.workdir)
-    sw = Switch(runtime_dir=runtime, app_name="memif-bench-switch", vector_size=opts.vector_size)
-    allowed = os.sched_getaffinity(0)
-    testpmds: list[Testpmd] = []
     rsize = opts.ring_size.bit_length() - 1
     common: dict[str, Any] = {
         "main_lcore": opts.switch_cpu,
@@ -93,7 +85,7 @@ def measure_open(
         "binary": opts.testpmd,
         "startup_timeout": 20.0,
     }
-    try:
+    with switch_session(opts) as (sw, testpmds):
         sw.create_socket(1, sock)
         ifaces = [
             sw.create_memif(
@@ -120,41 +112,20 @@ def measure_open(
         )  # fmt: skip
         sink = functools.partial(
             Testpmd,
-            [
-                MemifPort(
-                    "client",
-                    id=1,
-                    socket=sock,
-                    bsize=BUFFER_SIZE,
-                    rsize=SINK_RING.bit_length() - 1,
-                    mac=SINK_MAC,
-                )
-            ],
+            [MemifPort("client", id=1, socket=sock, bsize=BUFFER_SIZE,
+                       rsize=SINK_RING.bit_length() - 1, mac=SINK_MAC)],
             forward_mode="rxonly",
             **common,
-        )
+        )  # fmt: skip
         for start in (sink, generator):  # a client connects once, at startup: answer it
             testpmds.append(_while_switching(sw, start))
-        deadline = time.monotonic() + 20.0
-        while not all(i.link_up for i in ifaces):
-            if time.monotonic() > deadline:
-                raise TimeoutError("switch links still down after 20 s")
-            sw.run_once()
+        wait_links(sw, ifaces)
         os.sched_setaffinity(0, {opts.switch_cpu})
         log(f"linked; {path} path, vector size {opts.vector_size}, warming up {opts.warmup:g} s")
         for tp in testpmds:
             _while_switching(sw, tp.start)
-        out = sw.interface(ifaces[1].name).counters
+        out = ifaces[1].counters
         figures = window(sw, lambda: (out.tx_packets, out.tx_bytes), opts, log)
         for tp in reversed(testpmds):  # testpmd may crash if its peer leaves mid-forwarding
             _while_switching(sw, tp.stop)
         return figures
-    finally:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, allowed)
-        try:
-            for tp in testpmds:
-                _while_switching(sw, tp.close)
-        finally:
-            sw.close()
-            shutil.rmtree(runtime, ignore_errors=True)

@@ -83,7 +83,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
@@ -490,21 +490,40 @@ def window(
     return out
 
 
+@contextlib.contextmanager
+def switch_session(opts: Options) -> Iterator[tuple[Any, list[Any]]]:
+    """A switch for one measurement (in this thread) and the list of testpmds it talks to
+    (the caller appends them).  On exit: this thread's CPU affinity back, every testpmd
+    closed while the switch still answers it, the switch closed, its directory removed."""
+    from ...vswitch import Switch
+
+    runtime = tempfile.mkdtemp(prefix="rt-", dir=opts.workdir)
+    sw = Switch(runtime_dir=runtime, app_name="memif-bench-switch", vector_size=opts.vector_size)
+    testpmds: list[Any] = []
+    allowed = os.sched_getaffinity(0)
+    try:
+        yield sw, testpmds
+    finally:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, allowed)
+        try:
+            for tp in testpmds:
+                _while_switching(sw, tp.close)
+        finally:
+            sw.close()
+            shutil.rmtree(runtime, ignore_errors=True)
+
+
 def measure_switch(
     config: Config, frame: Frame, opts: Options, log: Callable[[str], None]
 ) -> dict[str, Any]:
     """The loop driver's two ports bridged by the Python switch running in this thread."""
-    from ...vswitch import Switch
     from ..testpmd import MemifPort, Testpmd
 
     sock = f"@memif-bench-switch-{os.getpid()}-{next(_names)}"
-    runtime = tempfile.mkdtemp(prefix="rt-", dir=opts.workdir)
     role = config.switch_role
     if role is None:
         raise ValueError(f"{config.name} puts no switch in the loop: measure_reference runs it")
-    sw = Switch(runtime_dir=runtime, app_name="memif-bench-switch", vector_size=opts.vector_size)
-    driver: Testpmd | None = None
-    allowed = os.sched_getaffinity(0)
     testpmd_role = "client" if role == "master" else "server"
     ports = [
         MemifPort(
@@ -518,9 +537,9 @@ def measure_switch(
         )
         for i in (0, 1)
     ]
-    try:
+    with switch_session(opts) as (sw, testpmds):
         if testpmd_role == "server":  # the socket must exist before the switch connects
-            driver = Testpmd(ports, **_driver_args(frame, opts))
+            testpmds.append(Testpmd(ports, **_driver_args(frame, opts)))
         sw.create_socket(1, sock)
         ifaces = [
             sw.create_memif(
@@ -537,14 +556,13 @@ def measure_switch(
             sw.set_state(sw_if.name, True)
             sw.set_bridge(sw_if.name, 1)
             sw.set_rx_mode(sw_if.name, opts.rx_mode)
-        if driver is None:  # a testpmd client connects once, at startup: answer it meanwhile
-            driver = _while_switching(sw, lambda: Testpmd(ports, **_driver_args(frame, opts)))
+        if not testpmds:  # a testpmd client connects once, at startup: answer it meanwhile
+            testpmds.append(
+                _while_switching(sw, lambda: Testpmd(ports, **_driver_args(frame, opts)))
+            )
+        driver = testpmds[0]
         assert driver.forwarding_lcores == [opts.loop_cpu]
-        deadline = time.monotonic() + _WAIT
-        while not all(i.link_up for i in ifaces):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"switch links still down after {_WAIT} s")
-            sw.run_once()
+        wait_links(sw, ifaces)
         for port in (0, 1):
             _while_switching(sw, functools.partial(driver.wait_link_up, port, _WAIT))
         zc = [p.zero_copy for p in sw.memif_ports()]
@@ -570,15 +588,15 @@ def measure_switch(
         # testpmd may crash if its peer leaves while it forwards: stop it first
         _while_switching(sw, driver.stop)
         return out
-    finally:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, allowed)
-        try:
-            if driver is not None:
-                _while_switching(sw, driver.close)
-        finally:
-            sw.close()
-            shutil.rmtree(runtime, ignore_errors=True)
+
+
+def wait_links(sw: Any, ifaces: Sequence[Any]) -> None:
+    """Run the switch until every interface of ``ifaces`` has its link up."""
+    deadline = time.monotonic() + _WAIT
+    while not all(i.link_up for i in ifaces):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"switch links still down after {_WAIT} s")
+        sw.run_once()
 
 
 def measure(config: Config, frame: Frame, opts: Options, log: Callable[[str], None]) -> Result:
