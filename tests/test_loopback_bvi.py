@@ -145,6 +145,44 @@ def test_bvi_rules_one_per_domain_and_only_loopbacks(rig):
     assert r.sw.tables.bd_bvi == {1: loop.sw_if_index}
 
 
+def test_a_plain_loopback_address_is_reached_through_the_router(rig):
+    """loop0 alone (an L3 interface, the router's own address, as VPP users give one): a
+    peer on another interface pings it through the switch."""
+    r = rig()
+    a = r.add(bd=None)
+    r.connect()
+    r.sw.set_ip(a.name, packet.ip4("10.5.0.1"), 24)
+    loop = r.sw.create_loopback()
+    r.sw.set_ip(loop.name, packet.ip4("10.9.9.1"), 32)
+    r.sw.set_state(loop.name, True)
+    echo = packet.icmp_echo(packet.ICMP_ECHO_REQUEST, 3, 4, b"to the loopback")
+    ip = packet.ipv4(packet.ip4("10.5.0.2"), packet.ip4("10.9.9.1"), packet.PROTO_ICMP, echo)
+    out = r.exchange((a, [packet.ethernet(a.sw.mac, a.mac, packet.ETH_P_IP, ip)]))
+    replies = [f for f in out[a] if packet.parse(f).ethertype == packet.ETH_P_IP]
+    if not replies:  # the switch resolved 10.5.0.2 first
+        r.exchange((a, [packet.arp_reply(a.mac, packet.ip4("10.5.0.2"), a.sw.mac,
+                                         packet.ip4("10.5.0.1"))]))  # fmt: skip
+        replies = r.exchange((a, [packet.ethernet(a.sw.mac, a.mac, packet.ETH_P_IP, ip)]))[a]
+    (reply,) = replies
+    p = packet.parse(reply)
+    assert (p.ip_src, p.ip_dst) == (packet.ip4("10.9.9.1"), packet.ip4("10.5.0.2"))
+    assert packet.parse_icmp_echo(p.l4)[:4] == (packet.ICMP_ECHO_REPLY, 0, 3, 4)
+
+
+def test_a_loopback_in_a_domain_without_bvi_takes_nothing_from_it(rig):
+    r = rig()
+    a, b = r.add(), r.add()
+    r.connect()
+    loop = r.sw.create_loopback()
+    r.sw.set_bridge(loop.name, 1)
+    r.sw.set_state(loop.name, True)
+    out = r.exchange((a, [packet.arp_request(a.mac, MEMBER_IP, BVI_IP)]))  # flooded
+    assert len(out[b]) == 1 and out[a] == []
+    assert r.errors() == {"not-bvi": 1}
+    key = (1 << 48) | int.from_bytes(a.mac, "big")
+    assert r.sw.fib.entries[key].sw_if_index == a.sw.sw_if_index  # a stays where it is
+
+
 @pytest.mark.slow
 def test_a_member_flooding_arp_at_the_bvi_grows_nothing(rig):
     """Hostile member: thousands of ARP requests for the BVI from forged senders, and

@@ -17,7 +17,9 @@ domain's way in and out of L3, in two directions, both through its output node:
 
 A frame came across the bridge when its receive interface is another member of the
 BVI's domain; anything else (received on the BVI itself, sent by the switch, routed
-in from elsewhere) was sent by L3.
+in from elsewhere) was sent by L3.  A loopback in a bridge domain without ``bvi`` takes
+nothing from the domain: what reaches it is dropped (``not-bvi``), since sent back in it
+would teach the domain that every sender is behind the loopback.
 """
 
 from __future__ import annotations
@@ -123,20 +125,28 @@ class LoopbackOutput(InterfaceOutput):
     errors = {
         "bvi-l3-mac-mismatch": "BVI L3 MAC mismatch",
         "bvi-ethertype": "BVI packet with unhandled ethertype",
+        "not-bvi": "frame from the bridge domain to a loopback that is not its BVI",
     }
 
     def process(self, idx: np.ndarray) -> None:
         sw = self.port.sw
-        if sw.bvi:
+        if sw.bd is not None:
             rx = self.meta.rx_if[idx]
             across = (self.tables.bd[rx] == sw.bd) & (rx != sw.sw_if_index)
-            if across.all():
-                self.to_l3(sw, idx)
-                return
             if across.any():
-                self.to_l3(sw, idx[across])
+                self.from_bridge(sw, idx[across])
                 idx = idx[~across]
-        super().process(idx)
+        if len(idx):
+            super().process(idx)
+
+    def from_bridge(self, sw: SwInterface, idx: np.ndarray) -> None:
+        """Frames its bridge domain forwarded or flooded to the loopback: up to L3 when it is
+        the BVI; dropped otherwise (sent back in, they would teach the domain that every
+        sender is behind the loopback)."""
+        if sw.bvi:
+            self.to_l3(sw, idx)
+        else:
+            self.drop(idx, "not-bvi")
 
     def to_l3(self, sw: SwInterface, idx: np.ndarray) -> None:
         """Frames the bridge domain handed to its BVI: to arp-input or ip4-input as
