@@ -215,6 +215,7 @@ def test_the_routing_page_runs_verbatim(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGTERM)  # memifd and the responder, if left
         for ns in ("red", "blue"):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+        shutil.rmtree("/run/routing", ignore_errors=True)  # the page's directory
     assert proc.returncode == 0, out[-4000:]
     assert out.count("3 received") == 2, out
     assert "10.20.0.2" in out and "10.30.0.0/24" in out and "10.10.0.1/32" in out, out
