@@ -295,10 +295,12 @@ def test_loopback_cli_and_bvi_through_memifd_with_memif_tools(start) -> None:
         finally:
             responder.kill()
             responder.communicate()
-    fib = d.ok("show l2fib verbose")["data"]
-    assert {"mac": "de:ad:00:00:00:00", "interface": "loop0", "static": True}.items() <= next(
-        e for e in fib if e["interface"] == "loop0"
-    ).items()
+    fib = d.ok("show l2fib verbose")
+    (entry,) = [e for e in fib["data"] if e["interface"] == "loop0"]
+    want = {"mac": "de:ad:00:00:00:00", "interface": "loop0", "static": True, "bvi": True}
+    assert want.items() <= entry.items()
+    (row,) = [line.split() for line in fib["output"].splitlines() if line.endswith("loop0")]
+    assert row[0] == "de:ad:00:00:00:00" and row[-3:] == ["*", "*", "loop0"]  # static, bvi
 
     d.ok("delete loopback interface intfc loop0")
     bd = d.ok("show bridge-domain 1 detail")

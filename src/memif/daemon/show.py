@@ -254,6 +254,7 @@ def show_l2fib(ctx: Context, args: Args) -> Reply:
             age = round((sw.now - e.last_seen) / 60.0, 1)
         mac_s = format_mac(mac.to_bytes(6, "big"))
         name = iface.name if iface else f"sw_if_index {e.sw_if_index}"
+        bvi = iface is not None and iface.bvi and e.static and iface.mac == mac.to_bytes(6, "big")
         data.append(
             {
                 "mac": mac_s,
@@ -261,16 +262,18 @@ def show_l2fib(ctx: Context, args: Args) -> Reply:
                 "sw_if_index": e.sw_if_index,
                 "interface": name,
                 "static": e.static,
+                "bvi": bvi,
                 "age_minutes": age,
             }
         )
         rows.append(
-            [mac_s, bd, e.sw_if_index, "no" if age is None else age, "*" if e.static else "-", name]
+            [mac_s, bd, e.sw_if_index, "no" if age is None else age]
+            + ["*" if e.static else "-", "*" if bvi else "-", name]
         )
     summary = f"{len(sw.fib)} l2fib entries"
     if not verbose:
         return Reply(output=summary, data=data)
-    head = ["Mac-Address", "BD-Idx", "If-Idx", "Age(min)", "static", "Interface-Name"]
+    head = ["Mac-Address", "BD-Idx", "If-Idx", "Age(min)", "static", "bvi", "Interface-Name"]
     listing = _with_tail(table(head, rows, right="12"), tail) + "\n" if rows else ""
     return Reply(output=listing + summary, data=data)
 
