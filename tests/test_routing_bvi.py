@@ -6,19 +6,24 @@ loop1 10.2.0.1/24).  A member sends to its gateway's MAC (the BVI's), the switch
 packet into the other domain (TTL one less, header checksum right, the BVI's MAC as source)
 and that domain bridges it to the member; every byte is checked.  The next hop is resolved
 the way a router does: an ARP request from the BVI flooded in its domain, answered by the
-member.
+member.  Then memifd as a process with ``memif gen`` as the members: a sequenced stream from
+one domain to the other arrives whole and in order.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
+import subprocess
 
 import pytest
+from helpers import ENV, memif_argv
 from test_vswitch import Rig
 
 from memif import packet
 from memif.config import format_mac
+from memif.testing import unique_name
 
 GW1, GW2 = packet.ip4("10.1.0.1"), packet.ip4("10.2.0.1")
 HOST_A, HOST_B, HOST_C = packet.ip4("10.1.0.2"), packet.ip4("10.1.0.3"), packet.ip4("10.2.0.2")
@@ -127,3 +132,57 @@ def test_deleting_a_bvi_withdraws_its_routes(rig):
     assert r.sw.runtime.ip4_fib.covering(int.from_bytes(HOST_C, "big")) is None
     assert r.sw.runtime.ip4_fib.covering(int.from_bytes(HOST_A, "big")) is not None
     assert all(e.sw_if_index != loop1.sw_if_index for e in r.sw.fib.entries.values())
+
+
+@pytest.mark.slow
+def test_memif_gen_across_two_bridge_domains_through_memifd(start) -> None:
+    """memifd as a process, the project's tools as members: ``memif gen txonly`` in bridge
+    domain 1 sends to its gateway (loop0's MAC) for 10.2.0.2, ``memif gen rxonly`` in bridge
+    domain 2 receives every packet, in order, through loop1."""
+    a, b = unique_name("bvi2-a"), unique_name("bvi2-b")
+    d = start(
+        [
+            f"create memif socket id 1 filename {a}",
+            f"create memif socket id 2 filename {b}",
+            "create interface memif id 0 socket-id 1 master",
+            "create interface memif id 0 socket-id 2 master",
+            "set interface l2 bridge memif1/0 1",
+            "set interface l2 bridge memif2/0 2",
+            "create loopback interface",
+            "create loopback interface",
+            "set interface l2 bridge loop0 1 bvi",
+            "set interface l2 bridge loop1 2 bvi",
+            "set interface ip address loop0 10.1.0.1/24",
+            "set interface ip address loop1 10.2.0.1/24",
+            "set ip neighbor loop1 10.2.0.2 02:00:00:00:00:02 static",
+            *(f"set interface state {i} up" for i in ("loop0", "loop1", "memif1/0", "memif2/0")),
+        ]
+    )
+    n = 1000
+    rx = subprocess.Popen(
+        memif_argv("gen", "rxonly", "--socket", b, "--count", str(n), "--duration", "60",
+                   "--linger", "0", "--json"),
+        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        d.wait_up("memif2/0")
+        tx = subprocess.run(
+            memif_argv(
+                "gen", "txonly", "--socket", a, "--src-mac", "02:00:00:00:00:01",
+                "--dst-mac", "de:ad:00:00:00:00", "--src-ip", "10.1.0.2", "--dst-ip", "10.2.0.2",
+                "--count", str(n), "--rate", "10000", "--linger", "0", "--json",
+            ),
+            env=ENV, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert tx.returncode == 0, tx.stderr
+        out, err = rx.communicate(timeout=90)
+        assert rx.returncode == 0, err
+        got = json.loads(out)
+        assert (got["sequenced"], got["lost"], got["reordered"]) == (n, 0, 0), got
+        ifs = d.interfaces()
+        assert ifs["loop0"]["rx_packets"] == n and ifs["loop1"]["tx_packets"] == n
+        assert ifs["memif2/0"]["tx_packets"] == n
+    finally:
+        if rx.poll() is None:
+            rx.kill()
+            rx.communicate()
