@@ -18,11 +18,12 @@ TTL and checksum).  The rate is what the switch sent out of memif1/1 per second;
 ``routed`` result's ``vs_bridged`` is its Mpps over ``bridged``'s at the same frame size
 in the same run (the issue's target: 0.8 or more).
 
-The switch runs on the SWITCH CPU; both testpmds forward on the LOOP CPU, sharing it: the
-generator runs at nice 5, so the sink gets most of that CPU when both want it (the generator
-needs little of it to outrun the switch), and the sink's ring holds 16384 slots.  Frames the
-sink's full ring refused are not counted (``errors``: ``memif1/1-output/no-free-tx-slots``).
-The switch's ports are masters, the testpmds clients in copy mode.
+The switch runs on the SWITCH CPU; both testpmds forward on the LOOP CPU, sharing it in time
+slices: the generator runs at nice 5, so the sink gets most of that CPU when both want it (the
+generator needs little of it to outrun the switch), and every ring holds 16384 slots to cover
+the other's slice (``--ring-size`` does not apply).  Frames the sink's full ring refused are
+not counted (``errors``: ``memif1/1-output/no-free-tx-slots``).  The switch's ports are
+masters, the testpmds clients in copy mode.
 """
 
 from __future__ import annotations
@@ -47,9 +48,11 @@ GENERATOR_MAC, SINK_MAC = "02:00:00:00:00:a0", "02:00:00:00:00:a1"
 GENERATOR_IP, SINK_IP = "10.10.0.2", "10.20.0.2"
 SWITCH_IP = ("10.10.0.1", "10.20.0.1")
 PREFIX = 24
-# the sink's ring: it shares its CPU with the generator, and must hold what the switch
-# sends while the generator has the CPU (a few milliseconds at the switch's rate)
-SINK_RING = 1 << 14
+# every ring of the open path: the generator and the sink share a CPU in time slices of a
+# few milliseconds, and each ring must cover the other's slice at the switch's rate (the
+# generator's, so the switch does not run dry; the sink's, so it does not refuse frames)
+RSIZE = 14
+RING = 1 << RSIZE
 # the generator's nice value: the sink, not the generator, gets the shared CPU when both
 # want it (at a quarter of it, txonly still outruns the switch many times over)
 GENERATOR_NICE = 5
@@ -92,7 +95,6 @@ def measure_open(
     if not isinstance(frame, int):
         raise ValueError(f"{path}: the open path sends one frame size, not {frame}")
     sock = f"@memif-bench-open-{os.getpid()}-{time.monotonic_ns()}"
-    rsize = opts.ring_size.bit_length() - 1
     common: dict[str, Any] = {
         "main_lcore": opts.switch_cpu,
         "lcores": (opts.switch_cpu, opts.loop_cpu),
@@ -104,7 +106,7 @@ def measure_open(
         ifaces = [
             sw.create_memif(
                 id=i, socket_id=1, role="master", buffer_size=BUFFER_SIZE,
-                ring_size=opts.ring_size if i == 0 else SINK_RING, hw_addr=SWITCH_MAC[i],
+                ring_size=RING, hw_addr=SWITCH_MAC[i],
             )
             for i in (0, 1)
         ]  # fmt: skip
@@ -114,7 +116,7 @@ def measure_open(
         configure(sw, path, [i.name for i in ifaces])
         generator = functools.partial(
             Testpmd,
-            [MemifPort("client", id=0, socket=sock, bsize=BUFFER_SIZE, rsize=rsize,
+            [MemifPort("client", id=0, socket=sock, bsize=BUFFER_SIZE, rsize=RSIZE,
                        mac=GENERATOR_MAC)],
             forward_mode="txonly",
             extra_args=[
@@ -126,8 +128,8 @@ def measure_open(
         )  # fmt: skip
         sink = functools.partial(
             Testpmd,
-            [MemifPort("client", id=1, socket=sock, bsize=BUFFER_SIZE,
-                       rsize=SINK_RING.bit_length() - 1, mac=SINK_MAC)],
+            [MemifPort("client", id=1, socket=sock, bsize=BUFFER_SIZE, rsize=RSIZE,
+                       mac=SINK_MAC)],
             forward_mode="rxonly",
             **common,
         )  # fmt: skip
