@@ -16,6 +16,7 @@ import os
 
 import pytest
 from helpers import ENV, memif_argv
+from test_routing_bvi import bvi_lines, memif_ports
 from test_vswitch import Rig
 
 from memif import packet
@@ -230,18 +231,8 @@ def test_loopback_cli_and_bvi_through_memifd_with_memif_tools(start) -> None:
     a, b = unique_name("bvi-a"), unique_name("bvi-b")
     d = start(
         [
-            f"create memif socket id 1 filename {a}",
-            f"create memif socket id 2 filename {b}",
-            "create interface memif id 0 socket-id 1 master",
-            "create interface memif id 0 socket-id 2 master",
-            "set interface l2 bridge memif1/0 1",
-            "set interface l2 bridge memif2/0 1",
-            "create loopback interface",
-            "set interface l2 bridge loop0 1 bvi",
-            "set interface ip address loop0 10.1.0.1/24",
-            "set interface state loop0 up",
-            "set interface state memif1/0 up",
-            "set interface state memif2/0 up",
+            *memif_ports(a, b, bds=(1, 1)),
+            *bvi_lines(1, "10.1.0.1/24"),
         ]
     )
     r = d.ctl("create", "loopback", "interface", "mac", "02:00:00:00:0e:05", "instance", "5")

@@ -49,6 +49,62 @@ def two_domains(rig):
     return r, (a, b, c), loops
 
 
+def memif_ports(
+    a: str, b: str, modes: tuple[str, str] = ("", ""), bds: tuple[int, int] | None = None
+) -> list[str]:
+    """Startup lines: memif1/0 on socket ``a`` and memif2/0 on socket ``b``, masters, up
+    (``modes``: a `` mode ip`` suffix for either; ``bds``: their bridge domains)."""
+    lines = [
+        f"create memif socket id 1 filename {a}",
+        f"create memif socket id 2 filename {b}",
+        f"create interface memif id 0 socket-id 1 master{modes[0]}",
+        f"create interface memif id 0 socket-id 2 master{modes[1]}",
+        "set interface state memif1/0 up",
+        "set interface state memif2/0 up",
+    ]
+    if bds is not None:
+        lines += [f"set interface l2 bridge memif{i}/0 {bd}" for i, bd in enumerate(bds, 1)]
+    return lines
+
+
+def bvi_lines(bd: int, address: str) -> list[str]:
+    """Startup lines: the next loopback as bridge domain ``bd``'s BVI with ``address``, up
+    (loopbacks are numbered from loop0 in creation order)."""
+    return [
+        "create loopback interface",
+        f"set interface l2 bridge loop{bd - 1} {bd} bvi",
+        f"set interface ip address loop{bd - 1} {address}",
+        f"set interface state loop{bd - 1} up",
+    ]
+
+
+def sequenced_stream(d, a: str, b: str, n: int, *txonly: str) -> None:
+    """``memif gen txonly TXONLY`` on socket ``a`` through memifd ``d`` to ``memif gen rxonly``
+    on socket ``b`` (memif2/0): all ``n`` packets arrive, none lost or reordered."""
+    rx = subprocess.Popen(
+        memif_argv("gen", "rxonly", "--socket", b, "--count", str(n), "--duration", "60",
+                   "--linger", "0", "--json"),
+        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        d.wait_up("memif2/0")
+        tx = subprocess.run(
+            memif_argv("gen", "txonly", "--socket", a, "--count", str(n), "--rate", "10000",
+                       "--linger", "0", "--json", *txonly),
+            env=ENV, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert tx.returncode == 0, tx.stderr
+        out, err = rx.communicate(timeout=90)
+        assert rx.returncode == 0, err
+        got = json.loads(out)
+        assert (got["sequenced"], got["lost"], got["reordered"]) == (n, 0, 0), got
+        assert d.interfaces()["memif2/0"]["tx_packets"] == n
+    finally:
+        if rx.poll() is None:
+            rx.kill()
+            rx.communicate()
+
+
 def udp(src: bytes, dst: bytes, payload: bytes, ttl: int = 64) -> bytes:
     body = (4000).to_bytes(2, "big") + (4001).to_bytes(2, "big")
     body += (8 + len(payload)).to_bytes(2, "big") + b"\0\0" + payload
@@ -142,47 +198,16 @@ def test_memif_gen_across_two_bridge_domains_through_memifd(start) -> None:
     a, b = unique_name("bvi2-a"), unique_name("bvi2-b")
     d = start(
         [
-            f"create memif socket id 1 filename {a}",
-            f"create memif socket id 2 filename {b}",
-            "create interface memif id 0 socket-id 1 master",
-            "create interface memif id 0 socket-id 2 master",
-            "set interface l2 bridge memif1/0 1",
-            "set interface l2 bridge memif2/0 2",
-            "create loopback interface",
-            "create loopback interface",
-            "set interface l2 bridge loop0 1 bvi",
-            "set interface l2 bridge loop1 2 bvi",
-            "set interface ip address loop0 10.1.0.1/24",
-            "set interface ip address loop1 10.2.0.1/24",
+            *memif_ports(a, b, bds=(1, 2)),
+            *bvi_lines(1, "10.1.0.1/24"),
+            *bvi_lines(2, "10.2.0.1/24"),
             "set ip neighbor loop1 10.2.0.2 02:00:00:00:00:02 static",
-            *(f"set interface state {i} up" for i in ("loop0", "loop1", "memif1/0", "memif2/0")),
         ]
     )
     n = 1000
-    rx = subprocess.Popen(
-        memif_argv("gen", "rxonly", "--socket", b, "--count", str(n), "--duration", "60",
-                   "--linger", "0", "--json"),
-        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    sequenced_stream(
+        d, a, b, n, "--src-mac", "02:00:00:00:00:01", "--dst-mac", "de:ad:00:00:00:00",
+        "--src-ip", "10.1.0.2", "--dst-ip", "10.2.0.2",
     )  # fmt: skip
-    try:
-        d.wait_up("memif2/0")
-        tx = subprocess.run(
-            memif_argv(
-                "gen", "txonly", "--socket", a, "--src-mac", "02:00:00:00:00:01",
-                "--dst-mac", "de:ad:00:00:00:00", "--src-ip", "10.1.0.2", "--dst-ip", "10.2.0.2",
-                "--count", str(n), "--rate", "10000", "--linger", "0", "--json",
-            ),
-            env=ENV, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-        assert tx.returncode == 0, tx.stderr
-        out, err = rx.communicate(timeout=90)
-        assert rx.returncode == 0, err
-        got = json.loads(out)
-        assert (got["sequenced"], got["lost"], got["reordered"]) == (n, 0, 0), got
-        ifs = d.interfaces()
-        assert ifs["loop0"]["rx_packets"] == n and ifs["loop1"]["tx_packets"] == n
-        assert ifs["memif2/0"]["tx_packets"] == n
-    finally:
-        if rx.poll() is None:
-            rx.kill()
-            rx.communicate()
+    ifs = d.interfaces()
+    assert ifs["loop0"]["rx_packets"] == n and ifs["loop1"]["tx_packets"] == n

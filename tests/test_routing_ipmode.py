@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from helpers import ENV, memif_argv
 from test_daemon import Peer
-from test_routing_bvi import routed, udp
+from test_routing_bvi import memif_ports, routed, sequenced_stream, udp
 
 import memif
 from memif import packet
@@ -44,14 +44,9 @@ CI = os.environ.get("CI") == "true"
 def router(a: str, b: str) -> list[str]:
     """memif1/0 (mode ip) on 10.30.0.0/24 and memif2/0 (Ethernet) on 10.40.0.0/24."""
     return [
-        f"create memif socket id 1 filename {a}",
-        f"create memif socket id 2 filename {b}",
-        "create interface memif id 0 socket-id 1 master mode ip",
-        "create interface memif id 0 socket-id 2 master",
+        *memif_ports(a, b, (" mode ip", "")),
         "set interface ip address memif1/0 10.30.0.1/24",
         "set interface ip address memif2/0 10.40.0.1/24",
-        "set interface state memif1/0 up",
-        "set interface state memif2/0 up",
     ]
 
 
@@ -132,29 +127,9 @@ def test_memif_gen_in_ip_mode_routed_to_memif_gen_rxonly(start) -> None:
     ``memif gen rxonly`` on the Ethernet side: every packet arrives, none reordered."""
     a, b = unique_name("ipg-a"), unique_name("ipg-b")
     d = start([*router(a, b), f"set ip neighbor memif2/0 {ETH_SIDE} {ETH_MAC} static"])
-    n = 2000
-    rx = subprocess.Popen(
-        memif_argv("gen", "rxonly", "--socket", b, "--count", str(n), "--duration", "60",
-                   "--linger", "0", "--json"),
-        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        d.wait_up("memif2/0")
-        tx = run_memif(
-            "gen", "txonly", "--socket", a, "--mode", "ip", "--src-ip", IP_SIDE,
-            "--dst-ip", ETH_SIDE, "--size", "100", "--count", str(n), "--rate", "10000",
-            "--linger", "0", "--json",
-        )  # fmt: skip
-        assert tx.returncode == 0, tx.stderr
-        out, err = rx.communicate(timeout=90)
-        assert rx.returncode == 0, err
-        got = json.loads(out)
-        assert (got["sequenced"], got["lost"], got["reordered"]) == (n, 0, 0), got
-        assert d.interfaces()["memif2/0"]["tx_packets"] == n
-    finally:
-        if rx.poll() is None:
-            rx.kill()
-            rx.communicate()
+    sequenced_stream(
+        d, a, b, 2000, "--mode", "ip", "--src-ip", IP_SIDE, "--dst-ip", ETH_SIDE, "--size", "100"
+    )
 
 
 # ---------------------------------------------------------------------- docs/routing.md
