@@ -304,9 +304,10 @@ def test_echo_reply_flood_during_a_ping_is_bounded(start) -> None:
         d.ok(f"set interface l3 {BAD}")
         d.ok(f"set interface ip address {BAD} 10.9.0.1/24")
         ours, theirs = bytes([10, 9, 0, 1]), bytes([10, 9, 0, 2])
+        bad_mac = bytes.fromhex(d.interfaces()[BAD]["mac"].replace(":", ""))  # ip4-input's check
         replies = [
             packet.ethernet(
-                bytes(6),
+                bad_mac,
                 mac(3),
                 packet.ETH_P_IP,
                 packet.ipv4(

@@ -20,6 +20,8 @@ tests compare them with.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .. import packet
@@ -28,6 +30,9 @@ from .graph import DROP, SMALL_VECTOR
 from .ip4_fib import ip4_dst
 from .nodes_l2 import SwitchNode
 from .pool import PacketPool
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
 
 ETH = packet.ETH_HLEN
 HEADER = 60  # the longest IPv4 header (IHL 15)
@@ -72,6 +77,15 @@ def gather(pool: PacketPool, idx: np.ndarray, off: np.ndarray, width: int) -> np
     return got
 
 
+def put(pool: PacketPool, idx: np.ndarray, off: np.ndarray, rows: np.ndarray) -> None:
+    """Write :func:`gather`'s rows back at each packet's offset."""
+    first = int(off[0]) if len(off) else 0
+    if (off == first).all():
+        pool.data[idx, first : first + rows.shape[1]] = rows
+    else:
+        pool.data[idx[:, None], off[:, None] + np.arange(rows.shape[1])] = rows
+
+
 def ip4_check(hdr: np.ndarray, avail: np.ndarray) -> np.ndarray:
     """ip4-input's verdict per packet (int8): ``hdr`` the first 60 bytes from each IPv4
     header (n, 60), ``avail`` the bytes the frame holds from there.  The vector twin of
@@ -80,8 +94,10 @@ def ip4_check(hdr: np.ndarray, avail: np.ndarray) -> np.ndarray:
     ihl = (vihl & 15).astype(np.int64)
     total = hdr[:, 2].astype(np.int64) << 8 | hdr[:, 3]
     frag = (hdr[:, 6].astype(np.int64) & 0x1F) << 8 | hdr[:, 7]
-    words = np.ascontiguousarray(hdr[:, :HEADER]).view(">u2").astype(np.int64)
-    words[WORDS[None, :] >= (ihl * 2)[:, None]] = 0
+    longest = max(5, int(ihl.max())) if len(ihl) else 5
+    words = np.ascontiguousarray(hdr[:, : longest * 4]).view(">u2").astype(np.int64)
+    if longest != 5 or int(ihl.min()) != 5:  # options, or a broken IHL: each its own
+        words[WORDS[None, : longest * 2] >= (ihl * 2)[:, None]] = 0
     s = words.sum(axis=1)
     s = (s & 0xFFFF) + (s >> 16)
     s = (s & 0xFFFF) + (s >> 16)
@@ -191,6 +207,10 @@ class Ip4Lookup(SwitchNode):
     # in Next's order: next node k is where Next k goes
     next_nodes = ("ip4-icmp-error", DROP, "ip4-local", "ip4-arp", "ip4-glean", "ip4-rewrite")
 
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__(rt)
+        self._ids = np.zeros(0, np.int64)  # next node ids by Next, as an array to index
+
     def process(self, idx: np.ndarray) -> None:
         if len(idx) <= SMALL_VECTOR:
             self.route_small(idx)
@@ -210,7 +230,9 @@ class Ip4Lookup(SwitchNode):
         dropped = nx == Next.DROP
         self.drop(idx[dropped], "adjacency-drop")
         keep = ~dropped
-        self.graph.dispatch(idx[keep], np.array(self.next)[nx[keep]])
+        if len(self._ids) != len(self.next):  # the graph was built since
+            self._ids = np.array(self.next, np.int64)
+        self.graph.dispatch(idx[keep], self._ids[nx[keep]])
 
     def next_of(self, i: int) -> int:
         """Where buffer ``i``'s adjacency sends it (its adjacency written), plainly."""
@@ -277,10 +299,9 @@ class Ip4Rewrite(SwitchNode):
             self.drop(idx[~room], "no-buffer-space")
             idx, off, adj, l2, length = idx[room], off[room], adj[room], l2[room], length[room]
         hdr = gather(pool, idx, off, 12)
-        ttl, csum = ttl_rewrite(hdr)
-        pool.data[idx, off + 8] = ttl
-        pool.data[idx, off + 10] = (csum >> 8).astype(np.uint8)
-        pool.data[idx, off + 11] = (csum & 0xFF).astype(np.uint8)
+        hdr[:, 8], csum = ttl_rewrite(hdr)
+        hdr[:, 10:12] = csum.astype(">u2").view(np.uint8).reshape(-1, 2)
+        put(pool, idx, off, hdr)
         move = off != l2
         if move.any():
             shift(pool, idx[move], off[move], l2[move], length[move])
