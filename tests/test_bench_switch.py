@@ -213,12 +213,52 @@ def test_plan_puts_the_reference_first() -> None:
 
 def test_configs_name_roles_and_zero_copy() -> None:
     c = bench_switch.CONFIGS
-    assert set(c) == {"reference", "master-zc", "master-copy", "slave-zc", "slave-copy"}
+    assert set(c) == {
+        "reference", "master-zc", "master-copy", "slave-zc", "slave-copy", "bridged", "routed",
+    }  # fmt: skip
+    assert c["bridged"].path == "bridged" and c["routed"].path == "routed"
+    assert all(c[name].path is None for name in c if name not in ("bridged", "routed"))
     assert c["master-zc"].switch_role == "master" and c["master-zc"].testpmd_zero_copy
     assert not c["master-copy"].testpmd_zero_copy
     assert c["slave-zc"].switch_role == "slave" and c["slave-zc"].switch_zero_copy
     assert not c["slave-copy"].switch_zero_copy and not c["slave-copy"].testpmd_zero_copy
     assert c["reference"].switch_role is None
+
+
+def test_plan_runs_bridged_before_routed_and_the_open_path_without_imix() -> None:
+    plan = bench_switch.plan([64, "imix"], ["routed", "master-copy", "bridged"])
+    assert [(c.name, f) for c, f in plan] == [
+        ("master-copy", 64), ("bridged", 64), ("routed", 64), ("master-copy", "imix"),
+    ]  # fmt: skip
+
+
+@pytest.mark.testpmd
+def test_routed_beside_bridged_on_the_open_path(testpmd_binary: str) -> None:
+    """The routed configuration (testpmd txonly on 10.10.0.0/24, the switch routing to the
+    sink on 10.20.0.0/24) beside the bridged one in the same run, with its ratio."""
+    lines = run_bench_switch(
+        "--seconds", "0.5", "--warmup", "0.3", "--frames", "64,1500",
+        "--configs", "routed,bridged", "--testpmd", testpmd_binary,
+    )  # fmt: skip
+    assert [(o["config"], o["frame"]) for o in lines] == [
+        ("bridged", 64), ("routed", 64), ("bridged", 1500), ("routed", 1500),
+    ]  # fmt: skip
+    for obj in lines:
+        assert obj["error"] is None, obj
+        assert obj["mpps"] > 0 and obj["ratio"] is None, obj
+        assert obj["gbps"] == pytest.approx(obj["mpps"] * obj["frame"] * 8 / 1000, rel=1e-3)
+    for bridged, routed in (lines[0:2], lines[2:4]):
+        assert bridged["vs_bridged"] is None
+        assert routed["vs_bridged"] == pytest.approx(routed["mpps"] / bridged["mpps"], rel=1e-3)
+        assert {"l2-fwd", "memif1/1-output"} <= bridged["nodes"].keys()
+        assert "ip4-lookup" not in bridged["nodes"]
+        nodes = routed["nodes"]
+        assert {"ip4-input", "ip4-lookup", "ip4-rewrite", "memif1/1-output"} <= nodes.keys()
+        assert "l2-fwd" not in nodes
+        # every packet the generator got into the switch was routed (the sink resolved
+        # statically; no drop but a full ring at the sink)
+        assert set(routed["errors"]) <= {"memif1/1-output/no-free-tx-slots"}, routed["errors"]
+        assert nodes["ip4-input"]["vectors"] == nodes["ip4-rewrite"]["vectors"]
 
 
 def test_node_figures_are_window_deltas() -> None:

@@ -91,7 +91,7 @@ def test_ambiguous_unknown_incomplete_messages() -> None:
     )
     msg = error("bogus")
     assert msg.startswith(
-        "unknown command 'bogus': expected clear, create, delete, help, interface, l2fib, no,"
+        "unknown command 'bogus': expected clear, create, delete, help, interface, ip, l2fib, no,"
     )
     msg = error("show nothing")
     assert msg.startswith(
@@ -219,6 +219,7 @@ def test_completer_follows_abbreviations() -> None:
         "delete",
         "help",
         "interface",
+        "ip",
         "l2fib",
         "no",
         "ping",

@@ -265,11 +265,11 @@ def test_bridge_forwarding_counters_fib_runtime_trace(start) -> None:
         assert ifs["memif1/0"]["drops"] == 0 and ifs["memif2/0"]["tx_errors"] == 0
         r = d.ctl("sh", "br", "1", "det")
         assert r.returncode == 0
-        assert re.search(r"^memif1/0\s+1\s+up\s+1\s+64\s+2\s+128\s+0\s+0$", r.stdout, re.M)
-        assert re.search(r"^memif2/0\s+2\s+up\s+2\s+128\s+1\s+64\s+0\s+0$", r.stdout, re.M)
+        assert re.search(r"^memif1/0\s+1\s+up\s+-\s+1\s+64\s+2\s+128\s+0\s+0$", r.stdout, re.M)
+        assert re.search(r"^memif2/0\s+2\s+up\s+-\s+2\s+128\s+1\s+64\s+0\s+0$", r.stdout, re.M)
         r = d.ctl("show", "l2fib", "verbose")
-        assert re.search(r"^02:00:00:00:00:0a\s+1\s+1\s+[\d.]+\s+-\s+memif1/0$", r.stdout, re.M)
-        assert re.search(r"^02:00:00:00:00:0b\s+1\s+2\s+[\d.]+\s+-\s+memif2/0$", r.stdout, re.M)
+        assert re.search(r"^02:00:00:00:00:0a\s+1\s+1\s+[\d.]+\s+-\s+-\s+memif1/0$", r.stdout, re.M)
+        assert re.search(r"^02:00:00:00:00:0b\s+1\s+2\s+[\d.]+\s+-\s+-\s+memif2/0$", r.stdout, re.M)
         assert d.ctl("show", "l2fib").stdout.strip() == "2 l2fib entries"
         fib = json.loads(d.ctl("show", "l2fib", json_out=True).stdout)
         assert {(e["mac"], e["interface"]) for e in fib} == {
@@ -441,9 +441,10 @@ def test_switch_ping_command_to_responder(start) -> None:
             d.ctl("ping", "10.2.0.2", "repeat", "2", "interval", "0.05", json_out=True).stdout
         )
         assert (data["sent"], data["received"], data["interface"]) == (2, 2, "memif1/0")
-        assert d.ok("show ip neighbors")["data"] == [
-            {"ip": "10.2.0.2", "mac": MAC_R, "interface": "memif1/0"}
-        ]
+        (neighbor,) = d.ok("show ip neighbors")["data"]
+        assert {k: neighbor[k] for k in ("ip", "mac", "interface", "flags")} == {
+            "ip": "10.2.0.2", "mac": MAC_R, "interface": "memif1/0", "flags": "D"
+        }  # fmt: skip
         r = d.ctl("ping", "10.3.0.9")
         assert r.returncode == 1 and "no subnet of any interface contains 10.3.0.9" in r.stderr
         r = d.ctl("ping", "10.2.0.77", "repeat", "1")

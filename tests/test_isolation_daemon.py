@@ -297,16 +297,17 @@ def test_echo_reply_flood_during_a_ping_is_bounded(start) -> None:
     """While memifd's own ping waits for its target (which never answers ARP), the
     hostile port floods ICMP echo replies to the switch's address, each with another
     ident: at most MAX_PING_REPLIES are held for the ping, the rest count as
-    ip4-input ping-replies-full, the ping ends with its one-line error, memory stays
+    ip4-local ping-replies-full, the ping ends with its one-line error, memory stays
     flat and a and b keep forwarding."""
     d, peers, legit, bad, _ = start_with_hostile_peer(start, ring_size=2048)
     try:
         d.ok(f"set interface l3 {BAD}")
         d.ok(f"set interface ip address {BAD} 10.9.0.1/24")
         ours, theirs = bytes([10, 9, 0, 1]), bytes([10, 9, 0, 2])
+        bad_mac = bytes.fromhex(d.interfaces()[BAD]["mac"].replace(":", ""))  # ip4-input's check
         replies = [
             packet.ethernet(
-                bytes(6),
+                bad_mac,
                 mac(3),
                 packet.ETH_P_IP,
                 packet.ipv4(
@@ -338,7 +339,7 @@ def test_echo_reply_flood_during_a_ping_is_bounded(start) -> None:
         peers.pump(lambda: flood_while_pinging() or not ping.is_alive(), "the ping ends")
         alive(d)
         mem = watch.bounded("echo reply flood")
-        full = error_count(d, "ip4-input", "ping-replies-full")
+        full = error_count(d, "ip4-local", "ping-replies-full")
         sent = rounds * len(replies) + attack.sent
         print(
             f"\necho reply flood during a ping: {sent} sent, {full} refused as "

@@ -1,4 +1,4 @@
-"""memifd's arp-input and ip4-input over a real switch and real memif peers.
+"""memifd's arp-input, ip4-input and ip4-local over a real switch and real memif peers.
 
 What memif.arp_icmp decides, seen from the switch: replies written in place and sent back,
 replies to the switch's own pings kept for its ``ping``, ARP replies it did not ask for
@@ -89,11 +89,13 @@ def test_answers_checks_and_counts(rig: Rig) -> None:
         _echo(packet.ip4("10.0.0.9"), sw_mac=sw_mac),
         packet.arp_request(mac(1), PEER_IP, packet.ip4("10.0.0.9")),
     ])  # fmt: skip
-    assert out == []
+    # the echo to another host of the subnet is routed: the switch asks who has it
+    assert out == [packet.arp_request(sw_mac, SW_IP, packet.ip4("10.0.0.9"))]
     after = rig.errors()
     grew = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     assert {k: v for k, v in grew.items() if v} == {
-        "bad-checksum": 1, "unsupported": 1, "malformed": 1, "not-for-us": 2
+        "bad-checksum": 1, "unsupported": 1, "hdr-too-short": 1, "not-for-us": 1,
+        "request-sent": 1,
     }  # fmt: skip
 
 
@@ -138,17 +140,19 @@ def test_one_packet_vectors_and_a_changed_address(rig: Rig) -> None:
     assert Ether(reply)[ICMP].type == 0
     assert rig.exchange([_echo(kind=packet.ICMP_ECHO_REPLY, seq=9, sw_mac=sw_mac)]) == []
     assert rig.sw.ping_replies[-1][:3] == (0x4242, 9, PEER_IP)
-    before = rig.errors().get("not-for-us", 0)
-    assert rig.exchange([_echo(packet.ip4("10.0.0.9"), sw_mac=sw_mac)]) == []
-    assert rig.errors()["not-for-us"] == before + 1
+    (arp,) = rig.exchange([_echo(packet.ip4("10.0.0.9"), sw_mac=sw_mac)])
+    assert arp == packet.arp_request(sw_mac, SW_IP, packet.ip4("10.0.0.9"))  # routed: glean
 
     new_ip = packet.ip4("10.0.0.7")
     rig.sw.set_ip(rig.sw_if.name, SW_IP, 24, delete=True)
     rig.sw.set_ip(rig.sw_if.name, new_ip, 24)
     rig.sw.set_mac(rig.sw_if.name, "02:00:00:00:00:77")
-    assert rig.exchange([_echo(sw_mac=sw_mac)]) == []  # the old address is gone
-    assert rig.errors()["not-for-us"] == before + 2
     new_mac = bytes.fromhex("020000000077")
+    before = rig.errors().get("l3-mac-mismatch", 0)
+    assert rig.exchange([_echo(sw_mac=sw_mac)]) == []  # to the old MAC: not for the switch
+    assert rig.errors()["l3-mac-mismatch"] == before + 1
+    (arp,) = rig.exchange([_echo(sw_mac=new_mac)])  # the old address: another host now
+    assert arp == packet.arp_request(new_mac, new_ip, SW_IP)
     (arp,) = rig.exchange([packet.arp_request(mac(1), PEER_IP, new_ip)])
     assert arp == packet.arp_reply(new_mac, new_ip, mac(1), PEER_IP)
     (reply,) = rig.exchange([_echo(new_ip, sw_mac=new_mac, seq=2)])
@@ -180,16 +184,16 @@ def test_deleted_interfaces_leave_no_answerer(rig: Rig) -> None:
         peer.delete()
     frames = [packet.arp_request(mac(1), PEER_IP, SW_IP), _echo(sw_mac=rig.sw_if.mac)]
     assert len(rig.exchange(frames)) == 2  # the first interface's answerers: built now
-    for name in ("arp-input", "ip4-input"):
+    for name in ("arp-input", "ip4-local"):
         node = rig.sw.graph.by_name[name]
         assert isinstance(node, LocalNode)
         assert set(node.answerers) == {rig.sw_if.sw_if_index}
 
 
 def test_one_packet_vectors_answer_as_a_whole_vector(rig: Rig) -> None:
-    """ethernet-input's and ip4-input's 1-packet paths (plain ints; answer_one, the reply
-    written in place) and their vector paths give the same replies, errors and ping
-    replies for every kind of frame."""
+    """ethernet-input's, ip4-input's, ip4-lookup's and ip4-local's 1-packet paths (plain
+    ints; answer_one, the reply written in place) and their vector paths give the same
+    replies, errors and ping replies for every kind of frame."""
     sw_mac = rig.sw_if.mac
     bad_sum = bytearray(_echo(sw_mac=sw_mac, seq=3))
     bad_sum[14 + 8] = 1  # TTL changed: the header checksum fails
@@ -204,7 +208,7 @@ def test_one_packet_vectors_answer_as_a_whole_vector(rig: Rig) -> None:
         _echo(SW_IP2, sw_mac=sw_mac, seq=2, ttl=3),
         bytes(bad_sum),
         bytes(ihl4),
-        _echo(packet.ip4("10.0.0.9"), sw_mac=sw_mac),
+        _echo(packet.ip4("192.0.2.9"), sw_mac=sw_mac),  # no route: unreachable
         _echo(kind=packet.ICMP_ECHO_REPLY, seq=6, sw_mac=sw_mac),
         long_echo,
         packet.arp_request(mac(1), PEER_IP, SW_IP),
@@ -214,7 +218,7 @@ def test_one_packet_vectors_answer_as_a_whole_vector(rig: Rig) -> None:
 
     def run(vectors: list[list[bytes]]) -> tuple[list[bytes], dict[str, int], list[Any]]:
         before, pings = rig.errors(), len(rig.sw.ping_replies)
-        # sorted: in one vector arp-input's replies go before ip4-input's
+        # sorted: in one vector arp-input's replies go before ip4-local's
         replies = sorted(reply for vector in vectors for reply in rig.exchange(vector))
         after = rig.errors()
         grew = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
@@ -223,9 +227,14 @@ def test_one_packet_vectors_answer_as_a_whole_vector(rig: Rig) -> None:
     alone = run([[f] for f in frames])
     together = run([frames])
     assert alone == together
-    assert len(alone[0]) == 4 and alone[1] == {
-        "bad-checksum": 1, "malformed": 1, "not-for-us": 1, "unknown-ethertype": 1, "runt": 1
+    assert len(alone[0]) == 5 and alone[1] == {
+        "bad-checksum": 1, "hdr-too-short": 1, "dest-unreach-sent": 1, "unknown-ethertype": 1,
+        "runt": 1,
     }  # fmt: skip
+    (unreachable,) = [r for r in alone[0] if r[14 + 20] == 3]  # ICMP type 3
+    p = Ether(unreachable)
+    assert (p[IP].src, p[IP].dst, p[ICMP].code) == ("10.0.0.1", "10.0.0.2", 0)
+    assert bytes(p[ICMP].payload)[16:20] == packet.ip4("192.0.2.9")  # the quoted header
     assert packet.arp_reply(sw_mac, SW_IP, mac(1), PEER_IP) in alone[0]
     (long_reply,) = [r for r in alone[0] if len(r) == len(long_echo)]
     assert Ether(long_reply)[ICMP].load == bytes(range(256)) * 4

@@ -273,8 +273,8 @@ def member_rows(text: str) -> dict[str, list[int]]:
     rows = {}
     for line in text.splitlines():
         cols = line.split()
-        if cols and cols[0].startswith("memif") and len(cols) == 9:
-            rows[cols[0]] = [int(x) for x in cols[3:]]
+        if cols and cols[0].startswith("memif") and len(cols) == 10:  # name idx state BVI ...
+            rows[cols[0]] = [int(x) for x in cols[4:]]
     return rows
 
 

@@ -486,14 +486,16 @@ def _set_if_learn_limit(ctx: Context, args: Args) -> str:
 
 @command(
     "set interface l2 bridge",
-    "<interface> <bd>",
-    "put an interface in a bridge domain (created if needed)",
+    "<interface> <bd> [bvi]",
+    "put an interface in a bridge domain (created if needed); bvi: a loopback as the "
+    "domain's L3 interface",
 )
 def _set_bridge(ctx: Context, args: Args) -> str:
     sw = ctx.interface(args)
     bd = bridge_domain(args)
-    args.end()
-    ctx.switch.set_bridge(sw.name, bd)
+    bvi = args.try_keyword(["bvi"]) is not None
+    args.end([] if bvi else ["bvi"])
+    ctx.switch.set_bridge(sw.name, bd, bvi)
     return ""
 
 

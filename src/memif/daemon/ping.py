@@ -18,7 +18,7 @@ from typing import Any
 
 from ..packet import ip4_str
 from ..pingsession import PingSession, State
-from ..vswitch.tables import L2Mode, SwInterface
+from ..vswitch.tables import SwInterface
 from .commands import Context, Pending, Reply, command
 from .parse import Args, CliError, integer
 
@@ -174,8 +174,10 @@ def _ping(ctx: Context, args: Args) -> PingOp:
         }
     )
     sw, src_ip = _route(ctx, target, opts.get("source"))
-    if sw.mode is not L2Mode.L3:
-        raise CliError(f"{sw.name} is in L2 mode: ping needs an L3 interface (set interface l3)")
+    if not sw.l3:
+        raise CliError(
+            f"{sw.name} is in L2 mode: ping needs an L3 interface (set interface l3) or a BVI"
+        )
     if sw.state != "up":
         raise CliError(f"{sw.name} is down: nothing can be sent on it")
     return PingOp(

@@ -102,6 +102,7 @@ def interface_data(ctx: Context, sw: SwInterface) -> dict[str, Any]:
         "mtu_ip4": sw.ip4_mtu,  # 0: the packet MTU
         "mode": l2_mode(sw),
         "bd_id": sw.bd,
+        "bvi": sw.bvi,
         "xconnect": tables.interfaces[sw.xconnect].name
         if sw.xconnect in tables.interfaces
         else None,
@@ -143,7 +144,7 @@ def show_interface_address(ctx: Context, args: Args) -> Reply:
     for d in data:
         lines.append(f"{d['name']} ({'up' if d['admin_up'] else 'dn'}):")
         if d["mode"] == "bridge":
-            lines.append(f"  L2 bridge bd-id {d['bd_id']}")
+            lines.append(f"  L2 bridge bd-id {d['bd_id']}{' bvi' if d['bvi'] else ''}")
         elif d["mode"] == "xconnect" and d["xconnect"] is not None:
             lines.append(f"  L2 xconnect {d['xconnect']}")
         lines += [f"  L3 {a}" for a in d["ip4"]]
@@ -153,6 +154,12 @@ def show_interface_address(ctx: Context, args: Args) -> Reply:
 # ---------------------------------------------------------------------- bridge domains
 def _onoff(flag: bool) -> str:
     return "on" if flag else "off"
+
+
+def _bvi_of(ctx: Context, bd_id: int) -> SwInterface | None:
+    tables = ctx.switch.tables
+    index = tables.bd_bvi.get(bd_id)
+    return None if index is None else tables.interfaces[index]
 
 
 @command("show bridge-domain", "[<n> [detail] | detail]", "bridge domains (detail: members)")
@@ -183,6 +190,7 @@ def show_bridge_domain(ctx: Context, args: Args) -> Reply:
             "mac_age": bd.mac_age,
             "learned": learned.get(bd.id, 0),
             "learn_limit": sw.fib.bd_limit.get(bd.id),
+            "bvi": bvi.name if (bvi := _bvi_of(ctx, bd.id)) else None,
             "members": member_data,
         }
         data.append(d)
@@ -195,6 +203,7 @@ def show_bridge_domain(ctx: Context, args: Args) -> Reply:
             "Flooding",
             "Learn-co",
             "Members",
+            "BVI-Intf",
         ]
         row = [
             bd.id,
@@ -205,15 +214,18 @@ def show_bridge_domain(ctx: Context, args: Args) -> Reply:
             _onoff(bd.flood),
             d["learned"],
             len(members),
+            d["bvi"] or "N/A",
         ]
         block = table(head, [row], right="0167")
         if detail:
-            mhead = ["Interface", "If-idx", "State", *(c.replace(" ", "-") for c, _ in COUNTERS)]
+            counters = [c.replace(" ", "-") for c, _ in COUNTERS]
+            mhead = ["Interface", "If-idx", "State", "BVI", *counters]
             mrows = [
-                [m["name"], m["sw_if_index"], m["state"], *(m[k] for _, k in COUNTERS)]
+                [m["name"], m["sw_if_index"], m["state"], "*" if m["bvi"] else "-"]
+                + [m[k] for _, k in COUNTERS]
                 for m in member_data
             ]
-            block += "\n\n" + (table(mhead, mrows, right="1345678") if mrows else "  no members")
+            block += "\n\n" + (table(mhead, mrows, right="1456789") if mrows else "  no members")
         blocks.append(block)
     if not blocks:
         return Reply(output="no bridge domains", data=data)
@@ -237,6 +249,7 @@ def show_l2fib(ctx: Context, args: Args) -> Reply:
             age = round((sw.now - e.last_seen) / 60.0, 1)
         mac_s = format_mac(mac.to_bytes(6, "big"))
         name = iface.name if iface else f"sw_if_index {e.sw_if_index}"
+        bvi = iface is not None and iface.bvi and e.static and iface.mac == mac.to_bytes(6, "big")
         data.append(
             {
                 "mac": mac_s,
@@ -244,16 +257,18 @@ def show_l2fib(ctx: Context, args: Args) -> Reply:
                 "sw_if_index": e.sw_if_index,
                 "interface": name,
                 "static": e.static,
+                "bvi": bvi,
                 "age_minutes": age,
             }
         )
         rows.append(
-            [mac_s, bd, e.sw_if_index, "no" if age is None else age, "*" if e.static else "-", name]
+            [mac_s, bd, e.sw_if_index, "no" if age is None else age]
+            + ["*" if e.static else "-", "*" if bvi else "-", name]
         )
     summary = f"{len(sw.fib)} l2fib entries"
     if not verbose:
         return Reply(output=summary, data=data)
-    head = ["Mac-Address", "BD-Idx", "If-Idx", "Age(min)", "static", "Interface-Name"]
+    head = ["Mac-Address", "BD-Idx", "If-Idx", "Age(min)", "static", "bvi", "Interface-Name"]
     listing = _with_tail(table(head, rows, right="12"), tail) + "\n" if rows else ""
     return Reply(output=listing + summary, data=data)
 
@@ -393,22 +408,6 @@ def show_span(ctx: Context, args: Args) -> Reply:
         return Reply(output="no SPAN sessions", data=data)
     text = table(["Source", "Destination", "Device", "L2"], rows)
     return Reply(output=f"{text}\nmirrored packets: {ctx.switch.span_packets}", data=data)
-
-
-@command("show ip neighbors", "", "IPv4 neighbours learned from ARP replies to our requests")
-def show_neighbors(ctx: Context, args: Args) -> Reply:
-    """The switch's ARP table (up to MAX_ROWS entries)."""
-    args.end()
-    tables, neighbors = ctx.switch.tables, ctx.switch.neighbors
-    data, rows = [], []
-    entries, tail = first_rows(neighbors.entries.items(), len(neighbors))
-    for (idx, ip), entry in sorted(entries):
-        name = tables.interfaces[idx].name if idx in tables.interfaces else str(idx)
-        data.append({"ip": ip4_str(ip), "mac": format_mac(entry.mac), "interface": name})
-        rows.append([ip4_str(ip), format_mac(entry.mac), name])
-    if not rows:
-        return Reply(output="no neighbors", data=data)
-    return Reply(output=_with_tail(table(["IP", "Ethernet", "Interface"], rows), tail), data=data)
 
 
 # ---------------------------------------------------------------------- trace, version

@@ -284,7 +284,7 @@ def _memif_hardware(ctx: Context, p: MemifPort) -> tuple[dict[str, Any], list[st
 
 
 def _host_hardware(ctx: Context, p: Any) -> tuple[dict[str, Any], list[str]]:
-    """A tap or af_packet port's ``show hardware-interfaces`` data and lines."""
+    """A tap, af_packet or loopback port's ``show hardware-interfaces`` data and lines."""
     details = p.details()
     d = {
         **interface_data(ctx, p.sw),
@@ -292,7 +292,9 @@ def _host_hardware(ctx: Context, p: Any) -> tuple[dict[str, Any], list[str]]:
         "hardware": p.kind,
         **details,
     }
-    if p.kind == "tap":
+    if p.kind == "loopback":
+        host = f"  loopback instance {details['instance']}{', bvi' if details['bvi'] else ''}"
+    elif p.kind == "tap":
         host = (
             f"  tap: host-if-name {details['host_if_name']}, host-ns "
             f"{details['host_ns'] or '(default)'}, carrier "

@@ -1,16 +1,21 @@
 """The switch's IPv4 neighbour (ARP) table: bounded, solicited-only, aged.
 
-The switch resolves addresses only for its own ``ping``.  So it learns from an
-ARP reply only when it asked: :meth:`NeighborTable.request` notes the (interface,
-address) of each ARP request it sends, and a reply that matches no outstanding
-request is refused (``not-requested``), however many a peer sends.  On top of
-that the table holds at most ``limit`` entries, ``per_interface`` of them on one
-interface (``limit``), entries older than ``max_age`` seconds are removed, and an
-interface's entries go when it goes down or is deleted.
+The switch resolves addresses for its own ``ping`` and for the next hops it routes to
+(ip4-arp, ip4-glean).  It learns from an ARP reply only when it asked:
+:meth:`NeighborTable.request` notes the (interface, address) of each ARP request it
+sends, and a reply that matches no outstanding request is refused (``not-requested``),
+however many a peer sends.  On top of that the table holds at most ``limit`` entries,
+``per_interface`` of them on one interface (``limit``), entries older than ``max_age``
+seconds are removed, and an
+interface's entries go when it goes down or is deleted.  The operator's entries
+(``set ip neighbor``) need no request; ``static`` ones never age and stay while the
+interface is down.  Every change is told to the ``listeners`` (the routes: a resolved
+neighbour completes its adjacency and gets its /32).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["Neighbor", "NeighborTable"]
@@ -27,6 +32,11 @@ class Neighbor:
 
     mac: bytes
     updated: float
+    static: bool = False
+
+
+#: told (sw_if_index, ip, mac) when a neighbour is learned or changes, mac None when it goes
+Listener = Callable[[int, bytes, "bytes | None"], None]
 
 
 class NeighborTable:
@@ -44,6 +54,11 @@ class NeighborTable:
         self.entries: dict[tuple[int, bytes], Neighbor] = {}
         self._requested: dict[tuple[int, bytes], float] = {}  # -> deadline
         self._per_if: dict[int, int] = {}
+        self.listeners: list[Listener] = []
+
+    def _tell(self, sw_if_index: int, ip: bytes, mac: bytes | None) -> None:
+        for listener in self.listeners:
+            listener(sw_if_index, ip, mac)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -65,7 +80,11 @@ class NeighborTable:
         key = (sw_if_index, ip)
         entry = self.entries.get(key)
         if entry is not None:  # a refresh of a known neighbour (its MAC may change)
-            entry.mac, entry.updated = mac, now
+            if entry.static:
+                return None  # the operator's word stands
+            changed, entry.mac, entry.updated = entry.mac != mac, mac, now
+            if changed:
+                self._tell(sw_if_index, ip, mac)
             return None
         deadline = self._requested.pop(key, None)
         if deadline is None or deadline < now:
@@ -73,9 +92,35 @@ class NeighborTable:
         full = len(self.entries) >= self.limit
         if full or self._per_if.get(sw_if_index, 0) >= self.per_interface:
             return "limit"
-        self.entries[key] = Neighbor(mac, now)
-        self._per_if[sw_if_index] = self._per_if.get(sw_if_index, 0) + 1
+        self._insert(key, Neighbor(mac, now))
         return None
+
+    def _insert(self, key: tuple[int, bytes], entry: Neighbor) -> None:
+        self.entries[key] = entry
+        self._per_if[key[0]] = self._per_if.get(key[0], 0) + 1
+        self._tell(key[0], key[1], entry.mac)
+
+    def add(self, sw_if_index: int, ip: bytes, mac: bytes, now: float, static: bool) -> None:
+        """``set ip neighbor``: the operator's entry, replacing a learned one (within the
+        table's limit; ``ValueError`` names it when full)."""
+        key = (sw_if_index, ip)
+        entry = self.entries.get(key)
+        if entry is not None:
+            changed = entry.mac != mac
+            entry.mac, entry.updated, entry.static = mac, now, static
+            if changed:
+                self._tell(sw_if_index, ip, mac)
+            return
+        if len(self.entries) >= self.limit:
+            raise ValueError(f"the neighbour table is full ({self.limit} entries)")
+        self._insert(key, Neighbor(mac, now, static))
+
+    def delete(self, sw_if_index: int, ip: bytes) -> bool:
+        """``set ip neighbor del``: False when there was no such entry."""
+        if (sw_if_index, ip) not in self.entries:
+            return False
+        self._remove([(sw_if_index, ip)])
+        return True
 
     def _remove(self, keys: list[tuple[int, bytes]]) -> int:
         for key in keys:
@@ -85,6 +130,7 @@ class NeighborTable:
                 self._per_if[key[0]] = left
             else:
                 del self._per_if[key[0]]
+            self._tell(key[0], key[1], None)
         return len(keys)
 
     def _expire_requests(self, now: float) -> None:
@@ -96,13 +142,20 @@ class NeighborTable:
         self._expire_requests(now)
         if not self.max_age:
             return 0
-        return self._remove([k for k, e in self.entries.items() if now - e.updated > self.max_age])
+        old = [
+            k for k, e in self.entries.items() if now - e.updated > self.max_age and not e.static
+        ]
+        return self._remove(old)
 
-    def flush(self, sw_if_index: int) -> int:
-        """Forget an interface's neighbours and requests (it went down or away)."""
+    def flush(self, sw_if_index: int, static: bool = False) -> int:
+        """Forget an interface's neighbours and requests (it went down: static entries
+        stay; or away: ``static`` too)."""
         for key in [k for k in self._requested if k[0] == sw_if_index]:
             del self._requested[key]
-        return self._remove([k for k in self.entries if k[0] == sw_if_index])
+        keys = [
+            k for k, e in self.entries.items() if k[0] == sw_if_index and (static or not e.static)
+        ]
+        return self._remove(keys)
 
     def items(self) -> list[tuple[int, bytes, Neighbor]]:
         """(sw_if_index, ip, entry) for every entry, sorted."""

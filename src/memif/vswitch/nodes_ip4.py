@@ -1,7 +1,8 @@
-"""Local L3: arp-input and ip4-input answer ARP and ICMP echo for the switch's addresses.
+"""Local L3: arp-input and ip4-local answer ARP and ICMP echo for the switch's addresses.
 
-The switch is not a router: it answers what is addressed to an interface's own
-IPv4 address (so peers can ping it), learns the neighbours it asked for and
+arp-input answers ARP for an interface's own IPv4 addresses and learns the
+neighbours the switch asked for; ip4-local gets from ip4-lookup what is addressed
+to any of the switch's addresses, answers echo requests (so peers can ping it) and
 records echo replies to its own pings.  Which frame is answered, and how, is
 :class:`memif.arp_icmp.ArpIcmpAnswerer`'s (the one answerer, ``memif responder``'s
 too): the nodes hand it a vector's header rows per receiving interface, write
@@ -45,6 +46,10 @@ class LocalNode(SwitchNode):
         sw = self.tables.interfaces.get(int(self.meta.rx_if[i]))
         frame = decode.head(self.rt.pool, i)
         return frame if sw is not None and sw.ip_mode else frame[packet.ETH_HLEN :]
+
+    def addresses(self, iface: SwInterface) -> tuple[bytes, ...]:
+        """The addresses answered on ``iface``: its own."""
+        return tuple(addr for addr, _ in iface.ip4)
 
 
 class ArpInput(LocalNode):
@@ -98,10 +103,10 @@ class ArpInput(LocalNode):
         return f"arp-input: {decode.arp(self.l3_payload(i))}"
 
 
-class Ip4Input(LocalNode):
-    """Answer ICMP echo to our address; note echo replies for the switch's ping."""
+class Ip4Local(LocalNode):
+    """Answer ICMP echo to our addresses; note echo replies for the switch's ping."""
 
-    name = "ip4-input"
+    name = "ip4-local"
     errors = {
         "not-for-us": "IPv4 packet not addressed to this interface",
         "unsupported": "not an ICMP echo",
@@ -111,6 +116,19 @@ class Ip4Input(LocalNode):
     }
     next_nodes = ("l2-output", DROP)
     L2_OUTPUT = 0
+
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__(rt)
+        self._all: tuple[object, tuple[bytes, ...]] = (None, ())
+
+    def addresses(self, iface: SwInterface) -> tuple[bytes, ...]:
+        """Every address of the switch (ip4-lookup sent here what any of them receives),
+        gathered again when the tables were refreshed."""
+        t = self.tables
+        if self._all[0] is not t.has_ip:
+            found = (a for sw in t.interfaces.values() for a, _ in sw.ip4)
+            self._all = (t.has_ip, tuple(dict.fromkeys(found)))
+        return self._all[1]
 
     def process(self, idx: np.ndarray) -> None:
         if len(idx) == 1 and self._one(int(idx[0])):
@@ -197,7 +215,8 @@ def answerer_of(node: LocalNode, iface: SwInterface) -> ArpIcmpAnswerer:
     change, not per vector (a new one cost ~7 us of a 1-packet vector).  Building one
     also forgets those of deleted interfaces (their indices are never reused): creating
     and deleting interfaces does not grow the cache."""
-    key = (iface.mac, tuple(iface.ip4), iface.ip_mode)
+    addresses = node.addresses(iface)
+    key = (iface.mac, addresses, iface.ip_mode)
     answerers = node.answerers
     cached = answerers.get(iface.sw_if_index)
     if cached is not None and cached[0] == key:
@@ -207,7 +226,7 @@ def answerer_of(node: LocalNode, iface: SwInterface) -> ArpIcmpAnswerer:
         del answerers[gone]
     answerer = ArpIcmpAnswerer(
         iface.mac if not iface.ip_mode else bytes(6),
-        [addr for addr, _ in iface.ip4],
+        list(addresses),
         ethernet=not iface.ip_mode,
         check_mac=False,  # ethernet-input sent it here
     )

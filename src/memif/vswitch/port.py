@@ -237,7 +237,7 @@ class InterfaceOutput(SwitchNode):
     errors: ClassVar[dict[str, str]] = {
         "mtu-exceeded": "frame longer than the interface's MTU (set interface mtu)",
     }
-    next_nodes = ("l2-output", DROP)
+    next_nodes: ClassVar[tuple[str, ...]] = ("l2-output", DROP)
     L2_OUTPUT = 0
     reclaim_on_failure = False  # a zero-copy transmit may have lent buffers to a ring
 

@@ -2,11 +2,11 @@
 
 A :class:`Runtime` holds the packet path's state: the buffer pool, per-buffer
 metadata (:class:`Meta`), the configuration mirrors (:class:`~.tables.Tables`), the
-L2 FIB, the neighbour table, the port registry, the clock (``now``, set by the main
-loop each turn, never read by a node from the system) and the counters a node adds
-to outside its own error counters.  Nodes receive it instead of the
-:class:`~.switch.Switch`, which is only the configuration facade over the same
-objects.
+L2 FIB, the IPv4 FIB with its adjacencies and routes, the neighbour table, the port
+registry, the clock (``now``, set by the main loop each turn, never read by a node from
+the system) and the counters a node adds to outside its own error counters.  Nodes
+receive it instead of the :class:`~.switch.Switch`, which is only the configuration
+facade over the same objects.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..ratelog import PerKeyLog
+from .adjacency import AdjacencyTable
+from .ip4_fib import Ip4Fib
+from .ip4_route import Ip4Routes
 from .l2fib import L2Fib
 from .neighbor import NeighborTable
 from .pool import PacketPool
@@ -40,6 +43,8 @@ class Meta:
         self.etype = np.zeros(n_buffers, np.uint16)
         # a SPAN clone: never mirrored again (set by mirror, cleared at output)
         self.span_copy = np.zeros(n_buffers, bool)
+        self.adj = np.zeros(n_buffers, np.uint32)  # ip4-lookup's adjacency
+        self.icmp = np.zeros(n_buffers, np.uint16)  # ip4-icmp-error's type << 8 | code
 
 
 class Runtime:
@@ -52,6 +57,10 @@ class Runtime:
         self.tables = Tables()
         self.fib = L2Fib()
         self.neighbors = NeighborTable()
+        self.ip4_fib = Ip4Fib()
+        self.adjacencies = AdjacencyTable()
+        self.ip4_routes = Ip4Routes(self.ip4_fib, self.adjacencies)
+        self.neighbors.listeners.append(self._neighbor_changed)
         self.ports: PortRegistry = PortRegistry()
         #: descriptors a device-input takes per queue and turn
         self.vector_size = vector_size
@@ -64,6 +73,12 @@ class Runtime:
         self.span_packets = 0  # SPAN copies made
         #: failures the main loop contained, by error name (the ``main-loop`` node's)
         self.loop_errors: Counter[str] = Counter()
+
+    def _neighbor_changed(self, sw_if_index: int, ip: bytes, mac: bytes | None) -> None:
+        if mac is None:
+            self.ip4_routes.neighbor_forgotten(sw_if_index, ip)
+        else:
+            self.ip4_routes.neighbor_learned(sw_if_index, ip, mac)
 
     def learn_refused(self) -> None:
         """Log (rate-limited, per interface) what the MAC table refused to learn."""

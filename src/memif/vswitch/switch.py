@@ -27,9 +27,12 @@ from ..interface import Interface
 from ..loop import RxMode
 from ..sock import Socket
 from ..text import escape
-from . import nodes_ip4, nodes_l2
+from . import nodes_ip4, nodes_ip4_arp, nodes_ip4_fwd, nodes_ip4_icmp, nodes_l2
 from .graph import Graph
+from .ip4_fib import FibError
+from .ip4_route import Source, network, prefix_str
 from .l2fib import fib_key
+from .loopback_port import MAX_INSTANCE, LoopbackOutput, LoopbackPort, default_mac
 from .mainloop import MainLoop
 from .memif_port import DEFAULT_VECTOR, MemifInput, MemifOutput, MemifPort
 from .nodes_l2 import CountingDrop
@@ -109,7 +112,13 @@ class Switch:
             nodes_l2.L2Fwd(rt),
             nodes_l2.L2Flood(rt),
             nodes_ip4.ArpInput(rt),
-            nodes_ip4.Ip4Input(rt),
+            nodes_ip4_fwd.Ip4Input(rt),
+            nodes_ip4_fwd.Ip4Lookup(rt),
+            nodes_ip4.Ip4Local(rt),
+            nodes_ip4_arp.Ip4Arp(rt),
+            nodes_ip4_arp.Ip4Glean(rt),
+            nodes_ip4_fwd.Ip4Rewrite(rt),
+            nodes_ip4_icmp.Ip4IcmpError(rt),
             nodes_l2.L2Output(rt),
         ):
             self.graph.add(node)
@@ -278,6 +287,20 @@ class Switch:
         log.info("created %s (%s, socket %s)", name, r.vpp_name, entry.filename)
         return sw
 
+    def create_loopback(self, mac: bytes | None = None, instance: int | None = None) -> SwInterface:
+        """``create loopback interface [mac <mac>] [instance <n>]`` -> ``loop<n>`` (the
+        lowest free instance unless given; VPP's ``de:ad:00:00:<n>`` MAC unless given)."""
+        used = {p.instance for p in self.ports.of_kind(LoopbackPort.kind)
+                if isinstance(p, LoopbackPort)}  # fmt: skip
+        if instance is None:
+            instance = next(n for n in range(len(used) + 1) if n not in used)
+        if not 0 <= instance <= MAX_INSTANCE:
+            raise SwitchError(f"loopback instance {instance}: expected 0..{MAX_INSTANCE}")
+        if instance in used:
+            raise SwitchError(f"loopback instance {instance} is in use (loop{instance})")
+        port = LoopbackPort(self.runtime, instance)
+        return self.add_port(f"loop{instance}", mac or default_mac(instance), port, LoopbackOutput)
+
     def delete_interface(self, name: str, kind: str | None = None) -> None:
         """Delete interface ``name`` of any device class (``kind``: only of that class).
 
@@ -294,7 +317,8 @@ class Switch:
         self.ports.remove(sw.sw_if_index)
         self.graph.remove(self.graph.nodes[port.output_node])
         self.fib.forget_interface(sw.sw_if_index)  # static entries too
-        self.neighbors.flush(sw.sw_if_index)
+        self.neighbors.flush(sw.sw_if_index, static=True)
+        self._forget_routes(sw)
         self.tables.remove(sw)
         port.close()
         if isinstance(port, MemifPort):
@@ -346,6 +370,7 @@ class Switch:
         self.graph.add_next(self.l2_output, node)
         self.ports.add(sw_if_index, port)
         self.tables.add(sw)
+        self.runtime.adjacencies.interface(sw_if_index, mac, ip_mode)
         self.loop.ports_changed()
         if not isinstance(port, MemifPort):
             log.info("created %s (%s)", name, port.kind)
@@ -441,20 +466,106 @@ class Switch:
         self.loop.set_rx_mode(sw.sw_if_index, RxMode.parse(mode), queue)
 
     def set_mac(self, name: str, mac: str) -> None:
-        """``set interface mac address <if> <mac>``."""
-        self.interface(name).mac = parse_mac(mac)
+        """``set interface mac address <if> <mac>`` (the routes' rewrites follow, and a
+        BVI's L2 FIB entry)."""
+        sw = self.interface(name)
+        new = parse_mac(mac)
+        if sw.bvi and sw.bd is not None:
+            self.fib.remove(sw.bd, int.from_bytes(sw.mac, "big"))
+            self.fib.add_static(sw.bd, int.from_bytes(new, "big"), sw.sw_if_index, self.now)
+        sw.mac = new
+        self.runtime.adjacencies.interface(sw.sw_if_index, sw.mac, sw.ip_mode)
+        self.tables.refresh()
 
     def set_ip(self, name: str, address: bytes, prefix: int, delete: bool = False) -> None:
-        """``set interface ip address [del] <if> <a.b.c.d/len>``."""
+        """``set interface ip address [del] <if> <a.b.c.d/len>``: also the local /32 and
+        the connected subnet in the FIB, as VPP installs them."""
         sw = self.interface(name)
         entry = (address, prefix)
+        routes = self.runtime.ip4_routes
         if delete:
             if entry not in sw.ip4:
                 raise SwitchError(f"{name} has no address {format_ip(address)}/{prefix}")
             sw.ip4.remove(entry)
+            routes.address_del(sw.sw_if_index, address, prefix)
         elif entry not in sw.ip4:
+            for other in self.tables.interfaces.values():
+                if other is not sw and (address, prefix) in other.ip4:
+                    raise SwitchError(f"{format_ip(address)}/{prefix} is already on {other.name}")
             sw.ip4.append(entry)
+            routes.address_add(sw.sw_if_index, address, prefix)
         self.tables.refresh()
+
+    # ------------------------------------------------------------------ L3 routes
+    def ip_route(
+        self,
+        prefix: bytes,
+        length: int,
+        via: bytes | None = None,
+        name: str | None = None,
+        delete: bool = False,
+    ) -> str:
+        """``ip route add|del <prefix>/<len> via <next-hop> [<interface>]`` or ``via
+        <interface>`` (attached: the destination is the next hop); returns the prefix.
+
+        A next hop without an interface is looked for on the connected subnets.  The
+        host bits of the prefix are cleared, as VPP does.  One path per prefix: add
+        replaces the operator's previous one."""
+        routes = self.runtime.ip4_routes
+        net = network(prefix, length)
+        text = prefix_str(net, length)
+        if delete:
+            if not routes.remove(net, length, Source.CLI):
+                raise SwitchError(f"no route {text} added with 'ip route add'")
+            return text
+        sw = self.interface(name) if name is not None else None
+        adj = self.runtime.adjacencies
+        if via is None:
+            if sw is None:
+                raise SwitchError(
+                    f"ip route add {text}: give 'via <next-hop>' or 'via <interface>'"
+                )
+            path = adj.glean(sw.sw_if_index)
+        else:
+            if sw is None:
+                found = [i for i in self.tables.interfaces if routes.connected(i, via)]
+                if not found:
+                    raise SwitchError(
+                        f"next hop {format_ip(via)} is on no connected subnet: "
+                        "give its interface (via <next-hop> <interface>)"
+                    )
+                sw = self.tables.interfaces[found[0]]
+            path = adj.neighbor(sw.sw_if_index, via, self.neighbors.get(sw.sw_if_index, via))
+        try:
+            routes.add(net, length, Source.CLI, path)
+        except FibError as exc:
+            adj.release(path)
+            raise SwitchError(str(exc)) from None
+        return text
+
+    def ip_neighbor(
+        self, name: str, ip: bytes, mac: str | None, static: bool = False, delete: bool = False
+    ) -> None:
+        """``set ip neighbor [del] <interface> <a.b.c.d> <mac> [static]``."""
+        sw = self.interface(name)
+        if delete:
+            if not self.neighbors.delete(sw.sw_if_index, ip):
+                raise SwitchError(f"no neighbor {format_ip(ip)} on {name}")
+            return
+        assert mac is not None
+        try:
+            self.neighbors.add(sw.sw_if_index, ip, parse_mac(mac), self.now, static)
+        except ValueError as exc:
+            raise SwitchError(str(exc)) from None
+
+    def _forget_routes(self, sw: SwInterface) -> None:
+        """An interface goes: its addresses' routes and the operator's routes through it."""
+        routes = self.runtime.ip4_routes
+        for addr, plen in sw.ip4:
+            routes.address_del(sw.sw_if_index, addr, plen)
+        for prefix, length, source in routes.owned_by(sw.sw_if_index):
+            routes.remove(prefix, length, source, 0 if source is Source.CLI else sw.sw_if_index)
+        self.runtime.adjacencies.forget_interface(sw.sw_if_index)
 
     # ------------------------------------------------------------------ L2
     def create_bridge_domain(self, bd_id: int, **flags: object) -> BridgeDomain:
@@ -497,16 +608,32 @@ class Switch:
         if sw.bd is not None:
             self.tables.bds[sw.bd].members.remove(sw.sw_if_index)
             self.fib.flush(bd=sw.bd, sw_if_index=sw.sw_if_index)
-        sw.bd, sw.xconnect, sw.mode = None, None, L2Mode.L3
+            if sw.bvi:  # its static entry
+                self.fib.remove(sw.bd, int.from_bytes(sw.mac, "big"))
+        sw.bd, sw.xconnect, sw.mode, sw.bvi = None, None, L2Mode.L3, False
 
-    def set_bridge(self, name: str, bd_id: int) -> None:
-        """``set interface l2 bridge <if> <bd>`` (creates the bridge domain if needed)."""
+    def set_bridge(self, name: str, bd_id: int, bvi: bool = False) -> None:
+        """``set interface l2 bridge <if> <bd> [bvi]`` (creates the bridge domain if
+        needed).  A BVI (a loopback, one per domain) is the domain's L3 interface: its
+        MAC is a static L2 FIB entry pointing at it."""
         sw = self.interface(name)
+        if bvi:
+            if not isinstance(sw.port, LoopbackPort):
+                raise SwitchError(
+                    f"{name} cannot be a BVI: only a loopback can (create loopback interface)"
+                )
+            other = self.tables.bd_bvi.get(bd_id)
+            if other is not None and other != sw.sw_if_index:
+                raise SwitchError(
+                    f"bridge domain {bd_id} already has a BVI: {self.tables.interfaces[other].name}"
+                )
         if bd_id not in self.tables.bds:
             self.create_bridge_domain(bd_id)
         self._leave_l2(sw)
-        sw.mode, sw.bd = L2Mode.BRIDGE, bd_id
+        sw.mode, sw.bd, sw.bvi = L2Mode.BRIDGE, bd_id, bvi
         self.tables.bds[bd_id].members.append(sw.sw_if_index)
+        if bvi:
+            self.fib.add_static(bd_id, int.from_bytes(sw.mac, "big"), sw.sw_if_index, self.now)
         self.tables.refresh()
 
     def set_l3(self, name: str) -> None:

@@ -73,6 +73,7 @@ class SwInterface:
     ip_mode: bool = False  # carries bare IP packets (memif mode ip)
     mtu: int = DEFAULT_MTU  # the packet (L3) MTU: frames longer are dropped at output
     ip4_mtu: int = 0  # IPv4's own MTU (0: the packet MTU), VPP's ``mtu ip4``
+    bvi: bool = False  # its bridge domain's BVI: the domain's way in and out of L3
     spans: list[Span] = field(default_factory=list)
     counters: Counters = field(default_factory=Counters)
 
@@ -80,6 +81,12 @@ class SwInterface:
     def link_up(self) -> bool:
         """True when the port's peer is connected."""
         return self.port.link_up
+
+    @property
+    def l3(self) -> bool:
+        """True when the interface sends and receives IP itself: an L3 interface, or a
+        bridge domain's BVI."""
+        return self.mode is L2Mode.L3 or self.bvi
 
     @property
     def state(self) -> str:
@@ -149,12 +156,20 @@ class Tables:
         self.uu_flood = np.ones(n, bool)
         self.span_rx = np.zeros(n, bool)
         self.has_ip = np.zeros(n, bool)
+        self.bvi = np.zeros(n, bool)  # a bridge domain's BVI (a loopback)
+        self.bd_bvi: dict[int, int] = {}  # bd -> its BVI's sw_if_index
+        self.ip_mode = np.zeros(n, bool)  # bare IPv4, no Ethernet header
+        self.mac = np.zeros(n, np.uint64)
         for i, sw in self.interfaces.items():
             self.mode[i] = sw.mode
             self.output[i] = sw.port.output_node
             self.usable[i] = sw.admin_up and sw.link_up
             self.span_rx[i] = any(s.rx for s in sw.spans)
             self.has_ip[i] = bool(sw.ip4)
+            if sw.bvi and sw.bd is not None:
+                self.bvi[i] = True
+                self.bd_bvi[sw.bd] = i
+            self.ip_mode[i], self.mac[i] = sw.ip_mode, int.from_bytes(sw.mac, "big")
             if sw.mode is L2Mode.BRIDGE and sw.bd is not None:
                 self.bd[i] = sw.bd
                 self.bd_key[i] = np.uint64(sw.bd) << np.uint64(48)

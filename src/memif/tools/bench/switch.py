@@ -83,12 +83,12 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from ...vswitch.memif_port import DEFAULT_VECTOR
-from . import sweep
+from . import open_path, sweep
 from .common import (
     add_cpus_arg,
     add_testpmd_json_args,
@@ -102,6 +102,7 @@ from .common import (
 )
 
 REFERENCE = "reference"
+ROUTED_TARGET = 0.8  # routed Mpps / bridged Mpps (issue 12)
 MIN_FRAME = 60
 MAX_FRAME = 9216  # the switch's jumbo frames (its pool buffers hold 10240 bytes)
 BUFFER_SIZE = 2048  # every ring buffer; longer frames are chained
@@ -129,6 +130,7 @@ class Config:
     switch_zero_copy: bool  # the switch's own zero-copy (slaves only)
     testpmd_zero_copy: bool  # the loop driver's zero-copy (clients only)
     description: str
+    path: str | None = None  # an open path (open_path.PATHS) instead of the primed loop
 
 
 CONFIGS = {
@@ -169,6 +171,22 @@ CONFIGS = {
             False,
             "switch slaves (clients) without zero-copy <-> testpmd servers",
         ),
+        Config(
+            open_path.BRIDGED,
+            "master",
+            False,
+            False,
+            "open path, bridged: testpmd txonly -> switch bridge domain -> testpmd rxonly",
+            open_path.BRIDGED,
+        ),
+        Config(
+            open_path.ROUTED,
+            "master",
+            False,
+            False,
+            "open path, routed: testpmd txonly 10.10.0.2 -> switch router -> 10.20.0.2 rxonly",
+            open_path.ROUTED,
+        ),
     )
 }
 """Every configuration by name, the reference first."""
@@ -201,6 +219,7 @@ class Result:
     mpps: float | None = None
     gbps: float | None = None
     ratio: float | None = None
+    vs_bridged: float | None = None  # routed: Mpps / bridged Mpps at the same frame, same run
     cpu: float | None = None
     busy: float | None = None
     nodes: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -417,21 +436,94 @@ def measure_reference(frame: Frame, opts: Options) -> dict[str, Any]:
                 tp.close()
 
 
+def window(
+    sw: Any, counted: Callable[[], tuple[int, int]], opts: Options, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Run the switch (in this thread) for ``opts.warmup`` seconds, then over a window of
+    ``opts.seconds``: the packets and bytes ``counted()`` grew by, and the switch's CPU,
+    busy time, run-queue wait, empty polls, per-node figures and errors over it."""
+    gc.collect()
+    end = time.monotonic() + opts.warmup
+    while time.monotonic() < end:
+        sw.run_once()
+    run_once, monotonic = sw.run_once, time.monotonic
+    profiler = cProfile.Profile() if opts.profile else None
+    nodes0, errors0 = _node_snapshot(sw), _error_snapshot(sw)
+    sched0 = thread_schedstat()
+    busy0, cpu0 = sw.busy_ns, time.process_time()
+    packets0, bytes0 = counted()
+    turns = empty = 0
+    t0 = monotonic()
+    end = t0 + opts.seconds
+    if profiler is not None:
+        profiler.enable()
+    while monotonic() < end:
+        turns += 1
+        if not run_once():
+            empty += 1
+    if profiler is not None:
+        profiler.disable()
+    t1 = monotonic()
+    packets1, bytes1 = counted()
+    busy1, cpu1 = sw.busy_ns, time.process_time()
+    sched1 = thread_schedstat()
+    nodes1, errors1 = _node_snapshot(sw), _error_snapshot(sw)
+    wall = t1 - t0
+    errors = {k: v - errors0.get(k, 0) for k, v in errors1.items() if v != errors0.get(k, 0)}
+    out = {
+        "packets": packets1 - packets0,
+        "bytes": bytes1 - bytes0,
+        "seconds": wall,
+        "cpu": (cpu1 - cpu0) / wall,
+        "busy": (busy1 - busy0) / 1e9 / wall,
+        "runq": (sched1[1] - sched0[1]) / 1e9 / wall if sched0 and sched1 else None,
+        "empty_polls": empty / turns if turns else None,
+        "nodes": node_figures(nodes0, nodes1, _cpu_mhz()),
+        "errors": errors,
+    }
+    if profiler is not None:
+        text = io.StringIO()
+        stats = pstats.Stats(profiler, stream=text)
+        stats.sort_stats("tottime").print_stats(opts.profile)
+        log(f"profile of the window (top {opts.profile} by own time):\n{text.getvalue()}")
+        out["profiled"] = True
+    return out
+
+
+@contextlib.contextmanager
+def switch_session(opts: Options) -> Iterator[tuple[Any, list[Any]]]:
+    """A switch for one measurement (in this thread) and the list of testpmds it talks to
+    (the caller appends them).  On exit: this thread's CPU affinity back, every testpmd
+    closed while the switch still answers it, the switch closed, its directory removed."""
+    from ...vswitch import Switch
+
+    runtime = tempfile.mkdtemp(prefix="rt-", dir=opts.workdir)
+    sw = Switch(runtime_dir=runtime, app_name="memif-bench-switch", vector_size=opts.vector_size)
+    testpmds: list[Any] = []
+    allowed = os.sched_getaffinity(0)
+    try:
+        yield sw, testpmds
+    finally:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, allowed)
+        try:
+            for tp in testpmds:
+                _while_switching(sw, tp.close)
+        finally:
+            sw.close()
+            shutil.rmtree(runtime, ignore_errors=True)
+
+
 def measure_switch(
     config: Config, frame: Frame, opts: Options, log: Callable[[str], None]
 ) -> dict[str, Any]:
     """The loop driver's two ports bridged by the Python switch running in this thread."""
-    from ...vswitch import Switch
     from ..testpmd import MemifPort, Testpmd
 
     sock = f"@memif-bench-switch-{os.getpid()}-{next(_names)}"
-    runtime = tempfile.mkdtemp(prefix="rt-", dir=opts.workdir)
     role = config.switch_role
     if role is None:
         raise ValueError(f"{config.name} puts no switch in the loop: measure_reference runs it")
-    sw = Switch(runtime_dir=runtime, app_name="memif-bench-switch", vector_size=opts.vector_size)
-    driver: Testpmd | None = None
-    allowed = os.sched_getaffinity(0)
     testpmd_role = "client" if role == "master" else "server"
     ports = [
         MemifPort(
@@ -445,9 +537,9 @@ def measure_switch(
         )
         for i in (0, 1)
     ]
-    try:
+    with switch_session(opts) as (sw, testpmds):
         if testpmd_role == "server":  # the socket must exist before the switch connects
-            driver = Testpmd(ports, **_driver_args(frame, opts))
+            testpmds.append(Testpmd(ports, **_driver_args(frame, opts)))
         sw.create_socket(1, sock)
         ifaces = [
             sw.create_memif(
@@ -464,14 +556,13 @@ def measure_switch(
             sw.set_state(sw_if.name, True)
             sw.set_bridge(sw_if.name, 1)
             sw.set_rx_mode(sw_if.name, opts.rx_mode)
-        if driver is None:  # a testpmd client connects once, at startup: answer it meanwhile
-            driver = _while_switching(sw, lambda: Testpmd(ports, **_driver_args(frame, opts)))
+        if not testpmds:  # a testpmd client connects once, at startup: answer it meanwhile
+            testpmds.append(
+                _while_switching(sw, lambda: Testpmd(ports, **_driver_args(frame, opts)))
+            )
+        driver = testpmds[0]
         assert driver.forwarding_lcores == [opts.loop_cpu]
-        deadline = time.monotonic() + _WAIT
-        while not all(i.link_up for i in ifaces):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"switch links still down after {_WAIT} s")
-            sw.run_once()
+        wait_links(sw, ifaces)
         for port in (0, 1):
             _while_switching(sw, functools.partial(driver.wait_link_up, port, _WAIT))
         zc = [p.zero_copy for p in sw.memif_ports()]
@@ -486,68 +577,26 @@ def measure_switch(
             f"warming up {opts.warmup:g} s"
         )
         primed = prime_loop(driver, frame, opts, functools.partial(_while_switching, sw))
-        gc.collect()
-        end = time.monotonic() + opts.warmup
-        while time.monotonic() < end:
-            sw.run_once()
-
         counters = [i.counters for i in ifaces]
-        run_once, monotonic = sw.run_once, time.monotonic
-        profiler = cProfile.Profile() if opts.profile else None
-        nodes0, errors0 = _node_snapshot(sw), _error_snapshot(sw)
-        sched0 = thread_schedstat()
-        busy0, cpu0 = sw.busy_ns, time.process_time()
-        rx0 = sum(c.rx_packets for c in counters)
-        bytes0 = sum(c.rx_bytes for c in counters)
-        turns = empty = 0
-        t0 = monotonic()
-        end = t0 + opts.seconds
-        if profiler is not None:
-            profiler.enable()
-        while monotonic() < end:
-            turns += 1
-            if not run_once():
-                empty += 1
-        if profiler is not None:
-            profiler.disable()
-        t1 = monotonic()
-        rx1 = sum(c.rx_packets for c in counters)
-        bytes1 = sum(c.rx_bytes for c in counters)
-        busy1, cpu1 = sw.busy_ns, time.process_time()
-        sched1 = thread_schedstat()
-        nodes1, errors1 = _node_snapshot(sw), _error_snapshot(sw)
-        wall = t1 - t0
-        errors = {k: v - errors0.get(k, 0) for k, v in errors1.items() if v != errors0.get(k, 0)}
-        out = {
-            "packets": rx1 - rx0,
-            "bytes": bytes1 - bytes0,
-            "prime": primed,
-            "seconds": wall,
-            "cpu": (cpu1 - cpu0) / wall,
-            "busy": (busy1 - busy0) / 1e9 / wall,
-            "runq": (sched1[1] - sched0[1]) / 1e9 / wall if sched0 and sched1 else None,
-            "empty_polls": empty / turns if turns else None,
-            "nodes": node_figures(nodes0, nodes1, _cpu_mhz()),
-            "errors": errors,
-        }
-        if profiler is not None:
-            text = io.StringIO()
-            stats = pstats.Stats(profiler, stream=text)
-            stats.sort_stats("tottime").print_stats(opts.profile)
-            log(f"profile of the window (top {opts.profile} by own time):\n{text.getvalue()}")
-            out["profiled"] = True
+        out = window(
+            sw,
+            lambda: (sum(c.rx_packets for c in counters), sum(c.rx_bytes for c in counters)),
+            opts,
+            log,
+        )
+        out["prime"] = primed
         # testpmd may crash if its peer leaves while it forwards: stop it first
         _while_switching(sw, driver.stop)
         return out
-    finally:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, allowed)
-        try:
-            if driver is not None:
-                _while_switching(sw, driver.close)
-        finally:
-            sw.close()
-            shutil.rmtree(runtime, ignore_errors=True)
+
+
+def wait_links(sw: Any, ifaces: Sequence[Any]) -> None:
+    """Run the switch until every interface of ``ifaces`` has its link up."""
+    deadline = time.monotonic() + _WAIT
+    while not all(i.link_up for i in ifaces):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"switch links still down after {_WAIT} s")
+        sw.run_once()
 
 
 def measure(config: Config, frame: Frame, opts: Options, log: Callable[[str], None]) -> Result:
@@ -567,6 +616,8 @@ def measure(config: Config, frame: Frame, opts: Options, log: Callable[[str], No
     try:
         if config.switch_role is None:
             figures = measure_reference(frame, opts)
+        elif config.path is not None:
+            figures = open_path.measure_open(config.path, frame, opts, log)
         else:
             figures = measure_switch(config, frame, opts, log)
     except Exception as exc:  # report the measurement as failed, go on with the next
@@ -752,9 +803,10 @@ def _options(args: argparse.Namespace) -> Options:
 
 
 def plan(frames: Sequence[Frame], configs: Sequence[str]) -> list[tuple[Config, Frame]]:
-    """Every measurement, the reference first at each frame size."""
+    """Every measurement, the reference first at each frame size (bridged before routed;
+    the open paths send one frame size, not imix)."""
     order = [CONFIGS[c] for c in CONFIGS if c in configs]
-    return [(c, f) for f in frames for c in order]
+    return [(c, f) for f in frames for c in order if not (c.path and f == IMIX)]
 
 
 def _pct(x: float | None) -> str:
@@ -772,7 +824,7 @@ def format_table(results: Sequence[Result]) -> str:
         if r.error is not None:
             lines.append(f"{r.config:<12} {r.frame:>5}   failed: {r.error.splitlines()[0]}")
             continue
-        ratio = "-" if r.ratio is None else f"{r.ratio:.3f}"
+        ratio = next((f"{x:.3f}" for x in (r.ratio, r.vs_bridged) if x is not None), "-")
         lines.append(
             f"{r.config:<12} {r.frame:>5} {r.mpps:>8.3f} {r.gbps:>8.2f} {ratio:>6} "
             f"{_pct(r.cpu):>5} {_pct(r.busy):>5} {_pct(r.runq):>5} {r.loadavg[0]:>5.2f}"
@@ -796,10 +848,19 @@ def format_table(results: Sequence[Result]) -> str:
         "",
         "Mpps = packets forwarded in both directions per second (switch: rx of both its ports; "
         "reference: rx of both ports of the middle testpmd).",
-        "Gbit/s = frame bytes * 8 * packets/s; ratio = Mpps / reference Mpps at the same frame.",
+        "bridged, routed: the open path, packets the switch sent out of memif1/1 per second "
+        "(one direction).",
+        "Gbit/s = frame bytes * 8 * packets/s; ratio = Mpps / reference Mpps at the same frame "
+        "(routed: / bridged Mpps).",
         "cpu = process CPU time / wall; busy = switch busy_ns / wall; runq = time the switch "
         "waited for its CPU / wall;",
         "load = 1-minute load average after the measurement.",
+    ]
+    lines += [
+        f"routed/bridged at {r.frame} B: {r.vs_bridged:.3f} (target >= {ROUTED_TARGET}: "
+        f"{'met' if r.vs_bridged >= ROUTED_TARGET else 'not met'})"
+        for r in results
+        if r.vs_bridged is not None
     ]
     return "\n".join(lines)
 
@@ -817,7 +878,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     points = plan(args.frames or [64, 1500], args.configs or list(CONFIGS))
     results: list[Result] = []
-    reference: dict[int, float] = {}
+    reference: dict[Frame, float] = {}
+    bridged: dict[Frame, float] = {}  # the open path's bridged Mpps, for routed's ratio
     opts.workdir = tempfile.mkdtemp(prefix="memif-bench-switch-")
     try:
         for i, (config, frame) in enumerate(points, 1):
@@ -828,9 +890,15 @@ def run(args: argparse.Namespace) -> int:
 
             log(f"{config.description}; measuring {opts.seconds:g} s ...")
             r = measure(config, frame, opts, log)
-            set_ratio(r, frame, reference, config.name == REFERENCE)
+            if config.path is None:
+                set_ratio(r, frame, reference, config.name == REFERENCE)
+            else:
+                set_ratio(r, frame, bridged, config.path == open_path.BRIDGED)
+                r.vs_bridged, r.ratio = r.ratio if config.path == open_path.ROUTED else None, None
             if r.error is None:
                 ratio = "" if r.ratio is None else f", ratio {r.ratio:.3f}"
+                if r.vs_bridged is not None:
+                    ratio = f", routed/bridged {r.vs_bridged:.3f}"
                 cpu = "" if r.cpu is None else f", cpu {_pct(r.cpu)}, busy {_pct(r.busy)}"
                 log(f"{r.mpps:.3f} Mpps, {r.gbps:.2f} Gbit/s{ratio}{cpu}, load {r.loadavg[0]}")
                 if r.runq is not None and r.runq > 0.1:

@@ -1,0 +1,350 @@
+"""IPv4 forwarding nodes: ip4-input, ip4-lookup, ip4-rewrite (VPP's), vectorized.
+
+ip4-input checks each header (version, IHL, total length against the frame, header
+checksum, TTL, VPP's fragment-offset-1 rule) and drops what fails under VPP's error
+names; ip4-lookup finds each destination's adjacency in the FIB over the whole vector
+and sends the packet where the adjacency says (:class:`~.adjacency.Next`): ip4-local
+for our addresses, ip4-rewrite for a resolved next hop, ip4-arp or ip4-glean to resolve
+one, ip4-icmp-error when no route covers it; ip4-rewrite decrements the TTL (a packet
+whose TTL would reach 0 goes to ip4-icmp-error: time exceeded), updates the checksum
+incrementally (RFC 1624), writes the adjacency's Ethernet header and hands the packet to
+its interface.
+
+A packet's IPv4 header starts at 14 in a frame from an Ethernet interface, at 0 from a
+``mode ip`` one; ip4-rewrite moves the packet when the two sides differ (an Ethernet
+header added or stripped).  Each node has a plain path for vectors of at most
+:data:`~.graph.SMALL_VECTOR` packets (``next_of``) and the vector kernels have plain
+references (:func:`ip4_check_reference`, :func:`ttl_rewrite_reference`) the property
+tests compare them with.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .. import packet
+from .adjacency import Next
+from .graph import DROP, SMALL_VECTOR
+from .ip4_fib import ip4_dst
+from .nodes_l2 import SwitchNode
+from .pool import PacketPool
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+ETH = packet.ETH_HLEN
+HEADER = 60  # the longest IPv4 header (IHL 15)
+WORDS = np.arange(HEADER // 2)
+
+#: ip4-input's verdicts, in the order the checks are made (the first failing one counts)
+OK, NOT_ENABLED, TOO_SHORT, VERSION, HDR_TOO_SHORT, BAD_LENGTH, BAD_CHECKSUM = range(7)
+TIME_EXPIRED, FRAGMENT_OFFSET_ONE, MAC_MISMATCH = range(7, 10)
+INPUT_ERRORS = {
+    NOT_ENABLED: "not-enabled",
+    TOO_SHORT: "too-short",
+    VERSION: "version",
+    HDR_TOO_SHORT: "hdr-too-short",
+    BAD_LENGTH: "bad-length",
+    BAD_CHECKSUM: "bad-checksum",
+    TIME_EXPIRED: "time-expired",
+    FRAGMENT_OFFSET_ONE: "fragment-offset-one",
+    MAC_MISMATCH: "l3-mac-mismatch",
+}
+ICMP_TIME_EXCEEDED = 11 << 8  # code 0: TTL exceeded in transit
+ICMP_NET_UNREACHABLE = 3 << 8  # code 0
+
+
+def l3_offsets(node: SwitchNode, idx: np.ndarray) -> np.ndarray:
+    """Where each packet's IPv4 header starts: 0 on ``mode ip`` interfaces, else 14."""
+    return np.where(node.tables.ip_mode[node.meta.rx_if[idx]], 0, ETH)
+
+
+def l3_offset(node: SwitchNode, i: int) -> int:
+    """:func:`l3_offsets` of one buffer."""
+    return 0 if node.tables.ip_mode[int(node.meta.rx_if[i])] else ETH
+
+
+def gather(pool: PacketPool, idx: np.ndarray, off: np.ndarray, width: int) -> np.ndarray:
+    """``width`` bytes of each packet from its offset: (n, width) uint8 (one slice when
+    every offset is the same, the usual vector)."""
+    first = int(off[0]) if len(off) else 0
+    if (off == first).all():
+        rows: np.ndarray = pool.data[idx, first : first + width]
+        return rows
+    got: np.ndarray = pool.data[idx[:, None], off[:, None] + np.arange(width)]
+    return got
+
+
+def put(pool: PacketPool, idx: np.ndarray, off: np.ndarray, rows: np.ndarray) -> None:
+    """Write :func:`gather`'s rows back at each packet's offset."""
+    first = int(off[0]) if len(off) else 0
+    if (off == first).all():
+        pool.data[idx, first : first + rows.shape[1]] = rows
+    else:
+        pool.data[idx[:, None], off[:, None] + np.arange(rows.shape[1])] = rows
+
+
+def ip4_check(hdr: np.ndarray, avail: np.ndarray) -> np.ndarray:
+    """ip4-input's verdict per packet (int8): ``hdr`` the first 60 bytes from each IPv4
+    header (n, 60), ``avail`` the bytes the frame holds from there.  The vector twin of
+    :func:`ip4_check_reference`."""
+    vihl = hdr[:, 0]
+    ihl = (vihl & 15).astype(np.int64)
+    total = hdr[:, 2].astype(np.int64) << 8 | hdr[:, 3]
+    frag = (hdr[:, 6].astype(np.int64) & 0x1F) << 8 | hdr[:, 7]
+    longest = max(5, int(ihl.max())) if len(ihl) else 5
+    words = np.ascontiguousarray(hdr[:, : longest * 4]).view(">u2").astype(np.int64)
+    if longest != 5 or int(ihl.min()) != 5:  # options, or a broken IHL: each its own
+        words[WORDS[None, : longest * 2] >= (ihl * 2)[:, None]] = 0
+    s = words.sum(axis=1)
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    code = np.zeros(len(hdr), np.int8)
+    code[frag == 1] = FRAGMENT_OFFSET_ONE
+    code[hdr[:, 8] == 0] = TIME_EXPIRED
+    code[s != 0xFFFF] = BAD_CHECKSUM
+    code[(total < ihl * 4) | (total > avail)] = BAD_LENGTH
+    code[ihl < 5] = HDR_TOO_SHORT
+    code[(vihl >> 4) != 4] = VERSION
+    code[avail < packet.IP_HLEN] = TOO_SHORT
+    return code
+
+
+def ip4_check_reference(header: bytes, avail: int) -> int:
+    """One packet's ip4-input verdict, plainly (``header``: its bytes from the IPv4 header,
+    at least ``min(avail, 60)`` of them)."""
+    if avail < packet.IP_HLEN:
+        return TOO_SHORT
+    if header[0] >> 4 != 4:
+        return VERSION
+    ihl = header[0] & 15
+    if ihl < 5:
+        return HDR_TOO_SHORT
+    total = int.from_bytes(header[2:4], "big")
+    if total < ihl * 4 or total > avail:
+        return BAD_LENGTH
+    if packet.checksum(bytes(header[: ihl * 4])) != 0:
+        return BAD_CHECKSUM
+    if header[8] == 0:
+        return TIME_EXPIRED
+    if int.from_bytes(header[6:8], "big") & 0x1FFF == 1:
+        return FRAGMENT_OFFSET_ONE
+    return OK
+
+
+class Ip4Input(SwitchNode):
+    """Check IPv4 headers; hand the good packets to ip4-lookup, each bad one counted."""
+
+    name = "ip4-input"
+    errors = {
+        "not-enabled": "ip4 not enabled: the interface has no IPv4 address",
+        "too-short": "ip4 length < 20 bytes",
+        "version": "ip4 version != 4",
+        "hdr-too-short": "ip4 IHL < 5",
+        "bad-length": "ip4 length > l2 length (or < IHL)",
+        "bad-checksum": "bad ip4 checksum",
+        "time-expired": "ip4 ttl == 0",
+        "fragment-offset-one": "ip4 fragment offset == 1",
+        "l3-mac-mismatch": "unicast to another MAC than the interface's",
+    }
+    next_nodes = ("ip4-lookup", DROP)
+    LOOKUP = 0
+
+    def process(self, idx: np.ndarray) -> None:
+        if len(idx) <= SMALL_VECTOR:
+            self.route_small(idx)
+            return
+        pool, meta, t = self.rt.pool, self.meta, self.tables
+        rx = meta.rx_if[idx]
+        ip_mode = t.ip_mode[rx]
+        off = np.where(ip_mode, 0, ETH)
+        avail = pool.length[idx].astype(np.int64) - off
+        hdr = gather(pool, idx, off, HEADER)
+        code = ip4_check(hdr, avail)
+        dmac = meta.dmac[idx]
+        other = ~ip_mode & ((dmac >> np.uint64(40)) & np.uint64(1) == 0) & (dmac != t.mac[rx])
+        code[other] = MAC_MISMATCH
+        code[~t.has_ip[rx]] = NOT_ENABLED
+        good = code == OK
+        if good.all():
+            total = hdr[:, 2].astype(np.int64) << 8 | hdr[:, 3]
+            pool.length[idx] = off + total  # Ethernet padding is not the packet's
+            self.graph.enqueue(self.next[self.LOOKUP], idx)
+            return
+        for c in np.unique(code[~good]).tolist():
+            self.drop(idx[code == c], INPUT_ERRORS[c])
+        ok, hdr, off = idx[good], hdr[good], off[good]
+        pool.length[ok] = off + (hdr[:, 2].astype(np.int64) << 8 | hdr[:, 3])
+        self.graph.enqueue(self.next[self.LOOKUP], ok)
+
+    def next_of(self, i: int) -> int:
+        """ip4-lookup, its padding trimmed, or error-drop (counted): as the vector path."""
+        pool, meta, t = self.rt.pool, self.meta, self.tables
+        rx = int(meta.rx_if[i])
+        off = 0 if t.ip_mode[rx] else ETH
+        avail = int(pool.length[i]) - off
+        header = pool.data[i, off : off + HEADER].tobytes()
+        code = ip4_check_reference(header, avail)
+        if not t.ip_mode[rx]:
+            dmac = int(meta.dmac[i])
+            if not dmac >> 40 & 1 and dmac != int(t.mac[rx]):
+                code = MAC_MISMATCH
+        if not t.has_ip[rx]:
+            code = NOT_ENABLED
+        if code != OK:
+            return self.dropped(INPUT_ERRORS[code])
+        pool.length[i] = off + int.from_bytes(header[2:4], "big")
+        return self.next[self.LOOKUP]
+
+
+class Ip4Lookup(SwitchNode):
+    """Longest-prefix match of every destination of the vector at once; on by adjacency."""
+
+    name = "ip4-lookup"
+    errors = {"adjacency-drop": "ip4 adjacency drop (a special route: network, broadcast)"}
+    # in Next's order: next node k is where Next k goes
+    next_nodes = ("ip4-icmp-error", DROP, "ip4-local", "ip4-arp", "ip4-glean", "ip4-rewrite")
+
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__(rt)
+        self._ids = np.zeros(0, np.int64)  # next node ids by Next, as an array to index
+
+    def process(self, idx: np.ndarray) -> None:
+        if len(idx) <= SMALL_VECTOR:
+            self.route_small(idx)
+            return
+        rt, meta = self.rt, self.meta
+        off = l3_offsets(self, idx)
+        adj = rt.ip4_fib.lookup(ip4_dst(gather(rt.pool, idx, off + 16, 4)))
+        meta.adj[idx] = adj
+        nx = rt.adjacencies.next[adj]
+        first = int(nx[0])
+        if (nx == first).all() and first != Next.DROP:  # the usual vector: one way for all
+            if first == Next.MISS:
+                meta.icmp[idx] = ICMP_NET_UNREACHABLE
+            self.graph.enqueue(self.next[first], idx)
+            return
+        meta.icmp[idx[nx == Next.MISS]] = ICMP_NET_UNREACHABLE
+        dropped = nx == Next.DROP
+        self.drop(idx[dropped], "adjacency-drop")
+        keep = ~dropped
+        if len(self._ids) != len(self.next):  # the graph was built since
+            self._ids = np.array(self.next, np.int64)
+        self.graph.dispatch(idx[keep], self._ids[nx[keep]])
+
+    def next_of(self, i: int) -> int:
+        """Where buffer ``i``'s adjacency sends it (its adjacency written), plainly."""
+        rt, meta = self.rt, self.meta
+        off = l3_offset(self, i)
+        dst = int.from_bytes(rt.pool.data[i, off + 16 : off + 20].tobytes(), "big")
+        adj = rt.ip4_fib.lookup_one(dst)
+        meta.adj[i] = adj
+        nx = int(rt.adjacencies.next[adj])
+        if nx == Next.DROP:
+            return self.dropped("adjacency-drop")
+        if nx == Next.MISS:
+            meta.icmp[i] = ICMP_NET_UNREACHABLE
+        return self.next[nx]
+
+
+def ttl_rewrite(hdr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The decremented TTL and the header checksum after it (RFC 1624 eqn 3) of each
+    header (n, >= 12 bytes; TTL >= 1): (ttl, checksum) as uint8 and uint16 arrays."""
+    ttl = hdr[:, 8].astype(np.int64)
+    old = ttl << 8 | hdr[:, 9]
+    hc = hdr[:, 10].astype(np.int64) << 8 | hdr[:, 11]
+    s = (~hc & 0xFFFF) + (~old & 0xFFFF) + (old - 0x100)
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    return (ttl - 1).astype(np.uint8), (~s & 0xFFFF).astype(np.uint16)
+
+
+def ttl_rewrite_reference(header: bytes) -> tuple[int, int]:
+    """One header's :func:`ttl_rewrite`, with :func:`memif.packet.update_checksum`."""
+    ttl, proto = header[8], header[9]
+    old = ttl << 8 | proto
+    return ttl - 1, packet.update_checksum(int.from_bytes(header[10:12], "big"), old, old - 0x100)
+
+
+class Ip4Rewrite(SwitchNode):
+    """TTL, checksum and the next hop's Ethernet header; out of the adjacency's interface."""
+
+    name = "ip4-rewrite"
+    errors = {"no-buffer-space": "no room in the buffer for the Ethernet header"}
+    next_nodes = ("l2-output", "ip4-icmp-error", DROP)
+    OUTPUT, ICMP_ERROR = range(2)
+
+    def process(self, idx: np.ndarray) -> None:
+        if len(idx) <= SMALL_VECTOR:
+            self.route_small(idx)
+            return
+        rt, meta, pool = self.rt, self.meta, self.rt.pool
+        a = rt.adjacencies
+        off = l3_offsets(self, idx)
+        ttl_at = off + 8
+        expired = pool.data[idx, ttl_at] <= 1
+        if expired.any():
+            meta.icmp[idx[expired]] = ICMP_TIME_EXCEEDED
+            self.graph.enqueue(self.next[self.ICMP_ERROR], idx[expired])
+            idx, off = idx[~expired], off[~expired]
+            if not len(idx):
+                return
+        adj = meta.adj[idx]
+        l2 = a.l2_len[adj]
+        length = pool.length[idx].astype(np.int64)
+        room = length - off + l2 <= pool.data_size
+        if not room.all():
+            self.drop(idx[~room], "no-buffer-space")
+            idx, off, adj, l2, length = idx[room], off[room], adj[room], l2[room], length[room]
+        hdr = gather(pool, idx, off, 12)
+        hdr[:, 8], csum = ttl_rewrite(hdr)
+        hdr[:, 10:12] = csum.astype(">u2").view(np.uint8).reshape(-1, 2)
+        put(pool, idx, off, hdr)
+        move = off != l2
+        if move.any():
+            shift(pool, idx[move], off[move], l2[move], length[move])
+        pool.length[idx] = length - off + l2
+        eth = l2 > 0
+        pool.data[idx[eth], :ETH] = a.rewrite[adj[eth]]
+        meta.tx_if[idx] = a.sw_if[adj]
+        self.graph.enqueue(self.next[self.OUTPUT], idx)
+
+    def next_of(self, i: int) -> int:
+        """The same rewrite of one buffer, plainly: l2-output, ip4-icmp-error (TTL) or
+        error-drop (counted)."""
+        rt, meta, pool = self.rt, self.meta, self.rt.pool
+        a = rt.adjacencies
+        off = l3_offset(self, i)
+        if pool.data[i, off + 8] <= 1:
+            meta.icmp[i] = ICMP_TIME_EXCEEDED
+            return self.next[self.ICMP_ERROR]
+        adj = int(meta.adj[i])
+        l2, length = int(a.l2_len[adj]), int(pool.length[i])
+        if length - off + l2 > pool.data_size:
+            return self.dropped("no-buffer-space")
+        ttl, csum = ttl_rewrite_reference(pool.data[i, off : off + 12].tobytes())
+        pool.data[i, off + 8] = ttl
+        pool.data[i, off + 10 : off + 12] = np.frombuffer(csum.to_bytes(2, "big"), np.uint8)
+        if off != l2:
+            body = pool.data[i, off:length].copy()
+            pool.data[i, l2 : l2 + len(body)] = body
+        pool.length[i] = length - off + l2
+        if l2:
+            pool.data[i, :ETH] = a.rewrite[adj]
+        meta.tx_if[i] = a.sw_if[adj]
+        return self.next[self.OUTPUT]
+
+
+def shift(
+    pool: PacketPool, idx: np.ndarray, off: np.ndarray, l2: np.ndarray, length: np.ndarray
+) -> None:
+    """Move each packet's IPv4 part from ``off`` to ``l2`` (an Ethernet header added or
+    stripped), one row copy per direction."""
+    for src, dst in ((0, ETH), (ETH, 0)):
+        sel = off == src
+        if sel.any():
+            rows = idx[sel]
+            width = int((length[sel] - src).max())
+            pool.data[rows, dst : dst + width] = pool.data[rows, src : src + width]

@@ -1,0 +1,98 @@
+"""ip4-icmp-error: time exceeded and destination unreachable, rate-limited (RFC 1812 4.3.2).
+
+A packet that cannot be forwarded (its TTL ran out in ip4-rewrite, no route covered it in
+ip4-lookup: ``meta.icmp`` says which) becomes, in its own buffer, the ICMP error to its
+source: from the receiving interface's address, back out of that interface to the MAC it
+came from, quoting the original header and 8 bytes.  Never in answer to an ICMP error, a
+non-first fragment, a broadcast or multicast (IPv4 or Ethernet) destination or a source
+that is not a unicast host; at most :data:`ICMP_RATE` per second
+(:data:`ICMP_BURST` at once).  Each packet not answered is counted.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from .. import packet
+from .graph import DROP
+from .nodes_ip4_arp import TokenBucket, source_address
+from .nodes_l2 import SwitchNode
+from .pool import INDEX
+
+ICMP_RATE = 100.0  # errors per second
+ICMP_BURST = 50
+ERROR_TYPES = frozenset({3, 4, 5, 11, 12})  # ICMP messages that are errors themselves
+ETH = packet.ETH_HLEN
+
+
+def may_answer(ip: bytes, l2_group: bool) -> bool:
+    """RFC 1812 4.3.2.7: False for what must never get an ICMP error (``ip``: the original
+    packet from its IPv4 header, ``l2_group``: it came to a group MAC)."""
+    ihl = (ip[0] & 15) * 4
+    src, dst = ip[12], ip[16]
+    if l2_group or dst >= 224 or ip[16:20] == b"\xff" * 4:
+        return False
+    if src == 0 or src == 127 or src >= 224:
+        return False
+    if int.from_bytes(ip[6:8], "big") & 0x1FFF:  # not the first fragment
+        return False
+    return not (ip[9] == packet.PROTO_ICMP and len(ip) > ihl and ip[ihl] in ERROR_TYPES)
+
+
+class Ip4IcmpError(SwitchNode):
+    """Answer with the ICMP error ``meta.icmp`` names, in place, or drop (counted)."""
+
+    name = "ip4-icmp-error"
+    errors = {
+        "ttl-expire-sent": "hop limit exceeded response sent",
+        "dest-unreach-sent": "destination unreachable response sent",
+        "drop": "error message dropped (in answer to an error, a broadcast, a fragment)",
+        "rate-limited": "error message rate limited",
+    }
+    next_nodes = ("l2-output", DROP)
+    OUTPUT = 0
+
+    def __init__(self, rt: object) -> None:
+        super().__init__(rt)  # type: ignore[arg-type]
+        self.bucket = TokenBucket(ICMP_RATE, ICMP_BURST)
+
+    def process(self, idx: np.ndarray) -> None:
+        sent: list[int] = []
+        dropped: list[int] = []
+        limited: list[int] = []
+        for i in idx.tolist():
+            verdict = self._answer(i)
+            (sent if verdict is None else dropped if verdict == "drop" else limited).append(i)
+        self.graph.enqueue(self.next[self.OUTPUT], np.array(sent, INDEX))
+        self.drop(np.array(dropped, INDEX), "drop")
+        self.drop(np.array(limited, INDEX), "rate-limited")
+
+    def _answer(self, i: int) -> str | None:
+        """Write buffer ``i``'s ICMP error over it; None when sent, else the error name."""
+        rt, meta, pool = self.rt, self.meta, self.rt.pool
+        sw = self.tables.interfaces.get(int(meta.rx_if[i]))
+        if sw is None:
+            return "drop"
+        off = 0 if sw.ip_mode else ETH
+        ip = pool.data[i, off : int(pool.length[i])].tobytes()
+        group = not sw.ip_mode and bool(pool.data[i, 0] & 1)
+        src = source_address(sw, ip[12:16])
+        if src is None or not may_answer(ip, group):
+            return "drop"
+        if not self.bucket.take(rt.now):
+            return "rate-limited"
+        kind = int(meta.icmp[i])
+        quoted = ip[: (ip[0] & 15) * 4 + 8]
+        body = struct.pack("!BBHI", kind >> 8, kind & 0xFF, 0, 0) + quoted
+        body = body[:2] + packet.checksum(body).to_bytes(2, "big") + body[4:]
+        reply = packet.ipv4(src, ip[12:16], packet.PROTO_ICMP, body, ttl=64, df=False)
+        if not sw.ip_mode:
+            peer = pool.data[i, 6:12].tobytes()
+            reply = packet.ethernet(peer, sw.mac, packet.ETH_P_IP, reply)
+        pool.data[i, : len(reply)] = np.frombuffer(reply, np.uint8)
+        pool.length[i] = len(reply)
+        meta.tx_if[i] = sw.sw_if_index
+        self.error_counts["ttl-expire-sent" if kind >> 8 == 11 else "dest-unreach-sent"] += 1
+        return None
