@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 
 from memif import packet
 from memif.vswitch import Switch
-from memif.vswitch.adjacency import Next
+from memif.vswitch.adjacency import AdjacencyTable, Next
+from memif.vswitch.ip4_fib import FibError, Ip4Fib
+from memif.vswitch.ip4_route import SPECIAL_ROUTES, Ip4Routes, Source
 from memif.vswitch.graph import SMALL_VECTOR
 from memif.vswitch.nodes_ip4_fwd import (
     OK,
@@ -245,3 +247,23 @@ def test_rewrite_adds_and_strips_the_ethernet_header(switch: Switch) -> None:
         assert first[1][34:] == b"u" * 30 and first[2] == eth.sw_if_index
         assert second[1][8] == 8 and second[1][20:] == b"v" * 30 and second[2] == ipm.sw_if_index
         assert packet.checksum(second[1][:20]) == 0
+
+
+def test_a_full_fib_refuses_a_route_and_keeps_what_it_had() -> None:
+    """Ip4Routes over a small FIB: the route past the limit is refused with everything as
+    it was; a neighbour learned then still completes its adjacency (no /32 for it)."""
+    fib = Ip4Fib(max_routes=len(SPECIAL_ROUTES) + 4)
+    adjs = AdjacencyTable()
+    routes = Ip4Routes(fib, adjs)
+    adjs.interface(1, ETH_MAC, False)
+    routes.address_add(1, packet.ip4("10.1.0.1"), 24)  # 4 routes: /32, /24, network, broadcast
+    before = (fib.routes(), {k: dict(v) for k, v in routes.paths.items()}, len(adjs))
+    hop = adjs.neighbor(1, packet.ip4("10.1.0.9"))
+    with pytest.raises(FibError):
+        routes.add(0x0A090000, 16, Source.CLI, hop)
+    adjs.release(hop)
+    assert (fib.routes(), {k: dict(v) for k, v in routes.paths.items()}, len(adjs)) == before
+    routes.neighbor_learned(1, packet.ip4("10.1.0.9"), PEER_MAC)  # no room for its /32
+    assert fib.get(0x0A010009, 32) is None and len(adjs) == before[2]
+    routes.address_del(1, packet.ip4("10.1.0.1"), 24)
+    assert len(fib) == len(SPECIAL_ROUTES) and len(adjs) == 2  # drop and receive stay

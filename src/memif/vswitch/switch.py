@@ -454,8 +454,12 @@ class Switch:
             for other in self.tables.interfaces.values():
                 if other is not sw and (address, prefix) in other.ip4:
                     raise SwitchError(f"{format_ip(address)}/{prefix} is already on {other.name}")
+            try:
+                routes.address_add(sw.sw_if_index, address, prefix)
+            except FibError as exc:
+                routes.address_del(sw.sw_if_index, address, prefix)  # what was added
+                raise SwitchError(str(exc)) from None
             sw.ip4.append(entry)
-            routes.address_add(sw.sw_if_index, address, prefix)
         self.tables.refresh()
 
     # ------------------------------------------------------------------ L3 routes
