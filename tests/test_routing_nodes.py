@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from memif import packet
 from memif.vswitch import Switch
 from memif.vswitch.adjacency import AdjacencyTable, Next
+from memif.vswitch.graph import SMALL_VECTOR
 from memif.vswitch.ip4_fib import FibError, Ip4Fib
 from memif.vswitch.ip4_route import SPECIAL_ROUTES, Ip4Routes, Source
-from memif.vswitch.graph import SMALL_VECTOR
 from memif.vswitch.nodes_ip4_fwd import (
     OK,
     ip4_check,
