@@ -108,13 +108,21 @@ def show_ip_fib(ctx: Context, args: Args) -> Reply:
     return Reply(output="\n".join(lines), data=data)
 
 
-@command("show ip neighbors", "", "IPv4 neighbours: learned from replies to our requests, or set")
+@command(
+    "show ip neighbors",
+    "[<interface>]",
+    "IPv4 neighbours: learned from replies to the switch's ARP requests, or set",
+)
 def show_neighbors(ctx: Context, args: Args) -> Reply:
     """VPP's ``show ip neighbors``: Time (s since start), IP, Flags (S static, D dynamic),
     Ethernet, Interface; up to MAX_ROWS entries, the lowest interface and address first."""
+    only = ctx.interface(args).sw_if_index if args else None
     args.end()
     sw, neighbors = ctx.switch, ctx.switch.neighbors
-    entries = heapq.nsmallest(MAX_ROWS, neighbors.entries.items())
+    items = neighbors.entries.items()
+    if only is not None:  # (the table is bounded: a pass over it is)
+        items = {k: e for k, e in items if k[0] == only}.items()
+    entries = heapq.nsmallest(MAX_ROWS, items)
     data, rows = [], []
     for (idx, ip), entry in entries:
         flags = "S" if entry.static else "D"
@@ -133,5 +141,5 @@ def show_neighbors(ctx: Context, args: Args) -> Reply:
     if not rows:
         return Reply(output="no neighbors", data=data)
     text = table(["Time", "IP", "Flags", "Ethernet", "Interface"], rows, right="0")
-    tail = truncated(len(rows), len(neighbors))
+    tail = truncated(len(rows), len(items))
     return Reply(output=f"{text}\n{tail}" if tail else text, data=data)
