@@ -137,7 +137,9 @@ def test_routing_commands_answer_bad_input_in_one_line(rig: Rig) -> None:
     assert execute(ctx, f"set ip neighbor {name} 10.1.0.2 02:00:00:00:00:01 static").ok
     fib = execute(ctx, "show ip fib 10.2.3.4")
     assert fib.data[0]["prefix"] == "10.2.0.0/16" and fib.data[0]["mac"] == "02:00:00:00:00:01"
-    assert "ipv4 via 10.1.0.2 memif1/1: 02:00:00:00:00:01 (cli)" in fib.output
+    rewrite = "020000000001" + rig.sw_if.mac.hex() + "0800"  # the neighbour's, ours, IPv4
+    assert f"[@5]: ipv4 via 10.1.0.2 memif1/1: {rewrite}" in fib.output
+    assert "src:cli" in fib.output and fib.data[0]["rewrite"] == rewrite
     neighbors = execute(ctx, "show ip neighbors")
     assert neighbors.data[0]["flags"] == "S" and "Flags" in neighbors.output.splitlines()[0]
     assert execute(ctx, f"show ip neighbors {name}").data == neighbors.data
@@ -145,7 +147,8 @@ def test_routing_commands_answer_bad_input_in_one_line(rig: Rig) -> None:
     rig.sw.neighbors.age(rig.sw.now + 10**6)  # static: never ages
     assert len(rig.sw.neighbors) == 1
     assert execute(ctx, f"set ip neighbor del {name} 10.1.0.2").ok
-    assert execute(ctx, "show ip fib 10.2.3.4").data[0]["mac"] is None  # incomplete again
+    fib = execute(ctx, "show ip fib 10.2.3.4")  # incomplete again
+    assert fib.data[0]["mac"] is None and "arp-ipv4: via 10.1.0.2 memif1/1" in fib.output
     assert execute(ctx, "ip route del 10.2.0.0/16").ok
     assert execute(ctx, "show ip fib 10.2.3.4").output == "no route"
     rig.sw.delete_interface(name)  # its routes and adjacencies go with it
