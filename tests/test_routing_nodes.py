@@ -227,6 +227,55 @@ def test_node_vector_path_matches_its_plain_path(switch: Switch, name: str, seed
     assert vector == plain
 
 
+def flawed(ip: bytes, flaw: str) -> bytes:
+    """``ip`` (a good 20-byte-header packet) with options or one field wrong; the
+    header checksum is made good again unless it is the flaw."""
+    p = bytearray(ip)
+    if flaw == "options":  # IHL 6
+        p = bytearray(ip[:20] + b"\x01" * 4 + ip[20:])
+        p[0], p[2:4] = 0x46, len(p).to_bytes(2, "big")
+    elif flaw == "ttl":
+        p[8] = 0
+    elif flaw == "length":
+        p[2:4] = (len(p) + 1).to_bytes(2, "big")
+    elif flaw == "frag":
+        p[6:8] = b"\x00\x01"
+    ihl = (p[0] & 15) * 4
+    if flaw != "checksum":
+        p[10:12] = b"\0\0"
+        p[10:12] = packet.checksum(bytes(p[:ihl])).to_bytes(2, "big")
+    else:
+        p[10] ^= 0x10
+    return bytes(p)
+
+
+@pytest.mark.parametrize("name", ["ip4-input", "ip4-lookup", "ip4-rewrite"])
+@pytest.mark.parametrize("side", ["memif1/0", "memif1/1"])
+@pytest.mark.parametrize("flaw", [None, "options", "checksum", "ttl", "mac", "length", "frag"])
+def test_node_vector_path_of_a_clean_vector_matches_its_plain_path(
+    switch: Switch, name: str, side: str, flaw: str | None
+) -> None:
+    """Vectors of good packets from one interface (the nodes' shortest vector paths),
+    with padding and group MACs, and at most one packet with one ``flaw`` that the short
+    path must see: the same outcome as the plain paths."""
+    rnd = random.Random(name + side)
+    sw_if = switch.interface(side)
+    frames, adjs = [], []
+    for k in range(64):
+        dst = packet.ip4(rnd.choice(["10.9.1.1", "10.9.7.7", "10.2.0.7", "10.1.0.5"]))
+        ip = packet.ipv4(packet.ip4("10.1.0.2"), dst, 17, rnd.randbytes(k % 9), ttl=2 + k % 60)
+        if k == 7 and flaw is not None:
+            ip = flawed(ip, flaw)
+        if not sw_if.ip_mode:
+            dmac = packet.BROADCAST if k == 3 else PEER_MAC if (k, flaw) == (7, "mac") else ETH_MAC
+            ip = packet.ethernet(dmac, PEER_MAC, 0x0800, ip).ljust(60, b"\0")  # padded
+        frames.append((sw_if.sw_if_index, ip))
+        adjs.append(switch.runtime.ip4_fib.lookup_one(int.from_bytes(dst, "big")))
+    frames, adjs = passed(switch, name, frames, adjs)
+    assert len(frames) > SMALL_VECTOR
+    assert run_vector(switch, name, frames, adjs) == run_plain(switch, name, frames, adjs)
+
+
 def test_rewrite_adds_and_strips_the_ethernet_header(switch: Switch) -> None:
     """From the mode ip side to a resolved Ethernet next hop and back: the header is
     added (the neighbour's and the interface's MACs) or stripped, TTL one less."""
