@@ -151,6 +151,12 @@ def test_routing_commands_answer_bad_input_in_one_line(rig: Rig) -> None:
     assert fib.data[0]["mac"] is None and "arp-ipv4: via 10.1.0.2 memif1/1" in fib.output
     assert execute(ctx, "ip route del 10.2.0.0/16").ok
     assert execute(ctx, "show ip fib 10.2.3.4").output == "no route"
+    assert execute(ctx, f"set ip neighbor {name} 10.1.0.3 02:00:00:00:00:03").ok
+    assert execute(ctx, "show ip fib 10.1.0.3/32").data[0]["source"] == "adj"
+    assert execute(ctx, f"set interface ip address del {name} 10.1.0.1/16").ok
+    assert execute(ctx, "show ip fib 10.1.0.3/32").output == "no route"  # the subnet went
+    assert execute(ctx, f"set interface ip address {name} 10.1.0.1/16").ok
+    assert execute(ctx, "show ip fib 10.1.0.3/32").data[0]["mac"] == "02:00:00:00:00:03"
     rig.sw.delete_interface(name)  # its routes and adjacencies go with it
     assert not any(
         owner == rig.sw_if.sw_if_index

@@ -53,10 +53,13 @@ def prefix_str(prefix: int, length: int) -> str:
     return f"{ipaddress.IPv4Address(prefix)}/{length}"
 
 
+def _mask(length: int) -> int:
+    return (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
+
+
 def network(addr: bytes, length: int) -> int:
     """The network of an address as a host-order int."""
-    mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
-    return int.from_bytes(addr, "big") & mask
+    return int.from_bytes(addr, "big") & _mask(length)
 
 
 class Ip4Routes:
@@ -153,11 +156,19 @@ class Ip4Routes:
                     self.add(host, 32, Source.SPECIAL, self.adj.drop, sw_if_index, take=True)
 
     def address_del(self, sw_if_index: int, addr: bytes, length: int) -> None:
-        """Undo :meth:`address_add`."""
+        """Undo :meth:`address_add`; the neighbours' /32s in the subnet go too (they
+        are reached through it), their adjacencies stay for the routes that use them."""
         a = int.from_bytes(addr, "big")
         self._withdraw_shared(a, 32, Source.LOCAL, sw_if_index)
         if length < 32:
             net = network(addr, length)
+            hosts = [
+                p
+                for (p, n), paths in self.paths.items()
+                if n == 32 and (Source.ADJ, sw_if_index) in paths and p & _mask(length) == net
+            ]
+            for host in hosts:
+                self.remove(host, 32, Source.ADJ, sw_if_index)
             self.remove(net, length, Source.CONNECTED, sw_if_index)
             subnets = self.subnets.get(sw_if_index, set())
             subnets.discard((net, length))

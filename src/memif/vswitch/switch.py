@@ -460,6 +460,9 @@ class Switch:
                 routes.address_del(sw.sw_if_index, address, prefix)  # what was added
                 raise SwitchError(str(exc)) from None
             sw.ip4.append(entry)
+            for index, ip, neighbor in self.neighbors.items():  # known ones get their /32
+                if index == sw.sw_if_index:
+                    routes.neighbor_learned(index, ip, neighbor.mac)
         self.tables.refresh()
 
     # ------------------------------------------------------------------ L3 routes
