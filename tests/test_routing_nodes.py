@@ -21,8 +21,10 @@ from hypothesis import strategies as st
 
 from memif import packet
 from memif.vswitch import Switch
-from memif.vswitch.adjacency import Next
+from memif.vswitch.adjacency import AdjacencyTable, Next
 from memif.vswitch.graph import SMALL_VECTOR
+from memif.vswitch.ip4_fib import FibError, Ip4Fib
+from memif.vswitch.ip4_route import SPECIAL_ROUTES, Ip4Routes, Source
 from memif.vswitch.nodes_ip4_fwd import (
     OK,
     ip4_check,
@@ -225,6 +227,55 @@ def test_node_vector_path_matches_its_plain_path(switch: Switch, name: str, seed
     assert vector == plain
 
 
+def flawed(ip: bytes, flaw: str) -> bytes:
+    """``ip`` (a good 20-byte-header packet) with options or one field wrong; the
+    header checksum is made good again unless it is the flaw."""
+    p = bytearray(ip)
+    if flaw == "options":  # IHL 6
+        p = bytearray(ip[:20] + b"\x01" * 4 + ip[20:])
+        p[0], p[2:4] = 0x46, len(p).to_bytes(2, "big")
+    elif flaw == "ttl":
+        p[8] = 0
+    elif flaw == "length":
+        p[2:4] = (len(p) + 1).to_bytes(2, "big")
+    elif flaw == "frag":
+        p[6:8] = b"\x00\x01"
+    ihl = (p[0] & 15) * 4
+    if flaw != "checksum":
+        p[10:12] = b"\0\0"
+        p[10:12] = packet.checksum(bytes(p[:ihl])).to_bytes(2, "big")
+    else:
+        p[10] ^= 0x10
+    return bytes(p)
+
+
+@pytest.mark.parametrize("name", ["ip4-input", "ip4-lookup", "ip4-rewrite"])
+@pytest.mark.parametrize("side", ["memif1/0", "memif1/1"])
+@pytest.mark.parametrize("flaw", [None, "options", "checksum", "ttl", "mac", "length", "frag"])
+def test_node_vector_path_of_a_clean_vector_matches_its_plain_path(
+    switch: Switch, name: str, side: str, flaw: str | None
+) -> None:
+    """Vectors of good packets from one interface (the nodes' shortest vector paths),
+    with padding and group MACs, and at most one packet with one ``flaw`` that the short
+    path must see: the same outcome as the plain paths."""
+    rnd = random.Random(name + side)
+    sw_if = switch.interface(side)
+    frames, adjs = [], []
+    for k in range(64):
+        dst = packet.ip4(rnd.choice(["10.9.1.1", "10.9.7.7", "10.2.0.7", "10.1.0.5"]))
+        ip = packet.ipv4(packet.ip4("10.1.0.2"), dst, 17, rnd.randbytes(k % 9), ttl=2 + k % 60)
+        if k == 7 and flaw is not None:
+            ip = flawed(ip, flaw)
+        if not sw_if.ip_mode:
+            dmac = packet.BROADCAST if k == 3 else PEER_MAC if (k, flaw) == (7, "mac") else ETH_MAC
+            ip = packet.ethernet(dmac, PEER_MAC, 0x0800, ip).ljust(60, b"\0")  # padded
+        frames.append((sw_if.sw_if_index, ip))
+        adjs.append(switch.runtime.ip4_fib.lookup_one(int.from_bytes(dst, "big")))
+    frames, adjs = passed(switch, name, frames, adjs)
+    assert len(frames) > SMALL_VECTOR
+    assert run_vector(switch, name, frames, adjs) == run_plain(switch, name, frames, adjs)
+
+
 def test_rewrite_adds_and_strips_the_ethernet_header(switch: Switch) -> None:
     """From the mode ip side to a resolved Ethernet next hop and back: the header is
     added (the neighbour's and the interface's MACs) or stripped, TTL one less."""
@@ -245,3 +296,23 @@ def test_rewrite_adds_and_strips_the_ethernet_header(switch: Switch) -> None:
         assert first[1][34:] == b"u" * 30 and first[2] == eth.sw_if_index
         assert second[1][8] == 8 and second[1][20:] == b"v" * 30 and second[2] == ipm.sw_if_index
         assert packet.checksum(second[1][:20]) == 0
+
+
+def test_a_full_fib_refuses_a_route_and_keeps_what_it_had() -> None:
+    """Ip4Routes over a small FIB: the route past the limit is refused with everything as
+    it was; a neighbour learned then still completes its adjacency (no /32 for it)."""
+    fib = Ip4Fib(max_routes=len(SPECIAL_ROUTES) + 4)
+    adjs = AdjacencyTable()
+    routes = Ip4Routes(fib, adjs)
+    adjs.interface(1, ETH_MAC, False)
+    routes.address_add(1, packet.ip4("10.1.0.1"), 24)  # 4 routes: /32, /24, network, broadcast
+    before = (fib.routes(), {k: dict(v) for k, v in routes.paths.items()}, len(adjs))
+    hop = adjs.neighbor(1, packet.ip4("10.1.0.9"))
+    with pytest.raises(FibError):
+        routes.add(0x0A090000, 16, Source.CLI, hop)
+    adjs.release(hop)
+    assert (fib.routes(), {k: dict(v) for k, v in routes.paths.items()}, len(adjs)) == before
+    routes.neighbor_learned(1, packet.ip4("10.1.0.9"), PEER_MAC)  # no room for its /32
+    assert fib.get(0x0A010009, 32) is None and len(adjs) == before[2]
+    routes.address_del(1, packet.ip4("10.1.0.1"), 24)
+    assert len(fib) == len(SPECIAL_ROUTES) and len(adjs) == 2  # drop and receive stay

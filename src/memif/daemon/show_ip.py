@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import format_mac
 from ..packet import ip4_str
-from ..vswitch.adjacency import AdjKind
+from ..vswitch.adjacency import AdjKind, Next
 from ..vswitch.ip4_route import prefix_str
 from .commands import Context, Reply, command
 from .parse import Args, CliError
@@ -54,19 +54,25 @@ def _route(ctx: Context, prefix: int, length: int) -> dict[str, Any] | None:
     if adj.next_hop is not None:
         d["next_hop"] = ip4_str(adj.next_hop)
         d["mac"] = format_mac(adj.mac) if adj.mac else None
+    d["resolved"] = bool(rt.adjacencies.next[path.adj] == Next.REWRITE)
+    length = int(rt.adjacencies.l2_len[path.adj])
+    d["rewrite"] = rt.adjacencies.rewrite[path.adj, :length].tobytes().hex()
     return d
 
 
 def _describe(d: dict[str, Any]) -> str:
-    kind = d["type"]
+    """The forwarding object's line, VPP's words: dpo-drop, dpo-receive, ipv4-glean,
+    arp-ipv4 (a next hop not resolved yet), ipv4 via (its rewrite in hex)."""
+    kind, where = d["type"], d["interface"]
     if kind == "drop":
         return "[@0]: dpo-drop ip4"
     if kind == "receive":
-        return f"[@2]: dpo-receive: {d['prefix'].split('/')[0]} on {d['interface']}"
+        return f"[@2]: dpo-receive: {d['prefix'].split('/')[0]} on {where}"
     if kind == "glean":
-        return f"[@4]: ipv4-glean: {d['interface']}"
-    rewrite = d["mac"] or "incomplete (ARP)"
-    return f"[@5]: ipv4 via {d['next_hop']} {d['interface']}: {rewrite}"
+        return f"[@4]: ipv4-glean: {where}"
+    if not d["resolved"]:
+        return f"[@3]: arp-ipv4: via {d['next_hop']} {where}"
+    return f"[@5]: ipv4 via {d['next_hop']} {where}: {d['rewrite'] or 'mode ip'}"
 
 
 @command(
@@ -102,19 +108,33 @@ def show_ip_fib(ctx: Context, args: Args) -> Reply:
         return Reply(output="no route", data=data)
     lines = [f"ipv4-VRF:0, fib_index:0, routes:{len(rt.ip4_fib)}"]
     for d in data:
-        lines += [f"{d['prefix']}", f"  {_describe(d)} ({d['source']})"]
+        lines += [
+            d["prefix"],
+            "  unicast-ip4-chain",
+            f"  [@0]: dpo-load-balance: [proto:ip4 index:{d['adj_index']} buckets:1] "
+            f"src:{d['source']}",
+            f"    [0] {_describe(d)}",
+        ]
     if tail:
         lines.append(tail)
     return Reply(output="\n".join(lines), data=data)
 
 
-@command("show ip neighbors", "", "IPv4 neighbours: learned from replies to our requests, or set")
+@command(
+    "show ip neighbors",
+    "[<interface>]",
+    "IPv4 neighbours: learned from replies to the switch's ARP requests, or set",
+)
 def show_neighbors(ctx: Context, args: Args) -> Reply:
     """VPP's ``show ip neighbors``: Time (s since start), IP, Flags (S static, D dynamic),
     Ethernet, Interface; up to MAX_ROWS entries, the lowest interface and address first."""
+    only = ctx.interface(args).sw_if_index if args else None
     args.end()
     sw, neighbors = ctx.switch, ctx.switch.neighbors
-    entries = heapq.nsmallest(MAX_ROWS, neighbors.entries.items())
+    items = neighbors.entries.items()
+    if only is not None:  # (the table is bounded: a pass over it is)
+        items = {k: e for k, e in items if k[0] == only}.items()
+    entries = heapq.nsmallest(MAX_ROWS, items)
     data, rows = [], []
     for (idx, ip), entry in entries:
         flags = "S" if entry.static else "D"
@@ -133,5 +153,5 @@ def show_neighbors(ctx: Context, args: Args) -> Reply:
     if not rows:
         return Reply(output="no neighbors", data=data)
     text = table(["Time", "IP", "Flags", "Ethernet", "Interface"], rows, right="0")
-    tail = truncated(len(rows), len(neighbors))
+    tail = truncated(len(rows), len(items))
     return Reply(output=f"{text}\n{tail}" if tail else text, data=data)

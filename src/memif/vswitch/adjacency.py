@@ -114,13 +114,13 @@ class AdjacencyTable:
         nh = adj.next_hop
         self.next_hop[i] = int.from_bytes(nh, "big") if nh else 0
         mac, ip_mode = self._ifs.get(adj.sw_if_index, (bytes(6), False))
+        self.l2_len[i] = 0  # until a rewrite is complete
         if adj.kind is AdjKind.DROP:
             self.next[i] = Next.DROP
         elif adj.kind is AdjKind.RECEIVE:
             self.next[i] = Next.LOCAL
         elif ip_mode:  # no MAC to learn: the packet goes as it is
             self.next[i] = Next.REWRITE
-            self.l2_len[i] = 0
         elif adj.kind is AdjKind.GLEAN:
             self.next[i] = Next.GLEAN
         elif adj.mac is None:

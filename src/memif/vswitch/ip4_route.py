@@ -16,7 +16,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from .adjacency import AdjacencyTable
-from .ip4_fib import Ip4Fib
+from .ip4_fib import FibError, Ip4Fib
 
 __all__ = ["Ip4Routes", "Path", "Source", "prefix_str"]
 
@@ -53,10 +53,13 @@ def prefix_str(prefix: int, length: int) -> str:
     return f"{ipaddress.IPv4Address(prefix)}/{length}"
 
 
+def _mask(length: int) -> int:
+    return (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
+
+
 def network(addr: bytes, length: int) -> int:
     """The network of an address as a host-order int."""
-    mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
-    return int.from_bytes(addr, "big") & mask
+    return int.from_bytes(addr, "big") & _mask(length)
 
 
 class Ip4Routes:
@@ -66,6 +69,8 @@ class Ip4Routes:
         self.fib = fib
         self.adj = adjacencies
         self.paths: dict[tuple[int, int], dict[tuple[Source, int], Path]] = {}
+        #: sw_if_index -> its connected subnets (prefix, length)
+        self.subnets: dict[int, set[tuple[int, int]]] = {}
         for prefix, length in SPECIAL_ROUTES:
             self.add(prefix, length, Source.SPECIAL, self.adj.drop, take=True)
 
@@ -73,13 +78,23 @@ class Ip4Routes:
         self, prefix: int, length: int, source: Source, adj: int, owner: int = 0, take: bool = False
     ) -> None:
         """Set ``source``'s path to the prefix (a reference on ``adj`` is the caller's,
-        now this table's; ``take``: the shared drop/receive adjacencies, not counted)."""
+        now this table's; ``take``: the shared drop/receive adjacencies, not counted).
+        A :class:`~.ip4_fib.FibError` (the FIB is full) leaves everything as it was."""
         paths = self.paths.setdefault((prefix, length), {})
         old = paths.get((source, owner))
         paths[(source, owner)] = Path(adj, owner)
+        try:
+            self._install(prefix, length)
+        except FibError:
+            if old is not None:
+                paths[(source, owner)] = old
+            else:
+                del paths[(source, owner)]
+                if not paths:
+                    del self.paths[(prefix, length)]
+            raise
         if old is not None and not take:
             self.adj.release(old.adj)
-        self._install(prefix, length)
 
     def remove(self, prefix: int, length: int, source: Source, owner: int = 0) -> bool:
         """Withdraw ``source``'s path; False when it had none."""
@@ -128,19 +143,37 @@ class Ip4Routes:
         self.add(a, 32, Source.LOCAL, self.adj.receive, sw_if_index, take=True)
         if length < 32:
             net = network(addr, length)
-            self.add(net, length, Source.CONNECTED, self.adj.glean(sw_if_index), sw_if_index)
+            glean = self.adj.glean(sw_if_index)
+            try:
+                self.add(net, length, Source.CONNECTED, glean, sw_if_index)
+            except FibError:
+                self.adj.release(glean)
+                raise
+            self.subnets.setdefault(sw_if_index, set()).add((net, length))
             if length < 31:
                 bcast = net | (0xFFFFFFFF >> length)
                 for host in (net, bcast):
                     self.add(host, 32, Source.SPECIAL, self.adj.drop, sw_if_index, take=True)
 
     def address_del(self, sw_if_index: int, addr: bytes, length: int) -> None:
-        """Undo :meth:`address_add`."""
+        """Undo :meth:`address_add`; the neighbours' /32s in the subnet go too (they
+        are reached through it), their adjacencies stay for the routes that use them."""
         a = int.from_bytes(addr, "big")
         self._withdraw_shared(a, 32, Source.LOCAL, sw_if_index)
         if length < 32:
             net = network(addr, length)
+            hosts = [
+                p
+                for (p, n), paths in self.paths.items()
+                if n == 32 and (Source.ADJ, sw_if_index) in paths and p & _mask(length) == net
+            ]
+            for host in hosts:
+                self.remove(host, 32, Source.ADJ, sw_if_index)
             self.remove(net, length, Source.CONNECTED, sw_if_index)
+            subnets = self.subnets.get(sw_if_index, set())
+            subnets.discard((net, length))
+            if not subnets:
+                self.subnets.pop(sw_if_index, None)
             if length < 31:
                 for host in (net, net | (0xFFFFFFFF >> length)):
                     self._withdraw_shared(host, 32, Source.SPECIAL, sw_if_index)
@@ -154,10 +187,10 @@ class Ip4Routes:
     def connected(self, sw_if_index: int, ip: bytes) -> bool:
         """True when one of the interface's connected subnets holds ``ip``."""
         a = int.from_bytes(ip, "big")
-        for (prefix, length), paths in self.paths.items():
-            if (Source.CONNECTED, sw_if_index) in paths and network(ip, length) == prefix:
-                return a != prefix or length >= 31
-        return False
+        return any(
+            network(ip, length) == prefix and (a != prefix or length >= 31)
+            for prefix, length in self.subnets.get(sw_if_index, ())
+        )
 
     # ------------------------------------------------------------------ neighbours
     def neighbor_learned(self, sw_if_index: int, ip: bytes, mac: bytes) -> None:
@@ -167,7 +200,11 @@ class Ip4Routes:
         a = int.from_bytes(ip, "big")
         paths = self.paths.get((a, 32), {})
         if (Source.ADJ, sw_if_index) not in paths and self.connected(sw_if_index, ip):
-            self.add(a, 32, Source.ADJ, self.adj.neighbor(sw_if_index, ip, mac), sw_if_index)
+            adj = self.adj.neighbor(sw_if_index, ip, mac)
+            try:
+                self.add(a, 32, Source.ADJ, adj, sw_if_index)
+            except FibError:  # a full FIB: the subnet's glean still reaches it
+                self.adj.release(adj)
 
     def neighbor_forgotten(self, sw_if_index: int, ip: bytes) -> None:
         """A neighbour aged out or was deleted: its /32 goes, its adjacency is incomplete."""

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import packet
 from .graph import DROP
+from .nodes_ip4_fwd import l3_offset
 from .nodes_l2 import SwitchNode
 from .pool import INDEX
 from .tables import SwInterface
@@ -129,5 +130,5 @@ class Ip4Glean(Ip4Arp):
 
     def target(self, i: int, adj: int) -> bytes:
         """The packet's destination address."""
-        off = 0 if self.tables.ip_mode[int(self.meta.rx_if[i])] else packet.ETH_HLEN
+        off = l3_offset(self, i)
         return self.rt.pool.data[i, off + 16 : off + 20].tobytes()

@@ -492,8 +492,15 @@ class Switch:
             for other in self.tables.interfaces.values():
                 if other is not sw and (address, prefix) in other.ip4:
                     raise SwitchError(f"{format_ip(address)}/{prefix} is already on {other.name}")
+            try:
+                routes.address_add(sw.sw_if_index, address, prefix)
+            except FibError as exc:
+                routes.address_del(sw.sw_if_index, address, prefix)  # what was added
+                raise SwitchError(str(exc)) from None
             sw.ip4.append(entry)
-            routes.address_add(sw.sw_if_index, address, prefix)
+            for index, ip, neighbor in self.neighbors.items():  # known ones get their /32
+                if index == sw.sw_if_index:
+                    routes.neighbor_learned(index, ip, neighbor.mac)
         self.tables.refresh()
 
     # ------------------------------------------------------------------ L3 routes
