@@ -2,22 +2,27 @@
 
 Plain Python on one buffer's first bytes (only traced packets get here).  The words
 follow VPP's trace lines: ``IP4: <src> -> <dst>`` for an Ethernet header, the IPv4
-header's addresses, protocol, TTL and length, ARP's operation in tcpdump's words.
+header's addresses, protocol, TTL, length, checksum and fragment, ARP's operation in
+tcpdump's words, an adjacency as ``show ip fib`` names it (``ipv4 via``, ``arp-ipv4``,
+``ipv4-glean``, ``dpo-receive``, ``dpo-drop``).
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from ..config import format_mac
 from ..packet import ARP_HDR, ARP_REPLY, ARP_REQUEST, ETH_HLEN, IP_PROTO_NAMES, ip4_str
 from ..packet import ethertype_name as _named
+from .adjacency import AdjacencyTable, AdjKind, Next
 from .pool import PacketPool
 
 #: VPP's names of the ethertypes the switch handles (others: hex and a name)
 VPP_ETHERTYPES = {0x0800: "IP4", 0x0806: "ARP", 0x86DD: "IP6"}
 HEAD = 64  # bytes of a buffer a formatter looks at
 _IP4 = struct.Struct("!BBHHHBBH4s4s")
+_FLAGS = ((0x4000, "DONT_FRAGMENT"), (0x2000, "MORE_FRAGMENTS"))
 
 
 def head(pool: PacketPool, i: int) -> bytes:
@@ -46,15 +51,39 @@ def macs(frame: bytes) -> str:
 
 
 def ip4(packet: bytes) -> str:
-    """An IPv4 header: ``ICMP: 10.0.0.2 -> 10.0.0.1`` then ``ttl 64, length 84``."""
+    """An IPv4 header: ``ICMP: 10.0.0.2 -> 10.0.0.1`` then ``ttl 64, length 84, checksum
+    0x26b7`` (and ``fragment id 0x0007 offset 1480, flags MORE_FRAGMENTS`` for a fragment)."""
     if len(packet) < _IP4.size or packet[0] >> 4 != 4:
         return (
             f"not an IPv4 header ({len(packet)} bytes, version {packet[0] >> 4 if packet else '-'})"
         )
-    _, _, length, _, frag, ttl, proto, _, src, dst = _IP4.unpack_from(packet)
+    _, _, length, ident, frag, ttl, proto, csum, src, dst = _IP4.unpack_from(packet)
     name = IP_PROTO_NAMES.get(proto, f"proto {proto}").upper()
-    frag_text = f", fragment offset {(frag & 0x1FFF) * 8}" if frag & 0x3FFF else ""
-    return f"{name}: {ip4_str(src)} -> {ip4_str(dst)}\nttl {ttl}, length {length}{frag_text}"
+    text = f"{name}: {ip4_str(src)} -> {ip4_str(dst)}\nttl {ttl}, length {length}"
+    text += f", checksum 0x{csum:04x}"
+    if frag & 0x3FFF:  # an offset or more to come: a fragment
+        flags = "|".join(word for bit, word in _FLAGS if frag & bit) or "none"
+        text += f"\nfragment id 0x{ident:04x} offset {(frag & 0x1FFF) * 8}, flags {flags}"
+    return text
+
+
+def adjacency(adjs: AdjacencyTable, adj: int, if_name: Callable[[int], str]) -> str:
+    """What adjacency ``adj`` does, in ``show ip fib``'s words: ``ipv4 via 10.0.2.2
+    memif2/0: <rewrite>``, ``arp-ipv4: via 10.0.2.2 memif2/0`` (not resolved yet),
+    ``ipv4-glean: memif2/0``, ``dpo-receive``, ``dpo-drop``."""
+    a = adjs.adjs.get(adj)
+    if a is None or a.kind is AdjKind.DROP:
+        return "dpo-drop ip4"
+    if a.kind is AdjKind.RECEIVE:
+        return "dpo-receive"
+    where = if_name(a.sw_if_index)
+    if a.kind is AdjKind.GLEAN and adjs.next[adj] == Next.GLEAN:
+        return f"ipv4-glean: {where}"
+    via = ip4_str(a.next_hop) if a.next_hop else "the destination"
+    if adjs.next[adj] == Next.ARP:
+        return f"arp-ipv4: via {via} {where}"
+    rewrite = adjs.rewrite[adj, : int(adjs.l2_len[adj])].tobytes().hex()
+    return f"ipv4 via {via} {where}: {rewrite or 'mode ip'}"
 
 
 def arp(payload: bytes) -> str:

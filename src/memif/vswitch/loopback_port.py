@@ -31,6 +31,7 @@ import numpy as np
 
 from ..queue import RxQueue
 from .nodes_l2 import ETH_P_ARP, ETH_P_IP, mac_int, parse_ethernet
+from .pool import INDEX
 from .port import DeviceInput, InterfaceOutput
 from .tables import SwInterface
 
@@ -165,6 +166,31 @@ class LoopbackOutput(InterfaceOutput):
         self.graph.enqueue(self.next[self.ARP], idx[arp])
         self.graph.enqueue(self.next[self.IP4], idx[ip4])
         self.drop(idx[~arp & ~ip4], "bvi-ethertype")
+
+    def format_trace(self, i: int) -> str:
+        """The interface-output line, then the way the frame takes through the loopback
+        (as it enters, decided as :meth:`process` decides): ``bvi: from bridge domain 1
+        up to L3: ip4-input`` (or why it is dropped), ``bvi: from L3 into bridge domain
+        1``, or ``loopback: sent back in: ethernet-input``."""
+        sw, meta = self.port.sw, self.meta
+        rx = int(meta.rx_if[i])
+        across = sw.bd is not None and rx != sw.sw_if_index and int(self.tables.bd[rx]) == sw.bd
+        if not across:
+            way = (
+                f"bvi: from L3 into bridge domain {sw.bd}"
+                if sw.bvi and sw.bd is not None
+                else ("loopback: sent back in: ethernet-input")
+            )
+        elif not sw.bvi:
+            way = f"from bridge domain {sw.bd}: drop: not-bvi"
+        else:
+            dmac, _, etype = parse_ethernet(*self.rt.pool.header_words(np.array([i], INDEX)))
+            d = int(dmac[0])
+            up = {ETH_P_ARP: "arp-input", ETH_P_IP: "ip4-input"}.get(int(etype[0]))
+            if d != mac_int(sw.mac) and not d & int(_MULTICAST):
+                up = "drop: bvi-l3-mac-mismatch"
+            way = f"bvi: from bridge domain {sw.bd} up to L3: {up or 'drop: bvi-ethertype'}"
+        return f"{super().format_trace(i)}\n{way}"
 
 
 __all__ = ["MAX_INSTANCE", "LoopbackOutput", "LoopbackPort", "default_mac"]

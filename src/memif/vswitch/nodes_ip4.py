@@ -161,7 +161,9 @@ class Ip4Local(LocalNode):
         self.graph.enqueue(self.next[self.L2_OUTPUT], out[0] if len(out) == 1 else _joined(out))
 
     def format_trace(self, i: int) -> str:
-        """``ICMP: 10.0.0.2 -> 10.0.0.1`` then ``ttl 64, length 84``, as VPP's ip4-input."""
+        """``ICMP: 10.0.0.2 -> 10.0.0.1`` then ``ttl 64, length 84, checksum 0x..``, as
+        VPP's ip4-local: the header of the packet addressed to the switch (before an echo
+        reply is written over it)."""
         return decode.ip4(self.l3_payload(i))
 
     def _one(self, i: int) -> bool:

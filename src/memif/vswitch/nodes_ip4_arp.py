@@ -51,6 +51,13 @@ class TokenBucket:
             return True
         return False
 
+    def ready(self, now: float) -> bool:
+        """True when :meth:`take` would allow an event now (nothing counted)."""
+        tokens = self.tokens
+        if now > self.at:
+            tokens = min(float(self.burst), tokens + (now - self.at) * self.rate)
+        return tokens >= 1.0
+
 
 def source_address(sw: SwInterface, target: bytes) -> bytes | None:
     """The interface's address on ``target``'s subnet, else its first (None: none)."""
@@ -121,6 +128,31 @@ class Ip4Arp(SwitchNode):
             return False
         self.last[key] = now
         return True
+
+    def format_trace(self, i: int) -> str:
+        """``ip4-arp: who-has 10.0.2.2 on memif2/0 from 10.0.2.1: request sent`` (or
+        ``throttled`` and why, or no source address): the address to resolve and what
+        the node will do with the packet, decided as :meth:`process` decides from the
+        state as the packet enters (a second packet to one address in the same vector
+        finds it asked already: its error-drop line says ``throttled``)."""
+        rt = self.rt
+        adj = int(self.meta.adj[i])
+        sw = self.tables.interfaces.get(int(rt.adjacencies.sw_if[adj]))
+        target = self.target(i, adj)
+        if sw is None:
+            return f"{self.name}: who-has {packet.ip4_str(target)}: interface gone: throttled"
+        src = source_address(sw, target)
+        asked = self.last.get((sw.sw_if_index, target))
+        if asked is not None and 0.0 <= rt.now - asked < ARP_THROTTLE:
+            what = f"throttled (asked {rt.now - asked:.3f} s ago)"
+        elif not self.bucket.ready(rt.now):
+            what = f"throttled (over {ARP_RATE:g} requests/s)"
+        elif src is None:
+            what = "no-source-address (the interface has no IPv4 address)"
+        else:
+            what = "request sent"
+        tell = f" from {packet.ip4_str(src)}" if src else ""
+        return f"{self.name}: who-has {packet.ip4_str(target)} on {sw.name}{tell}: {what}"
 
 
 class Ip4Glean(Ip4Arp):

@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import packet
+from . import decode
 from .adjacency import Next
 from .graph import DROP, SMALL_VECTOR
 from .ip4_fib import ip4_dst
+from .ip4_route import prefix_str
 from .nodes_l2 import SwitchNode
 from .pool import PacketPool
 
@@ -235,6 +237,11 @@ class Ip4Input(SwitchNode):
         pool.length[i] = off + int.from_bytes(header[2:4], "big")
         return self.next[self.LOOKUP]
 
+    def format_trace(self, i: int) -> str:
+        """``ICMP: 10.0.1.2 -> 10.0.2.2`` then ``ttl 64, length 84, checksum 0x..`` (and the
+        fragment, if one), as VPP's ip4-input: the header as received, before the checks."""
+        return decode.ip4(decode.head(self.rt.pool, i)[l3_offset(self, i) :])
+
 
 class Ip4Lookup(SwitchNode):
     """Longest-prefix match of every destination of the vector at once; on by adjacency."""
@@ -284,6 +291,21 @@ class Ip4Lookup(SwitchNode):
         if nx == Next.MISS:
             meta.icmp[i] = ICMP_NET_UNREACHABLE
         return self.next[nx]
+
+    def format_trace(self, i: int) -> str:
+        """``fib 0 adj-idx 7 10.0.2.0/24: ipv4 via 10.0.2.2 memif2/0: <rewrite>`` (the
+        route the destination matches and its adjacency: where the packet goes next), or
+        ``no route``, then the IPv4 header, as VPP's ip4-lookup."""
+        rt = self.rt
+        ip = decode.head(rt.pool, i)[l3_offset(self, i) :]
+        hit = rt.ip4_fib.covering(int.from_bytes(ip[16:20], "big")) if len(ip) >= 20 else None
+        if hit is None:
+            what = "no route: to ip4-icmp-error (destination unreachable)"
+        else:
+            prefix, length, adj = hit
+            described = decode.adjacency(rt.adjacencies, adj, self.if_name)
+            what = f"adj-idx {adj} {prefix_str(prefix, length)}: {described}"
+        return f"fib 0 {what}\n{decode.ip4(ip)}"
 
 
 def ttl_rewrite(hdr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -400,6 +422,27 @@ class Ip4Rewrite(SwitchNode):
             pool.data[i, :ETH] = a.rewrite[adj]
         meta.tx_if[i] = a.sw_if[adj]
         return self.next[self.OUTPUT]
+
+    def format_trace(self, i: int) -> str:
+        """``tx_sw_if_index 2 adj-idx 7 : ipv4 via 10.0.2.2 memif2/0: <rewrite>``, then what
+        the node is about to do: ``rewrite: dst <mac> src <mac>, ttl 64 -> 63`` (or the TTL
+        that expires, or no room), then the IPv4 header.  The trace is taken as the packet
+        enters the node, before the rewrite: the header shown is the one received, the
+        rewrite line the one it gets (VPP traces after, and shows the result)."""
+        pool, a = self.rt.pool, self.rt.adjacencies
+        off = l3_offset(self, i)
+        adj = int(self.meta.adj[i])
+        described = decode.adjacency(a, adj, self.if_name)
+        ttl, l2 = int(pool.data[i, off + 8]), int(a.l2_len[adj])
+        if ttl <= 1:
+            what = f"ttl {ttl} expires: to ip4-icmp-error (time exceeded)"
+        elif int(pool.length[i]) - off + l2 > pool.data_size:
+            what = f"drop: no-buffer-space ({self.errors['no-buffer-space']})"
+        else:
+            header = decode.macs(a.rewrite[adj].tobytes()) if l2 else "no Ethernet header"
+            what = f"rewrite: {header}, ttl {ttl} -> {ttl - 1}"
+        ip = decode.ip4(decode.head(pool, i)[off:])
+        return f"tx_sw_if_index {int(a.sw_if[adj])} adj-idx {adj} : {described}\n{what}\n{ip}"
 
 
 def shift(

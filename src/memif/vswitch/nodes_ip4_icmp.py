@@ -16,15 +16,23 @@ import struct
 import numpy as np
 
 from .. import packet
+from . import decode
 from .graph import DROP
 from .nodes_ip4_arp import TokenBucket, source_address
+from .nodes_ip4_fwd import ICMP_NET_UNREACHABLE, ICMP_TIME_EXCEEDED, l3_offset
 from .nodes_l2 import SwitchNode
 from .pool import INDEX
+from .tables import SwInterface
 
 ICMP_RATE = 100.0  # errors per second
 ICMP_BURST = 50
 ERROR_TYPES = frozenset({3, 4, 5, 11, 12})  # ICMP messages that are errors themselves
 ETH = packet.ETH_HLEN
+#: meta.icmp (type << 8 | code) -> what ip4-icmp-error's trace calls it
+ICMP_NAMES = {
+    ICMP_TIME_EXCEEDED: "time-exceeded (ttl exceeded in transit)",
+    ICMP_NET_UNREACHABLE: "destination-unreachable (network unreachable)",
+}
 
 
 def may_answer(ip: bytes, l2_group: bool) -> bool:
@@ -69,18 +77,28 @@ class Ip4IcmpError(SwitchNode):
         self.drop(np.array(dropped, INDEX), "drop")
         self.drop(np.array(limited, INDEX), "rate-limited")
 
-    def _answer(self, i: int) -> str | None:
-        """Write buffer ``i``'s ICMP error over it; None when sent, else the error name."""
-        rt, meta, pool = self.rt, self.meta, self.rt.pool
-        sw = self.tables.interfaces.get(int(meta.rx_if[i]))
+    def _addressee(self, i: int) -> tuple[SwInterface, bytes, bytes] | None:
+        """Buffer ``i``'s receiving interface, IPv4 packet and the address its error
+        comes from; None when it must not be answered (RFC 1812 4.3.2.7, no address)."""
+        pool = self.rt.pool
+        sw = self.tables.interfaces.get(int(self.meta.rx_if[i]))
         if sw is None:
-            return "drop"
+            return None
         off = 0 if sw.ip_mode else ETH
         ip = pool.data[i, off : int(pool.length[i])].tobytes()
         group = not sw.ip_mode and bool(pool.data[i, 0] & 1)
         src = source_address(sw, ip[12:16])
         if src is None or not may_answer(ip, group):
+            return None
+        return sw, ip, src
+
+    def _answer(self, i: int) -> str | None:
+        """Write buffer ``i``'s ICMP error over it; None when sent, else the error name."""
+        rt, meta, pool = self.rt, self.meta, self.rt.pool
+        to = self._addressee(i)
+        if to is None:
             return "drop"
+        sw, ip, src = to
         if not self.bucket.take(rt.now):
             return "rate-limited"
         kind = int(meta.icmp[i])
@@ -96,3 +114,20 @@ class Ip4IcmpError(SwitchNode):
         meta.tx_if[i] = sw.sw_if_index
         self.error_counts["ttl-expire-sent" if kind >> 8 == 11 else "dest-unreach-sent"] += 1
         return None
+
+    def format_trace(self, i: int) -> str:
+        """``ip4-icmp-error: time-exceeded (ttl exceeded in transit) to 10.0.1.2 from
+        10.0.1.1 out memif1/0`` or why none is sent (drop, rate-limited), decided as the
+        packet enters from the state then; then the IPv4 header of the packet answered."""
+        kind = int(self.meta.icmp[i])
+        name = ICMP_NAMES.get(kind, f"type {kind >> 8} code {kind & 0xFF}")
+        to = self._addressee(i)
+        if to is None:
+            what = f"{name}: not sent: drop ({self.errors['drop']})"
+            ip = decode.head(self.rt.pool, i)[l3_offset(self, i) :]
+        else:
+            sw, ip, src = to
+            dst = packet.ip4_str(ip[12:16])
+            sent = "sent" if self.bucket.ready(self.rt.now) else "not sent: rate-limited"
+            what = f"{name} to {dst} from {packet.ip4_str(src)} out {sw.name}: {sent}"
+        return f"ip4-icmp-error: {what}\n{decode.ip4(ip)}"
