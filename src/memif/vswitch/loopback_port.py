@@ -175,12 +175,10 @@ class LoopbackOutput(InterfaceOutput):
         sw, meta = self.port.sw, self.meta
         rx = int(meta.rx_if[i])
         across = sw.bd is not None and rx != sw.sw_if_index and int(self.tables.bd[rx]) == sw.bd
-        if not across:
-            way = (
-                f"bvi: from L3 into bridge domain {sw.bd}"
-                if sw.bvi and sw.bd is not None
-                else ("loopback: sent back in: ethernet-input")
-            )
+        if not across and sw.bvi and sw.bd is not None:
+            way = f"bvi: from L3 into bridge domain {sw.bd}"
+        elif not across:
+            way = "loopback: sent back in: ethernet-input"
         elif not sw.bvi:
             way = f"from bridge domain {sw.bd}: drop: not-bvi"
         else:
