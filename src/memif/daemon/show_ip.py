@@ -13,6 +13,7 @@ from typing import Any
 
 from ..config import format_mac
 from ..packet import ip4_str
+from ..vswitch import decode
 from ..vswitch.adjacency import AdjKind, Next
 from ..vswitch.ip4_route import prefix_str
 from .commands import Context, Reply, command
@@ -60,19 +61,21 @@ def _route(ctx: Context, prefix: int, length: int) -> dict[str, Any] | None:
     return d
 
 
-def _describe(d: dict[str, Any]) -> str:
-    """The forwarding object's line, VPP's words: dpo-drop, dpo-receive, ipv4-glean,
-    arp-ipv4 (a next hop not resolved yet), ipv4 via (its rewrite in hex)."""
-    kind, where = d["type"], d["interface"]
-    if kind == "drop":
-        return "[@0]: dpo-drop ip4"
+#: VPP's dpo type number shown before each forwarding object: ``[@N]``
+_DPO_ID = {"drop": 0, "receive": 2, "glean": 4}
+
+
+def _describe(ctx: Context, d: dict[str, Any]) -> str:
+    """The forwarding object's line, in the words ``show trace`` uses for it
+    (:func:`memif.vswitch.decode.adjacency`): dpo-drop, dpo-receive, ipv4-glean, arp-ipv4
+    (a next hop not resolved yet), ipv4 via (its rewrite in hex)."""
+    rt = ctx.switch.runtime
+    line = decode.adjacency(rt.adjacencies, d["adj_index"], lambda i: _name(ctx, i))
+    kind = d["type"]
     if kind == "receive":
-        return f"[@2]: dpo-receive: {d['prefix'].split('/')[0]} on {where}"
-    if kind == "glean":
-        return f"[@4]: ipv4-glean: {where}"
-    if not d["resolved"]:
-        return f"[@3]: arp-ipv4: via {d['next_hop']} {where}"
-    return f"[@5]: ipv4 via {d['next_hop']} {where}: {d['rewrite'] or 'mode ip'}"
+        line += f": {d['prefix'].split('/')[0]} on {d['interface']}"
+    dpo = _DPO_ID.get(kind, 5 if d["resolved"] else 3)
+    return f"[@{dpo}]: {line}"
 
 
 @command(
@@ -113,7 +116,7 @@ def show_ip_fib(ctx: Context, args: Args) -> Reply:
             "  unicast-ip4-chain",
             f"  [@0]: dpo-load-balance: [proto:ip4 index:{d['adj_index']} buckets:1] "
             f"src:{d['source']}",
-            f"    [0] {_describe(d)}",
+            f"    [0] {_describe(ctx, d)}",
         ]
     if tail:
         lines.append(tail)
