@@ -267,8 +267,7 @@ class Ip4Lookup(SwitchNode):
             self.route_small(idx)
             return
         rt, meta = self.rt, self.meta
-        off = l3_offsets(self, idx)
-        adj = rt.ip4_fib.lookup(ip4_dst(gather(rt.pool, idx, off + 16, 4)))
+        adj = rt.ip4_fib.lookup(self._destinations(idx))
         meta.adj[idx] = adj
         nx = rt.adjacencies.next[adj]
         first = int(nx[0])
@@ -284,6 +283,19 @@ class Ip4Lookup(SwitchNode):
         if len(self._ids) != len(self.next):  # the graph was built since
             self._ids = np.array(self.next, np.int64)
         self.graph.dispatch(idx[keep], self._ids[nx[keep]])
+
+    def _destinations(self, idx: np.ndarray) -> np.ndarray:
+        """Each packet's IPv4 destination (uint32, host order): for the usual vector (one
+        receiving interface) from one row gather, else by each packet's offset."""
+        rt, meta = self.rt, self.meta
+        rx = meta.rx_if[idx]
+        r0 = int(rx[0])
+        if not (rx == r0).all():
+            return ip4_dst(gather(rt.pool, idx, l3_offsets(self, idx) + 16, 4))
+        end = (0 if self.tables.ip_mode[r0] else ETH) + packet.IP_HLEN
+        rows = rt.pool.rows(end)[idx].view(np.uint8).reshape(-1, end)
+        dst: np.ndarray = rows[:, end - 4 :].view(">u4")[:, 0].astype(np.uint32)
+        return dst
 
     def next_of(self, i: int) -> int:
         """Where buffer ``i``'s adjacency sends it (its adjacency written), plainly."""
