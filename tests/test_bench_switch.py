@@ -247,6 +247,11 @@ def test_routed_beside_bridged_on_the_open_path(testpmd_binary: str) -> None:
         assert obj["error"] is None, obj
         assert obj["mpps"] > 0 and obj["ratio"] is None, obj
         assert obj["gbps"] == pytest.approx(obj["mpps"] * obj["frame"] * 8 / 1000, rel=1e-3)
+        # the rate is what the switch forwarded out of memif1/1: sent, or refused by the sink
+        assert obj["packets"] == obj["nodes"]["memif1/1-output"]["vectors"], obj
+        refused = obj["errors"].get("memif1/1-output/no-free-tx-slots", 0)
+        assert obj["sink_refused"] == refused <= obj["packets"]
+        assert obj["busy_mpps"] >= obj["mpps"] * 0.999
     for bridged, routed in (lines[0:2], lines[2:4]):
         assert bridged["vs_bridged"] is None
         assert routed["vs_bridged"] == pytest.approx(routed["mpps"] / bridged["mpps"], rel=1e-3)
@@ -292,3 +297,20 @@ def test_the_sweep_s_interrupt_mode_serves_the_switch_queues_in_interrupt_mode()
         assert point.delivered_pps > 0 and events.wakeups > 0
     finally:
         bench.close()
+
+
+def test_open_path_notes_name_a_sink_limited_row_and_the_busy_ratio() -> None:
+    def row(config: str, packets: int, refused: int, busy_mpps: float) -> bench_switch.Result:
+        return bench_switch.Result(config, 64, mpps=1.0, packets=packets, sink_refused=refused,
+                      busy=0.5, busy_mpps=busy_mpps)  # fmt: skip
+
+    notes = bench_switch.open_path_notes(
+        [row("bridged", 1000, 200, 4.0), row("routed", 900, 0, 3.0)]
+    )
+    assert notes == [
+        "bridged at 64 B is sink-limited: the sink refused 20% of what the switch forwarded "
+        "(counted in Mpps), the switch busy 50%; routed/bridged overstates routing",
+        "per second the switch was busy at 64 B: bridged 4.000 Mpps, routed 3.000 Mpps, "
+        "routed/bridged 0.750",
+    ]
+    assert bench_switch.open_path_notes([row("bridged", 1000, 10, 4.0)]) == []

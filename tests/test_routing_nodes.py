@@ -316,3 +316,20 @@ def test_a_full_fib_refuses_a_route_and_keeps_what_it_had() -> None:
     assert fib.get(0x0A010009, 32) is None and len(adjs) == before[2]
     routes.address_del(1, packet.ip4("10.1.0.1"), 24)
     assert len(fib) == len(SPECIAL_ROUTES) and len(adjs) == 2  # drop and receive stay
+
+
+@pytest.mark.parametrize("odd", [None, 0x0806, 0x86DD])
+def test_ethernet_input_of_an_addressed_interface_matches_its_plain_path(
+    switch: Switch, odd: int | None
+) -> None:
+    """A vector of IPv4 frames on an addressed interface (ethernet-input's routed short
+    path) and the same with one ARP or IPv6 frame among them: as the plain path."""
+    eth = switch.interface("memif1/0")
+    ip = packet.ipv4(packet.ip4("10.1.0.2"), packet.ip4("10.9.1.1"), 17, b"x" * 18)
+    frames = [(eth.sw_if_index, packet.ethernet(ETH_MAC, PEER_MAC, 0x0800, ip))] * 16
+    if odd is not None:
+        frames[5] = (eth.sw_if_index, packet.ethernet(ETH_MAC, PEER_MAC, odd, bytes(46)))
+    vector = run_vector(switch, "ethernet-input", frames, [0] * len(frames))
+    assert vector == run_plain(switch, "ethernet-input", frames, [0] * len(frames))
+    want = {None: {"ip4-input"}, 0x0806: {"ip4-input", "arp-input"}}
+    assert {o[0] for o in vector[0]} == want.get(odd, {"ip4-input", "error-drop"})

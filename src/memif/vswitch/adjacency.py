@@ -92,6 +92,9 @@ class AdjacencyTable:
         self.next_hop = grown(had("next_hop"), np.uint32)
         self.l2_len = grown(had("l2_len"), np.int64)  # rewrite bytes: 14, or 0 on mode ip
         self.rewrite = grown(had("rewrite"), np.uint8, packet.ETH_HLEN)
+        #: ``rewrite`` as the host-order 64-bit words of a frame's first 16 bytes (the
+        #: last two zero): what ip4-rewrite ORs into a row's words
+        self.rewrite_words = grown(had("rewrite_words"), np.uint64, 2)
 
     def __len__(self) -> int:
         return len(self.adjs)
@@ -130,6 +133,7 @@ class AdjacencyTable:
             self.l2_len[i] = packet.ETH_HLEN
             head = adj.mac + mac + ETH_IP
             self.rewrite[i] = np.frombuffer(head, np.uint8)
+            self.rewrite_words[i] = np.frombuffer(head + bytes(2), np.uint64)
 
     # ------------------------------------------------------------------ users
     def glean(self, sw_if_index: int) -> int:

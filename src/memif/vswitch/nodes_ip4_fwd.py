@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 ETH = packet.ETH_HLEN
 HEADER = 60  # the longest IPv4 header (IHL 15)
 WORDS = np.arange(HEADER // 2)
+ROW = 32  # the bytes ip4-rewrite's short path rewrites: to the checksum of either header
+KEEP = np.uint64(0xFFFF << 48)  # of a row's second 64-bit word, bytes 14 and 15
 
 #: ip4-input's verdicts, in the order the checks are made (the first failing one counts)
 OK, NOT_ENABLED, TOO_SHORT, VERSION, HDR_TOO_SHORT, BAD_LENGTH, BAD_CHECKSUM = range(7)
@@ -188,33 +190,45 @@ class Ip4Input(SwitchNode):
         """The usual vector, in fewer steps: one addressed receiving interface, every
         header 20 bytes (0x45) and good, unicast to the interface's MAC or a group one.
         True when it went on to ip4-lookup; False (nothing done) leaves the vector to the
-        full check."""
+        full check.
+
+        The headers are gathered as one row per packet and turned into ten rows of one
+        16-bit word each (host order, a field per row), so every check and the checksum's
+        sum run along the vector, none along a 20-byte row."""
         pool, meta, t = self.rt.pool, self.meta, self.tables
         rx = meta.rx_if[idx]
         r0 = int(rx[0])
         if not ((rx == r0).all() and t.has_ip[r0]):
             return False
         off = 0 if t.ip_mode[r0] else ETH
-        end = off + packet.IP_HLEN
-        hdr = pool.rows(end)[idx].view(np.uint8).reshape(-1, end)[:, off:]
-        words = hdr.view(">u2")
-        s = words.sum(axis=1, dtype=np.uint32)
-        s = (s & 0xFFFF) + (s >> 16)
-        total = words[:, 1].astype(np.int64)
-        good = (
-            (hdr[:, 0] == 0x45)
-            & ((s & 0xFFFF) + (s >> 16) == 0xFFFF)  # the checksum verifies
-            & (total >= packet.IP_HLEN)
-            & (total <= pool.length[idx].astype(np.int64) - off)
-            & (hdr[:, 8] != 0)
-            & (words[:, 3] & 0x1FFF != 1)
-        )
         if off:
             dmac = meta.dmac[idx]
-            good &= (dmac == t.mac[r0]) | (dmac >> np.uint64(40) & np.uint64(1) == 1)
-        if not good.all():
+            mac = t.mac[r0]
+            if (
+                not (dmac == mac).all()
+                and not ((dmac == mac) | (dmac >> np.uint64(40) & np.uint64(1) == 1)).all()
+            ):
+                return False
+        end = off + packet.IP_HLEN
+        rows = pool.rows(end)[idx].view(np.uint8).reshape(-1, end)[:, off:]
+        words = np.array(rows.view(">u2").T, np.uint16, order="C")  # (10, n)
+        s = words.sum(axis=0, dtype=np.uint32)
+        s = (s & 0xFFFF) + (s >> 16)
+        total = words[1]
+        if not (
+            ((s & 0xFFFF) + (s >> 16) == 0xFFFF).all()  # every checksum verifies
+            and (words[0] >> 8 == 0x45).all()
+            and int(total.min()) >= packet.IP_HLEN
+            and int(words[4].min()) >= 0x100  # TTL 0
+            and ((words[3] & 0x1FFF) != 1).all()
+        ):
             return False
-        pool.length[idx] = off + total  # Ethernet padding is not the packet's
+        length = total.astype(np.int64)
+        if off:
+            length += off
+        if not (length <= pool.length[idx]).all():
+            return False
+        pool.length[idx] = length  # Ethernet padding is not the packet's
         self.graph.enqueue(self.next[self.LOOKUP], idx)
         return True
 
@@ -260,8 +274,7 @@ class Ip4Lookup(SwitchNode):
             self.route_small(idx)
             return
         rt, meta = self.rt, self.meta
-        off = l3_offsets(self, idx)
-        adj = rt.ip4_fib.lookup(ip4_dst(gather(rt.pool, idx, off + 16, 4)))
+        adj = rt.ip4_fib.lookup(self._destinations(idx))
         meta.adj[idx] = adj
         nx = rt.adjacencies.next[adj]
         first = int(nx[0])
@@ -277,6 +290,19 @@ class Ip4Lookup(SwitchNode):
         if len(self._ids) != len(self.next):  # the graph was built since
             self._ids = np.array(self.next, np.int64)
         self.graph.dispatch(idx[keep], self._ids[nx[keep]])
+
+    def _destinations(self, idx: np.ndarray) -> np.ndarray:
+        """Each packet's IPv4 destination (uint32, host order): for the usual vector (one
+        receiving interface) from one row gather, else by each packet's offset."""
+        rt, meta = self.rt, self.meta
+        rx = meta.rx_if[idx]
+        r0 = int(rx[0])
+        if not (rx == r0).all():
+            return ip4_dst(gather(rt.pool, idx, l3_offsets(self, idx) + 16, 4))
+        end = (0 if self.tables.ip_mode[r0] else ETH) + packet.IP_HLEN
+        rows = rt.pool.rows(end)[idx].view(np.uint8).reshape(-1, end)
+        dst: np.ndarray = rows[:, end - 4 :].view(">u4")[:, 0].astype(np.uint32)
+        return dst
 
     def next_of(self, i: int) -> int:
         """Where buffer ``i``'s adjacency sends it (its adjacency written), plainly."""
@@ -372,29 +398,47 @@ class Ip4Rewrite(SwitchNode):
         self.graph.enqueue(self.next[self.OUTPUT], idx)
 
     def _same_header(self, idx: np.ndarray) -> bool:
-        """The usual vector, in a few row copies: one receiving interface whose header
-        size the adjacencies' rewrites keep (Ethernet to Ethernet, mode ip to mode ip)
-        and no TTL running out.  Each packet's first bytes up to its IPv4 checksum are
-        gathered as one row, rewritten and put back.  False (nothing done) otherwise."""
+        """The usual vector, in one row gather and one row scatter: one receiving
+        interface whose header size the adjacencies' rewrites keep (Ethernet to
+        Ethernet, mode ip to mode ip) and no TTL running out.  Each packet's first 32
+        bytes are gathered as four 64-bit words (host order) and rewritten there: the
+        TTL byte less one, the checksum by RFC 1624 eqn 3 in host byte order (one's
+        complement sums do not depend on it: the constant 0xFEFF swapped is 0xFFFE), the
+        Ethernet header's 14 bytes from the adjacency's words.  False (nothing done)
+        otherwise."""
         rt, meta, pool, t = self.rt, self.meta, self.rt.pool, self.tables
         a = rt.adjacencies
         rx = meta.rx_if[idx]
         r0 = int(rx[0])
         off = 0 if t.ip_mode[r0] else ETH
         adj = meta.adj[idx]
-        if not ((rx == r0).all() and (a.l2_len[adj] == off).all()):
+        a0 = int(adj[0])
+        one = bool((adj == a0).all())
+        if not (
+            (rx == r0).all() and (a.l2_len[a0] == off if one else (a.l2_len[adj] == off).all())
+        ):
             return False
-        end = off + 12
-        items = pool.rows(end)
-        rows = items[idx].view(np.uint8).reshape(-1, end)
-        if int(rows[:, off + 8].min()) <= 1:
+        items = pool.rows(ROW)
+        words = items[idx].view(np.uint64).reshape(-1, ROW // 8)
+        ttl_word, ttl_shift = divmod(off + 8, 8)
+        ttl_word_shift = np.uint64(8 * ttl_shift)
+        ttl = words[:, ttl_word] >> ttl_word_shift
+        if int((ttl & np.uint64(0xFF)).min()) <= 1:
             return False
-        rows[:, off + 8], csum = ttl_rewrite(rows[:, off:])
-        rows[:, off + 10 : end] = csum.astype(">u2").view(np.uint8).reshape(-1, 2)
-        if off:
-            rows[:, :ETH] = a.rewrite[adj]
-        items[idx] = rows.view(items.dtype)[:, 0]
-        meta.tx_if[idx] = a.sw_if[adj]
+        words[:, ttl_word] -= np.uint64(1) << ttl_word_shift
+        sum_word, sum_shift = divmod(off + 10, 8)
+        shift = np.uint64(8 * sum_shift)
+        hc = words[:, sum_word] >> shift & np.uint64(0xFFFF)
+        s = (hc ^ np.uint64(0xFFFF)) + np.uint64(0xFFFE)
+        s = (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
+        words[:, sum_word] ^= (hc ^ s ^ np.uint64(0xFFFF)) << shift
+        if off:  # column by column: numpy's loops over a row of two words are slow
+            head = a.rewrite_words[a0] if one else a.rewrite_words[adj].T
+            words[:, 0] = head[0]
+            words[:, 1] &= KEEP
+            words[:, 1] |= head[1]
+        items[idx] = words.view(items.dtype)[:, 0]
+        meta.tx_if[idx] = a.sw_if[a0] if one else a.sw_if[adj]
         self.graph.enqueue(self.next[self.OUTPUT], idx)
         return True
 

@@ -127,6 +127,10 @@ class EthernetInput(SwitchNode):
             self.graph.enqueue(nexts[self.L2_LEARN], idx)
             return
         meta.etype[idx] = etype
+        r0 = int(rx[0])
+        if t.mode[r0] == _L3 and t.has_ip[r0] and (etype == ETH_P_IP).all() and (rx == r0).all():
+            self.graph.enqueue(nexts[self.IP4], idx)  # the usual routed vector
+            return
         mode = t.mode[rx]
         self.graph.enqueue(nexts[self.L2_LEARN], idx[bridged])
         xc = mode == _XCONNECT

@@ -230,6 +230,8 @@ class Result:
     runq: float | None = None
     empty_polls: float | None = None
     errors: dict[str, int] = field(default_factory=dict)
+    sink_refused: int | None = None  # the open path: forwarded, refused by the sink's ring
+    busy_mpps: float | None = None  # the open path: Mpps per second the switch was busy
     prime: int = 0
     ring_size: int = RING_SLOTS
     flood: bool = False
@@ -862,7 +864,35 @@ def format_table(results: Sequence[Result]) -> str:
         for r in results
         if r.vs_bridged is not None
     ]
+    lines += open_path_notes(results)
     return "\n".join(lines)
+
+
+def open_path_notes(results: Sequence[Result]) -> list[str]:
+    """The open path's caveats: a sink-limited row, and routed/bridged per busy second."""
+    lines = []
+    busy: dict[tuple[str, Frame], float] = {}
+    for r in results:
+        if r.error is not None or r.sink_refused is None or not r.packets:
+            continue
+        if r.busy_mpps:
+            busy[(r.config, r.frame)] = r.busy_mpps
+        share = r.sink_refused / r.packets
+        if share > open_path.SINK_LIMITED:
+            lines.append(
+                f"{r.config} at {r.frame} B is sink-limited: the sink refused {share:.0%} of "
+                "what the switch forwarded (counted in Mpps)"
+                + (f", the switch busy {_pct(r.busy)}" if r.busy is not None else "")
+                + ("; routed/bridged overstates routing" if r.config == open_path.BRIDGED else "")
+            )
+    for (config, frame), mpps in busy.items():
+        base = busy.get((open_path.BRIDGED, frame))
+        if config == open_path.ROUTED and base:
+            lines.append(
+                f"per second the switch was busy at {frame} B: bridged {base:.3f} Mpps, "
+                f"routed {mpps:.3f} Mpps, routed/bridged {mpps / base:.3f}"
+            )
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -901,6 +931,8 @@ def run(args: argparse.Namespace) -> int:
                     ratio = f", routed/bridged {r.vs_bridged:.3f}"
                 cpu = "" if r.cpu is None else f", cpu {_pct(r.cpu)}, busy {_pct(r.busy)}"
                 log(f"{r.mpps:.3f} Mpps, {r.gbps:.2f} Gbit/s{ratio}{cpu}, load {r.loadavg[0]}")
+                if r.sink_refused:
+                    log(f"the sink refused {r.sink_refused} (counted), busy Mpps {r.busy_mpps}")
                 if r.runq is not None and r.runq > 0.1:
                     log(
                         f"warning: the switch waited {_pct(r.runq)} of the window for its CPU "
