@@ -42,6 +42,10 @@ class CtlError(Exception):
     """memifd cannot be reached or broke the protocol; the text is one line."""
 
 
+class CommandFailed(CtlError):
+    """memifd answered a command with an error (:meth:`Client.run`)."""
+
+
 def default_runtime_dir() -> str:
     """memifd's default runtime directory (memifd uses this very rule).
 
@@ -120,6 +124,15 @@ class Client:
             return decode_reply(raw).as_dict()
         except SchemaError as exc:
             raise CtlError(f"memifd at {self.path}: {exc}") from None
+
+    def run(self, command: str, want_json: bool = False) -> Any:
+        """Send one command line that must succeed: its JSON data (``want_json``) or its
+        output text; :class:`CommandFailed` (a :class:`CtlError`) names the command and
+        memifd's one-line error when memifd refused it."""
+        reply = self.request(command, want_json)
+        if not reply.get("ok"):
+            raise CommandFailed(f"memifd: {command}: {str(reply.get('output')).strip()}")
+        return reply.get("data") if want_json else reply.get("output")
 
     def close(self) -> None:
         """Close the connection."""

@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ...ctl.main import Client, CtlError
+from ...ctl.main import Client, CommandFailed, CtlError
 from ...errors import MemifError
 from ...loop import RxMode
 from ..common import one_line_errors, open_interface
@@ -286,11 +286,11 @@ class Memifd:
         assert self.cli is not None  # connected in __init__
         for port in (SENDER_PORT, REFLECTOR_PORT):
             try:
-                reply = self.cli.request(f"set interface rx-mode {port} {mode}")
+                self.cli.run(f"set interface rx-mode {port} {mode}")
+            except CommandFailed as exc:
+                raise PointError(str(exc)) from None
             except CtlError as exc:
                 raise PointError(f"memifd's CLI: {exc}") from None
-            if not reply.get("ok"):
-                raise PointError(f"memifd: set interface rx-mode: {reply.get('output')}")
 
     def check(self) -> None:
         """PointError if memifd has exited."""

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...ctl.main import Client, CtlError
+from ...ctl.main import Client, CommandFailed, CtlError
 from .common import thread_schedstat
 from .sweep import SweepOptions, proc_cpu_seconds
 from .sweep_traffic import Traffic, TrafficPair
@@ -92,12 +92,11 @@ class MemifdBench:
             except CtlError as exc:
                 raise MemifdError(str(exc)) from None
         try:
-            reply = self.cli.request(line, want_json=data)
+            return self.cli.run(line, want_json=data)
+        except CommandFailed as exc:
+            raise MemifdError(str(exc)) from None
         except CtlError as exc:
             raise MemifdError(f"memifd's CLI: {exc}") from None
-        if not reply.get("ok"):
-            raise MemifdError(f"memifd: {line}: {str(reply.get('output')).strip()}")
-        return reply.get("data") if data else reply.get("output")
 
     def interfaces(self) -> dict[str, dict[str, Any]]:
         """``show interface``, by name."""

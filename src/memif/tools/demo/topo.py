@@ -28,7 +28,7 @@ import tempfile
 import time
 from typing import Any
 
-from ...ctl.main import Client, CtlError
+from ...ctl.main import Client, CommandFailed, CtlError
 from .proc import Child, DemoError, memif_argv
 
 IF_A, IF_C, IF_B = "memif1/0", "memif2/0", "memif3/0"
@@ -113,12 +113,11 @@ class Topology:
         if self._ctl is None:
             raise DemoError("memifd is not running")
         try:
-            reply = self._ctl.request(command, want_json=True)
+            return self._ctl.run(command, want_json=True)
+        except CommandFailed as exc:
+            raise DemoError(str(exc)) from None
         except CtlError as exc:
             raise DemoError(f"{exc} ({self.log_tail()})") from None
-        if not reply.get("ok"):
-            raise DemoError(f"memifd: {command}: {reply.get('output')}")
-        return reply.get("data")
 
     def interfaces(self) -> dict[str, dict[str, Any]]:
         """``show interface``: name -> facts and counters (also kept in :attr:`last`)."""
