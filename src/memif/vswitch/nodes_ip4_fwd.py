@@ -276,13 +276,15 @@ class Ip4Lookup(SwitchNode):
         rt, meta = self.rt, self.meta
         adj = rt.ip4_fib.lookup(self._destinations(idx))
         meta.adj[idx] = adj
-        nx = rt.adjacencies.next[adj]
-        first = int(nx[0])
-        if (nx == first).all() and first != Next.DROP:  # the usual vector: one way for all
+        first = int(rt.adjacencies.next[adj[0]])
+        if first != Next.DROP and (  # the usual vector: one way for all
+            (adj == adj[0]).all() or (rt.adjacencies.next[adj] == first).all()
+        ):
             if first == Next.MISS:
                 meta.icmp[idx] = ICMP_NET_UNREACHABLE
             self.graph.enqueue(self.next[first], idx)
             return
+        nx = rt.adjacencies.next[adj]
         meta.icmp[idx[nx == Next.MISS]] = ICMP_NET_UNREACHABLE
         dropped = nx == Next.DROP
         self.drop(idx[dropped], "adjacency-drop")
