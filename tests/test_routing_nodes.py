@@ -27,6 +27,7 @@ from memif.vswitch.ip4_fib import FibError, Ip4Fib
 from memif.vswitch.ip4_route import SPECIAL_ROUTES, Ip4Routes, Source
 from memif.vswitch.nodes_ip4_fwd import (
     OK,
+    checksum_after_ttl,
     ip4_check,
     ip4_check_reference,
     ttl_rewrite,
@@ -97,6 +98,22 @@ def test_ttl_rewrite_matches_rfc1624_reference(headers: list[bytes]) -> None:
     assert list(zip(ttl.tolist(), csum.tolist(), strict=True)) == [
         ttl_rewrite_reference(h) for h in headers
     ]
+
+
+@pytest.mark.parametrize(("ttl", "proto"), [(2, 0), (64, 17), (255, 255)])
+def test_checksum_after_ttl_in_memory_order_matches_rfc1624_reference(ttl: int, proto: int) -> None:
+    """ip4-rewrite's short path on every checksum value (0xFFFF, which carries out of
+    16 bits, among them): the bytes it leaves are the reference's."""
+    every = np.arange(1 << 16, dtype=">u2")
+    hc = every.view(np.uint8).view(np.uint16).copy()  # memory order, as in a packet
+    checksum_after_ttl(hc)
+    header = bytearray(12)
+    header[8:10] = ttl, proto
+    want = []
+    for value in range(1 << 16):
+        header[10:12] = value.to_bytes(2, "big")
+        want.append(ttl_rewrite_reference(bytes(header))[1])
+    assert hc.view(">u2").tolist() == want
 
 
 def test_ttl_rewrite_keeps_the_header_checksum_valid() -> None:
@@ -252,17 +269,19 @@ def flawed(ip: bytes, flaw: str) -> bytes:
 @pytest.mark.parametrize("name", ["ip4-input", "ip4-lookup", "ip4-rewrite"])
 @pytest.mark.parametrize("side", ["memif1/0", "memif1/1"])
 @pytest.mark.parametrize("flaw", [None, "options", "checksum", "ttl", "mac", "length", "frag"])
+@pytest.mark.parametrize("hosts", [4, 1])
 def test_node_vector_path_of_a_clean_vector_matches_its_plain_path(
-    switch: Switch, name: str, side: str, flaw: str | None
+    switch: Switch, name: str, side: str, flaw: str | None, hosts: int
 ) -> None:
     """Vectors of good packets from one interface (the nodes' shortest vector paths),
     with padding and group MACs, and at most one packet with one ``flaw`` that the short
-    path must see: the same outcome as the plain paths."""
+    path must see: the same outcome as the plain paths.  To ``hosts`` destinations: 1 is
+    one adjacency for the whole vector (ip4-rewrite's broadcast rewrite)."""
     rnd = random.Random(name + side)
     sw_if = switch.interface(side)
     frames, adjs = [], []
     for k in range(64):
-        dst = packet.ip4(rnd.choice(["10.9.1.1", "10.9.7.7", "10.2.0.7", "10.1.0.5"]))
+        dst = packet.ip4(rnd.choice(["10.9.1.1", "10.9.7.7", "10.2.0.7", "10.1.0.5"][:hosts]))
         ip = packet.ipv4(packet.ip4("10.1.0.2"), dst, 17, rnd.randbytes(k % 9), ttl=2 + k % 60)
         if k == 7 and flaw is not None:
             ip = flawed(ip, flaw)

@@ -347,6 +347,23 @@ def ttl_rewrite(hdr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return hdr[:, 8] - np.uint8(1), (s ^ 0xFFFF).astype(np.uint16)
 
 
+def checksum_after_ttl(hc: np.ndarray) -> None:
+    """In place: the header checksums (uint16 read from memory on a little-endian host:
+    byte-swapped) after each TTL is decremented (TTL >= 2), as :func:`ttl_rewrite`
+    computes them.
+
+    RFC 1624 eqn 3 with ``~m + m'`` = 0xFEFF comes to HC + 0x100 with an end-around
+    carry; in memory order that 0x100 is a 1 added to the low byte, whose carry goes
+    into the high byte as the end-around carry does.  The two checksums at the top in
+    memory order differ: 0xFEFF becomes 0 (eqn 3's ~0xFFFF), 0xFFFF wraps to 0x0100."""
+    top = int(hc.max()) >= 0xFFFE  # memory order of 0xFEFF and 0xFFFF
+    hc += np.uint16(1)
+    if top:
+        wrapped = hc == 0
+        hc[hc == 0xFFFF] = 0
+        hc[wrapped] = 1  # 0x0100 read back big-endian
+
+
 def ttl_rewrite_reference(header: bytes) -> tuple[int, int]:
     """One header's :func:`ttl_rewrite`, with :func:`memif.packet.update_checksum`."""
     ttl, proto = header[8], header[9]
@@ -403,11 +420,10 @@ class Ip4Rewrite(SwitchNode):
         """The usual vector, in one row gather and one row scatter: one receiving
         interface whose header size the adjacencies' rewrites keep (Ethernet to
         Ethernet, mode ip to mode ip) and no TTL running out.  Each packet's first 32
-        bytes are gathered as four 64-bit words (host order) and rewritten there: the
-        TTL byte less one, the checksum by RFC 1624 eqn 3 in host byte order (one's
-        complement sums do not depend on it: the constant 0xFEFF swapped is 0xFFFE), the
-        Ethernet header's 14 bytes from the adjacency's words.  False (nothing done)
-        otherwise."""
+        bytes are gathered and rewritten there, a field at a time along the vector: the
+        TTL byte less one, the checksum plus one in host byte order (see
+        :func:`checksum_after_ttl`), the Ethernet header from the adjacency's words.
+        False (nothing done) otherwise."""
         rt, meta, pool, t = self.rt, self.meta, self.rt.pool, self.tables
         a = rt.adjacencies
         rx = meta.rx_if[idx]
@@ -421,25 +437,25 @@ class Ip4Rewrite(SwitchNode):
         ):
             return False
         items = pool.rows(ROW)
-        words = items[idx].view(np.uint64).reshape(-1, ROW // 8)
-        ttl_word, ttl_shift = divmod(off + 8, 8)
-        ttl_word_shift = np.uint64(8 * ttl_shift)
-        ttl = words[:, ttl_word] >> ttl_word_shift
-        if int((ttl & np.uint64(0xFF)).min()) <= 1:
+        row = items[idx].view(np.uint8).reshape(-1, ROW)
+        ttl = row[:, off + 8]
+        if int(ttl.min()) <= 1:
             return False
-        words[:, ttl_word] -= np.uint64(1) << ttl_word_shift
-        sum_word, sum_shift = divmod(off + 10, 8)
-        shift = np.uint64(8 * sum_shift)
-        hc = words[:, sum_word] >> shift & np.uint64(0xFFFF)
-        s = (hc ^ np.uint64(0xFFFF)) + np.uint64(0xFFFE)
-        s = (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
-        words[:, sum_word] ^= (hc ^ s ^ np.uint64(0xFFFF)) << shift
-        if off:  # column by column: numpy's loops over a row of two words are slow
-            head = a.rewrite_words[a0] if one else a.rewrite_words[adj].T
-            words[:, 0] = head[0]
-            words[:, 1] &= KEEP
-            words[:, 1] |= head[1]
-        items[idx] = words.view(items.dtype)[:, 0]
+        ttl -= np.uint8(1)
+        checksum_after_ttl(row.view(np.uint16)[:, (off + 10) // 2])
+        if off:  # column by column: numpy's loops over a row of words are slow
+            words = row.view(np.uint64)
+            if one:
+                w0, w1 = a.rewrite_words[a0].tolist()
+                words[:, 0] = w0
+                row.view(np.uint32)[:, 2] = w1 & 0xFFFFFFFF
+                row.view(np.uint16)[:, 6] = w1 >> 32 & 0xFFFF
+            else:
+                head = a.rewrite_words[adj].T
+                words[:, 0] = head[0]
+                words[:, 1] &= KEEP
+                words[:, 1] |= head[1]
+        items[idx] = row.view(items.dtype)[:, 0]
         meta.tx_if[idx] = a.sw_if[a0] if one else a.sw_if[adj]
         self.graph.enqueue(self.next[self.OUTPUT], idx)
         return True
