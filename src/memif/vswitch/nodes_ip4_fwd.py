@@ -2,10 +2,12 @@
 
 ip4-input checks each header (version, IHL, total length against the frame, header
 checksum, TTL, VPP's fragment-offset-1 rule) and drops what fails under VPP's error
-names; ip4-lookup finds each destination's adjacency in the FIB over the whole vector
-and sends the packet where the adjacency says (:class:`~.adjacency.Next`): ip4-local
-for our addresses, ip4-rewrite for a resolved next hop, ip4-arp or ip4-glean to resolve
-one, ip4-icmp-error when no route covers it; ip4-rewrite decrements the TTL (a packet
+names, and leaves each good packet's destination in its metadata (``Meta.ip4_dst``: the
+header is gathered once); ip4-lookup, which only ip4-input feeds, finds each
+destination's adjacency in the FIB over the whole vector and sends the packet where the
+adjacency says (:class:`~.adjacency.Next`): ip4-local for our addresses, ip4-rewrite for
+a resolved next hop, ip4-arp or ip4-glean to resolve one, ip4-icmp-error when no route
+covers it; ip4-rewrite decrements the TTL (a packet
 whose TTL would reach 0 goes to ip4-icmp-error: time exceeded), updates the checksum
 incrementally (RFC 1624), writes the adjacency's Ethernet header and hands the packet to
 its interface.
@@ -175,16 +177,13 @@ class Ip4Input(SwitchNode):
         code[other] = MAC_MISMATCH
         code[~t.has_ip[rx]] = NOT_ENABLED
         good = code == OK
-        if good.all():
-            total = hdr[:, 2].astype(np.int64) << 8 | hdr[:, 3]
-            pool.length[idx] = off + total  # Ethernet padding is not the packet's
-            self.graph.enqueue(self.next[self.LOOKUP], idx)
-            return
-        for c in np.unique(code[~good]).tolist():
-            self.drop(idx[code == c], INPUT_ERRORS[c])
-        ok, hdr, off = idx[good], hdr[good], off[good]
-        pool.length[ok] = off + (hdr[:, 2].astype(np.int64) << 8 | hdr[:, 3])
-        self.graph.enqueue(self.next[self.LOOKUP], ok)
+        if not good.all():
+            for c in np.unique(code[~good]).tolist():
+                self.drop(idx[code == c], INPUT_ERRORS[c])
+            idx, hdr, off = idx[good], hdr[good], off[good]
+        pool.length[idx] = off + (hdr[:, 2].astype(np.int64) << 8 | hdr[:, 3])  # no padding
+        meta.ip4_dst[idx] = ip4_dst(hdr[:, 16:20])
+        self.graph.enqueue(self.next[self.LOOKUP], idx)
 
     def _all_good(self, idx: np.ndarray) -> bool:
         """The usual vector, in fewer steps: one addressed receiving interface, every
@@ -229,6 +228,10 @@ class Ip4Input(SwitchNode):
         if not (length <= pool.length[idx]).all():
             return False
         pool.length[idx] = length  # Ethernet padding is not the packet's
+        dst = words[8].astype(np.uint32)
+        dst <<= 16
+        dst |= words[9]
+        meta.ip4_dst[idx] = dst
         self.graph.enqueue(self.next[self.LOOKUP], idx)
         return True
 
@@ -249,6 +252,7 @@ class Ip4Input(SwitchNode):
         if code != OK:
             return self.dropped(INPUT_ERRORS[code])
         pool.length[i] = off + int.from_bytes(header[2:4], "big")
+        meta.ip4_dst[i] = int.from_bytes(header[16:20], "big")
         return self.next[self.LOOKUP]
 
     def format_trace(self, i: int) -> str:
@@ -258,7 +262,8 @@ class Ip4Input(SwitchNode):
 
 
 class Ip4Lookup(SwitchNode):
-    """Longest-prefix match of every destination of the vector at once; on by adjacency."""
+    """Longest-prefix match of every destination of the vector at once (``Meta.ip4_dst``,
+    as ip4-input found it in the header); on by adjacency."""
 
     name = "ip4-lookup"
     errors = {"adjacency-drop": "ip4 adjacency drop (a special route: network, broadcast)"}
@@ -274,7 +279,7 @@ class Ip4Lookup(SwitchNode):
             self.route_small(idx)
             return
         rt, meta = self.rt, self.meta
-        adj = rt.ip4_fib.lookup(self._destinations(idx))
+        adj = rt.ip4_fib.lookup(meta.ip4_dst[idx])
         meta.adj[idx] = adj
         first = int(rt.adjacencies.next[adj[0]])
         if first != Next.DROP and (  # the usual vector: one way for all
@@ -293,25 +298,10 @@ class Ip4Lookup(SwitchNode):
             self._ids = np.array(self.next, np.int64)
         self.graph.dispatch(idx[keep], self._ids[nx[keep]])
 
-    def _destinations(self, idx: np.ndarray) -> np.ndarray:
-        """Each packet's IPv4 destination (uint32, host order): for the usual vector (one
-        receiving interface) from one row gather, else by each packet's offset."""
-        rt, meta = self.rt, self.meta
-        rx = meta.rx_if[idx]
-        r0 = int(rx[0])
-        if not (rx == r0).all():
-            return ip4_dst(gather(rt.pool, idx, l3_offsets(self, idx) + 16, 4))
-        end = (0 if self.tables.ip_mode[r0] else ETH) + packet.IP_HLEN
-        rows = rt.pool.rows(end)[idx].view(np.uint8).reshape(-1, end)
-        dst: np.ndarray = rows[:, end - 4 :].view(">u4")[:, 0].astype(np.uint32)
-        return dst
-
     def next_of(self, i: int) -> int:
         """Where buffer ``i``'s adjacency sends it (its adjacency written), plainly."""
         rt, meta = self.rt, self.meta
-        off = l3_offset(self, i)
-        dst = int.from_bytes(rt.pool.data[i, off + 16 : off + 20].tobytes(), "big")
-        adj = rt.ip4_fib.lookup_one(dst)
+        adj = rt.ip4_fib.lookup_one(int(meta.ip4_dst[i]))
         meta.adj[i] = adj
         nx = int(rt.adjacencies.next[adj])
         if nx == Next.DROP:
