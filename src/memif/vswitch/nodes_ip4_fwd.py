@@ -228,10 +228,7 @@ class Ip4Input(SwitchNode):
         if not (length <= pool.length[idx]).all():
             return False
         pool.length[idx] = length  # Ethernet padding is not the packet's
-        dst = words[8].astype(np.uint32)
-        dst <<= 16
-        dst |= words[9]
-        meta.ip4_dst[idx] = dst
+        meta.ip4_dst[idx] = rows[:, 16:20].view(">u4")[:, 0].astype(np.uint32)
         self.graph.enqueue(self.next[self.LOOKUP], idx)
         return True
 
