@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from memif.vswitch.ip4_fib import FibError, Ip4Fib
 from memif.vswitch.ip4_route import SPECIAL_ROUTES, Ip4Routes, Source
 from memif.vswitch.nodes_ip4_fwd import (
     OK,
+    checksum_after_ttl,
     ip4_check,
     ip4_check_reference,
     ttl_rewrite,
@@ -99,6 +100,22 @@ def test_ttl_rewrite_matches_rfc1624_reference(headers: list[bytes]) -> None:
     ]
 
 
+@pytest.mark.parametrize(("ttl", "proto"), [(2, 0), (64, 17), (255, 255)])
+def test_checksum_after_ttl_in_memory_order_matches_rfc1624_reference(ttl: int, proto: int) -> None:
+    """ip4-rewrite's short path on every checksum value (0xFFFF, which carries out of
+    16 bits, among them): the bytes it leaves are the reference's."""
+    every = np.arange(1 << 16, dtype=">u2")
+    hc = every.view(np.uint8).view(np.uint16).copy()  # memory order, as in a packet
+    checksum_after_ttl(hc)
+    header = bytearray(12)
+    header[8:10] = ttl, proto
+    want = []
+    for value in range(1 << 16):
+        header[10:12] = value.to_bytes(2, "big")
+        want.append(ttl_rewrite_reference(bytes(header))[1])
+    assert hc.view(">u2").tolist() == want
+
+
 def test_ttl_rewrite_keeps_the_header_checksum_valid() -> None:
     rnd = random.Random(5)
     for _ in range(200):
@@ -131,8 +148,9 @@ def switch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Switch]:
     sw.close()
 
 
-def load(sw: Switch, frames: list[tuple[int, bytes]], adjs: list[int]) -> np.ndarray:
-    """Buffers holding ``frames`` (rx interface, bytes) with their metadata."""
+def load(sw: Switch, name: str, frames: list[tuple[int, bytes]], adjs: list[int]) -> np.ndarray:
+    """Buffers holding ``frames`` (rx interface, bytes) with the metadata the nodes before
+    ``name`` leave (ip4-input's destination 0 for ip4-input itself)."""
     idx = sw.pool.alloc(len(frames))
     assert len(idx) == len(frames)
     for i, (rx, frame), adj in zip(idx.tolist(), frames, adjs, strict=True):
@@ -141,16 +159,20 @@ def load(sw: Switch, frames: list[tuple[int, bytes]], adjs: list[int]) -> np.nda
         sw.pool.length[i] = len(frame)
         sw.meta.rx_if[i] = rx
         sw.meta.dmac[i] = parse_ethernet_reference(frame.ljust(14, b"\0"))[0]
+        at = (0 if sw.runtime.tables.ip_mode[rx] else packet.ETH_HLEN) + 16
+        dst = int.from_bytes(frame[at : at + 4].ljust(4, b"\0"), "big")
+        sw.meta.ip4_dst[i] = 0 if name == "ip4-input" else dst
         sw.meta.adj[i] = adj
         sw.meta.tx_if[i] = sw.meta.icmp[i] = 0
     return idx
 
 
 def outcome(sw: Switch, idx: np.ndarray, where: dict[int, str]) -> list[tuple]:
-    """Per buffer: next node, bytes, tx interface, adjacency, ICMP error; then free."""
+    """Per buffer: next node, bytes, tx interface, adjacency, ICMP error, IPv4
+    destination (ip4-input's); then free."""
     out = [
         (where[i], sw.pool.packet(i), int(sw.meta.tx_if[i]), int(sw.meta.adj[i]),
-         int(sw.meta.icmp[i]))
+         int(sw.meta.icmp[i]), int(sw.meta.ip4_dst[i]))
         for i in idx.tolist()
     ]  # fmt: skip
     sw.pool.free(idx)
@@ -160,7 +182,7 @@ def outcome(sw: Switch, idx: np.ndarray, where: dict[int, str]) -> list[tuple]:
 def run_vector(sw: Switch, name: str, frames: list[tuple[int, bytes]], adjs: list[int]):
     node = sw.graph.by_name[name]
     node.error_counts.clear()
-    idx = load(sw, frames, adjs)
+    idx = load(sw, name, frames, adjs)
     queued: list[tuple[int, np.ndarray]] = []  # what the node hands on, not run further
     sw.graph.enqueue = lambda k, vec: queued.append((k, vec))  # type: ignore[method-assign]
     try:
@@ -174,7 +196,7 @@ def run_vector(sw: Switch, name: str, frames: list[tuple[int, bytes]], adjs: lis
 def run_plain(sw: Switch, name: str, frames: list[tuple[int, bytes]], adjs: list[int]):
     node = sw.graph.by_name[name]
     node.error_counts.clear()
-    idx = load(sw, frames, adjs)
+    idx = load(sw, name, frames, adjs)
     where = {i: sw.graph.nodes[node.next_of(i)].node_name for i in idx.tolist()}
     return outcome(sw, idx, where), dict(node.error_counts)
 
@@ -227,6 +249,34 @@ def test_node_vector_path_matches_its_plain_path(switch: Switch, name: str, seed
     assert vector == plain
 
 
+@pytest.mark.parametrize("side", ["memif1/0", "memif1/1", None])
+@pytest.mark.parametrize("run", [run_vector, run_plain])
+def test_ip4_input_leaves_each_destination_for_ip4_lookup(
+    switch: Switch, side: str | None, run: Callable[..., tuple[list[tuple], dict[str, int]]]
+) -> None:
+    """What ip4-lookup reads (``meta.ip4_dst``, 0 before) is the header's destination of
+    every packet ip4-input passes, on its clean-vector path (one interface), its full
+    check (random frames from both) and its plain path."""
+    rnd = random.Random(str(side))
+    if side is None:
+        frames, _ = frames_for(switch, rnd, 200)
+    else:
+        sw_if = switch.interface(side)
+        ips = [packet.ipv4(packet.ip4("10.1.0.2"), rnd.randbytes(4), 17, b"x" * k, ttl=9)
+               for k in range(64)]  # fmt: skip
+        frames = [(sw_if.sw_if_index, ip if sw_if.ip_mode else packet.ethernet(
+            ETH_MAC, PEER_MAC, 0x0800, ip)) for ip in ips]  # fmt: skip
+    out, _ = run(switch, "ip4-input", frames, [0] * len(frames))
+    ip_mode = switch.runtime.tables.ip_mode
+    passed = 0
+    for (rx, frame), o in zip(frames, out, strict=True):
+        if o[0] == "ip4-lookup":
+            at = (0 if ip_mode[rx] else packet.ETH_HLEN) + 16
+            assert o[-1] == int.from_bytes(frame[at : at + 4], "big")
+            passed += 1
+    assert passed >= (64 if side else 20)
+
+
 def flawed(ip: bytes, flaw: str) -> bytes:
     """``ip`` (a good 20-byte-header packet) with options or one field wrong; the
     header checksum is made good again unless it is the flaw."""
@@ -252,17 +302,19 @@ def flawed(ip: bytes, flaw: str) -> bytes:
 @pytest.mark.parametrize("name", ["ip4-input", "ip4-lookup", "ip4-rewrite"])
 @pytest.mark.parametrize("side", ["memif1/0", "memif1/1"])
 @pytest.mark.parametrize("flaw", [None, "options", "checksum", "ttl", "mac", "length", "frag"])
+@pytest.mark.parametrize("hosts", [4, 1])
 def test_node_vector_path_of_a_clean_vector_matches_its_plain_path(
-    switch: Switch, name: str, side: str, flaw: str | None
+    switch: Switch, name: str, side: str, flaw: str | None, hosts: int
 ) -> None:
     """Vectors of good packets from one interface (the nodes' shortest vector paths),
     with padding and group MACs, and at most one packet with one ``flaw`` that the short
-    path must see: the same outcome as the plain paths."""
+    path must see: the same outcome as the plain paths.  To ``hosts`` destinations: 1 is
+    one adjacency for the whole vector (ip4-rewrite's broadcast rewrite)."""
     rnd = random.Random(name + side)
     sw_if = switch.interface(side)
     frames, adjs = [], []
     for k in range(64):
-        dst = packet.ip4(rnd.choice(["10.9.1.1", "10.9.7.7", "10.2.0.7", "10.1.0.5"]))
+        dst = packet.ip4(rnd.choice(["10.9.1.1", "10.9.7.7", "10.2.0.7", "10.1.0.5"][:hosts]))
         ip = packet.ipv4(packet.ip4("10.1.0.2"), dst, 17, rnd.randbytes(k % 9), ttl=2 + k % 60)
         if k == 7 and flaw is not None:
             ip = flawed(ip, flaw)

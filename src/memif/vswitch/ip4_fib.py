@@ -200,13 +200,18 @@ class Ip4Fib:
         """The adjacency of each destination (uint32, host order), ``MISS`` where none."""
         dst = np.asarray(dst, np.uint32)
         out = self._tbl24.take(dst >> 8)
-        if len(out) and out.min() >= _EXT:  # every /24 has longer prefixes: no selecting
+        if not len(out):
+            return out
+        lowest = out.min()
+        if lowest >= _EXT:  # every /24 has longer prefixes: no selecting
             out = self._tbl8.take((out & ~_EXT) << 8 | (dst & 0xFF))
-        elif len(out) and out.max() >= _EXT:
+            lowest = out.min()
+        elif out.max() >= _EXT:
             ext = np.flatnonzero(out >= _EXT)
             entry = out[ext] & ~_EXT
             out[ext] = self._tbl8.take((entry << 8) | (dst[ext] & 0xFF))
-        if self._default:
+            lowest = out.min()
+        if self._default and lowest == self.MISS:  # only where some destination missed
             np.putmask(out, out == self.MISS, self._default)
         return out
 

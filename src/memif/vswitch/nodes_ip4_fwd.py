@@ -2,10 +2,12 @@
 
 ip4-input checks each header (version, IHL, total length against the frame, header
 checksum, TTL, VPP's fragment-offset-1 rule) and drops what fails under VPP's error
-names; ip4-lookup finds each destination's adjacency in the FIB over the whole vector
-and sends the packet where the adjacency says (:class:`~.adjacency.Next`): ip4-local
-for our addresses, ip4-rewrite for a resolved next hop, ip4-arp or ip4-glean to resolve
-one, ip4-icmp-error when no route covers it; ip4-rewrite decrements the TTL (a packet
+names, and leaves each good packet's destination in its metadata (``Meta.ip4_dst``: the
+header is gathered once); ip4-lookup, which only ip4-input feeds, finds each
+destination's adjacency in the FIB over the whole vector and sends the packet where the
+adjacency says (:class:`~.adjacency.Next`): ip4-local for our addresses, ip4-rewrite for
+a resolved next hop, ip4-arp or ip4-glean to resolve one, ip4-icmp-error when no route
+covers it; ip4-rewrite decrements the TTL (a packet
 whose TTL would reach 0 goes to ip4-icmp-error: time exceeded), updates the checksum
 incrementally (RFC 1624), writes the adjacency's Ethernet header and hands the packet to
 its interface.
@@ -175,16 +177,13 @@ class Ip4Input(SwitchNode):
         code[other] = MAC_MISMATCH
         code[~t.has_ip[rx]] = NOT_ENABLED
         good = code == OK
-        if good.all():
-            total = hdr[:, 2].astype(np.int64) << 8 | hdr[:, 3]
-            pool.length[idx] = off + total  # Ethernet padding is not the packet's
-            self.graph.enqueue(self.next[self.LOOKUP], idx)
-            return
-        for c in np.unique(code[~good]).tolist():
-            self.drop(idx[code == c], INPUT_ERRORS[c])
-        ok, hdr, off = idx[good], hdr[good], off[good]
-        pool.length[ok] = off + (hdr[:, 2].astype(np.int64) << 8 | hdr[:, 3])
-        self.graph.enqueue(self.next[self.LOOKUP], ok)
+        if not good.all():
+            for c in np.unique(code[~good]).tolist():
+                self.drop(idx[code == c], INPUT_ERRORS[c])
+            idx, hdr, off = idx[good], hdr[good], off[good]
+        pool.length[idx] = off + (hdr[:, 2].astype(np.int64) << 8 | hdr[:, 3])  # no padding
+        meta.ip4_dst[idx] = ip4_dst(hdr[:, 16:20])
+        self.graph.enqueue(self.next[self.LOOKUP], idx)
 
     def _all_good(self, idx: np.ndarray) -> bool:
         """The usual vector, in fewer steps: one addressed receiving interface, every
@@ -229,6 +228,7 @@ class Ip4Input(SwitchNode):
         if not (length <= pool.length[idx]).all():
             return False
         pool.length[idx] = length  # Ethernet padding is not the packet's
+        meta.ip4_dst[idx] = rows[:, 16:20].view(">u4")[:, 0].astype(np.uint32)
         self.graph.enqueue(self.next[self.LOOKUP], idx)
         return True
 
@@ -249,6 +249,7 @@ class Ip4Input(SwitchNode):
         if code != OK:
             return self.dropped(INPUT_ERRORS[code])
         pool.length[i] = off + int.from_bytes(header[2:4], "big")
+        meta.ip4_dst[i] = int.from_bytes(header[16:20], "big")
         return self.next[self.LOOKUP]
 
     def format_trace(self, i: int) -> str:
@@ -258,7 +259,8 @@ class Ip4Input(SwitchNode):
 
 
 class Ip4Lookup(SwitchNode):
-    """Longest-prefix match of every destination of the vector at once; on by adjacency."""
+    """Longest-prefix match of every destination of the vector at once (``Meta.ip4_dst``,
+    as ip4-input found it in the header); on by adjacency."""
 
     name = "ip4-lookup"
     errors = {"adjacency-drop": "ip4 adjacency drop (a special route: network, broadcast)"}
@@ -274,15 +276,17 @@ class Ip4Lookup(SwitchNode):
             self.route_small(idx)
             return
         rt, meta = self.rt, self.meta
-        adj = rt.ip4_fib.lookup(self._destinations(idx))
+        adj = rt.ip4_fib.lookup(meta.ip4_dst[idx])
         meta.adj[idx] = adj
-        nx = rt.adjacencies.next[adj]
-        first = int(nx[0])
-        if (nx == first).all() and first != Next.DROP:  # the usual vector: one way for all
+        first = int(rt.adjacencies.next[adj[0]])
+        if first != Next.DROP and (  # the usual vector: one way for all
+            (adj == adj[0]).all() or (rt.adjacencies.next[adj] == first).all()
+        ):
             if first == Next.MISS:
                 meta.icmp[idx] = ICMP_NET_UNREACHABLE
             self.graph.enqueue(self.next[first], idx)
             return
+        nx = rt.adjacencies.next[adj]
         meta.icmp[idx[nx == Next.MISS]] = ICMP_NET_UNREACHABLE
         dropped = nx == Next.DROP
         self.drop(idx[dropped], "adjacency-drop")
@@ -291,25 +295,10 @@ class Ip4Lookup(SwitchNode):
             self._ids = np.array(self.next, np.int64)
         self.graph.dispatch(idx[keep], self._ids[nx[keep]])
 
-    def _destinations(self, idx: np.ndarray) -> np.ndarray:
-        """Each packet's IPv4 destination (uint32, host order): for the usual vector (one
-        receiving interface) from one row gather, else by each packet's offset."""
-        rt, meta = self.rt, self.meta
-        rx = meta.rx_if[idx]
-        r0 = int(rx[0])
-        if not (rx == r0).all():
-            return ip4_dst(gather(rt.pool, idx, l3_offsets(self, idx) + 16, 4))
-        end = (0 if self.tables.ip_mode[r0] else ETH) + packet.IP_HLEN
-        rows = rt.pool.rows(end)[idx].view(np.uint8).reshape(-1, end)
-        dst: np.ndarray = rows[:, end - 4 :].view(">u4")[:, 0].astype(np.uint32)
-        return dst
-
     def next_of(self, i: int) -> int:
         """Where buffer ``i``'s adjacency sends it (its adjacency written), plainly."""
         rt, meta = self.rt, self.meta
-        off = l3_offset(self, i)
-        dst = int.from_bytes(rt.pool.data[i, off + 16 : off + 20].tobytes(), "big")
-        adj = rt.ip4_fib.lookup_one(dst)
+        adj = rt.ip4_fib.lookup_one(int(meta.ip4_dst[i]))
         meta.adj[i] = adj
         nx = int(rt.adjacencies.next[adj])
         if nx == Next.DROP:
@@ -343,6 +332,23 @@ def ttl_rewrite(hdr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     s = (hdr[:, 10:12].view(">u2")[:, 0].astype(np.uint32) ^ 0xFFFF) + 0xFEFF
     s = (s & 0xFFFF) + (s >> 16)
     return hdr[:, 8] - np.uint8(1), (s ^ 0xFFFF).astype(np.uint16)
+
+
+def checksum_after_ttl(hc: np.ndarray) -> None:
+    """In place: the header checksums (uint16 read from memory on a little-endian host:
+    byte-swapped) after each TTL is decremented (TTL >= 2), as :func:`ttl_rewrite`
+    computes them.
+
+    RFC 1624 eqn 3 with ``~m + m'`` = 0xFEFF comes to HC + 0x100 with an end-around
+    carry; in memory order that 0x100 is a 1 added to the low byte, whose carry goes
+    into the high byte as the end-around carry does.  The two checksums at the top in
+    memory order differ: 0xFEFF becomes 0 (eqn 3's ~0xFFFF), 0xFFFF wraps to 0x0100."""
+    top = int(hc.max()) >= 0xFFFE  # memory order of 0xFEFF and 0xFFFF
+    hc += np.uint16(1)
+    if top:
+        wrapped = hc == 0
+        hc[hc == 0xFFFF] = 0
+        hc[wrapped] = 1  # 0x0100 read back big-endian
 
 
 def ttl_rewrite_reference(header: bytes) -> tuple[int, int]:
@@ -401,11 +407,10 @@ class Ip4Rewrite(SwitchNode):
         """The usual vector, in one row gather and one row scatter: one receiving
         interface whose header size the adjacencies' rewrites keep (Ethernet to
         Ethernet, mode ip to mode ip) and no TTL running out.  Each packet's first 32
-        bytes are gathered as four 64-bit words (host order) and rewritten there: the
-        TTL byte less one, the checksum by RFC 1624 eqn 3 in host byte order (one's
-        complement sums do not depend on it: the constant 0xFEFF swapped is 0xFFFE), the
-        Ethernet header's 14 bytes from the adjacency's words.  False (nothing done)
-        otherwise."""
+        bytes are gathered and rewritten there, a field at a time along the vector: the
+        TTL byte less one, the checksum plus one in host byte order (see
+        :func:`checksum_after_ttl`), the Ethernet header from the adjacency's words.
+        False (nothing done) otherwise."""
         rt, meta, pool, t = self.rt, self.meta, self.rt.pool, self.tables
         a = rt.adjacencies
         rx = meta.rx_if[idx]
@@ -419,25 +424,25 @@ class Ip4Rewrite(SwitchNode):
         ):
             return False
         items = pool.rows(ROW)
-        words = items[idx].view(np.uint64).reshape(-1, ROW // 8)
-        ttl_word, ttl_shift = divmod(off + 8, 8)
-        ttl_word_shift = np.uint64(8 * ttl_shift)
-        ttl = words[:, ttl_word] >> ttl_word_shift
-        if int((ttl & np.uint64(0xFF)).min()) <= 1:
+        row = items[idx].view(np.uint8).reshape(-1, ROW)
+        ttl = row[:, off + 8]
+        if int(ttl.min()) <= 1:
             return False
-        words[:, ttl_word] -= np.uint64(1) << ttl_word_shift
-        sum_word, sum_shift = divmod(off + 10, 8)
-        shift = np.uint64(8 * sum_shift)
-        hc = words[:, sum_word] >> shift & np.uint64(0xFFFF)
-        s = (hc ^ np.uint64(0xFFFF)) + np.uint64(0xFFFE)
-        s = (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
-        words[:, sum_word] ^= (hc ^ s ^ np.uint64(0xFFFF)) << shift
-        if off:  # column by column: numpy's loops over a row of two words are slow
-            head = a.rewrite_words[a0] if one else a.rewrite_words[adj].T
-            words[:, 0] = head[0]
-            words[:, 1] &= KEEP
-            words[:, 1] |= head[1]
-        items[idx] = words.view(items.dtype)[:, 0]
+        ttl -= np.uint8(1)
+        checksum_after_ttl(row.view(np.uint16)[:, (off + 10) // 2])
+        if off:  # column by column: numpy's loops over a row of words are slow
+            words = row.view(np.uint64)
+            if one:
+                w0, w1 = a.rewrite_words[a0].tolist()
+                words[:, 0] = w0
+                row.view(np.uint32)[:, 2] = w1 & 0xFFFFFFFF
+                row.view(np.uint16)[:, 6] = w1 >> 32 & 0xFFFF
+            else:
+                head = a.rewrite_words[adj].T
+                words[:, 0] = head[0]
+                words[:, 1] &= KEEP
+                words[:, 1] |= head[1]
+        items[idx] = row.view(items.dtype)[:, 0]
         meta.tx_if[idx] = a.sw_if[a0] if one else a.sw_if[adj]
         self.graph.enqueue(self.next[self.OUTPUT], idx)
         return True

@@ -37,12 +37,20 @@ def parse_ethernet(w0: np.ndarray, w1: np.ndarray) -> tuple[np.ndarray, np.ndarr
     (smac's last four, the ethertype, two more); :meth:`PacketPool.header_words`
     gathers them, one 8-byte load per word and packet.
     """
-    dmac = w0 >> _SHIFT16
+    return w0 >> _SHIFT16, source_macs(w0, w1), ethertypes(w1)
+
+
+def source_macs(w0: np.ndarray, w1: np.ndarray) -> np.ndarray:
+    """:func:`parse_ethernet`'s source MACs alone (the routed vector needs none)."""
     smac = w0 & _LOW16
     smac <<= _SHIFT32
     smac |= w1 >> _SHIFT32
-    etype = (w1 >> _SHIFT16).astype(np.uint16)  # the cast keeps the low 16 bits
-    return dmac, smac, etype
+    return smac
+
+
+def ethertypes(w1: np.ndarray) -> np.ndarray:
+    """:func:`parse_ethernet`'s ethertypes alone."""
+    return (w1 >> _SHIFT16).astype(np.uint16)  # the cast keeps the low 16 bits
 
 
 def parse_ethernet_reference(frame: bytes) -> tuple[int, int, int]:
@@ -118,19 +126,21 @@ class EthernetInput(SwitchNode):
             idx = idx[~runt]
             if not len(idx):
                 return
-        dmac, smac, etype = parse_ethernet(*pool.header_words(idx))
-        meta.dmac[idx], meta.smac[idx] = dmac, smac
+        w0, w1 = pool.header_words(idx)
+        meta.dmac[idx] = w0 >> _SHIFT16
         rx = meta.rx_if[idx]
         bridged = t.bridged[rx]
         nexts = self.next
         if bridged.all():
+            meta.smac[idx] = source_macs(w0, w1)
             self.graph.enqueue(nexts[self.L2_LEARN], idx)
             return
-        meta.etype[idx] = etype
+        meta.etype[idx] = etype = ethertypes(w1)
         r0 = int(rx[0])
         if t.mode[r0] == _L3 and t.has_ip[r0] and (etype == ETH_P_IP).all() and (rx == r0).all():
-            self.graph.enqueue(nexts[self.IP4], idx)  # the usual routed vector
-            return
+            self.graph.enqueue(nexts[self.IP4], idx)  # the usual routed vector: no learning,
+            return  # so no source MAC to keep
+        meta.smac[idx] = source_macs(w0, w1)
         mode = t.mode[rx]
         self.graph.enqueue(nexts[self.L2_LEARN], idx[bridged])
         xc = mode == _XCONNECT

@@ -43,6 +43,7 @@ class Meta:
         self.etype = np.zeros(n_buffers, np.uint16)
         # a SPAN clone: never mirrored again (set by mirror, cleared at output)
         self.span_copy = np.zeros(n_buffers, bool)
+        self.ip4_dst = np.zeros(n_buffers, np.uint32)  # ip4-input's: the destination
         self.adj = np.zeros(n_buffers, np.uint32)  # ip4-lookup's adjacency
         self.icmp = np.zeros(n_buffers, np.uint16)  # ip4-icmp-error's type << 8 | code
 
