@@ -6,7 +6,7 @@ connects, SPAN, addresses.  Configuration methods raise :class:`SwitchError` wit
 one-line message; the daemon's command handlers call them.  The packet path's state
 is the :class:`~.runtime.Runtime` the nodes get; the loop that turns it is
 :class:`~.mainloop.MainLoop` (``switch.loop``); :meth:`Switch.run_once` is one turn of
-it on the system clock.
+it on the switch's clock (``clock``: ``time.monotonic`` unless a test injects one).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -83,6 +84,7 @@ class Switch:
         vector_size: int = DEFAULT_VECTOR,
         socket_access: AccessPolicy | None = None,
         socket0: str = DEFAULT_SOCKET,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 1 <= vector_size <= 1 << 16:
             raise ValueError(f"vector size {vector_size}: expected 1..{1 << 16}")
@@ -93,6 +95,7 @@ class Switch:
         self.socket_group = socket_group
         self.socket_access = socket_access or AccessPolicy()  # of sockets that name none
         rt = self.runtime = Runtime(PacketPool(n_buffers, data_size), vector_size, log)
+        rt.now = clock()
         self.pool, self.meta, self.tables = rt.pool, rt.meta, rt.tables
         self.fib, self.neighbors, self.ratelog = rt.fib, rt.neighbors, rt.ratelog
         self.ports = rt.ports  # sw_if_index -> port, every device class
@@ -103,7 +106,7 @@ class Switch:
         self.started = rt.now
         self._last_age = rt.now
         self._last_mac_age = rt.now
-        self.loop = MainLoop(rt, self.graph, self.control, self._control_fds)
+        self.loop = MainLoop(rt, self.graph, self.control, self._control_fds, clock)
         for node in (
             MemifInput(rt),
             nodes_l2.SpanInput(rt),
