@@ -17,7 +17,7 @@ import pytest
 from helpers import ENV, memif_argv
 
 from memif.loop import RxMode
-from memif.tools.bench import sweep, sweep_traffic
+from memif.tools.bench import sweep, sweep_traffic, switch_cli
 from memif.tools.bench import switch as bench_switch
 from memif.tools.bench.common import choice_list
 
@@ -190,7 +190,7 @@ def test_latency_percentiles_from_the_histogram() -> None:
 
 
 def test_frame_list_and_priming() -> None:
-    assert bench_switch.frame_list("64, 9000,IMIX,64") == [64, 9000, "imix"]
+    assert switch_cli.frame_list("64, 9000,IMIX,64") == [64, 9000, "imix"]
     assert bench_switch.segments(9000) == [2048, 2048, 2048, 2048, 808]
     assert bench_switch.segments(2048) == [2048] and bench_switch.segments(64) == [64]
     assert bench_switch.priming(64, 48) == [(64, 48)]  # one buffer: primed as asked
@@ -204,7 +204,7 @@ def test_frame_list_and_priming() -> None:
 
 
 def test_plan_puts_the_reference_first() -> None:
-    plan = bench_switch.plan([64, 1500], ["slave-zc", "reference", "master-zc"])
+    plan = switch_cli.plan([64, 1500], ["slave-zc", "reference", "master-zc"])
     assert [(c.name, f) for c, f in plan] == [
         ("reference", 64), ("master-zc", 64), ("slave-zc", 64),
         ("reference", 1500), ("master-zc", 1500), ("slave-zc", 1500),
@@ -226,7 +226,7 @@ def test_configs_name_roles_and_zero_copy() -> None:
 
 
 def test_plan_runs_bridged_before_routed_and_the_open_path_without_imix() -> None:
-    plan = bench_switch.plan([64, "imix"], ["routed", "master-copy", "bridged"])
+    plan = switch_cli.plan([64, "imix"], ["routed", "master-copy", "bridged"])
     assert [(c.name, f) for c, f in plan] == [
         ("master-copy", 64), ("bridged", 64), ("routed", 64), ("master-copy", "imix"),
     ]  # fmt: skip
@@ -304,7 +304,7 @@ def test_open_path_notes_name_a_sink_limited_row_and_the_busy_ratio() -> None:
         return bench_switch.Result(config, 64, mpps=1.0, packets=packets, sink_refused=refused,
                       busy=0.5, busy_mpps=busy_mpps)  # fmt: skip
 
-    notes = bench_switch.open_path_notes(
+    notes = switch_cli.open_path_notes(
         [row("bridged", 1000, 200, 4.0), row("routed", 900, 0, 3.0)]
     )
     assert notes == [
@@ -313,4 +313,4 @@ def test_open_path_notes_name_a_sink_limited_row_and_the_busy_ratio() -> None:
         "per second the switch was busy at 64 B: bridged 4.000 Mpps, routed 3.000 Mpps, "
         "routed/bridged 0.750",
     ]
-    assert bench_switch.open_path_notes([row("bridged", 1000, 10, 4.0)]) == []
+    assert switch_cli.open_path_notes([row("bridged", 1000, 10, 4.0)]) == []

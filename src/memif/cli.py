@@ -19,7 +19,7 @@ SUBCOMMANDS: dict[str, str] = {
     "ping": "memif.tools.ping.cli",
     "responder": "memif.tools.ping.responder",
     "bench": "memif.tools.bench.cli",
-    "bench-switch": "memif.tools.bench.switch",
+    "bench-switch": "memif.tools.bench.switch_cli",
     "bench-latency": "memif.tools.bench.latency",
     "demo": "memif.tools.demo.cli",
 }
