@@ -15,12 +15,11 @@ all (a token bucket of :data:`ARP_BURST`).
 
 from __future__ import annotations
 
-import ipaddress
-
 import numpy as np
 
 from .. import packet
 from .graph import DROP
+from .ip4_route import network
 from .nodes_ip4_fwd import l3_offset
 from .nodes_l2 import SwitchNode
 from .pool import INDEX
@@ -61,9 +60,8 @@ class TokenBucket:
 
 def source_address(sw: SwInterface, target: bytes) -> bytes | None:
     """The interface's address on ``target``'s subnet, else its first (None: none)."""
-    addr = ipaddress.IPv4Address(target)
     for ip, plen in sw.ip4:
-        if addr in ipaddress.IPv4Network((ip, plen), strict=False):
+        if network(target, plen) == network(ip, plen):
             return ip
     return sw.ip4[0][0] if sw.ip4 else None
 
