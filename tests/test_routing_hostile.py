@@ -123,6 +123,21 @@ def test_ttl_one_flood_gets_a_bounded_number_of_icmp_errors(rig: Rig) -> None:
     assert rig.errors()["drop"] == before + 1
 
 
+def test_icmp_error_to_a_long_packet_quotes_its_header_and_8_bytes(rig: Rig) -> None:
+    sw_mac, sw = rig.sw_if.mac, rig.sw
+    sw.ip_route(packet.ip4("10.50.0.0"), 16, packet.ip4("10.1.0.2"))
+    sw.ip_neighbor(rig.sw_if.name, packet.ip4("10.1.0.2"), "02:00:00:00:00:01", static=True)
+    payload = bytes(range(256)) * 6  # 1536 bytes past the UDP header
+    ip = packet.ipv4(PEER_IP, packet.ip4("10.50.0.9"), packet.PROTO_UDP, payload, ttl=1)
+    got = rig.flood([packet.ethernet(sw_mac, mac(1), packet.ETH_P_IP, ip)])
+    assert len(got) == 1 and rig.errors()["ttl-expire-sent"] == 1
+    error = got[0][14:]
+    assert error[20] == 11  # time exceeded, from the switch's address to the sender
+    assert error[12:16] == SW_IP and error[16:20] == PEER_IP
+    assert int.from_bytes(error[2:4], "big") == 20 + 8 + 20 + 8
+    assert error[28:] == ip[:28]  # the header and 8 bytes, no more
+
+
 def test_routing_commands_answer_bad_input_in_one_line(rig: Rig) -> None:
     ctx = Context(rig.sw)
     name = rig.sw_if.name

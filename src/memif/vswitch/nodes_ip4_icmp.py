@@ -19,7 +19,7 @@ from .. import packet
 from . import decode
 from .graph import DROP
 from .nodes_ip4_arp import TokenBucket, source_address
-from .nodes_ip4_fwd import ICMP_NET_UNREACHABLE, ICMP_TIME_EXCEEDED, l3_offset
+from .nodes_ip4_fwd import HEADER, ICMP_NET_UNREACHABLE, ICMP_TIME_EXCEEDED, l3_offset
 from .nodes_l2 import SwitchNode
 from .pool import INDEX
 from .tables import SwInterface
@@ -27,6 +27,7 @@ from .tables import SwInterface
 ICMP_RATE = 100.0  # errors per second
 ICMP_BURST = 50
 ERROR_TYPES = frozenset({3, 4, 5, 11, 12})  # ICMP messages that are errors themselves
+QUOTE = HEADER + 8  # the most an error quotes: the longest header and 8 bytes past it
 ETH = packet.ETH_HLEN
 #: meta.icmp (type << 8 | code) -> what ip4-icmp-error's trace calls it
 ICMP_NAMES = {
@@ -78,14 +79,15 @@ class Ip4IcmpError(SwitchNode):
         self.drop(np.array(limited, INDEX), "rate-limited")
 
     def _addressee(self, i: int) -> tuple[SwInterface, bytes, bytes] | None:
-        """Buffer ``i``'s receiving interface, IPv4 packet and the address its error
-        comes from; None when it must not be answered (RFC 1812 4.3.2.7, no address)."""
+        """Buffer ``i``'s receiving interface, IPv4 packet (its first :data:`QUOTE`
+        bytes: all an error quotes) and the address its error comes from; None when it
+        must not be answered (RFC 1812 4.3.2.7, no address)."""
         pool = self.rt.pool
         sw = self.tables.interfaces.get(int(self.meta.rx_if[i]))
         if sw is None:
             return None
         off = 0 if sw.ip_mode else ETH
-        ip = pool.data[i, off : int(pool.length[i])].tobytes()
+        ip = pool.data[i, off : min(int(pool.length[i]), off + QUOTE)].tobytes()
         group = not sw.ip_mode and bool(pool.data[i, 0] & 1)
         src = source_address(sw, ip[12:16])
         if src is None or not may_answer(ip, group):
