@@ -15,6 +15,8 @@ all (a token bucket of :data:`ARP_BURST`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .. import packet
@@ -24,6 +26,9 @@ from .nodes_ip4_fwd import l3_offset
 from .nodes_l2 import SwitchNode
 from .pool import INDEX
 from .tables import SwInterface
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
 
 ARP_THROTTLE = 1.0  # seconds between requests for one address
 ARP_RATE = 100.0  # requests per second, over all addresses
@@ -78,8 +83,8 @@ class Ip4Arp(SwitchNode):
     next_nodes = ("l2-output", DROP)
     OUTPUT = 0
 
-    def __init__(self, rt: object) -> None:
-        super().__init__(rt)  # type: ignore[arg-type]
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__(rt)
         self.bucket = TokenBucket(ARP_RATE, ARP_BURST)
         self.last: dict[tuple[int, bytes], float] = {}  # (interface, address) -> last request
 

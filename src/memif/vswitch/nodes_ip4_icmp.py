@@ -12,6 +12,7 @@ that is not a unicast host; at most :data:`ICMP_RATE` per second
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from .nodes_ip4_fwd import HEADER, ICMP_NET_UNREACHABLE, ICMP_TIME_EXCEEDED, l3_
 from .nodes_l2 import SwitchNode
 from .pool import INDEX
 from .tables import SwInterface
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
 
 ICMP_RATE = 100.0  # errors per second
 ICMP_BURST = 50
@@ -63,8 +67,8 @@ class Ip4IcmpError(SwitchNode):
     next_nodes = ("l2-output", DROP)
     OUTPUT = 0
 
-    def __init__(self, rt: object) -> None:
-        super().__init__(rt)  # type: ignore[arg-type]
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__(rt)
         self.bucket = TokenBucket(ICMP_RATE, ICMP_BURST)
 
     def process(self, idx: np.ndarray) -> None:
