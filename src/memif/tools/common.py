@@ -280,7 +280,7 @@ class LiveLine:
         self.close()
 
     def _show(self, text: str, force: bool) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if not self.enabled or (not force and now - self._last < self.interval):
             return
         self._last = now
