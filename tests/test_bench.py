@@ -91,3 +91,13 @@ def test_testpmd_pairs_json(testpmd_binary: str) -> None:
     assert ref["ratio"] == 1.0
     for obj in lines[1:]:
         assert obj["ratio"] == pytest.approx(obj["mpps"] / ref["mpps"], rel=1e-3)
+
+
+@pytest.mark.parametrize("ring", ["1000", "32768", "1"])
+def test_bad_ring_size_is_one_line(ring: str) -> None:
+    proc = subprocess.run(
+        memif_argv("bench", "--ring-size", ring),
+        capture_output=True, text=True, timeout=60, env=ENV, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"--ring-size {ring} must be a power of two 2..16384" in proc.stderr

@@ -8,6 +8,8 @@ import re
 import select
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from helpers import memif_popen as memif_cmd
 from helpers import memifctl
 
 from memif import testing
+from memif.tools.common import child_env, package_root
 from memif.tools.demo import cli as demo
 
 pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
@@ -303,3 +306,14 @@ def test_checker_copes_with_other_segmentation() -> None:
         gen.rx_bank = demo.FrameBank(demo.SIZES, 1024, demo.CLIENT_MAC, demo.SERVER_MAC)
         exchange(gen, demo.Echo(server), 500)
         assert gen.c.mismatches == 0 and gen.c.rx_packets == gen.c.tx_packets
+
+
+def test_a_child_imports_this_very_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """child_env puts the directory holding ``memif`` first on PYTHONPATH (not ``memif``
+    itself), so a child started from anywhere imports this tree's package."""
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    out = subprocess.run(
+        [sys.executable, "-c", "import memif; print(memif.__file__)"],
+        env=child_env(), cwd="/", capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert out.strip() == os.path.join(package_root(), "memif", "__init__.py")

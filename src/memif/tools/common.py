@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import ipaddress
 import json
+import os
 import signal
 import sys
 import time
@@ -280,7 +281,7 @@ class LiveLine:
         self.close()
 
     def _show(self, text: str, force: bool) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if not self.enabled or (not force and now - self._last < self.interval):
             return
         self._last = now
@@ -319,6 +320,20 @@ def reconnect_wanted(args: argparse.Namespace) -> bool:
     if args.reconnect is not None:
         return bool(args.reconnect)
     return not getattr(args, "count", None)
+
+
+def package_root() -> str:
+    """The directory the ``memif`` package is imported from (``src`` in a checkout)."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a child process: it must import this very package, however this
+    process found it (:func:`package_root` first on ``PYTHONPATH``)."""
+    env = dict(os.environ)
+    paths = [package_root(), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
 
 
 def print_json(obj: Any) -> None:

@@ -76,6 +76,7 @@ from .common import (
     add_testpmd_json_args,
     add_window_args,
     check_frames,
+    check_ring_size,
     choice_list,
     int_list,
     set_rates,
@@ -355,8 +356,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _options(args: argparse.Namespace) -> Options:
     ring = args.ring_size
-    if ring < 2 or ring & (ring - 1) or ring > 1 << wire.MAX_LOG2_RING_SIZE:
-        raise ValueError(f"--ring-size {ring} must be a power of two from 2 to 16384")
+    check_ring_size(ring, 2, 1 << wire.MAX_LOG2_RING_SIZE)
     check_frames(args.frames, MIN_FRAME, BUFFER_SIZE)
     for b in args.bursts:
         if not 1 <= b <= ring:

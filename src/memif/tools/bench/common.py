@@ -104,6 +104,12 @@ def check_frames(frames: Sequence[int], low: int, high: int) -> None:
             raise ValueError(f"frame size {f} must be {low}..{high} (one buffer)")
 
 
+def check_ring_size(ring: int, low: int, high: int) -> None:
+    """ValueError unless ``--ring-size`` is a power of two ``low..high``."""
+    if not low <= ring <= high or ring & (ring - 1):
+        raise ValueError(f"--ring-size {ring} must be a power of two {low}..{high}")
+
+
 def two_cpus(cpus: Sequence[int] | None, roles: str) -> tuple[int, int]:
     """``--cpus`` (default: the first two this process may use), checked: two different
     allowed CPUs, for ``roles`` (``"sender and receiver"``), else ValueError."""

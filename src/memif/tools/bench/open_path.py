@@ -100,7 +100,7 @@ def measure_open(
 ) -> dict[str, Any]:
     """One window of the open path: testpmd txonly -> the switch (``path``) -> testpmd rxonly."""
     from ..testpmd import MemifPort, Testpmd
-    from .switch import BUFFER_SIZE, _while_switching, segments, switch_session, wait_links, window
+    from .switch import BUFFER_SIZE, segments, switch_session, wait_links, while_switching, window
 
     if not isinstance(frame, int):
         raise ValueError(f"{path}: the open path sends one frame size, not {frame}")
@@ -144,13 +144,13 @@ def measure_open(
             **common,
         )  # fmt: skip
         for start in (sink, generator):  # a client connects once, at startup: answer it
-            testpmds.append(_while_switching(sw, start))
+            testpmds.append(while_switching(sw, start))
         yield_cpu(testpmds[1].pid, GENERATOR_NICE)
         wait_links(sw, ifaces)
         os.sched_setaffinity(0, {opts.switch_cpu})
         log(f"linked; {path} path, vector size {opts.vector_size}, warming up {opts.warmup:g} s")
         for tp in testpmds:
-            _while_switching(sw, tp.start)
+            while_switching(sw, tp.start)
         out = ifaces[1].counters
         errors = sw.graph.by_name[f"{ifaces[1].name}-output"].error_counts
 
@@ -164,5 +164,5 @@ def measure_open(
         busy = figures["busy"] * figures["seconds"]
         figures["busy_mpps"] = figures["packets"] / busy / 1e6 if busy else None
         for tp in reversed(testpmds):  # testpmd may crash if its peer leaves mid-forwarding
-            _while_switching(sw, tp.stop)
+            while_switching(sw, tp.stop)
         return figures

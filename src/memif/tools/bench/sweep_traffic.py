@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from ..common import child_env
 from .worker import SEQ_END, SEQ_OFFSET, build_frame, wait_connected
 
 TS_OFFSET = SEQ_END
@@ -276,11 +277,7 @@ class Traffic:
         argv = [*(launch or (sys.executable,)), "-m", __name__, part, "--socket", path,
                 "--role", role, "--frame", str(frame), "--cpu", str(cpu),
                 "--control", remote_control or control]  # fmt: skip
-        env = None
-        if not launch:  # this very memif package, however this process found it
-            top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-                x for x in (top, os.environ.get("PYTHONPATH")) if x)}  # fmt: skip
+        env = None if launch else child_env()  # this very memif package
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env)
 
     def failed(self) -> bool:

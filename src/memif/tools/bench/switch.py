@@ -241,7 +241,7 @@ class Result:
 _T = TypeVar("_T")
 
 
-def _while_switching(sw: Any, fn: Callable[[], _T], timeout: float = 60.0) -> _T:
+def while_switching(sw: Any, fn: Callable[[], _T], timeout: float = 60.0) -> _T:
     """Call ``fn`` in a thread while this thread keeps the switch running; return its value.
 
     testpmd commands block, and a memif peer needs the switch to answer its handshake (or to
@@ -501,7 +501,7 @@ def switch_session(opts: Options) -> Iterator[tuple[Any, list[Any]]]:
             os.sched_setaffinity(0, allowed)
         try:
             for tp in testpmds:
-                _while_switching(sw, tp.close)
+                while_switching(sw, tp.close)
         finally:
             sw.close()
             shutil.rmtree(runtime, ignore_errors=True)
@@ -551,13 +551,13 @@ def measure_switch(
             sw.set_rx_mode(sw_if.name, opts.rx_mode)
         if not testpmds:  # a testpmd client connects once, at startup: answer it meanwhile
             testpmds.append(
-                _while_switching(sw, lambda: Testpmd(ports, **_driver_args(frame, opts)))
+                while_switching(sw, lambda: Testpmd(ports, **_driver_args(frame, opts)))
             )
         driver = testpmds[0]
         assert driver.forwarding_lcores == [opts.loop_cpu]
         wait_links(sw, ifaces)
         for port in (0, 1):
-            _while_switching(sw, functools.partial(driver.wait_link_up, port, _WAIT))
+            while_switching(sw, functools.partial(driver.wait_link_up, port, _WAIT))
         zc = [p.zero_copy for p in sw.memif_ports()]
         if zc != [config.switch_zero_copy] * 2:
             raise RuntimeError(f"switch ports zero-copy {zc}, wanted {config.switch_zero_copy}")
@@ -569,7 +569,7 @@ def measure_switch(
             f"priming bursts per port: {steps}, "
             f"warming up {opts.warmup:g} s"
         )
-        primed = prime_loop(driver, frame, opts, functools.partial(_while_switching, sw))
+        primed = prime_loop(driver, frame, opts, functools.partial(while_switching, sw))
         counters = [i.counters for i in ifaces]
         out = window(
             sw,
@@ -579,7 +579,7 @@ def measure_switch(
         )
         out["prime"] = primed
         # testpmd may crash if its peer leaves while it forwards: stop it first
-        _while_switching(sw, driver.stop)
+        while_switching(sw, driver.stop)
         return out
 
 

@@ -19,6 +19,7 @@ from .common import (
     add_cpus_arg,
     add_testpmd_json_args,
     add_window_args,
+    check_ring_size,
     choice_list,
     set_ratio,
     testpmd_binary,
@@ -183,10 +184,7 @@ def _options(args: argparse.Namespace) -> Options:
         raise ValueError("--profile must be >= 0")
     if not 1 <= args.vector_size <= 1 << 16:
         raise ValueError(f"--vector-size {args.vector_size} must be 1..{1 << 16}")
-    if not (MIN_RING <= args.ring_size <= MAX_RING and args.ring_size & (args.ring_size - 1) == 0):
-        raise ValueError(
-            f"--ring-size {args.ring_size} must be a power of two {MIN_RING}..{MAX_RING}"
-        )
+    check_ring_size(args.ring_size, MIN_RING, MAX_RING)
     switch_cpu, loop_cpu = two_cpus(args.cpus, "the switch and the loop")
     testpmd = testpmd_binary(args.testpmd)
     return Options(

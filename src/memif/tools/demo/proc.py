@@ -10,26 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
 from typing import Any
+
+from ..common import child_env
 
 __all__ = ["Child", "DemoError", "child_env", "memif_argv"]
 
 
 class DemoError(Exception):
     """The demo could not run (a process did not start, or left); the text is one line."""
-
-
-def child_env() -> dict[str, str]:
-    """The environment of a child process: it must import this very package."""
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    paths = [root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    return env
 
 
 def memif_argv(*args: str) -> list[str]:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import sys
 import time
 from typing import Any
 
-from ..common import StopRequest
+from ..common import StopRequest, package_root
 from ..testpmd import INSTALL_HINT, TestpmdError, find_testpmd
 from .peers import Interrupted, PythonPeers, TestpmdPeers
 from .proc import DemoError, ignore_signals
@@ -192,8 +191,7 @@ def _command(script: str, module: str) -> str:
     """How to run one of the package's commands here: its script, or this interpreter."""
     if shutil.which(script):
         return script
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return f"PYTHONPATH={root} {sys.executable} -m {module}"
+    return f"PYTHONPATH={package_root()} {sys.executable} -m {module}"
 
 
 def _print_kept(kept: dict[str, Any]) -> None:
