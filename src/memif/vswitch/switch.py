@@ -558,6 +558,8 @@ class Switch:
     ) -> None:
         """``set ip neighbor [del] <interface> <a.b.c.d> <mac> [static]``."""
         sw = self.interface(name)
+        if sw.ip_mode:
+            raise SwitchError(f"{name} is a mode ip interface: it has no neighbours (no MACs)")
         if delete:
             if not self.neighbors.delete(sw.sw_if_index, ip):
                 raise SwitchError(f"no neighbor {format_ip(ip)} on {name}")
