@@ -35,6 +35,35 @@ def _fails(ctx: Context, line: str) -> str:
     return reply.output
 
 
+def test_ip_route_add_past_a_full_fib_is_one_line_and_keeps_the_fib(ctx: Context) -> None:
+    rt = ctx.switch.runtime
+    rt.ip4_fib.max_routes = len(rt.ip4_fib) + 2
+    for n in range(2):
+        assert execute(ctx, f"ip route add 10.9.{n}.0/24 via 10.1.0.2").ok
+    before = (rt.ip4_fib.routes(), len(rt.adjacencies))
+    out = _fails(ctx, "ip route add 10.9.2.0/24 via 10.1.0.3")
+    assert out == f"10.9.2.0/24: the FIB holds its maximum of {rt.ip4_fib.max_routes} routes"
+    assert (rt.ip4_fib.routes(), len(rt.adjacencies)) == before  # no adjacency left behind
+    assert execute(ctx, "ip route add 10.9.0.0/24 via loop0").ok  # replacing one still works
+    assert execute(ctx, "ip route del 10.9.1.0/24").ok
+    assert execute(ctx, "ip route add 10.9.2.0/24 via 10.1.0.3").ok  # room again
+
+
+def test_set_ip_neighbor_past_a_full_table_is_one_line(ctx: Context) -> None:
+    neighbors = ctx.switch.neighbors
+    neighbors.limit = 3
+    for n in range(3):
+        assert execute(ctx, f"set ip neighbor loop0 10.1.0.{10 + n} 02:00:00:00:00:0{n}").ok
+    assert _fails(ctx, "set ip neighbor loop0 10.1.0.99 02:00:00:00:00:99 static") == (
+        "the neighbour table is full (3 entries)"
+    )
+    loop0 = ctx.switch.interface("loop0").sw_if_index
+    assert len(neighbors) == 3 and (loop0, bytes([10, 1, 0, 99])) not in neighbors.entries
+    assert execute(ctx, "set ip neighbor loop0 10.1.0.10 02:00:00:00:00:aa static").ok  # replace
+    assert execute(ctx, "set ip neighbor del loop0 10.1.0.11").ok
+    assert execute(ctx, "set ip neighbor loop0 10.1.0.99 02:00:00:00:00:99").ok  # room again
+
+
 def test_set_ip_neighbor_on_a_mode_ip_interface_is_refused_by_the_switch(ctx: Context) -> None:
     line = "memif1/0 is a mode ip interface: it has no neighbours (no MACs)"
     assert _fails(ctx, "set ip neighbor memif1/0 10.1.0.2 02:00:00:00:00:02") == line
