@@ -70,3 +70,19 @@ def test_set_ip_neighbor_on_a_mode_ip_interface_is_refused_by_the_switch(ctx: Co
     with pytest.raises(SwitchError, match="mode ip interface"):  # the switch's API, not the CLI's
         ctx.switch.ip_neighbor("memif1/0", bytes([10, 1, 0, 2]), "02:00:00:00:00:02")
     assert len(ctx.switch.neighbors) == 0
+
+
+def test_a_loopback_over_its_mtu_drops_under_the_described_error(ctx: Context) -> None:
+    """loop0-output checks the MTU as every interface output does, and ``show errors``
+    describes the drop (the loopback's errors carry the output's own)."""
+    sw = ctx.switch
+    assert execute(ctx, "set interface state loop0 up").ok
+    assert execute(ctx, "set interface mtu 64 loop0").ok
+    idx = sw.pool.alloc(2)
+    sw.pool.length[idx] = [78, 79]  # the 64-byte MTU plus the Ethernet header; one over
+    node = sw.graph.nodes[sw.interface("loop0").port.output_node]
+    node.process(idx)
+    assert node.error_counts["mtu-exceeded"] == 1
+    errors = execute(ctx, "show errors").data
+    row = next(e for e in errors if e["node"] == "loop0-output")
+    assert row["reason"] == "frame longer than the interface's MTU (set interface mtu)"
