@@ -86,3 +86,28 @@ def test_a_loopback_over_its_mtu_drops_under_the_described_error(ctx: Context) -
     errors = execute(ctx, "show errors").data
     row = next(e for e in errors if e["node"] == "loop0-output")
     assert row["reason"] == "frame longer than the interface's MTU (set interface mtu)"
+
+
+def test_l2fib_add_refused_by_a_learn_limit_keeps_the_entry_it_had(ctx: Context) -> None:
+    """``l2fib add`` (learned) of a MAC the domain has elsewhere, onto an interface at
+    its learn limit: one line, and the MAC stays where it was (learned or static)."""
+    for line in (
+        "create loopback interface",
+        "set interface l2 bridge loop1 1",
+        "create loopback interface",
+        "set interface l2 bridge loop2 1",
+        "set interface l2 learn-limit loop2 1",
+        "l2fib add 02:00:00:00:00:01 1 loop1",
+        "l2fib add 02:00:00:00:00:02 1 loop1 static",
+        "l2fib add 02:00:00:00:00:09 1 loop2",  # loop2's one learned MAC
+    ):
+        assert execute(ctx, line).ok, line
+    fib, loop1 = ctx.switch.fib, ctx.switch.interface("loop1").sw_if_index
+    for mac in ("02:00:00:00:00:01", "02:00:00:00:00:02"):
+        out = _fails(ctx, f"l2fib add {mac} 1 loop2")
+        assert out == f"{mac} refused: loop2's or bridge domain 1's learn limit"
+        key = (1 << 48) | int(mac.replace(":", ""), 16)
+        assert fib.known_at(key, loop1), mac
+    assert [e.static for _, _, e in sorted(fib.items())] == [False, True, False]
+    assert execute(ctx, "l2fib add 02:00:00:00:00:02 1 loop1").ok  # static -> learned, kept
+    assert [e.static for _, _, e in sorted(fib.items())] == [False, False, False]
