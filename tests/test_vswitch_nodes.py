@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from memif.vswitch import Switch
-from memif.vswitch.graph import SMALL_VECTOR, Graph, GraphError, Node
+from memif.vswitch.graph import DROP, SMALL_VECTOR, Graph, GraphError, Node
 from memif.vswitch.l2fib import L2Fib, fib_key, reference_learn, reference_learn_limited
 from memif.vswitch.nodes_l2 import (
     FLOOD,
@@ -737,3 +737,37 @@ def test_a_new_device_class_is_a_port_like_any_other(tmp_path):
         assert a.closed and c.closed and len(sw.ports) == 0
     finally:
         sw.close()
+
+
+class SmallDropper(Node):
+    """Drops every packet on the plain path for small vectors (route_small)."""
+
+    name = "small-dropper"
+    errors = {"nope": "dropped on the plain path"}
+    next_nodes = (DROP,)
+
+    def process(self, idx: np.ndarray) -> None:
+        self.route_small(idx)
+
+    def next_of(self, i: int) -> int:
+        return self.dropped("nope")
+
+
+def test_plain_path_drops_record_a_reason_for_traced_buffers_only():
+    """While tracing, a drop on the plain path records its reason for error-drop's trace
+    line only for a traced buffer, as Node.drop does: none is left behind for the others."""
+    pool = PacketPool(16, 64)
+    graph = Graph(pool)
+    node = SmallDropper()
+    graph.add(node)
+    graph.build()
+    graph.trace_add("small-dropper", 1)
+    idx = pool.alloc(3)
+    graph.trace_start("small-dropper", idx)  # the first one traced
+    graph.enqueue(node.id, idx)
+    graph.run()
+    assert node.error_counts["nope"] == 3
+    assert graph.trace_errors == {}  # error-drop took the traced one's, no other was kept
+    [lines] = graph.traces.values()
+    assert lines[-1].endswith("small-dropper: nope (dropped on the plain path)")
+    pool.close()

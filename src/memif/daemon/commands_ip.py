@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import ipaddress
 
-from ..config import format_mac
+from ..config import format_mac, parse_mac
 from ..packet import ip4_str
 from .commands import Context, Reply, command
-from .parse import Args, CliError
+from .parse import Args
 
 
 def _via(ctx: Context, args: Args) -> tuple[bytes | None, str | None]:
@@ -68,8 +68,6 @@ def _set_ip_neighbor(ctx: Context, args: Args) -> Reply:
         mac = args.mac()
     static = args.try_keyword(["static"]) is not None
     args.end([] if static else ["static"])
-    if sw.ip_mode:
-        raise CliError(f"{sw.name} is a mode ip interface: it has no neighbours (no MACs)")
     ctx.switch.ip_neighbor(sw.name, ip, mac, static=static, delete=delete)
-    mac_s = format_mac(bytes.fromhex(mac.replace(":", ""))) if mac else None
+    mac_s = format_mac(parse_mac(mac)) if mac else None
     return Reply(data={"interface": sw.name, "ip": ip4_str(ip), "mac": mac_s, "static": static})

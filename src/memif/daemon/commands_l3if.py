@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..config import parse_mac
 from ..vswitch.loopback_port import MAX_INSTANCE, LoopbackPort
 from .commands import Context, Reply, command
-from .parse import Args, CliError, integer
+from .parse import Args, integer
 from .show import interface_data
 
 
@@ -37,7 +37,5 @@ def _delete_loopback(ctx: Context, args: Args) -> str:
     args.keyword(["intfc"])
     sw = ctx.interface(args)
     args.end()
-    if not isinstance(sw.port, LoopbackPort):
-        raise CliError(f"{sw.name} is not a loopback interface")
     ctx.switch.delete_interface(sw.name, LoopbackPort.kind)
     return ""

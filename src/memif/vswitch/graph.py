@@ -108,7 +108,7 @@ class Node:
             for i in idx.tolist():
                 graph.drop_reason = None
                 nexts.append(self.next_of(i))
-                if graph.drop_reason is not None:
+                if graph.drop_reason is not None and graph.trace_id[i]:  # as trace_drop
                     graph.trace_errors[i] = graph.drop_reason
             if nexts:
                 graph.route(idx, nexts)

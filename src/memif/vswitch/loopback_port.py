@@ -83,13 +83,14 @@ class LoopbackPort:
     def transmit(self, node: InterfaceOutput, idx: np.ndarray) -> None:
         """Send back in: received on this interface, through ethernet-input (a BVI's
         frames go on into its bridge domain)."""
-        sw, rt = self.sw, self.rt
-        sw.counters.tx_packets += len(idx)
-        sw.counters.tx_bytes += int(rt.pool.length[idx].sum())
+        sw, rt, c = self.sw, self.rt, self.sw.counters
+        nbytes = int(rt.pool.length[idx].sum())
+        c.tx_packets += len(idx)
+        c.tx_bytes += nbytes
         rt.meta.rx_if[idx] = sw.sw_if_index
         if not sw.bvi:  # a plain loopback receives what it sent
-            sw.counters.rx_packets += len(idx)
-            sw.counters.rx_bytes += int(rt.pool.length[idx].sum())
+            c.rx_packets += len(idx)
+            c.rx_bytes += nbytes
         node.graph.enqueue(node.next[LoopbackOutput.ETHERNET], idx)
 
     def rx_queues(self) -> Sequence[RxQueue]:
@@ -124,6 +125,7 @@ class LoopbackOutput(InterfaceOutput):
     next_nodes = (*InterfaceOutput.next_nodes, "ethernet-input", "arp-input", "ip4-input")
     ETHERNET, ARP, IP4 = range(len(InterfaceOutput.next_nodes), len(next_nodes))
     errors = {
+        **InterfaceOutput.errors,
         "bvi-l3-mac-mismatch": "BVI L3 MAC mismatch",
         "bvi-ethertype": "BVI packet with unhandled ethertype",
         "not-bvi": "frame from the bridge domain to a loopback that is not its BVI",

@@ -428,11 +428,16 @@ class Switch:
             raise SwitchError(f"the L2 FIB is full ({self.fib.limit} entries)")
         if static:
             self.fib.add_static(bd_id, value, sw.sw_if_index, self.now)
-        else:
+            return
+        old = self.fib.entries.get(key)
+        if old is not None and old.static:  # learning never moves a static entry
             self.fib.remove(bd_id, value)
-            self.fib.learn(np.array([key], np.uint64), np.array([sw.sw_if_index]), self.now)
-            if key not in self.fib.entries:
-                raise SwitchError(f"{mac} refused: {name}'s or bridge domain {bd_id}'s learn limit")
+        self.fib.learn(np.array([key], np.uint64), np.array([sw.sw_if_index]), self.now)
+        if not self.fib.known_at(key, sw.sw_if_index):  # refused: the entry stays as it was
+            if old is not None and old.static:
+                self.fib.add_static(bd_id, value, old.sw_if_index, old.last_seen)
+            raise SwitchError(f"{mac} refused: {name}'s or bridge domain {bd_id}'s learn limit")
+        self.fib.touch_one(key, self.now)  # added anew: its age starts again
 
     def l2fib_del(self, mac: str, bd_id: int) -> None:
         """``l2fib del <mac> <bd>``."""
@@ -558,6 +563,8 @@ class Switch:
     ) -> None:
         """``set ip neighbor [del] <interface> <a.b.c.d> <mac> [static]``."""
         sw = self.interface(name)
+        if sw.ip_mode:
+            raise SwitchError(f"{name} is a mode ip interface: it has no neighbours (no MACs)")
         if delete:
             if not self.neighbors.delete(sw.sw_if_index, ip):
                 raise SwitchError(f"no neighbor {format_ip(ip)} on {name}")
